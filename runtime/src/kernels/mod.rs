@@ -1,0 +1,2 @@
+//! Compute kernels behind one interface per family, with a generic Rust reference and
+//! per-architecture variants selected at run time.

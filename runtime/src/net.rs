@@ -1,0 +1,307 @@
+//! The public entry point: load a model once, then run it any number of times without
+//! allocating.
+
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::model::weights::{Source, WeightReader};
+use crate::ops::{self, Ctx, Op, Storage};
+use crate::plan::{self, Plan, MAX_IO};
+use crate::pool::Pool;
+use crate::tensor::{Shape, Tensor, TensorMut};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Load-time choices.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Worker threads (0 or 1: run on the calling thread).
+    pub threads: usize,
+    /// Shapes of input blobs, by name; required where the Input layer declares none.
+    pub input_shapes: Vec<(String, Shape)>,
+    /// Keep every intermediate blob readable after `run` (costs memory; for host tools).
+    pub keep_all_blobs: bool,
+}
+
+/// 64-byte aligned arena granule.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([f32; plan::ALIGN_FLOATS]);
+
+pub struct Net {
+    graph: Graph,
+    ops: Vec<Box<dyn Op>>,
+    plan: Plan,
+    arena: Vec<Line>,
+    scratch: Vec<Line>,
+    pool: Pool,
+    input_ids: Vec<usize>,
+    output_ids: Vec<usize>,
+    keep_all: bool,
+}
+
+impl std::fmt::Debug for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Net({} layers, arena {} floats)",
+            self.graph.layers.len(),
+            self.plan.arena_len
+        )
+    }
+}
+
+impl Net {
+    /// Loads `param` (`.param` or `.param.bin`) with weights from `bin` (memory-mapped).
+    pub fn load(param: impl AsRef<Path>, bin: impl AsRef<Path>, opts: &Options) -> Result<Net> {
+        let (param, bin) = (param.as_ref(), bin.as_ref());
+        let p = crate::model::read_param(param)?;
+        let src = Arc::new(Source::map(bin)?);
+        let weights = WeightReader::new(src, bin.display().to_string());
+        Net::build(p, weights, &param.display().to_string(), opts)
+    }
+
+    /// Loads `param` with all-zero weights, as benchncnn does.
+    pub fn load_zero_weights(param: impl AsRef<Path>, opts: &Options) -> Result<Net> {
+        let p = crate::model::read_param(param.as_ref())?;
+        Net::build(
+            p,
+            WeightReader::zeros(),
+            &param.as_ref().display().to_string(),
+            opts,
+        )
+    }
+
+    /// Loads from memory: param bytes (text or binary) and weight bytes.
+    pub fn from_memory(param: &[u8], bin: &[u8], opts: &Options) -> Result<Net> {
+        let p = crate::model::parse_param(param, "<param>")?;
+        let weights = WeightReader::new(Arc::new(Source::from_bytes(bin)), "<bin>");
+        Net::build(p, weights, "<param>", opts)
+    }
+
+    /// Builds ops from a parsed param file and a weight reader, then plans memory.
+    pub fn build(
+        p: crate::model::param::ParamFile,
+        mut weights: WeightReader,
+        param_name: &str,
+        opts: &Options,
+    ) -> Result<Net> {
+        let graph = Graph::new(p, param_name)?;
+        let mut ops = Vec::with_capacity(graph.layers.len());
+        for l in &graph.layers {
+            weights.set_layer(&l.name);
+            let op = ops::build(&l.kind, &l.params, &mut weights).map_err(|e| match e {
+                Error::Layer { msg, .. } => Error::Layer {
+                    layer: l.name.clone(),
+                    kind: l.kind.clone(),
+                    msg,
+                },
+                other => other,
+            })?;
+            ops.push(op);
+        }
+        weights.finish()?;
+        let plan = plan::plan(
+            &graph,
+            &ops,
+            &plan::PlanOptions {
+                input_shapes: &opts.input_shapes,
+                keep_all: opts.keep_all_blobs,
+            },
+        )?;
+        let pool = Pool::new(opts.threads)?;
+        let lines = |floats: usize| {
+            vec![Line([0.0; plan::ALIGN_FLOATS]); floats.div_ceil(plan::ALIGN_FLOATS)]
+        };
+        let arena = lines(plan.arena_len);
+        let scratch = lines(plan.scratch_len * pool.threads());
+        let input_ids = (0..graph.blobs.len())
+            .filter(|&b| graph.layers[graph.blobs[b].producer].kind == "Input")
+            .collect();
+        let output_ids = (0..graph.blobs.len())
+            .filter(|&b| graph.blobs[b].consumers.is_empty())
+            .collect();
+        Ok(Net {
+            graph,
+            ops,
+            plan,
+            arena,
+            scratch,
+            pool,
+            input_ids,
+            output_ids,
+            keep_all: opts.keep_all_blobs,
+        })
+    }
+
+    /// Input blob names with their planned shapes.
+    pub fn inputs(&self) -> impl Iterator<Item = (&str, Shape)> {
+        self.input_ids
+            .iter()
+            .map(|&b| (self.graph.blobs[b].name.as_str(), self.plan.shapes[b]))
+    }
+
+    /// Output blob names (blobs no layer consumes) with their shapes.
+    pub fn outputs(&self) -> impl Iterator<Item = (&str, Shape)> {
+        self.output_ids
+            .iter()
+            .map(|&b| (self.graph.blobs[b].name.as_str(), self.plan.shapes[b]))
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn ops(&self) -> &[Box<dyn Op>] {
+        &self.ops
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Arena plus scratch memory in bytes (reported to users; ncnn#507).
+    pub fn memory_bytes(&self) -> usize {
+        (self.arena.len() + self.scratch.len()) * std::mem::size_of::<Line>()
+    }
+
+    fn find_blob(&self, name: &str) -> Result<usize> {
+        self.graph
+            .blobs
+            .iter()
+            .position(|b| b.name == name)
+            .ok_or_else(|| Error::Input {
+                msg: format!("no blob named `{name}` in this model"),
+            })
+    }
+
+    pub fn blob_shape(&self, name: &str) -> Result<Shape> {
+        Ok(self.plan.shapes[self.find_blob(name)?])
+    }
+
+    /// Copies `data` into input blob `name`; its length must match the planned shape.
+    pub fn set_input(&mut self, name: &str, data: &[f32]) -> Result<()> {
+        let t = self.input_mut(name)?;
+        if data.len() != t.data.len() {
+            return Err(Error::Input {
+                msg: format!(
+                    "input `{name}`: got {} values, the model expects {} ({})",
+                    data.len(),
+                    t.data.len(),
+                    t.shape
+                ),
+            });
+        }
+        t.data.copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Direct access to an input blob's memory, to fill it without a copy.
+    pub fn input_mut(&mut self, name: &str) -> Result<TensorMut<'_>> {
+        let b = self.find_blob(name)?;
+        if !self.input_ids.contains(&b) {
+            return Err(Error::Input {
+                msg: format!("`{name}` is not an input blob"),
+            });
+        }
+        let (off, len) = self.plan.place(b);
+        let shape = self.plan.shapes[b];
+        Ok(TensorMut {
+            shape,
+            data: &mut self.arena_floats_mut()[off..off + len],
+        })
+    }
+
+    /// Reads a blob after `run`: any output, or any blob when loaded with `keep_all_blobs`.
+    pub fn blob(&self, name: &str) -> Result<Tensor<'_>> {
+        let b = self.find_blob(name)?;
+        if !self.keep_all && !self.output_ids.contains(&b) && !self.input_ids.contains(&b) {
+            return Err(Error::Input {
+                msg: format!("blob `{name}` is intermediate and its memory is reused; load with keep_all_blobs to read it"),
+            });
+        }
+        let (off, len) = self.plan.place(b);
+        Ok(Tensor {
+            shape: self.plan.shapes[b],
+            data: &bytemuck::cast_slice(&self.arena)[off..off + len],
+        })
+    }
+
+    fn arena_floats_mut(&mut self) -> &mut [f32] {
+        bytemuck::cast_slice_mut(&mut self.arena)
+    }
+
+    /// Runs every layer once. Performs no heap allocation.
+    pub fn run(&mut self) -> Result<()> {
+        let base: *mut f32 = self.arena_floats_mut().as_mut_ptr();
+        let scratch: &mut [f32] = bytemuck::cast_slice_mut(&mut self.scratch);
+        let empty = Tensor {
+            shape: Shape::default(),
+            data: &[],
+        };
+        for step in &self.plan.steps {
+            let li = step.layer;
+            let op = &self.ops[li];
+            let (ins, outs) = (&self.graph.inputs[li], &self.graph.outputs[li]);
+            let mut ctx = Ctx {
+                pool: &self.pool,
+                scratch: &mut *scratch,
+            };
+            let place = |b: usize| self.plan.place(b);
+            // SAFETY (all slices below): the plan gives blobs that are alive at the same step
+            // disjoint arena ranges, except aliases, which are only ever read, and in-place
+            // outputs, which are accessed through one mutable slice only.
+            let result = match op.storage() {
+                Storage::Alias => Ok(()),
+                Storage::InPlace => {
+                    let (src, _) = place(ins[0]);
+                    let (dst, len) = place(outs[0]);
+                    let data = unsafe { std::slice::from_raw_parts_mut(base.add(dst), len) };
+                    if step.copy_first {
+                        let input = unsafe { std::slice::from_raw_parts(base.add(src), len) };
+                        data.copy_from_slice(input);
+                    }
+                    let mut x = TensorMut {
+                        shape: self.plan.shapes[outs[0]],
+                        data,
+                    };
+                    op.forward_inplace(&mut x, &mut ctx)
+                }
+                Storage::New => {
+                    let mut inputs = [empty; MAX_IO];
+                    for (slot, &b) in inputs.iter_mut().zip(ins) {
+                        let (off, len) = place(b);
+                        *slot = Tensor {
+                            shape: self.plan.shapes[b],
+                            data: unsafe { std::slice::from_raw_parts(base.add(off), len) },
+                        };
+                    }
+                    let mut outputs: [TensorMut; MAX_IO] = std::array::from_fn(|_| TensorMut {
+                        shape: Shape::default(),
+                        data: &mut [],
+                    });
+                    for (slot, &b) in outputs.iter_mut().zip(outs) {
+                        let (off, len) = place(b);
+                        *slot = TensorMut {
+                            shape: self.plan.shapes[b],
+                            data: unsafe { std::slice::from_raw_parts_mut(base.add(off), len) },
+                        };
+                    }
+                    op.forward(&inputs[..ins.len()], &mut outputs[..outs.len()], &mut ctx)
+                }
+            };
+            result.map_err(|e| {
+                let l = &self.graph.layers[li];
+                Error::Layer {
+                    layer: l.name.clone(),
+                    kind: l.kind.clone(),
+                    msg: e.0,
+                }
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Layers. Each op lives in its own file with a plain reference implementation; optimised
+//! paths call into `crate::kernels` and are tested against the reference.
+
+use crate::error::{invalid, LayerResult, Result};
+use crate::model::paramdict::ParamDict;
+use crate::model::weights::WeightReader;
+use crate::pool::Pool;
+use crate::tensor::{Shape, Tensor, TensorMut};
+
+pub mod activation;
+pub mod input;
+pub mod relu;
+pub mod split;
+
+/// How an op's outputs relate to its inputs in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// Outputs get their own memory; `forward` reads inputs and writes outputs.
+    New,
+    /// One input, one output of the same size, computed over the input (`forward_inplace`).
+    /// The planner copies first when the input is still needed elsewhere.
+    InPlace,
+    /// Every output is the first input's memory, reinterpreted (Split, Flatten, Reshape, Noop):
+    /// nothing runs.
+    Alias,
+}
+
+/// What an op may use while running: the thread pool and its scratch memory (sized at load
+/// from `Op::scratch_len`, `threads` equal slices, one per worker).
+pub struct Ctx<'a> {
+    pub pool: &'a Pool,
+    pub scratch: &'a mut [f32],
+}
+
+/// A layer, built once at load. All allocation happens in `build` and at plan time;
+/// `forward` must not allocate.
+pub trait Op: Send + Sync + std::fmt::Debug {
+    /// Output shapes for the given input shapes; called at load (shape inference).
+    fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>>;
+
+    fn storage(&self) -> Storage {
+        Storage::New
+    }
+
+    /// Scratch floats needed by one worker for these shapes.
+    fn scratch_len(&self, _inputs: &[Shape], _outputs: &[Shape]) -> usize {
+        0
+    }
+
+    /// `Storage::New` ops: compute `outputs` from `inputs`.
+    fn forward(
+        &self,
+        _inputs: &[Tensor],
+        _outputs: &mut [TensorMut],
+        _ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        Err(invalid("this op has no out-of-place forward"))
+    }
+
+    /// `Storage::InPlace` ops: transform `x` in place.
+    fn forward_inplace(&self, _x: &mut TensorMut, _ctx: &mut Ctx) -> LayerResult<()> {
+        Err(invalid("this op has no in-place forward"))
+    }
+}
+
+/// Builds the op for a layer type from its params, reading its weights in ncnn's order.
+/// An unknown type is an error naming the type.
+pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn Op>> {
+    let _ = &w;
+    Ok(match kind {
+        "Input" => Box::new(input::Input::new(pd)?),
+        "Split" => Box::new(split::Split),
+        "ReLU" => Box::new(relu::ReLU::new(pd)?),
+        _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
+    })
+}
+
+/// Checks the number of inputs an op received at shape inference.
+pub fn expect_inputs(inputs: &[Shape], n: usize) -> LayerResult<()> {
+    if inputs.len() != n {
+        return Err(invalid(format!(
+            "expects {n} input blob(s), got {}",
+            inputs.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! Shape inference and the memory plan: every blob gets a place in one arena, sized at load
+//! from blob lifetimes. Aliasing ops share their input's memory; in-place ops reuse it when
+//! nothing reads it later; otherwise the planner inserts a copy.
+
+use crate::error::{invalid, Error, LayerResult, Result};
+use crate::graph::Graph;
+use crate::ops::{Op, Storage};
+use crate::tensor::Shape;
+
+/// Arena placement granule in floats (64 bytes): every blob starts cache-line aligned.
+pub const ALIGN_FLOATS: usize = 16;
+/// Most inputs or outputs one layer may have (the runner keeps them in fixed arrays).
+pub const MAX_IO: usize = 64;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Buffer {
+    pub offset: usize,
+    pub len: usize,
+    first: usize,
+    last: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Step {
+    pub layer: usize,
+    /// In-place op whose input must survive: copy input buffer -> output buffer first.
+    pub copy_first: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub shapes: Vec<Shape>,
+    pub buffer_of: Vec<usize>,
+    pub buffers: Vec<Buffer>,
+    pub steps: Vec<Step>,
+    /// Arena size in floats.
+    pub arena_len: usize,
+    /// Scratch floats per worker.
+    pub scratch_len: usize,
+}
+
+impl Plan {
+    /// Arena offset and length (floats) of a blob.
+    pub fn place(&self, blob: usize) -> (usize, usize) {
+        (
+            self.buffers[self.buffer_of[blob]].offset,
+            self.shapes[blob].len(),
+        )
+    }
+}
+
+pub struct PlanOptions<'a> {
+    pub input_shapes: &'a [(String, Shape)],
+    /// Keep every blob readable after `run` (host tools); otherwise memory is reused.
+    pub keep_all: bool,
+}
+
+fn layer_err(g: &Graph, li: usize, e: impl std::fmt::Display) -> Error {
+    let l = &g.layers[li];
+    Error::Layer {
+        layer: l.name.clone(),
+        kind: l.kind.clone(),
+        msg: e.to_string(),
+    }
+}
+
+pub fn infer_shapes(
+    g: &Graph,
+    ops: &[Box<dyn Op>],
+    input_shapes: &[(String, Shape)],
+) -> Result<Vec<Shape>> {
+    for (name, _) in input_shapes {
+        match g.blob_id(name) {
+            Some(b) if g.layers[g.blobs[b].producer].kind == "Input" => {}
+            _ => {
+                return Err(Error::Input {
+                    msg: format!("`{name}` is not an input blob of this model"),
+                })
+            }
+        }
+    }
+    let mut shapes = vec![Shape::default(); g.blobs.len()];
+    for &li in &g.order {
+        let outs = &g.outputs[li];
+        let given = outs
+            .first()
+            .and_then(|&b| input_shapes.iter().find(|(n, _)| *n == g.blobs[b].name));
+        let result: LayerResult<Vec<Shape>> = match given {
+            Some((_, s)) if g.layers[li].kind == "Input" => Ok(vec![*s]),
+            _ => {
+                let ins: Vec<Shape> = g.inputs[li].iter().map(|&b| shapes[b]).collect();
+                ops[li].output_shapes(&ins)
+            }
+        };
+        let mut got = result.map_err(|e| layer_err(g, li, e))?;
+        if got.len() == 1 && outs.len() > 1 && ops[li].storage() == Storage::Alias {
+            got = vec![got[0]; outs.len()];
+        }
+        if got.len() != outs.len() {
+            return Err(layer_err(
+                g,
+                li,
+                format!(
+                    "produces {} blobs but the param file lists {}",
+                    got.len(),
+                    outs.len()
+                ),
+            ));
+        }
+        for (&b, s) in outs.iter().zip(got) {
+            Shape::checked(s.dims.max(1), s.w, s.h, s.d, s.c).map_err(|e| layer_err(g, li, e))?;
+            shapes[b] = s;
+        }
+    }
+    Ok(shapes)
+}
+
+pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> {
+    let shapes = infer_shapes(g, ops, opts.input_shapes)?;
+    let n = g.order.len();
+    let step_of: Vec<usize> = {
+        let mut s = vec![0; g.layers.len()];
+        for (i, &li) in g.order.iter().enumerate() {
+            s[li] = i;
+        }
+        s
+    };
+    // Last step reading each blob; graph outputs and kept blobs live to the end.
+    let last_read: Vec<usize> = g
+        .blobs
+        .iter()
+        .map(|b| {
+            if b.consumers.is_empty() || opts.keep_all {
+                n
+            } else {
+                b.consumers.iter().map(|&c| step_of[c]).max().unwrap_or(n)
+            }
+        })
+        .collect();
+
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut buffer_of = vec![usize::MAX; g.blobs.len()];
+    let mut pinned: Vec<bool> = Vec::new();
+    let mut steps = Vec::with_capacity(n);
+    let mut scratch_len = 0usize;
+    for (s, &li) in g.order.iter().enumerate() {
+        let (ins, outs) = (&g.inputs[li], &g.outputs[li]);
+        if ins.len() > MAX_IO || outs.len() > MAX_IO {
+            return Err(layer_err(
+                g,
+                li,
+                format!("more than {MAX_IO} inputs or outputs"),
+            ));
+        }
+        let is_input = g.layers[li].kind == "Input";
+        let new_buffer = |b: usize,
+                          len: usize,
+                          first: usize,
+                          buffers: &mut Vec<Buffer>,
+                          pinned: &mut Vec<bool>| {
+            buffers.push(Buffer {
+                offset: 0,
+                len,
+                first,
+                last: last_read[b],
+            });
+            pinned.push(is_input || opts.keep_all);
+            buffers.len() - 1
+        };
+        let mut copy_first = false;
+        match ops[li].storage() {
+            Storage::Alias => {
+                let src = buffer_of[ins[0]];
+                for &b in outs {
+                    if shapes[b].len() > buffers[src].len {
+                        return Err(layer_err(
+                            g,
+                            li,
+                            "output is larger than the input it aliases",
+                        ));
+                    }
+                    buffer_of[b] = src;
+                    buffers[src].last = buffers[src].last.max(last_read[b]);
+                }
+            }
+            Storage::InPlace => {
+                let (i, o) = (ins[0], outs[0]);
+                if ins.len() != 1 || outs.len() != 1 || shapes[i].len() != shapes[o].len() {
+                    return Err(layer_err(
+                        g,
+                        li,
+                        "an in-place layer needs one input and one output of equal size",
+                    ));
+                }
+                let src = buffer_of[i];
+                let read_later = buffers[src].last > s;
+                if pinned[src] || read_later {
+                    buffer_of[o] = new_buffer(o, shapes[o].len(), s, &mut buffers, &mut pinned);
+                    copy_first = true;
+                } else {
+                    buffer_of[o] = src;
+                    buffers[src].last = buffers[src].last.max(last_read[o]);
+                }
+            }
+            Storage::New => {
+                for &b in outs {
+                    let first = if is_input { 0 } else { s };
+                    buffer_of[b] = new_buffer(b, shapes[b].len(), first, &mut buffers, &mut pinned);
+                }
+            }
+        }
+        let in_shapes: Vec<Shape> = ins.iter().map(|&b| shapes[b]).collect();
+        let out_shapes: Vec<Shape> = outs.iter().map(|&b| shapes[b]).collect();
+        scratch_len = scratch_len.max(ops[li].scratch_len(&in_shapes, &out_shapes));
+        steps.push(Step {
+            layer: li,
+            copy_first,
+        });
+    }
+
+    let arena_len = assign_offsets(&mut buffers);
+    Ok(Plan {
+        shapes,
+        buffer_of,
+        buffers,
+        steps,
+        arena_len,
+        scratch_len: round_up(scratch_len),
+    })
+}
+
+fn round_up(n: usize) -> usize {
+    n.div_ceil(ALIGN_FLOATS) * ALIGN_FLOATS
+}
+
+/// Greedy placement, largest first, at the lowest offset free during the buffer's lifetime.
+/// Returns the arena size.
+fn assign_offsets(buffers: &mut [Buffer]) -> usize {
+    let mut by_size: Vec<usize> = (0..buffers.len()).collect();
+    by_size.sort_by_key(|&i| (std::cmp::Reverse(buffers[i].len), i));
+    let mut placed: Vec<usize> = Vec::with_capacity(buffers.len());
+    let mut total = 0;
+    for &i in &by_size {
+        let b = buffers[i];
+        let mut busy: Vec<(usize, usize)> = placed
+            .iter()
+            .map(|&j| buffers[j])
+            .filter(|o| o.first <= b.last && b.first <= o.last)
+            .map(|o| (o.offset, o.offset + round_up(o.len)))
+            .collect();
+        busy.sort_unstable();
+        let mut offset = 0;
+        for (start, end) in busy {
+            if offset + round_up(b.len) <= start {
+                break;
+            }
+            offset = offset.max(end);
+        }
+        buffers[i].offset = offset;
+        total = total.max(offset + round_up(b.len));
+        placed.push(i);
+    }
+    total
+}
+
+/// Checks used by tests: no two buffers alive at the same step overlap.
+pub fn check_no_overlap(p: &Plan) -> LayerResult<()> {
+    for (i, a) in p.buffers.iter().enumerate() {
+        for b in &p.buffers[i + 1..] {
+            let live = a.first <= b.last && b.first <= a.last;
+            let mem = a.offset < b.offset + b.len && b.offset < a.offset + a.len;
+            if live && mem {
+                return Err(invalid(format!("buffers overlap: {a:?} {b:?}")));
+            }
+        }
+    }
+    Ok(())
+}
