@@ -9,6 +9,8 @@ pub mod net;
 pub mod ops;
 pub mod plan;
 pub mod pool;
+pub mod rng;
+pub mod pool;
 pub mod tensor;
 
 pub use error::{Error, Result};
