@@ -10,7 +10,6 @@ pub mod ops;
 pub mod plan;
 pub mod pool;
 pub mod rng;
-pub mod pool;
 pub mod tensor;
 
 pub use error::{Error, Result};
