@@ -1,39 +1,217 @@
-//! The thread pool that runs one layer's tiles in parallel.
+//! The fixed thread pool that runs one layer's tiles in parallel.
 //!
-//! This first version runs every task on the calling thread; the fixed, pinned worker pool
-//! replaces its body behind the same interface.
+//! Workers are created once per `Net` and live until it is dropped. The calling thread takes
+//! part as worker 0. Between jobs a worker spins for a short while (the next layer usually
+//! arrives within microseconds) and then parks, so an idle pool costs no CPU. Dispatching a
+//! job allocates nothing: the job is a borrowed closure published through atomics.
 
 use crate::error::{Error, Result};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+/// How long an idle worker stays awake (spinning, then yielding) before parking.
+const SPIN: Duration = Duration::from_millis(2);
+/// Busy-wait rounds before a waiting thread starts yielding its core: with more threads
+/// than cores, pure spinning would hold the core that the awaited thread needs.
+const PURE_SPINS: u32 = 200;
+
+/// One step of waiting: spin briefly, then yield, and report whether the stay-awake window
+/// is over.
+fn wait_step(round: &mut u32, start: Instant) -> bool {
+    *round += 1;
+    if *round < PURE_SPINS {
+        std::hint::spin_loop();
+        false
+    } else {
+        std::thread::yield_now();
+        start.elapsed() >= SPIN
+    }
+}
+
+type Job = dyn Fn(usize, usize) + Sync;
+
+struct Shared {
+    /// Bumped once per job; workers run a job when they see a new value.
+    epoch: AtomicUsize,
+    /// The current job, valid while `run` has not returned (it waits for every worker).
+    job: UnsafeCell<Option<*const Job>>,
+    tasks: AtomicUsize,
+    next: AtomicUsize,
+    /// Workers (not counting the caller) that finished the current job.
+    finished: AtomicUsize,
+    panic: Mutex<Option<String>>,
+    panicked: AtomicBool,
+    shutdown: AtomicBool,
+}
+
+// SAFETY: `job` is written only by `run` before the epoch is published (Release) and read by
+// workers after they observe it (Acquire); `run` does not return while any worker may use it.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
 
 pub struct Pool {
-    threads: usize,
+    shared: Arc<Shared>,
+    workers: Vec<(JoinHandle<()>, Thread)>,
+    /// Serialises `run` calls from several threads on one pool.
+    busy: Mutex<()>,
 }
 
 impl Pool {
-    /// A pool with `threads` workers (at least 1).
+    /// A pool of `threads` workers (at least 1) with no CPU pinning.
     pub fn new(threads: usize) -> Result<Pool> {
+        Pool::with_cpus(threads, &[])
+    }
+
+    /// A pool whose extra worker `i` (1-based) is pinned to `cpus[i % cpus.len()]`;
+    /// an empty list pins nothing.
+    pub fn with_cpus(threads: usize, cpus: &[usize]) -> Result<Pool> {
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared {
+            epoch: AtomicUsize::new(0),
+            job: UnsafeCell::new(None),
+            tasks: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            panic: Mutex::new(None),
+            panicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+        });
+        let mut workers = Vec::with_capacity(threads - 1);
+        for w in 1..threads {
+            let s = Arc::clone(&shared);
+            let cpu = (!cpus.is_empty()).then(|| cpus[w % cpus.len()]);
+            let handle = std::thread::Builder::new()
+                .name(format!("eq-worker-{w}"))
+                .spawn(move || {
+                    if let Some(id) = cpu {
+                        core_affinity::set_for_current(core_affinity::CoreId { id });
+                    }
+                    worker_loop(&s, w)
+                })
+                .map_err(|e| Error::Io {
+                    path: "thread pool".into(),
+                    msg: format!("cannot start worker: {e}"),
+                })?;
+            let thread = handle.thread().clone();
+            workers.push((handle, thread));
+        }
         Ok(Pool {
-            threads: threads.max(1),
+            shared,
+            workers,
+            busy: Mutex::new(()),
         })
     }
 
     /// Number of workers; task closures receive a worker index below this.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.workers.len() + 1
     }
 
     /// Runs `f(task, worker)` for every task in `0..tasks` and returns when all are done.
-    /// Each worker index is used by at most one thread at a time, so per-worker scratch
-    /// indexed by it is never shared. A panicking task becomes an error.
+    /// Each worker index is used by one thread at a time, so per-worker scratch indexed by it
+    /// is never shared. A panicking task becomes an error and the pool stays usable.
     pub fn run(&self, tasks: usize, f: &(dyn Fn(usize, usize) + Sync)) -> Result<()> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            for t in 0..tasks {
-                f(t, 0);
+        if tasks == 0 {
+            return Ok(());
+        }
+        if self.workers.is_empty() || tasks == 1 {
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (0..tasks).for_each(|t| f(t, 0))
+            }))
+            .map_err(|p| Error::Panic {
+                msg: panic_message(&*p),
+            });
+        }
+        let _guard = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let s = &*self.shared;
+        // SAFETY: no worker reads `job` until the epoch below changes, and we wait for all of
+        // them to finish before returning, so the erased lifetime never outlives `f`.
+        unsafe {
+            let f: *const Job =
+                std::mem::transmute::<&(dyn Fn(usize, usize) + Sync), &'static Job>(f);
+            *s.job.get() = Some(f);
+        }
+        s.tasks.store(tasks, Ordering::Relaxed);
+        s.next.store(0, Ordering::Relaxed);
+        s.finished.store(0, Ordering::Relaxed);
+        s.epoch.fetch_add(1, Ordering::Release);
+        for (_, t) in &self.workers {
+            t.unpark();
+        }
+        run_tasks(s, 0);
+        let want = self.workers.len();
+        let (start, mut round) = (Instant::now(), 0);
+        while s.finished.load(Ordering::Acquire) != want {
+            wait_step(&mut round, start);
+        }
+        // SAFETY: every worker has finished with the job.
+        unsafe { *s.job.get() = None };
+        if s.panicked.swap(false, Ordering::AcqRel) {
+            let msg = s.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+            return Err(Error::Panic {
+                msg: msg.unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Claims tasks until none are left, recording a panic instead of unwinding further.
+fn run_tasks(s: &Shared, worker: usize) {
+    // SAFETY: called only between the epoch publication and `finished` reaching its target.
+    let f = unsafe { (*s.job.get()).expect("job published") };
+    let tasks = s.tasks.load(Ordering::Relaxed);
+    loop {
+        let t = s.next.fetch_add(1, Ordering::Relaxed);
+        if t >= tasks {
+            break;
+        }
+        // SAFETY: see `Shared`; the closure outlives this call.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (*f)(t, worker) }));
+        if let Err(p) = result {
+            let mut slot = s.panic.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some(panic_message(&*p));
             }
-        }))
-        .map_err(|p| Error::Panic {
-            msg: panic_message(&p),
-        })
+            s.panicked.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn worker_loop(s: &Shared, worker: usize) {
+    let mut seen = 0usize;
+    loop {
+        let (start, mut round) = (Instant::now(), 0);
+        loop {
+            if s.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            let e = s.epoch.load(Ordering::Acquire);
+            if e != seen {
+                seen = e;
+                break;
+            }
+            if wait_step(&mut round, start) {
+                // A stale unpark token only causes one extra loop iteration.
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+        }
+        run_tasks(s, worker);
+        s.finished.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        for (h, t) in self.workers.drain(..) {
+            t.unpark();
+            let _ = h.join();
+        }
     }
 }
 
@@ -84,5 +262,71 @@ impl<'a, T> SharedMut<'a, T> {
             "SharedMut range out of bounds"
         );
         std::slice::from_raw_parts_mut(self.ptr.add(start), len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn every_task_runs_once_with_valid_worker_ids() {
+        for threads in 1..=4 {
+            let pool = Pool::new(threads).unwrap();
+            for tasks in [0, 1, 2, 3, 7, 64, 1000] {
+                let hits: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+                let bad_worker = AtomicBool::new(false);
+                pool.run(tasks, &|t, w| {
+                    hits[t].fetch_add(1, Ordering::Relaxed);
+                    if w >= threads {
+                        bad_worker.store(true, Ordering::Relaxed);
+                    }
+                })
+                .unwrap();
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                assert!(!bad_worker.load(Ordering::Relaxed));
+            }
+        }
+    }
+
+    #[test]
+    fn thousands_of_consecutive_jobs() {
+        let pool = Pool::new(3).unwrap();
+        let sum = AtomicU64::new(0);
+        for _ in 0..5000 {
+            pool.run(8, &|t, _| {
+                sum.fetch_add(t as u64, Ordering::Relaxed);
+            })
+            .unwrap();
+        }
+        assert_eq!(sum.load(Ordering::Relaxed), 5000 * 28);
+    }
+
+    #[test]
+    fn a_panicking_task_is_an_error_and_the_pool_survives() {
+        let pool = Pool::new(2).unwrap();
+        let e = pool
+            .run(16, &|t, _| assert!(t != 5, "task five failed"))
+            .unwrap_err();
+        assert!(e.to_string().contains("task five failed"), "{e}");
+        let n = AtomicUsize::new(0);
+        pool.run(16, &|_, _| {
+            n.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+        assert_eq!(n.load(Ordering::Relaxed), 16);
+    }
+
+    #[test]
+    fn workers_resume_after_parking() {
+        let pool = Pool::new(2).unwrap();
+        std::thread::sleep(SPIN * 3);
+        let n = AtomicUsize::new(0);
+        pool.run(4, &|_, _| {
+            n.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+        assert_eq!(n.load(Ordering::Relaxed), 4);
     }
 }
