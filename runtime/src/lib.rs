@@ -9,6 +9,7 @@ pub mod net;
 pub mod ops;
 pub mod plan;
 pub mod pool;
+pub mod quant;
 pub mod rng;
 pub mod tensor;
 

@@ -156,7 +156,7 @@ pub fn parse_text(text: &str, file: &str) -> Result<ParamFile> {
                 .filter(|&v| v <= 4096)
                 .ok_or_else(|| err(line, format!("layer `{name}`: bad blob count `{c}`")))?;
         }
-        check_name(&kind, "type").map_err(|m| err(line, m))?;
+        check_name(kind, "type").map_err(|m| err(line, m))?;
         check_name(&name, "layer name").map_err(|m| err(line, m))?;
         let mut blobs = Vec::with_capacity(n[0] + n[1]);
         for j in 0..n[0] + n[1] {
