@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # Bump when the generated values or layout change, so cached files are rebuilt.
-WRITER_VERSION = 1
+WRITER_VERSION = 2
 
 FP16_TAG = 0x01306B47
 
@@ -114,6 +114,7 @@ class Blob:
     count: int
     role: str  # how `write_bin` chooses values
     groups: int = 1  # weight: output channels (fan-in = count/groups); scales: count
+    gain: float = 2.0  # weight: variance gain, std = sqrt(gain / fan_in)
 
 
 def _int8_scales(layer, weight_groups, depthwise):
@@ -218,8 +219,8 @@ def _values(rng, blob, last_weight):
     role = blob.role
     if role == "weight":
         fan_in = max(1, n // max(1, blob.groups))
-        # He init keeps ReLU activations O(1) through deep nets without BN.
-        return rng.standard_normal(n, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+        std = np.sqrt(blob.gain / fan_in)
+        return rng.standard_normal(n, dtype=np.float32) * np.float32(std)
     if role == "embed":
         return rng.standard_normal(n, dtype=np.float32)
     if role in ("bias", "bn_bias", "beta", "bn_mean"):
@@ -249,6 +250,51 @@ def _encode(values, blob, fp16):
     return payload + b"\0" * (-len(payload) % 4)
 
 
+# Layers whose output is non-negative when all their inputs are.
+_KEEPS_SIGN = {"Pooling", "Split", "Concat", "Flatten", "Reshape", "Permute", "Dropout",
+               "Crop", "Slice", "ShuffleChannel", "Interp", "Noop", "Eltwise"}
+_RESIDUAL_ADDS = {"Eltwise", "BinaryOp"}
+
+
+def weight_gains(layers):
+    """Variance gain of each weighted layer, so activations stay O(1).
+
+    He init (gain 2) compensates for a ReLU on the layer's *input*; a layer
+    fed by signed values (e.g. the linear bottleneck of mobilenet_v2) gets
+    gain 1, otherwise the variance would double at every such layer. Layers
+    that feed a residual add get a quarter of that, so the residual stream
+    grows slowly instead of doubling per block (resnet50 has 16 blocks).
+    """
+    non_negative = set()
+    residual_inputs = {b for l in layers if l.type in _RESIDUAL_ADDS for b in l.bottoms}
+    gains = {}
+    for layer in layers:
+        inputs_non_negative = bool(layer.bottoms) and all(b in non_negative for b in layer.bottoms)
+        out_non_negative = False
+        if any(b.tagged for b in load_plan(layer)):
+            gain = 2.0 if inputs_non_negative else 1.0
+            if any(t in residual_inputs for t in layer.tops):
+                gain *= 0.25
+            gains[layer.name] = gain
+            act = layer.get_int(9, 0)
+            act_params = layer.get(10, [])
+            out_non_negative = act in (1, 4) or (
+                act == 3 and isinstance(act_params, list) and act_params[:1] >= [0.0])
+        elif layer.type == "ReLU":
+            out_non_negative = float(layer.get(0, 0.0)) == 0.0
+        elif layer.type in ("Softmax", "Sigmoid"):
+            out_non_negative = True
+        elif layer.type in _KEEPS_SIGN:
+            out_non_negative = inputs_non_negative
+            if layer.type == "Eltwise":
+                coeffs = layer.get(1, [])
+                coeffs = coeffs if isinstance(coeffs, list) else [coeffs]
+                out_non_negative &= layer.get_int(0, 1) in (1, 2) and min(coeffs, default=1) >= 0
+        if out_non_negative:
+            non_negative.update(layer.tops)
+    return gains
+
+
 def write_bin(param_text, path, seed, fp16=False):
     """Write random weights for `param_text` to `path`.
 
@@ -261,10 +307,14 @@ def write_bin(param_text, path, seed, fp16=False):
     offset = 0
     short_len = None
     last_weight_payload = None
+    layers = parse_param(param_text)
+    gains = weight_gains(layers)
     with open(path, "wb") as f:
-        for layer in parse_param(param_text):
+        for layer in layers:
             last_weight = None
             for blob in load_plan(layer):
+                if blob.tagged:
+                    blob.gain = gains[layer.name]
                 values = _values(rng, blob, last_weight)
                 if blob.role == "weight":
                     if fp16:  # scales must fit the weights ncnn will actually see

@@ -95,13 +95,20 @@ class SmallLayers(unittest.TestCase):
             self.assertEqual(open(a, "rb").read(), open(b, "rb").read())
             self.assertNotEqual(open(a, "rb").read(), open(c, "rb").read())
 
-    def test_he_scale(self):
-        text = "7767517\n2 2\nInput i 0 1 in 0=1 1=1 2=512\nInnerProduct f 1 1 in out 0=256 2=131072\n"
+    def test_weight_scale(self):
+        # Signed input: gain 1; after a ReLU: He gain 2; feeding a residual add: a quarter.
+        text = ("7767517\n6 7\nInput i 0 1 in 0=1 1=1 2=512\n"
+                "InnerProduct a 1 1 in x 0=512 2=262144 9=1\n"
+                "InnerProduct b 1 1 x y 0=512 2=262144\n"
+                "Split s 1 2 y y0 y1\n"
+                "InnerProduct c 1 1 y0 z 0=512 2=262144\n"
+                "Eltwise e 2 1 y1 z out 0=1\n")
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "m.bin")
             ncnn_bin.write_bin(text, path, 3)
-            w = np.fromfile(path, dtype="<f4")[1:]
-        self.assertAlmostEqual(float(w.std()), np.sqrt(2.0 / 512), delta=0.002)
+            w = np.fromfile(path, dtype="<f4").reshape(3, -1)[:, 1:]
+        for std, gain in zip(w.std(axis=1), (1.0, 2.0, 0.25)):
+            self.assertAlmostEqual(float(std), np.sqrt(gain / 512), delta=0.001)
 
     def test_param_parser(self):
         text = ('7767517\n2 3\nInput in 0 1 data 0=227 1=227 2=3\n'
@@ -112,6 +119,24 @@ class SmallLayers(unittest.TestCase):
                          {0: [1.5, 2.0], 1: 1e-4, 2: -3, 3: [1, 2, 3], 4: "a b", 30: [3, 1, 1, 1]})
         self.assertEqual(layers[1].bottoms, ["data"])
         self.assertEqual(layers[1].tops, ["out"])
+
+
+class Detections(unittest.TestCase):
+    def test_matching(self):
+        import run
+
+        ref = np.array([[1, 0.9, 0, 0, 1, 1], [1, 0.9000001, 0.5, 0.5, 1, 1], [2, 0.3, 0, 0, 0.5, 0.5]],
+                       np.float32)
+        ours = np.concatenate([ref[[1, 0, 2]], np.full((3, 6), -1, np.float32)])
+        ours[2, 1] += 1e-6
+        self.assertAlmostEqual(run.detection_error(ours, ref), 1e-6, delta=2e-7)
+        self.assertEqual(run.detection_error(np.zeros((0, 6)), np.zeros((0,))), 0.0)
+        with self.assertRaises(run.Failure):
+            run.detection_error(ours[:2], ref)
+        bad = ref.copy()
+        bad[2, 0] = 3
+        with self.assertRaises(run.Failure):
+            run.detection_error(bad, ref)
 
 
 class RealModels(unittest.TestCase):
