@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""Differential test: our runtime (`eq infer`) against the real ncnn (PyPI).
+
+Usage: python3 tests/ncnn_diff/run.py [--ncnn-only] [--threads N] [MODEL ...]
+
+For every model it feeds the same seeded random input to ncnn and to
+`eq infer`, and compares every output blob plus a few intermediate ones
+(the inputs of the output layers, e.g. the logits before Softmax and the SSD
+mbox_* blobs). The error of a blob is max|ours - ncnn| / max|ncnn|; a model
+passes when every blob is within 1e-4. Benchmark params get deterministic
+random weights (see ncnn_bin.py), cached under target/ncnn_diff/.
+
+Environment:
+  EQ_BIN            path to the `eq` binary (default target/release/eq)
+  EQ_SHARED         the shared data directory (default <repo>/../shared)
+  EQ_DIFF_SKIP      comma-separated model names to skip (e.g. vgg16)
+  EQ_DIFF_OUTPUTS_ONLY=1  compare only the net outputs, no intermediates
+  CI=true           a missing shared file is a failure instead of a skip
+Exit status is non-zero if any model failed.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import ncnn_bin  # noqa: E402
+
+REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+TOLERANCE = 1e-4
+DETECTION_LAYERS = {"DetectionOutput", "YoloDetectionOutput", "Yolov3DetectionOutput"}
+
+
+@dataclass
+class Model:
+    name: str
+    param: str  # relative to the shared directory
+    bin: str = None  # relative to shared; None = generate random weights
+    shape: tuple = (3, 224, 224)  # input (c, h, w)
+    input_range: tuple = (-1.0, 1.0)
+    fp16_weights: bool = False  # only for generated weights
+    extra_blobs: list = field(default_factory=list)
+
+
+BENCH = "models/ncnn-benchmark"
+SSD_EXTRA = ["mbox_loc", "mbox_conf", "mbox_priorbox", "mbox_conf_flatten"]
+
+MODELS = [
+    Model("alexnet", f"{BENCH}/alexnet.param", shape=(3, 227, 227)),
+    Model("googlenet", f"{BENCH}/googlenet.param"),
+    Model("mobilenet", f"{BENCH}/mobilenet.param"),
+    Model("mobilenet_ssd", f"{BENCH}/mobilenet_ssd.param", shape=(3, 300, 300),
+          extra_blobs=SSD_EXTRA),
+    Model("mobilenet_v2", f"{BENCH}/mobilenet_v2.param"),
+    Model("resnet18", f"{BENCH}/resnet18.param"),
+    Model("resnet50", f"{BENCH}/resnet50.param"),
+    Model("squeezenet", f"{BENCH}/squeezenet.param", shape=(3, 227, 227)),
+    Model("squeezenet_ssd", f"{BENCH}/squeezenet_ssd.param", shape=(3, 300, 300),
+          extra_blobs=SSD_EXTRA),
+    # 553 MB of fp32 weights; fp16-tagged halves the file (ncnn widens at load).
+    Model("vgg16", f"{BENCH}/vgg16.param", fp16_weights=True),
+    # Real weights. Inputs in the range each model's preprocessing produces.
+    Model("squeezenet_v1.1", "data/models/squeezenet_v1.1/squeezenet_v1.1.param",
+          "data/models/squeezenet_v1.1/squeezenet_v1.1.fp32.bin", (3, 227, 227), (-128.0, 128.0)),
+    Model("squeezenet_v1.1_fp16", "data/models/squeezenet_v1.1/squeezenet_v1.1.param",
+          "data/models/squeezenet_v1.1/squeezenet_v1.1.fp16.bin", (3, 227, 227), (-128.0, 128.0)),
+    Model("mobilenet_v2_real", "data/models/mobilenet_v2/mobilenet_v2.param",
+          "data/models/mobilenet_v2/mobilenet_v2.fp32.bin", (3, 224, 224), (-2.0, 2.0)),
+    Model("mobilefacenet", "data/models/mobilefacenet/mobilefacenet.param",
+          "data/models/mobilefacenet/mobilefacenet.bin", (3, 112, 112), (0.0, 255.0)),
+]
+
+
+class Skip(Exception):
+    pass
+
+
+class Failure(Exception):
+    pass
+
+
+def shared_dir():
+    if os.environ.get("EQ_SHARED"):
+        return os.environ["EQ_SHARED"]
+    candidates = [os.path.join(REPO, "..", "shared"),
+                  os.path.join(REPO, "..", "..", "shared")]  # git worktrees under <x>/wt/
+    for path in candidates:
+        if os.path.isdir(path):
+            return os.path.normpath(path)
+    return os.path.normpath(candidates[0])
+
+
+def shared_file(shared, rel):
+    path = os.path.join(shared, rel)
+    if not os.path.exists(path):
+        if os.environ.get("CI") == "true":
+            raise Failure(f"missing {path}")
+        raise Skip(f"missing {path}")
+    return path
+
+
+# --------------------------------------------------------------------- ncnn
+
+
+def blobs_to_compare(layers, with_intermediates, extra):
+    """Net outputs first, then (optionally) the inputs of the output layers.
+
+    Returns (blobs, outputs, detection output blobs)."""
+    consumed = {b for l in layers for b in l.bottoms}
+    produced = {b for l in layers for b in l.tops}
+    inputs = {b for l in layers if l.type == "Input" for b in l.tops}
+    outputs = [b for l in layers for b in l.tops if b not in consumed]
+    detection = {b for l in layers if l.type in DETECTION_LAYERS for b in l.tops}
+    wanted = list(outputs)
+    if with_intermediates:
+        for layer in layers:
+            if any(t in outputs for t in layer.tops):
+                wanted += [b for b in layer.bottoms if b not in inputs]
+        wanted += [b for b in extra if b in produced]
+    return list(dict.fromkeys(wanted)), outputs, detection
+
+
+def run_ncnn(param, binary, inputs, blobs, outputs):
+    """Run ncnn in plain fp32 on one thread; returns {blob: ndarray}."""
+    import ncnn
+
+    net = ncnn_bin.make_net(num_threads=1)
+    if net.load_param(param) != 0:
+        raise Failure("ncnn load_param failed")
+    if sorted(net.output_names()) != sorted(outputs):
+        raise Failure(f"outputs {outputs} differ from ncnn's {net.output_names()}")
+    ret, consumed, size = ncnn_bin.load_counting(net, binary)
+    if ret != 0 or consumed != size:
+        raise Failure(f"ncnn load_model returned {ret}, read {consumed} of {size} bytes")
+    ex = net.create_extractor()
+    ex.set_light_mode(False)
+    keep = []  # ncnn.Mat(ndarray) borrows the array; keep both alive
+    for name, array in inputs.items():
+        mat = ncnn.Mat(array).clone()  # clone: some first layers work in place
+        keep.append((array, mat))
+        if ex.input(name, mat) != 0:
+            raise Failure(f"ncnn input {name} failed")
+    results = {}
+    for blob in blobs:
+        ret, mat = ex.extract(blob)
+        if ret != 0:
+            raise Failure(f"ncnn extract {blob} returned {ret}")
+        if mat.empty():  # e.g. DetectionOutput with no detections
+            results[blob] = np.zeros((0, 6), np.float32)
+        else:
+            results[blob] = np.array(mat, dtype=np.float32, copy=True)
+    return results
+
+
+# ---------------------------------------------------------------------- eq
+
+
+def eq_binary():
+    path = os.environ.get("EQ_BIN") or os.path.join(REPO, "target", "release", "eq")
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+def run_eq(eq, param, binary, inputs, blobs, workdir, threads):
+    cmd = [eq, "infer", "--param", param, "--bin", binary]
+    for i, (name, array) in enumerate(inputs.items()):
+        path = os.path.join(workdir, f"in{i}.npy")
+        np.save(path, array)
+        cmd += ["--in", f"{name}={path}"]
+    out_paths = {}
+    for i, blob in enumerate(blobs):
+        out_paths[blob] = os.path.join(workdir, f"out{i}.npy")
+        cmd += ["--out", f"{blob}={out_paths[blob]}"]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise Failure(f"eq infer exited {proc.returncode}: {' | '.join(tail)}")
+    results = {}
+    for blob, path in out_paths.items():
+        if not os.path.exists(path):
+            raise Failure(f"eq infer wrote no {path} for blob {blob}")
+        results[blob] = np.load(path)
+    return results
+
+
+# ----------------------------------------------------------------- compare
+
+
+def relative_error(ours, ref):
+    """max|ours - ref| / max|ref| (absolute when ref is all zero)."""
+    if ours.shape != ref.shape:
+        raise Failure(f"shape {ours.shape} != ncnn {ref.shape}")
+    if ref.size == 0:
+        return 0.0
+    ours = ours.astype(np.float64)
+    ref = ref.astype(np.float64)
+    if not np.all(np.isfinite(ours)):
+        return float("inf")
+    scale = np.abs(ref).max()
+    diff = np.abs(ours - ref).max()
+    return float(diff / scale) if scale > 0 else float(diff)
+
+
+def detection_rows(array):
+    """Rows (label, score, x0, y0, x1, y1) by descending score, without the
+    padding rows (label < 0) a fixed-size output may carry."""
+    rows = np.asarray(array, dtype=np.float64)
+    if rows.size == 0:
+        return np.zeros((0, 6))
+    if rows.ndim != 2 or rows.shape[1] != 6:
+        if rows.size % 6:
+            raise Failure(f"detection output of shape {rows.shape} is not rows of 6")
+        rows = rows.reshape(-1, 6)
+    rows = rows[rows[:, 0] >= 0]
+    return rows[np.argsort(-rows[:, 1], kind="stable")]
+
+
+def detection_error(ours, ref):
+    """Worst |difference| of score and box over matched detections.
+
+    Rows are matched, not compared in sorted order: random-weight SSDs give
+    scores a few 1e-6 apart, which rounding may reorder. Scores and
+    normalised coordinates are O(1), so the error is absolute.
+    """
+    ours, ref = detection_rows(ours), detection_rows(ref)
+    if len(ours) != len(ref):
+        raise Failure(f"{len(ours)} detections, ncnn has {len(ref)}")
+    unused = list(range(len(ours)))
+    worst = 0.0
+    for row in ref:
+        candidates = [i for i in unused if ours[i, 0] == row[0]]
+        diffs = [np.abs(ours[i, 1:] - row[1:]).max() for i in candidates]
+        if not diffs or min(diffs) > TOLERANCE:
+            raise Failure(f"no match for ncnn detection {np.round(row, 5).tolist()}")
+        best = int(np.argmin(diffs))
+        worst = max(worst, diffs[best])
+        unused.remove(candidates[best])
+    return float(worst)
+
+
+# --------------------------------------------------------------------- main
+
+
+def make_inputs(model, layers):
+    rng = np.random.Generator(np.random.PCG64(ncnn_bin.model_seed("input:" + model.name)))
+    lo, hi = model.input_range
+    names = [t for l in layers if l.type == "Input" for t in l.tops]
+    return {n: rng.uniform(lo, hi, model.shape).astype(np.float32) for n in names}
+
+
+def run_model(model, args, shared, cache_dir, eq):
+    param = shared_file(shared, model.param)
+    if model.bin:
+        binary = shared_file(shared, model.bin)
+    else:
+        binary, _ = ncnn_bin.cached_bin(param, model.name, cache_dir, model.fp16_weights)
+    layers = ncnn_bin.parse_param(open(param).read())
+    with_intermediates = os.environ.get("EQ_DIFF_OUTPUTS_ONLY") != "1"
+    blobs, outputs, detection = blobs_to_compare(layers, with_intermediates, model.extra_blobs)
+    inputs = make_inputs(model, layers)
+
+    t0 = time.time()
+    ref = run_ncnn(param, binary, inputs, blobs, outputs)
+    ncnn_time = time.time() - t0
+    if args.ncnn_only:
+        shapes = ", ".join(f"{b}{list(ref[b].shape)}" for b in blobs)
+        return None, None, f"ncnn only {ncnn_time:.2f}s; {shapes}"
+    if eq is None:
+        raise Failure("eq binary not found (cargo build --release -p eq-tools, or set EQ_BIN)")
+
+    workdir = tempfile.mkdtemp(prefix=f"{model.name}-", dir=cache_dir)
+    try:
+        t0 = time.time()
+        ours = run_eq(eq, param, binary, inputs, blobs, workdir, args.threads)
+        eq_time = time.time() - t0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    worst, worst_blob, bad = 0.0, blobs[0], []
+    for blob in blobs:
+        try:
+            if blob in detection:
+                err = detection_error(ours[blob], ref[blob])
+            else:
+                err = relative_error(ours[blob], ref[blob])
+        except Failure as e:
+            bad.append(f"{blob}: {e}")
+            continue
+        if not err <= TOLERANCE:
+            bad.append(f"{blob}: error {err:.3g}")
+        if not err <= worst:
+            worst, worst_blob = err, blob
+    if bad:
+        raise Failure(f"worst {worst:.2e} ({worst_blob}); " + "; ".join(bad))
+    return worst, worst_blob, f"ncnn {ncnn_time:.2f}s eq {eq_time:.2f}s"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("models", nargs="*", help="only these models (default: all)")
+    parser.add_argument("--ncnn-only", action="store_true",
+                        help="generate weights and run ncnn only (no comparison)")
+    parser.add_argument("--threads", type=int, default=0, help="pass --threads N to eq infer")
+    args = parser.parse_args()
+
+    try:
+        import ncnn
+    except ImportError:
+        print("the `ncnn` Python package is required (pip install ncnn)", file=sys.stderr)
+        return 2
+
+    names = {m.name for m in MODELS}
+    unknown = [n for n in args.models if n not in names]
+    if unknown:
+        print(f"unknown model(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}",
+              file=sys.stderr)
+        return 2
+    skip = {s.strip() for s in os.environ.get("EQ_DIFF_SKIP", "").split(",") if s.strip()}
+    shared = shared_dir()
+    cache_dir = os.path.join(REPO, "target", "ncnn_diff")
+    os.makedirs(cache_dir, exist_ok=True)
+    eq = eq_binary()
+    print(f"ncnn {ncnn.__version__}; eq: {eq or 'not found'}; shared: {shared}", flush=True)
+
+    passed = failed = 0
+    start = time.time()
+    for model in MODELS:
+        if args.models and model.name not in args.models:
+            continue
+        t0 = time.time()
+        if model.name in skip:
+            print(f"SKIP {model.name:22s} (EQ_DIFF_SKIP)", flush=True)
+            continue
+        try:
+            worst, blob, detail = run_model(model, args, shared, cache_dir, eq)
+        except Skip as e:
+            print(f"SKIP {model.name:22s} ({e})", flush=True)
+            continue
+        except Exception as e:  # any error in one model must not stop the others
+            failed += 1
+            kind = "" if isinstance(e, Failure) else f"{type(e).__name__}: "
+            print(f"FAIL {model.name:22s} {time.time() - t0:6.1f}s  {kind}{e}", flush=True)
+            continue
+        passed += 1
+        worst_text = "" if worst is None else f"worst {worst:.2e} ({blob})  "
+        print(f"PASS {model.name:22s} {time.time() - t0:6.1f}s  {worst_text}{detail}", flush=True)
+    print(f"total {time.time() - start:.1f}s")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
