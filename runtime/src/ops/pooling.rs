@@ -243,7 +243,18 @@ impl Pooling {
                     && y0 + kh <= gy.count.1
                     && x0 >= gx.count.0
                     && x0 + kw <= gx.count.1;
-                let result = if self.max {
+                let result = if self.max && inside {
+                    let mut m = src[(y0 * iw + x0) as usize];
+                    for y in y0..y0 + kh {
+                        let row = &src[(y * iw + x0) as usize..][..kw as usize];
+                        for &v in row {
+                            if m < v {
+                                m = v;
+                            }
+                        }
+                    }
+                    m
+                } else if self.max {
                     let mut m = value(y0, x0);
                     for y in y0..y0 + kh {
                         for x in x0..x0 + kw {
