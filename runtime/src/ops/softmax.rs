@@ -29,7 +29,9 @@ pub(crate) fn resolve_axis(axis: i32, dims: u8) -> LayerResult<usize> {
 
 /// (outer, axis length, inner) element counts of a blob split at `axis`.
 pub(crate) fn split_at_axis(s: &Shape, axis: usize) -> (usize, usize, usize) {
-    let d = s.numpy_dims();
+    // Like `Shape::numpy_dims`, without allocating (this runs inside `forward`).
+    let all = [s.c, s.d, s.h, s.w];
+    let d = &all[4 - s.dims as usize..];
     let outer = d[..axis].iter().product();
     let inner = d[axis + 1..].iter().product();
     (outer, d[axis], inner)
