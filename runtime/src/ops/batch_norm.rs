@@ -6,6 +6,7 @@
 //! The statistics index the outermost axis: elements of a 1-D blob, rows of a 2-D blob,
 //! channels of a 3-D / 4-D blob.
 
+use super::elementwise::for_each_groups;
 use super::{expect_inputs, Ctx, Op, Storage};
 use crate::error::{invalid, LayerResult, Result};
 use crate::model::paramdict::ParamDict;
@@ -76,13 +77,14 @@ impl Op for BatchNorm {
     fn storage(&self) -> Storage {
         Storage::InPlace
     }
-    fn forward_inplace(&self, x: &mut TensorMut, _ctx: &mut Ctx) -> LayerResult<()> {
+    fn forward_inplace(&self, x: &mut TensorMut, ctx: &mut Ctx) -> LayerResult<()> {
         let (_, size) = outer_groups(&x.shape);
-        for (q, group) in x.data.chunks_exact_mut(size).enumerate() {
-            let (b, a) = (self.b[q], self.a[q]);
-            group.iter_mut().for_each(|v| *v = b * *v + a);
-        }
-        Ok(())
+        for_each_groups(ctx.pool, x.data, size, &|first, part| {
+            for (i, group) in part.chunks_exact_mut(size).enumerate() {
+                let (b, a) = (self.b[first + i], self.a[first + i]);
+                group.iter_mut().for_each(|v| *v = b * *v + a);
+            }
+        })
     }
 }
 

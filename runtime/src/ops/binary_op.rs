@@ -11,6 +11,8 @@
 //! Like ncnn, the larger operand goes first and the operator is mirrored when they are swapped
 //! (this only matters for which NaN or signed zero `max` / `min` return).
 
+use super::elementwise::for_each_chunk;
+use super::elementwise::PARALLEL_MIN;
 use super::{expect_inputs, Ctx, Op, Storage};
 use crate::error::{invalid, LayerResult};
 use crate::model::paramdict::ParamDict;
@@ -108,9 +110,6 @@ pub struct BinaryOp {
     /// `Some(b)`: one input, combined with the scalar b in place.
     pub scalar: Option<f32>,
 }
-
-/// Rows below which splitting the work across threads costs more than it saves.
-const PARALLEL_MIN: usize = 1 << 14;
 
 impl BinaryOp {
     pub fn new(pd: &ParamDict) -> LayerResult<BinaryOp> {
@@ -230,13 +229,14 @@ impl Op for BinaryOp {
         }
     }
 
-    fn forward_inplace(&self, x: &mut TensorMut, _ctx: &mut Ctx) -> LayerResult<()> {
+    fn forward_inplace(&self, x: &mut TensorMut, ctx: &mut Ctx) -> LayerResult<()> {
         let b = self
             .scalar
             .ok_or_else(|| invalid("binary op without a scalar runs out of place"))?;
         let kind = self.kind;
-        x.data.iter_mut().for_each(|v| *v = kind.apply(*v, b));
-        Ok(())
+        for_each_chunk(ctx.pool, x.data, &|part| {
+            part.iter_mut().for_each(|v| *v = kind.apply(*v, b))
+        })
     }
 
     fn forward(

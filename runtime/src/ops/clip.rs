@@ -1,5 +1,6 @@
 //! Clip, in place: `0 = min` (default -FLT_MAX), `1 = max` (default FLT_MAX).
 
+use super::elementwise::for_each_chunk;
 use super::{expect_inputs, Ctx, Op, Storage};
 use crate::error::{invalid, LayerResult};
 use crate::model::paramdict::ParamDict;
@@ -30,17 +31,18 @@ impl Op for Clip {
     fn storage(&self) -> Storage {
         Storage::InPlace
     }
-    fn forward_inplace(&self, x: &mut TensorMut, _ctx: &mut Ctx) -> LayerResult<()> {
+    fn forward_inplace(&self, x: &mut TensorMut, ctx: &mut Ctx) -> LayerResult<()> {
         // Two comparisons in ncnn's order (lower bound first), so NaN passes through.
-        for v in x.data.iter_mut() {
-            if *v < self.min {
-                *v = self.min;
+        for_each_chunk(ctx.pool, x.data, &|part| {
+            for v in part.iter_mut() {
+                if *v < self.min {
+                    *v = self.min;
+                }
+                if *v > self.max {
+                    *v = self.max;
+                }
             }
-            if *v > self.max {
-                *v = self.max;
-            }
-        }
-        Ok(())
+        })
     }
 }
 

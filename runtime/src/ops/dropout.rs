@@ -1,6 +1,7 @@
 //! Dropout at inference: `0 = scale` (default 1). Scale 1 is the identity and aliases its
 //! input; any other scale multiplies in place.
 
+use super::elementwise::for_each_chunk;
 use super::{expect_inputs, Ctx, Op, Storage};
 use crate::error::LayerResult;
 use crate::model::paramdict::ParamDict;
@@ -31,9 +32,10 @@ impl Op for Dropout {
             Storage::InPlace
         }
     }
-    fn forward_inplace(&self, x: &mut TensorMut, _ctx: &mut Ctx) -> LayerResult<()> {
-        x.data.iter_mut().for_each(|v| *v *= self.scale);
-        Ok(())
+    fn forward_inplace(&self, x: &mut TensorMut, ctx: &mut Ctx) -> LayerResult<()> {
+        for_each_chunk(ctx.pool, x.data, &|part| {
+            part.iter_mut().for_each(|v| *v *= self.scale)
+        })
     }
 }
 

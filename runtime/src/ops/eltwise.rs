@@ -4,6 +4,7 @@
 //! means all 1). The order of operations follows ncnn: the first two inputs are combined, then
 //! each further input is folded into the result.
 
+use super::elementwise::PARALLEL_MIN;
 use super::{Ctx, Op};
 use crate::error::{invalid, LayerResult};
 use crate::model::paramdict::ParamDict;
@@ -23,9 +24,6 @@ pub struct Eltwise {
     /// Per-input factors for SUM; empty = plain sum.
     pub coeffs: Vec<f32>,
 }
-
-/// Elements below which splitting the work across threads costs more than it saves.
-const PARALLEL_MIN: usize = 1 << 14;
 
 impl Eltwise {
     pub fn new(pd: &ParamDict) -> LayerResult<Eltwise> {

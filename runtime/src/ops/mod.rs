@@ -13,6 +13,7 @@ pub mod binary_op;
 pub mod clip;
 pub mod concat;
 pub mod dropout;
+pub mod elementwise;
 pub mod eltwise;
 pub mod flatten;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! Params: `0 = num_slope`. Weights: slopes, raw, `num_slope` floats.
 
 use super::batch_norm::outer_groups;
+use super::elementwise::for_each_groups;
 use super::{expect_inputs, Ctx, Op, Storage};
 use crate::error::{invalid, LayerResult, Result};
 use crate::model::paramdict::ParamDict;
@@ -43,22 +44,23 @@ impl Op for PReLU {
     fn storage(&self) -> Storage {
         Storage::InPlace
     }
-    fn forward_inplace(&self, x: &mut TensorMut, _ctx: &mut Ctx) -> LayerResult<()> {
+    fn forward_inplace(&self, x: &mut TensorMut, ctx: &mut Ctx) -> LayerResult<()> {
         let (_, size) = outer_groups(&x.shape);
         let shared = self.slopes.len() == 1;
-        for (q, group) in x.data.chunks_exact_mut(size).enumerate() {
-            let slope = if shared {
-                self.slopes[0]
-            } else {
-                self.slopes[q]
-            };
-            group.iter_mut().for_each(|v| {
-                if *v < 0.0 {
-                    *v *= slope
-                }
-            });
-        }
-        Ok(())
+        for_each_groups(ctx.pool, x.data, size, &|first, part| {
+            for (i, group) in part.chunks_exact_mut(size).enumerate() {
+                let slope = if shared {
+                    self.slopes[0]
+                } else {
+                    self.slopes[first + i]
+                };
+                group.iter_mut().for_each(|v| {
+                    if *v < 0.0 {
+                        *v *= slope
+                    }
+                });
+            }
+        })
     }
 }
 
@@ -85,6 +87,20 @@ mod tests {
         assert_eq!(out[0].1, vec![-0.5, 2.0, -1.5, -0.4, 5.0, -0.6]);
         let out = run(&op(&[1.0, 2.0, 3.0]), &[(Shape::d1(3), vec![-1.0; 3])]).unwrap();
         assert_eq!(out[0].1, vec![-1.0, -2.0, -3.0]);
+    }
+
+    #[test]
+    fn split_across_workers_matches_one_worker() {
+        let slopes: Vec<f32> = (0..64).map(|i| i as f32 / 64.0).collect();
+        let s = Shape::d3(17, 19, 64);
+        let x = crate::rng::Rng::new(1).vec(s.len(), -1.0, 1.0);
+        let one = crate::ops::harness::run_threads(&op(&slopes), &[(s, x.clone())], 1).unwrap();
+        let three = crate::ops::harness::run_threads(&op(&slopes), &[(s, x.clone())], 3).unwrap();
+        assert_eq!(one, three);
+        for (i, (y, v)) in one[0].1.iter().zip(&x).enumerate() {
+            let slope = slopes[i / (17 * 19)];
+            assert_eq!(*y, if *v < 0.0 { v * slope } else { *v });
+        }
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! read from the weights); that form runs out of place.
 
 use super::batch_norm::outer_groups;
+use super::elementwise::for_each_groups;
 use super::{expect_inputs, Ctx, Op, Storage};
 use crate::error::{invalid, LayerResult, Result};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, WeightReader};
+use crate::pool::Pool;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 #[derive(Debug)]
@@ -54,18 +56,27 @@ impl Scale {
         })
     }
 
-    fn apply(data: &mut [f32], shape: &Shape, scale: &[f32], bias: Option<&[f32]>) {
+    fn apply(
+        pool: &Pool,
+        data: &mut [f32],
+        shape: &Shape,
+        scale: &[f32],
+        bias: Option<&[f32]>,
+    ) -> LayerResult<()> {
         let (_, size) = outer_groups(shape);
-        for (q, group) in data.chunks_exact_mut(size).enumerate() {
-            let s = scale[q];
-            match bias {
-                Some(b) => {
-                    let b = b[q];
-                    group.iter_mut().for_each(|v| *v = *v * s + b);
+        for_each_groups(pool, data, size, &|first, part| {
+            for (i, group) in part.chunks_exact_mut(size).enumerate() {
+                let q = first + i;
+                let s = scale[q];
+                match bias {
+                    Some(b) => {
+                        let b = b[q];
+                        group.iter_mut().for_each(|v| *v = *v * s + b);
+                    }
+                    None => group.iter_mut().for_each(|v| *v *= s),
                 }
-                None => group.iter_mut().for_each(|v| *v *= s),
             }
-        }
+        })
     }
 }
 
@@ -99,26 +110,24 @@ impl Op for Scale {
             None => Storage::New,
         }
     }
-    fn forward_inplace(&self, x: &mut TensorMut, _ctx: &mut Ctx) -> LayerResult<()> {
+    fn forward_inplace(&self, x: &mut TensorMut, ctx: &mut Ctx) -> LayerResult<()> {
         let scale = self
             .scale
             .as_deref()
             .ok_or_else(|| invalid("scale has two inputs"))?;
         let shape = x.shape;
-        Scale::apply(x.data, &shape, scale, self.bias.as_deref());
-        Ok(())
+        Scale::apply(ctx.pool, x.data, &shape, scale, self.bias.as_deref())
     }
     fn forward(
         &self,
         inputs: &[Tensor],
         outputs: &mut [TensorMut],
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> LayerResult<()> {
         let out = &mut outputs[0];
         out.data.copy_from_slice(inputs[0].data);
         let shape = out.shape;
-        Scale::apply(out.data, &shape, inputs[1].data, None);
-        Ok(())
+        Scale::apply(ctx.pool, out.data, &shape, inputs[1].data, None)
     }
 }
 
@@ -142,6 +151,22 @@ mod tests {
         };
         let out = run(&op, &[(Shape::d2(2, 2), vec![1.0, 2.0, 3.0, 4.0])]).unwrap();
         assert_eq!(out[0].1, vec![2.0, 4.0, 9.0, 12.0]);
+    }
+
+    #[test]
+    fn split_across_workers_matches_formula() {
+        let n = 40;
+        let op = Scale {
+            scale: Some(Floats::owned((0..n).map(|i| i as f32).collect())),
+            bias: Some(Floats::owned((0..n).map(|i| -(i as f32)).collect())),
+        };
+        let s = Shape::d3(31, 17, n);
+        let x = crate::rng::Rng::new(2).vec(s.len(), -1.0, 1.0);
+        let out = crate::ops::harness::run_threads(&op, &[(s, x.clone())], 3).unwrap();
+        for (i, (y, v)) in out[0].1.iter().zip(&x).enumerate() {
+            let q = (i / (31 * 17)) as f32;
+            assert_eq!(*y, v * q - q);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Sigmoid, in place: `1 / (1 + exp(-x))` (ncnn's plain layer has no input clamp, unlike the
 //! fused activation).
 
+use super::elementwise::for_each_chunk;
 use super::{expect_inputs, Ctx, Op, Storage};
 use crate::error::LayerResult;
 use crate::tensor::{Shape, TensorMut};
@@ -16,11 +17,10 @@ impl Op for Sigmoid {
     fn storage(&self) -> Storage {
         Storage::InPlace
     }
-    fn forward_inplace(&self, x: &mut TensorMut, _ctx: &mut Ctx) -> LayerResult<()> {
-        x.data
-            .iter_mut()
-            .for_each(|v| *v = 1.0 / (1.0 + (-*v).exp()));
-        Ok(())
+    fn forward_inplace(&self, x: &mut TensorMut, ctx: &mut Ctx) -> LayerResult<()> {
+        for_each_chunk(ctx.pool, x.data, &|part| {
+            part.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp()))
+        })
     }
 }
 

@@ -30,8 +30,13 @@ pub(crate) fn resolve_axis(axis: i32, dims: u8) -> LayerResult<usize> {
 /// (outer, axis length, inner) element counts of a blob split at `axis`.
 pub(crate) fn split_at_axis(s: &Shape, axis: usize) -> (usize, usize, usize) {
     // Like `Shape::numpy_dims`, without allocating (this runs inside `forward`).
-    let all = [s.c, s.d, s.h, s.w];
-    let d = &all[4 - s.dims as usize..];
+    let all = match s.dims {
+        1 => [s.w, 0, 0, 0],
+        2 => [s.h, s.w, 0, 0],
+        3 => [s.c, s.h, s.w, 0],
+        _ => [s.c, s.d, s.h, s.w],
+    };
+    let d = &all[..s.dims.clamp(1, 4) as usize];
     let outer = d[..axis].iter().product();
     let inner = d[axis + 1..].iter().product();
     (outer, d[axis], inner)
