@@ -173,7 +173,20 @@ fn check_model(path: &Path, mismatches: &mut Vec<String>) -> Outcome {
 #[test]
 fn every_model_blob_matches_its_shape_hint() {
     let mut files = params_in(BENCHMARK_DIR, false);
+    let benchmark_count = files.len();
     files.extend(params_in(DATA_DIR, true));
+    if in_ci() {
+        assert_eq!(
+            benchmark_count, 18,
+            "benchmark params missing from {BENCHMARK_DIR}"
+        );
+        for (model, _, _) in EXPECTED_OUTPUTS {
+            let p = Path::new(DATA_DIR)
+                .join(model)
+                .join(format!("{model}.param"));
+            assert!(p.exists(), "{} is missing", p.display());
+        }
+    }
     let mut mismatches = Vec::new();
     let (mut loaded, mut skipped) = (0, 0);
     for path in &files {
