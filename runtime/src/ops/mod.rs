@@ -8,8 +8,28 @@ use crate::pool::Pool;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 pub mod activation;
+pub mod batch_norm;
+pub mod binary_op;
+pub mod clip;
+pub mod concat;
+pub mod dropout;
+pub mod elementwise;
+pub mod eltwise;
+pub mod flatten;
+#[cfg(test)]
+pub mod harness;
 pub mod input;
+pub mod lrn;
+pub mod noop;
+pub mod normalize;
+pub mod permute;
+pub mod pooling;
+pub mod prelu;
 pub mod relu;
+pub mod reshape;
+pub mod scale;
+pub mod sigmoid;
+pub mod softmax;
 pub mod split;
 
 /// How an op's outputs relate to its inputs in memory.
@@ -71,6 +91,23 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Input" => Box::new(input::Input::new(pd)?),
         "Split" => Box::new(split::Split),
         "ReLU" => Box::new(relu::ReLU::new(pd)?),
+        "Pooling" => Box::new(pooling::Pooling::new(pd)?),
+        "PReLU" => Box::new(prelu::PReLU::new(pd, w)?),
+        "Sigmoid" => Box::new(sigmoid::Sigmoid),
+        "Clip" => Box::new(clip::Clip::new(pd)?),
+        "Softmax" => Box::new(softmax::Softmax::new(pd)?),
+        "Concat" => Box::new(concat::Concat::new(pd)?),
+        "Eltwise" => Box::new(eltwise::Eltwise::new(pd)?),
+        "BinaryOp" => Box::new(binary_op::BinaryOp::new(pd)?),
+        "BatchNorm" => Box::new(batch_norm::BatchNorm::new(pd, w)?),
+        "Scale" => Box::new(scale::Scale::new(pd, w)?),
+        "Dropout" => Box::new(dropout::Dropout::new(pd)?),
+        "Flatten" => Box::new(flatten::Flatten),
+        "Reshape" => Box::new(reshape::Reshape::new(pd)?),
+        "Permute" => Box::new(permute::Permute::new(pd)?),
+        "LRN" => Box::new(lrn::Lrn::new(pd)?),
+        "Noop" => Box::new(noop::Noop),
+        "Normalize" => Box::new(normalize::Normalize::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
