@@ -12,6 +12,7 @@ pub mod plan;
 pub mod pool;
 pub mod quant;
 pub mod rng;
+pub mod target;
 pub mod tensor;
 
 pub use error::{Error, Result};
