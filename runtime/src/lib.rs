@@ -1,6 +1,7 @@
 //! eq-runtime: loads ncnn models and runs them in FP32 (INT8 / INT7 to come) with no heap
 //! allocation during inference.
 
+pub mod bench;
 pub mod cpu;
 pub mod error;
 pub mod graph;
@@ -12,6 +13,7 @@ pub mod plan;
 pub mod pool;
 pub mod quant;
 pub mod rng;
+pub mod target;
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -20,6 +20,8 @@ pub struct Options {
     pub input_shapes: Vec<(String, Shape)>,
     /// Keep every intermediate blob readable after `run` (costs memory; for host tools).
     pub keep_all_blobs: bool,
+    /// CPUs to pin the pool's extra workers to (`Pool::with_cpus`); empty: no pinning.
+    pub cpus: Vec<usize>,
 }
 
 /// 64-byte aligned arena granule.
@@ -108,7 +110,7 @@ impl Net {
                 keep_all: opts.keep_all_blobs,
             },
         )?;
-        let pool = Pool::new(opts.threads)?;
+        let pool = Pool::with_cpus(opts.threads, &opts.cpus)?;
         let lines = |floats: usize| {
             vec![Line([0.0; plan::ALIGN_FLOATS]); floats.div_ceil(plan::ALIGN_FLOATS)]
         };

@@ -1,0 +1,723 @@
+//! The logic of the `eq-bench` binary (benchncnn-like timing of whole models), kept in the
+//! library so it is unit-tested: argument parsing, loading and timing a model, the result
+//! lines and the JSON report. Written without host-only crates so it runs on the board.
+
+use crate::model::param::ParamFile;
+use crate::net::{Net, Options};
+use crate::ops::input::Input;
+use crate::target::CpuSelection;
+use crate::tensor::Shape;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+pub const USAGE: &str = "\
+usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
+                --precision fp32,int8,int7 --threads 1,2 [--cluster big|little|all|cpus=0,1]
+                --loops N --warmup N [--cooldown S] [--json FILE]
+  --model      ncnn .param or .param.bin files
+  --bin        weights, one per model; without it weights are all zeros (as benchncnn)
+  --shape      input shape for models whose first Input layer declares none
+  --precision  default fp32
+  --threads    worker threads per run, default 1
+  --cluster    CPUs to pin to (main thread on the first); default: no pinning
+  --loops      timed runs, default 8      --warmup   untimed runs first, default 2
+  --cooldown   seconds to sleep before each model, default 0
+  --json       also write the results as a JSON list";
+
+/// The value every input element is set to before each run (as benchncnn).
+pub const FILL_VALUE: f32 = 0.01;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    Int8,
+    Int7,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+            Precision::Int7 => "int7",
+        }
+    }
+
+    /// Why this precision cannot be benchmarked yet, if it cannot. This is the one place to
+    /// change once the INT8 / INT7 runtime exists (then also `net_options`).
+    pub fn unavailable(self) -> Option<&'static str> {
+        match self {
+            Precision::Fp32 => None,
+            Precision::Int8 | Precision::Int7 => Some("int8 runtime not built yet"),
+        }
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Precision, String> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "int8" => Ok(Precision::Int8),
+            "int7" => Ok(Precision::Int7),
+            _ => Err(format!(
+                "unknown precision `{s}`: expected fp32, int8 or int7"
+            )),
+        }
+    }
+}
+
+/// Parsed command line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Args {
+    pub models: Vec<PathBuf>,
+    /// One per model, or empty for synthetic zero weights.
+    pub bins: Vec<PathBuf>,
+    pub shape: Option<Shape>,
+    pub precisions: Vec<Precision>,
+    pub threads: Vec<usize>,
+    /// `None`: no pinning.
+    pub cluster: Option<CpuSelection>,
+    pub loops: usize,
+    pub warmup: usize,
+    pub cooldown: Duration,
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Boxed: `Args` is large next to `Help`.
+    Run(Box<Args>),
+    Help,
+}
+
+fn number<T: FromStr>(flag: &str, s: &str) -> Result<T, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{flag}: `{s}` is not a valid number"))
+}
+
+/// A comma-separated list with no empty items.
+fn list<T>(
+    flag: &str,
+    s: &str,
+    item: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    s.split(',')
+        .map(|x| {
+            if x.trim().is_empty() {
+                Err(format!("{flag}: empty item in `{s}`"))
+            } else {
+                item(x.trim())
+            }
+        })
+        .collect()
+}
+
+/// Parses the arguments after the program name. `--flag value` and `--flag=value` both work.
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let mut models = None;
+    let mut bins = None;
+    let mut shape = None;
+    let mut precisions = None;
+    let mut threads = None;
+    let mut cluster = None;
+    let mut loops = None;
+    let mut warmup = None;
+    let mut cooldown = None;
+    let mut json = None;
+
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(Command::Help);
+        }
+        if !arg.starts_with("--") {
+            return Err(format!("unexpected argument `{arg}` (see --help)"));
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        const FLAGS: [&str; 10] = [
+            "--model",
+            "--bin",
+            "--shape",
+            "--precision",
+            "--threads",
+            "--cluster",
+            "--loops",
+            "--warmup",
+            "--cooldown",
+            "--json",
+        ];
+        if !FLAGS.contains(&flag.as_str()) {
+            return Err(format!("unknown flag `{flag}` (see --help)"));
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => match it.next() {
+                Some(v) if !v.starts_with("--") => v,
+                _ => return Err(format!("{flag} needs a value")),
+            },
+        };
+        if value.is_empty() {
+            return Err(format!("{flag} needs a value"));
+        }
+        let f = flag.as_str();
+        fn set<T>(slot: &mut Option<T>, flag: &str, v: T) -> Result<(), String> {
+            if slot.is_some() {
+                return Err(format!("{flag} is given twice"));
+            }
+            *slot = Some(v);
+            Ok(())
+        }
+        let paths = |s: &str| list(f, s, |p| Ok(PathBuf::from(p)));
+        match f {
+            "--model" => set(&mut models, f, paths(&value)?)?,
+            "--bin" => set(&mut bins, f, paths(&value)?)?,
+            "--shape" => {
+                let dims: Vec<usize> = list(f, &value, |x| number(f, x))?;
+                let [w, h, c] = dims[..] else {
+                    return Err(format!("--shape: expected W,H,C, got `{value}`"));
+                };
+                let s =
+                    Shape::checked(3, w, h, 1, c).map_err(|e| format!("--shape `{value}`: {e}"))?;
+                set(&mut shape, f, s)?
+            }
+            "--precision" => set(&mut precisions, f, list(f, &value, |x| x.parse())?)?,
+            "--threads" => {
+                let t: Vec<usize> = list(f, &value, |x| {
+                    let n: usize = number(f, x)?;
+                    if n == 0 || n > 256 {
+                        return Err(format!("--threads: {n} is out of range (1 to 256)"));
+                    }
+                    Ok(n)
+                })?;
+                set(&mut threads, f, t)?
+            }
+            "--cluster" => set(
+                &mut cluster,
+                f,
+                value.parse().map_err(|e| format!("--cluster: {e}"))?,
+            )?,
+            "--loops" => {
+                let n: usize = number(f, &value)?;
+                if n == 0 {
+                    return Err("--loops must be at least 1".into());
+                }
+                set(&mut loops, f, n)?
+            }
+            "--warmup" => set(&mut warmup, f, number(f, &value)?)?,
+            "--cooldown" => {
+                let s: f64 = number(f, &value)?;
+                let d = Duration::try_from_secs_f64(s)
+                    .ok()
+                    .filter(|d| *d <= Duration::from_secs(3600))
+                    .ok_or_else(|| format!("--cooldown: {value} is out of range (0 to 3600 s)"))?;
+                set(&mut cooldown, f, d)?
+            }
+            "--json" => set(&mut json, f, PathBuf::from(&value))?,
+            _ => unreachable!("flag checked against FLAGS"),
+        }
+    }
+
+    let models: Vec<PathBuf> = models.ok_or("--model is required (see --help)")?;
+    let bins = bins.unwrap_or_default();
+    if !bins.is_empty() && bins.len() != models.len() {
+        return Err(format!(
+            "--bin lists {} file(s) for {} model(s); give one per model",
+            bins.len(),
+            models.len()
+        ));
+    }
+    Ok(Command::Run(Box::new(Args {
+        models,
+        bins,
+        shape,
+        precisions: precisions.unwrap_or(vec![Precision::Fp32]),
+        threads: threads.unwrap_or(vec![1]),
+        cluster,
+        loops: loops.unwrap_or(8),
+        warmup: warmup.unwrap_or(2),
+        cooldown: cooldown.unwrap_or_default(),
+        json,
+    })))
+}
+
+/// A model name for reports: the file name without `.param` / `.param.bin`.
+pub fn model_name(path: &Path) -> String {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    for ext in [".param.bin", ".param"] {
+        if let Some(stem) = file.strip_suffix(ext).filter(|s| !s.is_empty()) {
+            return stem.to_string();
+        }
+    }
+    file
+}
+
+/// The first Input layer's blob name and the shape it declares (if any).
+pub fn first_input(p: &ParamFile) -> Result<Option<(String, Option<Shape>)>, String> {
+    let Some(layer) = p.layers.iter().find(|l| l.kind == "Input") else {
+        return Ok(None);
+    };
+    let Some(blob) = layer.tops.first() else {
+        return Ok(None);
+    };
+    let input = Input::new(&layer.params).map_err(|e| format!("layer `{}`: {e}", layer.name))?;
+    Ok(Some((blob.clone(), input.declared)))
+}
+
+/// A model checked before any timing starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub name: String,
+    pub param: PathBuf,
+    /// `None`: zero weights.
+    pub bin: Option<PathBuf>,
+    pub input_shapes: Vec<(String, Shape)>,
+}
+
+/// Reads the param file, checks the weight file exists and decides the input shape:
+/// `shape` goes to the first input blob when its Input layer declares none.
+pub fn prepare_model(
+    param: &Path,
+    bin: Option<&Path>,
+    shape: Option<Shape>,
+) -> Result<Model, String> {
+    let p = crate::model::read_param(param).map_err(|e| e.to_string())?;
+    if let Some(b) = bin {
+        std::fs::metadata(b).map_err(|e| format!("{}: {e}", b.display()))?;
+    }
+    let input_shapes = match first_input(&p).map_err(|e| format!("{}: {e}", param.display()))? {
+        Some((blob, None)) => {
+            let s = shape.ok_or_else(|| {
+                format!(
+                    "{}: input `{blob}` declares no shape; give --shape W,H,C",
+                    param.display()
+                )
+            })?;
+            vec![(blob, s)]
+        }
+        _ => Vec::new(),
+    };
+    Ok(Model {
+        name: model_name(param),
+        param: param.to_path_buf(),
+        bin: bin.map(Path::to_path_buf),
+        input_shapes,
+    })
+}
+
+/// Load options for one run. INT8 / INT7 will select their weights and kernels here.
+pub fn net_options(
+    model: &Model,
+    _precision: Precision,
+    threads: usize,
+    cpus: &[usize],
+) -> Options {
+    Options {
+        threads,
+        input_shapes: model.input_shapes.clone(),
+        cpus: cpus.to_vec(),
+        ..Options::default()
+    }
+}
+
+pub fn load(
+    model: &Model,
+    precision: Precision,
+    threads: usize,
+    cpus: &[usize],
+) -> Result<Net, String> {
+    let opts = net_options(model, precision, threads, cpus);
+    let net = match &model.bin {
+        Some(bin) => Net::load(&model.param, bin, &opts),
+        None => Net::load_zero_weights(&model.param, &opts),
+    };
+    net.map_err(|e| format!("{}: {e}", model.name))
+}
+
+/// Min, median and mean of a run's times.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    pub min_ms: f64,
+    pub median_ms: f64,
+    pub avg_ms: f64,
+}
+
+impl Timing {
+    /// `None` for no samples.
+    pub fn from_samples(ms: &[f64]) -> Option<Timing> {
+        if ms.is_empty() {
+            return None;
+        }
+        let mut sorted = ms.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        Some(Timing {
+            min_ms: sorted[0],
+            median_ms: median,
+            avg_ms: sorted.iter().sum::<f64>() / n as f64,
+        })
+    }
+}
+
+/// `warmup` untimed then `loops` timed iterations; each fills every input with `FILL_VALUE`
+/// and runs the net (the fill is timed too, like ncnn's extractor input copy).
+pub fn time_net(net: &mut Net, warmup: usize, loops: usize) -> Result<Timing, String> {
+    let inputs: Vec<String> = net.inputs().map(|(n, _)| n.to_string()).collect();
+    let iteration = |net: &mut Net| -> Result<(), String> {
+        for name in &inputs {
+            net.input_mut(name)
+                .map_err(|e| e.to_string())?
+                .data
+                .fill(FILL_VALUE);
+        }
+        net.run().map_err(|e| e.to_string())
+    };
+    for _ in 0..warmup {
+        iteration(net)?;
+    }
+    let mut samples = Vec::with_capacity(loops);
+    for _ in 0..loops {
+        let start = Instant::now();
+        iteration(net)?;
+        samples.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Timing::from_samples(&samples).ok_or_else(|| "no timed loops".to_string())
+}
+
+fn line_prefix(model: &str, precision: Precision, threads: usize) -> String {
+    format!(
+        "{model:>20}  {:<4}  threads = {threads:<2}",
+        precision.name()
+    )
+}
+
+/// One result line, benchncnn-like: the model name right-aligned in 20 columns.
+pub fn result_line(model: &str, precision: Precision, threads: usize, t: &Timing) -> String {
+    format!(
+        "{}  min = {:8.2}  median = {:8.2}  avg = {:8.2}",
+        line_prefix(model, precision, threads),
+        t.min_ms,
+        t.median_ms,
+        t.avg_ms
+    )
+}
+
+pub fn skipped_line(model: &str, precision: Precision, threads: usize, why: &str) -> String {
+    format!("{}  skipped: {why}", line_prefix(model, precision, threads))
+}
+
+/// One JSON record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub model: String,
+    pub precision: Precision,
+    pub threads: usize,
+    pub timing: Timing,
+    /// The `--cluster` value, or "none".
+    pub cluster: String,
+    pub cpus: Vec<usize>,
+    /// Core kinds the run may have used, e.g. "cortex-a53".
+    pub cores: Vec<String>,
+    pub loops: usize,
+    pub warmup: usize,
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A finite number as JSON (times are always finite; anything else becomes null).
+fn json_number(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.4}")
+    } else {
+        "null".into()
+    }
+}
+
+impl Record {
+    pub fn to_json(&self) -> String {
+        let cpus: Vec<String> = self.cpus.iter().map(|c| c.to_string()).collect();
+        let cores: Vec<String> = self.cores.iter().map(|c| json_string(c)).collect();
+        format!(
+            "{{\"model\": {}, \"precision\": {}, \"threads\": {}, \"min_ms\": {}, \
+             \"median_ms\": {}, \"avg_ms\": {}, \"cluster\": {}, \"cpus\": [{}], \
+             \"cores\": [{}], \"loops\": {}, \"warmup\": {}}}",
+            json_string(&self.model),
+            json_string(self.precision.name()),
+            self.threads,
+            json_number(self.timing.min_ms),
+            json_number(self.timing.median_ms),
+            json_number(self.timing.avg_ms),
+            json_string(&self.cluster),
+            cpus.join(", "),
+            cores.join(", "),
+            self.loops,
+            self.warmup
+        )
+    }
+}
+
+/// The JSON report: a list of records, one per line.
+pub fn records_json(records: &[Record]) -> String {
+    if records.is_empty() {
+        return "[]\n".into();
+    }
+    let body: Vec<String> = records
+        .iter()
+        .map(|r| format!("  {}", r.to_json()))
+        .collect();
+    format!("[\n{}\n]\n", body.join(",\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Command, String> {
+        parse_args(s.split_whitespace().map(String::from))
+    }
+
+    fn run_args(s: &str) -> Args {
+        match parse(s) {
+            Ok(Command::Run(a)) => *a,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_full_contract() {
+        let a = run_args(
+            "--model a.param,dir/b.param --bin a.bin,b.bin --shape 224,224,3 \
+             --precision fp32,int8,int7 --threads 1,2 --cluster cpus=4,5 --loops 10 \
+             --warmup 3 --cooldown 0.5 --json out.json",
+        );
+        assert_eq!(
+            a,
+            Args {
+                models: vec!["a.param".into(), "dir/b.param".into()],
+                bins: vec!["a.bin".into(), "b.bin".into()],
+                shape: Some(Shape::d3(224, 224, 3)),
+                precisions: vec![Precision::Fp32, Precision::Int8, Precision::Int7],
+                threads: vec![1, 2],
+                cluster: Some(CpuSelection::Cpus(vec![4, 5])),
+                loops: 10,
+                warmup: 3,
+                cooldown: Duration::from_millis(500),
+                json: Some("out.json".into()),
+            }
+        );
+        // `--flag=value` is the same; defaults fill the rest.
+        let b = run_args("--model=m.param --cluster=big");
+        assert_eq!(b.cluster, Some(CpuSelection::Big));
+        assert_eq!(b.precisions, vec![Precision::Fp32]);
+        assert_eq!((b.threads.clone(), b.loops, b.warmup), (vec![1], 8, 2));
+        assert!(b.bins.is_empty() && b.shape.is_none() && b.json.is_none());
+        assert_eq!(b.cooldown, Duration::ZERO);
+        assert_eq!(parse("--model m --help"), Ok(Command::Help));
+        assert_eq!(parse("-h"), Ok(Command::Help));
+    }
+
+    #[test]
+    fn rejects_bad_arguments_with_clear_messages() {
+        let cases = [
+            ("", "--model is required"),
+            ("--model m --frobnicate 3", "unknown flag `--frobnicate`"),
+            ("--model m extra", "unexpected argument `extra`"),
+            ("--model", "--model needs a value"),
+            ("--model --loops 3", "--model needs a value"),
+            ("--model=", "--model needs a value"),
+            ("--model m --loops x", "--loops: `x` is not a valid number"),
+            ("--model m --loops -1", "`-1` is not a valid number"),
+            ("--model m --loops 0", "at least 1"),
+            (
+                "--model m --warmup 1.5",
+                "--warmup: `1.5` is not a valid number",
+            ),
+            ("--model m --threads 1,,2", "empty item"),
+            ("--model m --threads 0", "out of range"),
+            ("--model m --threads 1,z", "`z` is not a valid number"),
+            ("--model m --precision fp16", "unknown precision `fp16`"),
+            (
+                "--model m --cluster fast",
+                "--cluster: unknown cpu selection",
+            ),
+            ("--model m --cluster cpus=a", "--cluster: bad cpu list"),
+            ("--model m --shape 224,224", "expected W,H,C"),
+            ("--model m --shape 0,2,3", "--shape `0,2,3`"),
+            ("--model m --cooldown nan", "out of range"),
+            ("--model m --cooldown=-1", "out of range"),
+            ("--model m --loops 2 --loops 3", "--loops is given twice"),
+            (
+                "--model a,b --bin x",
+                "--bin lists 1 file(s) for 2 model(s)",
+            ),
+        ];
+        for (args, want) in cases {
+            let e = parse(args).unwrap_err();
+            assert!(e.contains(want), "`{args}`: got `{e}`, want `{want}`");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn names_and_stats() {
+        assert_eq!(model_name(Path::new("/x/squeezenet.param")), "squeezenet");
+        assert_eq!(model_name(Path::new("m/resnet18.param.bin")), "resnet18");
+        assert_eq!(model_name(Path::new("odd")), "odd");
+        let t = Timing::from_samples(&[4.0, 1.0, 3.0, 2.0]).unwrap();
+        assert_eq!(
+            t,
+            Timing {
+                min_ms: 1.0,
+                median_ms: 2.5,
+                avg_ms: 2.5
+            }
+        );
+        let t = Timing::from_samples(&[5.0, 1.0, 9.0]).unwrap();
+        assert_eq!((t.min_ms, t.median_ms, t.avg_ms), (1.0, 5.0, 5.0));
+        assert_eq!(Timing::from_samples(&[]), None);
+    }
+
+    #[test]
+    fn lines_are_benchncnn_like() {
+        let t = Timing {
+            min_ms: 1.0,
+            median_ms: 2.0,
+            avg_ms: 12.345,
+        };
+        let l = result_line("squeezenet", Precision::Fp32, 2, &t);
+        assert!(l.starts_with("          squeezenet  fp32"), "{l}");
+        assert!(
+            l.contains("min =     1.00") && l.ends_with("avg =    12.35"),
+            "{l}"
+        );
+        let s = skipped_line(
+            "squeezenet",
+            Precision::Int7,
+            1,
+            "int8 runtime not built yet",
+        );
+        assert!(s.starts_with(&format!("{:>20}  int7", "squeezenet")), "{s}");
+        assert!(s.ends_with("skipped: int8 runtime not built yet"), "{s}");
+        assert_eq!(Precision::Fp32.unavailable(), None);
+        assert!(Precision::Int8.unavailable().is_some());
+    }
+
+    #[test]
+    fn json_has_the_contract_keys() {
+        let r = Record {
+            model: "a\"b\\c\n".into(),
+            precision: Precision::Fp32,
+            threads: 2,
+            timing: Timing {
+                min_ms: 1.0,
+                median_ms: 1.5,
+                avg_ms: 2.0,
+            },
+            cluster: "cpus=4,5".into(),
+            cpus: vec![4, 5],
+            cores: vec!["cortex-a72".into()],
+            loops: 8,
+            warmup: 2,
+        };
+        assert_eq!(
+            r.to_json(),
+            "{\"model\": \"a\\\"b\\\\c\\n\", \"precision\": \"fp32\", \"threads\": 2, \
+             \"min_ms\": 1.0000, \"median_ms\": 1.5000, \"avg_ms\": 2.0000, \
+             \"cluster\": \"cpus=4,5\", \"cpus\": [4, 5], \"cores\": [\"cortex-a72\"], \
+             \"loops\": 8, \"warmup\": 2}"
+        );
+        assert_eq!(records_json(&[]), "[]\n");
+        let two = records_json(&[r.clone(), r]);
+        assert!(
+            two.starts_with("[\n  {") && two.ends_with("}\n]\n"),
+            "{two}"
+        );
+        assert_eq!(two.matches("},\n").count(), 1);
+        assert_eq!(json_string("\u{1}"), "\"\\u0001\"");
+        assert_eq!(json_number(f64::NAN), "null");
+    }
+
+    const DECLARED: &str = "7767517\n2 2\nInput in 0 1 data 0=8 1=6 2=4\nReLU r 1 1 data out\n";
+    const UNDECLARED: &str = "7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out\n";
+
+    #[test]
+    fn finds_the_first_input_and_its_declared_shape() {
+        let p = crate::model::parse_param(DECLARED.as_bytes(), "d").unwrap();
+        assert_eq!(
+            first_input(&p),
+            Ok(Some(("data".into(), Some(Shape::d3(8, 6, 4)))))
+        );
+        let p = crate::model::parse_param(UNDECLARED.as_bytes(), "u").unwrap();
+        assert_eq!(first_input(&p), Ok(Some(("data".into(), None))));
+        let none = crate::model::parse_param(b"7767517\n1 1\nReLU r 1 1 a b\n", "n").unwrap();
+        assert_eq!(first_input(&none), Ok(None));
+    }
+
+    #[test]
+    fn prepares_and_times_a_model() {
+        let dir = std::env::temp_dir().join(format!("eq-bench-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (declared, undeclared) = (dir.join("d.param"), dir.join("u.param"));
+        std::fs::write(&declared, DECLARED).unwrap();
+        std::fs::write(&undeclared, UNDECLARED).unwrap();
+
+        // A declared shape wins over --shape; an undeclared one takes it or is an error.
+        let shape = Some(Shape::d3(5, 4, 3));
+        let m = prepare_model(&declared, None, shape).unwrap();
+        assert_eq!((m.name.as_str(), m.input_shapes.len()), ("d", 0));
+        let m = prepare_model(&undeclared, None, shape).unwrap();
+        assert_eq!(
+            m.input_shapes,
+            vec![("data".to_string(), Shape::d3(5, 4, 3))]
+        );
+        let e = prepare_model(&undeclared, None, None).unwrap_err();
+        assert!(e.contains("declares no shape; give --shape"), "{e}");
+        let e = prepare_model(&dir.join("missing.param"), None, None).unwrap_err();
+        assert!(e.contains("missing.param"), "{e}");
+        let e = prepare_model(&declared, Some(&dir.join("missing.bin")), None).unwrap_err();
+        assert!(e.contains("missing.bin"), "{e}");
+
+        let mut net = load(&m, Precision::Fp32, 2, &[]).unwrap();
+        assert_eq!(net.threads(), 2);
+        let t = time_net(&mut net, 1, 3).unwrap();
+        assert!(t.min_ms >= 0.0 && t.min_ms <= t.median_ms && t.min_ms <= t.avg_ms);
+        assert!(net
+            .blob("out")
+            .unwrap()
+            .data
+            .iter()
+            .all(|&v| v == FILL_VALUE));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

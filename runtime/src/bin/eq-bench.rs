@@ -1,0 +1,133 @@
+//! eq-bench: times whole models like ncnn's benchncnn, per precision, thread count and CPU
+//! cluster. The logic lives in `eq_runtime::bench`; see `eq-bench --help`.
+//! Every error is one line on stderr and exit code 2.
+
+use eq_runtime::bench::{self, Args, Command, Record};
+use eq_runtime::target::Target;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Writes a line to stdout, ignoring a closed pipe (`eq-bench … | head`).
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let target = Target::detect();
+    let (cluster, cpus) = match &args.cluster {
+        Some(sel) => (sel.to_string(), sel.resolve(&target)?),
+        None => ("none".to_string(), Vec::new()),
+    };
+    // Worker 0 is this thread; pool workers are pinned by the net (`Options::cpus`).
+    if let Some(&first) = cpus.first() {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: first }) {
+            eprintln!("eq-bench: warning: could not pin the main thread to cpu {first}");
+        }
+    }
+    // Unpinned runs may use any core of the machine.
+    let used = if cpus.is_empty() {
+        target.all_cpus()
+    } else {
+        cpus.clone()
+    };
+    let cores: Vec<String> = target
+        .cores_of(&used)
+        .into_iter()
+        .map(|k| k.name().to_string())
+        .collect();
+
+    // Check every file before timing anything.
+    let mut models = Vec::with_capacity(args.models.len());
+    for (i, param) in args.models.iter().enumerate() {
+        let bin = args.bins.get(i).map(|b| b.as_path());
+        models.push(bench::prepare_model(param, bin, args.shape)?);
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, "").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+
+    let cpu_list: Vec<String> = cpus.iter().map(|c| c.to_string()).collect();
+    say(&format!(
+        "target = {}  cluster = {cluster}  cpus = [{}]  cores = [{}]",
+        target.board,
+        cpu_list.join(","),
+        cores.join(",")
+    ));
+    say(&format!(
+        "loops = {}  warmup = {}  cooldown = {:.1} s  weights = {}",
+        args.loops,
+        args.warmup,
+        args.cooldown.as_secs_f64(),
+        if args.bins.is_empty() {
+            "zeros"
+        } else {
+            "--bin"
+        }
+    ));
+
+    let mut records = Vec::new();
+    for model in &models {
+        if !args.cooldown.is_zero() {
+            std::thread::sleep(args.cooldown);
+        }
+        for &precision in &args.precisions {
+            for &threads in &args.threads {
+                if let Some(why) = precision.unavailable() {
+                    say(&bench::skipped_line(&model.name, precision, threads, why));
+                    continue;
+                }
+                let mut net = bench::load(model, precision, threads, &cpus)?;
+                let timing = bench::time_net(&mut net, args.warmup, args.loops)
+                    .map_err(|e| format!("{}: {e}", model.name))?;
+                drop(net);
+                say(&bench::result_line(
+                    &model.name,
+                    precision,
+                    threads,
+                    &timing,
+                ));
+                records.push(Record {
+                    model: model.name.clone(),
+                    precision,
+                    threads,
+                    timing,
+                    cluster: cluster.clone(),
+                    cpus: cpus.clone(),
+                    cores: cores.clone(),
+                    loops: args.loops,
+                    warmup: args.warmup,
+                });
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, bench::records_json(&records))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Result<Vec<String>, String> = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
+        })
+        .collect();
+    let result = match args.and_then(bench::parse_args) {
+        Ok(Command::Help) => {
+            say(bench::USAGE);
+            Ok(())
+        }
+        Ok(Command::Run(args)) => run(*args),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eq-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

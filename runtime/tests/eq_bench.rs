@@ -1,0 +1,188 @@
+//! Runs the built `eq-bench` binary on small models written to a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const KEYS: [&str; 11] = [
+    "model",
+    "precision",
+    "threads",
+    "min_ms",
+    "median_ms",
+    "avg_ms",
+    "cluster",
+    "cpus",
+    "cores",
+    "loops",
+    "warmup",
+];
+
+/// A fresh temp directory with two models: one declaring its input shape, one not.
+fn models(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("eq-bench-it-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("small.param"),
+        "7767517\n3 4\nInput in 0 1 data 0=16 1=12 2=4\nReLU relu 1 1 data r\n\
+         Split split 1 2 r o1 o2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("noshape.param"),
+        "7767517\n2 2\nInput in 0 1 data\nReLU relu 1 1 data out\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn eq_bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eq-bench"))
+        .args(args)
+        .output()
+        .expect("eq-bench starts")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn p(dir: &Path, file: &str) -> String {
+    dir.join(file).display().to_string()
+}
+
+#[test]
+fn writes_one_json_record_per_timed_run() {
+    let dir = models("json");
+    let json = p(&dir, "out.json");
+    let models = format!("{},{}", p(&dir, "small.param"), p(&dir, "noshape.param"));
+    let out = eq_bench(&[
+        "--model",
+        &models,
+        "--shape",
+        "8,8,3",
+        "--precision",
+        "fp32,int8,int7",
+        "--threads",
+        "1,2",
+        "--cluster",
+        "all",
+        "--loops",
+        "3",
+        "--warmup",
+        "1",
+        "--cooldown",
+        "0",
+        "--json",
+        &json,
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+
+    // 2 models x 3 precisions x 2 thread counts lines; int8/int7 are skipped.
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("threads =")).collect();
+    assert_eq!(lines.len(), 12, "{stdout}");
+    let skipped = lines
+        .iter()
+        .filter(|l| l.ends_with("skipped: int8 runtime not built yet"))
+        .count();
+    assert_eq!(skipped, 8, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!("{:>20}  fp32", "small")),
+        "{stdout}"
+    );
+    assert!(lines[0].contains("median ="), "{stdout}");
+
+    let report = std::fs::read_to_string(&json).unwrap();
+    let trimmed = report.trim();
+    assert!(
+        trimmed.starts_with('[') && trimmed.ends_with(']'),
+        "{report}"
+    );
+    let records: Vec<&str> = trimmed[1..trimmed.len() - 1]
+        .split("},")
+        .map(str::trim)
+        .collect();
+    assert_eq!(records.len(), 4, "{report}");
+    for r in &records {
+        assert!(r.starts_with('{'), "{r}");
+        for key in KEYS {
+            assert_eq!(r.matches(&format!("\"{key}\":")).count(), 1, "{key} in {r}");
+        }
+        assert!(r.contains("\"precision\": \"fp32\""), "{r}");
+        assert!(
+            r.contains("\"loops\": 3") && r.contains("\"warmup\": 1"),
+            "{r}"
+        );
+        assert!(r.contains("\"cluster\": \"all\""), "{r}");
+    }
+    assert_eq!(report.matches("\"model\": \"small\"").count(), 2);
+    assert_eq!(report.matches("\"model\": \"noshape\"").count(), 2);
+    assert_eq!(report.matches("\"threads\": 2,").count(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn loads_given_weights_and_pins_to_listed_cpus() {
+    let dir = models("bin");
+    // ReLU and Split have no weights: an empty .bin is complete.
+    std::fs::write(dir.join("small.bin"), b"").unwrap();
+    let json = p(&dir, "out.json");
+    let out = eq_bench(&[
+        "--model",
+        &p(&dir, "small.param"),
+        "--bin",
+        &p(&dir, "small.bin"),
+        "--cluster=cpus=0",
+        "--threads=2",
+        "--loops=2",
+        "--warmup=0",
+        "--json",
+        &json,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert!(report.contains("\"cpus\": [0]"), "{report}");
+    assert!(report.contains("\"cluster\": \"cpus=0\""), "{report}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn errors_are_one_line_with_exit_code_2() {
+    let dir = models("errors");
+    let small = p(&dir, "small.param");
+    let missing = p(&dir, "missing.param");
+    let noshape = p(&dir, "noshape.param");
+    let missing_bin = p(&dir, "missing.bin");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--model", &small, "--turbo"], "unknown flag `--turbo`"),
+        (
+            vec!["--model", &small, "--loops", "many"],
+            "`many` is not a valid number",
+        ),
+        (
+            vec!["--model", &small, "--threads", "1,-2"],
+            "`-2` is not a valid number",
+        ),
+        (vec!["--model", &missing], "missing.param"),
+        (
+            vec!["--model", &small, "--bin", &missing_bin],
+            "missing.bin",
+        ),
+        (vec!["--model", &noshape], "give --shape"),
+        (
+            vec!["--model", &small, "--cluster", "cpus=4095"],
+            "cpu 4095 is not on target",
+        ),
+        (vec!["--loops", "3"], "--model is required"),
+    ];
+    for (args, want) in cases {
+        let out = eq_bench(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("eq-bench: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: got {stderr}, want {want}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
