@@ -162,7 +162,8 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
                 offset: 0,
                 len,
                 first,
-                last: last_read[b],
+                // Inputs stay intact for the whole run so `Net::blob` can read them back.
+                last: if is_input { n } else { last_read[b] },
             });
             pinned.push(is_input || opts.keep_all);
             buffers.len() - 1
