@@ -34,14 +34,18 @@ pub fn build(seed: u64) -> Result<ModelWriter> {
 pub fn build_full(seed: u64) -> Result<ModelWriter> {
     let mut b = NetBuilder::new(seed);
     let x = b.input("data", INPUT);
-    let x = b.conv("conv0", &x, 16, 3, 1, 1, true)?;
+    let x = b.conv("conv0", &x, Conv::new(16, 3).pad(1).relu())?;
     let x = b.pool("pool0", &x, 2, 2, true);
     let branches = b.split("split0", &x, 2);
-    let a = b.conv("conv1", &branches[0], 32, 3, 2, 1, true)?;
+    let a = b.conv(
+        "conv1",
+        &branches[0],
+        Conv::new(32, 3).stride(2).pad(1).relu(),
+    )?;
     let a = b.global_avg_pool("gap", &a);
     let a = b.inner_product("fc", &a, 10);
     b.softmax("prob", &a);
-    b.conv("features", &branches[1], 8, 1, 1, 0, true)?;
+    b.conv("features", &branches[1], Conv::new(8, 1).relu())?;
     Ok(b.finish())
 }
 
@@ -112,18 +116,16 @@ impl NetBuilder {
         tops.iter().map(|t| blob(t, x.shape)).collect()
     }
 
-    /// Convolution with square kernel, stride and padding, bias, optional fused ReLU.
+    /// Convolution with bias and optional fused ReLU.
     /// Weights: tagged fp32 [out][in][k][k], then raw bias (ncnn-format.md §4.4).
-    pub fn conv(
-        &mut self,
-        name: &str,
-        x: &Blob,
-        out: usize,
-        kernel: usize,
-        stride: usize,
-        pad: usize,
-        relu: bool,
-    ) -> Result<Blob> {
+    pub fn conv(&mut self, name: &str, x: &Blob, spec: Conv) -> Result<Blob> {
+        let Conv {
+            out,
+            kernel,
+            stride,
+            pad,
+            relu,
+        } = spec;
         let s = x.shape;
         if s.dims != 3 || s.w + 2 * pad < kernel || s.h + 2 * pad < kernel || stride == 0 {
             bail!("conv `{name}`: kernel {kernel} does not fit input {s}");
@@ -202,6 +204,37 @@ impl NetBuilder {
     }
 }
 
+/// A square convolution: `Conv::new(out, kernel).stride(2).pad(1).relu()`.
+#[derive(Clone, Copy, Debug)]
+pub struct Conv {
+    pub out: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub relu: bool,
+}
+
+impl Conv {
+    pub fn new(out: usize, kernel: usize) -> Conv {
+        Conv {
+            out,
+            kernel,
+            stride: 1,
+            pad: 0,
+            relu: false,
+        }
+    }
+    pub fn stride(self, stride: usize) -> Conv {
+        Conv { stride, ..self }
+    }
+    pub fn pad(self, pad: usize) -> Conv {
+        Conv { pad, ..self }
+    }
+    pub fn relu(self) -> Conv {
+        Conv { relu: true, ..self }
+    }
+}
+
 fn blob(name: &str, shape: Shape) -> Blob {
     Blob {
         name: name.to_string(),
@@ -243,7 +276,7 @@ mod tests {
     fn weighted_layers_track_shapes_and_weight_sizes() {
         let mut b = NetBuilder::new(1);
         let x = b.input("data", INPUT);
-        let x = b.conv("conv0", &x, 16, 3, 1, 1, true).unwrap();
+        let x = b.conv("conv0", &x, Conv::new(16, 3).pad(1).relu()).unwrap();
         assert_eq!(x.shape, Shape::d3(32, 32, 16));
         let x = b.pool("pool0", &x, 2, 2, true);
         assert_eq!(x.shape, Shape::d3(16, 16, 16));
@@ -253,7 +286,9 @@ mod tests {
             Shape::d3(8, 8, 16),
             "ceil mode: (16-3)/2 rounded up + 1"
         );
-        let y = b.conv("conv1", &x, 4, 3, 2, 1, false).unwrap();
+        let y = b
+            .conv("conv1", &x, Conv::new(4, 3).stride(2).pad(1))
+            .unwrap();
         assert_eq!(y.shape, Shape::d3(4, 4, 4));
         let x = b.global_avg_pool("gap", &x);
         assert_eq!(x.shape, Shape::d1(16));
@@ -266,7 +301,7 @@ mod tests {
 
         let mut b = NetBuilder::new(1);
         let x = b.input("data", Shape::d3(2, 2, 1));
-        assert!(b.conv("c", &x, 1, 5, 1, 0, false).is_err());
+        assert!(b.conv("c", &x, Conv::new(1, 5)).is_err());
     }
 
     #[test]
