@@ -29,6 +29,9 @@ fi
 
 if [ -d tests/ncnn_diff ]; then
     step "differential tests against ncnn (tests/ncnn_diff)"
+    cargo build --release -p eq-tools --bin eq
+    EQ_BIN="${EQ_BIN:-${CARGO_TARGET_DIR:-target}/release/eq}"
+    export EQ_BIN
     python3 tests/ncnn_diff/run.py
 fi
 
