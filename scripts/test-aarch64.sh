@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=aarch64-unknown-linux-gnu
+# EQ_QEMU_CPUS overrides the list, e.g. EQ_QEMU_CPUS=cortex-a53 for one pass.
 CPUS=(${EQ_QEMU_CPUS:-cortex-a53 cortex-a72})
 
 # Pick a rustc that has the aarch64 standard library: an explicit RUSTC, rustup's, or
