@@ -1,0 +1,164 @@
+//! `Net::run` must not touch the heap. A counting global allocator counts the allocations made
+//! on the current thread while it is armed (other tests run in parallel on other threads and
+//! are not counted). Nets here use one thread, so every op runs on the counting thread.
+//!
+//! Adding a model is one line in `TEXT_MODELS` (param text, zero weights) or `SHARED_MODELS`
+//! (a param file under the shared data directory, run with zero weights as benchncnn does).
+
+use eq_runtime::rng::Rng;
+use eq_runtime::{Net, Options};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::PathBuf;
+
+struct CountingAllocator;
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // `try_with`: thread-locals may already be gone while a thread exits.
+    let _ = ARMED.try_with(|armed| {
+        if armed.get() {
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+        }
+    });
+}
+
+// SAFETY: forwards to the system allocator; the bookkeeping touches only const-initialised
+// thread-locals, which never allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        System.realloc(ptr, layout, new_size)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Allocations (alloc, alloc_zeroed, realloc) made on this thread while `f` runs.
+fn count_allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    COUNT.with(|c| c.set(0));
+    ARMED.with(|a| a.set(true));
+    let r = f();
+    ARMED.with(|a| a.set(false));
+    (r, COUNT.with(|c| c.get()))
+}
+
+/// Fills every input with random data, then runs the net twice (the first run may not
+/// warm anything up either) and asserts that neither run allocated.
+pub fn assert_run_allocates_nothing(net: &mut Net) {
+    let inputs: Vec<String> = net.inputs().map(|(n, _)| n.to_string()).collect();
+    let mut rng = Rng::new(7);
+    for name in &inputs {
+        let t = net.input_mut(name).unwrap();
+        t.data.iter_mut().for_each(|v| *v = rng.uniform(-1.0, 1.0));
+    }
+    for pass in 1..=2 {
+        let what = format!("{net:?}: run #{pass}");
+        assert_allocates_nothing(&what, || {
+            net.run().unwrap_or_else(|e| panic!("{what} failed: {e}"))
+        });
+    }
+}
+
+fn assert_allocates_nothing<R>(what: &str, f: impl FnOnce() -> R) -> R {
+    let (r, n) = count_allocations(f);
+    assert_eq!(n, 0, "{what} allocated {n} time(s)");
+    r
+}
+
+/// Small nets written inline: (name, param text). Weights are zeros.
+const TEXT_MODELS: &[(&str, &str)] = &[
+    (
+        "relu",
+        "7767517\n2 2\nInput in 0 1 data 0=8 1=8 2=3\nReLU r 1 1 data out\n",
+    ),
+    (
+        "leaky_relu_split",
+        "7767517\n5 7\nInput in 0 1 data 0=17 1=5 2=4\nReLU r0 1 1 data a 0=1e-1\n\
+         Split s 1 3 a b c d\nReLU r1 1 1 b e\nReLU r2 1 1 c f\n",
+    ),
+    (
+        "two_inputs_1d_2d",
+        "7767517\n4 4\nInput i0 0 1 x 0=100\nInput i1 0 1 y 0=7 1=3\n\
+         ReLU r0 1 1 x x1\nReLU r1 1 1 y y1\n",
+    ),
+];
+
+/// Param files under the shared data directory (`$EQ_SHARED`, default `<repo>/../shared`),
+/// loaded with zero weights. Add real models here as their ops land, e.g.
+/// "models/ncnn-benchmark/squeezenet.param".
+const SHARED_MODELS: &[&str] = &[];
+
+fn shared_dir() -> PathBuf {
+    std::env::var_os("EQ_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
+fn single_threaded() -> Options {
+    Options {
+        threads: 1,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn text_models_run_without_allocating() {
+    for (name, param) in TEXT_MODELS {
+        let mut net = Net::from_memory(param.as_bytes(), &[], &single_threaded())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_run_allocates_nothing(&mut net);
+    }
+}
+
+#[test]
+fn shared_models_run_without_allocating() {
+    for rel in SHARED_MODELS {
+        let path = shared_dir().join(rel);
+        let mut net = Net::load_zero_weights(&path, &single_threaded())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_run_allocates_nothing(&mut net);
+    }
+}
+
+#[test]
+fn the_counter_catches_allocations() {
+    let (v, n) = count_allocations(|| std::hint::black_box(vec![1u8; 64]));
+    assert!(n >= 1, "a Vec allocation was not counted");
+    let (_, n) = count_allocations(|| {
+        let mut v = std::hint::black_box(Vec::<u32>::with_capacity(1));
+        v.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        std::hint::black_box(v)
+    });
+    assert!(n >= 2, "alloc + realloc: counted {n}");
+    // Disarmed again: allocations outside the closure are not counted.
+    let before = COUNT.with(|c| c.get());
+    drop(std::hint::black_box(vec![0u8; 16]));
+    assert_eq!(COUNT.with(|c| c.get()), before);
+    drop(v);
+}
+
+#[test]
+#[should_panic(expected = "allocated")]
+fn the_assertion_fails_for_a_run_that_allocates() {
+    // The check `assert_run_allocates_nothing` makes, on a closure that allocates.
+    assert_allocates_nothing("allocating closure", || {
+        std::hint::black_box(String::from("heap"))
+    });
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every check the project has, in order of cost: formatting, lints, the host test suite
+# (the test profile is optimised, see Cargo.toml), the aarch64 suite under qemu as
+# Cortex-A53 and Cortex-A72, and the differential suite against ncnn when present.
+# Shared data (models, images, reference outputs) is found via EQ_SHARED, default ../shared.
+# EQ_SKIP_AARCH64=1 skips the emulated pass on machines without the cross tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EQ_SHARED="${EQ_SHARED:-$(cd .. && pwd)/shared}"
+export EQ_SHARED
+step() { echo; echo "test-all: === $* ==="; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace
+
+if [ "${EQ_SKIP_AARCH64:-0}" = 1 ]; then
+    step "aarch64 under qemu: SKIPPED (EQ_SKIP_AARCH64=1)"
+else
+    step "aarch64 under qemu"
+    scripts/test-aarch64.sh
+fi
+
+if [ -d tests/ncnn_diff ]; then
+    step "differential tests against ncnn (tests/ncnn_diff)"
+    cargo build --release -p eq-tools --bin eq
+    EQ_BIN="${EQ_BIN:-${CARGO_TARGET_DIR:-target}/release/eq}"
+    export EQ_BIN
+    python3 tests/ncnn_diff/run.py
+fi
+
+echo
+echo "test-all: all green"
