@@ -85,6 +85,7 @@ pub fn run(req: &Request, report: &mut dyn Write) -> Result<()> {
             .map(|(b, shape, _)| (b.blob.clone(), *shape))
             .collect(),
         keep_all_blobs,
+        ..Options::default()
     };
     let weights = WeightReader::new(
         Arc::new(Source::map(req.bin)?),

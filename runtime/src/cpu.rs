@@ -121,6 +121,22 @@ pub fn parse_cache_size(s: &str) -> Option<usize> {
     num.trim().parse::<usize>().ok().map(|n| n * mul)
 }
 
+/// The part number of the CPU running this thread, from MIDR_EL1 (Linux emulates the read
+/// for user space). Used when sysfs and /proc/cpuinfo say nothing, as under qemu-user, which
+/// shows the host's /proc/cpuinfo.
+#[cfg(target_arch = "aarch64")]
+pub fn current_part() -> Option<u32> {
+    let midr: u64;
+    // SAFETY: reading MIDR_EL1 has no side effects; Linux traps and emulates it at EL0.
+    unsafe { std::arch::asm!("mrs {}, midr_el1", out(reg) midr) };
+    Some(((midr >> 4) & 0xfff) as u32)
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+pub fn current_part() -> Option<u32> {
+    None
+}
+
 fn read(path: impl AsRef<Path>) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
@@ -144,7 +160,9 @@ pub fn detect() -> Vec<CpuInfo> {
             let midr = read(format!("{base}/regs/identification/midr_el1"))
                 .and_then(|s| u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok())
                 .map(|m| ((m >> 4) & 0xfff) as u32);
-            let part = midr.or_else(|| parts.iter().find(|(p, _)| *p == id).map(|(_, v)| *v));
+            let part = midr
+                .or_else(|| parts.iter().find(|(p, _)| *p == id).map(|(_, v)| *v))
+                .or_else(current_part);
             let max_freq_khz = read(format!("{base}/cpufreq/cpuinfo_max_freq"))
                 .and_then(|s| s.trim().parse().ok());
             let l2_bytes = (0..4).find_map(|i| {
