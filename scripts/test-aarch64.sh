@@ -41,6 +41,8 @@ for cpu in "${CPUS[@]}"; do
     # runtime/tests/qemu_cpu.rs checks MIDR_EL1 against this, so a runner that is not
     # applied (binfmt's default CPU) fails instead of passing silently.
     export EQ_EXPECT_CPU=$cpu
+    # Tests that start another of our binaries go through the same emulator.
+    export EQ_TEST_RUNNER="$CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"
     if ! "${cargo_test[@]}" --no-fail-fast; then
         echo "test-aarch64: FAILED under -cpu $cpu" >&2
         exit 1

@@ -35,11 +35,21 @@ fn models(tag: &str) -> PathBuf {
     dir
 }
 
+/// Starts eq-bench, through `EQ_TEST_RUNNER` (e.g. qemu-aarch64) when the tests run emulated:
+/// an emulated process cannot exec a foreign binary directly.
 fn eq_bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eq-bench"))
-        .args(args)
-        .output()
-        .expect("eq-bench starts")
+    let exe = env!("CARGO_BIN_EXE_eq-bench");
+    let runner = std::env::var("EQ_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(prog) => {
+            let mut c = Command::new(prog);
+            c.args(words).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(args).output().expect("eq-bench starts")
 }
 
 fn text(b: &[u8]) -> String {
