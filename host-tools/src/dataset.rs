@@ -172,6 +172,13 @@ impl Preprocess {
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        // libjpeg pads a truncated file with grey and only warns; PIL refuses it, and so do we.
+        if !bytes.windows(2).any(|w| w == [0xFF, 0xD9]) {
+            bail!(
+                "cannot decode {}: truncated JPEG (no end marker)",
+                path.display()
+            );
+        }
         if let Ok(img) = decode_jpeg(&bytes) {
             return Ok(img);
         }
@@ -600,6 +607,33 @@ mod tests {
     }
 
     #[test]
+    fn jpeg_decoding() {
+        let dir = temp_dir("jpeg");
+        let img = RgbImage::from_fn(24, 16, |x, y| Rgb([(x * 10) as u8, (y * 15) as u8, 128]));
+        img.save(dir.join("colour.jpg")).unwrap();
+        let decoded = load_rgb(&dir.join("colour.jpg")).unwrap();
+        assert_eq!(decoded.dimensions(), (24, 16));
+        // Lossy, but close to the original on a smooth image.
+        let worst = img
+            .as_raw()
+            .iter()
+            .zip(decoded.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst <= 12, "{worst}");
+
+        // Grey JPEGs come back as RGB with equal channels.
+        let grey = image::GrayImage::from_fn(8, 8, |x, y| image::Luma([(x * 20 + y) as u8]));
+        grey.save(dir.join("grey.jpg")).unwrap();
+        let decoded = load_rgb(&dir.join("grey.jpg")).unwrap();
+        assert!(decoded
+            .pixels()
+            .all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn listing_order_and_lists() {
         let dir = temp_dir("list");
         let img = gradient(3, 3);
@@ -638,8 +672,16 @@ mod tests {
         let mut truncated = std::fs::read(dir.join("good.png")).unwrap();
         truncated.truncate(truncated.len() / 2);
         std::fs::write(dir.join("cut.png"), truncated).unwrap();
+        let mut jpeg = Vec::new();
+        gradient(16, 16)
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        std::fs::write(dir.join("half.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
         let paths = list_dir(&dir).unwrap();
-        assert_eq!(paths.len(), 3);
+        assert_eq!(paths.len(), 4);
         let p = Preprocess {
             size: (4, 4),
             ..Preprocess::mobilefacenet()
