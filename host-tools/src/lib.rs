@@ -1,7 +1,8 @@
-//! EasyQuant host tools: inference on `.npy` files, the demo model, and (to come)
-//! calibration, scale search and the int8 model writer.
+//! EasyQuant host tools: inference on `.npy` files, image preprocessing, the demo model, and
+//! (to come) calibration, scale search and the int8 model writer.
 
 pub mod cli;
+pub mod dataset;
 pub mod demo;
 pub mod infer;
 pub mod ncnn_writer;
