@@ -8,7 +8,9 @@ use crate::pool::Pool;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 pub mod activation;
+pub mod detection_output;
 pub mod input;
+pub mod prior_box;
 pub mod relu;
 pub mod split;
 
@@ -71,6 +73,8 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Input" => Box::new(input::Input::new(pd)?),
         "Split" => Box::new(split::Split),
         "ReLU" => Box::new(relu::ReLU::new(pd)?),
+        "PriorBox" => Box::new(prior_box::PriorBox::new(pd)?),
+        "DetectionOutput" => Box::new(detection_output::DetectionOutput::new(pd)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
