@@ -76,7 +76,10 @@ impl PriorBox {
     pub fn priors_per_cell(&self) -> usize {
         let (mins, ratios) = (self.min_sizes.len(), self.aspect_ratios.len());
         let per_ratio = if self.flip { 2 } else { 1 };
-        mins + self.max_sizes.len() + mins * ratios * per_ratio
+        // Saturating: absurd array lengths then fail the shape check instead of overflowing.
+        mins.saturating_mul(ratios)
+            .saturating_mul(per_ratio)
+            .saturating_add(mins + self.max_sizes.len())
     }
 
     /// Image size in pixels for these inputs.
@@ -116,7 +119,8 @@ impl Op for PriorBox {
         let f = inputs[0];
         let len =
             f.w.checked_mul(f.h)
-                .and_then(|n| n.checked_mul(4 * self.priors_per_cell()))
+                .and_then(|n| n.checked_mul(self.priors_per_cell()))
+                .and_then(|n| n.checked_mul(4))
                 .ok_or_else(|| invalid("too many prior boxes"))?;
         Ok(vec![Shape::checked(2, len, 2, 1, 1)?])
     }
