@@ -9,6 +9,8 @@ use crate::tensor::Shape;
 
 /// Arena placement granule in floats (64 bytes): every blob starts cache-line aligned.
 pub const ALIGN_FLOATS: usize = 16;
+/// Largest arena or per-worker scratch accepted at load, in floats (4 GiB).
+pub const MAX_PLAN_FLOATS: usize = crate::tensor::MAX_ELEMENTS;
 /// Most inputs or outputs one layer may have (the runner keeps them in fixed arrays).
 pub const MAX_IO: usize = 64;
 
@@ -185,14 +187,17 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
                 }
             }
             Storage::InPlace => {
-                let (i, o) = (ins[0], outs[0]);
-                if ins.len() != 1 || outs.len() != 1 || shapes[i].len() != shapes[o].len() {
+                if ins.len() != 1
+                    || outs.len() != 1
+                    || shapes[ins[0]].len() != shapes[outs[0]].len()
+                {
                     return Err(layer_err(
                         g,
                         li,
                         "an in-place layer needs one input and one output of equal size",
                     ));
                 }
+                let (i, o) = (ins[0], outs[0]);
                 let src = buffer_of[i];
                 let read_later = buffers[src].last > s;
                 if pinned[src] || read_later {
@@ -220,6 +225,15 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
     }
 
     let arena_len = assign_offsets(&mut buffers);
+    // Many blobs of allowed size can still add up to more than any device has; refuse at
+    // plan time rather than fail the allocation.
+    for (what, n) in [("blob arena", arena_len), ("scratch", scratch_len)] {
+        if n > MAX_PLAN_FLOATS {
+            return Err(Error::Graph {
+                msg: format!("{what} needs {n} floats, more than the {MAX_PLAN_FLOATS} allowed"),
+            });
+        }
+    }
     Ok(Plan {
         shapes,
         buffer_of,

@@ -130,7 +130,8 @@ pub fn parse_text(text: &str, file: &str) -> Result<ParamFile> {
         }
     }
 
-    let mut layers = Vec::with_capacity(layer_count as usize);
+    // Capacity from the text, not the header, so a lying header cannot reserve memory.
+    let mut layers = Vec::with_capacity((layer_count as usize).min(text.len() / 8));
     for i in 0..layer_count as usize {
         let (kind, line) = t.next().ok_or_else(|| {
             err(
@@ -218,8 +219,10 @@ fn parse_param(tok: &str, params: &mut ParamDict) -> std::result::Result<(), Str
     let (k, v) = tok
         .split_once('=')
         .ok_or_else(|| format!("bad parameter `{tok}`"))?;
-    let key: i64 = k
-        .parse()
+    // i32 as in ncnn; kept in i64 so the array-key arithmetic below cannot overflow.
+    let key = k
+        .parse::<i32>()
+        .map(i64::from)
         .map_err(|_| format!("bad parameter key in `{tok}`"))?;
     if v.is_empty() {
         return Err(format!("parameter `{tok}` has no value"));

@@ -135,7 +135,8 @@ pub fn parse_bin(bytes: &[u8], file: &str) -> Result<ParamFile> {
             return Err(err(0, format!("{what} {v} out of range 1..={MAX_COUNT}")));
         }
     }
-    let mut layers = Vec::with_capacity(layer_count as usize);
+    // Capacity from the data, not the header, so a lying header cannot reserve memory.
+    let mut layers = Vec::with_capacity((layer_count as usize).min(bytes.len() / 16));
     for i in 0..layer_count as usize {
         let line = i + 1;
         let name = format!("layer{i}");
@@ -182,7 +183,7 @@ pub fn parse_bin(bytes: &[u8], file: &str) -> Result<ParamFile> {
                     .ok_or_else(|| err(line, format!("layer {i}: truncated string")))?;
                 let s = String::from_utf8_lossy(&s[..len as usize]).into_owned();
                 w.pos += padded;
-                (-id - 23400, Value::Str(s))
+                (-23400 - id as i64, Value::Str(s))
             } else if id <= -23300 {
                 let len = int(&mut w, line, "array length")?;
                 let remaining = (w.bytes.len() - w.pos) / 4;
@@ -195,10 +196,10 @@ pub fn parse_bin(bytes: &[u8], file: &str) -> Result<ParamFile> {
                 let a = (0..len)
                     .map(|_| w.word().expect("length checked"))
                     .collect();
-                (-id - 23300, Value::RawArray(a))
+                (-23300 - id as i64, Value::RawArray(a))
             } else {
                 let v = int(&mut w, line, "parameter value")?;
-                (id, Value::Raw(v as u32))
+                (id as i64, Value::Raw(v as u32))
             };
             if !(0..32).contains(&key) {
                 return Err(err(

@@ -25,6 +25,8 @@ pub mod normalize;
 pub mod permute;
 pub mod pooling;
 pub mod prelu;
+pub mod detection_output;
+pub mod prior_box;
 pub mod relu;
 pub mod reshape;
 pub mod scale;
@@ -108,6 +110,8 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "LRN" => Box::new(lrn::Lrn::new(pd)?),
         "Noop" => Box::new(noop::Noop),
         "Normalize" => Box::new(normalize::Normalize::new(pd, w)?),
+        "PriorBox" => Box::new(prior_box::PriorBox::new(pd)?),
+        "DetectionOutput" => Box::new(detection_output::DetectionOutput::new(pd)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
