@@ -8,6 +8,7 @@ use crate::pool::Pool;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 pub mod activation;
+pub mod convolution;
 pub mod input;
 pub mod relu;
 pub mod split;
@@ -71,6 +72,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Input" => Box::new(input::Input::new(pd)?),
         "Split" => Box::new(split::Split),
         "ReLU" => Box::new(relu::ReLU::new(pd)?),
+        "Convolution" => Box::new(convolution::Convolution::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
