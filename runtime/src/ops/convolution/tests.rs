@@ -454,3 +454,37 @@ fn registered_in_build() {
         vec![Shape::d3(8, 6, 4)]
     );
 }
+
+#[test]
+fn runs_inside_a_net_with_threads() {
+    let param = b"7767517\n2 2\nInput data 0 1 data 0=9 1=7 2=3\nConvolution conv 1 1 data out 0=5 1=3 4=1 5=1 6=135 9=1\n";
+    let mut rng = Rng::new(21);
+    let c = Case {
+        bias: true,
+        pads: [1; 4],
+        act: (1, vec![]),
+        ..Case::simple(5, 3, 3)
+    };
+    let (_, _, bytes) = c.weight_file(&mut rng);
+    let x = rng.vec(3 * 7 * 9, -1.0, 1.0);
+    let conv = c.build(&bytes, Kernel::best());
+    let t = Tensor {
+        shape: Shape::d3(9, 7, 3),
+        data: &x,
+    };
+    let want = run_reference(&conv, &t);
+    for threads in [1, 3] {
+        let opts = crate::net::Options {
+            threads,
+            ..Default::default()
+        };
+        let mut net = crate::net::Net::from_memory(param, &bytes, &opts).unwrap();
+        net.set_input("data", &x).unwrap();
+        net.run().unwrap();
+        let out = net.blob("out").unwrap();
+        assert_eq!(out.shape, Shape::d3(9, 7, 5));
+        for (g, w) in out.data.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+    }
+}
