@@ -1,2 +1,3 @@
 //! Compute kernels behind one interface per family, with a generic Rust reference and
 //! per-architecture variants selected at run time.
+pub mod gemm_f32;

@@ -18,6 +18,7 @@ pub mod eltwise;
 pub mod flatten;
 #[cfg(test)]
 pub mod harness;
+pub mod convolution;
 pub mod input;
 pub mod lrn;
 pub mod noop;
@@ -112,6 +113,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Normalize" => Box::new(normalize::Normalize::new(pd, w)?),
         "PriorBox" => Box::new(prior_box::PriorBox::new(pd)?),
         "DetectionOutput" => Box::new(detection_output::DetectionOutput::new(pd)?),
+        "Convolution" => Box::new(convolution::Convolution::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }

@@ -1,0 +1,437 @@
+//! Single-precision GEMM `C[M x N] = A[M x K] · B[K x N] + bias`, then an activation, as used
+//! by convolutions (A = weights, B = im2col of the input, never materialised).
+//!
+//! Structure (the usual packed-panel design):
+//! * A is packed once at load ([`PackedA`]) into panels of `MR` rows, k-major.
+//! * B is packed per call, one `KC x NC` block at a time, into the worker's scratch as panels
+//!   of `NR` columns, k-major ([`PackB`]). Im2col happens inside that packing.
+//! * A micro-kernel computes one `MR x NR` tile over `KC` and applies bias / ReLU on store.
+//!   Variants: [`generic`] (portable Rust), `x86_64` (AVX2 + FMA), `aarch64` (NEON); the
+//!   best one is chosen at run time by [`Kernel::best`].
+//! * Work is split into column blocks (and row blocks when there are few columns) that run on
+//!   the pool; each task writes a disjoint set of output row pieces.
+
+use crate::error::{invalid, LayerResult};
+use crate::ops::activation::Activation;
+use crate::pool::{Pool, SharedMut};
+
+pub mod generic;
+
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
+
+/// Largest tile any kernel uses.
+pub const MR_MAX: usize = 8;
+pub const NR_MAX: usize = 16;
+
+/// K block: one `KC x NR` B panel (≤ 24 KiB) stays in L1 while A streams from L2.
+const KC_MAX: usize = 384;
+/// Rows of A per L2-resident block (a multiple of 4, 6 and 8).
+const MC_MAX: usize = 144;
+/// Columns per task: the packed `KC x NC` B block (≤ 384 KiB) stays in L2.
+const NC_MAX: usize = 256;
+
+/// What the micro-kernel does with its `MR x NR` tile after the K loop:
+/// `row[r][j] = relu?(acc[r][j] + (accumulate ? row[r][j] : bias[r]))`.
+pub struct Tile {
+    /// Output rows, each writable for `NR` floats (rows past `MR` unused).
+    pub rows: [*mut f32; MR_MAX],
+    /// Add to the values already in `rows` (a later K block) instead of `bias`.
+    pub accumulate: bool,
+    /// `MR` per-row biases, used when not accumulating.
+    pub bias: *const f32,
+    /// Clamp negatives to 0 (`x < 0 -> 0`, NaN kept).
+    pub relu: bool,
+}
+
+/// `kc` steps of `a` (k-major, `MR` per step) times `b` (k-major, `NR` per step) into `tile`.
+///
+/// # Safety
+/// `a` holds `kc * MR` floats, `b` `kc * NR` floats, `tile.bias` `MR` floats and every
+/// `tile.rows[r]` (r < MR) `NR` writable floats.
+pub type MicroKernel = unsafe fn(kc: usize, a: *const f32, b: *const f32, tile: &Tile);
+
+/// A micro-kernel with its tile shape; A and B packing follow `mr` / `nr`.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    pub name: &'static str,
+    pub mr: usize,
+    pub nr: usize,
+    pub micro: MicroKernel,
+}
+
+impl Kernel {
+    /// The portable kernel (reference for the SIMD ones, fallback everywhere).
+    pub fn generic() -> Kernel {
+        generic::KERNEL
+    }
+
+    /// The fastest kernel this CPU supports.
+    pub fn best() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = x86_64::detect() {
+            return k;
+        }
+        #[cfg(target_arch = "aarch64")]
+        return aarch64::KERNEL;
+        #[allow(unreachable_code)]
+        generic::KERNEL
+    }
+}
+
+/// A (M x K, row-major) packed for one kernel, with the per-row bias.
+#[derive(Debug)]
+pub struct PackedA {
+    kernel: Kernel,
+    m: usize,
+    k: usize,
+    /// Panel `p` holds rows `p*MR..`, k-major: element (r, k) at `(p*K + k)*MR + r`.
+    /// Rows past M are zero.
+    data: Vec<f32>,
+    /// Bias padded to whole panels.
+    bias: Vec<f32>,
+}
+
+impl PackedA {
+    /// Packs row-major `a` (`m * k`) and an optional bias of `m` values.
+    pub fn new(kernel: Kernel, a: &[f32], m: usize, k: usize, bias: Option<&[f32]>) -> PackedA {
+        assert_eq!(a.len(), m * k, "A must be m x k");
+        let mr = kernel.mr;
+        let panels = m.div_ceil(mr);
+        let mut data = vec![0.0; panels * mr * k];
+        for row in 0..m {
+            let (p, r) = (row / mr, row % mr);
+            for (kk, &v) in a[row * k..(row + 1) * k].iter().enumerate() {
+                data[(p * k + kk) * mr + r] = v;
+            }
+        }
+        let mut padded_bias = vec![0.0; panels * mr];
+        if let Some(b) = bias {
+            padded_bias[..m].copy_from_slice(&b[..m]);
+        }
+        PackedA {
+            kernel,
+            m,
+            k,
+            data,
+            bias: padded_bias,
+        }
+    }
+
+    pub fn m(&self) -> usize {
+        self.m
+    }
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Scratch floats one worker needs for a product with `n` columns.
+    pub fn scratch_len(&self, n: usize) -> usize {
+        k_block(self.k) * NC_MAX.min(n.div_ceil(self.kernel.nr) * self.kernel.nr)
+    }
+}
+
+/// Columns of B, produced straight into packed panels.
+pub trait PackB: Sync {
+    /// Rows `k0..k0+kc` and columns `n0..n0+nc` of B into `dst`, as `ceil(nc/nr)` panels of
+    /// `kc * nr` floats each, k-major; columns past `nc` in the last panel are zero.
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]);
+}
+
+/// A dense row-major `K x N` matrix (e.g. a 1x1 stride-1 convolution's input).
+pub struct DenseB<'a> {
+    pub data: &'a [f32],
+    pub n: usize,
+}
+
+impl PackB for DenseB<'_> {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        for (j, panel) in dst
+            .chunks_exact_mut(kc * nr)
+            .take(nc.div_ceil(nr))
+            .enumerate()
+        {
+            let c0 = n0 + j * nr;
+            let cols = nr.min(n0 + nc - c0);
+            for (kk, out) in panel.chunks_exact_mut(nr).enumerate() {
+                let src = &self.data[(k0 + kk) * self.n + c0..][..cols];
+                copy_short(&mut out[..cols], src);
+                out[cols..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// The im2col matrix of a `c x h x w` input: row `k = (ch*KH + ky)*KW + kx`, column
+/// `n = oy*out_w + ox` holds `input[ch][oy*SH + ky*DH - pad_top][ox*SW + kx*DW - pad_left]`,
+/// or `pad_value` outside the input.
+pub struct Im2colB<'a> {
+    pub input: &'a [f32],
+    pub w: usize,
+    pub h: usize,
+    pub kernel_w: usize,
+    pub kernel_h: usize,
+    pub dilation_w: usize,
+    pub dilation_h: usize,
+    pub stride_w: usize,
+    pub stride_h: usize,
+    pub pad_left: usize,
+    pub pad_top: usize,
+    pub out_w: usize,
+    pub pad_value: f32,
+}
+
+impl PackB for Im2colB<'_> {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        let plane = self.w * self.h;
+        let taps = self.kernel_w * self.kernel_h;
+        for (j, panel) in dst
+            .chunks_exact_mut(kc * nr)
+            .take(nc.div_ceil(nr))
+            .enumerate()
+        {
+            let c0 = n0 + j * nr;
+            let cols = nr.min(n0 + nc - c0);
+            // Split the panel's columns into runs on one output row: each run reads one input
+            // row, contiguously when the stride is 1.
+            let mut runs = [(0usize, 0usize, 0isize, 0isize); NR_MAX];
+            let mut n_runs = 0;
+            let mut col = 0;
+            while col < cols {
+                let (oy, ox) = ((c0 + col) / self.out_w, (c0 + col) % self.out_w);
+                let len = (self.out_w - ox).min(cols - col);
+                runs[n_runs] = (
+                    col,
+                    len,
+                    (oy * self.stride_h) as isize - self.pad_top as isize,
+                    (ox * self.stride_w) as isize - self.pad_left as isize,
+                );
+                n_runs += 1;
+                col += len;
+            }
+            let (mut ch, mut ky, mut kx) =
+                (k0 / taps, (k0 % taps) / self.kernel_w, k0 % self.kernel_w);
+            for out in panel.chunks_exact_mut(nr) {
+                let channel = &self.input[ch * plane..(ch + 1) * plane];
+                for &(start, len, y0, x0) in &runs[..n_runs] {
+                    let seg = &mut out[start..start + len];
+                    let y = y0 + (ky * self.dilation_h) as isize;
+                    if y < 0 || y >= self.h as isize {
+                        seg.fill(self.pad_value);
+                        continue;
+                    }
+                    let row = &channel[y as usize * self.w..][..self.w];
+                    let x = x0 + (kx * self.dilation_w) as isize;
+                    if self.stride_w == 1 && x >= 0 && x as usize + len <= self.w {
+                        copy_short(seg, &row[x as usize..x as usize + len]);
+                    } else {
+                        for (i, v) in seg.iter_mut().enumerate() {
+                            let xi = x + (i * self.stride_w) as isize;
+                            *v = if xi >= 0 && xi < self.w as isize {
+                                row[xi as usize]
+                            } else {
+                                self.pad_value
+                            };
+                        }
+                    }
+                }
+                out[cols..].fill(0.0);
+                kx += 1;
+                if kx == self.kernel_w {
+                    kx = 0;
+                    ky += 1;
+                    if ky == self.kernel_h {
+                        ky = 0;
+                        ch += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies a run of at most `NR_MAX` floats in 8-wide blocks: a memcpy call costs more.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d8, s8) in (&mut d).zip(&mut s) {
+        let block: [f32; 8] = s8.try_into().expect("8 floats");
+        d8.copy_from_slice(&block);
+    }
+    for (x, &y) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *x = y;
+    }
+}
+
+/// K block size: K split into equal blocks of at most `KC_MAX`.
+fn k_block(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC_MAX).max(1)).max(1)
+}
+
+/// `c (m x n, row-major) = act(a · b + bias)`, in parallel on `pool`. `scratch` holds
+/// `pool.threads()` slices of `a.scratch_len(n)` floats.
+pub fn gemm(
+    a: &PackedA,
+    b: &dyn PackB,
+    n: usize,
+    c: &mut [f32],
+    act: Activation,
+    pool: &Pool,
+    scratch: &mut [f32],
+) -> LayerResult<()> {
+    let (m, k, mr, nr) = (a.m, a.k, a.kernel.mr, a.kernel.nr);
+    if c.len() != m * n {
+        return Err(invalid(format!(
+            "gemm output holds {} floats, expected {m} x {n}",
+            c.len()
+        )));
+    }
+    let per_worker = a.scratch_len(n);
+    let threads = pool.threads();
+    if scratch.len() < per_worker * threads {
+        return Err(invalid("gemm scratch too small"));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    // Column blocks: at most NC_MAX, and at least one per worker when there is enough work.
+    let nc = NC_MAX.min(n.div_ceil(threads).div_ceil(nr) * nr).max(nr);
+    let n_blocks = n.div_ceil(nc);
+    // Few column blocks (small late feature maps): also split the rows.
+    let panels = m.div_ceil(mr);
+    let m_blocks = if n_blocks >= threads {
+        1
+    } else {
+        threads.div_ceil(n_blocks).min(panels.div_ceil(4)).max(1)
+    };
+    let panels_per_block = panels.div_ceil(m_blocks);
+    let m_blocks = panels.div_ceil(panels_per_block);
+    let kc_max = k_block(k);
+
+    let out = SharedMut::new(c);
+    let scratch = SharedMut::new(&mut scratch[..per_worker * threads]);
+    let task = |t: usize, worker: usize| {
+        let (nb, mb) = (t % n_blocks, t / n_blocks);
+        let n0 = nb * nc;
+        let ncur = nc.min(n - n0);
+        let p0 = mb * panels_per_block;
+        let p1 = panels.min(p0 + panels_per_block);
+        // SAFETY: each worker index is used by one thread at a time.
+        let packed_b = unsafe { scratch.slice(worker * per_worker, per_worker) };
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = kc_max.min(k - k0);
+            b.pack(k0, kc, n0, ncur, nr, packed_b);
+            let last = k0 + kc == k;
+            let mc_panels = (MC_MAX / mr).max(1);
+            let mut pb = p0;
+            while pb < p1 {
+                let pe = p1.min(pb + mc_panels);
+                for jr in 0..ncur.div_ceil(nr) {
+                    let col = n0 + jr * nr;
+                    let cols = nr.min(n0 + ncur - col);
+                    let b_panel = &packed_b[jr * kc * nr..(jr + 1) * kc * nr];
+                    for p in pb..pe {
+                        let a_panel = &a.data[(p * k + k0) * mr..(p * k + k0 + kc) * mr];
+                        let rows = mr.min(m - p * mr);
+                        run_tile(
+                            a,
+                            p,
+                            rows,
+                            col,
+                            cols,
+                            n,
+                            kc,
+                            a_panel,
+                            b_panel,
+                            k0 > 0,
+                            last,
+                            act,
+                            &out,
+                        );
+                    }
+                }
+                pb = pe;
+            }
+            k0 += kc;
+        }
+    };
+    pool.run(n_blocks * m_blocks, &task)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// One micro-kernel call for panel `p` (its first `rows` rows) at output columns
+/// `col..col+cols`, plus the activations the kernel does not fuse.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn run_tile(
+    a: &PackedA,
+    p: usize,
+    rows: usize,
+    col: usize,
+    cols: usize,
+    n: usize,
+    kc: usize,
+    a_panel: &[f32],
+    b_panel: &[f32],
+    accumulate: bool,
+    last: bool,
+    act: Activation,
+    out: &SharedMut<f32>,
+) {
+    let (mr, nr) = (a.kernel.mr, a.kernel.nr);
+    // Partial tiles go through a local buffer; padding rows land there and are dropped.
+    let mut local = [0.0f32; MR_MAX * NR_MAX];
+    let full = cols == nr;
+    let mut dst: [&mut [f32]; MR_MAX] = Default::default();
+    for (r, d) in dst.iter_mut().enumerate().take(rows) {
+        // SAFETY: (row, col..col+cols) pieces are disjoint across tiles and tasks.
+        *d = unsafe { out.slice((p * mr + r) * n + col, cols) };
+    }
+    if accumulate && !full {
+        for r in 0..rows {
+            local[r * NR_MAX..r * NR_MAX + cols].copy_from_slice(dst[r]);
+        }
+    }
+    let base = local.as_mut_ptr();
+    let mut tile = Tile {
+        rows: [base; MR_MAX],
+        accumulate,
+        bias: a.bias[p * mr..].as_ptr(),
+        relu: last && act == Activation::ReLU,
+    };
+    for (r, (row, d)) in tile
+        .rows
+        .iter_mut()
+        .zip(dst.iter_mut())
+        .take(mr)
+        .enumerate()
+    {
+        *row = if full && r < rows {
+            d.as_mut_ptr()
+        } else {
+            // SAFETY: r < MR_MAX rows of NR_MAX floats.
+            unsafe { base.add(r * NR_MAX) }
+        };
+    }
+    debug_assert!(a_panel.len() == kc * mr && b_panel.len() == kc * nr);
+    // SAFETY: panel sizes checked above; every row pointer has NR writable floats.
+    unsafe { (a.kernel.micro)(kc, a_panel.as_ptr(), b_panel.as_ptr(), &tile) };
+    for r in 0..rows {
+        if !full {
+            dst[r].copy_from_slice(&local[r * NR_MAX..r * NR_MAX + cols]);
+        }
+        if last && !matches!(act, Activation::None | Activation::ReLU) {
+            act.apply_slice(dst[r]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

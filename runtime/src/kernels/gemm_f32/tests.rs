@@ -1,0 +1,220 @@
+use super::*;
+use crate::rng::Rng;
+
+/// Plain triple loop in f64.
+fn naive(a: &[f32], b: &[f32], bias: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = bias.map_or(0.0, |b| b[i] as f64);
+            for p in 0..k {
+                s += a[i * k + p] as f64 * b[p * n + j] as f64;
+            }
+            c[i * n + j] = s as f32;
+        }
+    }
+    c
+}
+
+fn kernels() -> Vec<Kernel> {
+    let mut v = vec![Kernel::generic()];
+    let best = Kernel::best();
+    if best.name != Kernel::generic().name {
+        v.push(best);
+    }
+    v
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    kernel: Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    bias: bool,
+    act: Activation,
+    threads: usize,
+    rng: &mut Rng,
+) {
+    let a = rng.vec(m * k, -1.0, 1.0);
+    let b = rng.vec(k * n, -1.0, 1.0);
+    let bias_v = rng.vec(m, -1.0, 1.0);
+    let bias = bias.then_some(&bias_v[..]);
+    let mut want = naive(&a, &b, bias, m, n, k);
+    // Tolerance from the pre-activation magnitude (Clip / Sigmoid squash it).
+    let max = want.iter().fold(0f32, |x, v| x.max(v.abs())).max(1e-6);
+    want.iter_mut().for_each(|v| *v = act.apply(*v));
+    let packed = PackedA::new(kernel, &a, m, k, bias);
+    let pool = Pool::new(threads).unwrap();
+    let mut scratch = vec![f32::NAN; packed.scratch_len(n) * threads];
+    let mut got = vec![f32::NAN; m * n];
+    gemm(
+        &packed,
+        &DenseB { data: &b, n },
+        n,
+        &mut got,
+        act,
+        &pool,
+        &mut scratch,
+    )
+    .unwrap();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * max,
+            "{} m={m} n={n} k={k} act={act:?} at ({}, {}): {g} vs {w}",
+            kernel.name,
+            i / n,
+            i % n
+        );
+    }
+}
+
+#[test]
+fn best_kernel_is_simd_where_available() {
+    let best = Kernel::best();
+    #[cfg(target_arch = "aarch64")]
+    assert_eq!(best.name, aarch64::KERNEL.name);
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        assert_eq!(best.name, x86_64::AVX2_FMA.name);
+    }
+    assert!(best.mr <= MR_MAX && best.nr <= NR_MAX);
+}
+
+#[test]
+fn matches_naive_on_edge_sizes() {
+    let mut rng = Rng::new(1);
+    for kernel in kernels() {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (kernel.mr, kernel.nr, 1),
+            (kernel.mr + 1, kernel.nr + 1, 3),
+            (kernel.mr - 1, kernel.nr - 1, 7),
+            (13, 37, KC_MAX),
+            (7, 19, KC_MAX + 1),
+            (MC_MAX + 5, 33, 20),
+            (3, NC_MAX + 3, 9),
+            (5, 2 * NC_MAX + 17, 2 * KC_MAX + 5),
+        ] {
+            for threads in [1, 3] {
+                check(kernel, m, n, k, true, Activation::None, threads, &mut rng);
+            }
+        }
+    }
+}
+
+#[test]
+fn matches_naive_on_random_shapes_and_activations() {
+    let mut rng = Rng::new(2);
+    let acts = [
+        Activation::None,
+        Activation::ReLU,
+        Activation::LeakyReLU(0.1),
+        Activation::Clip {
+            min: -0.5,
+            max: 0.5,
+        },
+        Activation::Sigmoid,
+        Activation::Mish,
+        Activation::HardSwish {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+    ];
+    for kernel in kernels() {
+        for i in 0..60 {
+            let m = rng.range(1, 70) as usize;
+            let n = rng.range(1, 300) as usize;
+            let k = rng.range(1, 900) as usize;
+            let act = acts[i % acts.len()];
+            check(kernel, m, n, k, i % 2 == 0, act, 1 + i % 2, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn large_k() {
+    let mut rng = Rng::new(3);
+    for kernel in kernels() {
+        check(kernel, 20, 45, 4608, true, Activation::ReLU, 1, &mut rng);
+    }
+}
+
+#[test]
+fn relu_keeps_nan_and_zeroes_negatives() {
+    for kernel in kernels() {
+        let (m, n, k) = (kernel.mr, kernel.nr, 1);
+        let mut a = vec![1.0; m * k];
+        a[0] = f32::NAN;
+        let b: Vec<f32> = (0..n).map(|j| j as f32 - 3.0).collect();
+        let packed = PackedA::new(kernel, &a, m, k, None);
+        let pool = Pool::new(1).unwrap();
+        let mut scratch = vec![0.0; packed.scratch_len(n)];
+        let mut c = vec![0.0; m * n];
+        gemm(
+            &packed,
+            &DenseB { data: &b, n },
+            n,
+            &mut c,
+            Activation::ReLU,
+            &pool,
+            &mut scratch,
+        )
+        .unwrap();
+        assert!(c[..n].iter().all(|v| v.is_nan()), "{}", kernel.name);
+        for j in 0..n {
+            assert_eq!(c[n + j], (j as f32 - 3.0).max(0.0));
+        }
+    }
+}
+
+#[test]
+fn im2col_packing_matches_explicit_matrix() {
+    // 2 channels 4x5, kernel 3x2, stride (2, 1), dilation (1, 2), pads left 1 top 2.
+    let (c, h, w) = (2usize, 4usize, 5usize);
+    let input: Vec<f32> = (0..c * h * w).map(|v| v as f32).collect();
+    let (kw, kh, sw, sh, dw, dh, pl, pt) = (
+        3usize, 2usize, 2usize, 1usize, 1usize, 2usize, 1usize, 2usize,
+    );
+    let (out_w, out_h) = (
+        (w + pl + 1 - (dw * (kw - 1) + 1)) / sw + 1,
+        (h + pt - (dh * (kh - 1) + 1)) / sh + 1,
+    );
+    let b = Im2colB {
+        input: &input,
+        w,
+        h,
+        kernel_w: kw,
+        kernel_h: kh,
+        dilation_w: dw,
+        dilation_h: dh,
+        stride_w: sw,
+        stride_h: sh,
+        pad_left: pl,
+        pad_top: pt,
+        out_w,
+        pad_value: -1.0,
+    };
+    let (k, n, nr) = (c * kh * kw, out_w * out_h, 4);
+    let mut packed = vec![f32::NAN; k * n.div_ceil(nr) * nr];
+    b.pack(0, k, 0, n, nr, &mut packed);
+    for row in 0..k {
+        let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
+        for col in 0..n.div_ceil(nr) * nr {
+            let got = packed[(col / nr) * k * nr + row * nr + col % nr];
+            let want = if col >= n {
+                0.0
+            } else {
+                let (oy, ox) = (col / out_w, col % out_w);
+                let iy = (oy * sh + ky * dh) as isize - pt as isize;
+                let ix = (ox * sw + kx * dw) as isize - pl as isize;
+                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                    -1.0
+                } else {
+                    input[(ch * h + iy as usize) * w + ix as usize]
+                }
+            };
+            assert_eq!(got, want, "row {row} col {col}");
+        }
+    }
+}

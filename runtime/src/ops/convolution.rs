@@ -1,0 +1,494 @@
+//! Convolution (ncnn type 6) in fp32: a direct reference loop and the im2col + GEMM fast path
+//! (`kernels::gemm_f32`). Parameters and weight order follow ncnn-format.md §5.1 and §4.4.
+//!
+//! The geometry ([`ConvParams`]), the reference ([`conv2d_reference`]) and the fast path
+//! ([`Conv2dGemm`]) work on one group's slices, so grouped convolutions can reuse them.
+
+use super::activation::Activation;
+use super::{expect_inputs, Ctx, Op};
+use crate::error::{invalid, Error, LayerResult, Result};
+use crate::kernels::gemm_f32::{self, DenseB, Im2colB, Kernel, PackedA};
+use crate::model::paramdict::ParamDict;
+use crate::model::weights::{Floats, Tagged, WeightReader};
+use crate::pool::Pool;
+use crate::tensor::{Shape, Tensor, TensorMut};
+
+/// ncnn's pad marker for TF "SAME" with the extra pad at the end.
+pub const PAD_SAME_UPPER: i32 = -233;
+/// ... and with the extra pad at the start.
+pub const PAD_SAME_LOWER: i32 = -234;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    Explicit {
+        left: usize,
+        right: usize,
+        top: usize,
+        bottom: usize,
+    },
+    SameUpper,
+    SameLower,
+}
+
+/// Kernel geometry shared by Convolution-like layers (keys 1, 11, 2, 12, 3, 13, 4, 15, 14,
+/// 16, 18).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvParams {
+    pub kernel_w: usize,
+    pub kernel_h: usize,
+    pub dilation_w: usize,
+    pub dilation_h: usize,
+    pub stride_w: usize,
+    pub stride_h: usize,
+    pub padding: Padding,
+    pub pad_value: f32,
+}
+
+/// Geometry resolved for one input size: concrete pads and the output size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub pad_left: usize,
+    pub pad_right: usize,
+    pub pad_top: usize,
+    pub pad_bottom: usize,
+    pub out_w: usize,
+    pub out_h: usize,
+}
+
+/// Upper bound on kernel size, stride, dilation and explicit pads read from a file.
+const MAX_GEOMETRY: usize = 1 << 16;
+
+impl ConvParams {
+    pub fn from_params(pd: &ParamDict) -> LayerResult<ConvParams> {
+        let positive = |key: usize, default: usize, name: &str| -> LayerResult<usize> {
+            let v = pd.int(key, default as i32)?;
+            if v < 1 || v as usize > MAX_GEOMETRY {
+                return Err(invalid(format!(
+                    "{name} (key {key}) must be in 1..={MAX_GEOMETRY}, got {v}"
+                )));
+            }
+            Ok(v as usize)
+        };
+        let kernel_w = positive(1, 0, "kernel_w")?;
+        let kernel_h = positive(11, kernel_w, "kernel_h")?;
+        let dilation_w = positive(2, 1, "dilation_w")?;
+        let dilation_h = positive(12, dilation_w, "dilation_h")?;
+        let stride_w = positive(3, 1, "stride_w")?;
+        let stride_h = positive(13, stride_w, "stride_h")?;
+        let left = pd.int(4, 0)?;
+        let right = pd.int(15, left)?;
+        let top = pd.int(14, left)?;
+        let bottom = pd.int(16, top)?;
+        let pads = [left, right, top, bottom];
+        let padding = if pads.iter().all(|&p| p == PAD_SAME_UPPER) {
+            Padding::SameUpper
+        } else if pads.iter().all(|&p| p == PAD_SAME_LOWER) {
+            Padding::SameLower
+        } else if pads.iter().all(|&p| (0..=MAX_GEOMETRY as i32).contains(&p)) {
+            Padding::Explicit {
+                left: left as usize,
+                right: right as usize,
+                top: top as usize,
+                bottom: bottom as usize,
+            }
+        } else {
+            return Err(invalid(format!(
+                "pads (left, right, top, bottom) = {pads:?}: expected all >= 0, all -233 (SAME_UPPER) or all -234 (SAME_LOWER)"
+            )));
+        };
+        Ok(ConvParams {
+            kernel_w,
+            kernel_h,
+            dilation_w,
+            dilation_h,
+            stride_w,
+            stride_h,
+            padding,
+            pad_value: pd.float(18, 0.0)?,
+        })
+    }
+
+    /// Dilated kernel extents (w, h).
+    pub fn extent(&self) -> (usize, usize) {
+        (
+            self.dilation_w * (self.kernel_w - 1) + 1,
+            self.dilation_h * (self.kernel_h - 1) + 1,
+        )
+    }
+
+    /// Pads and output size for a `w x h` input; an error when the kernel does not fit.
+    pub fn resolve(&self, w: usize, h: usize) -> LayerResult<Resolved> {
+        let (ext_w, ext_h) = self.extent();
+        // SAME: total pad so that out = ceil(in / stride); never negative.
+        let same = |len: usize, ext: usize, stride: usize| {
+            (ext + (len - 1) / stride * stride).saturating_sub(len)
+        };
+        let (pad_left, pad_right, pad_top, pad_bottom) = match self.padding {
+            Padding::Explicit {
+                left,
+                right,
+                top,
+                bottom,
+            } => (left, right, top, bottom),
+            Padding::SameUpper => {
+                let (pw, ph) = (same(w, ext_w, self.stride_w), same(h, ext_h, self.stride_h));
+                (pw / 2, pw - pw / 2, ph / 2, ph - ph / 2)
+            }
+            Padding::SameLower => {
+                let (pw, ph) = (same(w, ext_w, self.stride_w), same(h, ext_h, self.stride_h));
+                (pw - pw / 2, pw / 2, ph - ph / 2, ph / 2)
+            }
+        };
+        let (padded_w, padded_h) = (w + pad_left + pad_right, h + pad_top + pad_bottom);
+        if padded_w < ext_w || padded_h < ext_h {
+            return Err(invalid(format!(
+                "kernel extent {ext_w}x{ext_h} is larger than the padded input {padded_w}x{padded_h}"
+            )));
+        }
+        Ok(Resolved {
+            pad_left,
+            pad_right,
+            pad_top,
+            pad_bottom,
+            out_w: (padded_w - ext_w) / self.stride_w + 1,
+            out_h: (padded_h - ext_h) / self.stride_h + 1,
+        })
+    }
+}
+
+/// The plain reference: `out[o][y][x] = act(bias[o] + Σ_c,ky,kx w[o][c][ky][kx] · in[c][iy][ix])`
+/// with `iy = y·SH + ky·DH − pad_top`, `ix = x·SW + kx·DW − pad_left`, and `pad_value` outside
+/// the input. `input` is `inch x h x w`, `weights` `[outch][inch][kh][kw]`, `output`
+/// `outch x out_h x out_w`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_reference(
+    p: &ConvParams,
+    input: &[f32],
+    w: usize,
+    h: usize,
+    inch: usize,
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    outch: usize,
+    act: Activation,
+    output: &mut [f32],
+) -> LayerResult<()> {
+    let r = p.resolve(w, h)?;
+    let (kw, kh) = (p.kernel_w, p.kernel_h);
+    if input.len() != inch * h * w
+        || weights.len() != outch * inch * kh * kw
+        || output.len() != outch * r.out_h * r.out_w
+        || bias.is_some_and(|b| b.len() != outch)
+    {
+        return Err(invalid(
+            "conv2d_reference: slice sizes do not match the shapes",
+        ));
+    }
+    for o in 0..outch {
+        for y in 0..r.out_h {
+            for x in 0..r.out_w {
+                let mut sum = bias.map_or(0.0, |b| b[o]);
+                for c in 0..inch {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy =
+                                (y * p.stride_h + ky * p.dilation_h) as isize - r.pad_top as isize;
+                            let ix =
+                                (x * p.stride_w + kx * p.dilation_w) as isize - r.pad_left as isize;
+                            let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                p.pad_value
+                            } else {
+                                input[(c * h + iy as usize) * w + ix as usize]
+                            };
+                            sum += weights[((o * inch + c) * kh + ky) * kw + kx] * v;
+                        }
+                    }
+                }
+                output[(o * r.out_h + y) * r.out_w + x] = act.apply(sum);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fast path for one group: weights packed once for the GEMM kernel, then
+/// im2col-in-packing + GEMM per call.
+#[derive(Debug)]
+pub struct Conv2dGemm {
+    pub params: ConvParams,
+    pub inch: usize,
+    pub outch: usize,
+    pub act: Activation,
+    packed: PackedA,
+}
+
+impl Conv2dGemm {
+    /// `weights` `[outch][inch][kh][kw]`, `bias` `outch` values.
+    pub fn new(
+        params: ConvParams,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        outch: usize,
+        inch: usize,
+        act: Activation,
+        kernel: Kernel,
+    ) -> Conv2dGemm {
+        let k = inch * params.kernel_w * params.kernel_h;
+        Conv2dGemm {
+            params,
+            inch,
+            outch,
+            act,
+            packed: PackedA::new(kernel, weights, outch, k, bias),
+        }
+    }
+
+    /// Scratch floats per worker for a `w x h` input.
+    pub fn scratch_len(&self, w: usize, h: usize) -> usize {
+        match self.params.resolve(w, h) {
+            Ok(r) => self.packed.scratch_len(r.out_w * r.out_h),
+            Err(_) => 0,
+        }
+    }
+
+    /// True when B is the input itself (1x1, stride 1, no padding).
+    fn is_pointwise(&self, r: &Resolved) -> bool {
+        let p = &self.params;
+        p.kernel_w == 1
+            && p.kernel_h == 1
+            && p.stride_w == 1
+            && p.stride_h == 1
+            && r.pad_left + r.pad_right + r.pad_top + r.pad_bottom == 0
+    }
+
+    /// `input` `inch x h x w` -> `output` `outch x out_h x out_w`. `scratch` holds
+    /// `pool.threads()` slices of `scratch_len(w, h)` floats.
+    pub fn run(
+        &self,
+        input: &[f32],
+        w: usize,
+        h: usize,
+        output: &mut [f32],
+        pool: &Pool,
+        scratch: &mut [f32],
+    ) -> LayerResult<()> {
+        let r = self.params.resolve(w, h)?;
+        if input.len() != self.inch * w * h {
+            return Err(invalid("convolution input size does not match its shape"));
+        }
+        let n = r.out_w * r.out_h;
+        if self.is_pointwise(&r) {
+            let b = DenseB { data: input, n };
+            return gemm_f32::gemm(&self.packed, &b, n, output, self.act, pool, scratch);
+        }
+        let p = &self.params;
+        let b = Im2colB {
+            input,
+            w,
+            h,
+            kernel_w: p.kernel_w,
+            kernel_h: p.kernel_h,
+            dilation_w: p.dilation_w,
+            dilation_h: p.dilation_h,
+            stride_w: p.stride_w,
+            stride_h: p.stride_h,
+            pad_left: r.pad_left,
+            pad_top: r.pad_top,
+            out_w: r.out_w,
+            pad_value: p.pad_value,
+        };
+        gemm_f32::gemm(&self.packed, &b, n, output, self.act, pool, scratch)
+    }
+}
+
+#[derive(Debug)]
+pub struct Convolution {
+    pub num_output: usize,
+    pub params: ConvParams,
+    pub bias_term: bool,
+    pub weight_data_size: usize,
+    pub int8_scale_term: i32,
+    pub activation: Activation,
+    /// `[outch][inch][kh][kw]` fp32, borrowed from the weight file when stored as fp32;
+    /// int8-tagged weights are dequantized here (`q / weight_scale[o]`).
+    pub weights: Floats,
+    pub bias: Option<Floats>,
+    /// `inch * kh * kw`.
+    pub k: usize,
+    fast: Conv2dGemm,
+}
+
+impl Convolution {
+    pub fn new(pd: &ParamDict, wr: &mut WeightReader) -> Result<Convolution> {
+        Self::with_kernel(pd, wr, Kernel::best())
+    }
+
+    /// As [`Convolution::new`] with a chosen GEMM kernel (tests compare kernels).
+    pub fn with_kernel(
+        pd: &ParamDict,
+        wr: &mut WeightReader,
+        kernel: Kernel,
+    ) -> Result<Convolution> {
+        let num_output = pd.usize(0, 0)?;
+        let params = ConvParams::from_params(pd)?;
+        let bias_term = pd.int(5, 0)? != 0;
+        let weight_data_size = pd.usize(6, 0)?;
+        let int8_scale_term = pd.int(8, 0)?;
+        let activation = Activation::from_params(pd)?;
+        if pd.int(19, 0)? != 0 {
+            return Err(invalid("dynamic_weight (key 19) is not supported").into());
+        }
+        if num_output == 0 {
+            return Err(invalid("num_output (key 0) must be positive").into());
+        }
+        let taps = params.kernel_w * params.kernel_h;
+        if weight_data_size == 0 || weight_data_size % (num_output * taps) != 0 {
+            return Err(invalid(format!(
+                "weight_data_size {weight_data_size} is not a positive multiple of num_output * kernel_h * kernel_w = {}",
+                num_output * taps
+            ))
+            .into());
+        }
+        let k = weight_data_size / num_output;
+
+        let stored = wr.tagged(weight_data_size, "convolution weight")?;
+        let bias = if bias_term {
+            Some(wr.raw(num_output, "convolution bias")?)
+        } else {
+            None
+        };
+        let weight_scales = if int8_scale_term != 0 {
+            let s = wr.raw(num_output, "convolution weight int8 scales")?;
+            wr.raw(1, "convolution bottom int8 scale")?;
+            if int8_scale_term > 100 {
+                wr.raw(1, "convolution top int8 scale")?;
+            }
+            Some(s)
+        } else {
+            None
+        };
+        let weights = match stored {
+            Tagged::F32(f) => f,
+            Tagged::I8(q) => {
+                let scales = weight_scales.ok_or_else(|| {
+                    Error::from(invalid(
+                        "int8-tagged weights but int8_scale_term (key 8) is 0",
+                    ))
+                })?;
+                Floats::owned(dequantize(&q, &scales, k))
+            }
+        };
+        let fast = Conv2dGemm::new(
+            params,
+            &weights,
+            bias.as_deref(),
+            num_output,
+            k / taps,
+            activation,
+            kernel,
+        );
+        Ok(Convolution {
+            num_output,
+            params,
+            bias_term,
+            weight_data_size,
+            int8_scale_term,
+            activation,
+            weights,
+            bias,
+            k,
+            fast,
+        })
+    }
+
+    pub fn inch(&self) -> usize {
+        self.k / (self.params.kernel_w * self.params.kernel_h)
+    }
+
+    /// The input as (w, h, channels), and whether the output is 1-D (ncnn runs a 1x1
+    /// convolution over a flat blob of `inch` values as an inner product).
+    fn input_view(&self, s: &Shape) -> LayerResult<(usize, usize, usize, bool)> {
+        let one_by_one = self.params.kernel_w == 1 && self.params.kernel_h == 1;
+        match s.dims {
+            1 if one_by_one && s.w == self.k => Ok((1, 1, s.w, true)),
+            1 => Ok((s.w, 1, 1, false)),
+            2 => Ok((s.w, s.h, 1, false)),
+            3 => Ok((s.w, s.h, s.c, false)),
+            d => Err(invalid(format!(
+                "{d}-D input is not supported by Convolution"
+            ))),
+        }
+    }
+
+    /// Runs the reference loop (for tests and cross-checks).
+    pub fn forward_reference(&self, input: &Tensor, output: &mut TensorMut) -> LayerResult<()> {
+        let (w, h, c, _) = self.input_view(&input.shape)?;
+        conv2d_reference(
+            &self.params,
+            input.data,
+            w,
+            h,
+            c,
+            &self.weights,
+            self.bias.as_deref(),
+            self.num_output,
+            self.activation,
+            output.data,
+        )
+    }
+}
+
+/// `w = q / scale[o]` per output channel of `k` weights (0 where the scale is 0).
+fn dequantize(q: &[i8], scales: &[f32], k: usize) -> Vec<f32> {
+    q.chunks(k)
+        .zip(scales)
+        .flat_map(|(row, &s)| {
+            let inv = if s == 0.0 { 0.0 } else { 1.0 / s };
+            row.iter().map(move |&v| v as f32 * inv)
+        })
+        .collect()
+}
+
+impl Op for Convolution {
+    fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
+        expect_inputs(inputs, 1)?;
+        let (w, h, c, flat) = self.input_view(&inputs[0])?;
+        let taps = self.params.kernel_w * self.params.kernel_h;
+        if self.num_output * c * taps != self.weight_data_size {
+            return Err(invalid(format!(
+                "weight_data_size {} != num_output {} * input channels {c} * kernel {}x{}",
+                self.weight_data_size, self.num_output, self.params.kernel_h, self.params.kernel_w
+            )));
+        }
+        let r = self.params.resolve(w, h)?;
+        if flat {
+            return Ok(vec![Shape::d1(self.num_output)]);
+        }
+        Ok(vec![Shape::d3(r.out_w, r.out_h, self.num_output)])
+    }
+
+    fn scratch_len(&self, inputs: &[Shape], _outputs: &[Shape]) -> usize {
+        match inputs.first().map(|s| self.input_view(s)) {
+            Some(Ok((w, h, _, _))) => self.fast.scratch_len(w, h),
+            _ => 0,
+        }
+    }
+
+    fn forward(
+        &self,
+        inputs: &[Tensor],
+        outputs: &mut [TensorMut],
+        ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        let (input, output) = match (inputs, outputs) {
+            ([i], [o]) => (i, o),
+            _ => return Err(invalid("Convolution takes one input and one output")),
+        };
+        let (w, h, _, _) = self.input_view(&input.shape)?;
+        self.fast
+            .run(input.data, w, h, output.data, ctx.pool, ctx.scratch)
+    }
+}
+
+#[cfg(test)]
+mod tests;
