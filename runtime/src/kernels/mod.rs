@@ -1,2 +1,5 @@
 //! Compute kernels behind one interface per family, with a generic Rust reference and
 //! per-architecture variants selected at run time.
+
+pub mod depthwise_f32;
+pub mod gemv_f32;

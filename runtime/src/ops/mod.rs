@@ -8,6 +8,8 @@ use crate::pool::Pool;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 pub mod activation;
+pub mod convolution_depthwise;
+pub mod inner_product;
 pub mod input;
 pub mod relu;
 pub mod split;
@@ -71,6 +73,10 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Input" => Box::new(input::Input::new(pd)?),
         "Split" => Box::new(split::Split),
         "ReLU" => Box::new(relu::ReLU::new(pd)?),
+        "ConvolutionDepthWise" => {
+            Box::new(convolution_depthwise::ConvolutionDepthWise::new(pd, w)?)
+        }
+        "InnerProduct" => Box::new(inner_product::InnerProduct::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }

@@ -1,0 +1,155 @@
+//! NEON depthwise kernels: 4 output pixels of a row per vector. Stride 2 uses `vld2q`,
+//! which splits 8 consecutive inputs into even and odd lanes. Pixels left over at a row's
+//! end are done in scalar code.
+
+use super::{generic, Geometry};
+use std::arch::aarch64::*;
+
+/// Callers have checked the geometry against the buffers (`Geometry::check`).
+pub fn channel(g: &Geometry, input: &[f32], kernel: &[f32], bias: f32, out: &mut [f32]) {
+    // SAFETY: NEON is part of the aarch64 baseline; bounds checked by the caller.
+    unsafe {
+        match (g.is_3x3(), g.stride_w, g.stride_h) {
+            (true, 1, 1) => conv3x3s1(g, input.as_ptr(), kernel, bias, out.as_mut_ptr()),
+            (true, 2, 2) => conv3x3s2(g, input.as_ptr(), kernel, bias, out.as_mut_ptr()),
+            (_, 1 | 2, _) => general(g, input.as_ptr(), kernel, Some(bias), out.as_mut_ptr()),
+            _ => generic::channel(g, input, kernel, bias, out),
+        }
+    }
+}
+
+pub fn accumulate(g: &Geometry, input: &[f32], kernel: &[f32], out: &mut [f32]) {
+    match g.stride_w {
+        // SAFETY: as in `channel`.
+        1 | 2 => unsafe { general(g, input.as_ptr(), kernel, None, out.as_mut_ptr()) },
+        _ => generic::accumulate(g, input, kernel, out),
+    }
+}
+
+/// Scalar value of one output pixel (row ends).
+#[inline(always)]
+unsafe fn pixel(
+    g: &Geometry,
+    input: *const f32,
+    kernel: &[f32],
+    init: f32,
+    ox: usize,
+    oy: usize,
+) -> f32 {
+    let mut sum = init;
+    for ky in 0..g.kernel_h {
+        let row = input.add((oy * g.stride_h + ky * g.dilation_h) * g.in_w + ox * g.stride_w);
+        for kx in 0..g.kernel_w {
+            sum += *row.add(kx * g.dilation_w) * kernel[ky * g.kernel_w + kx];
+        }
+    }
+    sum
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn conv3x3s1(g: &Geometry, input: *const f32, kernel: &[f32], bias: f32, out: *mut f32) {
+    let k: [float32x4_t; 9] = std::array::from_fn(|i| vdupq_n_f32(kernel[i]));
+    let vbias = vdupq_n_f32(bias);
+    for oy in 0..g.out_h {
+        let r0 = input.add(oy * g.in_w);
+        let r1 = r0.add(g.in_w);
+        let r2 = r1.add(g.in_w);
+        let orow = out.add(oy * g.out_w);
+        let mut x = 0;
+        while x + 4 <= g.out_w {
+            let mut acc = vbias;
+            for (t, r) in [r0, r1, r2].into_iter().enumerate() {
+                let r = r.add(x);
+                acc = vfmaq_f32(acc, vld1q_f32(r), k[3 * t]);
+                acc = vfmaq_f32(acc, vld1q_f32(r.add(1)), k[3 * t + 1]);
+                acc = vfmaq_f32(acc, vld1q_f32(r.add(2)), k[3 * t + 2]);
+            }
+            vst1q_f32(orow.add(x), acc);
+            x += 4;
+        }
+        for ox in x..g.out_w {
+            *orow.add(ox) = pixel(g, input, kernel, bias, ox, oy);
+        }
+    }
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn conv3x3s2(g: &Geometry, input: *const f32, kernel: &[f32], bias: f32, out: *mut f32) {
+    let k: [float32x4_t; 9] = std::array::from_fn(|i| vdupq_n_f32(kernel[i]));
+    let vbias = vdupq_n_f32(bias);
+    for oy in 0..g.out_h {
+        let r0 = input.add(2 * oy * g.in_w);
+        let r1 = r0.add(g.in_w);
+        let r2 = r1.add(g.in_w);
+        let orow = out.add(oy * g.out_w);
+        let mut x = 0;
+        // Reads inputs 2x .. 2x+10 of each row.
+        while x + 4 <= g.out_w && 2 * x + 10 <= g.in_w {
+            let mut acc = vbias;
+            for (t, r) in [r0, r1, r2].into_iter().enumerate() {
+                let r = r.add(2 * x);
+                let v01 = vld2q_f32(r);
+                let v2 = vld2q_f32(r.add(2)).0;
+                acc = vfmaq_f32(acc, v01.0, k[3 * t]);
+                acc = vfmaq_f32(acc, v01.1, k[3 * t + 1]);
+                acc = vfmaq_f32(acc, v2, k[3 * t + 2]);
+            }
+            vst1q_f32(orow.add(x), acc);
+            x += 4;
+        }
+        for ox in x..g.out_w {
+            *orow.add(ox) = pixel(g, input, kernel, bias, ox, oy);
+        }
+    }
+}
+
+/// Any kernel size and dilation, stride_w 1 or 2, any stride_h. Starts from `bias`, or
+/// from the current output when `bias` is `None`.
+#[target_feature(enable = "neon")]
+unsafe fn general(
+    g: &Geometry,
+    input: *const f32,
+    kernel: &[f32],
+    bias: Option<f32>,
+    out: *mut f32,
+) {
+    let reach = (g.kernel_w - 1) * g.dilation_w;
+    for oy in 0..g.out_h {
+        let orow = out.add(oy * g.out_w);
+        let mut x = 0;
+        loop {
+            let fits = if g.stride_w == 1 {
+                x + 4 <= g.out_w
+            } else {
+                x + 4 <= g.out_w && 2 * x + reach + 8 <= g.in_w
+            };
+            if !fits {
+                break;
+            }
+            let mut acc = match bias {
+                Some(b) => vdupq_n_f32(b),
+                None => vld1q_f32(orow.add(x)),
+            };
+            for ky in 0..g.kernel_h {
+                let row =
+                    input.add((oy * g.stride_h + ky * g.dilation_h) * g.in_w + x * g.stride_w);
+                for kx in 0..g.kernel_w {
+                    let k = vdupq_n_f32(kernel[ky * g.kernel_w + kx]);
+                    let p = row.add(kx * g.dilation_w);
+                    let v = if g.stride_w == 1 {
+                        vld1q_f32(p)
+                    } else {
+                        vld2q_f32(p).0
+                    };
+                    acc = vfmaq_f32(acc, v, k);
+                }
+            }
+            vst1q_f32(orow.add(x), acc);
+            x += 4;
+        }
+        for ox in x..g.out_w {
+            let init = bias.unwrap_or(*orow.add(ox));
+            *orow.add(ox) = pixel(g, input, kernel, init, ox, oy);
+        }
+    }
+}
