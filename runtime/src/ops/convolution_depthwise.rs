@@ -364,8 +364,8 @@ impl ConvolutionDepthWise {
     }
 }
 
-/// Copies a plane `w` wide into a `pw`-wide padded plane filled with `value`, its first
-/// pixel at (`left`, `top`).
+/// Copies a plane `w` wide into a `pw`-wide padded plane, its first pixel at (`left`,
+/// `top`), and fills only the border with `value`.
 fn pad_plane(
     src: &[f32],
     w: usize,
@@ -375,10 +375,15 @@ fn pad_plane(
     value: f32,
     dst: &mut [f32],
 ) {
-    dst.fill(value);
-    for (y, row) in src.chunks_exact(w).enumerate() {
-        let at = (top + y) * pw + left;
-        dst[at..at + w].copy_from_slice(row);
+    let rows = src.len() / w;
+    let (head, rest) = dst.split_at_mut(top * pw);
+    head.fill(value);
+    let (body, tail) = rest.split_at_mut(rows * pw);
+    tail.fill(value);
+    for (row, d) in src.chunks_exact(w).zip(body.chunks_exact_mut(pw)) {
+        d[..left].fill(value);
+        d[left..left + w].copy_from_slice(row);
+        d[left + w..].fill(value);
     }
 }
 
