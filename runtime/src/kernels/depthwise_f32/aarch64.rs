@@ -1,6 +1,7 @@
 //! NEON depthwise kernels: 4 output pixels of a row per vector. Stride 2 uses `vld2q`,
-//! which splits 8 consecutive inputs into even and odd lanes. Pixels left over at a row's
-//! end are done in scalar code.
+//! which splits 8 consecutive inputs into even and odd lanes. The pixels at a row's end
+//! are done by a last vector that overlaps the previous one and loads only the inputs it
+//! needs, storing just the new lanes; rows narrower than 4 are done in scalar code.
 
 use super::{generic, Geometry};
 use std::arch::aarch64::*;
@@ -46,6 +47,62 @@ unsafe fn pixel(
     sum
 }
 
+/// `p[0], p[2], p[4], p[6]`, reading nothing past `p[6]`.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn even_exact(p: *const f32) -> float32x4_t {
+    let b = vld1q_f32(p.add(3));
+    vuzp1q_f32(vld1q_f32(p), vextq_f32::<1>(b, b))
+}
+
+/// Output pixels `x..out_w` of row `oy`.
+#[target_feature(enable = "neon")]
+unsafe fn row_end(
+    g: &Geometry,
+    input: *const f32,
+    kernel: &[f32],
+    bias: Option<f32>,
+    out: *mut f32,
+    oy: usize,
+    mut x: usize,
+) {
+    let orow = out.add(oy * g.out_w);
+    if g.out_w < 4 {
+        for ox in x..g.out_w {
+            let init = bias.unwrap_or(*orow.add(ox));
+            *orow.add(ox) = pixel(g, input, kernel, init, ox, oy);
+        }
+        return;
+    }
+    while x < g.out_w {
+        // Lanes below `x - x0` were done already; with `bias == None` their starting
+        // value already includes this channel, so they are computed but not stored.
+        let x0 = x.min(g.out_w - 4);
+        let mut acc = match bias {
+            Some(b) => vdupq_n_f32(b),
+            None => vld1q_f32(orow.add(x0)),
+        };
+        for ky in 0..g.kernel_h {
+            let row = input.add((oy * g.stride_h + ky * g.dilation_h) * g.in_w + x0 * g.stride_w);
+            for kx in 0..g.kernel_w {
+                let p = row.add(kx * g.dilation_w);
+                let v = if g.stride_w == 1 {
+                    vld1q_f32(p)
+                } else {
+                    even_exact(p)
+                };
+                acc = vfmaq_f32(acc, v, vdupq_n_f32(kernel[ky * g.kernel_w + kx]));
+            }
+        }
+        let mut lanes = [0.0f32; 4];
+        vst1q_f32(lanes.as_mut_ptr(), acc);
+        for (i, &v) in lanes.iter().enumerate().skip(x - x0) {
+            *orow.add(x0 + i) = v;
+        }
+        x = x0 + 4;
+    }
+}
+
 #[target_feature(enable = "neon")]
 unsafe fn conv3x3s1(g: &Geometry, input: *const f32, kernel: &[f32], bias: f32, out: *mut f32) {
     let k: [float32x4_t; 9] = std::array::from_fn(|i| vdupq_n_f32(kernel[i]));
@@ -67,9 +124,7 @@ unsafe fn conv3x3s1(g: &Geometry, input: *const f32, kernel: &[f32], bias: f32, 
             vst1q_f32(orow.add(x), acc);
             x += 4;
         }
-        for ox in x..g.out_w {
-            *orow.add(ox) = pixel(g, input, kernel, bias, ox, oy);
-        }
+        row_end(g, input, kernel, Some(bias), out, oy, x);
     }
 }
 
@@ -97,9 +152,7 @@ unsafe fn conv3x3s2(g: &Geometry, input: *const f32, kernel: &[f32], bias: f32, 
             vst1q_f32(orow.add(x), acc);
             x += 4;
         }
-        for ox in x..g.out_w {
-            *orow.add(ox) = pixel(g, input, kernel, bias, ox, oy);
-        }
+        row_end(g, input, kernel, Some(bias), out, oy, x);
     }
 }
 
@@ -147,9 +200,6 @@ unsafe fn general(
             vst1q_f32(orow.add(x), acc);
             x += 4;
         }
-        for ox in x..g.out_w {
-            let init = bias.unwrap_or(*orow.add(ox));
-            *orow.add(ox) = pixel(g, input, kernel, init, ox, oy);
-        }
+        row_end(g, input, kernel, bias, out, oy, x);
     }
 }
