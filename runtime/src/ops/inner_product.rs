@@ -1,9 +1,12 @@
 //! InnerProduct (ncnn-format.md §5.3): a fully connected layer.
 //!
 //! The input of any dims is flattened in (c, d, h, w) order and the output is 1-D of
-//! `num_output`. As in ncnn's `innerproduct.cpp`, a 2-D input whose width equals the weight
-//! row length and with more than one row is a batch instead: each row is a sample and the
-//! output is 2-D (w = num_output, h = rows).
+//! `num_output`. A 2-D input whose width equals the weight row length is a batch instead:
+//! each row is a sample and the output is 2-D (w = num_output, h = rows). This follows the
+//! optimised layers ncnn actually runs (`innerproduct_arm.cpp`, and the x86 PyPI wheel
+//! 1.0.20261020, measured), which take that path even for one row; the generic
+//! `innerproduct.cpp` also requires h > 1 and would return 1-D for a single row. The values
+//! are the same either way.
 //!
 //! Weights `[num_output][num_input]` are fp32 read in place from the weight file.
 //! Int8-tagged weights are turned back into fp32 at load (`q / weight_scale[row]`) until the
@@ -100,7 +103,7 @@ impl InnerProduct {
 
     /// (samples, output shape): ncnn's rule for a 2-D batch, else one flattened sample.
     fn layout(&self, s: Shape) -> LayerResult<(usize, Shape)> {
-        if s.dims == 2 && s.w == self.num_input && s.h > 1 {
+        if s.dims == 2 && s.w == self.num_input {
             return Ok((s.h, Shape::d2(self.num_output, s.h)));
         }
         if s.len() != self.num_input {
@@ -253,9 +256,9 @@ mod tests {
         // The same three values as a 3-D blob (c=3, h=1, w=1) are flattened the same way.
         let (s, y) = run_all(&mut op, Shape::d3(1, 1, 3), &[1.0, 2.0, 3.0]);
         assert_eq!((s, y), (Shape::d1(2), vec![4.5, 1.0]));
-        // A single-row 2-D input is one sample: 1-D output.
+        // A single-row 2-D input is a batch of one: 2-D output, as ncnn's optimised layers.
         let (s, y) = run_all(&mut op, Shape::d2(3, 1), &[1.0, 2.0, 3.0]);
-        assert_eq!((s, y), (Shape::d1(2), vec![4.5, 1.0]));
+        assert_eq!((s, y), (Shape::d2(2, 1), vec![4.5, 1.0]));
     }
 
     #[test]
