@@ -433,21 +433,14 @@ impl Op for ConvolutionDepthWise {
                 let o = unsafe { out.slice(c * plane_out, plane_out) };
                 let kernel = &self.weight[c * taps..(c + 1) * taps];
                 let bias = self.bias_of(c);
-                if padded == 0 {
-                    depthwise_f32::channel(
-                        self.isa,
-                        &g,
-                        x.channel(c),
-                        kernel,
-                        bias,
-                        self.activation,
-                        o,
-                    );
+                let input = if padded == 0 {
+                    x.channel(c)
                 } else {
                     let buf = unsafe { scratch.slice(worker * per_worker, padded) };
                     prepare(c, buf);
-                    depthwise_f32::channel(self.isa, &g, buf, kernel, bias, self.activation, o);
-                }
+                    buf
+                };
+                depthwise_f32::channel(self.isa, &g, input, 1, kernel, bias, self.activation, o);
             })
         } else {
             let inch_g = self.inch_per_group;
@@ -457,8 +450,9 @@ impl Op for ConvolutionDepthWise {
                 let group = task / blocks;
                 let first = group * outch_g + (task % blocks) * GROUPED_BLOCK;
                 let last = (first + GROUPED_BLOCK).min((group + 1) * outch_g);
-                let buf: &[f32] = if padded == 0 {
-                    &[]
+                // The group's input planes, back to back.
+                let planes: &[f32] = if padded == 0 {
+                    &x.data[group * inch_g * plane_in..(group + 1) * inch_g * plane_in]
                 } else {
                     // SAFETY: as above.
                     let buf = unsafe { scratch.slice(worker * per_worker, padded) };
@@ -473,17 +467,18 @@ impl Op for ConvolutionDepthWise {
                 for oc in first..last {
                     // SAFETY: tasks cover disjoint output channel ranges.
                     let o = unsafe { out.slice(oc * plane_out, plane_out) };
-                    o.fill(self.bias_of(oc));
-                    for q in 0..inch_g {
-                        let input = if padded == 0 {
-                            x.channel(group * inch_g + q)
-                        } else {
-                            &buf[q * plane_in..(q + 1) * plane_in]
-                        };
-                        let kernel = &self.weight[(oc * inch_g + q) * taps..][..taps];
-                        depthwise_f32::accumulate(self.isa, &g, input, kernel, o);
-                    }
-                    self.activation.apply_slice(o);
+                    let kernel = &self.weight[oc * inch_g * taps..(oc + 1) * inch_g * taps];
+                    let bias = self.bias_of(oc);
+                    depthwise_f32::channel(
+                        self.isa,
+                        &g,
+                        planes,
+                        inch_g,
+                        kernel,
+                        bias,
+                        self.activation,
+                        o,
+                    );
                 }
             })
         };

@@ -1,47 +1,52 @@
 //! NEON depthwise kernels: 4 output pixels of a row per vector. Stride 2 uses `vld2q`,
 //! which splits 8 consecutive inputs into even and odd lanes. The pixels at a row's end
 //! are done by a last vector that overlaps the previous one and loads only the inputs it
-//! needs, storing just the new lanes; rows narrower than 4 are done in scalar code.
+//! needs; rows narrower than 4 are done in scalar code.
 
 use super::{generic, Geometry};
 use std::arch::aarch64::*;
 
 /// Callers have checked the geometry against the buffers (`Geometry::check`).
-pub fn channel(g: &Geometry, input: &[f32], kernel: &[f32], bias: f32, out: &mut [f32]) {
+pub fn channel(
+    g: &Geometry,
+    input: &[f32],
+    inputs: usize,
+    kernel: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    let (i, o) = (input.as_ptr(), out.as_mut_ptr());
     // SAFETY: NEON is part of the aarch64 baseline; bounds checked by the caller.
     unsafe {
-        match (g.is_3x3(), g.stride_w, g.stride_h) {
-            (true, 1, 1) => conv3x3s1(g, input.as_ptr(), kernel, bias, out.as_mut_ptr()),
-            (true, 2, 2) => conv3x3s2(g, input.as_ptr(), kernel, bias, out.as_mut_ptr()),
-            (_, 1 | 2, _) => general(g, input.as_ptr(), kernel, Some(bias), out.as_mut_ptr()),
-            _ => generic::channel(g, input, kernel, bias, out),
+        match (inputs == 1 && g.is_3x3(), g.stride_w, g.stride_h) {
+            (true, 1, 1) => conv3x3s1(g, i, kernel, bias, o),
+            (true, 2, 2) => conv3x3s2(g, i, kernel, bias, o),
+            (_, 1 | 2, _) => general(g, i, inputs, kernel, bias, o),
+            _ => generic::channel(g, input, inputs, kernel, bias, out),
         }
     }
 }
 
-pub fn accumulate(g: &Geometry, input: &[f32], kernel: &[f32], out: &mut [f32]) {
-    match g.stride_w {
-        // SAFETY: as in `channel`.
-        1 | 2 => unsafe { general(g, input.as_ptr(), kernel, None, out.as_mut_ptr()) },
-        _ => generic::accumulate(g, input, kernel, out),
-    }
-}
-
-/// Scalar value of one output pixel (row ends).
+/// Scalar value of one output pixel (rows narrower than a vector).
 #[inline(always)]
 unsafe fn pixel(
     g: &Geometry,
     input: *const f32,
+    inputs: usize,
     kernel: &[f32],
-    init: f32,
+    bias: f32,
     ox: usize,
     oy: usize,
 ) -> f32 {
-    let mut sum = init;
-    for ky in 0..g.kernel_h {
-        let row = input.add((oy * g.stride_h + ky * g.dilation_h) * g.in_w + ox * g.stride_w);
-        for kx in 0..g.kernel_w {
-            sum += *row.add(kx * g.dilation_w) * kernel[ky * g.kernel_w + kx];
+    let (plane, taps) = (g.in_w * g.in_h, g.taps());
+    let mut sum = bias;
+    for q in 0..inputs {
+        for ky in 0..g.kernel_h {
+            let iy = oy * g.stride_h + ky * g.dilation_h;
+            let row = input.add(q * plane + iy * g.in_w + ox * g.stride_w);
+            for kx in 0..g.kernel_w {
+                sum += *row.add(kx * g.dilation_w) * kernel[q * taps + ky * g.kernel_w + kx];
+            }
         }
     }
     sum
@@ -55,50 +60,48 @@ unsafe fn even_exact(p: *const f32) -> float32x4_t {
     vuzp1q_f32(vld1q_f32(p), vextq_f32::<1>(b, b))
 }
 
-/// Output pixels `x..out_w` of row `oy`.
+/// Output pixels `x..out_w` of row `oy`. A last vector overlapping the previous one
+/// recomputes some pixels to the same values.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon")]
 unsafe fn row_end(
     g: &Geometry,
     input: *const f32,
+    inputs: usize,
     kernel: &[f32],
-    bias: Option<f32>,
+    bias: f32,
     out: *mut f32,
     oy: usize,
     mut x: usize,
 ) {
+    let (plane, taps) = (g.in_w * g.in_h, g.taps());
     let orow = out.add(oy * g.out_w);
     if g.out_w < 4 {
         for ox in x..g.out_w {
-            let init = bias.unwrap_or(*orow.add(ox));
-            *orow.add(ox) = pixel(g, input, kernel, init, ox, oy);
+            *orow.add(ox) = pixel(g, input, inputs, kernel, bias, ox, oy);
         }
         return;
     }
     while x < g.out_w {
-        // Lanes below `x - x0` were done already; with `bias == None` their starting
-        // value already includes this channel, so they are computed but not stored.
         let x0 = x.min(g.out_w - 4);
-        let mut acc = match bias {
-            Some(b) => vdupq_n_f32(b),
-            None => vld1q_f32(orow.add(x0)),
-        };
-        for ky in 0..g.kernel_h {
-            let row = input.add((oy * g.stride_h + ky * g.dilation_h) * g.in_w + x0 * g.stride_w);
-            for kx in 0..g.kernel_w {
-                let p = row.add(kx * g.dilation_w);
-                let v = if g.stride_w == 1 {
-                    vld1q_f32(p)
-                } else {
-                    even_exact(p)
-                };
-                acc = vfmaq_f32(acc, v, vdupq_n_f32(kernel[ky * g.kernel_w + kx]));
+        let mut acc = vdupq_n_f32(bias);
+        for q in 0..inputs {
+            let kq = &kernel[q * taps..(q + 1) * taps];
+            for ky in 0..g.kernel_h {
+                let iy = oy * g.stride_h + ky * g.dilation_h;
+                let row = input.add(q * plane + iy * g.in_w + x0 * g.stride_w);
+                for kx in 0..g.kernel_w {
+                    let p = row.add(kx * g.dilation_w);
+                    let v = if g.stride_w == 1 {
+                        vld1q_f32(p)
+                    } else {
+                        even_exact(p)
+                    };
+                    acc = vfmaq_f32(acc, v, vdupq_n_f32(kq[ky * g.kernel_w + kx]));
+                }
             }
         }
-        let mut lanes = [0.0f32; 4];
-        vst1q_f32(lanes.as_mut_ptr(), acc);
-        for (i, &v) in lanes.iter().enumerate().skip(x - x0) {
-            *orow.add(x0 + i) = v;
-        }
+        vst1q_f32(orow.add(x0), acc);
         x = x0 + 4;
     }
 }
@@ -124,7 +127,7 @@ unsafe fn conv3x3s1(g: &Geometry, input: *const f32, kernel: &[f32], bias: f32, 
             vst1q_f32(orow.add(x), acc);
             x += 4;
         }
-        row_end(g, input, kernel, Some(bias), out, oy, x);
+        row_end(g, input, 1, kernel, bias, out, oy, x);
     }
 }
 
@@ -152,20 +155,21 @@ unsafe fn conv3x3s2(g: &Geometry, input: *const f32, kernel: &[f32], bias: f32, 
             vst1q_f32(orow.add(x), acc);
             x += 4;
         }
-        row_end(g, input, kernel, Some(bias), out, oy, x);
+        row_end(g, input, 1, kernel, bias, out, oy, x);
     }
 }
 
-/// Any kernel size and dilation, stride_w 1 or 2, any stride_h. Starts from `bias`, or
-/// from the current output when `bias` is `None`.
+/// Any kernel size, dilation and number of input planes; stride_w 1 or 2, any stride_h.
 #[target_feature(enable = "neon")]
 unsafe fn general(
     g: &Geometry,
     input: *const f32,
+    inputs: usize,
     kernel: &[f32],
-    bias: Option<f32>,
+    bias: f32,
     out: *mut f32,
 ) {
+    let (plane, taps) = (g.in_w * g.in_h, g.taps());
     let reach = (g.kernel_w - 1) * g.dilation_w;
     for oy in 0..g.out_h {
         let orow = out.add(oy * g.out_w);
@@ -179,27 +183,27 @@ unsafe fn general(
             if !fits {
                 break;
             }
-            let mut acc = match bias {
-                Some(b) => vdupq_n_f32(b),
-                None => vld1q_f32(orow.add(x)),
-            };
-            for ky in 0..g.kernel_h {
-                let row =
-                    input.add((oy * g.stride_h + ky * g.dilation_h) * g.in_w + x * g.stride_w);
-                for kx in 0..g.kernel_w {
-                    let k = vdupq_n_f32(kernel[ky * g.kernel_w + kx]);
-                    let p = row.add(kx * g.dilation_w);
-                    let v = if g.stride_w == 1 {
-                        vld1q_f32(p)
-                    } else {
-                        vld2q_f32(p).0
-                    };
-                    acc = vfmaq_f32(acc, v, k);
+            let mut acc = vdupq_n_f32(bias);
+            for q in 0..inputs {
+                let kq = &kernel[q * taps..(q + 1) * taps];
+                for ky in 0..g.kernel_h {
+                    let iy = oy * g.stride_h + ky * g.dilation_h;
+                    let row = input.add(q * plane + iy * g.in_w + x * g.stride_w);
+                    for kx in 0..g.kernel_w {
+                        let k = vdupq_n_f32(kq[ky * g.kernel_w + kx]);
+                        let p = row.add(kx * g.dilation_w);
+                        let v = if g.stride_w == 1 {
+                            vld1q_f32(p)
+                        } else {
+                            vld2q_f32(p).0
+                        };
+                        acc = vfmaq_f32(acc, v, k);
+                    }
                 }
             }
             vst1q_f32(orow.add(x), acc);
             x += 4;
         }
-        row_end(g, input, kernel, bias, out, oy, x);
+        row_end(g, input, inputs, kernel, bias, out, oy, x);
     }
 }

@@ -1,8 +1,8 @@
 //! Depthwise (one input channel per output channel) fp32 convolution of one channel plane.
 //!
 //! The input plane is already padded, so every tap of every output pixel is in bounds.
-//! `channel` writes `act(bias + conv)`; `accumulate` adds `conv` to the output (used by
-//! grouped convolution, which sums several input channels into one output).
+//! `channel` writes `act(bias + conv)`. Grouped convolution passes several input planes
+//! (back to back) with one kernel each; they are summed into the one output.
 //!
 //! Variants: `generic` (plain Rust, any geometry), `x86_64` (AVX2 + FMA) and `aarch64`
 //! (NEON), each with specialised 3x3 stride 1 / stride 2 paths and a general k x k path;
@@ -73,7 +73,7 @@ impl Geometry {
 
     /// Panics unless every tap of every output pixel lies inside the buffers; the SIMD
     /// variants rely on this for their unchecked loads.
-    fn check(&self, input: &[f32], kernel: &[f32], out: &[f32]) {
+    fn check(&self, input: &[f32], inputs: usize, kernel: &[f32], out: &[f32]) {
         assert!(self.kernel_w > 0 && self.kernel_h > 0 && self.stride_w > 0 && self.stride_h > 0);
         assert!(self.dilation_w > 0 && self.dilation_h > 0);
         if self.out_w == 0 || self.out_h == 0 {
@@ -85,11 +85,12 @@ impl Geometry {
             last_x < self.in_w && last_y < self.in_h,
             "taps outside the input plane"
         );
+        assert!(inputs > 0, "no input planes");
         assert!(
-            input.len() >= self.in_w * self.in_h,
-            "input plane too short"
+            input.len() >= inputs * self.in_w * self.in_h,
+            "input planes too short"
         );
-        assert!(kernel.len() >= self.taps(), "kernel too short");
+        assert!(kernel.len() >= inputs * self.taps(), "kernels too short");
         assert!(
             out.len() >= self.out_w * self.out_h,
             "output plane too short"
@@ -101,43 +102,31 @@ impl Geometry {
     }
 }
 
-/// `out = act(bias + conv(input, kernel))` for one channel.
+/// `out = act(bias + sum over q of conv(input plane q, kernel q))` for one output channel;
+/// `inputs` planes of `in_w * in_h` and kernels of `kernel_w * kernel_h` back to back
+/// (1 for depthwise).
+#[allow(clippy::too_many_arguments)]
 pub fn channel(
     isa: Isa,
     g: &Geometry,
     input: &[f32],
+    inputs: usize,
     kernel: &[f32],
     bias: f32,
     act: Activation,
     out: &mut [f32],
 ) {
-    g.check(input, kernel, out);
+    g.check(input, inputs, kernel, out);
     if g.out_w == 0 || g.out_h == 0 {
         return;
     }
     let out = &mut out[..g.out_w * g.out_h];
     match isa {
-        Isa::Generic => generic::channel(g, input, kernel, bias, out),
+        Isa::Generic => generic::channel(g, input, inputs, kernel, bias, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::channel(g, input, kernel, bias, out),
+        Isa::Avx2Fma => x86_64::channel(g, input, inputs, kernel, bias, out),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::channel(g, input, kernel, bias, out),
+        Isa::Neon => aarch64::channel(g, input, inputs, kernel, bias, out),
     }
     act.apply_slice(out);
-}
-
-/// `out += conv(input, kernel)` for one input channel's contribution (no bias, no activation).
-pub fn accumulate(isa: Isa, g: &Geometry, input: &[f32], kernel: &[f32], out: &mut [f32]) {
-    g.check(input, kernel, out);
-    if g.out_w == 0 || g.out_h == 0 {
-        return;
-    }
-    let out = &mut out[..g.out_w * g.out_h];
-    match isa {
-        Isa::Generic => generic::accumulate(g, input, kernel, out),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::accumulate(g, input, kernel, out),
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::accumulate(g, input, kernel, out),
-    }
 }

@@ -11,26 +11,24 @@ pub fn available() -> bool {
 }
 
 /// Callers have checked the geometry against the buffers (`Geometry::check`).
-pub fn channel(g: &Geometry, input: &[f32], kernel: &[f32], bias: f32, out: &mut [f32]) {
+pub fn channel(
+    g: &Geometry,
+    input: &[f32],
+    inputs: usize,
+    kernel: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
     assert!(available(), "AVX2/FMA kernel on a CPU without AVX2/FMA");
     let (i, o) = (input.as_ptr(), out.as_mut_ptr());
     // SAFETY: features checked above; bounds checked by the caller.
     unsafe {
-        match (g.is_3x3(), g.stride_w, g.stride_h) {
+        match (inputs == 1 && g.is_3x3(), g.stride_w, g.stride_h) {
             (true, 1, 1) => conv3x3s1(g, i, kernel, bias, o),
             (true, 2, 2) => conv3x3s2(g, i, kernel, bias, o),
-            (_, 1 | 2, _) => general(g, i, kernel, Some(bias), o),
-            _ => generic::channel(g, input, kernel, bias, out),
+            (_, 1 | 2, _) => general(g, i, inputs, kernel, bias, o),
+            _ => generic::channel(g, input, inputs, kernel, bias, out),
         }
-    }
-}
-
-pub fn accumulate(g: &Geometry, input: &[f32], kernel: &[f32], out: &mut [f32]) {
-    assert!(available(), "AVX2/FMA kernel on a CPU without AVX2/FMA");
-    match g.stride_w {
-        // SAFETY: as in `channel`.
-        1 | 2 => unsafe { general(g, input.as_ptr(), kernel, None, out.as_mut_ptr()) },
-        _ => generic::accumulate(g, input, kernel, out),
     }
 }
 
@@ -80,32 +78,35 @@ unsafe fn load_masked(p: *const f32, s: usize, n: usize) -> __m256 {
 }
 
 /// Output pixels `x..out_w` of row `oy`, 8 at a time with masked loads and stores.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn row_end(
     g: &Geometry,
     input: *const f32,
+    inputs: usize,
     kernel: &[f32],
-    bias: Option<f32>,
+    bias: f32,
     out: *mut f32,
     oy: usize,
     mut x: usize,
 ) {
+    let (plane, taps) = (g.in_w * g.in_h, g.taps());
     let orow = out.add(oy * g.out_w);
     while x < g.out_w {
         let n = (g.out_w - x).min(8);
-        let mask = first_lanes(n);
-        let mut acc = match bias {
-            Some(b) => _mm256_set1_ps(b),
-            None => _mm256_maskload_ps(orow.add(x), mask),
-        };
-        for ky in 0..g.kernel_h {
-            let row = input.add((oy * g.stride_h + ky * g.dilation_h) * g.in_w + x * g.stride_w);
-            for kx in 0..g.kernel_w {
-                let v = load_masked(row.add(kx * g.dilation_w), g.stride_w, n);
-                acc = _mm256_fmadd_ps(v, _mm256_set1_ps(kernel[ky * g.kernel_w + kx]), acc);
+        let mut acc = _mm256_set1_ps(bias);
+        for q in 0..inputs {
+            let kq = &kernel[q * taps..(q + 1) * taps];
+            for ky in 0..g.kernel_h {
+                let iy = oy * g.stride_h + ky * g.dilation_h;
+                let row = input.add(q * plane + iy * g.in_w + x * g.stride_w);
+                for kx in 0..g.kernel_w {
+                    let v = load_masked(row.add(kx * g.dilation_w), g.stride_w, n);
+                    acc = _mm256_fmadd_ps(v, _mm256_set1_ps(kq[ky * g.kernel_w + kx]), acc);
+                }
             }
         }
-        _mm256_maskstore_ps(orow.add(x), mask, acc);
+        _mm256_maskstore_ps(orow.add(x), first_lanes(n), acc);
         x += n;
     }
 }
@@ -144,8 +145,8 @@ unsafe fn conv3x3s1(g: &Geometry, input: *const f32, kernel: &[f32], bias: f32, 
             _mm256_storeu_ps(o1.add(x), a1);
             x += 8;
         }
-        row_end(g, input, kernel, Some(bias), out, oy, x);
-        row_end(g, input, kernel, Some(bias), out, oy + 1, x);
+        row_end(g, input, 1, kernel, bias, out, oy, x);
+        row_end(g, input, 1, kernel, bias, out, oy + 1, x);
         oy += 2;
     }
     if oy < g.out_h {
@@ -164,7 +165,7 @@ unsafe fn conv3x3s1(g: &Geometry, input: *const f32, kernel: &[f32], bias: f32, 
             _mm256_storeu_ps(orow.add(x), acc);
             x += 8;
         }
-        row_end(g, input, kernel, Some(bias), out, oy, x);
+        row_end(g, input, 1, kernel, bias, out, oy, x);
     }
 }
 
@@ -190,20 +191,21 @@ unsafe fn conv3x3s2(g: &Geometry, input: *const f32, kernel: &[f32], bias: f32, 
             _mm256_storeu_ps(orow.add(x), acc);
             x += 8;
         }
-        row_end(g, input, kernel, Some(bias), out, oy, x);
+        row_end(g, input, 1, kernel, bias, out, oy, x);
     }
 }
 
-/// Any kernel size and dilation, stride_w 1 or 2, any stride_h. Starts from `bias`, or
-/// from the current output when `bias` is `None`.
+/// Any kernel size, dilation and number of input planes; stride_w 1 or 2, any stride_h.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn general(
     g: &Geometry,
     input: *const f32,
+    inputs: usize,
     kernel: &[f32],
-    bias: Option<f32>,
+    bias: f32,
     out: *mut f32,
 ) {
+    let (plane, taps) = (g.in_w * g.in_h, g.taps());
     let reach = (g.kernel_w - 1) * g.dilation_w;
     for oy in 0..g.out_h {
         let orow = out.add(oy * g.out_w);
@@ -217,27 +219,27 @@ unsafe fn general(
             if !fits {
                 break;
             }
-            let mut acc = match bias {
-                Some(b) => _mm256_set1_ps(b),
-                None => _mm256_loadu_ps(orow.add(x)),
-            };
-            for ky in 0..g.kernel_h {
-                let row =
-                    input.add((oy * g.stride_h + ky * g.dilation_h) * g.in_w + x * g.stride_w);
-                for kx in 0..g.kernel_w {
-                    let k = _mm256_set1_ps(kernel[ky * g.kernel_w + kx]);
-                    let p = row.add(kx * g.dilation_w);
-                    let v = if g.stride_w == 1 {
-                        _mm256_loadu_ps(p)
-                    } else {
-                        even(p)
-                    };
-                    acc = _mm256_fmadd_ps(v, k, acc);
+            let mut acc = _mm256_set1_ps(bias);
+            for q in 0..inputs {
+                let kq = &kernel[q * taps..(q + 1) * taps];
+                for ky in 0..g.kernel_h {
+                    let iy = oy * g.stride_h + ky * g.dilation_h;
+                    let row = input.add(q * plane + iy * g.in_w + x * g.stride_w);
+                    for kx in 0..g.kernel_w {
+                        let k = _mm256_set1_ps(kq[ky * g.kernel_w + kx]);
+                        let p = row.add(kx * g.dilation_w);
+                        let v = if g.stride_w == 1 {
+                            _mm256_loadu_ps(p)
+                        } else {
+                            even(p)
+                        };
+                        acc = _mm256_fmadd_ps(v, k, acc);
+                    }
                 }
             }
             _mm256_storeu_ps(orow.add(x), acc);
             x += 8;
         }
-        row_end(g, input, kernel, bias, out, oy, x);
+        row_end(g, input, inputs, kernel, bias, out, oy, x);
     }
 }
