@@ -682,6 +682,91 @@ mod tests {
         assert_eq!(op.weights(), [0.5, 0.75]);
     }
 
+    /// Weights and inputs from simple formulas so the expected values could be produced by
+    /// ncnn 1.0.20261020 (PyPI, x86_64, fp16 off) and pasted here.
+    fn formula_weights(n: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0).collect()
+    }
+    fn formula_input(n: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 5) % 13) as f32 / 6.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn matches_ncnn_same_lower_stride2_leaky() {
+        let mut pd = params(&[
+            (0, 3),
+            (1, 3),
+            (3, 2),
+            (4, -234),
+            (5, 1),
+            (6, 27),
+            (7, 3),
+            (9, 2),
+        ]);
+        pd.set(10, Value::FloatArray(vec![0.1])).unwrap();
+        let bias: Vec<f32> = formula_weights(3).iter().map(|v| -v).collect();
+        let mut op = build(&pd, &bin(&formula_weights(27), &[&bias])).unwrap();
+        let shape = Shape::d3(5, 4, 3);
+        assert_eq!(op.output_shapes(&[shape]).unwrap()[0], Shape::d3(3, 2, 3));
+        let got = run_all(&mut op, shape, &formula_input(60));
+        let ncnn = [
+            1.166667,
+            1.766667,
+            -0.03,
+            2.533333,
+            0.7000001,
+            1.6,
+            -0.2433333,
+            0.5333333,
+            0.6666667,
+            2.133333,
+            0.1333334,
+            1.333333,
+            0.6,
+            -0.003333327,
+            0.2,
+            0.9666667,
+            2.8,
+            -0.02666667,
+        ];
+        for (g, w) in got.iter().zip(ncnn) {
+            assert!((g - w).abs() < 1e-5, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn matches_ncnn_grouped_asymmetric_pads_with_pad_value() {
+        let mut pd = params(&[
+            (0, 4),
+            (1, 2),
+            (11, 3),
+            (4, 1),
+            (15, 0),
+            (14, 2),
+            (16, 1),
+            (6, 48),
+            (7, 2),
+        ]);
+        pd.set(18, Value::Float(0.5)).unwrap();
+        let mut op = build(&pd, &bin(&formula_weights(48), &[])).unwrap();
+        let shape = Shape::d3(4, 3, 4);
+        assert_eq!(op.output_shapes(&[shape]).unwrap()[0], Shape::d3(4, 4, 4));
+        let got = run_all(&mut op, shape, &formula_input(48));
+        let ncnn = [
+            0.5666667, 1.133333, 0.2333333, 0.2, -0.7333333, -1.133333, 0.9, -0.5333333, -1.333333,
+            3.333333, -0.9666666, -1.8, -1.966667, -1.666667, -0.3, 0.2, -1.066667, 0.1333333,
+            1.966667, -0.1000001, -0.8000001, 0.3999999, -1.633334, -0.6333334, 0.03333329,
+            0.06666665, 2.133333, -0.1333333, 1.0, -1.033333, -0.8, 0.3, -0.3333333, -0.4666667,
+            -0.6666667, -0.8666667, 0.3333334, 0.4333333, 0.6333333, 0.8333333, -0.6333333,
+            -0.2666667, -0.1666666, -1.366667, -0.4333333, -0.2333333, 0.06666665, 2.533334,
+            1.633333, -0.5, 1.933333, -0.4, -0.9666667, 1.6, -0.6333334, 0.1666667, 1.266667,
+            -1.466667, 0.6666666, -0.2333332, 0.2, -0.3333334, -0.6333333, -0.5,
+        ];
+        for (g, w) in got.iter().zip(ncnn) {
+            assert!((g - w).abs() < 1e-5, "{got:?}");
+        }
+    }
+
     #[test]
     fn bad_params_are_errors() {
         let err = |pd: &ParamDict, bytes: &[u8]| build(pd, bytes).unwrap_err().to_string();

@@ -277,6 +277,20 @@ mod tests {
     }
 
     #[test]
+    fn matches_ncnn_two_row_batch() {
+        // Produced by ncnn 1.0.20261020 (PyPI, x86_64, fp16 off) from the same formulas.
+        let w: Vec<f32> = (0..6).map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0).collect();
+        let b: Vec<f32> = w[..2].iter().map(|v| -v).collect();
+        let x: Vec<f32> = (0..6).map(|i| ((i * 5) % 13) as f32 / 6.0 - 1.0).collect();
+        let mut op = build(&params(&[(0, 2), (1, 1), (2, 6)]), &bin(&w, &[&b])).unwrap();
+        let (s, y) = run_all(&mut op, Shape::d2(3, 2), &x);
+        assert_eq!(s, Shape::d2(2, 2));
+        for (g, want) in y.iter().zip([1.666667, -1.833333, 1.333333, -1.633333]) {
+            assert!((g - want).abs() < 1e-5, "{y:?}");
+        }
+    }
+
+    #[test]
     fn activation_is_applied() {
         let pd = params(&[(0, 2), (2, 2), (9, 1)]);
         let mut op = build(&pd, &bin(&[1.0, -1.0], &[])).unwrap();
