@@ -19,6 +19,8 @@ pub mod flatten;
 #[cfg(test)]
 pub mod harness;
 pub mod convolution;
+pub mod convolution_depthwise;
+pub mod inner_product;
 pub mod input;
 pub mod lrn;
 pub mod noop;
@@ -114,6 +116,10 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "PriorBox" => Box::new(prior_box::PriorBox::new(pd)?),
         "DetectionOutput" => Box::new(detection_output::DetectionOutput::new(pd)?),
         "Convolution" => Box::new(convolution::Convolution::new(pd, w)?),
+        "ConvolutionDepthWise" => {
+            Box::new(convolution_depthwise::ConvolutionDepthWise::new(pd, w)?)
+        }
+        "InnerProduct" => Box::new(inner_product::InnerProduct::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }

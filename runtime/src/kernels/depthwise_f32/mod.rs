@@ -1,0 +1,132 @@
+//! Depthwise (one input channel per output channel) fp32 convolution of one channel plane.
+//!
+//! The input plane is already padded, so every tap of every output pixel is in bounds.
+//! `channel` writes `act(bias + conv)`. Grouped convolution passes several input planes
+//! (back to back) with one kernel each; they are summed into the one output.
+//!
+//! Variants: `generic` (plain Rust, any geometry), `x86_64` (AVX2 + FMA) and `aarch64`
+//! (NEON), each with specialised 3x3 stride 1 / stride 2 paths and a general k x k path;
+//! strides above 2 fall back to the generic code.
+
+use crate::ops::activation::Activation;
+
+pub mod generic;
+
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
+
+/// Which instruction set a kernel family uses; chosen once at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Generic,
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+}
+
+impl Isa {
+    /// The fastest variant this CPU supports.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if x86_64::available() {
+            return Isa::Avx2Fma;
+        }
+        #[cfg(target_arch = "aarch64")]
+        return Isa::Neon;
+        #[allow(unreachable_code)]
+        Isa::Generic
+    }
+
+    /// Every variant this CPU can run (tests compare them all against the reference).
+    pub fn all_available() -> Vec<Isa> {
+        let mut v = vec![Isa::Generic];
+        let best = Isa::detect();
+        if best != Isa::Generic {
+            v.push(best);
+        }
+        v
+    }
+}
+
+/// Shape of one channel's convolution; `in_w`/`in_h` are the padded plane's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub in_w: usize,
+    pub in_h: usize,
+    pub out_w: usize,
+    pub out_h: usize,
+    pub kernel_w: usize,
+    pub kernel_h: usize,
+    pub stride_w: usize,
+    pub stride_h: usize,
+    pub dilation_w: usize,
+    pub dilation_h: usize,
+}
+
+impl Geometry {
+    pub fn taps(&self) -> usize {
+        self.kernel_w * self.kernel_h
+    }
+
+    /// Panics unless every tap of every output pixel lies inside the buffers; the SIMD
+    /// variants rely on this for their unchecked loads.
+    fn check(&self, input: &[f32], inputs: usize, kernel: &[f32], out: &[f32]) {
+        assert!(self.kernel_w > 0 && self.kernel_h > 0 && self.stride_w > 0 && self.stride_h > 0);
+        assert!(self.dilation_w > 0 && self.dilation_h > 0);
+        if self.out_w == 0 || self.out_h == 0 {
+            return;
+        }
+        let last_x = (self.out_w - 1) * self.stride_w + (self.kernel_w - 1) * self.dilation_w;
+        let last_y = (self.out_h - 1) * self.stride_h + (self.kernel_h - 1) * self.dilation_h;
+        assert!(
+            last_x < self.in_w && last_y < self.in_h,
+            "taps outside the input plane"
+        );
+        assert!(inputs > 0, "no input planes");
+        assert!(
+            input.len() >= inputs * self.in_w * self.in_h,
+            "input planes too short"
+        );
+        assert!(kernel.len() >= inputs * self.taps(), "kernels too short");
+        assert!(
+            out.len() >= self.out_w * self.out_h,
+            "output plane too short"
+        );
+    }
+
+    fn is_3x3(&self) -> bool {
+        self.kernel_w == 3 && self.kernel_h == 3 && self.dilation_w == 1 && self.dilation_h == 1
+    }
+}
+
+/// `out = act(bias + sum over q of conv(input plane q, kernel q))` for one output channel;
+/// `inputs` planes of `in_w * in_h` and kernels of `kernel_w * kernel_h` back to back
+/// (1 for depthwise).
+#[allow(clippy::too_many_arguments)]
+pub fn channel(
+    isa: Isa,
+    g: &Geometry,
+    input: &[f32],
+    inputs: usize,
+    kernel: &[f32],
+    bias: f32,
+    act: Activation,
+    out: &mut [f32],
+) {
+    g.check(input, inputs, kernel, out);
+    if g.out_w == 0 || g.out_h == 0 {
+        return;
+    }
+    let out = &mut out[..g.out_w * g.out_h];
+    match isa {
+        Isa::Generic => generic::channel(g, input, inputs, kernel, bias, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => x86_64::channel(g, input, inputs, kernel, bias, out),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => aarch64::channel(g, input, inputs, kernel, bias, out),
+    }
+    act.apply_slice(out);
+}
