@@ -13,25 +13,11 @@ pub const SEED: u64 = 0x00E0_5EED;
 /// Input: an RGB 32x32 image, numpy dims (3, 32, 32).
 pub const INPUT: Shape = Shape::d3(32, 32, 3);
 
-/// The demo network as the runtime can run it today (Input, ReLU and Split only):
-/// data(3x32x32) -> leaky ReLU -> Split -> [ReLU = prob] / [ReLU = features].
-/// It has the topology of `build_full`, which replaces it once Convolution, Pooling,
-/// InnerProduct and Softmax exist: switch `write` to `build_full`.
-pub fn build(seed: u64) -> Result<ModelWriter> {
-    let mut b = NetBuilder::new(seed);
-    let x = b.input("data", INPUT);
-    let x = b.relu("relu0", &x, 0.1);
-    let branches = b.split("split0", &x, 2);
-    b.relu("prob", &branches[0], 0.0);
-    b.relu("features", &branches[1], 0.0);
-    Ok(b.finish())
-}
-
-/// The intended demo network: a tiny classifier with a second feature output.
+/// The demo network: a tiny classifier with a second feature output.
 /// data(3x32x32) -> conv3x3 16 + ReLU -> max pool 2x2 -> Split
 ///   -> conv3x3/2 32 + ReLU -> global avg pool -> InnerProduct 10 -> Softmax = prob (10)
 ///   -> conv1x1 8 + ReLU = features (8x16x16)
-pub fn build_full(seed: u64) -> Result<ModelWriter> {
+pub fn build(seed: u64) -> Result<ModelWriter> {
     let mut b = NetBuilder::new(seed);
     let x = b.input("data", INPUT);
     let x = b.conv("conv0", &x, Conv::new(16, 3).pad(1).relu())?;
@@ -251,16 +237,29 @@ mod tests {
     fn demo_model_loads_and_runs() {
         let m = build(SEED).unwrap();
         let text = m.param.to_text().unwrap();
-        let mut net = Net::from_memory(text.as_bytes(), &m.bin.bytes, &Options::default()).unwrap();
-        let x = input(SEED);
-        net.set_input("data", &x).unwrap();
+        let opts = Options {
+            keep_all_blobs: true,
+            ..Options::default()
+        };
+        let mut net = Net::from_memory(text.as_bytes(), &m.bin.bytes, &opts).unwrap();
+        net.set_input("data", &input(SEED)).unwrap();
         net.run().unwrap();
+        // prob is the softmax of the logits.
+        let fc = net.blob("fc").unwrap().data.to_vec();
         let prob = net.blob("prob").unwrap();
-        assert_eq!(prob.shape, INPUT);
-        // relu(leaky_relu(x)) == relu(x)
-        for (p, v) in prob.data.iter().zip(&x) {
-            assert_eq!(*p, v.max(0.0));
+        assert_eq!(prob.shape, Shape::d1(10));
+        let max = fc.iter().fold(f32::MIN, |m, v| m.max(*v));
+        let sum: f32 = fc.iter().map(|v| (v - max).exp()).sum();
+        for (p, l) in prob.data.iter().zip(&fc) {
+            assert!((p - (l - max).exp() / sum).abs() < 1e-6, "{p} vs logit {l}");
         }
+        // Seeded weights keep the classes apart: not a uniform output.
+        let spread = prob.data.iter().fold(0f32, |m, v| m.max(*v)) - 0.1;
+        assert!(spread > 1e-3, "prob {:?}", prob.data);
+        let features = net.blob("features").unwrap();
+        assert_eq!(features.shape, Shape::d3(16, 16, 8));
+        assert!(features.data.iter().all(|v| *v >= 0.0));
+        assert!(features.data.iter().any(|v| *v > 0.0));
     }
 
     #[test]
@@ -305,8 +304,8 @@ mod tests {
     }
 
     #[test]
-    fn full_demo_model_is_well_formed() {
-        let m = build_full(SEED).unwrap();
+    fn demo_model_is_well_formed() {
+        let m = build(SEED).unwrap();
         let p = eq_runtime::model::parse_param(m.param.to_text().unwrap().as_bytes(), "t").unwrap();
         let kinds: Vec<&str> = p.layers.iter().map(|l| l.kind.as_str()).collect();
         assert_eq!(

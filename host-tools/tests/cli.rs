@@ -57,45 +57,55 @@ fn demo_then_infer() {
     let out = run(&[format!("--in=data={}", s(&input))]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("prob: shape (3, 32, 32) first values:"),
-        "{text}"
-    );
-    assert!(text.contains("features: shape (3, 32, 32)"), "{text}");
+    assert!(text.contains("prob: shape (10,) first values:"), "{text}");
+    assert!(text.contains("features: shape (8, 16, 16)"), "{text}");
     assert!(!dir.join("prob.npy").exists());
 
-    // With --out, single- and multi-threaded, also an intermediate blob.
-    let x = eq_tools::npy::read(&input).unwrap();
+    // With --out, single- and multi-threaded, also intermediate blobs.
+    let mut results = Vec::new();
     for threads in ["1", "2"] {
-        let prob = dir.join(format!("t{threads}/prob.npy"));
-        let relu0 = dir.join(format!("t{threads}/relu0.npy"));
-        let out = run(&[
-            "--in".into(),
-            format!("data={}", s(&input)),
-            "--out".into(),
-            format!("prob={}", s(&prob)),
-            "--out".into(),
-            format!("relu0={}", s(&relu0)),
-            "--threads".into(),
-            threads.into(),
-        ]);
+        let path = |blob: &str| dir.join(format!("t{threads}/{blob}.npy"));
+        let mut extra = vec![format!("--in=data={}", s(&input))];
+        for blob in ["prob", "fc", "conv0", "pool0"] {
+            extra.push("--out".into());
+            extra.push(format!("{blob}={}", s(&path(blob))));
+        }
+        extra.extend(["--threads".into(), threads.into()]);
+        let out = run(&extra);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let p = eq_tools::npy::read(&prob).unwrap();
-        assert_eq!(p.dims, vec![3, 32, 32]);
-        let expect: Vec<f32> = x.data.iter().map(|v| v.max(0.0)).collect();
-        assert_eq!(p.data, expect);
-        let r = eq_tools::npy::read(&relu0).unwrap();
-        let expect: Vec<f32> = x
-            .data
-            .iter()
-            .map(|&v| if v < 0.0 { v * 0.1 } else { v })
-            .collect();
-        assert_eq!(r.data, expect);
+        let read = |blob: &str| eq_tools::npy::read(&path(blob)).unwrap();
+        let (prob, fc, conv0, pool0) = (read("prob"), read("fc"), read("conv0"), read("pool0"));
+        assert_eq!(prob.dims, vec![10]);
+        assert_eq!(conv0.dims, vec![16, 32, 32]);
+        assert_eq!(pool0.dims, vec![16, 16, 16]);
+        // prob = softmax(fc)
+        let max = fc.data.iter().fold(f32::MIN, |m, v| m.max(*v));
+        let sum: f32 = fc.data.iter().map(|v| (v - max).exp()).sum();
+        for (p, l) in prob.data.iter().zip(&fc.data) {
+            assert!((p - (l - max).exp() / sum).abs() < 1e-6);
+        }
+        // pool0 = 2x2/2 max pool of conv0 (after its fused ReLU, so >= 0)
+        for c in 0..16 {
+            for y in 0..16 {
+                for x in 0..16 {
+                    let at = |yy: usize, xx: usize| conv0.data[(c * 32 + yy) * 32 + xx];
+                    let want = at(2 * y, 2 * x)
+                        .max(at(2 * y, 2 * x + 1))
+                        .max(at(2 * y + 1, 2 * x))
+                        .max(at(2 * y + 1, 2 * x + 1));
+                    assert_eq!(pool0.data[(c * 16 + y) * 16 + x], want);
+                }
+            }
+        }
+        assert!(conv0.data.iter().all(|v| *v >= 0.0));
+        results.push(prob.data);
     }
+    // The threads split the work, not the arithmetic of any one output.
+    assert_eq!(results[0], results[1]);
 
     // Errors: one line, exit code 1, naming what is wrong.
     let bad = dir.join("bad.npy");

@@ -48,6 +48,7 @@ class Model:
     input_range: tuple = (-1.0, 1.0)
     fp16_weights: bool = False  # only for generated weights
     extra_blobs: list = field(default_factory=list)
+    generated_by_eq: bool = False  # param/bin written by `eq demo` (the README's main job)
 
 
 BENCH = "models/ncnn-benchmark"
@@ -67,6 +68,8 @@ MODELS = [
           extra_blobs=SSD_EXTRA),
     # 553 MB of fp32 weights; fp16-tagged halves the file (ncnn widens at load).
     Model("vgg16", f"{BENCH}/vgg16.param", fp16_weights=True),
+    # The project's own demo model, the one the README's main command runs.
+    Model("eq_demo", None, shape=(3, 32, 32), generated_by_eq=True, extra_blobs=["fc", "conv0"]),
     # Real weights. Inputs in the range each model's preprocessing produces.
     Model("squeezenet_v1.1", "data/models/squeezenet_v1.1/squeezenet_v1.1.param",
           "data/models/squeezenet_v1.1/squeezenet_v1.1.fp32.bin", (3, 227, 227), (-128.0, 128.0)),
@@ -258,10 +261,17 @@ def make_inputs(model, layers):
 
 
 def run_model(model, args, shared, cache_dir, eq):
-    param = shared_file(shared, model.param)
-    if model.bin:
+    if model.generated_by_eq:
+        if eq is None:
+            raise Failure("eq binary not found (cargo build --release -p eq-tools, or set EQ_BIN)")
+        out = os.path.join(cache_dir, model.name)
+        subprocess.run([eq, "demo", "--out", out], check=True, capture_output=True)
+        param, binary = os.path.join(out, "demo.param"), os.path.join(out, "demo.bin")
+    elif model.bin:
+        param = shared_file(shared, model.param)
         binary = shared_file(shared, model.bin)
     else:
+        param = shared_file(shared, model.param)
         binary, _ = ncnn_bin.cached_bin(param, model.name, cache_dir, model.fp16_weights)
     layers = ncnn_bin.parse_param(open(param).read())
     with_intermediates = os.environ.get("EQ_DIFF_OUTPUTS_ONLY") != "1"

@@ -560,14 +560,18 @@ mod tests {
     fn run_all(op: &mut ConvolutionDepthWise, shape: Shape, data: &[f32]) -> Vec<f32> {
         let want = run_ref(op, shape, data);
         let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        // The output may be clipped; summation-order differences grow with the
+        // number of terms per output (|x|, |w| <= 1 in these tests).
+        let terms = op.kernel_w * op.kernel_h * (shape.c / op.group.max(1)).max(1);
+        let tol = (1e-5 * max).max(f32::EPSILON * terms as f32);
         for isa in Isa::all_available() {
             op.set_isa(isa);
             for threads in [1, 2] {
                 let (_, got) = run_fast(op, shape, data, threads);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(
-                        (g - w).abs() <= 1e-5 * max,
-                        "{isa:?} element {i}: {g} vs reference {w} (max {max}); {op:?} input {shape}"
+                        (g - w).abs() <= tol,
+                        "{isa:?} element {i}: {g} vs reference {w} (tol {tol}); {op:?} input {shape}"
                     );
                 }
             }

@@ -223,6 +223,10 @@ mod tests {
         )
         .unwrap();
         let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        // Summation order differs between kernels; with |x|, |w| <= 1 each of the K
+        // roundings is at most eps * K, so the difference grows with K, not with the
+        // (possibly clipped) output.
+        let tol = (1e-5 * max).max(f32::EPSILON * op.num_input as f32);
         for isa in Isa::all_available() {
             op.set_isa(isa);
             let pool = Pool::new(2).unwrap();
@@ -238,8 +242,8 @@ mod tests {
             op.forward(&[x], &mut y, &mut ctx).unwrap();
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
-                    (g - w).abs() <= 1e-5 * max,
-                    "{isa:?} element {i}: {g} vs reference {w} (max {max}); input {shape}"
+                    (g - w).abs() <= tol,
+                    "{isa:?} element {i}: {g} vs reference {w} (tol {tol}); input {shape}"
                 );
             }
         }
