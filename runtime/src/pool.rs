@@ -5,6 +5,7 @@
 //! arrives within microseconds) and then parks, so an idle pool costs no CPU. Dispatching a
 //! job allocates nothing: the job is a borrowed closure published through atomics.
 
+use crate::cpu::{self, CoreKind};
 use crate::error::{Error, Result};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -57,6 +58,8 @@ pub struct Pool {
     workers: Vec<(JoinHandle<()>, Thread)>,
     /// Serialises `run` calls from several threads on one pool.
     busy: Mutex<()>,
+    /// The core type each worker runs on, for kernels scheduled per core (A53 / A72).
+    cores: Vec<CoreKind>,
 }
 
 impl Pool {
@@ -79,6 +82,7 @@ impl Pool {
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         });
+        let cores = worker_cores(threads, cpus);
         let mut workers = Vec::with_capacity(threads - 1);
         for w in 1..threads {
             let s = Arc::clone(&shared);
@@ -102,7 +106,13 @@ impl Pool {
             shared,
             workers,
             busy: Mutex::new(()),
+            cores,
         })
+    }
+
+    /// The core type worker `worker` runs on (`EQ_CPU_KIND` overrides it, for qemu).
+    pub fn core_kind(&self, worker: usize) -> CoreKind {
+        self.cores.get(worker).copied().unwrap_or(CoreKind::Other)
     }
 
     /// Number of workers; task closures receive a worker index below this.
@@ -157,6 +167,31 @@ impl Pool {
         }
         Ok(())
     }
+}
+
+/// Core type per worker: pinned workers take their CPU's part number; worker 0 (the caller)
+/// and unpinned workers the part of the CPU the caller is on now.
+fn worker_cores(threads: usize, cpus: &[usize]) -> Vec<CoreKind> {
+    if let Some(kind) = CoreKind::from_env() {
+        return vec![kind; threads];
+    }
+    let here = CoreKind::from_part(cpu::current_part());
+    if cpus.is_empty() {
+        return vec![here; threads];
+    }
+    let known = cpu::detect();
+    (0..threads)
+        .map(|w| {
+            if w == 0 {
+                return here;
+            }
+            let id = cpus[w % cpus.len()];
+            known
+                .iter()
+                .find(|c| c.id == id)
+                .map_or(here, |c| CoreKind::from_part(c.part))
+        })
+        .collect()
 }
 
 /// Claims tasks until none are left, recording a panic instead of unwinding further.

@@ -34,6 +34,22 @@ impl Precision {
     }
 }
 
+/// Layer param key that marks a quantized Convolution / ConvolutionDepthWise / InnerProduct
+/// as 7-bit (`27=7`). Stock ncnn reads keys 0..19 for these layers and ignores 27, so the
+/// same files still load there (as INT8 with the same scales).
+pub const BITS_KEY: u32 = 27;
+
+impl Precision {
+    /// The precision a layer's `27=` value names (absent: 8).
+    pub fn from_bits(bits: i32) -> Option<Precision> {
+        match bits {
+            8 => Some(Precision::Int8),
+            7 => Some(Precision::Int7),
+            _ => None,
+        }
+    }
+}
+
 /// How many products of two values bounded by `qmax` an int16 lane can sum without overflow.
 pub const fn i16_products(qmax: i32) -> usize {
     (i16::MAX as i32 / (qmax * qmax)) as usize

@@ -4,3 +4,4 @@ pub mod gemm_f32;
 
 pub mod depthwise_f32;
 pub mod gemv_f32;
+pub mod requant;
