@@ -17,5 +17,5 @@ pub mod target;
 pub mod tensor;
 
 pub use error::{Error, Result};
-pub use net::{Net, Options};
+pub use net::{Net, Options, PrecisionChoice};
 pub use tensor::{Shape, Tensor, TensorMut};

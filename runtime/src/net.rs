@@ -22,6 +22,37 @@ pub struct Options {
     pub keep_all_blobs: bool,
     /// CPUs to pin the pool's extra workers to (`Pool::with_cpus`); empty: no pinning.
     pub cpus: Vec<usize>,
+    /// Arithmetic of the quantizable layers (Convolution, ConvolutionDepthWise, InnerProduct).
+    pub precision: PrecisionChoice,
+}
+
+/// Which arithmetic a net's quantizable layers use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrecisionChoice {
+    /// As the model says: INT8 where it has int8 scales (INT7 where marked `27=7`), else FP32.
+    #[default]
+    Auto,
+    /// Everything in fp32 (int8 weights are dequantized at load).
+    Fp32,
+    /// INT8 kernels on every layer with scales.
+    Int8,
+    /// INT7 kernels on every layer with scales; a weight outside ±63 is a load error.
+    Int7,
+}
+
+impl std::str::FromStr for PrecisionChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<PrecisionChoice, String> {
+        match s {
+            "auto" => Ok(PrecisionChoice::Auto),
+            "fp32" => Ok(PrecisionChoice::Fp32),
+            "int8" => Ok(PrecisionChoice::Int8),
+            "int7" => Ok(PrecisionChoice::Int7),
+            _ => Err(format!(
+                "unknown precision `{s}`: expected auto, fp32, int8 or int7"
+            )),
+        }
+    }
 }
 
 /// 64-byte aligned arena granule.
