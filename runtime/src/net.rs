@@ -23,6 +23,8 @@ pub struct Options {
     /// CPUs to pin the pool's extra workers to (`Pool::with_cpus`); empty: no pinning.
     pub cpus: Vec<usize>,
     /// Arithmetic of the quantizable layers (Convolution, ConvolutionDepthWise, InnerProduct).
+    /// With zero weights (`load_zero_weights`, benchmarks), INT8 / INT7 also quantize the
+    /// layers that have no scales, with fixed scales of 1.
     pub precision: PrecisionChoice,
 }
 
@@ -70,6 +72,7 @@ pub struct Net {
     input_ids: Vec<usize>,
     output_ids: Vec<usize>,
     keep_all: bool,
+    precisions: Vec<Option<crate::quant::Precision>>,
 }
 
 impl std::fmt::Debug for Net {
@@ -133,12 +136,45 @@ impl Net {
             ops.push(op);
         }
         weights.finish()?;
+        let layer_err = |li: usize, e: crate::error::LayerError| {
+            let l = &graph.layers[li];
+            Error::Layer {
+                layer: l.name.clone(),
+                kind: l.kind.clone(),
+                msg: e.0,
+            }
+        };
+        let synthetic = weights.is_zeros()
+            && matches!(
+                opts.precision,
+                PrecisionChoice::Int8 | PrecisionChoice::Int7
+            );
+        let mut precisions = Vec::with_capacity(ops.len());
+        for (li, op) in ops.iter_mut().enumerate() {
+            if synthetic {
+                op.synthesize_int8_scales();
+            }
+            precisions.push(
+                op.set_precision(opts.precision)
+                    .map_err(|e| layer_err(li, e))?,
+            );
+        }
+        let int8 = int8_blobs(&graph, &ops);
+        for (li, op) in ops.iter_mut().enumerate() {
+            let input = graph.inputs[li].first().is_some_and(|&b| int8[b]);
+            let output = graph.outputs[li].first().is_some_and(|&b| int8[b]);
+            if graph.layers[li].kind != "Split" {
+                op.set_int8_io(input, output)
+                    .map_err(|e| layer_err(li, e))?;
+            }
+        }
         let plan = plan::plan(
             &graph,
             &ops,
             &plan::PlanOptions {
                 input_shapes: &opts.input_shapes,
                 keep_all: opts.keep_all_blobs,
+                int8: &int8,
             },
         )?;
         let pool = Pool::with_cpus(opts.threads, &opts.cpus)?;
@@ -163,7 +199,13 @@ impl Net {
             input_ids,
             output_ids,
             keep_all: opts.keep_all_blobs,
+            precisions,
         })
+    }
+
+    /// The precision each layer runs in (None: fp32), by layer index.
+    pub fn layer_precisions(&self) -> &[Option<crate::quant::Precision>] {
+        &self.precisions
     }
 
     /// Input blob names with their planned shapes.
@@ -251,9 +293,10 @@ impl Net {
     /// Reads a blob after `run`: any output, or any blob when loaded with `keep_all_blobs`.
     pub fn blob(&self, name: &str) -> Result<Tensor<'_>> {
         let b = self.find_blob(name)?;
-        if !self.keep_all && !self.output_ids.contains(&b) && !self.input_ids.contains(&b) {
+        self.check_readable(b, name)?;
+        if self.plan.int8[b] {
             return Err(Error::Input {
-                msg: format!("blob `{name}` is intermediate and its memory is reused; load with keep_all_blobs to read it"),
+                msg: format!("blob `{name}` holds int8 values; read it with blob_f32"),
             });
         }
         let (off, len) = self.plan.place(b);
@@ -261,6 +304,39 @@ impl Net {
             shape: self.plan.shapes[b],
             data: &bytemuck::cast_slice(&self.arena)[off..off + len],
         })
+    }
+
+    /// Reads a blob as [`Net::blob`] does, as fp32 values: int8 blobs are dequantized with the
+    /// scale their producer quantized them with. Allocates (for tools, not the hot path).
+    pub fn blob_f32(&self, name: &str) -> Result<(Shape, Vec<f32>)> {
+        let b = self.find_blob(name)?;
+        if !self.plan.int8[b] {
+            let t = self.blob(name)?;
+            return Ok((t.shape, t.data.to_vec()));
+        }
+        self.check_readable(b, name)?;
+        let (off, len) = self.plan.place(b);
+        let shape = self.plan.shapes[b];
+        let floats: &[f32] = &bytemuck::cast_slice(&self.arena)[off..off + len];
+        let values: &[i8] = &bytemuck::cast_slice(floats)[..shape.len()];
+        let scale = self.ops[self.graph.blobs[b].producer]
+            .int8_output_scale()
+            .unwrap_or(1.0);
+        Ok((shape, values.iter().map(|&q| q as f32 / scale).collect()))
+    }
+
+    /// Whether a blob holds int8 values (a requantized convolution output feeding convolutions).
+    pub fn is_int8_blob(&self, name: &str) -> Result<bool> {
+        Ok(self.plan.int8[self.find_blob(name)?])
+    }
+
+    fn check_readable(&self, b: usize, name: &str) -> Result<()> {
+        if !self.keep_all && !self.output_ids.contains(&b) && !self.input_ids.contains(&b) {
+            return Err(Error::Input {
+                msg: format!("blob `{name}` is intermediate and its memory is reused; load with keep_all_blobs to read it"),
+            });
+        }
+        Ok(())
     }
 
     fn arena_floats_mut(&mut self) -> &mut [f32] {
@@ -337,4 +413,43 @@ impl Net {
         }
         Ok(())
     }
+}
+
+/// Decides which blobs hold int8 values: the output of a layer the model asks to requantize
+/// (ncnn's `8 > 100`), when every layer reading it — directly or through Splits — takes int8
+/// input. Otherwise the producer writes fp32, so no float op ever sees int8 data.
+fn int8_blobs(graph: &Graph, ops: &[Box<dyn Op>]) -> Vec<bool> {
+    let mut int8 = vec![false; graph.blobs.len()];
+    // Final readers of a blob, looking through Splits; None if some reader is not a layer
+    // that accepts int8.
+    fn readers_accept(graph: &Graph, ops: &[Box<dyn Op>], b: usize, seen: &mut Vec<usize>) -> bool {
+        let consumers = &graph.blobs[b].consumers;
+        !consumers.is_empty()
+            && consumers.iter().all(|&c| {
+                if graph.layers[c].kind == "Split" {
+                    seen.push(c);
+                    graph.outputs[c]
+                        .iter()
+                        .all(|&o| readers_accept(graph, ops, o, seen))
+                } else {
+                    ops[c].accepts_int8_input() && graph.inputs[c].len() == 1
+                }
+            })
+    }
+    for (li, op) in ops.iter().enumerate() {
+        if op.int8_output_scale().is_none() || graph.outputs[li].len() != 1 {
+            continue;
+        }
+        let out = graph.outputs[li][0];
+        let mut splits = Vec::new();
+        if readers_accept(graph, ops, out, &mut splits) {
+            int8[out] = true;
+            for s in splits {
+                for &o in &graph.outputs[s] {
+                    int8[o] = true;
+                }
+            }
+        }
+    }
+    int8
 }

@@ -32,6 +32,8 @@ pub struct Step {
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub shapes: Vec<Shape>,
+    /// Blobs holding int8 values (4 per arena float); the rest are fp32.
+    pub int8: Vec<bool>,
     pub buffer_of: Vec<usize>,
     pub buffers: Vec<Buffer>,
     pub steps: Vec<Step>,
@@ -46,8 +48,17 @@ impl Plan {
     pub fn place(&self, blob: usize) -> (usize, usize) {
         (
             self.buffers[self.buffer_of[blob]].offset,
-            self.shapes[blob].len(),
+            storage_floats(self.shapes[blob], self.int8[blob]),
         )
+    }
+}
+
+/// Arena floats a blob occupies: int8 blobs pack four values per float.
+pub fn storage_floats(shape: Shape, int8: bool) -> usize {
+    if int8 {
+        shape.len().div_ceil(4)
+    } else {
+        shape.len()
     }
 }
 
@@ -55,6 +66,8 @@ pub struct PlanOptions<'a> {
     pub input_shapes: &'a [(String, Shape)],
     /// Keep every blob readable after `run` (host tools); otherwise memory is reused.
     pub keep_all: bool,
+    /// Blobs that hold int8 values (empty: none).
+    pub int8: &'a [bool],
 }
 
 fn layer_err(g: &Graph, li: usize, e: impl std::fmt::Display) -> Error {
@@ -119,6 +132,10 @@ pub fn infer_shapes(
 
 pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> {
     let shapes = infer_shapes(g, ops, opts.input_shapes)?;
+    let int8: Vec<bool> = (0..g.blobs.len())
+        .map(|b| opts.int8.get(b).copied().unwrap_or(false))
+        .collect();
+    let store = |b: usize| storage_floats(shapes[b], int8[b]);
     let n = g.order.len();
     let step_of: Vec<usize> = {
         let mut s = vec![0; g.layers.len()];
@@ -175,7 +192,7 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
             Storage::Alias => {
                 let src = buffer_of[ins[0]];
                 for &b in outs {
-                    if shapes[b].len() > buffers[src].len {
+                    if store(b) > buffers[src].len {
                         return Err(layer_err(
                             g,
                             li,
@@ -187,10 +204,7 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
                 }
             }
             Storage::InPlace => {
-                if ins.len() != 1
-                    || outs.len() != 1
-                    || shapes[ins[0]].len() != shapes[outs[0]].len()
-                {
+                if ins.len() != 1 || outs.len() != 1 || store(ins[0]) != store(outs[0]) {
                     return Err(layer_err(
                         g,
                         li,
@@ -201,7 +215,7 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
                 let src = buffer_of[i];
                 let read_later = buffers[src].last > s;
                 if pinned[src] || read_later {
-                    buffer_of[o] = new_buffer(o, shapes[o].len(), s, &mut buffers, &mut pinned);
+                    buffer_of[o] = new_buffer(o, store(o), s, &mut buffers, &mut pinned);
                     copy_first = true;
                 } else {
                     buffer_of[o] = src;
@@ -211,7 +225,7 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
             Storage::New => {
                 for &b in outs {
                     let first = if is_input { 0 } else { s };
-                    buffer_of[b] = new_buffer(b, shapes[b].len(), first, &mut buffers, &mut pinned);
+                    buffer_of[b] = new_buffer(b, store(b), first, &mut buffers, &mut pinned);
                 }
             }
         }
@@ -236,6 +250,7 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
     }
     Ok(Plan {
         shapes,
+        int8,
         buffer_of,
         buffers,
         steps,

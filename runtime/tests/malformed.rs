@@ -310,3 +310,98 @@ fn not_a_param_file_at_all() {
         "{e}"
     );
 }
+
+/// A one-convolution int8 model (2 outputs, 1 input channel, 1x1 kernel): the param line gets
+/// `extra` keys; the weight file is int8 weights, then bias-free scales as given.
+fn int8_conv_error(extra: &str, weights: &[i8], scales: &[f32]) -> String {
+    let param = format!(
+        "7767517\n2 2\nInput data 0 1 data 0=2 1=2 2=1\n\
+         Convolution conv 1 1 data out 0=2 1=1 6=2 {extra}\n"
+    );
+    let mut bin = 0x000D_4B38u32.to_le_bytes().to_vec();
+    bin.extend(weights.iter().map(|&v| v as u8));
+    while bin.len() % 4 != 0 {
+        bin.push(0);
+    }
+    for s in scales {
+        bin.extend_from_slice(&s.to_le_bytes());
+    }
+    match std::panic::catch_unwind(|| Net::from_memory(param.as_bytes(), &bin, &Options::default()))
+    {
+        Ok(Ok(_)) => panic!("{extra} {weights:?} {scales:?}: loaded, expected an error"),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => panic!("{extra}: the loader panicked"),
+    }
+}
+
+#[test]
+fn bad_int8_scales_and_weights() {
+    let ok = [1.0f32, 2.0, 3.0];
+    let cases: Vec<(&str, Vec<i8>, Vec<f32>, &str)> = vec![
+        (
+            "8=2",
+            vec![1, 2],
+            vec![1.0, 2.0, 0.0],
+            "bottom blob int8 scale is 0",
+        ),
+        (
+            "8=2",
+            vec![1, 2],
+            vec![1.0, 2.0, -4.0],
+            "bottom blob int8 scale is -4",
+        ),
+        (
+            "8=2",
+            vec![1, 2],
+            vec![-1.0, 2.0, 3.0],
+            "weight int8 scale 0 is -1",
+        ),
+        (
+            "8=2",
+            vec![1, 2],
+            vec![1.0, f32::NAN, 3.0],
+            "weight int8 scale 1 is NaN",
+        ),
+        (
+            "8=2",
+            vec![1, 2],
+            vec![1.0, f32::INFINITY, 3.0],
+            "weight int8 scale 1 is inf",
+        ),
+        (
+            "8=102",
+            vec![1, 2],
+            vec![1.0, 2.0, 3.0, f32::NAN],
+            "top blob int8 scale is NaN",
+        ),
+        (
+            "8=2",
+            vec![1, 2],
+            vec![0.0, 2.0, 3.0],
+            "weight scale 0 but non-zero weights",
+        ),
+        (
+            "8=2",
+            vec![1, 2],
+            vec![1.0, 2.0],
+            "bottom int8 scale: needs 4 bytes",
+        ),
+        ("8=2 27=7", vec![64, 2], ok.to_vec(), "outside ±63"),
+        ("8=2 27=6", vec![1, 2], ok.to_vec(), "expected 8 or 7"),
+        ("8=3", vec![1, 2], ok.to_vec(), "int8_scale_term (key 8) 3"),
+        (
+            "",
+            vec![1, 2],
+            vec![],
+            "int8-tagged weights but int8_scale_term (key 8) is 0",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (extra, w, s, want) in cases {
+        let got = int8_conv_error(extra, &w, &s);
+        if !got.contains(want) || !got.contains("conv") {
+            failures.push(format!("{extra} {s:?}: `{got}` does not contain `{want}`"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -6,7 +6,7 @@
 //! (a param file under the shared data directory, run with zero weights as benchncnn does).
 
 use eq_runtime::rng::Rng;
-use eq_runtime::{Net, Options, Shape};
+use eq_runtime::{Net, Options, PrecisionChoice, Shape};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -115,6 +115,17 @@ const SHARED_MODELS: &[&str] = &[
     "models/ncnn-benchmark/squeezenet_ssd.param",
 ];
 
+/// ncnn's int8 benchmark networks, run as INT8 and as INT7 (zero weights, scales of 1).
+const SHARED_INT8_MODELS: &[&str] = &[
+    "models/ncnn-benchmark/googlenet_int8.param",
+    "models/ncnn-benchmark/mobilenet_int8.param",
+    "models/ncnn-benchmark/mobilenet_ssd_int8.param",
+    "models/ncnn-benchmark/resnet18_int8.param",
+    "models/ncnn-benchmark/resnet50_int8.param",
+    "models/ncnn-benchmark/squeezenet_int8.param",
+    "models/ncnn-benchmark/squeezenet_ssd_int8.param",
+];
+
 /// The real models with their weight files (fp32 and fp16 bins) and the input shape
 /// their Input layer does not declare: (param, bin, input blob, w, h, c).
 type RealModel = (
@@ -219,6 +230,23 @@ fn shared_models_run_without_allocating() {
             let mut net = Net::load_zero_weights(&path, &opts)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_run_allocates_nothing(&mut net);
+        }
+    }
+}
+
+#[test]
+fn int8_models_run_without_allocating() {
+    for rel in SHARED_INT8_MODELS {
+        let Some(path) = shared_file(rel) else { continue };
+        for precision in [PrecisionChoice::Int8, PrecisionChoice::Int7] {
+            for mut opts in thread_counts() {
+                opts.precision = precision;
+                let mut net = Net::load_zero_weights(&path, &opts)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let quantized = net.layer_precisions().iter().flatten().count();
+                assert!(quantized > 0, "{rel}: no layer runs quantized");
+                assert_run_allocates_nothing(&mut net);
+            }
         }
     }
 }

@@ -6,11 +6,14 @@
 
 use super::activation::Activation;
 use super::{expect_inputs, Ctx, Op};
-use crate::error::{invalid, Error, LayerResult, Result};
+use crate::error::{invalid, LayerResult, Result};
 use crate::kernels::gemm_f32::{self, DenseB, Im2colB, Kernel, PackedA};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
+use crate::net::PrecisionChoice;
+use crate::ops::quantized::{float_weights, int8_weights, Int8Scales};
 use crate::pool::Pool;
+use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 /// ncnn's pad marker for TF "SAME" with the extra pad at the end.
@@ -315,7 +318,11 @@ pub struct Convolution {
     pub bias: Option<Floats>,
     /// `inch * kh * kw`.
     pub k: usize,
+    pub int8_scales: Option<Int8Scales>,
+    /// The weights as stored (int8 or fp32), kept for quantized execution.
+    stored: Option<Tagged>,
     fast: Conv2dGemm,
+    int8: Option<int8::ConvInt8>,
 }
 
 impl Convolution {
@@ -357,27 +364,22 @@ impl Convolution {
         } else {
             None
         };
-        let weight_scales = if int8_scale_term != 0 {
-            let s = wr.raw(num_output, "convolution weight int8 scales")?;
-            wr.raw(1, "convolution bottom int8 scale")?;
-            if int8_scale_term > 100 {
-                wr.raw(1, "convolution top int8 scale")?;
-            }
-            Some(s)
-        } else {
-            None
-        };
-        let weights = match stored {
-            Tagged::F32(f) => f,
-            Tagged::I8(q) => {
-                let scales = weight_scales.ok_or_else(|| {
-                    Error::from(invalid(
-                        "int8-tagged weights but int8_scale_term (key 8) is 0",
-                    ))
-                })?;
-                Floats::owned(dequantize(&q, &scales, k))
+        let int8_scales = match int8_scale_term {
+            0 => None,
+            1 | 2 | 101 | 102 => Some(Int8Scales::read(pd, wr, num_output, int8_scale_term > 100)?),
+            t => {
+                return Err(invalid(format!(
+                    "int8_scale_term (key 8) {t} is not one of 0, 1, 2, 101, 102"
+                ))
+                .into())
             }
         };
+        if let Some(s) = &int8_scales {
+            // A layer that declares 7 bits must hold 7-bit weights, whatever runs it.
+            int8_weights(&stored, &s.weight, s.bits)?;
+        }
+        let keep = int8_scales.is_some().then(|| stored.clone());
+        let weights = float_weights(stored, int8_scales.as_ref())?;
         let fast = Conv2dGemm::new(
             params,
             &weights,
@@ -397,7 +399,10 @@ impl Convolution {
             weights,
             bias,
             k,
+            int8_scales,
+            stored: keep,
             fast,
+            int8: None,
         })
     }
 
@@ -438,17 +443,6 @@ impl Convolution {
     }
 }
 
-/// `w = q / scale[o]` per output channel of `k` weights (0 where the scale is 0).
-fn dequantize(q: &[i8], scales: &[f32], k: usize) -> Vec<f32> {
-    q.chunks(k)
-        .zip(scales)
-        .flat_map(|(row, &s)| {
-            let inv = if s == 0.0 { 0.0 } else { 1.0 / s };
-            row.iter().map(move |&v| v as f32 * inv)
-        })
-        .collect()
-}
-
 impl Op for Convolution {
     fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
         expect_inputs(inputs, 1)?;
@@ -469,8 +463,68 @@ impl Op for Convolution {
 
     fn scratch_len(&self, inputs: &[Shape], _outputs: &[Shape]) -> usize {
         match inputs.first().map(|s| self.input_view(s)) {
-            Some(Ok((w, h, _, _))) => self.fast.scratch_len(w, h),
+            Some(Ok((w, h, _, _))) => match &self.int8 {
+                Some(q) => q.scratch_len(w, h),
+                None => self.fast.scratch_len(w, h),
+            },
             _ => 0,
+        }
+    }
+
+    fn synthesize_int8_scales(&mut self) {
+        if self.int8_scales.is_none() {
+            self.int8_scales = Some(Int8Scales::synthetic(self.num_output));
+            self.stored = Some(Tagged::F32(Floats::owned(self.weights.to_vec())));
+        }
+    }
+
+    fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
+        let (Some(scales), Some(stored)) = (&self.int8_scales, &self.stored) else {
+            return Ok(None);
+        };
+        let Some(precision) = scales.precision(choice) else {
+            self.int8 = None;
+            return Ok(None);
+        };
+        let q = int8_weights(stored, &scales.weight, precision)?;
+        let family = crate::kernels::gemm_i8::Family::best(precision);
+        self.int8 = Some(int8::ConvInt8::new(
+            precision,
+            family,
+            self.params,
+            &q,
+            &scales.weight,
+            scales.bottom,
+            self.bias.as_deref(),
+            self.num_output,
+            self.inch(),
+            self.activation,
+        ));
+        Ok(Some(precision))
+    }
+
+    fn accepts_int8_input(&self) -> bool {
+        self.int8.is_some()
+    }
+
+    fn int8_output_scale(&self) -> Option<f32> {
+        self.int8.as_ref()?;
+        self.int8_scales.as_ref()?.top
+    }
+
+    fn set_int8_io(&mut self, input: bool, output: bool) -> LayerResult<()> {
+        match &mut self.int8 {
+            Some(q) => {
+                q.input_i8 = input;
+                q.top = if output {
+                    self.int8_scales.as_ref().and_then(|s| s.top)
+                } else {
+                    None
+                };
+                Ok(())
+            }
+            None if input || output => Err(invalid("an fp32 layer cannot read or write int8")),
+            None => Ok(()),
         }
     }
 
@@ -485,10 +539,25 @@ impl Op for Convolution {
             _ => return Err(invalid("Convolution takes one input and one output")),
         };
         let (w, h, _, _) = self.input_view(&input.shape)?;
-        self.fast
-            .run(input.data, w, h, output.data, ctx.pool, ctx.scratch)
+        match &self.int8 {
+            Some(q) => q.run(
+                input.data,
+                w,
+                h,
+                output.data,
+                output.shape.len(),
+                ctx.pool,
+                ctx.scratch,
+            ),
+            None => self
+                .fast
+                .run(input.data, w, h, output.data, ctx.pool, ctx.scratch),
+        }
     }
 }
 
+pub mod int8;
+#[cfg(test)]
+mod int8_tests;
 #[cfg(test)]
 mod tests;

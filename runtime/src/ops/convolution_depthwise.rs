@@ -13,38 +13,17 @@ use crate::error::{invalid, LayerResult, Result};
 use crate::kernels::depthwise_f32::{self, Geometry, Isa};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
+use crate::net::PrecisionChoice;
+use crate::ops::quantized::{float_weights, int8_weights, Int8Scales};
 use crate::pool::SharedMut;
+use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
-/// ncnn's pad markers: all four pads set to one of these choose TF-style SAME padding.
-const SAME_UPPER: i32 = -233;
-const SAME_LOWER: i32 = -234;
+pub use super::convolution::Padding;
+use super::convolution::{PAD_SAME_LOWER as SAME_LOWER, PAD_SAME_UPPER as SAME_UPPER};
 
 /// Output channels per task in the grouped path (amortises padding the group's inputs).
 const GROUPED_BLOCK: usize = 8;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Padding {
-    Explicit {
-        left: usize,
-        right: usize,
-        top: usize,
-        bottom: usize,
-    },
-    /// Pad so that `out = ceil(in / stride)`, the odd pixel at the end (`-233`).
-    SameUpper,
-    /// As `SameUpper`, the odd pixel at the start (`-234`).
-    SameLower,
-}
-
-/// Int8 scales as stored (`8=` non-zero), one weight scale per group.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Int8Scales {
-    pub weight: Vec<f32>,
-    pub bottom: f32,
-    /// Present when the output is requantized (`8 > 100`).
-    pub top: Option<f32>,
-}
 
 #[derive(Debug)]
 pub struct ConvolutionDepthWise {
@@ -61,9 +40,12 @@ pub struct ConvolutionDepthWise {
     pub activation: Activation,
     pub int8_scales: Option<Int8Scales>,
     weight: Floats,
+    /// The weights as stored (int8 or fp32), kept for quantized execution.
+    stored: Option<Tagged>,
     bias: Option<Floats>,
     inch_per_group: usize,
     isa: Isa,
+    int8: Option<int8::DwInt8>,
 }
 
 fn positive(pd: &ParamDict, key: usize, default: usize, name: &str) -> LayerResult<usize> {
@@ -74,22 +56,6 @@ fn positive(pd: &ParamDict, key: usize, default: usize, name: &str) -> LayerResu
 }
 
 /// Turns int8-tagged weights into fp32: `q / scale`, one scale per equal-sized chunk
-/// (group or output row); a zero scale gives zeros, as ncnn's dequantize does.
-pub(crate) fn dequantize(q: &[i8], scales: &[f32]) -> Vec<f32> {
-    let chunk = q.len() / scales.len().max(1);
-    q.iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let s = scales[(i / chunk.max(1)).min(scales.len() - 1)];
-            if s == 0.0 {
-                0.0
-            } else {
-                v as f32 / s
-            }
-        })
-        .collect()
-}
-
 impl ConvolutionDepthWise {
     /// Reads params and, in ncnn's order, weights, bias and int8 scales.
     pub fn new(pd: &ParamDict, w: &mut WeightReader) -> Result<ConvolutionDepthWise> {
@@ -158,22 +124,15 @@ impl ConvolutionDepthWise {
         let int8_scales = match int8_scale_term {
             0 => None,
             1 | 101 | 2 | 102 => {
-                let weight = if int8_scale_term % 100 == 1 {
-                    w.raw(group, "weight int8 scales")?.to_vec()
-                } else {
-                    vec![w.raw(1, "weight int8 scale")?[0]; group]
-                };
-                let bottom = w.raw(1, "bottom int8 scale")?[0];
-                let top = if int8_scale_term > 100 {
-                    Some(w.raw(1, "top int8 scale")?[0])
-                } else {
-                    None
-                };
-                Some(Int8Scales {
-                    weight,
-                    bottom,
-                    top,
-                })
+                // 1 / 101: one weight scale per group; 2 / 102: one for all groups.
+                let per_group = int8_scale_term % 100 == 1;
+                let n = if per_group { group } else { 1 };
+                let mut s = Int8Scales::read(pd, w, n, int8_scale_term > 100)?;
+                if !per_group {
+                    s.weight = vec![s.weight[0]; group];
+                }
+                int8_weights(&weight, &s.weight, s.bits)?;
+                Some(s)
             }
             t => {
                 return Err(invalid(format!(
@@ -182,13 +141,8 @@ impl ConvolutionDepthWise {
                 .into())
             }
         };
-        let weight = match (weight, &int8_scales) {
-            (Tagged::F32(f), _) => f,
-            (Tagged::I8(q), Some(s)) => Floats::owned(dequantize(&q, &s.weight)),
-            (Tagged::I8(_), None) => {
-                return Err(invalid("int8-tagged weights but int8_scale_term (key 8) is 0").into())
-            }
-        };
+        let stored = int8_scales.is_some().then(|| weight.clone());
+        let weight = float_weights(weight, int8_scales.as_ref())?;
         Ok(ConvolutionDepthWise {
             num_output,
             kernel_w,
@@ -203,9 +157,11 @@ impl ConvolutionDepthWise {
             activation,
             int8_scales,
             weight,
+            stored,
             bias,
             inch_per_group,
             isa: Isa::detect(),
+            int8: None,
         })
     }
 
@@ -388,6 +344,13 @@ fn pad_plane(
 }
 
 impl Op for ConvolutionDepthWise {
+    fn synthesize_int8_scales(&mut self) {
+        if self.int8_scales.is_none() {
+            self.int8_scales = Some(Int8Scales::synthetic(self.group));
+            self.stored = Some(Tagged::F32(Floats::owned(self.weight.to_vec())));
+        }
+    }
+
     fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
         expect_inputs(inputs, 1)?;
         self.check_input(inputs[0])?;
@@ -396,7 +359,46 @@ impl Op for ConvolutionDepthWise {
     }
 
     fn scratch_len(&self, inputs: &[Shape], _outputs: &[Shape]) -> usize {
-        inputs.first().map_or(0, |&s| self.padded_len(s))
+        match (&self.int8, inputs.first()) {
+            (Some(q), Some(&s)) => q.scratch_len(self, s),
+            (None, Some(&s)) => self.padded_len(s),
+            _ => 0,
+        }
+    }
+
+    fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
+        let (Some(scales), Some(stored)) = (&self.int8_scales, &self.stored) else {
+            return Ok(None);
+        };
+        let Some(precision) = scales.precision(choice) else {
+            self.int8 = None;
+            return Ok(None);
+        };
+        let q = int8_weights(stored, &scales.weight, precision)?;
+        self.int8 = Some(int8::DwInt8::new(self, &q, precision)?);
+        Ok(Some(precision))
+    }
+
+    fn accepts_int8_input(&self) -> bool {
+        self.int8.is_some()
+    }
+
+    fn int8_output_scale(&self) -> Option<f32> {
+        self.int8.as_ref()?;
+        self.int8_scales.as_ref()?.top
+    }
+
+    fn set_int8_io(&mut self, input: bool, output: bool) -> LayerResult<()> {
+        let top = self.int8_scales.as_ref().and_then(|s| s.top);
+        match &mut self.int8 {
+            Some(q) => {
+                q.input_i8 = input;
+                q.set_top(if output { top } else { None });
+                Ok(())
+            }
+            None if input || output => Err(invalid("an fp32 layer cannot read or write int8")),
+            None => Ok(()),
+        }
     }
 
     fn forward(
@@ -408,6 +410,10 @@ impl Op for ConvolutionDepthWise {
         let x = inputs[0];
         let s = x.shape;
         self.check_input(s)?;
+        if let Some(q) = &self.int8 {
+            let len = outputs[0].shape.len();
+            return q.run(self, x.data, s, outputs[0].data, len, ctx.pool, ctx.scratch);
+        }
         let g = self.geometry(s)?;
         let (left, _, top, _) = self.pads(s.w, s.h);
         let padded = self.padded_len(s);
@@ -485,6 +491,8 @@ impl Op for ConvolutionDepthWise {
         result.map_err(|e| invalid(e.to_string()))
     }
 }
+
+pub mod int8;
 
 #[cfg(test)]
 mod tests {

@@ -13,24 +13,25 @@
 //! int8 path exists; the scales are kept for it.
 
 use super::activation::Activation;
-use super::convolution_depthwise::dequantize;
 use super::{expect_inputs, Ctx, Op};
 use crate::error::{invalid, LayerResult, Result};
 use crate::kernels::gemv_f32::{self, Isa};
+use crate::kernels::gemv_i8::{gemv_i8_rows, PackedGemvI8};
+use crate::kernels::requant::{self, Requant};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
+use crate::net::PrecisionChoice;
+use crate::ops::convolution::int8::quantize_parallel;
+use crate::ops::quantized::as_i8_mut;
+use crate::ops::quantized::{float_weights, int8_weights, Int8Scales};
 use crate::pool::SharedMut;
+use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 /// Output rows per parallel task: enough work to amortise a task, small enough to balance.
 const ROWS_PER_TASK: usize = 16;
 
 /// Int8 scales as stored (`8=` non-zero): one weight scale per output.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Int8Scales {
-    pub weight: Vec<f32>,
-    pub bottom: f32,
-}
 
 #[derive(Debug)]
 pub struct InnerProduct {
@@ -40,8 +41,22 @@ pub struct InnerProduct {
     pub activation: Activation,
     pub int8_scales: Option<Int8Scales>,
     weight: Floats,
+    /// The weights as stored (int8 or fp32), kept for quantized execution.
+    stored: Option<Tagged>,
     bias: Option<Floats>,
     isa: Isa,
+    int8: Option<IpInt8>,
+}
+
+/// The quantized path: the input is quantized with the bottom scale, products summed in
+/// int32 by the int8 GEMV, dequantized with bias and activation to fp32 (ncnn's int8
+/// InnerProduct never writes int8).
+#[derive(Debug)]
+struct IpInt8 {
+    precision: Precision,
+    packed: PackedGemvI8,
+    scale_in: Vec<f32>,
+    bottom: f32,
 }
 
 impl InnerProduct {
@@ -68,27 +83,24 @@ impl InnerProduct {
             None
         };
         let int8_scales = if int8_scale_term != 0 {
-            let weight = w.raw(num_output, "weight int8 scales")?.to_vec();
-            let bottom = w.raw(1, "bottom int8 scale")?[0];
-            Some(Int8Scales { weight, bottom })
+            let s = Int8Scales::read(pd, w, num_output, false)?;
+            int8_weights(&weight, &s.weight, s.bits)?;
+            Some(s)
         } else {
             None
         };
-        let weight = match (weight, &int8_scales) {
-            (Tagged::F32(f), _) => f,
-            (Tagged::I8(q), Some(s)) => Floats::owned(dequantize(&q, &s.weight)),
-            (Tagged::I8(_), None) => {
-                return Err(invalid("int8-tagged weights but int8_scale_term (key 8) is 0").into())
-            }
-        };
+        let stored = int8_scales.is_some().then(|| weight.clone());
+        let weight = float_weights(weight, int8_scales.as_ref())?;
         Ok(InnerProduct {
             num_output,
             num_input: weight_data_size / num_output,
             activation,
             int8_scales,
             weight,
+            stored,
             bias,
             isa: Isa::detect(),
+            int8: None,
         })
     }
 
@@ -141,9 +153,42 @@ impl InnerProduct {
 }
 
 impl Op for InnerProduct {
+    fn synthesize_int8_scales(&mut self) {
+        if self.int8_scales.is_none() {
+            self.int8_scales = Some(Int8Scales::synthetic(self.num_output));
+            self.stored = Some(Tagged::F32(Floats::owned(self.weight.to_vec())));
+        }
+    }
+
     fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
         expect_inputs(inputs, 1)?;
         Ok(vec![self.layout(inputs[0])?.1])
+    }
+
+    fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
+        let (Some(scales), Some(stored)) = (&self.int8_scales, &self.stored) else {
+            return Ok(None);
+        };
+        let Some(precision) = scales.precision(choice) else {
+            self.int8 = None;
+            return Ok(None);
+        };
+        let q = int8_weights(stored, &scales.weight, precision)?;
+        self.int8 = Some(IpInt8 {
+            precision,
+            packed: PackedGemvI8::new(&q, self.num_output, self.num_input, precision),
+            scale_in: requant::scale_in(scales.bottom, &scales.weight),
+            bottom: scales.bottom,
+        });
+        Ok(Some(precision))
+    }
+
+    fn scratch_len(&self, inputs: &[Shape], _outputs: &[Shape]) -> usize {
+        match (&self.int8, inputs.first()) {
+            // The quantized input, shared by the workers (counted once per worker).
+            (Some(_), Some(s)) => s.len().div_ceil(4).next_multiple_of(16),
+            _ => 0,
+        }
     }
 
     fn forward(
@@ -156,6 +201,32 @@ impl Op for InnerProduct {
         let (samples, _) = self.layout(x.shape)?;
         let k = self.num_input;
         let blocks = self.num_output.div_ceil(ROWS_PER_TASK);
+        if let Some(q) = &self.int8 {
+            let len = samples * k;
+            let qx = as_i8_mut(ctx.scratch, len)?;
+            quantize_parallel(&x.data[..len], q.bottom, q.precision.qmax(), qx, ctx.pool)?;
+            let qx: &[i8] = qx;
+            let requant = Requant {
+                scale_in: &q.scale_in,
+                bias: self.bias.as_deref(),
+                act: self.activation,
+                top_scale: 1.0,
+                qmax: q.precision.qmax(),
+            };
+            let out = SharedMut::new(&mut *outputs[0].data);
+            return ctx
+                .pool
+                .run(samples * blocks, &|task, _| {
+                    let n = task / blocks;
+                    let first = (task % blocks) * ROWS_PER_TASK;
+                    let rows = ROWS_PER_TASK.min(self.num_output - first);
+                    // SAFETY: each task writes its own rows of its own sample.
+                    let y = unsafe { out.slice(n * self.num_output + first, rows) };
+                    let xs = &qx[n * k..(n + 1) * k];
+                    gemv_i8_rows(self.isa, &q.packed, xs, &requant, first..first + rows, y);
+                })
+                .map_err(|e| invalid(e.to_string()));
+        }
         let out = SharedMut::new(&mut *outputs[0].data);
         ctx.pool
             .run(samples * blocks, &|task, _| {

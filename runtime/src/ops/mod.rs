@@ -4,7 +4,9 @@
 use crate::error::{invalid, LayerResult, Result};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::WeightReader;
+use crate::net::PrecisionChoice;
 use crate::pool::Pool;
+use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 pub mod activation;
@@ -30,6 +32,7 @@ pub mod permute;
 pub mod pooling;
 pub mod prelu;
 pub mod prior_box;
+pub mod quantized;
 pub mod relu;
 pub mod reshape;
 pub mod scale;
@@ -85,6 +88,39 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     /// `Storage::InPlace` ops: transform `x` in place.
     fn forward_inplace(&self, _x: &mut TensorMut, _ctx: &mut Ctx) -> LayerResult<()> {
         Err(invalid("this op has no in-place forward"))
+    }
+
+    // Quantized execution (Convolution, ConvolutionDepthWise, InnerProduct). `Net::build`
+    // calls `set_precision` on every op, then decides which blobs hold int8 values and tells
+    // each op with `set_int8_io`, all before planning memory.
+
+    /// Chooses FP32, INT8 or INT7 for this layer; returns the precision it will run in
+    /// (None: fp32). Layers without int8 scales stay fp32.
+    fn set_precision(&mut self, _choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
+        Ok(None)
+    }
+
+    /// Benchmarks of fp32 models with synthetic weights in INT8 / INT7: give a layer that has
+    /// no int8 scales fixed ones (all 1), as if it had been quantized.
+    fn synthesize_int8_scales(&mut self) {}
+
+    /// Whether the layer, as prepared, reads an int8 input blob directly (interpreted with
+    /// its own bottom scale, as ncnn does).
+    fn accepts_int8_input(&self) -> bool {
+        false
+    }
+
+    /// The top scale when the model asks this layer to write int8 (requantize fusion).
+    fn int8_output_scale(&self) -> Option<f32> {
+        None
+    }
+
+    /// Tells the layer that its input / output blob holds int8 values.
+    fn set_int8_io(&mut self, input: bool, output: bool) -> LayerResult<()> {
+        if input || output {
+            return Err(invalid("this layer has no int8 input or output"));
+        }
+        Ok(())
     }
 }
 
