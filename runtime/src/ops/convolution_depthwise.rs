@@ -493,6 +493,8 @@ impl Op for ConvolutionDepthWise {
 }
 
 pub mod int8;
+#[cfg(test)]
+mod int8_tests;
 
 #[cfg(test)]
 mod tests {

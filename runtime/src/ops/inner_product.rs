@@ -507,4 +507,111 @@ mod tests {
         let op = InnerProduct::new(&pd, &mut r).unwrap();
         assert!(op.weight.is_borrowed());
     }
+
+    /// Quantized InnerProduct against exact integer sums and the same epilogue.
+    fn check_int8(
+        bits: Precision,
+        num_output: usize,
+        num_input: usize,
+        extreme: bool,
+        rng: &mut Rng,
+    ) {
+        let qmax = bits.qmax();
+        let q: Vec<i8> = (0..num_output * num_input)
+            .map(|i| {
+                if extreme {
+                    (if i % 3 == 0 { -qmax } else { qmax }) as i8
+                } else {
+                    rng.range(-qmax as i64, qmax as i64) as i8
+                }
+            })
+            .collect();
+        let bias = rng.vec(num_output, -1.0, 1.0);
+        let wscales: Vec<f32> = (0..num_output).map(|_| rng.uniform(50.0, 200.0)).collect();
+        let bottom = rng.uniform(20.0, 60.0);
+        let mut b = TAG_INT8.to_le_bytes().to_vec();
+        b.extend(q.iter().map(|&v| v as u8));
+        while b.len() % 4 != 0 {
+            b.push(0);
+        }
+        for v in bias.iter().chain(&wscales).chain([&bottom]) {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut pd = params(&[
+            (0, num_output as i32),
+            (1, 1),
+            (2, (num_output * num_input) as i32),
+            (8, 2),
+            (9, 1),
+            (crate::quant::BITS_KEY as usize, bits.bits() as i32),
+        ]);
+        pd.set(10, Value::FloatArray(vec![])).unwrap();
+        let mut op = build(&pd, &b).unwrap();
+        let choice = match bits {
+            Precision::Int8 => PrecisionChoice::Int8,
+            Precision::Int7 => PrecisionChoice::Int7,
+        };
+        assert_eq!(op.set_precision(choice).unwrap(), Some(bits));
+        let x: Vec<f32> = if extreme {
+            (0..num_input)
+                .map(|i| if i % 2 == 0 { 1e4 } else { -1e4 })
+                .collect()
+        } else {
+            rng.vec(num_input, -3.0, 3.0)
+        };
+        let qx: Vec<i64> = x
+            .iter()
+            .map(|&v| crate::quant::quantize(v, bottom, qmax) as i64)
+            .collect();
+        let si = requant::scale_in(bottom, &wscales);
+        let rq = Requant {
+            scale_in: &si,
+            bias: Some(&bias),
+            act: Activation::ReLU,
+            top_scale: 1.0,
+            qmax,
+        };
+        let want: Vec<f32> = (0..num_output)
+            .map(|o| {
+                let acc: i64 = (0..num_input)
+                    .map(|k| q[o * num_input + k] as i64 * qx[k])
+                    .sum();
+                rq.dequant(o, i32::try_from(acc).unwrap())
+            })
+            .collect();
+        let shape = Shape::d1(num_input);
+        for threads in [1, 2] {
+            let pool = Pool::new(threads).unwrap();
+            let mut scratch = vec![f32::NAN; op.scratch_len(&[shape], &[]) * threads];
+            let mut got = vec![f32::NAN; num_output];
+            op.forward(
+                &[Tensor { shape, data: &x }],
+                &mut [TensorMut {
+                    shape: Shape::d1(num_output),
+                    data: &mut got,
+                }],
+                &mut Ctx {
+                    pool: &pool,
+                    scratch: &mut scratch,
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                got, want,
+                "{bits:?} {num_output}x{num_input} threads {threads}"
+            );
+        }
+    }
+
+    #[test]
+    fn quantized_matches_integer_sums() {
+        let mut rng = Rng::new(8);
+        for bits in [Precision::Int8, Precision::Int7] {
+            for _ in 0..20 {
+                let (o, k) = (rng.range(1, 40) as usize, rng.range(1, 300) as usize);
+                check_int8(bits, o, k, false, &mut rng);
+            }
+            check_int8(bits, 5, 8200, true, &mut rng);
+        }
+    }
 }
