@@ -237,7 +237,9 @@ fn shared_models_run_without_allocating() {
 #[test]
 fn int8_models_run_without_allocating() {
     for rel in SHARED_INT8_MODELS {
-        let Some(path) = shared_file(rel) else { continue };
+        let Some(path) = shared_file(rel) else {
+            continue;
+        };
         for precision in [PrecisionChoice::Int8, PrecisionChoice::Int7] {
             for mut opts in thread_counts() {
                 opts.precision = precision;

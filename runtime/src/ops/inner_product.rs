@@ -531,7 +531,7 @@ mod tests {
         let bottom = rng.uniform(20.0, 60.0);
         let mut b = TAG_INT8.to_le_bytes().to_vec();
         b.extend(q.iter().map(|&v| v as u8));
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         for v in bias.iter().chain(&wscales).chain([&bottom]) {

@@ -67,7 +67,7 @@ fn model(c: &QCase, rng: &mut Rng, extreme: Option<i8>) -> Model {
     let n = c.outch * c.inch * c.k.0 * c.k.1;
     let q: Vec<i8> = (0..n)
         .map(|i| match extreme {
-            Some(v) if v == 0 => (if i % 2 == 0 { qmax } else { -qmax }) as i8,
+            Some(0) => (if i % 2 == 0 { qmax } else { -qmax }) as i8,
             Some(v) => v,
             None => rng.range(-qmax as i64, qmax as i64) as i8,
         })
@@ -81,7 +81,7 @@ fn model(c: &QCase, rng: &mut Rng, extreme: Option<i8>) -> Model {
     let bottom = rng.uniform(20.0, 60.0);
     let mut bytes = 0x000D_4B38u32.to_le_bytes().to_vec();
     bytes.extend(q.iter().map(|&v| v as u8));
-    while bytes.len() % 4 != 0 {
+    while !bytes.len().is_multiple_of(4) {
         bytes.push(0);
     }
     for v in bias
@@ -167,7 +167,7 @@ fn check(c: &QCase, w: usize, h: usize, rng: &mut Rng, extreme: Option<i8>) {
     let m = model(c, rng, extreme);
     let qmax = c.bits.qmax();
     let x: Vec<f32> = match extreme {
-        Some(v) if v == 0 => (0..c.inch * w * h)
+        Some(0) => (0..c.inch * w * h)
             .map(|i| if i % 3 == 0 { -1e3 } else { 1e3 })
             .collect(),
         Some(v) => vec![v.signum() as f32 * 1e3; c.inch * w * h],

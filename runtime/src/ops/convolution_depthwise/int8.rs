@@ -139,6 +139,7 @@ impl DwInt8 {
         own + self.quantized_input_floats(s)
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
         op: &ConvolutionDepthWise,

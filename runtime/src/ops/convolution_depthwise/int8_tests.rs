@@ -68,7 +68,7 @@ fn check(c: &Case, w: usize, h: usize, rng: &mut Rng, extreme: bool) {
     let term = if c.per_group_scales { 1 } else { 2 } + if c.top.is_some() { 100 } else { 0 };
     let mut bytes = 0x000D_4B38u32.to_le_bytes().to_vec();
     bytes.extend(q.iter().map(|&v| v as u8));
-    while bytes.len() % 4 != 0 {
+    while !bytes.len().is_multiple_of(4) {
         bytes.push(0);
     }
     for v in bias
