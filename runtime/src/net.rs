@@ -40,6 +40,11 @@ pub enum PrecisionChoice {
     Int8,
     /// INT7 kernels on every layer with scales; a weight outside ±63 is a load error.
     Int7,
+    /// A float simulation of what `Auto` computes: every quantized layer runs in fp32 on
+    /// its dequantized integer weights, with its input rounded to the quantization grid
+    /// (`quantize(x · s) / s`) and, where `Auto` would write int8, its output too. The
+    /// reference the integer kernels are checked against on whole models.
+    Simulate,
 }
 
 impl std::str::FromStr for PrecisionChoice {
@@ -50,8 +55,9 @@ impl std::str::FromStr for PrecisionChoice {
             "fp32" => Ok(PrecisionChoice::Fp32),
             "int8" => Ok(PrecisionChoice::Int8),
             "int7" => Ok(PrecisionChoice::Int7),
+            "simulate" => Ok(PrecisionChoice::Simulate),
             _ => Err(format!(
-                "unknown precision `{s}`: expected auto, fp32, int8 or int7"
+                "unknown precision `{s}`: expected auto, fp32, int8 or int7 (or simulate)"
             )),
         }
     }
@@ -159,7 +165,7 @@ impl Net {
                     .map_err(|e| layer_err(li, e))?,
             );
         }
-        let int8 = int8_blobs(&graph, &ops);
+        let mut int8 = int8_blobs(&graph, &ops);
         for (li, op) in ops.iter_mut().enumerate() {
             let input = graph.inputs[li].first().is_some_and(|&b| int8[b]);
             let output = graph.outputs[li].first().is_some_and(|&b| int8[b]);
@@ -167,6 +173,10 @@ impl Net {
                 op.set_int8_io(input, output)
                     .map_err(|e| layer_err(li, e))?;
             }
+        }
+        if opts.precision == PrecisionChoice::Simulate {
+            // The ops round to the int8 grid themselves; every blob stays fp32.
+            int8.iter_mut().for_each(|b| *b = false);
         }
         let plan = plan::plan(
             &graph,

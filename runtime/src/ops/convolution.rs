@@ -11,7 +11,7 @@ use crate::kernels::gemm_f32::{self, DenseB, Im2colB, Kernel, PackedA};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
-use crate::ops::quantized::{float_weights, int8_weights, Int8Scales};
+use crate::ops::quantized::{dequantize, float_weights, int8_weights, Int8Scales, Simulation};
 use crate::pool::Pool;
 use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
@@ -323,6 +323,7 @@ pub struct Convolution {
     stored: Option<Tagged>,
     fast: Conv2dGemm,
     int8: Option<int8::ConvInt8>,
+    sim: Option<Simulation>,
 }
 
 impl Convolution {
@@ -403,6 +404,7 @@ impl Convolution {
             stored: keep,
             fast,
             int8: None,
+            sim: None,
         })
     }
 
@@ -463,9 +465,11 @@ impl Op for Convolution {
 
     fn scratch_len(&self, inputs: &[Shape], _outputs: &[Shape]) -> usize {
         match inputs.first().map(|s| self.input_view(s)) {
-            Some(Ok((w, h, _, _))) => match &self.int8 {
-                Some(q) => q.scratch_len(w, h),
-                None => self.fast.scratch_len(w, h),
+            Some(Ok((w, h, c, _))) => match (&self.int8, &self.sim) {
+                (Some(q), _) => q.scratch_len(w, h),
+                // The rounded input, then the GEMM's panels.
+                (None, Some(_)) => self.fast.scratch_len(w, h) + (w * h * c).next_multiple_of(16),
+                (None, None) => self.fast.scratch_len(w, h),
             },
             _ => 0,
         }
@@ -487,6 +491,25 @@ impl Op for Convolution {
             return Ok(None);
         };
         let q = int8_weights(stored, &scales.weight, precision)?;
+        if choice == PrecisionChoice::Simulate {
+            let w = dequantize(&q, &scales.weight);
+            let kernel = self.fast.packed.kernel();
+            self.fast = Conv2dGemm::new(
+                self.params,
+                &w,
+                self.bias.as_deref(),
+                self.num_output,
+                self.inch(),
+                self.activation,
+                kernel,
+            );
+            self.sim = Some(Simulation {
+                bottom: scales.bottom,
+                qmax: precision.qmax(),
+                top: None,
+            });
+            return Ok(Some(precision));
+        }
         let family = crate::kernels::gemm_i8::Family::best(precision);
         self.int8 = Some(int8::ConvInt8::new(
             precision,
@@ -504,15 +527,25 @@ impl Op for Convolution {
     }
 
     fn accepts_int8_input(&self) -> bool {
-        self.int8.is_some()
+        self.int8.is_some() || self.sim.is_some()
     }
 
     fn int8_output_scale(&self) -> Option<f32> {
-        self.int8.as_ref()?;
+        if self.int8.is_none() && self.sim.is_none() {
+            return None;
+        }
         self.int8_scales.as_ref()?.top
     }
 
     fn set_int8_io(&mut self, input: bool, output: bool) -> LayerResult<()> {
+        if let Some(sim) = &mut self.sim {
+            sim.top = if output {
+                self.int8_scales.as_ref().and_then(|s| s.top)
+            } else {
+                None
+            };
+            return Ok(());
+        }
         match &mut self.int8 {
             Some(q) => {
                 q.input_i8 = input;
@@ -549,9 +582,20 @@ impl Op for Convolution {
                 ctx.pool,
                 ctx.scratch,
             ),
-            None => self
-                .fast
-                .run(input.data, w, h, output.data, ctx.pool, ctx.scratch),
+            None => match &self.sim {
+                Some(sim) => {
+                    let len = input.shape.len();
+                    let (x, rest) = ctx.scratch.split_at_mut(len.next_multiple_of(16));
+                    sim.round_input(input.data, &mut x[..len]);
+                    self.fast
+                        .run(&x[..len], w, h, output.data, ctx.pool, rest)?;
+                    sim.round_output(output.data);
+                    Ok(())
+                }
+                None => self
+                    .fast
+                    .run(input.data, w, h, output.data, ctx.pool, ctx.scratch),
+            },
         }
     }
 }

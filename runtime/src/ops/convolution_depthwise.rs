@@ -14,7 +14,7 @@ use crate::kernels::depthwise_f32::{self, Geometry, Isa};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
-use crate::ops::quantized::{float_weights, int8_weights, Int8Scales};
+use crate::ops::quantized::{dequantize, float_weights, int8_weights, Int8Scales, Simulation};
 use crate::pool::SharedMut;
 use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
@@ -46,6 +46,7 @@ pub struct ConvolutionDepthWise {
     inch_per_group: usize,
     isa: Isa,
     int8: Option<int8::DwInt8>,
+    sim: Option<Simulation>,
 }
 
 fn positive(pd: &ParamDict, key: usize, default: usize, name: &str) -> LayerResult<usize> {
@@ -162,6 +163,7 @@ impl ConvolutionDepthWise {
             inch_per_group,
             isa: Isa::detect(),
             int8: None,
+            sim: None,
         })
     }
 
@@ -343,77 +345,10 @@ fn pad_plane(
     }
 }
 
-impl Op for ConvolutionDepthWise {
-    fn synthesize_int8_scales(&mut self) {
-        if self.int8_scales.is_none() {
-            self.int8_scales = Some(Int8Scales::synthetic(self.group));
-            self.stored = Some(Tagged::F32(Floats::owned(self.weight.to_vec())));
-        }
-    }
-
-    fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
-        expect_inputs(inputs, 1)?;
-        self.check_input(inputs[0])?;
-        let g = self.geometry(inputs[0])?;
-        Ok(vec![Shape::d3(g.out_w, g.out_h, self.num_output)])
-    }
-
-    fn scratch_len(&self, inputs: &[Shape], _outputs: &[Shape]) -> usize {
-        match (&self.int8, inputs.first()) {
-            (Some(q), Some(&s)) => q.scratch_len(self, s),
-            (None, Some(&s)) => self.padded_len(s),
-            _ => 0,
-        }
-    }
-
-    fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
-        let (Some(scales), Some(stored)) = (&self.int8_scales, &self.stored) else {
-            return Ok(None);
-        };
-        let Some(precision) = scales.precision(choice) else {
-            self.int8 = None;
-            return Ok(None);
-        };
-        let q = int8_weights(stored, &scales.weight, precision)?;
-        self.int8 = Some(int8::DwInt8::new(self, &q, precision)?);
-        Ok(Some(precision))
-    }
-
-    fn accepts_int8_input(&self) -> bool {
-        self.int8.is_some()
-    }
-
-    fn int8_output_scale(&self) -> Option<f32> {
-        self.int8.as_ref()?;
-        self.int8_scales.as_ref()?.top
-    }
-
-    fn set_int8_io(&mut self, input: bool, output: bool) -> LayerResult<()> {
-        let top = self.int8_scales.as_ref().and_then(|s| s.top);
-        match &mut self.int8 {
-            Some(q) => {
-                q.input_i8 = input;
-                q.set_top(if output { top } else { None });
-                Ok(())
-            }
-            None if input || output => Err(invalid("an fp32 layer cannot read or write int8")),
-            None => Ok(()),
-        }
-    }
-
-    fn forward(
-        &self,
-        inputs: &[Tensor],
-        outputs: &mut [TensorMut],
-        ctx: &mut Ctx,
-    ) -> LayerResult<()> {
-        let x = inputs[0];
+impl ConvolutionDepthWise {
+    /// The fp32 path (also the float simulation's, on rounded input).
+    fn forward_f32(&self, x: Tensor, outputs: &mut [TensorMut], ctx: &mut Ctx) -> LayerResult<()> {
         let s = x.shape;
-        self.check_input(s)?;
-        if let Some(q) = &self.int8 {
-            let len = outputs[0].shape.len();
-            return q.run(self, x.data, s, outputs[0].data, len, ctx.pool, ctx.scratch);
-        }
         let g = self.geometry(s)?;
         let (left, _, top, _) = self.pads(s.w, s.h);
         let padded = self.padded_len(s);
@@ -489,6 +424,115 @@ impl Op for ConvolutionDepthWise {
             })
         };
         result.map_err(|e| invalid(e.to_string()))
+    }
+}
+
+impl Op for ConvolutionDepthWise {
+    fn synthesize_int8_scales(&mut self) {
+        if self.int8_scales.is_none() {
+            self.int8_scales = Some(Int8Scales::synthetic(self.group));
+            self.stored = Some(Tagged::F32(Floats::owned(self.weight.to_vec())));
+        }
+    }
+
+    fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
+        expect_inputs(inputs, 1)?;
+        self.check_input(inputs[0])?;
+        let g = self.geometry(inputs[0])?;
+        Ok(vec![Shape::d3(g.out_w, g.out_h, self.num_output)])
+    }
+
+    fn scratch_len(&self, inputs: &[Shape], _outputs: &[Shape]) -> usize {
+        match (&self.int8, inputs.first()) {
+            (Some(q), Some(&s)) => q.scratch_len(self, s),
+            (None, Some(&s)) if self.sim.is_some() => {
+                self.padded_len(s) + s.len().next_multiple_of(16)
+            }
+            (None, Some(&s)) => self.padded_len(s),
+            _ => 0,
+        }
+    }
+
+    fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
+        let (Some(scales), Some(stored)) = (&self.int8_scales, &self.stored) else {
+            return Ok(None);
+        };
+        let Some(precision) = scales.precision(choice) else {
+            self.int8 = None;
+            return Ok(None);
+        };
+        let q = int8_weights(stored, &scales.weight, precision)?;
+        if choice == PrecisionChoice::Simulate {
+            self.weight = Floats::owned(dequantize(&q, &scales.weight));
+            self.sim = Some(Simulation {
+                bottom: scales.bottom,
+                qmax: precision.qmax(),
+                top: None,
+            });
+            return Ok(Some(precision));
+        }
+        self.int8 = Some(int8::DwInt8::new(self, &q, precision)?);
+        Ok(Some(precision))
+    }
+
+    fn accepts_int8_input(&self) -> bool {
+        self.int8.is_some() || self.sim.is_some()
+    }
+
+    fn int8_output_scale(&self) -> Option<f32> {
+        if self.int8.is_none() && self.sim.is_none() {
+            return None;
+        }
+        self.int8_scales.as_ref()?.top
+    }
+
+    fn set_int8_io(&mut self, input: bool, output: bool) -> LayerResult<()> {
+        let top = self.int8_scales.as_ref().and_then(|s| s.top);
+        if let Some(sim) = &mut self.sim {
+            sim.top = if output { top } else { None };
+            return Ok(());
+        }
+        match &mut self.int8 {
+            Some(q) => {
+                q.input_i8 = input;
+                q.set_top(if output { top } else { None });
+                Ok(())
+            }
+            None if input || output => Err(invalid("an fp32 layer cannot read or write int8")),
+            None => Ok(()),
+        }
+    }
+
+    fn forward(
+        &self,
+        inputs: &[Tensor],
+        outputs: &mut [TensorMut],
+        ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        let x = inputs[0];
+        let s = x.shape;
+        self.check_input(s)?;
+        if let Some(q) = &self.int8 {
+            let len = outputs[0].shape.len();
+            return q.run(self, x.data, s, outputs[0].data, len, ctx.pool, ctx.scratch);
+        }
+        if let Some(sim) = &self.sim {
+            let len = x.shape.len();
+            let (buf, rest) = ctx.scratch.split_at_mut(len.next_multiple_of(16));
+            sim.round_input(x.data, &mut buf[..len]);
+            let rounded = Tensor {
+                shape: x.shape,
+                data: &buf[..len],
+            };
+            let mut sub = Ctx {
+                pool: ctx.pool,
+                scratch: rest,
+            };
+            self.forward_f32(rounded, outputs, &mut sub)?;
+            sim.round_output(outputs[0].data);
+            return Ok(());
+        }
+        self.forward_f32(x, outputs, ctx)
     }
 }
 

@@ -23,7 +23,7 @@ use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
 use crate::ops::convolution::int8::quantize_parallel;
 use crate::ops::quantized::as_i8_mut;
-use crate::ops::quantized::{float_weights, int8_weights, Int8Scales};
+use crate::ops::quantized::{dequantize, float_weights, int8_weights, Int8Scales, Simulation};
 use crate::pool::SharedMut;
 use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
@@ -46,6 +46,7 @@ pub struct InnerProduct {
     bias: Option<Floats>,
     isa: Isa,
     int8: Option<IpInt8>,
+    sim: Option<Simulation>,
 }
 
 /// The quantized path: the input is quantized with the bottom scale, products summed in
@@ -101,6 +102,7 @@ impl InnerProduct {
             bias,
             isa: Isa::detect(),
             int8: None,
+            sim: None,
         })
     }
 
@@ -152,6 +154,29 @@ impl InnerProduct {
     }
 }
 
+impl InnerProduct {
+    /// The fp32 path (also the float simulation's, on rounded input).
+    fn forward_f32(&self, x: Tensor, outputs: &mut [TensorMut], ctx: &mut Ctx) -> LayerResult<()> {
+        let (samples, _) = self.layout(x.shape)?;
+        let k = self.num_input;
+        let blocks = self.num_output.div_ceil(ROWS_PER_TASK);
+        let out = SharedMut::new(&mut *outputs[0].data);
+        ctx.pool
+            .run(samples * blocks, &|task, _| {
+                let n = task / blocks;
+                let first = (task % blocks) * ROWS_PER_TASK;
+                let rows = ROWS_PER_TASK.min(self.num_output - first);
+                // SAFETY: each task writes its own rows of its own sample.
+                let y = unsafe { out.slice(n * self.num_output + first, rows) };
+                let w = &self.weight[first * k..(first + rows) * k];
+                let bias = self.bias.as_ref().map(|b| &b[first..first + rows]);
+                gemv_f32::gemv(self.isa, w, &x.data[n * k..(n + 1) * k], bias, y);
+                self.activation.apply_slice(y);
+            })
+            .map_err(|e| invalid(e.to_string()))
+    }
+}
+
 impl Op for InnerProduct {
     fn synthesize_int8_scales(&mut self) {
         if self.int8_scales.is_none() {
@@ -174,6 +199,15 @@ impl Op for InnerProduct {
             return Ok(None);
         };
         let q = int8_weights(stored, &scales.weight, precision)?;
+        if choice == PrecisionChoice::Simulate {
+            self.weight = Floats::owned(dequantize(&q, &scales.weight));
+            self.sim = Some(Simulation {
+                bottom: scales.bottom,
+                qmax: precision.qmax(),
+                top: None,
+            });
+            return Ok(Some(precision));
+        }
         self.int8 = Some(IpInt8 {
             precision,
             packed: PackedGemvI8::new(&q, self.num_output, self.num_input, precision),
@@ -187,6 +221,8 @@ impl Op for InnerProduct {
         match (&self.int8, inputs.first()) {
             // The quantized input, shared by the workers (counted once per worker).
             (Some(_), Some(s)) => s.len().div_ceil(4).next_multiple_of(16),
+            // The rounded input of the float simulation.
+            (None, Some(s)) if self.sim.is_some() => s.len().next_multiple_of(16),
             _ => 0,
         }
     }
@@ -227,20 +263,23 @@ impl Op for InnerProduct {
                 })
                 .map_err(|e| invalid(e.to_string()));
         }
-        let out = SharedMut::new(&mut *outputs[0].data);
-        ctx.pool
-            .run(samples * blocks, &|task, _| {
-                let n = task / blocks;
-                let first = (task % blocks) * ROWS_PER_TASK;
-                let rows = ROWS_PER_TASK.min(self.num_output - first);
-                // SAFETY: each task writes its own rows of its own sample.
-                let y = unsafe { out.slice(n * self.num_output + first, rows) };
-                let w = &self.weight[first * k..(first + rows) * k];
-                let bias = self.bias.as_ref().map(|b| &b[first..first + rows]);
-                gemv_f32::gemv(self.isa, w, &x.data[n * k..(n + 1) * k], bias, y);
-                self.activation.apply_slice(y);
-            })
-            .map_err(|e| invalid(e.to_string()))
+        if let Some(sim) = &self.sim {
+            let len = x.shape.len();
+            let (buf, rest) = ctx.scratch.split_at_mut(len.next_multiple_of(16));
+            sim.round_input(x.data, &mut buf[..len]);
+            let rounded = Tensor {
+                shape: x.shape,
+                data: &buf[..len],
+            };
+            let mut sub = Ctx {
+                pool: ctx.pool,
+                scratch: rest,
+            };
+            self.forward_f32(rounded, outputs, &mut sub)?;
+            sim.round_output(outputs[0].data);
+            return Ok(());
+        }
+        self.forward_f32(x, outputs, ctx)
     }
 }
 

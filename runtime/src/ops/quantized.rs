@@ -92,7 +92,7 @@ impl Int8Scales {
     /// The precision this layer runs in for `choice`; None: fp32.
     pub fn precision(&self, choice: PrecisionChoice) -> Option<Precision> {
         match choice {
-            PrecisionChoice::Auto => Some(self.bits),
+            PrecisionChoice::Auto | PrecisionChoice::Simulate => Some(self.bits),
             PrecisionChoice::Fp32 => None,
             PrecisionChoice::Int8 => Some(Precision::Int8),
             PrecisionChoice::Int7 => Some(Precision::Int7),
@@ -176,6 +176,35 @@ pub fn float_weights(stored: Tagged, scales: Option<&Int8Scales>) -> LayerResult
         (Tagged::I8(_), None) => Err(invalid(
             "int8-tagged weights but int8_scale_term (key 8) is 0",
         )),
+    }
+}
+
+/// The float simulation of a quantized layer (`PrecisionChoice::Simulate`): the layer runs
+/// its fp32 path on dequantized integer weights; its input and (where an int8 output was
+/// decided) its output are rounded to the quantization grid.
+#[derive(Clone, Copy, Debug)]
+pub struct Simulation {
+    pub bottom: f32,
+    pub qmax: i32,
+    /// The output grid, when the layer writes int8 in the integer run.
+    pub top: Option<f32>,
+}
+
+impl Simulation {
+    /// `dst = quantize(src · bottom) / bottom`.
+    pub fn round_input(&self, src: &[f32], dst: &mut [f32]) {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = quantize(v, self.bottom, self.qmax) as f32 / self.bottom;
+        }
+    }
+
+    /// `y = quantize(y · top) / top` when the output is on an int8 grid.
+    pub fn round_output(&self, y: &mut [f32]) {
+        if let Some(top) = self.top {
+            for v in y {
+                *v = quantize(*v, top, self.qmax) as f32 / top;
+            }
+        }
     }
 }
 
