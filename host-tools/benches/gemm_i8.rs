@@ -2,7 +2,8 @@
 //! INT7, one thread: `cargo bench -p eq-tools --bench gemm_i8`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use eq_runtime::kernels::gemm_i8::{gemm, DenseB8, Family, PackedA8};
+use eq_runtime::cpu::CoreKind;
+use eq_runtime::kernels::gemm_i8::{gemm, Acc, DenseB8, Family, PackedA8, MR_MAX, NR_MAX};
 use eq_runtime::kernels::requant::{OutBuf, Requant};
 use eq_runtime::ops::activation::Activation;
 use eq_runtime::pool::Pool;
@@ -71,5 +72,37 @@ fn bench_gemm_i8(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_gemm_i8);
+/// The micro-kernel alone on one A panel and a few B panels (L1/L2 resident), without packing
+/// or epilogue: the arithmetic speed INT7's int16 accumulation buys.
+fn bench_micro(c: &mut Criterion) {
+    let mut rng = Rng::new(8);
+    for k in [576usize, 4608] {
+        let mut group = c.benchmark_group(format!("gemm_i8_micro/k{k}"));
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2));
+        for p in [Precision::Int8, Precision::Int7] {
+            let f = Family::best(p);
+            let kp = k.div_ceil(f.kstep);
+            let panels = 4;
+            let a = random_q(&mut rng, kp * f.mr * f.kstep, p);
+            let b = random_q(&mut rng, panels * kp * f.nr * f.kstep, p);
+            group.throughput(Throughput::Elements((panels * f.mr * f.nr * k) as u64));
+            let micro = f.micro_for(CoreKind::Other);
+            let mut acc: Acc = [0; MR_MAX * NR_MAX];
+            group.bench_function(BenchmarkId::from_parameter(micro.name), |bench| {
+                bench.iter(|| {
+                    for b_panel in b.chunks_exact(kp * f.nr * f.kstep) {
+                        micro.run(&f, kp, &a, b_panel, &mut acc);
+                        std::hint::black_box(&acc);
+                    }
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_gemm_i8, bench_micro);
 criterion_main!(benches);

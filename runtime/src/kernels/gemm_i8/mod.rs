@@ -259,7 +259,7 @@ impl PackB8 for DenseB8<'_> {
         {
             let c0 = n0 + jp * nr;
             let cols = nr.min(n0 + nc - c0);
-            if cols < nr || kc % kstep != 0 {
+            if cols < nr || !kc.is_multiple_of(kstep) {
                 panel.fill(0);
             }
             for kk in 0..kc {
@@ -319,7 +319,7 @@ impl PackB8 for Im2colB8<'_> {
         {
             let c0 = n0 + jp * nr;
             let cols = nr.min(n0 + nc - c0);
-            if cols < nr || kc % kstep != 0 {
+            if cols < nr || !kc.is_multiple_of(kstep) {
                 panel.fill(0);
             }
             // The panel's columns as runs on one output row: (first column, length, input y

@@ -144,7 +144,7 @@ fn micro_kernels_are_exact_at_the_extremes() {
         let q = p.qmax() as i8;
         for f in Family::all_available(p) {
             for &(m, n, k) in &[(f.mr, f.nr, 8192), (f.mr + 1, f.nr + 3, 8203), (3, 5, 1000)] {
-                let alt = |i: usize, k: usize| if (i % k) % 2 == 0 { q } else { -q };
+                let alt = |i: usize, k: usize| if (i % k).is_multiple_of(2) { q } else { -q };
                 let cases: [(&str, Vec<i8>, Vec<i8>); 5] = [
                     ("all +q", vec![q; m * k], vec![q; k * n]),
                     ("all -q", vec![-q; m * k], vec![-q; k * n]),
@@ -194,7 +194,7 @@ fn check_gemm(
     let bias: Vec<f32> = (0..m).map(|_| rng.uniform(-2.0, 2.0)).collect();
     let requant = Requant {
         scale_in: &scale_in,
-        bias: (m % 2 == 0).then_some(&bias[..]),
+        bias: m.is_multiple_of(2).then_some(&bias[..]),
         act,
         top_scale: 20.0,
         qmax: f.precision.qmax(),
