@@ -194,7 +194,7 @@ unsafe fn int7_a53(kp: usize, mut a: *const i8, mut b: *const i8, acc: &mut Acc)
         a = a.add(INT7_GROUP * STEP);
         b = b.add(INT7_GROUP * STEP);
     }
-    if kp % INT7_GROUP != 0 {
+    if !kp.is_multiple_of(INT7_GROUP) {
         let t = int7_group_a53(a, b, kp % INT7_GROUP);
         flush(&mut c, &t);
     }
@@ -240,7 +240,7 @@ unsafe fn int7_a72(kp: usize, mut a: *const i8, mut b: *const i8, acc: &mut Acc)
         a = a.add(INT7_GROUP * STEP);
         b = b.add(INT7_GROUP * STEP);
     }
-    if kp % INT7_GROUP != 0 {
+    if !kp.is_multiple_of(INT7_GROUP) {
         let t = int7_group_a72(a, b, kp % INT7_GROUP);
         flush(&mut c, &t);
     }
