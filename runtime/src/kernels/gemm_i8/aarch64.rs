@@ -13,9 +13,14 @@
 //!
 //! Per core type (same layout, so one packed A serves both clusters of a big.LITTLE chip):
 //! * Cortex-A53 (in-order, dual-issues a 64-bit load with NEON arithmetic but not a 128-bit
-//!   one): only 64-bit `ld1 {v.8b}` loads, placed between the multiplies that need them.
+//!   one): only 64-bit loads (`ldr d` / `ldp d`), written next to the multiplies that use them.
 //! * Cortex-A72 (out-of-order, wide loads are cheap): 128-bit loads with `smull` / `smlal2`
 //!   on the halves, two steps per loop iteration for INT8.
+//!
+//! These are intrinsics: the final instruction order is LLVM's (generic aarch64 model), which
+//! keeps the load widths but hoists some loads; INT8-A53 spills a few accumulators per step
+//! (16 int32x4 accumulators + 8 B halves). Hand-scheduled `asm!` is the next step if the
+//! board shows the A53 loop issue-bound.
 
 use super::{Acc, Family, MicroKernel, NR_MAX};
 use crate::quant::Precision;
