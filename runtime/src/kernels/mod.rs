@@ -1,6 +1,7 @@
 //! Compute kernels behind one interface per family, with a generic Rust reference and
 //! per-architecture variants selected at run time.
 pub mod gemm_f32;
+pub mod gemm_i8;
 
 pub mod depthwise_f32;
 pub mod gemv_f32;
