@@ -149,7 +149,10 @@ impl NetBuilder {
             bail!("conv `{name}`: kernel {kernel} does not fit input {s}");
         }
         if out == 0 || !s.c.is_multiple_of(group) || !out.is_multiple_of(group) {
-            bail!("conv `{name}`: {out} outputs, {} inputs, {group} groups", s.c);
+            bail!(
+                "conv `{name}`: {out} outputs, {} inputs, {group} groups",
+                s.c
+            );
         }
         let fan_in = s.c / group * kernel * kernel;
         let weights = out * fan_in;
@@ -234,9 +237,7 @@ impl NetBuilder {
             .model
             .param
             .layer("InnerProduct", name, &[&x.name], &[name]);
-        l.int(0, out as i32)
-            .int(1, 1)
-            .int(2, (out * inputs) as i32);
+        l.int(0, out as i32).int(1, 1).int(2, (out * inputs) as i32);
         if relu {
             l.int(9, 1);
         }
@@ -287,12 +288,15 @@ impl NetBuilder {
         joined[axis] = 0;
         for x in xs {
             let mut e = outer_first(x.shape);
-            let along = e[axis];
-            e[axis] = 0;
-            let mut j = joined.clone();
-            j[axis] = 0;
-            if x.shape.dims != first.shape.dims || e != j {
-                bail!("concat `{name}`: {} does not match {}", x.shape, first.shape);
+            let along = std::mem::take(&mut e[axis]);
+            let mut rest = joined.clone();
+            rest[axis] = 0;
+            if x.shape.dims != first.shape.dims || e != rest {
+                bail!(
+                    "concat `{name}`: {} does not match {}",
+                    x.shape,
+                    first.shape
+                );
             }
             joined[axis] += along;
         }
@@ -386,9 +390,7 @@ impl NetBuilder {
     }
 
     pub fn flatten(&mut self, name: &str, x: &Blob) -> Blob {
-        self.model
-            .param
-            .layer("Flatten", name, &[&x.name], &[name]);
+        self.model.param.layer("Flatten", name, &[&x.name], &[name]);
         blob(name, Shape::d1(x.shape.len()))
     }
 
@@ -408,12 +410,10 @@ impl NetBuilder {
 
     /// SSD prior boxes for a feature map over an image (sizes taken from the image blob).
     pub fn prior_box(&mut self, name: &str, feature: &Blob, image: &Blob, p: &Priors) -> Blob {
-        let l = self.model.param.layer(
-            "PriorBox",
-            name,
-            &[&feature.name, &image.name],
-            &[name],
-        );
+        let l = self
+            .model
+            .param
+            .layer("PriorBox", name, &[&feature.name, &image.name], &[name]);
         l.floats(0, &[p.min_size]);
         if let Some(max) = p.max_size {
             l.floats(1, &[max]);
@@ -602,6 +602,56 @@ mod tests {
         let mut b = NetBuilder::new(1);
         let x = b.input("data", Shape::d3(2, 2, 1));
         assert!(b.conv("c", &x, Conv::new(1, 5)).is_err());
+    }
+
+    #[test]
+    fn zoo_layers_track_shapes() {
+        let mut b = NetBuilder::new(1);
+        let x = b.input("data", Shape::d3(10, 10, 4));
+        let dw = b
+            .depthwise("dw", &x, Conv::dw(3).stride(2).pad(1).relu())
+            .unwrap();
+        assert_eq!(dw.shape, Shape::d3(5, 5, 4));
+        let y = b.conv("pw", &dw, Conv::new(6, 1).no_bias()).unwrap();
+        let cat = b.concat("cat", &[&dw, &y], 0).unwrap();
+        assert_eq!(cat.shape, Shape::d3(5, 5, 10));
+        assert!(
+            b.concat("bad", &[&x, &y], 0).is_err(),
+            "spatial sizes differ"
+        );
+        let p = b.permute_to_hwc("perm", &y).unwrap();
+        assert_eq!(p.shape, Shape::d3(6, 5, 5));
+        let f = b.flatten("flat", &p);
+        assert_eq!(f.shape, Shape::d1(150));
+        let r = b.reshape_rows("rows", &f, 6).unwrap();
+        assert_eq!(r.shape, Shape::d2(6, 25));
+        assert!(b.reshape_rows("bad_rows", &f, 7).is_err());
+        let priors = Priors {
+            min_size: 30.0,
+            max_size: Some(60.0),
+            aspect_ratios: &[2.0, 3.0],
+            step: None,
+        };
+        assert_eq!(priors.count(), 6);
+        let pb = b.prior_box("pb", &y, &x, &priors);
+        assert_eq!(pb.shape, Shape::d2(4 * 25 * 6, 2));
+        let pb2 = b.concat("pbs", &[&pb, &pb], 1).unwrap();
+        assert_eq!(pb2.shape, Shape::d2(2 * 4 * 25 * 6, 2));
+        let bn = b.batch_norm("bn", &f);
+        let pr = b.prelu("pr", &y);
+        assert_eq!((bn.shape, pr.shape), (f.shape, y.shape));
+        let m = b.finish();
+        // dw: flag + 4*9 + bias 4; pw: flag + 6*4, no bias; bn: 4 x 150; prelu: 6.
+        let floats = (1 + 36 + 4) + (1 + 24) + 4 * 150 + 6;
+        assert_eq!(m.bin.bytes.len(), 4 * floats);
+        let text = m.param.to_text().unwrap();
+        eq_runtime::model::parse_param(text.as_bytes(), "t").unwrap();
+
+        let mut b = NetBuilder::without_weights();
+        let x = b.input("data", Shape::d3(8, 8, 3));
+        let x = b.conv("c", &x, Conv::new(4, 3)).unwrap();
+        b.dense("fc", &x, 10, true);
+        assert!(b.finish().bin.bytes.is_empty());
     }
 
     #[test]

@@ -112,8 +112,7 @@ impl Model {
             let (param, bin) = m.save(dir, self.name)?;
             return Ok(vec![param, bin]);
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
         let param = dir.join(format!("{}.param", self.name));
         std::fs::write(&param, m.param.to_text()?)
             .map_err(|e| anyhow::anyhow!("{}: {e}", param.display()))?;

@@ -33,7 +33,11 @@ pub fn fire(
     squeeze: usize,
     expand: usize,
 ) -> Result<Blob> {
-    let s = b.conv(&format!("{name}/squeeze1x1"), x, Conv::new(squeeze, 1).relu())?;
+    let s = b.conv(
+        &format!("{name}/squeeze1x1"),
+        x,
+        Conv::new(squeeze, 1).relu(),
+    )?;
     let s = b.split(&format!("{name}/split"), &s, 2);
     let e1 = b.conv(
         &format!("{name}/expand1x1"),
@@ -116,11 +120,7 @@ pub fn vgg16(b: &mut NetBuilder, data: Blob) -> Result<()> {
 /// stride on the first 1x1 conv, a projection shortcut in the first block of each stage,
 /// a 7x7 average pool and a 1000-way classifier.
 pub fn resnet50(b: &mut NetBuilder, data: Blob) -> Result<()> {
-    let x = b.conv(
-        "conv1",
-        &data,
-        Conv::new(64, 7).stride(2).pad(3).relu(),
-    )?;
+    let x = b.conv("conv1", &data, Conv::new(64, 7).stride(2).pad(3).relu())?;
     let mut x = b.pool("pool1", &x, 3, 2, true);
     // (bottleneck width, blocks, stride of the first block) per stage.
     let stages = [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)];

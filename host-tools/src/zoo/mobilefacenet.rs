@@ -16,7 +16,14 @@ pub fn mobilefacenet(b: &mut NetBuilder, data: Blob) -> Result<()> {
     let mut x = x;
     for (s, &(width, out, residuals)) in stages.iter().enumerate() {
         let stage = s + 3;
-        x = bottleneck(b, &format!("dconv_{}{}", stage - 1, stage), &x, width, out, 2)?;
+        x = bottleneck(
+            b,
+            &format!("dconv_{}{}", stage - 1, stage),
+            &x,
+            width,
+            out,
+            2,
+        )?;
         for i in 0..residuals {
             let name = format!("res_{stage}_block{i}");
             let xs = b.split(&format!("{name}_split"), &x, 2);
@@ -66,5 +73,11 @@ fn bottleneck(
         Conv::dw(3).stride(stride).pad(1),
         true,
     )?;
-    conv_bn(b, &format!("{name}_conv_proj"), &x, Conv::new(out, 1), false)
+    conv_bn(
+        b,
+        &format!("{name}_conv_proj"),
+        &x,
+        Conv::new(out, 1),
+        false,
+    )
 }
