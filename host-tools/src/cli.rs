@@ -18,6 +18,9 @@ pub enum Command {
     Infer(InferArgs),
     /// Write the built-in demo model (demo.param, demo.bin) and an input.npy to a directory.
     Demo(DemoArgs),
+    /// Write the benchmark networks (SqueezeNet, MobileNet, VGG16, ResNet50, MobileNetV2, SSDs,
+    /// MobileFaceNet) as ncnn .param files generated from the built-in architectures.
+    Zoo(ZooArgs),
 }
 
 #[derive(Args, Debug)]
@@ -44,6 +47,20 @@ pub struct DemoArgs {
     /// Directory to write demo.param, demo.bin and input.npy to.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ZooArgs {
+    /// Directory to write <model>.param (and <model>.bin) to.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Models to write (default: all): squeezenet, mobilenet, vgg16, resnet50, mobilenet_v2,
+    /// squeezenet_ssd, mobilenet_ssd, mobilefacenet.
+    #[arg(long = "model", value_name = "NAME")]
+    pub models: Vec<String>,
+    /// Also write a .bin of seeded random weights (otherwise load with zero weights).
+    #[arg(long)]
+    pub weights: bool,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -73,6 +90,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 input.display(),
                 a.out.join("prob.npy").display()
             );
+            Ok(())
+        }
+        Command::Zoo(a) => {
+            for f in crate::zoo::write(&a.out, &a.models, a.weights)? {
+                println!("wrote {}", f.display());
+            }
             Ok(())
         }
     }

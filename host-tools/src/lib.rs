@@ -7,3 +7,4 @@ pub mod demo;
 pub mod infer;
 pub mod ncnn_writer;
 pub mod npy;
+pub mod zoo;
