@@ -52,6 +52,11 @@ BITS = {"int8": 127, "int7": 63}  # variant -> largest quantized magnitude Q
 BITS_KEY = 27  # runtime/src/quant.rs BITS_KEY: `27=7` marks a 7-bit layer
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
 def is_quantized(layer):
     return layer.type in QUANTIZABLE and layer.get_int(8, 0) != 0
 
@@ -336,7 +341,7 @@ def cached_models(param_path, name, cache_dir, input_shape, calibration_count=8)
     writer versions; each new file is checked with ncnn (whole file consumed,
     one blob shorter rejected), the INT7 one with its `27=` keys.
     """
-    text = open(param_path).read()
+    text = read_text(param_path)
     seed = ncnn_bin.model_seed(name)
     key_text = (f"{WRITER_VERSION}/{ncnn_bin.WRITER_VERSION}\n{seed}\n{tuple(input_shape)}\n"
                 f"{calibration_count}\n{text}")
@@ -423,8 +428,9 @@ def with_scaled_activations(param_path, bin_path, factor, out_path):
     so about 1 % of the roundings flip by one LSB: the kind of difference two
     faithful int8 implementations have (ncnn-format.md 6.3). Running ncnn on
     both files shows how far such +-1 LSB flips carry to the outputs."""
-    layers = ncnn_bin.parse_param(open(param_path).read())
-    data = bytearray(open(bin_path, "rb").read())
+    layers = ncnn_bin.parse_param(read_text(param_path))
+    with open(bin_path, "rb") as f:
+        data = bytearray(f.read())
     for _, blob, offset, n in blob_offsets(layers, len(data)):
         if blob.role in ("in_scale", "out_scale"):
             v = np.frombuffer(bytes(data[offset:offset + n]), "<f4") * np.float32(factor)
