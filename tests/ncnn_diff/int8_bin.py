@@ -277,9 +277,10 @@ def balanced_bias(z, activation):
 
     z: (inputs, classes, positions) raw scores; the score of class c is the
     mean over positions (a global average pool, or one position) of
-    act(z + b_c), so its mean over inputs is the mean over both. Without an activation the common mean is 0; with ReLU it
-    is the average of the classes' mean scores at bias 0, found by bisection
-    (the score is non-decreasing in b_c).
+    act(z + b_c), so its mean over inputs is the mean over both. Without an
+    activation the common mean is 0; with ReLU it is the average of the
+    classes' mean scores at bias 0, found by bisection (the score is
+    non-decreasing in b_c).
     """
     z = z.astype(np.float64).transpose(1, 0, 2).reshape(z.shape[1], -1)
     if activation == 0:
