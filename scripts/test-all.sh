@@ -33,6 +33,8 @@ if [ -d tests/ncnn_diff ]; then
     EQ_BIN="${EQ_BIN:-${CARGO_TARGET_DIR:-target}/release/eq}"
     export EQ_BIN
     python3 tests/ncnn_diff/run.py
+    step "INT8/INT7 differential tests against ncnn (tests/ncnn_diff/int8.py)"
+    python3 tests/ncnn_diff/int8.py
 fi
 
 echo

@@ -1,8 +1,9 @@
 //! Command-line interface: one clap subcommand per tool.
 
 use crate::infer::{self, Binding};
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use clap::{Args, Parser, Subcommand};
+use eq_runtime::PrecisionChoice;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -40,6 +41,23 @@ pub struct InferArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Arithmetic of Convolution/ConvolutionDepthWise/InnerProduct: auto (as the model says),
+    /// fp32, int8 or int7.
+    // Parsed in `run`, so a bad value is the usual one-line error, not clap's usage text.
+    #[arg(long, default_value = "auto")]
+    pub precision: String,
+    /// Every --in file has a leading batch dimension N: run N times, write outputs with it.
+    #[arg(long)]
+    pub batch: bool,
+}
+
+impl InferArgs {
+    /// The `--precision` value as the runtime's option.
+    pub fn precision(&self) -> Result<PrecisionChoice> {
+        self.precision
+            .parse::<PrecisionChoice>()
+            .map_err(|e| anyhow!("--precision: {e}"))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -72,6 +90,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 inputs: &a.inputs,
                 outputs: &a.outputs,
                 threads: a.threads.unwrap_or_else(infer::default_threads),
+                precision: a.precision()?,
+                batch: a.batch,
             },
             &mut std::io::stdout().lock(),
         ),
@@ -98,5 +118,48 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn infer_args(extra: &[&str]) -> InferArgs {
+        let mut args = vec![
+            "eq", "infer", "--param", "p", "--bin", "b", "--in", "x=x.npy",
+        ];
+        args.extend_from_slice(extra);
+        match Cli::try_parse_from(args).unwrap().command {
+            Command::Infer(a) => a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn precision_maps_to_the_runtime_option() {
+        assert_eq!(infer_args(&[]).precision().unwrap(), PrecisionChoice::Auto);
+        for (text, want) in [
+            ("auto", PrecisionChoice::Auto),
+            ("fp32", PrecisionChoice::Fp32),
+            ("int8", PrecisionChoice::Int8),
+            ("int7", PrecisionChoice::Int7),
+        ] {
+            let a = infer_args(&["--precision", text]);
+            assert_eq!(a.precision().unwrap(), want, "{text}");
+        }
+        let err = infer_args(&["--precision", "int4"])
+            .precision()
+            .unwrap_err();
+        assert!(
+            format!("{err}").contains("unknown precision `int4`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn batch_is_a_flag_off_by_default() {
+        assert!(!infer_args(&[]).batch);
+        assert!(infer_args(&["--batch"]).batch);
     }
 }

@@ -3,12 +3,15 @@
 //! Arrays are exchanged in ncnn's blob order, numpy dims outermost first: (c, h, w), (h, w),
 //! (w) or (c, d, h, w). Input shapes come from the `.npy` files, so models whose Input layer
 //! declares no shape run too; a file whose shape contradicts a declared shape is an error.
+//!
+//! With `batch`, every input file carries a leading dimension N (the same for all inputs): the
+//! model is loaded once and run N times, and every written blob gets the leading N back.
 
 use crate::npy;
 use anyhow::{anyhow, bail, Context, Result};
 use eq_runtime::model::weights::{Source, WeightReader};
 use eq_runtime::ops::input::Input;
-use eq_runtime::{Net, Options, Shape};
+use eq_runtime::{Net, Options, PrecisionChoice, Shape};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,28 +45,31 @@ pub struct Request<'a> {
     pub inputs: &'a [Binding],
     pub outputs: &'a [Binding],
     pub threads: usize,
+    /// Arithmetic of the quantizable layers (`Options::precision`).
+    pub precision: PrecisionChoice,
+    /// Inputs carry a leading batch dimension; run once per item and stack the outputs.
+    pub batch: bool,
 }
 
-/// Loads the model for the given inputs, runs it once and writes each `--out` blob; without
-/// `--out`, prints every graph output's name, shape and first values to `report`.
+/// An input file: the binding, the shape of one item and all items' values back to back.
+struct InputArray<'a> {
+    binding: &'a Binding,
+    /// The file's leading dimension was the batch (not part of `shape`).
+    batched: bool,
+    shape: Shape,
+    data: Vec<f32>,
+}
+
+/// Loads the model for the given inputs, runs it once (or once per batch item) and writes each
+/// `--out` blob; without `--out`, prints every graph output's name, shape and first values (of
+/// the first item) to `report`.
 pub fn run(req: &Request, report: &mut dyn Write) -> Result<()> {
     for (i, b) in req.inputs.iter().enumerate() {
         if req.inputs[..i].iter().any(|o| o.blob == b.blob) {
             bail!("input blob `{}` is given twice", b.blob);
         }
     }
-    let mut arrays = Vec::with_capacity(req.inputs.len());
-    for b in req.inputs {
-        let a = npy::read(&b.path)?;
-        let shape = Shape::from_numpy_dims(&a.dims).map_err(|e| {
-            anyhow!(
-                "{}: shape {} cannot be fed to a blob: {e} (numpy dims in ncnn order: (c, h, w), (h, w), (w) or (c, d, h, w), no batch dimension)",
-                b.path.display(),
-                npy::shape_text(&a.dims)
-            )
-        })?;
-        arrays.push((b, shape, a.data));
-    }
+    let (arrays, items) = read_inputs(req)?;
 
     let param_file = eq_runtime::model::read_param(req.param)?;
     check_inputs_match_model(&param_file, &arrays)?;
@@ -82,9 +88,10 @@ pub fn run(req: &Request, report: &mut dyn Write) -> Result<()> {
         threads: req.threads,
         input_shapes: arrays
             .iter()
-            .map(|(b, shape, _)| (b.blob.clone(), *shape))
+            .map(|a| (a.binding.blob.clone(), a.shape))
             .collect(),
         keep_all_blobs,
+        precision: req.precision,
         ..Options::default()
     };
     let weights = WeightReader::new(
@@ -92,43 +99,115 @@ pub fn run(req: &Request, report: &mut dyn Write) -> Result<()> {
         req.bin.display().to_string(),
     );
     let mut net = Net::build(param_file, weights, &req.param.display().to_string(), &opts)?;
+    // Output shapes are fixed by the plan, so every item's values stack into one array.
+    let mut collected = Vec::with_capacity(req.outputs.len());
     for o in req.outputs {
-        net.blob_shape(&o.blob)?;
+        let shape = net.blob_shape(&o.blob)?;
+        collected.push((shape, Vec::with_capacity(shape.len() * items)));
     }
-    for (b, _, data) in &arrays {
-        net.set_input(&b.blob, data)?;
-    }
-    net.run()?;
 
-    if req.outputs.is_empty() {
-        let names: Vec<String> = net.outputs().map(|(n, _)| n.to_string()).collect();
-        for name in names {
-            let t = net.blob(&name)?;
-            let first: Vec<String> = t
-                .data
-                .iter()
-                .take(PREVIEW)
-                .map(|v| format!("{v:.6}"))
-                .collect();
-            let more = if t.data.len() > PREVIEW { " ..." } else { "" };
-            writeln!(
-                report,
-                "{name}: shape {} first values: {}{more}",
-                npy::shape_text(&t.shape.numpy_dims()),
-                first.join(" ")
-            )?;
+    for item in 0..items {
+        for a in &arrays {
+            let n = a.shape.len();
+            net.set_input(&a.binding.blob, &a.data[item * n..(item + 1) * n])?;
+        }
+        net.run()?;
+        if item == 0 && req.outputs.is_empty() {
+            print_outputs(&net, report)?;
+        }
+        for (o, (_, values)) in req.outputs.iter().zip(&mut collected) {
+            values.extend_from_slice(net.blob(&o.blob)?.data);
         }
     }
-    for o in req.outputs {
-        let t = net.blob(&o.blob)?;
+
+    for (o, (shape, values)) in req.outputs.iter().zip(&collected) {
+        let mut dims = shape.numpy_dims();
+        if req.batch {
+            dims.insert(0, items);
+        }
         ensure_parent(&o.path)?;
-        npy::write(&o.path, &t.shape.numpy_dims(), t.data)?;
+        npy::write(&o.path, &dims, values)?;
         writeln!(
             report,
             "wrote {} {} -> {}",
             o.blob,
-            npy::shape_text(&t.shape.numpy_dims()),
+            npy::shape_text(&dims),
             o.path.display()
+        )?;
+    }
+    Ok(())
+}
+
+/// Reads every `--in` file; in batch mode strips the leading dimension, which must be the same
+/// for all files. Returns the arrays and the number of items to run.
+fn read_inputs<'a>(req: &'a Request) -> Result<(Vec<InputArray<'a>>, usize)> {
+    let mut arrays = Vec::with_capacity(req.inputs.len());
+    let mut items: Option<(usize, &Binding)> = None;
+    for b in req.inputs {
+        let a = npy::read(&b.path)?;
+        let item_dims = if req.batch {
+            let Some((&n, rest)) = a.dims.split_first() else {
+                bail!(
+                    "{}: --batch needs a leading batch dimension, the file is a scalar",
+                    b.path.display()
+                );
+            };
+            if n == 0 {
+                bail!("{}: --batch with 0 items", b.path.display());
+            }
+            if let Some((first_n, first)) = items {
+                if first_n != n {
+                    bail!(
+                        "{}: batch of {n} items, but {} has {first_n}; --batch needs the same count in every input",
+                        b.path.display(),
+                        first.path.display()
+                    );
+                }
+            }
+            items = Some((n, b));
+            rest
+        } else {
+            &a.dims[..]
+        };
+        let shape = Shape::from_numpy_dims(item_dims).map_err(|e| {
+            let expect = if req.batch {
+                "(n, c, h, w), (n, h, w), (n, w) or (n, c, d, h, w) with --batch"
+            } else {
+                "(c, h, w), (h, w), (w) or (c, d, h, w), no batch dimension"
+            };
+            anyhow!(
+                "{}: shape {} cannot be fed to a blob: {e} (numpy dims in ncnn order: {expect})",
+                b.path.display(),
+                npy::shape_text(&a.dims)
+            )
+        })?;
+        arrays.push(InputArray {
+            binding: b,
+            batched: req.batch,
+            shape,
+            data: a.data,
+        });
+    }
+    Ok((arrays, items.map_or(1, |(n, _)| n)))
+}
+
+/// Prints every graph output's name, shape and first values.
+fn print_outputs(net: &Net, report: &mut dyn Write) -> Result<()> {
+    let names: Vec<String> = net.outputs().map(|(n, _)| n.to_string()).collect();
+    for name in names {
+        let t = net.blob(&name)?;
+        let first: Vec<String> = t
+            .data
+            .iter()
+            .take(PREVIEW)
+            .map(|v| format!("{v:.6}"))
+            .collect();
+        let more = if t.data.len() > PREVIEW { " ..." } else { "" };
+        writeln!(
+            report,
+            "{name}: shape {} first values: {}{more}",
+            npy::shape_text(&t.shape.numpy_dims()),
+            first.join(" ")
         )?;
     }
     Ok(())
@@ -138,7 +217,7 @@ pub fn run(req: &Request, report: &mut dyn Write) -> Result<()> {
 /// Input layer declares must match the file's.
 fn check_inputs_match_model(
     pf: &eq_runtime::model::param::ParamFile,
-    arrays: &[(&Binding, Shape, Vec<f32>)],
+    arrays: &[InputArray],
 ) -> Result<()> {
     let mut model_inputs = Vec::new();
     for l in pf.layers.iter().filter(|l| l.kind == "Input") {
@@ -156,7 +235,8 @@ fn check_inputs_match_model(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    for (b, shape, _) in arrays {
+    for a in arrays {
+        let (b, shape) = (a.binding, &a.shape);
         let Some((_, declared)) = model_inputs.iter().find(|(n, _)| *n == b.blob) else {
             bail!(
                 "`{}` is not an input blob of the model (inputs: {})",
@@ -167,14 +247,18 @@ fn check_inputs_match_model(
         if let Some(d) = declared {
             if d != shape {
                 let given = shape.numpy_dims();
-                // A leading batch dimension of 1 is the usual cause; ncnn blobs have none.
-                let hint = if given.len() > 1 && given[0] == 1 && given[1..] == d.numpy_dims() {
-                    " (drop the leading batch dimension: ncnn blobs have none)"
+                // A leading batch dimension is the usual cause; ncnn blobs have none.
+                let batched = given.len() > 1 && given[1..] == d.numpy_dims();
+                let hint = if batched && given[0] == 1 {
+                    " (drop the leading batch dimension: ncnn blobs have none; or pass --batch)"
+                } else if batched {
+                    " (a leading batch dimension needs --batch)"
                 } else {
                     ""
                 };
+                let per_item = if a.batched { " per item" } else { "" };
                 bail!(
-                    "{}: shape {} does not match the shape {} that the model declares for input `{}`{hint}",
+                    "{}: shape{per_item} {} does not match the shape {} that the model declares for input `{}`{hint}",
                     b.path.display(),
                     npy::shape_text(&given),
                     npy::shape_text(&d.numpy_dims()),
@@ -184,7 +268,7 @@ fn check_inputs_match_model(
         }
     }
     for (name, _) in &model_inputs {
-        if !arrays.iter().any(|(b, _, _)| b.blob == *name) {
+        if !arrays.iter().any(|a| a.binding.blob == *name) {
             bail!("the model's input `{name}` has no --in {name}=FILE.npy");
         }
     }

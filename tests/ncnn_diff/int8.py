@@ -1,0 +1,412 @@
+#!/usr/bin/env python3
+"""Differential test of INT8 / INT7 inference: `eq infer` against the real ncnn.
+
+Usage: python3 tests/ncnn_diff/int8.py [--ncnn-only] [--threads N] [--count N] [MODEL ...]
+
+Models: the benchmark `*_int8.param` files with deterministic random weights
+written as ncnn2int8 would (int8_bin.py), plus an INT7 variant of each.
+
+(a) INT8: `eq infer --precision int8` against ncnn (int8 inference on, fp16/bf16
+    off, winograd off) on the same random inputs: every compared blob (net
+    outputs, the inputs of the output layers as in run.py, and the first
+    dequantized conv output) and the top-1 class (per prior of
+    `mbox_conf_flatten` for the SSDs). Limits: see "Criteria" below.
+(b) INT7: `eq infer --precision int7` on the INT7 files against ncnn running
+    the same files (it ignores `27=7` and runs them as INT8 with the 7-bit
+    scales; it clamps activations at +-127 instead of +-63, which matters only
+    above the calibrated maximum, so this runs on the calibration inputs); and
+    against our own `--precision fp32` on the INT7 files (loose).
+
+Environment: EQ_BIN, EQ_SHARED, EQ_DIFF_SKIP, CI=true as for run.py.
+Exit status is non-zero if any model failed.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import int8_bin  # noqa: E402
+import ncnn_bin  # noqa: E402
+import run  # noqa: E402  (shared helpers of the fp32 suite)
+from run import Failure, Skip  # noqa: E402
+
+# Criteria. Two faithful int8 implementations differ where they evaluate the
+# requantization in a different float order (scale_in * scale_out fused or
+# not, FMA or not, ncnn-format.md 6.3): a value within an ulp of a rounding
+# boundary lands one LSB apart. Such a flip moves the next layer's sums, which
+# flips more roundings there, and over 20-50 layers of max-calibrated 8-bit
+# activations (most values are a few LSB) this grows into a visible difference
+# of the outputs. How far it grows depends on the model, so the test measures
+# it: ncnn against itself with every activation scale times 1 + NOISE (1e-6,
+# int8_bin.with_scaled_activations), on the same inputs, gives per-blob errors
+# and a top-1 agreement that an implementation as faithful as a re-ordered
+# ncnn would reach.
+#
+# * The first quantized layer with an fp32 (dequantized) output. When it is
+#   the net's first quantized layer (fed by the fp32 input), both sides sum
+#   the same integers and differ only in the float epilogue: FIRST_TOLERANCE
+#   (fp32 execution gives ~1e-2 there). Otherwise it has seen a few
+#   requantizations: max(one LSB of its input, 1/127 resp. 1/63 of max, and
+#   2 x the noise error).
+# * Every other compared blob: error <= max(FLOOR, 2 x the noise error).
+# * Top-1 (INT8): agreement >= min(TOP1_AGREEMENT, noise agreement - 5 points).
+# * Detections: ncnn's rows matched by ours (same label, score and box within
+#   DETECTION_ATOL): missing share <= max(0.1, 2 x the noise's missing share).
+NOISE = 1e-6
+FIRST_TOLERANCE = 1e-4
+EARLY_TOLERANCE = {"int8": 1e-2, "int7": 2e-2}
+FLOOR = 5e-2
+TOP1_AGREEMENT = 0.99
+TOP1_MARGIN = 0.05
+DETECTION_ATOL = 0.05
+DETECTION_FLOOR = 0.1
+# INT7 against our own fp32 on the same files (dequantized weights): the
+# quantization error itself, which the balanced classifier scores amplify
+# (they are differences of nearly equal features), so only gross errors fail:
+# error <= max(FP32_TOLERANCE, 3 x the INT7 noise error).
+FP32_TOLERANCE = 1.0
+
+BENCH = "models/ncnn-benchmark"
+SSD_EXTRA = ["mbox_loc", "mbox_conf", "mbox_priorbox", "mbox_conf_flatten"]
+
+
+@dataclass
+class Model:
+    name: str
+    shape: tuple = (3, 224, 224)
+    top1_count: int = 100  # inputs for the INT8 comparison
+    extra_blobs: list = field(default_factory=list)
+    classes_blob: str = None  # per-prior classes (SSD); None: the net output
+
+    @property
+    def param(self):
+        return f"{BENCH}/{self.name}_int8.param"
+
+
+# Input counts keep the whole run near 4 minutes on 2 idle cores (ncnn
+# int8 and three `eq infer` batches per model).
+MODELS = [
+    Model("googlenet", top1_count=50),
+    Model("mobilenet", top1_count=100),
+    Model("mobilenet_ssd", (3, 300, 300), 20, SSD_EXTRA, "mbox_conf_flatten"),
+    Model("resnet18", top1_count=100),
+    Model("resnet50", top1_count=50),
+    Model("squeezenet", (3, 227, 227), top1_count=100),
+    Model("squeezenet_ssd", (3, 300, 300), 20, SSD_EXTRA, "mbox_conf_flatten"),
+    Model("vgg16", top1_count=10),
+]
+INT7_COUNT = 8  # the calibration inputs (int8_bin.cached_models' default)
+
+
+# --------------------------------------------------------------------- ncnn
+
+
+def make_int8_net(param, binary, threads):
+    """ncnn with int8 inference; fp16/bf16 off; winograd off (its int8 F(4,3)
+    assumes the 6-bit weights ncnn2table writes for 3x3 s1 convs, ours are 8-bit)."""
+    net = ncnn_bin.make_net(num_threads=threads)
+    net.opt.use_int8_inference = True
+    net.opt.use_winograd_convolution = False
+    if net.load_param(param) != 0:
+        raise Failure(f"ncnn load_param {param} failed")
+    ret, consumed, size = ncnn_bin.load_counting(net, binary)
+    if ret != 0 or consumed != size:
+        raise Failure(f"ncnn load_model returned {ret}, read {consumed} of {size} bytes")
+    return net
+
+
+def run_ncnn(net, inputs, blobs, input_name):
+    """{blob: array with a leading input dimension}."""
+    import ncnn
+
+    results = {b: [] for b in blobs}
+    for x in inputs:
+        ex = net.create_extractor()
+        ex.set_light_mode(False)
+        mat = ncnn.Mat(x).clone()  # clone: some first layers work in place
+        if ex.input(input_name, mat) != 0:
+            raise Failure(f"ncnn input {input_name} failed")
+        for b in blobs:
+            ret, out = ex.extract(b)
+            if ret != 0:
+                raise Failure(f"ncnn extract {b} returned {ret}")
+            results[b].append(np.zeros((0, 6), np.float32) if out.empty()
+                              else np.array(out, dtype=np.float32, copy=True))
+    return results
+
+
+# ---------------------------------------------------------------------- eq
+
+
+def run_eq(eq, param, binary, precision, inputs, input_name, blobs, workdir, threads):
+    """Runs `eq infer --batch` once over all inputs; {blob: (N, ...) array}."""
+    batch = os.path.join(workdir, "in.npy")
+    np.save(batch, np.stack(inputs))
+    cmd = [eq, "infer", "--param", param, "--bin", binary, "--precision", precision,
+           "--batch", "--in", f"{input_name}={batch}"]
+    paths = {}
+    for i, blob in enumerate(blobs):
+        paths[blob] = os.path.join(workdir, f"{precision}-out{i}.npy")
+        cmd += ["--out", f"{blob}={paths[blob]}"]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise Failure(f"eq infer --precision {precision} exited {proc.returncode}: "
+                      + " | ".join(tail))
+    return {b: np.load(p) for b, p in paths.items()}
+
+
+# ----------------------------------------------------------------- compare
+
+
+def worst_relative(ours, ref):
+    """Worst over inputs of max|ours - ref| / max|ref| (ref: list per input)."""
+    if len(ours) != len(ref):
+        raise Failure(f"{len(ours)} results for {len(ref)} inputs")
+    return max(run.relative_error(np.asarray(o), r) for o, r in zip(ours, ref))
+
+
+def detection_missing(ours, ref):
+    """Share of ncnn's detections (over all inputs) that ours do not
+    reproduce with the same label and score and box within DETECTION_ATOL."""
+    matched = total = 0
+    for o, r in zip(ours, ref):
+        o, r = run.detection_rows(o), run.detection_rows(r)
+        unused = list(range(len(o)))
+        for row in r:
+            total += 1
+            close = [i for i in unused if o[i, 0] == row[0]
+                     and np.abs(o[i, 1:] - row[1:]).max() <= DETECTION_ATOL]
+            if close:
+                matched += 1
+                unused.remove(close[0])
+    return 1.0 - matched / total if total else 0.0
+
+
+def errors(ours, ref, blobs, detection):
+    """{blob: error}; for detection outputs the missing share."""
+    out = {}
+    for blob in blobs:
+        if blob in detection:
+            out[blob] = detection_missing(ours[blob], ref[blob])
+        else:
+            out[blob] = worst_relative(ours[blob], ref[blob])
+    return out
+
+
+def classes(model, outputs, blobs):
+    """Top-1 class per input (or per prior and input for the SSDs)."""
+    blob = model.classes_blob or outputs[0]
+    arrays = np.stack([np.asarray(a).reshape(-1) for a in blobs[blob]])
+    if model.classes_blob:  # softmax scores of 21 classes per prior
+        return arrays.reshape(-1, 21).argmax(axis=1)
+    return arrays.argmax(axis=1)
+
+
+def agreement(model, outputs, ours, ref):
+    return float(np.mean(classes(model, outputs, ours) == classes(model, outputs, ref)))
+
+
+def early_blob(layers):
+    """(top of the first quantized layer that dequantizes (8=1 or 8=2),
+    whether it is the first quantized layer of all)."""
+    quantized = [l for l in layers if int8_bin.is_quantized(l)]
+    for i, layer in enumerate(quantized):
+        if layer.get_int(8, 0) < 100:
+            return layer.tops[0], i == 0
+    return None, False
+
+
+def limits(noise, early, detection, precision):
+    """Allowed error per blob, from the noise measurement (see the top)."""
+    out = {}
+    early_blob, exact = early
+    for blob, err in noise.items():
+        if blob == early_blob:
+            out[blob] = FIRST_TOLERANCE if exact else max(EARLY_TOLERANCE[precision], 2 * err)
+        elif blob in detection:
+            out[blob] = max(DETECTION_FLOOR, 2 * err)
+        else:
+            out[blob] = max(FLOOR, 2 * err)
+    return out
+
+
+def judge(label, errs, allowed):
+    """(worst error relative to its limit as text, problems)."""
+    bad = [f"{label} {b}: {e:.3g} > {allowed[b]:.3g}" for b, e in errs.items()
+           if not e <= allowed[b]]
+    worst = max(errs, key=lambda b: errs[b] / allowed[b])
+    return f"{errs[worst]:.2e} ({worst}, limit {allowed[worst]:.2e})", bad
+
+
+# --------------------------------------------------------------------- main
+
+
+def check_sane(model, outputs, ref, label):
+    """ncnn's own results: finite, and the class varies across inputs."""
+    for blob, arrays in ref.items():
+        if not all(np.all(np.isfinite(a)) for a in arrays):
+            raise Failure(f"ncnn {label}: {blob} is not finite")
+    top = classes(model, outputs, ref)
+    distinct = len(set(top.tolist()))
+    if distinct < 2:
+        raise Failure(f"ncnn {label}: the same class {top[0]} for every input")
+    return distinct
+
+
+def measure_noise(paths, variant, inputs, blobs, detection, input_name, cache_dir, threads,
+                  ref):
+    """ncnn against itself with every activation scale times 1 + NOISE."""
+    param, binary = paths[variant]
+    noisy = os.path.join(cache_dir, f"{os.path.basename(binary)}.noise.bin")
+    try:
+        int8_bin.with_scaled_activations(param, binary, 1 + NOISE, noisy)
+        other = run_ncnn(make_int8_net(param, noisy, threads), inputs, blobs, input_name)
+    finally:
+        if os.path.exists(noisy):
+            os.remove(noisy)
+    return errors(other, ref, blobs, detection), other
+
+
+def run_model(model, args, shared, cache_dir, eq):
+    param = run.shared_file(shared, model.param)
+    t0 = time.time()
+    paths, generated = int8_bin.cached_models(param, model.name, cache_dir, model.shape,
+                                              INT7_COUNT)
+    gen_text = f"generated {time.time() - t0:.0f}s; " if generated else ""
+    layers = ncnn_bin.parse_param(int8_bin.read_text(param))
+    blobs, outputs, detection = run.blobs_to_compare(layers, True, model.extra_blobs)
+    early = early_blob(layers)
+    if early[0] is not None and early[0] not in blobs:
+        blobs.append(early[0])
+    input_name = next(t for l in layers if l.type == "Input" for t in l.tops)
+    count = args.count or model.top1_count
+    inputs8 = int8_bin.make_inputs("int8-test:" + model.name, model.shape, count)
+    inputs7 = int8_bin.make_inputs("calibrate:" + model.name, model.shape, INT7_COUNT)
+
+    t0 = time.time()
+    ref8 = run_ncnn(make_int8_net(*paths["int8"], args.ncnn_threads), inputs8, blobs, input_name)
+    ref7 = run_ncnn(make_int8_net(*paths["int7"], args.ncnn_threads), inputs7, blobs, input_name)
+    distinct8 = check_sane(model, outputs, ref8, "int8")
+    check_sane(model, outputs, ref7, "int7")
+    noise8, noisy8 = measure_noise(paths, "int8", inputs8, blobs, detection, input_name,
+                                   cache_dir, args.ncnn_threads, ref8)
+    noise7, _ = measure_noise(paths, "int7", inputs7, blobs, detection, input_name,
+                              cache_dir, args.ncnn_threads, ref7)
+    ncnn_time = time.time() - t0
+    noise_agree = agreement(model, outputs, noisy8, ref8)
+    noise_worst = max((b for b in noise8 if b not in detection), key=lambda b: noise8[b])
+    noise_text = (f"noise {noise8[noise_worst]:.2e} ({noise_worst}) "
+                  f"top-1 {noise_agree:.1%}")
+    if args.ncnn_only:
+        return (f"{gen_text}ncnn {ncnn_time:.1f}s; {distinct8} classes over {count} "
+                f"inputs; {noise_text}")
+    if eq is None:
+        raise Failure("eq binary not found (cargo build --release -p eq-tools, or set EQ_BIN)")
+
+    workdir = tempfile.mkdtemp(prefix=f"int8-{model.name}-", dir=cache_dir)
+    try:
+        t0 = time.time()
+        ours8 = run_eq(eq, *paths["int8"], "int8", inputs8, input_name, blobs, workdir,
+                       args.threads)
+        ours7 = run_eq(eq, *paths["int7"], "int7", inputs7, input_name, blobs, workdir,
+                       args.threads)
+        ours7_fp32 = run_eq(eq, *paths["int7"], "fp32", inputs7, input_name, blobs, workdir,
+                            args.threads)
+        eq_time = time.time() - t0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    text8, bad = judge("int8", errors(ours8, ref8, blobs, detection),
+                       limits(noise8, early, detection, "int8"))
+    agree = agreement(model, outputs, ours8, ref8)
+    top1_limit = min(TOP1_AGREEMENT, noise_agree - TOP1_MARGIN)
+    if not agree >= top1_limit:
+        bad.append(f"int8 top-1 agrees on {agree:.1%} < {top1_limit:.1%}")
+    text7, bad7 = judge("int7", errors(ours7, ref7, blobs, detection),
+                        limits(noise7, early, detection, "int7"))
+    final = [b for b in blobs if b not in detection]
+    text7f, bad7f = judge("int7-vs-fp32", errors(ours7, ours7_fp32, final, set()),
+                          {b: max(FP32_TOLERANCE, 3 * noise7[b]) for b in final})
+    exact = all(np.array_equal(np.asarray(o), r) for b in blobs
+                for o, r in zip(ours8[b], ref8[b]))
+    summary = (f"int8 {'bit-exact; ' if exact else ''}{text8} top-1 {agree:.1%} of {count}; "
+               f"int7 {text7}; "
+               f"int7-vs-fp32 {text7f}; {noise_text}; "
+               f"{gen_text}ncnn {ncnn_time:.1f}s eq {eq_time:.1f}s")
+    problems = bad + bad7 + bad7f
+    if problems:
+        raise Failure(summary + "; " + "; ".join(problems))
+    return summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("models", nargs="*", help="only these models (default: all)")
+    parser.add_argument("--ncnn-only", action="store_true",
+                        help="generate weights and check ncnn's side only (no eq needed)")
+    parser.add_argument("--threads", type=int, default=0, help="pass --threads N to eq infer")
+    parser.add_argument("--ncnn-threads", type=int, default=1,
+                        help="ncnn threads (default 1: OpenMP spin-waits badly on a busy machine)")
+    parser.add_argument("--count", type=int, default=0,
+                        help="inputs for the INT8 comparison (default: per model)")
+    args = parser.parse_args()
+
+    try:
+        import ncnn
+    except ImportError:
+        print("the `ncnn` Python package is required (pip install ncnn)", file=sys.stderr)
+        return 2
+
+    names = {m.name for m in MODELS}
+    unknown = [n for n in args.models if n not in names]
+    if unknown:
+        print(f"unknown model(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}",
+              file=sys.stderr)
+        return 2
+    skip = {s.strip() for s in os.environ.get("EQ_DIFF_SKIP", "").split(",") if s.strip()}
+    shared = run.shared_dir()
+    cache_dir = os.path.join(run.REPO, "target", "ncnn_diff")
+    os.makedirs(cache_dir, exist_ok=True)
+    eq = run.eq_binary()
+    print(f"ncnn {ncnn.__version__}; eq: {eq or 'not found'}; shared: {shared}", flush=True)
+
+    passed = failed = 0
+    start = time.time()
+    for model in MODELS:
+        if args.models and model.name not in args.models:
+            continue
+        t0 = time.time()
+        if model.name in skip:
+            print(f"SKIP {model.name:16s} (EQ_DIFF_SKIP)", flush=True)
+            continue
+        try:
+            detail = run_model(model, args, shared, cache_dir, eq)
+        except Skip as e:
+            print(f"SKIP {model.name:16s} ({e})", flush=True)
+            continue
+        except Exception as e:  # any error in one model must not stop the others
+            failed += 1
+            kind = "" if isinstance(e, Failure) else f"{type(e).__name__}: "
+            print(f"FAIL {model.name:16s} {time.time() - t0:6.1f}s  {kind}{e}", flush=True)
+            continue
+        passed += 1
+        print(f"PASS {model.name:16s} {time.time() - t0:6.1f}s  {detail}", flush=True)
+    print(f"total {time.time() - start:.1f}s")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
