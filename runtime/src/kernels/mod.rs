@@ -5,3 +5,4 @@ pub mod gemm_f32;
 pub mod depthwise_f32;
 pub mod gemv_f32;
 pub mod requant;
+pub mod depthwise_i8;
