@@ -131,16 +131,46 @@ fn check_case(rng: &mut Rng, case: &Case, p: Precision, input: &[i8], taps: &[i8
         assert_eq!(got, want, "{isa:?} {p:?} {case:?}");
         let mut f = vec![f32::NAN; plane * channels];
         let mut q = vec![99i8; plane * channels];
-        channel_i8(isa, p, &g, &padded, taps, c, &requant, &mut OutBuf::F32(&mut f), c * plane);
-        channel_i8(isa, p, &g, &padded, taps, c, &requant, &mut OutBuf::I8(&mut q), c * plane);
+        channel_i8(
+            isa,
+            p,
+            &g,
+            &padded,
+            taps,
+            c,
+            &requant,
+            &mut OutBuf::F32(&mut f),
+            c * plane,
+        );
+        channel_i8(
+            isa,
+            p,
+            &g,
+            &padded,
+            taps,
+            c,
+            &requant,
+            &mut OutBuf::I8(&mut q),
+            c * plane,
+        );
         for (i, &a) in want.iter().enumerate() {
             let (wf, wq) = (requant.dequant(c, a), requant.requant(c, a));
-            assert_eq!(f[c * plane + i].to_bits(), wf.to_bits(), "{isa:?} {case:?} {i}");
+            assert_eq!(
+                f[c * plane + i].to_bits(),
+                wf.to_bits(),
+                "{isa:?} {case:?} {i}"
+            );
             assert_eq!(q[c * plane + i], wq, "{isa:?} {case:?} {i}");
         }
         // Other channels' planes are untouched.
-        assert!(f[..c * plane].iter().chain(&f[(c + 1) * plane..]).all(|v| v.is_nan()));
-        assert!(q[..c * plane].iter().chain(&q[(c + 1) * plane..]).all(|&v| v == 99));
+        assert!(f[..c * plane]
+            .iter()
+            .chain(&f[(c + 1) * plane..])
+            .all(|v| v.is_nan()));
+        assert!(q[..c * plane]
+            .iter()
+            .chain(&q[(c + 1) * plane..])
+            .all(|&v| v == 99));
     }
 }
 
@@ -205,7 +235,13 @@ fn random_geometries_match_reference() {
 #[test]
 fn wide_rows_span_several_chunks_and_narrow_outputs_work() {
     let mut rng = Rng::new(7);
-    for (w, h, k, s) in [(600, 3, 3, 1), (700, 4, 3, 2), (1, 9, 3, 1), (3, 5, 3, 2), (2, 2, 1, 1)] {
+    for (w, h, k, s) in [
+        (600, 3, 3, 1),
+        (700, 4, 3, 2),
+        (1, 9, 3, 1),
+        (3, 5, 3, 2),
+        (2, 2, 1, 1),
+    ] {
         let case = Case {
             w,
             h,
