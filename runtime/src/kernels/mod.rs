@@ -3,6 +3,6 @@
 pub mod gemm_f32;
 
 pub mod depthwise_f32;
+pub mod depthwise_i8;
 pub mod gemv_f32;
 pub mod requant;
-pub mod depthwise_i8;
