@@ -6,4 +6,5 @@ pub mod depthwise_f32;
 pub mod depthwise_i8;
 pub mod gemv_f32;
 pub mod gemv_i8;
+pub mod quantize;
 pub mod requant;
