@@ -5,7 +5,8 @@
 //! [`channel_i8`] convolves one channel: `input` is the channel's plane **already padded**
 //! with 0 (the quantized pad value) to `g.in_w x g.in_h`, exactly as for the fp32 kernel
 //! (`depthwise_f32::Geometry`), and `taps` its `kernel_h x kernel_w` int8 weights. Every
-//! output pixel's int32 sum `acc` goes through `requant.store(c, ..)`, so the fp32 output is
+//! output pixel's int32 sum `acc` goes through `requant.store(c, ..)` (the SIMD variants use
+//! `quantize::store_requant`, its bit-identical vectorised twin), so the fp32 output is
 //! `Requant::dequant(c, acc)` and the int8 output `Requant::requant(c, acc)`, bit for bit.
 //! `out` holds the whole output tensor; channel `c`'s plane starts at `out_offset`.
 //!
@@ -27,6 +28,7 @@
 //! Both SIMD variants specialise 3x3 stride 1 and stride 2 and have a general path for any
 //! kernel and dilation at stride 1 or 2; other strides use the generic code.
 
+use crate::kernels::quantize::store_requant;
 use crate::kernels::requant::{OutBuf, Requant};
 use crate::quant::Precision;
 
@@ -89,7 +91,12 @@ pub fn channel_i8(
         while x < g.out_w {
             let n = CHUNK.min(g.out_w - x);
             row(isa, precision, g, input, taps, oy, x, n, &mut acc);
-            requant.store(c, &acc[..n], out, out_offset + oy * g.out_w + x);
+            let at = out_offset + oy * g.out_w + x;
+            if isa == Isa::Generic {
+                requant.store(c, &acc[..n], out, at);
+            } else {
+                store_requant(requant, c, &acc[..n], out, at);
+            }
             x += n;
         }
     }
