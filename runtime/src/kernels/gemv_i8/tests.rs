@@ -96,7 +96,7 @@ fn extremes_do_not_overflow_int16_lanes() {
             1, 2, 8, 31, 32, 33, 64, 127, 128, 129, 255, 1000, 8192, 8200,
         ] {
             let num_output = 6;
-            let alt = |i: usize| if i % 2 == 0 { q } else { -q };
+            let alt = |i: usize| if i.is_multiple_of(2) { q } else { -q };
             let x_patterns: [Vec<i8>; 3] = [
                 vec![q; num_input],
                 vec![-q; num_input],
