@@ -149,8 +149,18 @@ mod x86_64 {
                 let o = &mut o[at..at + n];
                 let (top, q) = (_mm256_set1_ps(r.top_scale), r.qmax as f32);
                 let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-                for i in (0..n).step_by(8) {
-                    let v = round_clamp(_mm256_mul_ps(y(i), top), q);
+                let round = |i: usize| round_clamp(_mm256_mul_ps(y(i), top), q);
+                // 32 at a time share one packing chain, then 8 at a time.
+                let mut i = 0;
+                while i + 32 <= n {
+                    let ab = _mm256_packs_epi32(round(i), round(i + 8));
+                    let cd = _mm256_packs_epi32(round(i + 16), round(i + 24));
+                    let bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+                    _mm256_storeu_si256(o.as_mut_ptr().add(i) as *mut __m256i, bytes);
+                    i += 32;
+                }
+                for i in (i..n).step_by(8) {
+                    let v = round(i);
                     let w = _mm256_packs_epi32(v, v);
                     let b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w, w), order);
                     _mm_storel_epi64(
