@@ -4,5 +4,8 @@ pub mod gemm_f32;
 pub mod gemm_i8;
 
 pub mod depthwise_f32;
+pub mod depthwise_i8;
 pub mod gemv_f32;
+pub mod gemv_i8;
+pub mod quantize;
 pub mod requant;

@@ -1,0 +1,328 @@
+use super::*;
+use crate::kernels::requant::scale_in;
+use crate::ops::activation::Activation;
+use crate::rng::Rng;
+
+/// Unpadded problem: one `h x w` plane, pads (left, right, top, bottom), kernel, stride,
+/// dilation.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    w: usize,
+    h: usize,
+    pads: (usize, usize, usize, usize),
+    kw: usize,
+    kh: usize,
+    sw: usize,
+    sh: usize,
+    dw: usize,
+    dh: usize,
+}
+
+impl Case {
+    fn geometry(&self) -> Geometry {
+        let (l, r, t, b) = self.pads;
+        let (in_w, in_h) = (self.w + l + r, self.h + t + b);
+        let (ew, eh) = ((self.kw - 1) * self.dw + 1, (self.kh - 1) * self.dh + 1);
+        Geometry {
+            in_w,
+            in_h,
+            out_w: (in_w - ew) / self.sw + 1,
+            out_h: (in_h - eh) / self.sh + 1,
+            kernel_w: self.kw,
+            kernel_h: self.kh,
+            stride_w: self.sw,
+            stride_h: self.sh,
+            dilation_w: self.dw,
+            dilation_h: self.dh,
+        }
+    }
+
+    fn fits(&self) -> bool {
+        let (l, r, t, b) = self.pads;
+        self.w + l + r > (self.kw - 1) * self.dw && self.h + t + b > (self.kh - 1) * self.dh
+    }
+
+    /// The plane padded with 0, as the op prepares it.
+    fn pad(&self, input: &[i8]) -> Vec<i8> {
+        let g = self.geometry();
+        let (l, _, t, _) = self.pads;
+        let mut p = vec![0i8; g.in_w * g.in_h];
+        for y in 0..self.h {
+            p[(y + t) * g.in_w + l..][..self.w].copy_from_slice(&input[y * self.w..][..self.w]);
+        }
+        p
+    }
+
+    /// Naive int32 sums on the unpadded plane, taps outside it contributing 0.
+    fn reference(&self, input: &[i8], taps: &[i8]) -> Vec<i32> {
+        let g = self.geometry();
+        let (l, _, t, _) = self.pads;
+        let mut out = Vec::new();
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                let mut s = 0i64;
+                for ky in 0..self.kh {
+                    for kx in 0..self.kw {
+                        let y = (oy * self.sh + ky * self.dh) as isize - t as isize;
+                        let x = (ox * self.sw + kx * self.dw) as isize - l as isize;
+                        if y >= 0 && x >= 0 && (y as usize) < self.h && (x as usize) < self.w {
+                            let v = input[y as usize * self.w + x as usize] as i64;
+                            s += v * taps[ky * self.kw + kx] as i64;
+                        }
+                    }
+                }
+                out.push(i32::try_from(s).unwrap());
+            }
+        }
+        out
+    }
+}
+
+/// All row sums of every variant, through `row` in chunks.
+fn sums(isa: Isa, p: Precision, g: &Geometry, input: &[i8], taps: &[i8]) -> Vec<i32> {
+    let mut all = Vec::new();
+    let mut acc = [0i32; CHUNK + SLACK];
+    for oy in 0..g.out_h {
+        let mut x = 0;
+        while x < g.out_w {
+            let n = CHUNK.min(g.out_w - x);
+            acc.fill(i32::MIN);
+            row(isa, p, g, input, taps, oy, x, n, &mut acc);
+            all.extend_from_slice(&acc[..n]);
+            x += n;
+        }
+    }
+    all
+}
+
+fn activations() -> [Activation; 4] {
+    [
+        Activation::None,
+        Activation::ReLU,
+        Activation::LeakyReLU(0.1),
+        Activation::Clip {
+            min: -0.5,
+            max: 2.0,
+        },
+    ]
+}
+
+/// Runs `case` on every variant and checks sums, fp32 and int8 outputs bit for bit.
+fn check_case(rng: &mut Rng, case: &Case, p: Precision, input: &[i8], taps: &[i8]) {
+    let g = case.geometry();
+    let want = case.reference(input, taps);
+    let padded = case.pad(input);
+    let plane = g.out_w * g.out_h;
+    let channels = 3;
+    let c = rng.range(0, channels as i64 - 1) as usize;
+    let ws: Vec<f32> = (0..channels).map(|_| rng.uniform(1.0, 100.0)).collect();
+    let scales = scale_in(rng.uniform(1.0, 50.0), &ws);
+    let bias: Vec<f32> = (0..channels).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let act = activations()[rng.range(0, 3) as usize];
+    let requant = Requant {
+        scale_in: &scales,
+        bias: Some(&bias),
+        act,
+        top_scale: rng.uniform(5.0, 60.0),
+        qmax: p.qmax(),
+    };
+    for isa in Isa::all_available() {
+        let got = sums(isa, p, &g, &padded, taps);
+        assert_eq!(got, want, "{isa:?} {p:?} {case:?}");
+        let mut f = vec![f32::NAN; plane * channels];
+        let mut q = vec![99i8; plane * channels];
+        channel_i8(
+            isa,
+            p,
+            &g,
+            &padded,
+            taps,
+            c,
+            &requant,
+            &mut OutBuf::F32(&mut f),
+            c * plane,
+        );
+        channel_i8(
+            isa,
+            p,
+            &g,
+            &padded,
+            taps,
+            c,
+            &requant,
+            &mut OutBuf::I8(&mut q),
+            c * plane,
+        );
+        for (i, &a) in want.iter().enumerate() {
+            let (wf, wq) = (requant.dequant(c, a), requant.requant(c, a));
+            assert_eq!(
+                f[c * plane + i].to_bits(),
+                wf.to_bits(),
+                "{isa:?} {case:?} {i}"
+            );
+            assert_eq!(q[c * plane + i], wq, "{isa:?} {case:?} {i}");
+        }
+        // Other channels' planes are untouched.
+        assert!(f[..c * plane]
+            .iter()
+            .chain(&f[(c + 1) * plane..])
+            .all(|v| v.is_nan()));
+        assert!(q[..c * plane]
+            .iter()
+            .chain(&q[(c + 1) * plane..])
+            .all(|&v| v == 99));
+    }
+}
+
+fn random_values(rng: &mut Rng, n: usize, qmax: i32) -> Vec<i8> {
+    (0..n)
+        .map(|_| rng.range(-qmax as i64, qmax as i64) as i8)
+        .collect()
+}
+
+#[test]
+fn random_geometries_match_reference() {
+    let mut rng = Rng::new(41);
+    let mut done = 0;
+    while done < 400 {
+        let r = |rng: &mut Rng, lo: i64, hi: i64| rng.range(lo, hi) as usize;
+        let case = Case {
+            w: r(&mut rng, 1, 40),
+            h: r(&mut rng, 1, 40),
+            pads: (
+                r(&mut rng, 0, 2),
+                r(&mut rng, 0, 2),
+                r(&mut rng, 0, 2),
+                r(&mut rng, 0, 2),
+            ),
+            kw: r(&mut rng, 1, 5),
+            kh: r(&mut rng, 1, 5),
+            sw: r(&mut rng, 1, 3),
+            sh: r(&mut rng, 1, 3),
+            dw: r(&mut rng, 1, 2),
+            dh: r(&mut rng, 1, 2),
+        };
+        // A quarter of the cases are the specialised 3x3 stride 1 / 2 shapes.
+        let case = if done % 4 == 0 {
+            let s = r(&mut rng, 1, 2);
+            Case {
+                kw: 3,
+                kh: 3,
+                sw: s,
+                sh: s,
+                dw: 1,
+                dh: 1,
+                ..case
+            }
+        } else {
+            case
+        };
+        if !case.fits() {
+            continue;
+        }
+        let p = if done % 2 == 0 {
+            Precision::Int8
+        } else {
+            Precision::Int7
+        };
+        let input = random_values(&mut rng, case.w * case.h, p.qmax());
+        let taps = random_values(&mut rng, case.kw * case.kh, p.qmax());
+        check_case(&mut rng, &case, p, &input, &taps);
+        done += 1;
+    }
+}
+
+#[test]
+fn wide_rows_span_several_chunks_and_narrow_outputs_work() {
+    let mut rng = Rng::new(7);
+    for (w, h, k, s) in [
+        (600, 3, 3, 1),
+        (700, 4, 3, 2),
+        (1, 9, 3, 1),
+        (3, 5, 3, 2),
+        (2, 2, 1, 1),
+    ] {
+        let case = Case {
+            w,
+            h,
+            pads: (1, 1, 1, 1),
+            kw: k,
+            kh: k,
+            sw: s,
+            sh: s,
+            dw: 1,
+            dh: 1,
+        };
+        for p in [Precision::Int8, Precision::Int7] {
+            let input = random_values(&mut rng, w * h, p.qmax());
+            let taps = random_values(&mut rng, k * k, p.qmax());
+            check_case(&mut rng, &case, p, &input, &taps);
+        }
+    }
+}
+
+/// Every value at ±qmax so each int16 lane reaches its flush bound: all products of a pixel
+/// have the same sign (all positive, all negative, or alternating in sign from pixel to
+/// pixel). Kernels up to 7x7 (49 taps, 6 flushes of 8 for INT7, 25 of 2 for INT8).
+#[test]
+fn extremes_do_not_overflow_int16_lanes() {
+    let mut rng = Rng::new(3);
+    for p in [Precision::Int8, Precision::Int7] {
+        let q = p.qmax();
+        for k in 1..=7 {
+            for (s, d) in [(1, 1), (2, 1), (1, 2), (2, 2), (3, 1)] {
+                for pattern in 0..4 {
+                    let case = Case {
+                        w: 37,
+                        h: 2 * k * d + 3,
+                        pads: (0, 0, 0, 0),
+                        kw: k,
+                        kh: k,
+                        sw: s,
+                        sh: s,
+                        dw: d,
+                        dh: d,
+                    };
+                    // Checkerboard signs make all products of a pixel share a sign when the
+                    // stride and dilation are odd; with even ones all inputs get one sign.
+                    let sign = |x: usize, y: usize| if (x + y).is_multiple_of(2) { 1 } else { -1 };
+                    let input: Vec<i8> = (0..case.w * case.h)
+                        .map(|i| {
+                            let (x, y) = (i % case.w, i / case.w);
+                            (match pattern {
+                                0 => q,
+                                1 => -q,
+                                _ => q * sign(x, y),
+                            }) as i8
+                        })
+                        .collect();
+                    let taps: Vec<i8> = (0..k * k)
+                        .map(|i| {
+                            (match pattern {
+                                0 | 1 => q,
+                                2 => q * sign(i % k, i / k),
+                                _ => -q * sign(i % k, i / k),
+                            }) as i8
+                        })
+                        .collect();
+                    let want = case.reference(&input, &taps);
+                    if pattern < 2 || (s % 2 == 1 && d % 2 == 1) {
+                        let m = (k * k) as i32 * q * q;
+                        assert!(want.iter().all(|&a| a.abs() == m), "{case:?} {pattern}");
+                    }
+                    check_case(&mut rng, &case, p, &input, &taps);
+                }
+            }
+        }
+    }
+}
+
+/// The flush intervals the SIMD kernels use are the largest that fit, and one more product
+/// would overflow (documents the proof next to the kernels).
+#[test]
+fn flush_intervals_are_the_int16_bounds() {
+    assert_eq!(Precision::Int8.products_per_i16(), 2);
+    assert_eq!(Precision::Int7.products_per_i16(), 8);
+    assert!(2 * 127 * 127 <= i16::MAX as i32 && 3 * 127 * 127 > i16::MAX as i32);
+    assert!(8 * 63 * 63 <= i16::MAX as i32 && 9 * 63 * 63 > i16::MAX as i32);
+}
