@@ -15,17 +15,18 @@ use crate::quant::quantize;
 pub fn quantize_slice(src: &[f32], scale: f32, qmax: i32, dst: &mut [i8]) {
     assert_eq!(src.len(), dst.len(), "quantize_slice lengths");
     assert!((0..=127).contains(&qmax), "qmax {qmax}");
-    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") {
+    let done = if is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 checked; lengths checked above.
-        done = unsafe { x86_64::quantize(src, scale, qmax, dst) };
-    }
+        unsafe { x86_64::quantize(src, scale, qmax, dst) }
+    } else {
+        0
+    };
+    // SAFETY: NEON is baseline on aarch64; lengths checked above.
     #[cfg(target_arch = "aarch64")]
-    {
-        // SAFETY: NEON is baseline on aarch64; lengths checked above.
-        done = unsafe { aarch64::quantize(src, scale, qmax, dst) };
-    }
+    let done = unsafe { aarch64::quantize(src, scale, qmax, dst) };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let done = 0;
     for (d, &s) in dst[done..].iter_mut().zip(&src[done..]) {
         *d = quantize(s, scale, qmax);
     }
@@ -57,18 +58,25 @@ pub fn store_requant(requant: &Requant, c: usize, accs: &[i32], out: &mut OutBuf
         requant.act,
         Activation::None | Activation::ReLU | Activation::LeakyReLU(_) | Activation::Clip { .. }
     );
-    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if simple && is_x86_feature_detected!("avx2") {
+    let done = if simple && is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 checked; the output length checked above.
-        done = unsafe { x86_64::store(requant, c, accs, out, at) };
-    }
+        unsafe { x86_64::store(requant, c, accs, out, at) }
+    } else {
+        0
+    };
     #[cfg(target_arch = "aarch64")]
-    if simple {
+    let done = if simple {
         // SAFETY: NEON is baseline on aarch64; the output length checked above.
-        done = unsafe { aarch64::store(requant, c, accs, out, at) };
-    }
-    let _ = simple;
+        unsafe { aarch64::store(requant, c, accs, out, at) }
+    } else {
+        0
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let done = {
+        let _ = simple;
+        0
+    };
     requant.store(c, &accs[done..], out, at + done);
 }
 
