@@ -116,7 +116,8 @@ pub fn run(req: &Request, report: &mut dyn Write) -> Result<()> {
             print_outputs(&net, report)?;
         }
         for (o, (_, values)) in req.outputs.iter().zip(&mut collected) {
-            values.extend_from_slice(net.blob(&o.blob)?.data);
+            // Int8 intermediates (requantized convolution outputs) come back dequantized.
+            values.extend_from_slice(&net.blob_f32(&o.blob)?.1);
         }
     }
 

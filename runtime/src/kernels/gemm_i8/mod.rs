@@ -20,6 +20,7 @@
 
 use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult};
+use crate::kernels::quantize::store_requant;
 use crate::kernels::requant::{OutBuf, Requant};
 use crate::pool::{Pool, SharedMut};
 use crate::quant::Precision;
@@ -403,6 +404,9 @@ pub fn gemm(
 ) -> LayerResult<()> {
     let f = a.family;
     let (m, k, mr, nr, ks) = (a.m, a.k, f.mr, f.nr, f.kstep);
+    // The generic family stays a plain reference end to end; the others use the vectorised
+    // epilogue, which gives identical results.
+    let simd_epilogue = f.name != Family::generic(f.precision).name;
     if out.len() != m * n {
         return Err(invalid(format!(
             "quantized gemm output holds {} values, expected {m} x {n}",
@@ -471,7 +475,12 @@ pub fn gemm(
                     let c = p * mr + r;
                     // SAFETY: (row, col..col+cols) pieces are disjoint across tiles and tasks.
                     let mut dst = unsafe { out.piece(c * n + col, cols) };
-                    requant.store(c, &acc[r * NR_MAX..r * NR_MAX + cols], &mut dst, 0);
+                    let accs = &acc[r * NR_MAX..r * NR_MAX + cols];
+                    if simd_epilogue {
+                        store_requant(requant, c, accs, &mut dst, 0);
+                    } else {
+                        requant.store(c, accs, &mut dst, 0);
+                    }
                 }
             }
         }

@@ -5,11 +5,12 @@
 use super::{ConvParams, Resolved};
 use crate::error::{invalid, LayerResult};
 use crate::kernels::gemm_i8::{self, DenseB8, Family, Im2colB8, PackedA8};
+use crate::kernels::quantize::quantize_slice;
 use crate::kernels::requant::{self, OutBuf, Requant};
 use crate::ops::activation::Activation;
 use crate::ops::quantized::{as_i8, as_i8_mut};
 use crate::pool::{Pool, SharedMut};
-use crate::quant::{quantize, Precision};
+use crate::quant::Precision;
 
 /// Values quantized per pool task when the input arrives as fp32.
 const QUANTIZE_CHUNK: usize = 16 * 1024;
@@ -194,9 +195,7 @@ pub fn quantize_parallel(
         let end = len.min(start + QUANTIZE_CHUNK);
         // SAFETY: tasks write disjoint chunks.
         let d = unsafe { out.slice(start, end - start) };
-        for (q, &v) in d.iter_mut().zip(&src[start..end]) {
-            *q = quantize(v, scale, qmax);
-        }
+        quantize_slice(&src[start..end], scale, qmax, d);
     };
     pool.run(len.div_ceil(QUANTIZE_CHUNK), &task)
         .map_err(|e| invalid(e.to_string()))
