@@ -112,10 +112,15 @@ INT7_COUNT = 8  # the calibration inputs (int8_bin.cached_models' default)
 
 def make_int8_net(param, binary, threads):
     """ncnn with int8 inference; fp16/bf16 off; winograd off (its int8 F(4,3)
-    assumes the 6-bit weights ncnn2table writes for 3x3 s1 convs, ours are 8-bit)."""
+    assumes the 6-bit weights ncnn2table writes for 3x3 s1 convs, ours are 8-bit);
+    packing layout off: ncnn's packed (elempack 8) x86 depthwise int8 kernel takes
+    1 / (bottom_scale * weight_scale) from `_mm_rcp_ps`, a ~12-bit approximation that
+    moves its results away from ncnn's own reference semantics by up to ~4e-4 relative;
+    the unpacked paths compute the exact reciprocal."""
     net = ncnn_bin.make_net(num_threads=threads)
     net.opt.use_int8_inference = True
     net.opt.use_winograd_convolution = False
+    net.opt.use_packing_layout = False
     if net.load_param(param) != 0:
         raise Failure(f"ncnn load_param {param} failed")
     ret, consumed, size = ncnn_bin.load_counting(net, binary)
