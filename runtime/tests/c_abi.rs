@@ -1,0 +1,240 @@
+//! The C header against the Rust side: every function declared in include/eqrt.h is a
+//! `#[no_mangle] extern "C"` function of src/capi.rs and the other way round, the status and
+//! precision constants agree, and (when a C compiler is installed) C programs compiled with
+//! `-Wall -Wextra -Werror` against the header link with the static library and run.
+//! scripts/test-c-abi.sh also builds the example for aarch64 and runs it under qemu.
+
+use eq_runtime::capi::{
+    Status, EQ_PRECISION_AUTO, EQ_PRECISION_FP32, EQ_PRECISION_INT7, EQ_PRECISION_INT8,
+};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const HEADER: &str = include_str!("../include/eqrt.h");
+const CAPI: &str = include_str!("../src/capi.rs");
+
+/// The text without C comments.
+fn strip_c_comments(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("/*") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("*/").expect("unterminated comment") + start + 2;
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out.lines()
+        .map(|l| l.split("//").next().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// Names `eq_*` directly followed by `(`: the header's function declarations.
+fn header_functions() -> BTreeSet<String> {
+    let text = strip_c_comments(HEADER);
+    let mut names = BTreeSet::new();
+    for (i, _) in text.match_indices("eq_") {
+        if text[..i].ends_with(is_ident) {
+            continue;
+        }
+        let name: String = text[i..].chars().take_while(|&c| is_ident(c)).collect();
+        if text[i + name.len()..].trim_start().starts_with('(') {
+            names.insert(name);
+        }
+    }
+    names
+}
+
+/// `extern "C" fn` names of capi.rs; each must be `#[no_mangle]`.
+fn rust_functions() -> BTreeSet<String> {
+    let lines: Vec<&str> = CAPI.lines().collect();
+    let mut names = BTreeSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(at) = line.find("extern \"C\" fn ") else {
+            continue;
+        };
+        let name: String = line[at + 14..]
+            .chars()
+            .take_while(|&c| is_ident(c))
+            .collect();
+        assert!(
+            i > 0 && lines[i - 1].trim() == "#[no_mangle]",
+            "`{name}` in capi.rs is not #[no_mangle]"
+        );
+        names.insert(name);
+    }
+    names
+}
+
+/// `EQ_NAME = value` pairs of the header's enums.
+fn header_constants() -> BTreeSet<(String, i32)> {
+    strip_c_comments(HEADER)
+        .split([',', '\n', '{', '}'])
+        .filter_map(|item| {
+            let (name, value) = item.split_once('=')?;
+            let name = name.trim();
+            name.starts_with("EQ_")
+                .then(|| (name.to_string(), value.trim().parse().unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn header_declares_exactly_the_exported_functions() {
+    let header = header_functions();
+    let rust = rust_functions();
+    assert!(header.len() >= 20, "{header:?}");
+    assert_eq!(
+        header,
+        rust,
+        "eqrt.h and src/capi.rs disagree: only in the header: {:?}, only in Rust: {:?}",
+        header.difference(&rust).collect::<Vec<_>>(),
+        rust.difference(&header).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn header_constants_match_the_rust_values() {
+    let mut rust: BTreeSet<(String, i32)> = Status::ALL
+        .iter()
+        .map(|s| (s.name().to_str().unwrap().to_string(), *s as i32))
+        .collect();
+    for (name, value) in [
+        ("EQ_PRECISION_AUTO", EQ_PRECISION_AUTO),
+        ("EQ_PRECISION_FP32", EQ_PRECISION_FP32),
+        ("EQ_PRECISION_INT8", EQ_PRECISION_INT8),
+        ("EQ_PRECISION_INT7", EQ_PRECISION_INT7),
+    ] {
+        rust.insert((name.to_string(), value));
+    }
+    assert_eq!(header_constants(), rust);
+}
+
+/// The static library cargo built for this test run: `cargo test` writes it next to the
+/// test binaries (target/<profile>/deps/), unlike `cargo build` (target/<profile>/). None
+/// under an emulator (scripts/test-c-abi.sh covers the cross build).
+fn staticlib() -> Option<PathBuf> {
+    if std::env::var_os("EQ_TEST_RUNNER").is_some() {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let lib = exe.parent()?.join("libeq_runtime.a");
+    lib.exists().then_some(lib)
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok()
+}
+
+/// Everything needed to build C programs here, or why a test does nothing.
+fn c_toolchain() -> Option<PathBuf> {
+    let lib = staticlib();
+    if lib.is_none() || !have("cc") {
+        eprintln!("c_abi: no C compiler or static library here; skipping the C build");
+        return None;
+    }
+    lib
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .into()
+}
+
+/// Compiles `source` with warnings as errors and links it with the static library.
+fn build_c(source: &Path, lib: &Path, out_name: &str) -> PathBuf {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(out_name);
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
+    let status = Command::new("cc")
+        .args([
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-O1",
+        ])
+        .arg("-I")
+        .arg(&include)
+        .arg(source)
+        .arg(lib)
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&out)
+        .status()
+        .expect("cc runs");
+    assert!(status.success(), "cc failed on {}", source.display());
+    out
+}
+
+#[test]
+fn exported_symbols_match_the_header() {
+    let Some(lib) = staticlib() else {
+        eprintln!("c_abi: no static library next to the test binary; skipping nm");
+        return;
+    };
+    let out = match Command::new("nm")
+        .args(["-g", "--defined-only"])
+        .arg(&lib)
+        .output()
+    {
+        Ok(out) if out.status.success() => out,
+        _ => {
+            eprintln!("c_abi: nm is missing or cannot read the library; skipping");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let exported: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|s| s.starts_with("eq_"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(exported, header_functions());
+}
+
+#[test]
+fn every_prototype_compiles_links_and_runs() {
+    let Some(lib) = c_toolchain() else { return };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/all_functions.c");
+    let exe = build_c(&source, &lib, "all_functions");
+    let out = Command::new(&exe).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn c_example_runs_the_builtin_model() {
+    let Some(lib) = c_toolchain() else { return };
+    let exe = build_c(&repo_root().join("examples/c/classify.c"), &lib, "classify");
+    let out = Command::new(&exe).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("output prob: dims 1  w 5"), "{stdout}");
+    assert!(stdout.contains("top 1: index"), "{stdout}");
+    assert!(stdout.contains("classify: ok"), "{stdout}");
+    // With worker threads pinned to every CPU.
+    let out = Command::new(&exe)
+        .args(["--threads", "2", "--cluster", "all"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
