@@ -520,12 +520,10 @@ pub extern "C" fn eq_options_set_precision(opts: *mut EqOptions, precision: c_in
             EQ_PRECISION_FP32 => PrecisionChoice::Fp32,
             EQ_PRECISION_INT8 => PrecisionChoice::Int8,
             EQ_PRECISION_INT7 => PrecisionChoice::Int7,
-            other => return Err(fail(
-                Status::InvalidArgument,
-                format!(
-                    "unknown precision {other}: expected EQ_PRECISION_AUTO, _FP32, _INT8 or _INT7"
-                ),
-            )),
+            other => {
+                let msg = format!("unknown precision {other}: expected EQ_PRECISION_*");
+                return Err(fail(Status::InvalidArgument, msg));
+            }
         };
         with_options(opts, |o| {
             o.precision = p;
@@ -832,10 +830,10 @@ pub unsafe extern "C" fn eq_net_get_output(
                 return Ok(()); // size query
             }
             if !s.outputs_valid {
-                return Err(fail(
-                    Status::InvalidArgument,
-                    format!("output `{name}` is not available: call eq_net_run after the last eq_net_set_input"),
-                ));
+                let msg = format!(
+                    "output `{name}` is not available: call eq_net_run after eq_net_set_input"
+                );
+                return Err(fail(Status::InvalidArgument, msg));
             }
             let t = s
                 .net

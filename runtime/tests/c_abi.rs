@@ -1,15 +1,21 @@
 //! The C header against the Rust side: every function declared in include/eqrt.h is a
 //! `#[no_mangle] extern "C"` function of src/capi.rs and the other way round, the status and
 //! precision constants agree, and (when a C compiler is installed) C programs compiled with
-//! `-Wall -Wextra -Werror` against the header link with the static library and run.
+//! `-Wall -Wextra -Werror` against the header link with the static library and run. Also:
+//! set input / run / get output through the C ABI do not allocate.
 //! scripts/test-c-abi.sh also builds the example for aarch64 and runs it under qemu.
 
+use eq_runtime::capi::{eq_net_free, eq_net_get_output, eq_net_load_memory, eq_net_run};
+use eq_runtime::capi::{eq_net_set_input, EqNet};
 use eq_runtime::capi::{
     Status, EQ_PRECISION_AUTO, EQ_PRECISION_FP32, EQ_PRECISION_INT7, EQ_PRECISION_INT8,
 };
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::ptr::{null, null_mut};
 
 const HEADER: &str = include_str!("../include/eqrt.h");
 const CAPI: &str = include_str!("../src/capi.rs");
@@ -237,4 +243,98 @@ fn c_example_runs_the_builtin_model() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Counts allocations made on the current thread while armed (tests run in parallel threads).
+struct CountingAllocator;
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    let _ = ARMED.try_with(|armed| {
+        if armed.get() {
+            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        }
+    });
+}
+
+// SAFETY: forwards to the system allocator; the bookkeeping touches only const-initialised
+// thread-locals, which never allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        System.realloc(ptr, layout, new_size)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+#[test]
+fn set_input_run_and_get_output_do_not_allocate() {
+    let param = "7767517\n3 3\nInput data 0 1 data 0=3 1=3 2=2\n\
+        Convolution conv 1 1 data conv 0=4 1=3 4=1 5=1 6=72 9=1\n\
+        Softmax prob 1 1 conv prob 0=0\n";
+    let mut bin = vec![0u8; 4 + 4 * (72 + 4)];
+    for (i, b) in bin.iter_mut().enumerate().skip(4) {
+        *b = if i % 4 == 3 { 0x3c } else { 0 }; // small positive floats
+    }
+    let mut net: *mut EqNet = null_mut();
+    let status = unsafe {
+        eq_net_load_memory(
+            param.as_ptr().cast(),
+            param.len(),
+            bin.as_ptr().cast(),
+            bin.len(),
+            null(),
+            &mut net,
+        )
+    };
+    assert_eq!(status, 0);
+    let input: Vec<f32> = (0..18).map(|i| i as f32 * 0.1).collect();
+    let mut out = vec![0.0f32; 36];
+    let mut count = 0usize;
+    let mut step = || unsafe {
+        assert_eq!(
+            eq_net_set_input(net, c"data".as_ptr(), input.as_ptr(), 18),
+            0
+        );
+        assert_eq!(eq_net_run(net), 0);
+        let status = eq_net_get_output(
+            net,
+            c"prob".as_ptr(),
+            out.as_mut_ptr(),
+            out.len(),
+            &mut count,
+            null_mut(),
+        );
+        assert_eq!(status, 0);
+    };
+    step(); // first use of this thread's error slot
+    ALLOCATIONS.with(|c| c.set(0));
+    ARMED.with(|a| a.set(true));
+    for _ in 0..5 {
+        step();
+    }
+    ARMED.with(|a| a.set(false));
+    assert_eq!(ALLOCATIONS.with(|c| c.get()), 0);
+    assert_eq!(count, 36);
+    let sum: f32 = out.iter().sum();
+    // Softmax over channels: 1 per pixel, 9 pixels.
+    assert!((sum - 9.0).abs() < 1e-4, "{sum}");
+    assert_eq!(eq_net_free(net), 0);
 }
