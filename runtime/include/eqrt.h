@@ -29,8 +29,10 @@
  * looks up in a table of live objects on every call; an id is never reused.
  * So a handle used after its eq_*_free, freed twice, of the wrong kind (an
  * eq_options* cast to eq_net*) or made up is reported as EQ_ERR_INVALID_HANDLE
- * rather than touching freed memory. (Limit: ids are drawn from a pointer-sized
- * counter; on a 32-bit system it could wrap after about 2^28 handles.)
+ * rather than touching freed memory. (Limits: ids come from a pointer-sized
+ * counter that is never wound back, so after about 2^28 handles on a 32-bit
+ * system new handles fail with EQ_ERR_INVALID_ARGUMENT; a pointer into freed
+ * memory of your own, or any other invalid pointer argument, is not detected.)
  *
  * Threads
  * All functions may be called from any thread. Calls on one eq_net are

@@ -354,6 +354,12 @@ unsafe fn slice_arg<'a, T>(p: *const T, len: usize, what: &str) -> CResult<&'a [
             format!("{what} is not aligned for its element type"),
         ));
     }
+    if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
+        return Err(fail(
+            Status::InvalidArgument,
+            format!("{what}: length {len} is impossibly large"),
+        ));
+    }
     Ok(std::slice::from_raw_parts(p, len))
 }
 

@@ -330,6 +330,9 @@ fn wrong_sizes_are_errors_with_the_required_size() {
     );
     expect(set_input(net, c"data", &[1.0; 5]), Status::Shape, "got 5");
     expect(set_input(net, c"data", &[]), Status::Shape, "got 0");
+    let x = [0.0f32; 4];
+    let huge = unsafe { eq_net_set_input(net, c"data".as_ptr(), x.as_ptr(), usize::MAX) };
+    expect(huge, Status::InvalidArgument, "impossibly large");
 
     // A size query (NULL buffer, capacity 0) works before any run.
     let (mut count, mut shape) = (0usize, EqShape::default());
