@@ -20,6 +20,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace
 
+step "C API: examples/c against the static and shared library (scripts/test-c-abi.sh)"
+scripts/test-c-abi.sh
+
 if [ "${EQ_SKIP_AARCH64:-0}" = 1 ]; then
     step "aarch64 under qemu: SKIPPED (EQ_SKIP_AARCH64=1)"
 else

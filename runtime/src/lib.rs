@@ -2,6 +2,7 @@
 //! allocation during inference.
 
 pub mod bench;
+pub mod capi;
 pub mod cpu;
 pub mod error;
 pub mod graph;
