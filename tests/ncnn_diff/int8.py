@@ -7,15 +7,22 @@ Models: the benchmark `*_int8.param` files with deterministic random weights
 written as ncnn2int8 would (int8_bin.py), plus an INT7 variant of each.
 
 (a) INT8: `eq infer --precision int8` against ncnn (int8 inference on, fp16/bf16
-    off, winograd off) on the same random inputs: every compared blob (net
-    outputs, the inputs of the output layers as in run.py, and the first
-    dequantized conv output) and the top-1 class (per prior of
-    `mbox_conf_flatten` for the SSDs). Limits: see "Criteria" below.
+    off, winograd off, packing off) on the same random inputs: every compared
+    blob (net outputs, the inputs of the output layers as in run.py, and the
+    first dequantized conv output) and the top-1 class (per prior of
+    `mbox_conf_flatten` for the SSDs). Our epilogue computes what ncnn's x86
+    int8 code computes (one fused multiply-add, then the activation, then the
+    top scale), so int8 values agree exactly and every blob is within
+    INT8_TOLERANCE (fp32 ops such as pooling sum in another order); top-1 agrees
+    on >= 99% of the inputs.
 (b) INT7: `eq infer --precision int7` on the INT7 files against ncnn running
     the same files (it ignores `27=7` and runs them as INT8 with the 7-bit
     scales; it clamps activations at +-127 instead of +-63, which matters only
-    above the calibrated maximum, so this runs on the calibration inputs); and
-    against our own `--precision fp32` on the INT7 files (loose).
+    above the calibrated maximum, so this runs on the calibration inputs);
+    against our float simulation of the same 7-bit quantization
+    (`--precision simulate`: fp32 kernels on the dequantized 7-bit weights,
+    inputs and int8 outputs rounded to their grids); and against our own
+    `--precision fp32` on the INT7 files (loose).
 
 Environment: EQ_BIN, EQ_SHARED, EQ_DIFF_SKIP, CI=true as for run.py.
 Exit status is non-zero if any model failed.
@@ -58,10 +65,14 @@ from run import Failure, Skip  # noqa: E402
 #   requantizations: max(one LSB of its input, 1/127 resp. 1/63 of max, and
 #   2 x the noise error).
 # * Every other compared blob: error <= max(FLOOR, 2 x the noise error).
-# * Top-1 (INT8): agreement >= min(TOP1_AGREEMENT, noise agreement - 5 points).
+# * INT8 against ncnn is held to INT8_TOLERANCE and TOP1_AGREEMENT outright:
+#   the arithmetic is the same, so the noise allowance is for INT7 only (ncnn
+#   clamps at +-127 there) and for the float simulation (whose fp32 sums round
+#   differently from integer sums).
 # * Detections: ncnn's rows matched by ours (same label, score and box within
 #   DETECTION_ATOL): missing share <= max(0.1, 2 x the noise's missing share).
 NOISE = 1e-6
+INT8_TOLERANCE = 1e-4
 FIRST_TOLERANCE = 1e-4
 EARLY_TOLERANCE = {"int8": 1e-2, "int7": 2e-2}
 FLOOR = 5e-2
@@ -92,17 +103,17 @@ class Model:
         return f"{BENCH}/{self.name}_int8.param"
 
 
-# Input counts keep the whole run near 4 minutes on 2 idle cores (ncnn
-# int8 and three `eq infer` batches per model).
+# Input counts: 200 as the issue asks, fewer for the slowest models (ncnn int8
+# and four `eq infer` batches per model) to keep the run near 5 minutes on 2 cores.
 MODELS = [
-    Model("googlenet", top1_count=50),
-    Model("mobilenet", top1_count=100),
-    Model("mobilenet_ssd", (3, 300, 300), 20, SSD_EXTRA, "mbox_conf_flatten"),
-    Model("resnet18", top1_count=100),
-    Model("resnet50", top1_count=50),
-    Model("squeezenet", (3, 227, 227), top1_count=100),
-    Model("squeezenet_ssd", (3, 300, 300), 20, SSD_EXTRA, "mbox_conf_flatten"),
-    Model("vgg16", top1_count=10),
+    Model("googlenet", top1_count=200),
+    Model("mobilenet", top1_count=200),
+    Model("mobilenet_ssd", (3, 300, 300), 50, SSD_EXTRA, "mbox_conf_flatten"),
+    Model("resnet18", top1_count=200),
+    Model("resnet50", top1_count=100),
+    Model("squeezenet", (3, 227, 227), top1_count=200),
+    Model("squeezenet_ssd", (3, 300, 300), 50, SSD_EXTRA, "mbox_conf_flatten"),
+    Model("vgg16", top1_count=20),
 ]
 INT7_COUNT = 8  # the calibration inputs (int8_bin.cached_models' default)
 
@@ -329,28 +340,32 @@ def run_model(model, args, shared, cache_dir, eq):
                        args.threads)
         ours7_fp32 = run_eq(eq, *paths["int7"], "fp32", inputs7, input_name, blobs, workdir,
                             args.threads)
+        ours7_sim = run_eq(eq, *paths["int7"], "simulate", inputs7, input_name, blobs, workdir,
+                           args.threads)
         eq_time = time.time() - t0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    text8, bad = judge("int8", errors(ours8, ref8, blobs, detection),
-                       limits(noise8, early, detection, "int8"))
+    strict = {b: (lim if b in detection else INT8_TOLERANCE)
+              for b, lim in limits(noise8, early, detection, "int8").items()}
+    text8, bad = judge("int8", errors(ours8, ref8, blobs, detection), strict)
     agree = agreement(model, outputs, ours8, ref8)
-    top1_limit = min(TOP1_AGREEMENT, noise_agree - TOP1_MARGIN)
-    if not agree >= top1_limit:
-        bad.append(f"int8 top-1 agrees on {agree:.1%} < {top1_limit:.1%}")
+    if not agree >= TOP1_AGREEMENT:
+        bad.append(f"int8 top-1 agrees on {agree:.1%} < {TOP1_AGREEMENT:.1%}")
     text7, bad7 = judge("int7", errors(ours7, ref7, blobs, detection),
                         limits(noise7, early, detection, "int7"))
+    text7s, bad7s = judge("int7-vs-simulation", errors(ours7, ours7_sim, blobs, detection),
+                          limits(noise7, early, detection, "int7"))
     final = [b for b in blobs if b not in detection]
     text7f, bad7f = judge("int7-vs-fp32", errors(ours7, ours7_fp32, final, set()),
                           {b: max(FP32_TOLERANCE, 3 * noise7[b]) for b in final})
     exact = all(np.array_equal(np.asarray(o), r) for b in blobs
                 for o, r in zip(ours8[b], ref8[b]))
     summary = (f"int8 {'bit-exact; ' if exact else ''}{text8} top-1 {agree:.1%} of {count}; "
-               f"int7 {text7}; "
+               f"int7 {text7}; int7-vs-simulation {text7s}; "
                f"int7-vs-fp32 {text7f}; {noise_text}; "
                f"{gen_text}ncnn {ncnn_time:.1f}s eq {eq_time:.1f}s")
-    problems = bad + bad7 + bad7f
+    problems = bad + bad7 + bad7s + bad7f
     if problems:
         raise Failure(summary + "; " + "; ".join(problems))
     return summary

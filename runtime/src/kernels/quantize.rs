@@ -59,7 +59,7 @@ pub fn store_requant(requant: &Requant, c: usize, accs: &[i32], out: &mut OutBuf
         Activation::None | Activation::ReLU | Activation::LeakyReLU(_) | Activation::Clip { .. }
     );
     #[cfg(target_arch = "x86_64")]
-    let done = if simple && is_x86_feature_detected!("avx2") {
+    let done = if simple && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: AVX2 checked; the output length checked above.
         unsafe { x86_64::store(requant, c, accs, out, at) }
     } else {
@@ -122,7 +122,7 @@ mod x86_64 {
 
     /// `Requant::store` for whole groups of 8 and an activation that `super::simple`
     /// accepts; returns how many it did.
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     pub unsafe fn store(r: &Requant, c: usize, accs: &[i32], out: &mut OutBuf, at: usize) -> usize {
         let n = accs.len() / 8 * 8;
         let scale = _mm256_set1_ps(r.scale_in[c]);
@@ -130,7 +130,8 @@ mod x86_64 {
         let zero = _mm256_setzero_ps();
         let y = |i: usize| {
             let a = _mm256_loadu_si256(accs.as_ptr().add(i) as *const __m256i);
-            let y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), scale), bias);
+            // One fused multiply-add, as the scalar code (and ncnn's dequantize).
+            let y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), scale, bias);
             // Selects written as the scalar code's comparisons (NaN and −0 included).
             match r.act {
                 Activation::ReLU => _mm256_blendv_ps(y, zero, _mm256_cmp_ps::<_CMP_LT_OQ>(y, zero)),
@@ -223,8 +224,8 @@ mod aarch64 {
         let zero = vdupq_n_f32(0.0);
         let y = |i: usize| {
             let a = vld1q_s32(accs.as_ptr().add(i));
-            // Multiply, then add: no fused multiply-add, like the scalar code.
-            let y = vaddq_f32(vmulq_n_f32(vcvtq_f32_s32(a), scale), bias);
+            // One fused multiply-add, as the scalar code.
+            let y = vfmaq_n_f32(bias, vcvtq_f32_s32(a), scale);
             // Selects written as the scalar code's comparisons (NaN and −0 included).
             match r.act {
                 Activation::ReLU => vbslq_f32(vcltq_f32(y, zero), zero, y),

@@ -1,6 +1,6 @@
 //! The epilogue of every quantized kernel (ncnn's dequantize / requantize, fused): an int32
 //! accumulator of output channel `c` becomes
-//! `y = act(acc · scale_in[c] + bias[c])` (fp32 out), or `quantize(y · top_scale)` (int8 out).
+//! `y = act(fma(acc, scale_in[c], bias[c]))` (fp32 out), or `quantize(y · top_scale)` (int8 out).
 
 use crate::ops::activation::Activation;
 use crate::quant::quantize_scaled;
@@ -37,11 +37,13 @@ pub struct Requant<'a> {
 }
 
 impl Requant<'_> {
-    /// The fp32 value of channel `c` for accumulator `acc`.
+    /// The fp32 value of channel `c` for accumulator `acc`: one fused multiply-add (a single
+    /// rounding), which is also what ncnn's x86 dequantize / requantize computes, so the two
+    /// agree bit for bit.
     #[inline]
     pub fn dequant(&self, c: usize, acc: i32) -> f32 {
         let b = self.bias.map_or(0.0, |b| b[c]);
-        self.act.apply(acc as f32 * self.scale_in[c] + b)
+        self.act.apply((acc as f32).mul_add(self.scale_in[c], b))
     }
 
     /// The int8 value of channel `c` for accumulator `acc`.
