@@ -24,6 +24,9 @@ pub struct Options {
     pub cpus: Vec<usize>,
     /// Arithmetic of the quantizable layers (Convolution, ConvolutionDepthWise, InnerProduct).
     pub precision: PrecisionChoice,
+    /// L2 size in bytes of the CPUs the net runs on, used for GEMM tiles when sysfs does not
+    /// report it (e.g. `Cluster::l2_kib` from a target file).
+    pub l2_bytes: Option<usize>,
 }
 
 /// Which arithmetic a net's quantizable layers use.
@@ -141,7 +144,7 @@ impl Net {
                 keep_all: opts.keep_all_blobs,
             },
         )?;
-        let pool = Pool::with_cpus(opts.threads, &opts.cpus)?;
+        let pool = Pool::with_cpus(opts.threads, &opts.cpus)?.or_l2_bytes(opts.l2_bytes);
         let lines = |floats: usize| {
             vec![Line([0.0; plan::ALIGN_FLOATS]); floats.div_ceil(plan::ALIGN_FLOATS)]
         };

@@ -26,12 +26,40 @@ pub mod x86_64;
 pub const MR_MAX: usize = 8;
 pub const NR_MAX: usize = 16;
 
-/// K block: one `KC x NR` B panel (≤ 24 KiB) stays in L1 while A streams from L2.
+/// K block: one `KC x NR` B panel (≤ 24 KiB) stays in L1 while A streams from L2. Fixed (not
+/// derived from the cache sizes) so every blocking sums in the same order: results are
+/// bit-identical whatever L2 the pool reports.
 const KC_MAX: usize = 384;
-/// Rows of A per L2-resident block (a multiple of 4, 6 and 8).
-const MC_MAX: usize = 144;
-/// Columns per task: the packed `KC x NC` B block (≤ 384 KiB) stays in L2.
-const NC_MAX: usize = 256;
+/// Upper limits of the L2-derived block sizes; scratch is sized for `NC_LIMIT`.
+const MC_LIMIT: usize = 384;
+const NC_LIMIT: usize = 512;
+/// L2 assumed when neither sysfs nor a target file gives one (the RK3399 little cluster).
+const DEFAULT_L2: usize = 512 * 1024;
+
+/// L2 blocking of one product: `nc` columns of packed B (`KC x nc`) and `mc` rows of A
+/// (`mc x KC`) are the working set kept in L2 while micro-kernels stream over them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    /// Rows of A per block, a multiple of the kernel's `mr`.
+    pub mc: usize,
+    /// Columns per B block (and at most per task), a multiple of the kernel's `nr`.
+    pub nc: usize,
+}
+
+impl Blocking {
+    /// Blocks for an L2 of `l2_bytes` (`None`: [`DEFAULT_L2`]): half of it for the B block,
+    /// a quarter for the A block, the rest for C and everything else.
+    pub fn for_l2(l2_bytes: Option<usize>, kernel: Kernel) -> Blocking {
+        let floats = l2_bytes.unwrap_or(DEFAULT_L2) / 4;
+        let fit = |share: usize, unit: usize, limit: usize| {
+            (floats / share / KC_MAX / unit * unit).clamp(unit, limit / unit * unit)
+        };
+        Blocking {
+            mc: fit(4, kernel.mr, MC_LIMIT),
+            nc: fit(2, kernel.nr, NC_LIMIT),
+        }
+    }
+}
 
 /// What the micro-kernel does with its `MR x NR` tile after the K loop:
 /// `row[r][j] = relu?(acc[r][j] + (accumulate ? row[r][j] : bias[r]))`.
@@ -132,7 +160,7 @@ impl PackedA {
 
     /// Scratch floats one worker needs for a product with `n` columns.
     pub fn scratch_len(&self, n: usize) -> usize {
-        k_block(self.k) * NC_MAX.min(n.div_ceil(self.kernel.nr) * self.kernel.nr)
+        k_block(self.k) * NC_LIMIT.min(n.div_ceil(self.kernel.nr) * self.kernel.nr)
     }
 }
 
@@ -274,8 +302,8 @@ fn k_block(k: usize) -> usize {
     k.div_ceil(k.div_ceil(KC_MAX).max(1)).max(1)
 }
 
-/// `c (m x n, row-major) = act(a · b + bias)`, in parallel on `pool`. `scratch` holds
-/// `pool.threads()` slices of `a.scratch_len(n)` floats.
+/// `c (m x n, row-major) = act(a · b + bias)`, in parallel on `pool`, blocked for the L2 of
+/// the pool's CPUs. `scratch` holds `pool.threads()` slices of `a.scratch_len(n)` floats.
 pub fn gemm(
     a: &PackedA,
     b: &dyn PackB,
@@ -284,6 +312,22 @@ pub fn gemm(
     act: Activation,
     pool: &Pool,
     scratch: &mut [f32],
+) -> LayerResult<()> {
+    let blocking = Blocking::for_l2(pool.l2_bytes(), a.kernel);
+    gemm_blocked(a, b, n, c, act, pool, scratch, blocking)
+}
+
+/// [`gemm`] with explicit blocking (`mc` / `nc` at most the limits the scratch is sized for).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_blocked(
+    a: &PackedA,
+    b: &dyn PackB,
+    n: usize,
+    c: &mut [f32],
+    act: Activation,
+    pool: &Pool,
+    scratch: &mut [f32],
+    blocking: Blocking,
 ) -> LayerResult<()> {
     let (m, k, mr, nr) = (a.m, a.k, a.kernel.mr, a.kernel.nr);
     if c.len() != m * n {
@@ -300,8 +344,16 @@ pub fn gemm(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    // Column blocks: at most NC_MAX, and at least one per worker when there is enough work.
-    let nc = NC_MAX.min(n.div_ceil(threads).div_ceil(nr) * nr).max(nr);
+    if blocking.nc > NC_LIMIT || blocking.nc % nr != 0 || blocking.mc % mr != 0 {
+        return Err(invalid(format!(
+            "gemm blocking {blocking:?} does not fit the kernel"
+        )));
+    }
+    // Column blocks: at most `nc`, and at least one per worker when there is enough work.
+    let nc = blocking
+        .nc
+        .min(n.div_ceil(threads).div_ceil(nr) * nr)
+        .max(nr);
     let n_blocks = n.div_ceil(nc);
     // Few column blocks (small late feature maps): also split the rows.
     let panels = m.div_ceil(mr);
@@ -329,7 +381,7 @@ pub fn gemm(
             let kc = kc_max.min(k - k0);
             b.pack(k0, kc, n0, ncur, nr, packed_b);
             let last = k0 + kc == k;
-            let mc_panels = (MC_MAX / mr).max(1);
+            let mc_panels = (blocking.mc / mr).max(1);
             let mut pb = p0;
             while pb < p1 {
                 let pe = p1.min(pb + mc_panels);

@@ -92,9 +92,9 @@ fn matches_naive_on_edge_sizes() {
             (kernel.mr - 1, kernel.nr - 1, 7),
             (13, 37, KC_MAX),
             (7, 19, KC_MAX + 1),
-            (MC_MAX + 5, 33, 20),
-            (3, NC_MAX + 3, 9),
-            (5, 2 * NC_MAX + 17, 2 * KC_MAX + 5),
+            (MC_LIMIT + 5, 33, 20),
+            (3, NC_LIMIT + 3, 9),
+            (5, 2 * NC_LIMIT + 17, 2 * KC_MAX + 5),
         ] {
             for threads in [1, 3] {
                 check(kernel, m, n, k, true, Activation::None, threads, &mut rng);
@@ -217,4 +217,48 @@ fn im2col_packing_matches_explicit_matrix() {
             assert_eq!(got, want, "row {row} col {col}");
         }
     }
+}
+
+#[test]
+fn blocking_follows_l2_and_keeps_results_bit_identical() {
+    let kernel = Kernel::best();
+    let small = Blocking::for_l2(Some(512 << 10), kernel);
+    let big = Blocking::for_l2(Some(1 << 20), kernel);
+    assert!(small.nc < big.nc && small.mc < big.mc, "{small:?} {big:?}");
+    assert_eq!(Blocking::for_l2(None, kernel), small);
+    for b in [small, big, Blocking::for_l2(Some(1), kernel)] {
+        assert!(b.mc % kernel.mr == 0 && b.nc % kernel.nr == 0 && b.mc > 0 && b.nc > 0);
+        assert!(b.mc <= MC_LIMIT && b.nc <= NC_LIMIT);
+    }
+    let tiny = Blocking {
+        mc: kernel.mr,
+        nc: kernel.nr,
+    };
+    let (m, n, k) = (3 * MC_LIMIT / 2 + 7, 2 * NC_LIMIT + 29, 2 * KC_MAX + 11);
+    let mut rng = Rng::new(9);
+    let a = rng.vec(m * k, -1.0, 1.0);
+    let b = rng.vec(k * n, -1.0, 1.0);
+    let bias = rng.vec(m, -1.0, 1.0);
+    let packed = PackedA::new(kernel, &a, m, k, Some(&bias));
+    let mut results = Vec::new();
+    for threads in [1, 3] {
+        let pool = Pool::new(threads).unwrap();
+        for blocking in [tiny, small, big] {
+            let mut scratch = vec![f32::NAN; packed.scratch_len(n) * threads];
+            let mut c = vec![f32::NAN; m * n];
+            gemm_blocked(
+                &packed,
+                &DenseB { data: &b, n },
+                n,
+                &mut c,
+                Activation::None,
+                &pool,
+                &mut scratch,
+                blocking,
+            )
+            .unwrap();
+            results.push(c);
+        }
+    }
+    assert!(results.iter().all(|c| c == &results[0]));
 }
