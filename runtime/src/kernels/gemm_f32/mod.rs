@@ -344,7 +344,8 @@ pub fn gemm_blocked(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    if blocking.nc > NC_LIMIT || blocking.nc % nr != 0 || blocking.mc % mr != 0 {
+    if blocking.nc > NC_LIMIT || !blocking.nc.is_multiple_of(nr) || !blocking.mc.is_multiple_of(mr)
+    {
         return Err(invalid(format!(
             "gemm blocking {blocking:?} does not fit the kernel"
         )));

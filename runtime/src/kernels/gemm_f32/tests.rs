@@ -227,7 +227,12 @@ fn blocking_follows_l2_and_keeps_results_bit_identical() {
     assert!(small.nc < big.nc && small.mc < big.mc, "{small:?} {big:?}");
     assert_eq!(Blocking::for_l2(None, kernel), small);
     for b in [small, big, Blocking::for_l2(Some(1), kernel)] {
-        assert!(b.mc % kernel.mr == 0 && b.nc % kernel.nr == 0 && b.mc > 0 && b.nc > 0);
+        assert!(
+            b.mc.is_multiple_of(kernel.mr)
+                && b.nc.is_multiple_of(kernel.nr)
+                && b.mc > 0
+                && b.nc > 0
+        );
         assert!(b.mc <= MC_LIMIT && b.nc <= NC_LIMIT);
     }
     let tiny = Blocking {
