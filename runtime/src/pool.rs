@@ -131,6 +131,21 @@ impl Pool {
         self.cores.get(worker).copied().unwrap_or(CoreKind::Other)
     }
 
+    /// Whether the workers run on different core types (e.g. `--cluster all` on RK3399).
+    /// Work is not split by a static speed ratio: tasks are claimed dynamically, so kernels
+    /// that see mixed cores cut their work into more, smaller tasks and the faster cores
+    /// simply claim more of them. That measures each layer's real speed ratio (memory-bound
+    /// layers differ from compute-bound ones) with no calibration and no tuning constants.
+    pub fn mixed_cores(&self) -> bool {
+        self.cores.windows(2).any(|w| w[0] != w[1])
+    }
+
+    /// Pretends the workers run on `cores` (tests of the mixed-cluster split).
+    #[cfg(test)]
+    pub(crate) fn set_cores_for_test(&mut self, cores: Vec<CoreKind>) {
+        self.cores = cores;
+    }
+
     /// Number of workers; task closures receive a worker index below this.
     pub fn threads(&self) -> usize {
         self.workers.len() + 1
@@ -376,6 +391,17 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n.load(Ordering::Relaxed), 16);
+    }
+
+    #[test]
+    fn mixed_cores_are_seen() {
+        let mut pool = Pool::new(2).unwrap();
+        assert!(!pool.mixed_cores() || CoreKind::from_env().is_none());
+        pool.set_cores_for_test(vec![CoreKind::CortexA53, CoreKind::CortexA53]);
+        assert!(!pool.mixed_cores());
+        pool.set_cores_for_test(vec![CoreKind::CortexA53, CoreKind::CortexA72]);
+        assert!(pool.mixed_cores());
+        assert_eq!(pool.core_kind(1), CoreKind::CortexA72);
     }
 
     #[test]

@@ -29,10 +29,12 @@ pub const NR_MAX: usize = 16;
 /// K block: one `KC x NR` B panel (≤ 24 KiB) stays in L1 while A streams from L2. Fixed (not
 /// derived from the cache sizes) so every blocking sums in the same order: results are
 /// bit-identical whatever L2 the pool reports.
-const KC_MAX: usize = 384;
+const KC_MAX: usize = 256;
 /// Upper limits of the L2-derived block sizes; scratch is sized for `NC_LIMIT`.
 const MC_LIMIT: usize = 384;
 const NC_LIMIT: usize = 512;
+/// Tasks per worker when the pool mixes core types (see `gemm_blocked`).
+const TASKS_PER_MIXED_WORKER: usize = 4;
 /// L2 assumed when neither sysfs nor a target file gives one (the RK3399 little cluster).
 const DEFAULT_L2: usize = 512 * 1024;
 
@@ -255,16 +257,19 @@ impl PackB for Im2colB<'_> {
                     }
                     let row = &channel[y as usize * self.w..][..self.w];
                     let x = x0 + (kx * self.dilation_w) as isize;
-                    if self.stride_w == 1 && x >= 0 && x as usize + len <= self.w {
-                        copy_short(seg, &row[x as usize..x as usize + len]);
-                    } else {
-                        for (i, v) in seg.iter_mut().enumerate() {
-                            let xi = x + (i * self.stride_w) as isize;
-                            *v = if xi >= 0 && xi < self.w as isize {
-                                row[xi as usize]
-                            } else {
-                                self.pad_value
-                            };
+                    // Columns lo..hi read inside the row; the ones before and after are padding.
+                    let (lo, hi) = inside(x, self.stride_w, self.w, len);
+                    seg[..lo].fill(self.pad_value);
+                    seg[hi..].fill(self.pad_value);
+                    if lo < hi {
+                        let first = (x + (lo * self.stride_w) as isize) as usize;
+                        if self.stride_w == 1 {
+                            copy_short(&mut seg[lo..hi], &row[first..first + hi - lo]);
+                        } else {
+                            let src = row[first..].iter().step_by(self.stride_w);
+                            for (v, &r) in seg[lo..hi].iter_mut().zip(src) {
+                                *v = r;
+                            }
                         }
                     }
                 }
@@ -281,6 +286,21 @@ impl PackB for Im2colB<'_> {
             }
         }
     }
+}
+
+/// For columns `i in 0..len` reading input column `x + i*stride`: the range `lo..hi` of
+/// those inside `0..w` (empty as `lo == hi` when none is).
+#[inline(always)]
+fn inside(x: isize, stride: usize, w: usize, len: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if x >= 0 { 0 } else { (-x + s - 1) / s } as usize;
+    let hi = if x >= w as isize {
+        0
+    } else {
+        ((w as isize - x + s - 1) / s) as usize
+    };
+    let hi = hi.min(len);
+    (lo.min(hi), hi)
 }
 
 /// Copies a run of at most `NR_MAX` floats in 8-wide blocks: a memcpy call costs more.
@@ -350,18 +370,23 @@ pub fn gemm_blocked(
             "gemm blocking {blocking:?} does not fit the kernel"
         )));
     }
-    // Column blocks: at most `nc`, and at least one per worker when there is enough work.
-    let nc = blocking
-        .nc
-        .min(n.div_ceil(threads).div_ceil(nr) * nr)
-        .max(nr);
+    // Tasks are claimed dynamically, so a faster core takes more of them. One per worker is
+    // enough on identical cores; mixed clusters (big + little) get several per worker so the
+    // big cores can take the larger share instead of waiting for the little ones.
+    let tasks = if pool.mixed_cores() {
+        TASKS_PER_MIXED_WORKER * threads
+    } else {
+        threads
+    };
+    // Column blocks: at most `nc`, and at least `tasks` when there is enough work.
+    let nc = blocking.nc.min(n.div_ceil(tasks).div_ceil(nr) * nr).max(nr);
     let n_blocks = n.div_ceil(nc);
     // Few column blocks (small late feature maps): also split the rows.
     let panels = m.div_ceil(mr);
-    let m_blocks = if n_blocks >= threads {
+    let m_blocks = if n_blocks >= tasks {
         1
     } else {
-        threads.div_ceil(n_blocks).min(panels.div_ceil(4)).max(1)
+        tasks.div_ceil(n_blocks).min(panels.div_ceil(4)).max(1)
     };
     let panels_per_block = panels.div_ceil(m_blocks);
     let m_blocks = panels.div_ceil(panels_per_block);
@@ -370,6 +395,7 @@ pub fn gemm_blocked(
     let out = SharedMut::new(c);
     let scratch = SharedMut::new(&mut scratch[..per_worker * threads]);
     let task = |t: usize, worker: usize| {
+        let mut local = LocalTile([0.0; MR_MAX * NR_MAX]);
         let (nb, mb) = (t % n_blocks, t / n_blocks);
         let n0 = nb * nc;
         let ncur = nc.min(n - n0);
@@ -407,6 +433,7 @@ pub fn gemm_blocked(
                             last,
                             act,
                             &out,
+                            &mut local,
                         );
                     }
                 }
@@ -418,6 +445,10 @@ pub fn gemm_blocked(
     pool.run(n_blocks * m_blocks, &task)
         .map_err(|e| invalid(e.to_string()))
 }
+
+/// A tile buffer for partial tiles, set up once per task (zeroing it per tile costs as much
+/// as a short-K micro-kernel call).
+struct LocalTile([f32; MR_MAX * NR_MAX]);
 
 /// One micro-kernel call for panel `p` (its first `rows` rows) at output columns
 /// `col..col+cols`, plus the activations the kernel does not fuse.
@@ -437,10 +468,12 @@ fn run_tile(
     last: bool,
     act: Activation,
     out: &SharedMut<f32>,
+    local: &mut LocalTile,
 ) {
     let (mr, nr) = (a.kernel.mr, a.kernel.nr);
-    // Partial tiles go through a local buffer; padding rows land there and are dropped.
-    let mut local = [0.0f32; MR_MAX * NR_MAX];
+    // Partial tiles go through the task's local buffer; padding rows land there and are
+    // dropped.
+    let local = &mut local.0;
     let full = cols == nr;
     let mut dst: [&mut [f32]; MR_MAX] = Default::default();
     for (r, d) in dst.iter_mut().enumerate().take(rows) {

@@ -246,8 +246,14 @@ fn blocking_follows_l2_and_keeps_results_bit_identical() {
     let bias = rng.vec(m, -1.0, 1.0);
     let packed = PackedA::new(kernel, &a, m, k, Some(&bias));
     let mut results = Vec::new();
-    for threads in [1, 3] {
-        let pool = Pool::new(threads).unwrap();
+    for threads in [1, 3, 4] {
+        let mut pool = Pool::new(threads).unwrap();
+        if threads == 4 {
+            // Mixed clusters split into more tasks; the sums must not change.
+            use crate::cpu::CoreKind::{CortexA53, CortexA72};
+            pool.set_cores_for_test(vec![CortexA72, CortexA72, CortexA53, CortexA53]);
+            assert!(pool.mixed_cores());
+        }
         for blocking in [tiny, small, big] {
             let mut scratch = vec![f32::NAN; packed.scratch_len(n) * threads];
             let mut c = vec![f32::NAN; m * n];
@@ -266,4 +272,26 @@ fn blocking_follows_l2_and_keeps_results_bit_identical() {
         }
     }
     assert!(results.iter().all(|c| c == &results[0]));
+}
+
+#[test]
+fn inside_range_matches_a_scan() {
+    for stride in 1..4 {
+        for w in 1..9 {
+            for len in 0..12 {
+                for x in -12isize..12 {
+                    let scan: Vec<usize> = (0..len)
+                        .filter(|&i| (0..w as isize).contains(&(x + (i * stride) as isize)))
+                        .collect();
+                    let (lo, hi) = inside(x, stride, w, len);
+                    assert!(lo <= hi && hi <= len, "x={x} s={stride} w={w} len={len}");
+                    assert_eq!(
+                        (lo..hi).collect::<Vec<_>>(),
+                        scan,
+                        "x={x} s={stride} w={w} len={len}"
+                    );
+                }
+            }
+        }
+    }
 }
