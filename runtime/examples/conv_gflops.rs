@@ -1,5 +1,6 @@
 //! GFLOP/s of single convolution layers (zero weights) measured in thread CPU time, so other
-//! jobs on a shared machine distort it less than wall time. Linux only (schedstat).
+//! jobs on a shared machine distort it less than wall time (cache sharing still does).
+//! Linux only (schedstat).
 //! `cargo run --release -p eq-runtime --example conv_gflops [threads]`; with more than one
 //! thread only the calling thread's CPU time is counted, so use 1 for kernel work.
 
@@ -43,7 +44,8 @@ fn main() {
         for _ in 0..3 {
             net.run().unwrap();
         }
-        let runs = 20;
+        // Many runs: schedstat may advance in scheduler ticks.
+        let runs = 100;
         let (cpu0, wall0) = (cpu_ns(), std::time::Instant::now());
         for _ in 0..runs {
             net.run().unwrap();
