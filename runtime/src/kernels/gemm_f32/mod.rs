@@ -31,9 +31,10 @@ pub const NR_MAX: usize = 16;
 /// bit-identical whatever L2 the pool reports. (256 measured ~4 % slower in total on the
 /// x86_64 host: more K blocks mean more passes over C.)
 const KC_MAX: usize = 384;
-/// Upper limits of the L2-derived block sizes; scratch is sized for `NC_LIMIT`.
+/// Upper limits of the L2-derived block sizes; scratch is sized for `NC_LIMIT` (kept near the
+/// 1 MiB value so per-worker scratch stays small on the board).
 const MC_LIMIT: usize = 384;
-const NC_LIMIT: usize = 512;
+const NC_LIMIT: usize = 384;
 /// Tasks per worker when the pool mixes core types (see `gemm_blocked`).
 const TASKS_PER_MIXED_WORKER: usize = 4;
 /// L2 assumed when neither sysfs nor a target file gives one (the RK3399 little cluster).
