@@ -3,7 +3,7 @@
 //! lines and the JSON report. Written without host-only crates so it runs on the board.
 
 use crate::model::param::ParamFile;
-use crate::net::{Net, Options};
+use crate::net::{Net, Options, PrecisionChoice};
 use crate::ops::input::Input;
 use crate::target::CpuSelection;
 use crate::tensor::Shape;
@@ -15,16 +15,24 @@ use std::time::{Duration, Instant};
 pub const USAGE: &str = "\
 usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
                 --precision fp32,int8,int7 --threads 1,2 [--cluster big|little|all|cpus=0,1]
-                --loops N --warmup N [--cooldown S] [--json FILE]
+                --loops N --warmup N [--cooldown S] [--json FILE] [--target T.toml] [--layers]
   --model      ncnn .param or .param.bin files
   --bin        weights, one per model; without it weights are all zeros (as benchncnn)
   --shape      input shape for models whose first Input layer declares none
-  --precision  default fp32
+  --precision  default fp32; int8/int7 run quantized models (*_int8.param) in that
+               precision; an fp32 model is skipped for them (no synthetic quantization yet)
   --threads    worker threads per run, default 1
-  --cluster    CPUs to pin to (main thread on the first); default: no pinning
+  --cluster    CPUs to pin to (main thread on the first); default: the target's default
+               cluster (big on RK3399) when it has several, else no pinning
   --loops      timed runs, default 8      --warmup   untimed runs first, default 2
   --cooldown   seconds to sleep before each model, default 0
-  --json       also write the results as a JSON list";
+  --json       also write the results as a JSON list
+  --target     board description (targets/*.toml); default: detected from sysfs
+  --layers     also time every layer (one more set of --loops runs) and print them";
+
+/// Whether `Options::precision` selects INT8 / INT7 kernels: set to true when the int8
+/// integration lands, and `eq-bench` (and `scripts/bench-vs-ncnn.sh`) time them.
+pub const INT8_RUNTIME: bool = false;
 
 /// The value every input element is set to before each run (as benchncnn).
 pub const FILL_VALUE: f32 = 0.01;
@@ -45,12 +53,27 @@ impl Precision {
         }
     }
 
-    /// Why this precision cannot be benchmarked yet, if it cannot. This is the one place to
-    /// change once the INT8 / INT7 runtime exists (then also `net_options`).
-    pub fn unavailable(self) -> Option<&'static str> {
+    /// Why this precision cannot be benchmarked on a model, if it cannot; `quantized`: the
+    /// model has int8 scales (`*_int8.param`). The one place that decides what is skipped.
+    pub fn unavailable(self, quantized: bool) -> Option<&'static str> {
         match self {
             Precision::Fp32 => None,
-            Precision::Int8 | Precision::Int7 => Some("int8 runtime not built yet"),
+            Precision::Int8 | Precision::Int7 if !quantized => {
+                Some("fp32 model: int8/int7 need synthetic quantization (no load option yet)")
+            }
+            Precision::Int8 | Precision::Int7 if !INT8_RUNTIME => {
+                Some("int8 runtime not built yet")
+            }
+            Precision::Int8 | Precision::Int7 => None,
+        }
+    }
+
+    /// What the net is loaded with for this precision.
+    pub fn choice(self) -> PrecisionChoice {
+        match self {
+            Precision::Fp32 => PrecisionChoice::Fp32,
+            Precision::Int8 => PrecisionChoice::Int8,
+            Precision::Int7 => PrecisionChoice::Int7,
         }
     }
 }
@@ -84,6 +107,10 @@ pub struct Args {
     pub warmup: usize,
     pub cooldown: Duration,
     pub json: Option<PathBuf>,
+    /// `None`: detect this machine.
+    pub target: Option<PathBuf>,
+    /// Print per-layer times.
+    pub layers: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -128,11 +155,17 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
     let mut warmup = None;
     let mut cooldown = None;
     let mut json = None;
+    let mut target = None;
+    let mut layers = false;
 
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         if arg == "-h" || arg == "--help" {
             return Ok(Command::Help);
+        }
+        if arg == "--layers" {
+            layers = true;
+            continue;
         }
         if !arg.starts_with("--") {
             return Err(format!("unexpected argument `{arg}` (see --help)"));
@@ -141,7 +174,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
             Some((f, v)) => (f.to_string(), Some(v.to_string())),
             None => (arg.clone(), None),
         };
-        const FLAGS: [&str; 10] = [
+        const FLAGS: [&str; 11] = [
             "--model",
             "--bin",
             "--shape",
@@ -152,6 +185,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
             "--warmup",
             "--cooldown",
             "--json",
+            "--target",
         ];
         if !FLAGS.contains(&flag.as_str()) {
             return Err(format!("unknown flag `{flag}` (see --help)"));
@@ -220,6 +254,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
                 set(&mut cooldown, f, d)?
             }
             "--json" => set(&mut json, f, PathBuf::from(&value))?,
+            "--target" => set(&mut target, f, PathBuf::from(&value))?,
             _ => unreachable!("flag checked against FLAGS"),
         }
     }
@@ -244,6 +279,8 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
         warmup: warmup.unwrap_or(2),
         cooldown: cooldown.unwrap_or_default(),
         json,
+        target,
+        layers,
     })))
 }
 
@@ -281,6 +318,8 @@ pub struct Model {
     /// `None`: zero weights.
     pub bin: Option<PathBuf>,
     pub input_shapes: Vec<(String, Shape)>,
+    /// Has int8 scales (`int8_scale_term`, key 8, on some layer): an ncnn `*_int8.param`.
+    pub quantized: bool,
 }
 
 /// Reads the param file, checks the weight file exists and decides the input shape:
@@ -306,25 +345,42 @@ pub fn prepare_model(
         }
         _ => Vec::new(),
     };
+    let quantized = p.layers.iter().any(|l| {
+        matches!(
+            l.kind.as_str(),
+            "Convolution" | "ConvolutionDepthWise" | "InnerProduct"
+        ) && l.params.int(8, 0).is_ok_and(|v| v != 0)
+    });
     Ok(Model {
         name: model_name(param),
         param: param.to_path_buf(),
         bin: bin.map(Path::to_path_buf),
         input_shapes,
+        quantized,
     })
 }
 
-/// Load options for one run. INT8 / INT7 will select their weights and kernels here.
+/// Where a run executes: CPUs to pin to (empty: none) and their L2 size from the target
+/// file, used when sysfs does not report one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub cpus: Vec<usize>,
+    pub l2_bytes: Option<usize>,
+}
+
+/// Load options for one run.
 pub fn net_options(
     model: &Model,
-    _precision: Precision,
+    precision: Precision,
     threads: usize,
-    cpus: &[usize],
+    place: &Placement,
 ) -> Options {
     Options {
         threads,
         input_shapes: model.input_shapes.clone(),
-        cpus: cpus.to_vec(),
+        cpus: place.cpus.clone(),
+        precision: precision.choice(),
+        l2_bytes: place.l2_bytes,
         ..Options::default()
     }
 }
@@ -333,9 +389,9 @@ pub fn load(
     model: &Model,
     precision: Precision,
     threads: usize,
-    cpus: &[usize],
+    place: &Placement,
 ) -> Result<Net, String> {
-    let opts = net_options(model, precision, threads, cpus);
+    let opts = net_options(model, precision, threads, place);
     let net = match &model.bin {
         Some(bin) => Net::load(&model.param, bin, &opts),
         None => Net::load_zero_weights(&model.param, &opts),
@@ -396,6 +452,70 @@ pub fn time_net(net: &mut Net, warmup: usize, loops: usize) -> Result<Timing, St
         samples.push(start.elapsed().as_secs_f64() * 1e3);
     }
     Timing::from_samples(&samples).ok_or_else(|| "no timed loops".to_string())
+}
+
+/// One layer's share of a profiled run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerTime {
+    pub name: String,
+    pub kind: String,
+    /// Mean per run.
+    pub ms: f64,
+}
+
+/// Mean time of every layer over `loops` runs, slowest first (layers that take no time,
+/// such as Split, are left out).
+pub fn profile_layers(net: &mut Net, loops: usize) -> Result<Vec<LayerTime>, String> {
+    let n = net.graph().layers.len();
+    let mut times = vec![Duration::ZERO; n];
+    let inputs: Vec<String> = net.inputs().map(|(n, _)| n.to_string()).collect();
+    for _ in 0..loops.max(1) {
+        for name in &inputs {
+            net.input_mut(name)
+                .map_err(|e| e.to_string())?
+                .data
+                .fill(FILL_VALUE);
+        }
+        net.run_timed(&mut times).map_err(|e| e.to_string())?;
+    }
+    let mut out: Vec<LayerTime> = net
+        .graph()
+        .layers
+        .iter()
+        .zip(&times)
+        .filter(|(_, t)| !t.is_zero())
+        .map(|(l, t)| LayerTime {
+            name: l.name.clone(),
+            kind: l.kind.clone(),
+            ms: t.as_secs_f64() * 1e3 / loops.max(1) as f64,
+        })
+        .collect();
+    out.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    Ok(out)
+}
+
+/// Per-layer lines: time, share of the total, cumulative share, type and name.
+pub fn layer_lines(layers: &[LayerTime]) -> Vec<String> {
+    let total: f64 = layers
+        .iter()
+        .map(|l| l.ms)
+        .sum::<f64>()
+        .max(f64::MIN_POSITIVE);
+    let mut cumulative = 0.0;
+    layers
+        .iter()
+        .map(|l| {
+            cumulative += l.ms;
+            format!(
+                "    {:9.3} ms {:5.1}% {:5.1}%  {:<22} {}",
+                l.ms,
+                100.0 * l.ms / total,
+                100.0 * cumulative / total,
+                l.kind,
+                l.name
+            )
+        })
+        .collect()
 }
 
 fn line_prefix(model: &str, precision: Precision, threads: usize) -> String {
@@ -519,7 +639,7 @@ mod tests {
         let a = run_args(
             "--model a.param,dir/b.param --bin a.bin,b.bin --shape 224,224,3 \
              --precision fp32,int8,int7 --threads 1,2 --cluster cpus=4,5 --loops 10 \
-             --warmup 3 --cooldown 0.5 --json out.json",
+             --warmup 3 --cooldown 0.5 --json out.json --target t.toml --layers",
         );
         assert_eq!(
             a,
@@ -534,6 +654,8 @@ mod tests {
                 warmup: 3,
                 cooldown: Duration::from_millis(500),
                 json: Some("out.json".into()),
+                target: Some("t.toml".into()),
+                layers: true,
             }
         );
         // `--flag=value` is the same; defaults fill the rest.
@@ -542,6 +664,7 @@ mod tests {
         assert_eq!(b.precisions, vec![Precision::Fp32]);
         assert_eq!((b.threads.clone(), b.loops, b.warmup), (vec![1], 8, 2));
         assert!(b.bins.is_empty() && b.shape.is_none() && b.json.is_none());
+        assert!(b.target.is_none() && !b.layers);
         assert_eq!(b.cooldown, Duration::ZERO);
         assert_eq!(parse("--model m --help"), Ok(Command::Help));
         assert_eq!(parse("-h"), Ok(Command::Help));
@@ -629,8 +752,15 @@ mod tests {
         );
         assert!(s.starts_with(&format!("{:>20}  int7", "squeezenet")), "{s}");
         assert!(s.ends_with("skipped: int8 runtime not built yet"), "{s}");
-        assert_eq!(Precision::Fp32.unavailable(), None);
-        assert!(Precision::Int8.unavailable().is_some());
+        for quantized in [false, true] {
+            assert_eq!(Precision::Fp32.unavailable(quantized), None);
+        }
+        for p in [Precision::Int8, Precision::Int7] {
+            let why = p.unavailable(false).unwrap();
+            assert!(why.contains("synthetic quantization"), "{why}");
+            assert_eq!(p.unavailable(true).is_none(), INT8_RUNTIME);
+        }
+        assert_eq!(Precision::Int7.choice(), PrecisionChoice::Int7);
     }
 
     #[test]
@@ -708,7 +838,8 @@ mod tests {
         let e = prepare_model(&declared, Some(&dir.join("missing.bin")), None).unwrap_err();
         assert!(e.contains("missing.bin"), "{e}");
 
-        let mut net = load(&m, Precision::Fp32, 2, &[]).unwrap();
+        assert!(!m.quantized);
+        let mut net = load(&m, Precision::Fp32, 2, &Placement::default()).unwrap();
         assert_eq!(net.threads(), 2);
         let t = time_net(&mut net, 1, 3).unwrap();
         assert!(t.min_ms >= 0.0 && t.min_ms <= t.median_ms && t.min_ms <= t.avg_ms);
@@ -718,6 +849,22 @@ mod tests {
             .data
             .iter()
             .all(|&v| v == FILL_VALUE));
+        let layers = profile_layers(&mut net, 2).unwrap();
+        assert!(layers.iter().all(|l| l.ms > 0.0), "{layers:?}");
+        assert!(layers.iter().any(|l| l.kind == "ReLU"), "{layers:?}");
+        let lines = layer_lines(&layers);
+        assert_eq!(lines.len(), layers.len());
+        assert!(lines.last().unwrap().contains("100.0%"), "{lines:?}");
+
+        // A layer with int8 scales marks the model quantized.
+        let q = dir.join("q_int8.param");
+        std::fs::write(
+            &q,
+            "7767517\n2 2\nInput in 0 1 data 0=4 1=4 2=1\n\
+             Convolution c 1 1 data out 0=1 1=1 5=1 6=1 8=2\n",
+        )
+        .unwrap();
+        assert!(prepare_model(&q, None, None).unwrap().quantized);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,6 +26,9 @@ pub struct Options {
     /// With zero weights (`load_zero_weights`, benchmarks), INT8 / INT7 also quantize the
     /// layers that have no scales, with fixed scales of 1.
     pub precision: PrecisionChoice,
+    /// L2 size in bytes of the CPUs the net runs on, used for GEMM tiles when sysfs does not
+    /// report it (e.g. `Cluster::l2_kib` from a target file).
+    pub l2_bytes: Option<usize>,
 }
 
 /// Which arithmetic a net's quantizable layers use.
@@ -187,7 +190,7 @@ impl Net {
                 int8: &int8,
             },
         )?;
-        let pool = Pool::with_cpus(opts.threads, &opts.cpus)?;
+        let pool = Pool::with_cpus(opts.threads, &opts.cpus)?.or_l2_bytes(opts.l2_bytes);
         let lines = |floats: usize| {
             vec![Line([0.0; plan::ALIGN_FLOATS]); floats.div_ceil(plan::ALIGN_FLOATS)]
         };
@@ -355,6 +358,25 @@ impl Net {
 
     /// Runs every layer once. Performs no heap allocation.
     pub fn run(&mut self) -> Result<()> {
+        self.run_steps(None)
+    }
+
+    /// `run`, adding each layer's wall time to `layer_times[layer index]` (for profiling,
+    /// e.g. `eq-bench --layers`; `layer_times` needs one entry per graph layer).
+    pub fn run_timed(&mut self, layer_times: &mut [std::time::Duration]) -> Result<()> {
+        if layer_times.len() < self.graph.layers.len() {
+            return Err(Error::Input {
+                msg: format!(
+                    "run_timed needs {} layer times, got {}",
+                    self.graph.layers.len(),
+                    layer_times.len()
+                ),
+            });
+        }
+        self.run_steps(Some(layer_times))
+    }
+
+    fn run_steps(&mut self, mut layer_times: Option<&mut [std::time::Duration]>) -> Result<()> {
         let base: *mut f32 = self.arena_floats_mut().as_mut_ptr();
         let scratch: &mut [f32] = bytemuck::cast_slice_mut(&mut self.scratch);
         let empty = Tensor {
@@ -363,6 +385,7 @@ impl Net {
         };
         for step in &self.plan.steps {
             let li = step.layer;
+            let start = layer_times.is_some().then(std::time::Instant::now);
             let op = &self.ops[li];
             let (ins, outs) = (&self.graph.inputs[li], &self.graph.outputs[li]);
             let mut ctx = Ctx {
@@ -420,6 +443,9 @@ impl Net {
                     msg: e.0,
                 }
             })?;
+            if let (Some(times), Some(start)) = (layer_times.as_deref_mut(), start) {
+                times[li] += start.elapsed();
+            }
         }
         Ok(())
     }

@@ -60,6 +60,8 @@ pub struct Pool {
     busy: Mutex<()>,
     /// The core type each worker runs on, for kernels scheduled per core (A53 / A72).
     cores: Vec<CoreKind>,
+    /// L2 size of the CPUs the pool runs on (the smallest when they differ), for tiling.
+    l2_bytes: Option<usize>,
 }
 
 impl Pool {
@@ -82,7 +84,9 @@ impl Pool {
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         });
-        let cores = worker_cores(threads, cpus);
+        let known = cpu::detect();
+        let cores = worker_cores(threads, cpus, &known);
+        let l2_bytes = smallest_l2(cpus, &known);
         let mut workers = Vec::with_capacity(threads - 1);
         for w in 1..threads {
             let s = Arc::clone(&shared);
@@ -107,12 +111,39 @@ impl Pool {
             workers,
             busy: Mutex::new(()),
             cores,
+            l2_bytes,
         })
+    }
+
+    /// Uses `l2_bytes` (e.g. from a target file) when sysfs did not report the L2 size.
+    pub fn or_l2_bytes(mut self, l2_bytes: Option<usize>) -> Pool {
+        self.l2_bytes = self.l2_bytes.or(l2_bytes);
+        self
+    }
+
+    /// L2 size of the pool's CPUs (the smallest if they differ), if known.
+    pub fn l2_bytes(&self) -> Option<usize> {
+        self.l2_bytes
     }
 
     /// The core type worker `worker` runs on (`EQ_CPU_KIND` overrides it, for qemu).
     pub fn core_kind(&self, worker: usize) -> CoreKind {
         self.cores.get(worker).copied().unwrap_or(CoreKind::Other)
+    }
+
+    /// Whether the workers run on different core types (e.g. `--cluster all` on RK3399).
+    /// Work is not split by a static speed ratio: tasks are claimed dynamically, so kernels
+    /// that see mixed cores cut their work into more, smaller tasks and the faster cores
+    /// simply claim more of them. That measures each layer's real speed ratio (memory-bound
+    /// layers differ from compute-bound ones) with no calibration and no tuning constants.
+    pub fn mixed_cores(&self) -> bool {
+        self.cores.windows(2).any(|w| w[0] != w[1])
+    }
+
+    /// Pretends the workers run on `cores` (tests of the mixed-cluster split).
+    #[cfg(test)]
+    pub(crate) fn set_cores_for_test(&mut self, cores: Vec<CoreKind>) {
+        self.cores = cores;
     }
 
     /// Number of workers; task closures receive a worker index below this.
@@ -171,7 +202,7 @@ impl Pool {
 
 /// Core type per worker: pinned workers take their CPU's part number; worker 0 (the caller)
 /// and unpinned workers the part of the CPU the caller is on now.
-fn worker_cores(threads: usize, cpus: &[usize]) -> Vec<CoreKind> {
+fn worker_cores(threads: usize, cpus: &[usize], known: &[cpu::CpuInfo]) -> Vec<CoreKind> {
     if let Some(kind) = CoreKind::from_env() {
         return vec![kind; threads];
     }
@@ -179,7 +210,6 @@ fn worker_cores(threads: usize, cpus: &[usize]) -> Vec<CoreKind> {
     if cpus.is_empty() {
         return vec![here; threads];
     }
-    let known = cpu::detect();
     (0..threads)
         .map(|w| {
             if w == 0 {
@@ -192,6 +222,16 @@ fn worker_cores(threads: usize, cpus: &[usize]) -> Vec<CoreKind> {
                 .map_or(here, |c| CoreKind::from_part(c.part))
         })
         .collect()
+}
+
+/// The smallest L2 among `cpus` (all CPUs when the list is empty): tiles sized for it fit
+/// in every cluster the pool may run on.
+fn smallest_l2(cpus: &[usize], known: &[cpu::CpuInfo]) -> Option<usize> {
+    known
+        .iter()
+        .filter(|c| cpus.is_empty() || cpus.contains(&c.id))
+        .filter_map(|c| c.l2_bytes)
+        .min()
 }
 
 /// Claims tasks until none are left, recording a panic instead of unwinding further.
@@ -351,6 +391,17 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n.load(Ordering::Relaxed), 16);
+    }
+
+    #[test]
+    fn mixed_cores_are_seen() {
+        let mut pool = Pool::new(2).unwrap();
+        assert!(!pool.mixed_cores() || CoreKind::from_env().is_none());
+        pool.set_cores_for_test(vec![CoreKind::CortexA53, CoreKind::CortexA53]);
+        assert!(!pool.mixed_cores());
+        pool.set_cores_for_test(vec![CoreKind::CortexA53, CoreKind::CortexA72]);
+        assert!(pool.mixed_cores());
+        assert_eq!(pool.core_kind(1), CoreKind::CortexA72);
     }
 
     #[test]

@@ -88,12 +88,12 @@ fn writes_one_json_record_per_timed_run() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
 
-    // 2 models x 3 precisions x 2 thread counts lines; int8/int7 are skipped.
+    // 2 models x 3 precisions x 2 thread counts lines; int8/int7 are skipped (fp32 models).
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("threads =")).collect();
     assert_eq!(lines.len(), 12, "{stdout}");
     let skipped = lines
         .iter()
-        .filter(|l| l.ends_with("skipped: int8 runtime not built yet"))
+        .filter(|l| l.contains("skipped: fp32 model: int8/int7 need synthetic quantization"))
         .count();
     assert_eq!(skipped, 8, "{stdout}");
     assert!(
@@ -194,5 +194,52 @@ fn errors_are_one_line_with_exit_code_2() {
         assert!(stderr.contains(want), "{args:?}: got {stderr}, want {want}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn default_cluster_from_the_target_file_and_layer_times() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return;
+    }
+    let dir = models("target");
+    let target = p(&dir, "board.toml");
+    std::fs::write(
+        &target,
+        "board = \"two\"\n[[cluster]]\nname = \"little\"\ncpus = [0]\ncore = \"generic\"\n\
+         l2_kib = 256\n[[cluster]]\nname = \"big\"\ncpus = [1]\ncore = \"generic\"\n",
+    )
+    .unwrap();
+    let json = p(&dir, "out.json");
+    let out = eq_bench(&[
+        "--model",
+        &p(&dir, "small.param"),
+        "--target",
+        &target,
+        "--layers",
+        "--loops=2",
+        "--warmup=0",
+        "--json",
+        &json,
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("target = two  cluster = big  cpus = [1]"),
+        "{stdout}"
+    );
+    // One per-layer line for ReLU (Split only aliases its input and takes no time).
+    let layer_lines: Vec<&str> = stdout.lines().filter(|l| l.contains(" ms ")).collect();
+    assert!(
+        layer_lines
+            .iter()
+            .any(|l| l.contains("ReLU") && l.ends_with("relu")),
+        "{stdout}"
+    );
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        report.contains("\"cluster\": \"big\", \"cpus\": [1]"),
+        "{report}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

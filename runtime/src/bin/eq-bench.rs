@@ -2,7 +2,7 @@
 //! cluster. The logic lives in `eq_runtime::bench`; see `eq-bench --help`.
 //! Every error is one line on stderr and exit code 2.
 
-use eq_runtime::bench::{self, Args, Command, Record};
+use eq_runtime::bench::{self, Args, Command, Placement, Record};
 use eq_runtime::target::Target;
 use std::io::Write;
 use std::process::ExitCode;
@@ -13,10 +13,31 @@ fn say(line: &str) {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let target = Target::detect();
+    let target = match &args.target {
+        Some(path) => Target::from_file(path).map_err(|e| e.to_string())?,
+        None => Target::detect(),
+    };
+    // No --cluster: the target's default cluster (big on RK3399) when there is a choice to
+    // make; a single-cluster machine runs unpinned, as ncnn does there.
     let (cluster, cpus) = match &args.cluster {
         Some(sel) => (sel.to_string(), sel.resolve(&target)?),
+        None if target.clusters.len() > 1 => {
+            let name = target.default_cluster.clone();
+            let cpus = target.cluster(&name).map(|c| c.cpus.clone());
+            (name, cpus.unwrap_or_default())
+        }
         None => ("none".to_string(), Vec::new()),
+    };
+    // L2 for tiling when sysfs has none: the smallest among the clusters used.
+    let l2_bytes = target
+        .clusters
+        .iter()
+        .filter(|c| cpus.is_empty() || c.cpus.iter().any(|id| cpus.contains(id)))
+        .filter_map(|c| c.l2_kib.map(|k| k * 1024))
+        .min();
+    let place = Placement {
+        cpus: cpus.clone(),
+        l2_bytes,
     };
     // Worker 0 is this thread; pool workers are pinned by the net (`Options::cpus`).
     if let Some(&first) = cpus.first() {
@@ -72,20 +93,27 @@ fn run(args: Args) -> Result<(), String> {
         }
         for &precision in &args.precisions {
             for &threads in &args.threads {
-                if let Some(why) = precision.unavailable() {
+                if let Some(why) = precision.unavailable(model.quantized) {
                     say(&bench::skipped_line(&model.name, precision, threads, why));
                     continue;
                 }
-                let mut net = bench::load(model, precision, threads, &cpus)?;
+                let mut net = bench::load(model, precision, threads, &place)?;
                 let timing = bench::time_net(&mut net, args.warmup, args.loops)
                     .map_err(|e| format!("{}: {e}", model.name))?;
-                drop(net);
                 say(&bench::result_line(
                     &model.name,
                     precision,
                     threads,
                     &timing,
                 ));
+                if args.layers {
+                    let layers = bench::profile_layers(&mut net, args.loops)
+                        .map_err(|e| format!("{}: {e}", model.name))?;
+                    for line in bench::layer_lines(&layers) {
+                        say(&line);
+                    }
+                }
+                drop(net);
                 records.push(Record {
                     model: model.name.clone(),
                     precision,

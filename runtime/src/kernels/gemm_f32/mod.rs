@@ -26,12 +26,45 @@ pub mod x86_64;
 pub const MR_MAX: usize = 8;
 pub const NR_MAX: usize = 16;
 
-/// K block: one `KC x NR` B panel (≤ 24 KiB) stays in L1 while A streams from L2.
+/// K block: one `KC x NR` B panel (≤ 24 KiB) stays in L1 while A streams from L2. Fixed (not
+/// derived from the cache sizes) so every blocking sums in the same order: results are
+/// bit-identical whatever L2 the pool reports. (256 measured ~4 % slower in total on the
+/// x86_64 host: more K blocks mean more passes over C.)
 const KC_MAX: usize = 384;
-/// Rows of A per L2-resident block (a multiple of 4, 6 and 8).
-const MC_MAX: usize = 144;
-/// Columns per task: the packed `KC x NC` B block (≤ 384 KiB) stays in L2.
-const NC_MAX: usize = 256;
+/// Upper limits of the L2-derived block sizes; scratch is sized for `NC_LIMIT` (kept near the
+/// 1 MiB value so per-worker scratch stays small on the board).
+const MC_LIMIT: usize = 384;
+const NC_LIMIT: usize = 384;
+/// Tasks per worker when the pool mixes core types (see `gemm_blocked`).
+const TASKS_PER_MIXED_WORKER: usize = 4;
+/// L2 assumed when neither sysfs nor a target file gives one (the RK3399 little cluster).
+const DEFAULT_L2: usize = 512 * 1024;
+
+/// L2 blocking of one product: `nc` columns of packed B (`KC x nc`) and `mc` rows of A
+/// (`mc x KC`) are the working set kept in L2 while micro-kernels stream over them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    /// Rows of A per block, a multiple of the kernel's `mr`.
+    pub mc: usize,
+    /// Columns per B block (and at most per task), a multiple of the kernel's `nr`.
+    pub nc: usize,
+}
+
+impl Blocking {
+    /// Blocks for an L2 of `l2_bytes` (`None`: [`DEFAULT_L2`]): 3/8 of it for the B block
+    /// and 1/5 for the A block, the rest for C, the input rows being packed and everything
+    /// else (on a 1 MiB L2 this gives nc = 256, mc ≈ 130, the sizes tuned by hand before).
+    pub fn for_l2(l2_bytes: Option<usize>, kernel: Kernel) -> Blocking {
+        let floats = l2_bytes.unwrap_or(DEFAULT_L2) / 4;
+        let fit = |num: usize, den: usize, unit: usize, limit: usize| {
+            (floats * num / den / KC_MAX / unit * unit).clamp(unit, limit / unit * unit)
+        };
+        Blocking {
+            mc: fit(1, 5, kernel.mr, MC_LIMIT),
+            nc: fit(3, 8, kernel.nr, NC_LIMIT),
+        }
+    }
+}
 
 /// What the micro-kernel does with its `MR x NR` tile after the K loop:
 /// `row[r][j] = relu?(acc[r][j] + (accumulate ? row[r][j] : bias[r]))`.
@@ -132,7 +165,7 @@ impl PackedA {
 
     /// Scratch floats one worker needs for a product with `n` columns.
     pub fn scratch_len(&self, n: usize) -> usize {
-        k_block(self.k) * NC_MAX.min(n.div_ceil(self.kernel.nr) * self.kernel.nr)
+        k_block(self.k) * NC_LIMIT.min(n.div_ceil(self.kernel.nr) * self.kernel.nr)
     }
 }
 
@@ -227,16 +260,19 @@ impl PackB for Im2colB<'_> {
                     }
                     let row = &channel[y as usize * self.w..][..self.w];
                     let x = x0 + (kx * self.dilation_w) as isize;
-                    if self.stride_w == 1 && x >= 0 && x as usize + len <= self.w {
-                        copy_short(seg, &row[x as usize..x as usize + len]);
-                    } else {
-                        for (i, v) in seg.iter_mut().enumerate() {
-                            let xi = x + (i * self.stride_w) as isize;
-                            *v = if xi >= 0 && xi < self.w as isize {
-                                row[xi as usize]
-                            } else {
-                                self.pad_value
-                            };
+                    // Columns lo..hi read inside the row; the ones before and after are padding.
+                    let (lo, hi) = inside(x, self.stride_w, self.w, len);
+                    seg[..lo].fill(self.pad_value);
+                    seg[hi..].fill(self.pad_value);
+                    if lo < hi {
+                        let first = (x + (lo * self.stride_w) as isize) as usize;
+                        if self.stride_w == 1 {
+                            copy_short(&mut seg[lo..hi], &row[first..first + hi - lo]);
+                        } else {
+                            let src = row[first..].iter().step_by(self.stride_w);
+                            for (v, &r) in seg[lo..hi].iter_mut().zip(src) {
+                                *v = r;
+                            }
                         }
                     }
                 }
@@ -253,6 +289,27 @@ impl PackB for Im2colB<'_> {
             }
         }
     }
+}
+
+/// For columns `i in 0..len` reading input column `x + i*stride`: the range `lo..hi` of
+/// those inside `0..w` (empty as `lo == hi` when none is).
+#[inline(always)]
+fn inside(x: isize, stride: usize, w: usize, len: usize) -> (usize, usize) {
+    if stride == 1 {
+        // The common case, without the divisions (they cost more than the copy).
+        let lo = (-x).max(0) as usize;
+        let hi = (w as isize - x).clamp(0, len as isize) as usize;
+        return (lo.min(hi), hi);
+    }
+    let s = stride as isize;
+    let lo = if x >= 0 { 0 } else { (-x + s - 1) / s } as usize;
+    let hi = if x >= w as isize {
+        0
+    } else {
+        ((w as isize - x + s - 1) / s) as usize
+    };
+    let hi = hi.min(len);
+    (lo.min(hi), hi)
 }
 
 /// Copies a run of at most `NR_MAX` floats in 8-wide blocks: a memcpy call costs more.
@@ -274,8 +331,8 @@ fn k_block(k: usize) -> usize {
     k.div_ceil(k.div_ceil(KC_MAX).max(1)).max(1)
 }
 
-/// `c (m x n, row-major) = act(a · b + bias)`, in parallel on `pool`. `scratch` holds
-/// `pool.threads()` slices of `a.scratch_len(n)` floats.
+/// `c (m x n, row-major) = act(a · b + bias)`, in parallel on `pool`, blocked for the L2 of
+/// the pool's CPUs. `scratch` holds `pool.threads()` slices of `a.scratch_len(n)` floats.
 pub fn gemm(
     a: &PackedA,
     b: &dyn PackB,
@@ -284,6 +341,22 @@ pub fn gemm(
     act: Activation,
     pool: &Pool,
     scratch: &mut [f32],
+) -> LayerResult<()> {
+    let blocking = Blocking::for_l2(pool.l2_bytes(), a.kernel);
+    gemm_blocked(a, b, n, c, act, pool, scratch, blocking)
+}
+
+/// [`gemm`] with explicit blocking (`mc` / `nc` at most the limits the scratch is sized for).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_blocked(
+    a: &PackedA,
+    b: &dyn PackB,
+    n: usize,
+    c: &mut [f32],
+    act: Activation,
+    pool: &Pool,
+    scratch: &mut [f32],
+    blocking: Blocking,
 ) -> LayerResult<()> {
     let (m, k, mr, nr) = (a.m, a.k, a.kernel.mr, a.kernel.nr);
     if c.len() != m * n {
@@ -300,15 +373,29 @@ pub fn gemm(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    // Column blocks: at most NC_MAX, and at least one per worker when there is enough work.
-    let nc = NC_MAX.min(n.div_ceil(threads).div_ceil(nr) * nr).max(nr);
+    if blocking.nc > NC_LIMIT || !blocking.nc.is_multiple_of(nr) || !blocking.mc.is_multiple_of(mr)
+    {
+        return Err(invalid(format!(
+            "gemm blocking {blocking:?} does not fit the kernel"
+        )));
+    }
+    // Tasks are claimed dynamically, so a faster core takes more of them. One per worker is
+    // enough on identical cores; mixed clusters (big + little) get several per worker so the
+    // big cores can take the larger share instead of waiting for the little ones.
+    let tasks = if pool.mixed_cores() {
+        TASKS_PER_MIXED_WORKER * threads
+    } else {
+        threads
+    };
+    // Column blocks: at most `nc`, and at least `tasks` when there is enough work.
+    let nc = blocking.nc.min(n.div_ceil(tasks).div_ceil(nr) * nr).max(nr);
     let n_blocks = n.div_ceil(nc);
     // Few column blocks (small late feature maps): also split the rows.
     let panels = m.div_ceil(mr);
-    let m_blocks = if n_blocks >= threads {
+    let m_blocks = if n_blocks >= tasks {
         1
     } else {
-        threads.div_ceil(n_blocks).min(panels.div_ceil(4)).max(1)
+        tasks.div_ceil(n_blocks).min(panels.div_ceil(4)).max(1)
     };
     let panels_per_block = panels.div_ceil(m_blocks);
     let m_blocks = panels.div_ceil(panels_per_block);
@@ -317,6 +404,7 @@ pub fn gemm(
     let out = SharedMut::new(c);
     let scratch = SharedMut::new(&mut scratch[..per_worker * threads]);
     let task = |t: usize, worker: usize| {
+        let mut local = LocalTile([0.0; MR_MAX * NR_MAX]);
         let (nb, mb) = (t % n_blocks, t / n_blocks);
         let n0 = nb * nc;
         let ncur = nc.min(n - n0);
@@ -329,7 +417,7 @@ pub fn gemm(
             let kc = kc_max.min(k - k0);
             b.pack(k0, kc, n0, ncur, nr, packed_b);
             let last = k0 + kc == k;
-            let mc_panels = (MC_MAX / mr).max(1);
+            let mc_panels = (blocking.mc / mr).max(1);
             let mut pb = p0;
             while pb < p1 {
                 let pe = p1.min(pb + mc_panels);
@@ -354,6 +442,7 @@ pub fn gemm(
                             last,
                             act,
                             &out,
+                            &mut local,
                         );
                     }
                 }
@@ -365,6 +454,10 @@ pub fn gemm(
     pool.run(n_blocks * m_blocks, &task)
         .map_err(|e| invalid(e.to_string()))
 }
+
+/// A tile buffer for partial tiles, set up once per task (zeroing it per tile costs as much
+/// as a short-K micro-kernel call).
+struct LocalTile([f32; MR_MAX * NR_MAX]);
 
 /// One micro-kernel call for panel `p` (its first `rows` rows) at output columns
 /// `col..col+cols`, plus the activations the kernel does not fuse.
@@ -384,10 +477,12 @@ fn run_tile(
     last: bool,
     act: Activation,
     out: &SharedMut<f32>,
+    local: &mut LocalTile,
 ) {
     let (mr, nr) = (a.kernel.mr, a.kernel.nr);
-    // Partial tiles go through a local buffer; padding rows land there and are dropped.
-    let mut local = [0.0f32; MR_MAX * NR_MAX];
+    // Partial tiles go through the task's local buffer; padding rows land there and are
+    // dropped.
+    let local = &mut local.0;
     let full = cols == nr;
     let mut dst: [&mut [f32]; MR_MAX] = Default::default();
     for (r, d) in dst.iter_mut().enumerate().take(rows) {

@@ -92,9 +92,9 @@ fn matches_naive_on_edge_sizes() {
             (kernel.mr - 1, kernel.nr - 1, 7),
             (13, 37, KC_MAX),
             (7, 19, KC_MAX + 1),
-            (MC_MAX + 5, 33, 20),
-            (3, NC_MAX + 3, 9),
-            (5, 2 * NC_MAX + 17, 2 * KC_MAX + 5),
+            (MC_LIMIT + 5, 33, 20),
+            (3, NC_LIMIT + 3, 9),
+            (5, 2 * NC_LIMIT + 17, 2 * KC_MAX + 5),
         ] {
             for threads in [1, 3] {
                 check(kernel, m, n, k, true, Activation::None, threads, &mut rng);
@@ -215,6 +215,83 @@ fn im2col_packing_matches_explicit_matrix() {
                 }
             };
             assert_eq!(got, want, "row {row} col {col}");
+        }
+    }
+}
+
+#[test]
+fn blocking_follows_l2_and_keeps_results_bit_identical() {
+    let kernel = Kernel::best();
+    let small = Blocking::for_l2(Some(512 << 10), kernel);
+    let big = Blocking::for_l2(Some(1 << 20), kernel);
+    assert!(small.nc < big.nc && small.mc < big.mc, "{small:?} {big:?}");
+    assert_eq!(Blocking::for_l2(None, kernel), small);
+    for b in [small, big, Blocking::for_l2(Some(1), kernel)] {
+        assert!(
+            b.mc.is_multiple_of(kernel.mr)
+                && b.nc.is_multiple_of(kernel.nr)
+                && b.mc > 0
+                && b.nc > 0
+        );
+        assert!(b.mc <= MC_LIMIT && b.nc <= NC_LIMIT);
+    }
+    let tiny = Blocking {
+        mc: kernel.mr,
+        nc: kernel.nr,
+    };
+    let (m, n, k) = (3 * MC_LIMIT / 2 + 7, 2 * NC_LIMIT + 29, 2 * KC_MAX + 11);
+    let mut rng = Rng::new(9);
+    let a = rng.vec(m * k, -1.0, 1.0);
+    let b = rng.vec(k * n, -1.0, 1.0);
+    let bias = rng.vec(m, -1.0, 1.0);
+    let packed = PackedA::new(kernel, &a, m, k, Some(&bias));
+    let mut results = Vec::new();
+    for threads in [1, 3, 4] {
+        let mut pool = Pool::new(threads).unwrap();
+        if threads == 4 {
+            // Mixed clusters split into more tasks; the sums must not change.
+            use crate::cpu::CoreKind::{CortexA53, CortexA72};
+            pool.set_cores_for_test(vec![CortexA72, CortexA72, CortexA53, CortexA53]);
+            assert!(pool.mixed_cores());
+        }
+        for blocking in [tiny, small, big] {
+            let mut scratch = vec![f32::NAN; packed.scratch_len(n) * threads];
+            let mut c = vec![f32::NAN; m * n];
+            gemm_blocked(
+                &packed,
+                &DenseB { data: &b, n },
+                n,
+                &mut c,
+                Activation::None,
+                &pool,
+                &mut scratch,
+                blocking,
+            )
+            .unwrap();
+            results.push(c);
+        }
+    }
+    assert!(results.iter().all(|c| c == &results[0]));
+}
+
+#[test]
+fn inside_range_matches_a_scan() {
+    for stride in 1..4 {
+        for w in 1..9 {
+            for len in 0..12 {
+                for x in -12isize..12 {
+                    let scan: Vec<usize> = (0..len)
+                        .filter(|&i| (0..w as isize).contains(&(x + (i * stride) as isize)))
+                        .collect();
+                    let (lo, hi) = inside(x, stride, w, len);
+                    assert!(lo <= hi && hi <= len, "x={x} s={stride} w={w} len={len}");
+                    assert_eq!(
+                        (lo..hi).collect::<Vec<_>>(),
+                        scan,
+                        "x={x} s={stride} w={w} len={len}"
+                    );
+                }
+            }
         }
     }
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# eq-runtime vs ncnn on this host: builds eq-bench (release), then times both engines on the
+# benchncnn models (FP32 squeezenet, mobilenet, resnet50, vgg16 and their *_int8 versions,
+# threads 1 and 2) and writes bench-results/host-$(uname -m).md.
+#
+# Needs python3 with numpy and the PyPI `ncnn` package. Environment overrides:
+#   EQ_BENCH_MODELS  benchmark .param directory (default /work/shared/models/ncnn-benchmark)
+#   LOOPS / WARMUP   timed and warm-up runs per case (default 20 / 5)
+#   FP32 / INT8      comma-separated model names (defaults: the four models above)
+#   OUT              output markdown file
+# INT8 / INT7 columns read "n/a" while eq-bench skips those precisions; they fill in
+# without changes here once it runs them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODELS=${EQ_BENCH_MODELS:-/work/shared/models/ncnn-benchmark}
+LOOPS=${LOOPS:-20}
+WARMUP=${WARMUP:-5}
+FP32=${FP32:-squeezenet,mobilenet,resnet50,vgg16}
+INT8=${INT8:-squeezenet_int8,mobilenet_int8,resnet50_int8,vgg16_int8}
+OUT=${OUT:-bench-results/host-$(uname -m).md}
+
+cargo build --release -q -p eq-runtime --bin eq-bench
+python3 scripts/bench_vs_ncnn.py \
+    --eq-bench target/release/eq-bench \
+    --models "$MODELS" --out "$OUT" \
+    --loops "$LOOPS" --warmup "$WARMUP" --threads 1,2 \
+    --fp32 "$FP32" --int8 "$INT8" \
+    --command "LOOPS=$LOOPS WARMUP=$WARMUP scripts/bench-vs-ncnn.sh"
