@@ -32,7 +32,7 @@ usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
 
 /// Whether `Options::precision` selects INT8 / INT7 kernels: set to true when the int8
 /// integration lands, and `eq-bench` (and `scripts/bench-vs-ncnn.sh`) time them.
-pub const INT8_RUNTIME: bool = false;
+pub const INT8_RUNTIME: bool = true;
 
 /// The value every input element is set to before each run (as benchncnn).
 pub const FILL_VALUE: f32 = 0.01;
@@ -55,11 +55,13 @@ impl Precision {
 
     /// Why this precision cannot be benchmarked on a model, if it cannot; `quantized`: the
     /// model has int8 scales (`*_int8.param`). The one place that decides what is skipped.
-    pub fn unavailable(self, quantized: bool) -> Option<&'static str> {
+    /// `synthetic`: weights are synthetic (no `--bin`), so an fp32 model is quantized with
+    /// fixed scales at load (`Options::precision` with zero weights).
+    pub fn unavailable(self, quantized: bool, synthetic: bool) -> Option<&'static str> {
         match self {
             Precision::Fp32 => None,
-            Precision::Int8 | Precision::Int7 if !quantized => {
-                Some("fp32 model: int8/int7 need synthetic quantization (no load option yet)")
+            Precision::Int8 | Precision::Int7 if !quantized && !synthetic => {
+                Some("fp32 model with real weights: quantize it first (eq quantize)")
             }
             Precision::Int8 | Precision::Int7 if !INT8_RUNTIME => {
                 Some("int8 runtime not built yet")
@@ -753,12 +755,13 @@ mod tests {
         assert!(s.starts_with(&format!("{:>20}  int7", "squeezenet")), "{s}");
         assert!(s.ends_with("skipped: int8 runtime not built yet"), "{s}");
         for quantized in [false, true] {
-            assert_eq!(Precision::Fp32.unavailable(quantized), None);
+            assert_eq!(Precision::Fp32.unavailable(quantized, false), None);
         }
         for p in [Precision::Int8, Precision::Int7] {
-            let why = p.unavailable(false).unwrap();
-            assert!(why.contains("synthetic quantization"), "{why}");
-            assert_eq!(p.unavailable(true).is_none(), INT8_RUNTIME);
+            let why = p.unavailable(false, false).unwrap();
+            assert!(why.contains("quantize it first"), "{why}");
+            assert_eq!(p.unavailable(false, true).is_none(), INT8_RUNTIME);
+            assert_eq!(p.unavailable(true, false).is_none(), INT8_RUNTIME);
         }
         assert_eq!(Precision::Int7.choice(), PrecisionChoice::Int7);
     }

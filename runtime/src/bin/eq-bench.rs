@@ -93,7 +93,7 @@ fn run(args: Args) -> Result<(), String> {
         }
         for &precision in &args.precisions {
             for &threads in &args.threads {
-                if let Some(why) = precision.unavailable(model.quantized) {
+                if let Some(why) = precision.unavailable(model.quantized, model.bin.is_none()) {
                     say(&bench::skipped_line(&model.name, precision, threads, why));
                     continue;
                 }
