@@ -320,7 +320,7 @@ fn int8_conv_error(extra: &str, weights: &[i8], scales: &[f32]) -> String {
     );
     let mut bin = 0x000D_4B38u32.to_le_bytes().to_vec();
     bin.extend(weights.iter().map(|&v| v as u8));
-    while bin.len() % 4 != 0 {
+    while !bin.len().is_multiple_of(4) {
         bin.push(0);
     }
     for s in scales {
