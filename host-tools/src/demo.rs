@@ -139,6 +139,60 @@ impl NetBuilder {
         Ok(blob(name, Shape::d3(size(s.w), size(s.h), out)))
     }
 
+    /// Depthwise (grouped) convolution with one group per input channel, bias and optional
+    /// fused ReLU. `spec.out` must be a multiple of the input channels.
+    /// Weights: tagged fp32 [group][out/group][1][k][k], then raw bias.
+    pub fn conv_dw(&mut self, name: &str, x: &Blob, spec: Conv) -> Result<Blob> {
+        let Conv {
+            out,
+            kernel,
+            stride,
+            pad,
+            relu,
+        } = spec;
+        let s = x.shape;
+        if s.dims != 3 || s.w + 2 * pad < kernel || s.h + 2 * pad < kernel || stride == 0 {
+            bail!("conv_dw `{name}`: kernel {kernel} does not fit input {s}");
+        }
+        if out % s.c != 0 {
+            bail!(
+                "conv_dw `{name}`: {out} outputs are not a multiple of {} groups",
+                s.c
+            );
+        }
+        let weights = out * kernel * kernel;
+        let l = self
+            .model
+            .param
+            .layer("ConvolutionDepthWise", name, &[&x.name], &[name]);
+        l.int(0, out as i32)
+            .int(1, kernel as i32)
+            .int(3, stride as i32)
+            .int(4, pad as i32)
+            .int(5, 1)
+            .int(6, weights as i32)
+            .int(7, s.c as i32);
+        if relu {
+            l.int(9, 1);
+        }
+        let bound = (3.0 / (kernel * kernel) as f32).sqrt();
+        let w = self.rng.vec(weights, -bound, bound);
+        let bias = self.rng.vec(out, -0.1, 0.1);
+        self.model.bin.tagged_f32(&w);
+        self.model.bin.raw_f32(&bias);
+        let size = |v: usize| (v + 2 * pad - kernel) / stride + 1;
+        Ok(blob(name, Shape::d3(size(s.w), size(s.h), out)))
+    }
+
+    /// Concatenates 3-D blobs along channels.
+    pub fn concat(&mut self, name: &str, xs: &[&Blob]) -> Blob {
+        let names: Vec<&str> = xs.iter().map(|x| x.name.as_str()).collect();
+        self.model.param.layer("Concat", name, &names, &[name]);
+        let s = xs[0].shape;
+        let c = xs.iter().map(|x| x.shape.c).sum();
+        blob(name, Shape::d3(s.w, s.h, c))
+    }
+
     /// Max (or average) pooling with ncnn's default "full" padding mode (ceil).
     pub fn pool(&mut self, name: &str, x: &Blob, kernel: usize, stride: usize, max: bool) -> Blob {
         self.model
