@@ -5,6 +5,7 @@ use crate::calibrate::Method;
 use crate::infer::{self, Binding};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use eq_runtime::PrecisionChoice;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -24,6 +25,60 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Write the int8 model (as ncnn2int8 does) from an fp32 model and a scale table.
     Quantize(QuantizeArgs),
+    /// Top-1 / top-5 accuracy over labelled images.
+    Eval(EvalArgs),
+    /// Face verification accuracy on LFW-style pairs (10-fold and best threshold).
+    #[command(name = "eval-lfw")]
+    EvalLfw(EvalLfwArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+    #[command(flatten)]
+    pub prep: PrepArgs,
+    /// `<file> <class>` per line; files are matched by path suffix (usually the file name).
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Arithmetic of the quantizable layers.
+    #[arg(long, default_value = "auto")]
+    pub precision: PrecisionChoice,
+    /// Output blob with the class scores (default: the model's only output).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Results file (keys top1, top5, n, skipped, precision).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalLfwArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// `img1,img2,label` per line (label 1: same person, -1: different).
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// Folder the pair paths are relative to.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Preprocessing (default: --preset mobilefacenet).
+    #[command(flatten)]
+    pub prep: PrepArgs,
+    #[arg(long, default_value = "auto")]
+    pub precision: PrecisionChoice,
+    /// Embedding blob (default: the model's only output).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Results file (keys accuracy, accuracy_std, best_threshold_accuracy, threshold, pairs).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +189,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Calibrate(a) => run_calibrate(&a),
         Command::Quantize(a) => run_quantize(&a),
+        Command::Eval(a) => run_eval(&a),
+        Command::EvalLfw(a) => run_eval_lfw(&a),
     }
 }
 
@@ -209,4 +266,90 @@ fn run_quantize(a: &QuantizeArgs) -> Result<()> {
         report.requantized.len()
     );
     Ok(())
+}
+
+fn precision_name(p: PrecisionChoice) -> &'static str {
+    match p {
+        PrecisionChoice::Auto => "auto",
+        PrecisionChoice::Fp32 => "fp32",
+        PrecisionChoice::Int8 => "int8",
+        PrecisionChoice::Int7 => "int7",
+    }
+}
+
+fn write_json(path: &Option<PathBuf>, text: &str) -> Result<()> {
+    if let Some(path) = path {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+        }
+        std::fs::write(path, text).with_context(|| format!("{}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn run_eval(a: &EvalArgs) -> Result<()> {
+    let prep = a.prep.preprocess()?;
+    let paths = a.images.paths()?;
+    let text = std::fs::read_to_string(&a.labels)
+        .with_context(|| format!("cannot read {}", a.labels.display()))?;
+    let labels =
+        crate::eval::parse_labels(&text).with_context(|| format!("{}", a.labels.display()))?;
+    let labels = crate::eval::match_labels(&paths, &labels)
+        .with_context(|| format!("{}", a.labels.display()))?;
+    let mut spec = crate::runner::NetSpec::for_images(&a.model.param, &a.model.bin, &prep)?;
+    spec.precision = a.precision;
+    let r = crate::eval::classify(
+        &spec,
+        &prep,
+        &paths,
+        &labels,
+        a.output.as_deref(),
+        &run_options(a.threads, a.images.strict, "eval"),
+    )?;
+    println!(
+        "top-1 {:.2} %, top-5 {:.2} % over {} images ({} skipped), precision {}",
+        100.0 * r.top1,
+        100.0 * r.top5,
+        r.n,
+        r.skipped,
+        precision_name(a.precision)
+    );
+    write_json(&a.json, &r.to_json(precision_name(a.precision)))
+}
+
+fn run_eval_lfw(a: &EvalLfwArgs) -> Result<()> {
+    let prep = if a.prep.preset.is_none() && a.prep.size.is_none() {
+        let mut p = a.prep.clone();
+        p.preset = Some("mobilefacenet".into());
+        p.preprocess()?
+    } else {
+        a.prep.preprocess()?
+    };
+    let text = std::fs::read_to_string(&a.pairs)
+        .with_context(|| format!("cannot read {}", a.pairs.display()))?;
+    let pairs =
+        crate::eval::parse_pairs(&text).with_context(|| format!("{}", a.pairs.display()))?;
+    if pairs.is_empty() {
+        anyhow::bail!("{}: no pairs", a.pairs.display());
+    }
+    let mut spec = crate::runner::NetSpec::for_images(&a.model.param, &a.model.bin, &prep)?;
+    spec.precision = a.precision;
+    let r = crate::eval::lfw(
+        &spec,
+        &prep,
+        &pairs,
+        &a.root,
+        a.output.as_deref(),
+        &run_options(a.threads, true, "eval-lfw"),
+    )?;
+    println!(
+        "10-fold accuracy {:.2} % (std {:.2} %), best single threshold {:.2} % at {:.4}, {} pairs, precision {}",
+        100.0 * r.accuracy,
+        100.0 * r.accuracy_std,
+        100.0 * r.best_threshold_accuracy,
+        r.threshold,
+        r.pairs,
+        precision_name(a.precision)
+    );
+    write_json(&a.json, &r.to_json(precision_name(a.precision)))
 }

@@ -46,7 +46,12 @@ pub fn parse_labels(text: &str) -> Result<Vec<(String, usize)>> {
         .map(|(n, l)| (n, l.trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
         .map(|(n, l)| {
-            let bad = || format!("labels line {}: expected `<file> <class>`, got `{l}`", n + 1);
+            let bad = || {
+                format!(
+                    "labels line {}: expected `<file> <class>`, got `{l}`",
+                    n + 1
+                )
+            };
             let (file, class) = l.rsplit_once(char::is_whitespace).with_context(bad)?;
             let class = class.parse().ok().with_context(bad)?;
             Ok((file.trim().to_string(), class))
@@ -132,6 +137,9 @@ pub fn classify(
     run: &RunOptions,
 ) -> Result<ClassResult> {
     let out = output_blob(spec, output)?;
+    let mut spec = spec.clone();
+    spec.keep_all_blobs |= output.is_some();
+    let spec = &spec;
     let scored = map_images(spec, prep, images, run, &|net| {
         let x = net.blob(&out)?.data;
         Ok((argmax(x), x.to_vec()))
@@ -281,6 +289,9 @@ pub fn lfw(
     run: &RunOptions,
 ) -> Result<LfwResult> {
     let out = output_blob(spec, output)?;
+    let mut spec = spec.clone();
+    spec.keep_all_blobs |= output.is_some();
+    let spec = &spec;
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     let mut names = Vec::new();
     for (a, b, _) in pairs {

@@ -7,6 +7,7 @@ pub mod calibrate;
 pub mod cli;
 pub mod dataset;
 pub mod demo;
+pub mod eval;
 pub mod infer;
 pub mod model;
 pub mod ncnn_writer;
