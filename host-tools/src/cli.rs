@@ -25,6 +25,8 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Write the int8 model (as ncnn2int8 does) from an fp32 model and a scale table.
     Quantize(QuantizeArgs),
+    /// EasyQuant scale search: tune a table's scales layer by layer (cosine objective).
+    Finetune(FinetuneArgs),
     /// Top-1 / top-5 accuracy over labelled images.
     Eval(EvalArgs),
     /// Face verification accuracy on LFW-style pairs (10-fold and best threshold).
@@ -114,6 +116,39 @@ pub struct CalibrateArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Initial scale table (e.g. from `eq calibrate`).
+    #[arg(long)]
+    pub table: PathBuf,
+    #[command(flatten)]
+    pub images: ImageArgs,
+    #[command(flatten)]
+    pub prep: PrepArgs,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(6..=8))]
+    pub bits: u32,
+    /// Tuned table to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Lowest candidate, as a fraction of the initial scale.
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f32,
+    /// Highest candidate, as a multiple of the initial scale.
+    #[arg(long, default_value_t = 2.0)]
+    pub beta: f32,
+    /// Candidates per search (evenly spaced, plus the initial scale).
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Sweeps over all layers.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Calibration images used (the first N).
+    #[arg(long, default_value_t = 50)]
+    pub samples: usize,
+}
+
+#[derive(Args, Debug)]
 pub struct QuantizeArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -189,6 +224,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Calibrate(a) => run_calibrate(&a),
         Command::Quantize(a) => run_quantize(&a),
+        Command::Finetune(a) => run_finetune(&a),
         Command::Eval(a) => run_eval(&a),
         Command::EvalLfw(a) => run_eval_lfw(&a),
     }
@@ -352,4 +388,38 @@ fn run_eval_lfw(a: &EvalLfwArgs) -> Result<()> {
         precision_name(a.precision)
     );
     write_json(&a.json, &r.to_json(precision_name(a.precision)))
+}
+
+fn run_finetune(a: &FinetuneArgs) -> Result<()> {
+    let prep = a.prep.preprocess()?;
+    let mut paths = a.images.paths()?;
+    paths.truncate(a.samples.max(1));
+    let model = crate::model::Model::load(&a.model.param, &a.model.bin)?;
+    let spec = crate::runner::NetSpec::for_images(&a.model.param, &a.model.bin, &prep)?;
+    let table = crate::table::ScaleTable::read(&a.table)?;
+    let (tuned, reports) = crate::finetune::finetune(&crate::finetune::Request {
+        model: &model,
+        spec,
+        prep: &prep,
+        paths: &paths,
+        strict: a.images.strict,
+        table,
+        bits: a.bits,
+        alpha: a.alpha,
+        beta: a.beta,
+        steps: a.steps,
+        rounds: a.rounds,
+        progress: true,
+    })?;
+    for r in &reports {
+        println!("{}: cosine {:.6} -> {:.6}", r.name, r.before, r.after);
+    }
+    tuned.write(&a.out)?;
+    println!(
+        "wrote {} ({} layers tuned on {} images)",
+        a.out.display(),
+        reports.len(),
+        paths.len()
+    );
+    Ok(())
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod dataset;
 pub mod demo;
 pub mod eval;
+pub mod finetune;
 pub mod infer;
 pub mod model;
 pub mod ncnn_writer;

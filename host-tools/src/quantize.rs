@@ -107,7 +107,7 @@ fn to_param_value(layer: &str, key: usize, v: &Value) -> Result<ParamValue> {
     })
 }
 
-fn copy_params(layer: &str, pd: &ParamDict) -> Result<Vec<(u32, ParamValue)>> {
+pub(crate) fn copy_params(layer: &str, pd: &ParamDict) -> Result<Vec<(u32, ParamValue)>> {
     pd.keys()
         .map(|k| Ok((k as u32, to_param_value(layer, k, pd.get(k).unwrap())?)))
         .collect()

@@ -702,3 +702,82 @@ fn real_model_squeezenet_smoke() {
     assert!(agree >= 13, "int8 top-1 agrees with fp32 on {agree}/16");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn finetune_improves_or_keeps_each_layer_and_is_deterministic() {
+    let dir = temp_dir("finetune");
+    let (param, bin) = write_model(&dir);
+    write_images(&dir.join("images"), 8);
+    let run = |table: &Path, out: &Path, extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "--param",
+            &s(&param),
+            "--bin",
+            &s(&bin),
+            "--images",
+            &s(&dir.join("images")),
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(PREP_FLAGS.map(String::from));
+        let mut c = vec!["calibrate".to_string()];
+        c.extend(a.iter().cloned());
+        c.extend(["--method", "kl", "--out", &s(table)].map(String::from));
+        eq_ok(&c.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut f = vec!["finetune".to_string()];
+        f.extend(a);
+        f.extend(
+            [
+                "--table",
+                &s(table),
+                "--out",
+                &s(out),
+                "--steps",
+                "20",
+                "--samples",
+                "6",
+            ]
+            .map(String::from),
+        );
+        f.extend(extra.iter().map(|e| e.to_string()));
+        eq_ok(&f.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (t0, t1) = (dir.join("kl.table"), dir.join("eq.table"));
+    let text = run(&t0, &t1, &[]);
+    let mut n = 0;
+    for line in text.lines().filter(|l| l.contains(": cosine ")) {
+        let v: Vec<f64> = line
+            .split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        assert_eq!(v.len(), 2, "{line}");
+        assert!(v[1] >= v[0] - 1e-3, "{line}");
+        n += 1;
+    }
+    assert_eq!(n, 6, "{text}");
+    let (a, b) = (
+        ScaleTable::read(&t0).unwrap(),
+        ScaleTable::read(&t1).unwrap(),
+    );
+    let names = |t: &ScaleTable| {
+        t.activations
+            .iter()
+            .map(|x| x.0.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b));
+    assert_ne!(a, b, "some scale moved");
+    // Every tuned scale lies in [0.5, 2] x the initial one.
+    for ((_, wa), (_, wb)) in a.weights.iter().zip(&b.weights) {
+        for (x, y) in wa.iter().zip(wb) {
+            assert!(*y >= 0.5 * x * 0.999 && *y <= 2.0 * x * 1.001, "{x} -> {y}");
+        }
+    }
+    let t2 = dir.join("eq2.table");
+    run(&t0, &t2, &[]);
+    assert_eq!(
+        std::fs::read_to_string(&t1).unwrap(),
+        std::fs::read_to_string(&t2).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
