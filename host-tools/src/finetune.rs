@@ -12,7 +12,8 @@
 //!    its own scale, as in the released EasyQuant code;
 //! 2. the activation scale, same grid, maximising the mean cosine of the whole output.
 //!
-//! Ties keep the original scale. `rounds` repeats the sweep. Candidates are evaluated on
+//! Ties keep the original scale, and per-channel weight choices that lower the layer's
+//! whole-output cosine are dropped, so no layer gets worse on the calibration data. `rounds` repeats the sweep. Candidates are evaluated on
 //! the single layer in float (fake-quant) from im2col columns at up to `POSITIONS` sampled
 //! output positions per image, so no candidate re-runs the network. The rounding inside the
 //! inserted chain is round-half-even (the `1.5·2^23` trick); the layer simulation itself
@@ -319,18 +320,17 @@ fn layer_cosine(l: &QuantLayer, g: &Geometry, d: &LayerData, ws: &[f32], sa: f32
     total / d.images as f64
 }
 
-/// Searches one layer's weight scales (per channel), then its activation scale.
-fn search_layer(
+/// Searches one layer's weight scales, per channel, with the activation scale fixed.
+fn search_weights(
     l: &QuantLayer,
     g: &Geometry,
     d: &LayerData,
     ws: &mut Vec<f32>,
-    sa: &mut f32,
+    sa: f32,
     factors: &[f32],
     q: i32,
 ) {
-    // 1. Weights, with the current activation scale.
-    let xq = quantized_inputs(d, *sa, q);
+    let xq = quantized_inputs(d, sa, q);
     let per_channel: Vec<Vec<f64>> = factors
         .par_iter()
         .map(|&f| {
@@ -368,7 +368,18 @@ fn search_layer(
         );
         *s = original[c] * factors[k];
     }
-    // 2. Activation scale, with the chosen weight scales.
+}
+
+/// Searches one layer's activation scale with its weight scales fixed.
+fn search_activation(
+    l: &QuantLayer,
+    g: &Geometry,
+    d: &LayerData,
+    ws: &[f32],
+    sa: &mut f32,
+    factors: &[f32],
+    q: i32,
+) {
     let scores: Vec<f64> = factors
         .par_iter()
         .map(|&f| layer_cosine(l, g, d, ws, *sa * f, q))
@@ -535,7 +546,13 @@ pub fn finetune(req: &Request) -> Result<(ScaleTable, Vec<LayerReport>)> {
             let mut ws = table.weight(&l.name).unwrap().to_vec();
             let mut sa = table.activation(&l.name).unwrap();
             let before = layer_cosine(l, &g, &d, &ws, sa, q);
-            search_layer(l, &g, &d, &mut ws, &mut sa, &factors, q);
+            // Per-channel choices can lower the whole-output cosine; keep them only if not.
+            let initial = ws.clone();
+            search_weights(l, &g, &d, &mut ws, sa, &factors, q);
+            if layer_cosine(l, &g, &d, &ws, sa, q) < before {
+                ws = initial;
+            }
+            search_activation(l, &g, &d, &ws, &mut sa, &factors, q);
             let after = layer_cosine(l, &g, &d, &ws, sa, q);
             table.set_weight(&l.name, ws);
             table.set_activation(&l.name, sa);

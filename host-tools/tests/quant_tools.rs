@@ -751,7 +751,7 @@ fn finetune_improves_or_keeps_each_layer_and_is_deterministic() {
             .filter_map(|t| t.parse().ok())
             .collect();
         assert_eq!(v.len(), 2, "{line}");
-        assert!(v[1] >= v[0] - 1e-3, "{line}");
+        assert!(v[1] >= v[0], "{line}");
         n += 1;
     }
     assert_eq!(n, 6, "{text}");
