@@ -43,6 +43,8 @@ fn scale_for(qmax: f32, threshold: f32) -> f32 {
 /// ACIQ Gaussian clipping threshold for `n` values with maximum magnitude `absmax`
 /// (ncnn2table's constants, α indexed by bit width).
 pub fn aciq_threshold(absmax: f32, n: usize, bits: u32) -> f32 {
+    // ncnn2table's constants as written (stored as f32 there too).
+    #[allow(clippy::excessive_precision)]
     const ALPHA: [f32; 8] = [
         0.0, 1.71063519, 2.15159277, 2.55913646, 2.93620062, 3.28691474, 3.6151146, 3.92403714,
     ];
@@ -389,6 +391,7 @@ mod tests {
 
     /// A direct transcription of the documented KL procedure in f64 with explicit
     /// overlap sums, to check the fractional bookkeeping of the fast version.
+    #[allow(clippy::needless_range_loop)]
     fn kl_reference(hist: &[u64], target: usize) -> usize {
         let sum: u64 = hist.iter().sum();
         let p: Vec<f64> = hist.iter().map(|&h| h as f64 / sum as f64).collect();

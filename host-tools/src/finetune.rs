@@ -197,6 +197,7 @@ struct Geometry {
 
 /// Sampled im2col columns of one image: one (k x cols) matrix per group, and the targets
 /// (cg x cols) per group.
+#[allow(clippy::too_many_arguments)]
 fn sample_columns(
     l: &QuantLayer,
     params: Option<&ConvParams>,
@@ -325,7 +326,7 @@ fn search_weights(
     l: &QuantLayer,
     g: &Geometry,
     d: &LayerData,
-    ws: &mut Vec<f32>,
+    ws: &mut [f32],
     sa: f32,
     factors: &[f32],
     q: i32,
@@ -359,7 +360,7 @@ fn search_weights(
         .collect();
     // A scale channel (DW group) covers output channels c*cpc .. (c+1)*cpc.
     let cpc = l.num_output / l.channels;
-    let original = ws.clone();
+    let original = ws.to_vec();
     for (c, s) in ws.iter_mut().enumerate() {
         let k = best_index(
             per_channel

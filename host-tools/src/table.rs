@@ -130,7 +130,7 @@ mod tests {
                     conv1 42.137500 \n\
                     conv2 0.001 \n";
         let t = ScaleTable::parse(text).unwrap();
-        assert_eq!(t.weight("conv1").unwrap(), [156.25, 98.431373, 211.666672]);
+        assert_eq!(t.weight("conv1").unwrap(), [156.25, 98.43137, 211.66667]);
         assert_eq!(t.activation("conv2"), Some(0.001));
         assert_eq!(t.activation("conv3"), None);
         let again = ScaleTable::parse(&t.to_text()).unwrap();

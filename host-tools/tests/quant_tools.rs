@@ -415,7 +415,7 @@ fn image_errors_and_table_errors() {
     let q = |t: &str| {
         let tp = dir.join("bad.table");
         std::fs::write(&tp, t).unwrap();
-        let a = [
+        [
             "quantize",
             "--param",
             &s(&param),
@@ -428,8 +428,7 @@ fn image_errors_and_table_errors() {
             "--out-bin",
             &s(&dir.join("q.bin")),
         ]
-        .map(String::from);
-        a
+        .map(String::from)
     };
     let good = std::fs::read_to_string(&table).unwrap();
     let a = q(&format!("{good}conv9 1.0\n"));
