@@ -12,6 +12,8 @@
 //!    its own scale, as in the released EasyQuant code;
 //! 2. the activation scale, same grid, maximising the mean cosine of the whole output.
 //!
+//! Layers that read the same blob (directly or through a Split) share the first one's
+//! activation scale, as the requantized int8 blob between them can carry only one.
 //! Ties keep the original scale, and per-channel weight choices that lower the layer's
 //! whole-output cosine are dropped, so no layer gets worse on the calibration data. `rounds` repeats the sweep. Candidates are evaluated on
 //! the single layer in float (fake-quant) from im2col columns at up to `POSITIONS` sampled
@@ -439,6 +441,23 @@ pub fn finetune(req: &Request) -> Result<(ScaleTable, Vec<LayerReport>)> {
             );
         }
     }
+    // Layers reading the same data (one blob, directly or through Split) share one
+    // activation scale: an int8 blob handed over by requantization carries one scale, and
+    // ncnn fuses with the first reader's (easyquant.md §13.2 item 7). The first of them in
+    // order searches it; the others take it over.
+    let source = |l: &QuantLayer| -> String {
+        let split = req
+            .model
+            .param
+            .layers
+            .iter()
+            .find(|r| r.kind == "Split" && r.tops.contains(&l.bottom));
+        match split {
+            Some(r) => r.bottoms[0].clone(),
+            None => l.bottom.clone(),
+        }
+    };
+    let sources: Vec<String> = layers.iter().map(|l| source(l)).collect();
     let factors = candidates(req.alpha, req.beta, req.steps);
     let mut table = req.table.clone();
     let mut reports: Vec<LayerReport> = Vec::new();
@@ -553,7 +572,10 @@ pub fn finetune(req: &Request) -> Result<(ScaleTable, Vec<LayerReport>)> {
             if layer_cosine(l, &g, &d, &ws, sa, q) < before {
                 ws = initial;
             }
-            search_activation(l, &g, &d, &ws, &mut sa, &factors, q);
+            match (0..i).find(|&j| sources[j] == sources[i]) {
+                Some(j) => sa = table.activation(&layers[j].name).unwrap(),
+                None => search_activation(l, &g, &d, &ws, &mut sa, &factors, q),
+            }
             let after = layer_cosine(l, &g, &d, &ws, sa, q);
             table.set_weight(&l.name, ws);
             table.set_activation(&l.name, sa);

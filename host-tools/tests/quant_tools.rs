@@ -766,6 +766,8 @@ fn finetune_improves_or_keeps_each_layer_and_is_deterministic() {
     };
     assert_eq!(names(&a), names(&b));
     assert_ne!(a, b, "some scale moved");
+    // c1 and c2 read the same Split: one shared activation scale.
+    assert_eq!(b.activation("c1"), b.activation("c2"));
     // Every tuned scale lies in [0.5, 2] x the initial one.
     for ((_, wa), (_, wb)) in a.weights.iter().zip(&b.weights) {
         for (x, y) in wa.iter().zip(wb) {
