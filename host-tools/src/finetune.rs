@@ -337,6 +337,7 @@ struct ChannelStats {
 /// so each candidate's per-channel dot products and norms are computed once; then
 /// coordinate ascent over the scale channels (two sweeps) picks, for each, the candidate
 /// that raises the whole-output cosine most given the others (ties keep the current one).
+#[allow(clippy::needless_range_loop)] // channel, image and candidate indices address several arrays
 fn search_weights(
     l: &QuantLayer,
     g: &Geometry,
@@ -356,14 +357,14 @@ fn search_weights(
                 dot: vec![0.0; l.num_output * n_img],
                 norm: vec![0.0; l.num_output * n_img],
             };
-            for grp in 0..g.groups {
+            for (grp, (x, t)) in xq.iter().zip(&d.targets).enumerate() {
                 let y = simulate(
                     l,
                     grp,
                     quantized_weights(l, grp, g, &cand, q).view(),
-                    xq[grp].view(),
+                    x.view(),
                 );
-                for (r, (yr, tr)) in y.rows().into_iter().zip(d.targets[grp].rows()).enumerate() {
+                for (r, (yr, tr)) in y.rows().into_iter().zip(t.rows()).enumerate() {
                     let c = grp * g.cg + r;
                     for (i, (yv, tv)) in yr.iter().zip(tr.iter()).enumerate() {
                         let img = i / d.per_image;
