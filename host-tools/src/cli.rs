@@ -1,7 +1,9 @@
 //! Command-line interface: one clap subcommand per tool.
 
+use crate::args::{ImageArgs, PrepArgs};
+use crate::calibrate::Method;
 use crate::infer::{self, Binding};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use eq_runtime::PrecisionChoice;
 use std::path::PathBuf;
@@ -22,6 +24,150 @@ pub enum Command {
     /// Write the benchmark networks (SqueezeNet, MobileNet, VGG16, ResNet50, MobileNetV2, SSDs,
     /// MobileFaceNet) as ncnn .param files generated from the built-in architectures.
     Zoo(ZooArgs),
+    /// Compute an ncnn2table scale table (max, KL or ACIQ) over calibration images.
+    Calibrate(CalibrateArgs),
+    /// Write the int8 model (as ncnn2int8 does) from an fp32 model and a scale table.
+    Quantize(QuantizeArgs),
+    /// EasyQuant scale search: tune a table's scales layer by layer (cosine objective).
+    Finetune(FinetuneArgs),
+    /// Top-1 / top-5 accuracy over labelled images.
+    Eval(EvalArgs),
+    /// Face verification accuracy on LFW-style pairs (10-fold and best threshold).
+    #[command(name = "eval-lfw")]
+    EvalLfw(EvalLfwArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+    #[command(flatten)]
+    pub prep: PrepArgs,
+    /// `<file> <class>` per line; files are matched by path suffix (usually the file name).
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Arithmetic of the quantizable layers.
+    #[arg(long, default_value = "auto")]
+    pub precision: PrecisionChoice,
+    /// Output blob with the class scores (default: the model's only output).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Results file (keys top1, top5, n, skipped, precision).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalLfwArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// `img1,img2,label` per line (label 1: same person, -1: different).
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// Folder the pair paths are relative to.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Preprocessing (default: --preset mobilefacenet).
+    #[command(flatten)]
+    pub prep: PrepArgs,
+    #[arg(long, default_value = "auto")]
+    pub precision: PrecisionChoice,
+    /// Embedding blob (default: the model's only output).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Results file (keys accuracy, accuracy_std, best_threshold_accuracy, threshold, pairs).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// Model structure (.param).
+    #[arg(long)]
+    pub param: PathBuf,
+    /// Model weights (.bin).
+    #[arg(long)]
+    pub bin: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+    #[command(flatten)]
+    pub prep: PrepArgs,
+    /// Activation calibration: max, kl (as ncnn2table) or aciq.
+    #[arg(long, value_enum, default_value = "kl")]
+    pub method: Method,
+    /// Bit width: 8, 7 or 6 (qmax = 2^(bits-1) - 1).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(6..=8))]
+    pub bits: u32,
+    /// Scale table to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Worker threads, one image each (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Initial scale table (e.g. from `eq calibrate`).
+    #[arg(long)]
+    pub table: PathBuf,
+    #[command(flatten)]
+    pub images: ImageArgs,
+    #[command(flatten)]
+    pub prep: PrepArgs,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(6..=8))]
+    pub bits: u32,
+    /// Tuned table to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Lowest candidate, as a fraction of the initial scale.
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f32,
+    /// Highest candidate, as a multiple of the initial scale.
+    #[arg(long, default_value_t = 2.0)]
+    pub beta: f32,
+    /// Candidates per search (evenly spaced, plus the initial scale).
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Sweeps over all layers.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Calibration images used (the first N).
+    #[arg(long, default_value_t = 50)]
+    pub samples: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct QuantizeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Scale table (ncnn2table format).
+    #[arg(long)]
+    pub table: PathBuf,
+    /// 8: int8 (±127); 7: weights in ±63 and layers marked 27=7.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(7..=8))]
+    pub bits: u32,
+    #[arg(long)]
+    pub out_param: PathBuf,
+    #[arg(long)]
+    pub out_bin: PathBuf,
+    /// Layers to keep in fp32 even though the table has them.
+    #[arg(long, value_delimiter = ',')]
+    pub keep_fp32: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -118,7 +264,201 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Calibrate(a) => run_calibrate(&a),
+        Command::Quantize(a) => run_quantize(&a),
+        Command::Finetune(a) => run_finetune(&a),
+        Command::Eval(a) => run_eval(&a),
+        Command::EvalLfw(a) => run_eval_lfw(&a),
     }
+}
+
+fn run_options(threads: Option<usize>, strict: bool, label: &str) -> crate::runner::RunOptions {
+    crate::runner::RunOptions {
+        workers: threads.unwrap_or_else(infer::default_threads),
+        strict,
+        progress: Some(label.to_string()),
+    }
+}
+
+fn run_calibrate(a: &CalibrateArgs) -> Result<()> {
+    let prep = a.prep.preprocess()?;
+    let paths = a.images.paths()?;
+    let model = crate::model::Model::load(&a.model.param, &a.model.bin)?;
+    let spec = crate::runner::NetSpec::for_images(&a.model.param, &a.model.bin, &prep)?;
+    let table = crate::calibrate::calibrate(&crate::calibrate::Request {
+        model: &model,
+        spec,
+        prep: &prep,
+        paths: &paths,
+        run: run_options(a.threads, a.images.strict, "calibrate"),
+        method: a.method,
+        bits: a.bits,
+    })?;
+    table.write(&a.out)?;
+    println!(
+        "wrote {} ({} layers, {:?}, {} bits)",
+        a.out.display(),
+        table.activations.len(),
+        a.method,
+        a.bits
+    );
+    Ok(())
+}
+
+fn run_quantize(a: &QuantizeArgs) -> Result<()> {
+    use eq_runtime::quant::Precision;
+    let model = crate::model::Model::load(&a.model.param, &a.model.bin)?;
+    let table = crate::table::ScaleTable::read(&a.table)?;
+    let precision = if a.bits == 7 {
+        Precision::Int7
+    } else {
+        Precision::Int8
+    };
+    let (param, bin, report) = crate::quantize::quantize_model(
+        &model,
+        &table,
+        &crate::quantize::Options {
+            precision,
+            keep_fp32: &a.keep_fp32,
+        },
+    )?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    for (name, why) in &report.fp32 {
+        println!("{name}: stays fp32 ({why})");
+    }
+    for (path, bytes) in [(&a.out_param, param.as_bytes()), (&a.out_bin, &bin[..])] {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+        }
+        std::fs::write(path, bytes).with_context(|| format!("{}", path.display()))?;
+    }
+    println!(
+        "wrote {} and {}: {} of {} layers quantized ({} bits), {} with int8 output",
+        a.out_param.display(),
+        a.out_bin.display(),
+        report.quantized.len(),
+        model.layers.len(),
+        a.bits,
+        report.requantized.len()
+    );
+    Ok(())
+}
+
+fn precision_name(p: PrecisionChoice) -> &'static str {
+    p.name()
+}
+
+fn write_json(path: &Option<PathBuf>, text: &str) -> Result<()> {
+    if let Some(path) = path {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+        }
+        std::fs::write(path, text).with_context(|| format!("{}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn run_eval(a: &EvalArgs) -> Result<()> {
+    let prep = a.prep.preprocess()?;
+    let paths = a.images.paths()?;
+    let text = std::fs::read_to_string(&a.labels)
+        .with_context(|| format!("cannot read {}", a.labels.display()))?;
+    let labels =
+        crate::eval::parse_labels(&text).with_context(|| format!("{}", a.labels.display()))?;
+    let labels = crate::eval::match_labels(&paths, &labels)
+        .with_context(|| format!("{}", a.labels.display()))?;
+    let mut spec = crate::runner::NetSpec::for_images(&a.model.param, &a.model.bin, &prep)?;
+    spec.precision = a.precision;
+    let r = crate::eval::classify(
+        &spec,
+        &prep,
+        &paths,
+        &labels,
+        a.output.as_deref(),
+        &run_options(a.threads, a.images.strict, "eval"),
+    )?;
+    println!(
+        "top-1 {:.2} %, top-5 {:.2} % over {} images ({} skipped), precision {}",
+        100.0 * r.top1,
+        100.0 * r.top5,
+        r.n,
+        r.skipped,
+        precision_name(a.precision)
+    );
+    write_json(&a.json, &r.to_json(precision_name(a.precision)))
+}
+
+fn run_eval_lfw(a: &EvalLfwArgs) -> Result<()> {
+    let prep = if a.prep.preset.is_none() && a.prep.size.is_none() {
+        let mut p = a.prep.clone();
+        p.preset = Some("mobilefacenet".into());
+        p.preprocess()?
+    } else {
+        a.prep.preprocess()?
+    };
+    let text = std::fs::read_to_string(&a.pairs)
+        .with_context(|| format!("cannot read {}", a.pairs.display()))?;
+    let pairs =
+        crate::eval::parse_pairs(&text).with_context(|| format!("{}", a.pairs.display()))?;
+    if pairs.is_empty() {
+        anyhow::bail!("{}: no pairs", a.pairs.display());
+    }
+    let mut spec = crate::runner::NetSpec::for_images(&a.model.param, &a.model.bin, &prep)?;
+    spec.precision = a.precision;
+    let r = crate::eval::lfw(
+        &spec,
+        &prep,
+        &pairs,
+        &a.root,
+        a.output.as_deref(),
+        &run_options(a.threads, true, "eval-lfw"),
+    )?;
+    println!(
+        "10-fold accuracy {:.2} % (std {:.2} %), best single threshold {:.2} % at {:.4}, {} pairs, precision {}",
+        100.0 * r.accuracy,
+        100.0 * r.accuracy_std,
+        100.0 * r.best_threshold_accuracy,
+        r.threshold,
+        r.pairs,
+        precision_name(a.precision)
+    );
+    write_json(&a.json, &r.to_json(precision_name(a.precision)))
+}
+
+fn run_finetune(a: &FinetuneArgs) -> Result<()> {
+    let prep = a.prep.preprocess()?;
+    let mut paths = a.images.paths()?;
+    paths.truncate(a.samples.max(1));
+    let model = crate::model::Model::load(&a.model.param, &a.model.bin)?;
+    let spec = crate::runner::NetSpec::for_images(&a.model.param, &a.model.bin, &prep)?;
+    let table = crate::table::ScaleTable::read(&a.table)?;
+    let (tuned, reports) = crate::finetune::finetune(&crate::finetune::Request {
+        model: &model,
+        spec,
+        prep: &prep,
+        paths: &paths,
+        strict: a.images.strict,
+        table,
+        bits: a.bits,
+        alpha: a.alpha,
+        beta: a.beta,
+        steps: a.steps,
+        rounds: a.rounds,
+        progress: true,
+    })?;
+    for r in &reports {
+        println!("{}: cosine {:.6} -> {:.6}", r.name, r.before, r.after);
+    }
+    tuned.write(&a.out)?;
+    println!(
+        "wrote {} ({} layers tuned on {} images)",
+        a.out.display(),
+        reports.len(),
+        paths.len()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

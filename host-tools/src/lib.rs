@@ -1,10 +1,19 @@
-//! EasyQuant host tools: inference on `.npy` files, image preprocessing, the demo model, and
-//! (to come) calibration, scale search and the int8 model writer.
+//! EasyQuant host tools: inference on `.npy` files, image preprocessing, the demo model,
+//! calibration (max / KL / ACIQ), the int8 model writer, evaluation and the EasyQuant scale
+//! search.
 
+pub mod args;
+pub mod calibrate;
 pub mod cli;
 pub mod dataset;
 pub mod demo;
+pub mod eval;
+pub mod finetune;
 pub mod infer;
+pub mod model;
 pub mod ncnn_writer;
 pub mod npy;
+pub mod quantize;
+pub mod runner;
+pub mod table;
 pub mod zoo;

@@ -9,8 +9,10 @@
 //! first N images (first N pairs for LFW) for a quick look; the thresholds then apply to that
 //! subset, with the reference accuracy recomputed on it.
 
-use eq_runtime::{Net, Options, Shape};
+use eq_runtime::Shape;
 use eq_tools::dataset::{ColorOrder, Preprocess, Resize};
+use eq_tools::eval::{argmax, best_threshold_accuracy, dot, l2_normalized, parse_pairs};
+use eq_tools::runner::{map_images, NetSpec, RunOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -78,23 +80,8 @@ struct Model {
     input_shape: Option<Shape>,
 }
 
-impl Model {
-    fn load(&self) -> Net {
-        let opts = Options {
-            threads: env_count("EQ_GOLDEN_THREADS", 2),
-            input_shapes: self
-                .input_shape
-                .map(|s| vec![(self.input.to_string(), s)])
-                .unwrap_or_default(),
-            ..Options::default()
-        };
-        Net::load(&self.param, &self.bin, &opts)
-            .unwrap_or_else(|e| panic!("loading {}: {e}", self.param.display()))
-    }
-}
-
 /// Runs `model` on every image (preprocessed by `prep`) and returns `f(output)` per image, in
-/// order. The images are split in contiguous chunks over worker threads, each with its own Net.
+/// order, through the tools' image runner (contiguous chunks, one Net per worker).
 fn run_all<T: Send>(
     model: &Model,
     prep: &Preprocess,
@@ -102,32 +89,27 @@ fn run_all<T: Send>(
     workers: usize,
     f: &(dyn Fn(&[f32]) -> T + Sync),
 ) -> Vec<T> {
-    let workers = workers.clamp(1, images.len().max(1));
-    let chunk = images.len().div_ceil(workers).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = images
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    let mut net = model.load();
-                    part.iter()
-                        .map(|path| {
-                            let input = net.input_mut(model.input).expect("input blob");
-                            prep.load_into(path, input.data)
-                                .unwrap_or_else(|e| panic!("{e:#}"));
-                            net.run()
-                                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                            f(net.blob(model.output).expect("output blob").data)
-                        })
-                        .collect::<Vec<T>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
+    let spec = NetSpec {
+        param: model.param.clone(),
+        bin: model.bin.clone(),
+        input: model.input.to_string(),
+        input_shape: model.input_shape,
+        keep_all_blobs: false,
+        precision: Default::default(),
+        threads: env_count("EQ_GOLDEN_THREADS", 2),
+    };
+    let run = RunOptions {
+        workers,
+        strict: true,
+        progress: None,
+    };
+    map_images(&spec, prep, images, &run, &|net| {
+        Ok(f(net.blob(model.output)?.data))
     })
+    .unwrap_or_else(|e| panic!("{e:#}"))
+    .into_iter()
+    .map(|r| r.expect("strict runs skip nothing"))
+    .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -266,22 +248,6 @@ fn preprocess_from_header(h: &str) -> Result<Preprocess, String> {
     })
 }
 
-/// `pairs.txt`: `img1,img2,label` per line, label 1 (same person) or -1.
-fn parse_pairs(text: &str) -> Result<Vec<(String, String, bool)>, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').map(str::trim).collect();
-            match f[..] {
-                [a, b, "1"] => Ok((a.to_string(), b.to_string(), true)),
-                [a, b, "-1"] => Ok((a.to_string(), b.to_string(), false)),
-                _ => Err(format!("bad pair line `{l}`")),
-            }
-        })
-        .collect()
-}
-
 /// The cosine reference: `img1 img2 label cosine` per line after `#` comments.
 fn parse_cosines(text: &str) -> Result<Vec<(String, String, bool, f32)>, String> {
     text.lines()
@@ -301,48 +267,6 @@ fn parse_cosines(text: &str) -> Result<Vec<(String, String, bool, f32)>, String>
             }
         })
         .collect()
-}
-
-/// Best accuracy of one threshold rule "same person iff score > t" over scored pairs, and
-/// that threshold (the highest score predicted "different").
-fn best_threshold_accuracy(scored: &[(f32, bool)]) -> (f64, f32) {
-    let mut v = scored.to_vec();
-    v.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // Threshold below every score: everything is called "same".
-    let mut correct = v.iter().filter(|p| p.1).count() as i64;
-    let (mut best, mut best_t) = (correct, f32::NEG_INFINITY);
-    let mut i = 0;
-    while i < v.len() {
-        // Move the threshold past all pairs with this score at once.
-        let score = v[i].0;
-        while i < v.len() && v[i].0 == score {
-            correct += if v[i].1 { -1 } else { 1 };
-            i += 1;
-        }
-        if correct > best {
-            (best, best_t) = (correct, score);
-        }
-    }
-    (best as f64 / v.len().max(1) as f64, best_t)
-}
-
-fn argmax(x: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-fn l2_normalized(x: &[f32]) -> Vec<f32> {
-    let n = x.iter().map(|v| v * v).sum::<f32>().sqrt();
-    x.iter().map(|v| v / n.max(1e-12)).collect()
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -630,40 +554,12 @@ fn harness_reference_parsing() {
 }
 
 #[test]
-fn harness_pairs_and_cosines() {
-    let pairs = parse_pairs("A/a_1.jpg,B/b_1.jpg,-1\nA/a_1.jpg,A/a_2.jpg,1\n\n").unwrap();
-    assert_eq!(
-        pairs,
-        [
-            ("A/a_1.jpg".into(), "B/b_1.jpg".into(), false),
-            ("A/a_1.jpg".into(), "A/a_2.jpg".into(), true),
-        ]
-    );
-    assert!(parse_pairs("a,b,0").is_err());
-    assert!(parse_pairs("a,b").is_err());
+fn harness_cosines() {
     let cos =
         parse_cosines("# header\n# img1 img2 label cosine\nA B -1 -0.093186\nA C 1 0.5\n").unwrap();
     assert_eq!(cos[0], ("A".into(), "B".into(), false, -0.093186));
     assert!(cos[1].2);
     assert!(parse_cosines("A B 1").is_err());
-}
-
-#[test]
-fn harness_lfw_accuracy() {
-    // Separable: any threshold in [0.2, 0.6) is perfect; the highest "different" score is 0.2.
-    let s = [(0.1, false), (0.9, true), (0.2, false), (0.6, true)];
-    assert_eq!(best_threshold_accuracy(&s), (1.0, 0.2));
-    // One negative above a positive: best is 3 of 4.
-    let s = [(0.1, false), (0.5, true), (0.7, false), (0.9, true)];
-    assert_eq!(best_threshold_accuracy(&s).0, 0.75);
-    // Tied scores move together: a tie of a positive and a negative can't be split.
-    let s = [(0.5, true), (0.5, false)];
-    assert_eq!(best_threshold_accuracy(&s).0, 0.5);
-    // All positives: the threshold stays below everything.
-    assert_eq!(
-        best_threshold_accuracy(&[(0.3, true)]),
-        (1.0, f32::NEG_INFINITY)
-    );
 }
 
 #[test]

@@ -50,6 +50,19 @@ pub enum PrecisionChoice {
     Simulate,
 }
 
+impl PrecisionChoice {
+    /// The name `from_str` reads back.
+    pub fn name(self) -> &'static str {
+        match self {
+            PrecisionChoice::Auto => "auto",
+            PrecisionChoice::Fp32 => "fp32",
+            PrecisionChoice::Int8 => "int8",
+            PrecisionChoice::Int7 => "int7",
+            PrecisionChoice::Simulate => "simulate",
+        }
+    }
+}
+
 impl std::str::FromStr for PrecisionChoice {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<PrecisionChoice, String> {
