@@ -346,10 +346,6 @@ fn run_quantize(a: &QuantizeArgs) -> Result<()> {
     Ok(())
 }
 
-fn precision_name(p: PrecisionChoice) -> &'static str {
-    p.name()
-}
-
 fn write_json(path: &Option<PathBuf>, text: &str) -> Result<()> {
     if let Some(path) = path {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -385,9 +381,9 @@ fn run_eval(a: &EvalArgs) -> Result<()> {
         100.0 * r.top5,
         r.n,
         r.skipped,
-        precision_name(a.precision)
+        a.precision.name()
     );
-    write_json(&a.json, &r.to_json(precision_name(a.precision)))
+    write_json(&a.json, &r.to_json(a.precision.name()))
 }
 
 fn run_eval_lfw(a: &EvalLfwArgs) -> Result<()> {
@@ -422,9 +418,9 @@ fn run_eval_lfw(a: &EvalLfwArgs) -> Result<()> {
         100.0 * r.best_threshold_accuracy,
         r.threshold,
         r.pairs,
-        precision_name(a.precision)
+        a.precision.name()
     );
-    write_json(&a.json, &r.to_json(precision_name(a.precision)))
+    write_json(&a.json, &r.to_json(a.precision.name()))
 }
 
 fn run_finetune(a: &FinetuneArgs) -> Result<()> {
