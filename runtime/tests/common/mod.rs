@@ -52,4 +52,3 @@ pub fn count_allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
     ARMED.with(|a| a.set(false));
     (r, COUNT.with(|c| c.get()))
 }
-
