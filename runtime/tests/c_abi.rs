@@ -10,8 +10,6 @@ use eq_runtime::capi::{eq_net_set_input, EqNet};
 use eq_runtime::capi::{
     Status, EQ_PRECISION_AUTO, EQ_PRECISION_FP32, EQ_PRECISION_INT7, EQ_PRECISION_INT8,
 };
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -245,44 +243,8 @@ fn c_example_runs_the_builtin_model() {
     );
 }
 
-/// Counts allocations made on the current thread while armed (tests run in parallel threads).
-struct CountingAllocator;
-
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    let _ = ARMED.try_with(|armed| {
-        if armed.get() {
-            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        }
-    });
-}
-
-// SAFETY: forwards to the system allocator; the bookkeeping touches only const-initialised
-// thread-locals, which never allocate.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+mod common;
+use common::count_allocations;
 
 #[test]
 fn set_input_run_and_get_output_do_not_allocate() {
@@ -325,13 +287,12 @@ fn set_input_run_and_get_output_do_not_allocate() {
         assert_eq!(status, 0);
     };
     step(); // first use of this thread's error slot
-    ALLOCATIONS.with(|c| c.set(0));
-    ARMED.with(|a| a.set(true));
-    for _ in 0..5 {
-        step();
-    }
-    ARMED.with(|a| a.set(false));
-    assert_eq!(ALLOCATIONS.with(|c| c.get()), 0);
+    let ((), allocations) = count_allocations(|| {
+        for _ in 0..5 {
+            step();
+        }
+    });
+    assert_eq!(allocations, 0);
     assert_eq!(count, 36);
     let sum: f32 = out.iter().sum();
     // Softmax over channels: 1 per pixel, 9 pixels.

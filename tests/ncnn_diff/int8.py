@@ -44,7 +44,7 @@ sys.path.insert(0, HERE)
 import int8_bin  # noqa: E402
 import ncnn_bin  # noqa: E402
 import run  # noqa: E402  (shared helpers of the fp32 suite)
-from run import Failure, Skip  # noqa: E402
+from run import Failure  # noqa: E402
 
 # Criteria. Two faithful int8 implementations differ where they evaluate the
 # requantization in a different float order (scale_in * scale_out fused or
@@ -383,49 +383,7 @@ def main():
                         help="inputs for the INT8 comparison (default: per model)")
     args = parser.parse_args()
 
-    try:
-        import ncnn
-    except ImportError:
-        print("the `ncnn` Python package is required (pip install ncnn)", file=sys.stderr)
-        return 2
-
-    names = {m.name for m in MODELS}
-    unknown = [n for n in args.models if n not in names]
-    if unknown:
-        print(f"unknown model(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}",
-              file=sys.stderr)
-        return 2
-    skip = {s.strip() for s in os.environ.get("EQ_DIFF_SKIP", "").split(",") if s.strip()}
-    shared = run.shared_dir()
-    cache_dir = os.path.join(run.REPO, "target", "ncnn_diff")
-    os.makedirs(cache_dir, exist_ok=True)
-    eq = run.eq_binary()
-    print(f"ncnn {ncnn.__version__}; eq: {eq or 'not found'}; shared: {shared}", flush=True)
-
-    passed = failed = 0
-    start = time.time()
-    for model in MODELS:
-        if args.models and model.name not in args.models:
-            continue
-        t0 = time.time()
-        if model.name in skip:
-            print(f"SKIP {model.name:16s} (EQ_DIFF_SKIP)", flush=True)
-            continue
-        try:
-            detail = run_model(model, args, shared, cache_dir, eq)
-        except Skip as e:
-            print(f"SKIP {model.name:16s} ({e})", flush=True)
-            continue
-        except Exception as e:  # any error in one model must not stop the others
-            failed += 1
-            kind = "" if isinstance(e, Failure) else f"{type(e).__name__}: "
-            print(f"FAIL {model.name:16s} {time.time() - t0:6.1f}s  {kind}{e}", flush=True)
-            continue
-        passed += 1
-        print(f"PASS {model.name:16s} {time.time() - t0:6.1f}s  {detail}", flush=True)
-    print(f"total {time.time() - start:.1f}s")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run.run_suite(MODELS, args, run_model, 16)
 
 
 if __name__ == "__main__":

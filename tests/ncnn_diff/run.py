@@ -322,13 +322,26 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="pass --threads N to eq infer")
     args = parser.parse_args()
 
+    return run_suite(MODELS, args, run_model_text, 22)
+
+
+def run_model_text(model, args, shared, cache_dir, eq):
+    worst, blob, detail = run_model(model, args, shared, cache_dir, eq)
+    worst_text = "" if worst is None else f"worst {worst:.2e} ({blob})  "
+    return worst_text + detail
+
+
+def run_suite(models, args, run_one, width):
+    """Runs `run_one(model, args, shared, cache_dir, eq) -> text` for every selected model
+    (`args.models`, minus EQ_DIFF_SKIP), one PASS / FAIL / SKIP line each, then the totals.
+    Returns the exit status: 2 for bad arguments or no ncnn, 1 if any model failed."""
     try:
         import ncnn
     except ImportError:
         print("the `ncnn` Python package is required (pip install ncnn)", file=sys.stderr)
         return 2
 
-    names = {m.name for m in MODELS}
+    names = {m.name for m in models}
     unknown = [n for n in args.models if n not in names]
     if unknown:
         print(f"unknown model(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}",
@@ -343,26 +356,26 @@ def main():
 
     passed = failed = 0
     start = time.time()
-    for model in MODELS:
+    for model in models:
         if args.models and model.name not in args.models:
             continue
         t0 = time.time()
+        name = f"{model.name:{width}s}"
         if model.name in skip:
-            print(f"SKIP {model.name:22s} (EQ_DIFF_SKIP)", flush=True)
+            print(f"SKIP {name} (EQ_DIFF_SKIP)", flush=True)
             continue
         try:
-            worst, blob, detail = run_model(model, args, shared, cache_dir, eq)
+            detail = run_one(model, args, shared, cache_dir, eq)
         except Skip as e:
-            print(f"SKIP {model.name:22s} ({e})", flush=True)
+            print(f"SKIP {name} ({e})", flush=True)
             continue
         except Exception as e:  # any error in one model must not stop the others
             failed += 1
             kind = "" if isinstance(e, Failure) else f"{type(e).__name__}: "
-            print(f"FAIL {model.name:22s} {time.time() - t0:6.1f}s  {kind}{e}", flush=True)
+            print(f"FAIL {name} {time.time() - t0:6.1f}s  {kind}{e}", flush=True)
             continue
         passed += 1
-        worst_text = "" if worst is None else f"worst {worst:.2e} ({blob})  "
-        print(f"PASS {model.name:22s} {time.time() - t0:6.1f}s  {worst_text}{detail}", flush=True)
+        print(f"PASS {name} {time.time() - t0:6.1f}s  {detail}", flush=True)
     print(f"total {time.time() - start:.1f}s")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

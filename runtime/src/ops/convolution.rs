@@ -468,7 +468,9 @@ impl Op for Convolution {
             Some(Ok((w, h, c, _))) => match (&self.int8, &self.sim) {
                 (Some(q), _) => q.scratch_len(w, h),
                 // The rounded input, then the GEMM's panels.
-                (None, Some(_)) => self.fast.scratch_len(w, h) + (w * h * c).next_multiple_of(16),
+                (None, Some(_)) => {
+                    self.fast.scratch_len(w, h) + Simulation::scratch_floats(Shape::d3(w, h, c))
+                }
                 (None, None) => self.fast.scratch_len(w, h),
             },
             _ => 0,
@@ -567,35 +569,22 @@ impl Op for Convolution {
         outputs: &mut [TensorMut],
         ctx: &mut Ctx,
     ) -> LayerResult<()> {
-        let (input, output) = match (inputs, outputs) {
-            ([i], [o]) => (i, o),
+        let (input, output) = match (inputs, &mut *outputs) {
+            ([i], [o]) => (*i, o),
             _ => return Err(invalid("Convolution takes one input and one output")),
         };
         let (w, h, _, _) = self.input_view(&input.shape)?;
-        match &self.int8 {
-            Some(q) => q.run(
-                input.data,
-                w,
-                h,
-                output.data,
-                output.shape.len(),
-                ctx.pool,
-                ctx.scratch,
-            ),
-            None => match &self.sim {
-                Some(sim) => {
-                    let len = input.shape.len();
-                    let (x, rest) = ctx.scratch.split_at_mut(len.next_multiple_of(16));
-                    sim.round_input(input.data, &mut x[..len]);
-                    self.fast
-                        .run(&x[..len], w, h, output.data, ctx.pool, rest)?;
-                    sim.round_output(output.data);
-                    Ok(())
-                }
-                None => self
-                    .fast
-                    .run(input.data, w, h, output.data, ctx.pool, ctx.scratch),
-            },
+        if let Some(q) = &self.int8 {
+            let len = output.shape.len();
+            return q.run(input.data, w, h, output.data, len, ctx.pool, ctx.scratch);
+        }
+        let fp32 = |x: Tensor, outputs: &mut [TensorMut], ctx: &mut Ctx| {
+            self.fast
+                .run(x.data, w, h, outputs[0].data, ctx.pool, ctx.scratch)
+        };
+        match &self.sim {
+            Some(sim) => sim.run(input, outputs, ctx, fp32),
+            None => fp32(input, outputs, ctx),
         }
     }
 }

@@ -446,7 +446,7 @@ impl Op for ConvolutionDepthWise {
         match (&self.int8, inputs.first()) {
             (Some(q), Some(&s)) => q.scratch_len(self, s),
             (None, Some(&s)) if self.sim.is_some() => {
-                self.padded_len(s) + s.len().next_multiple_of(16)
+                self.padded_len(s) + Simulation::scratch_floats(s)
             }
             (None, Some(&s)) => self.padded_len(s),
             _ => 0,
@@ -517,20 +517,9 @@ impl Op for ConvolutionDepthWise {
             return q.run(self, x.data, s, outputs[0].data, len, ctx.pool, ctx.scratch);
         }
         if let Some(sim) = &self.sim {
-            let len = x.shape.len();
-            let (buf, rest) = ctx.scratch.split_at_mut(len.next_multiple_of(16));
-            sim.round_input(x.data, &mut buf[..len]);
-            let rounded = Tensor {
-                shape: x.shape,
-                data: &buf[..len],
-            };
-            let mut sub = Ctx {
-                pool: ctx.pool,
-                scratch: rest,
-            };
-            self.forward_f32(rounded, outputs, &mut sub)?;
-            sim.round_output(outputs[0].data);
-            return Ok(());
+            return sim.run(x, outputs, ctx, |x, outputs, ctx| {
+                self.forward_f32(x, outputs, ctx)
+            });
         }
         self.forward_f32(x, outputs, ctx)
     }

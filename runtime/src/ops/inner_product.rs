@@ -222,7 +222,7 @@ impl Op for InnerProduct {
             // The quantized input, shared by the workers (counted once per worker).
             (Some(_), Some(s)) => s.len().div_ceil(4).next_multiple_of(16),
             // The rounded input of the float simulation.
-            (None, Some(s)) if self.sim.is_some() => s.len().next_multiple_of(16),
+            (None, Some(s)) if self.sim.is_some() => Simulation::scratch_floats(*s),
             _ => 0,
         }
     }
@@ -264,20 +264,9 @@ impl Op for InnerProduct {
                 .map_err(|e| invalid(e.to_string()));
         }
         if let Some(sim) = &self.sim {
-            let len = x.shape.len();
-            let (buf, rest) = ctx.scratch.split_at_mut(len.next_multiple_of(16));
-            sim.round_input(x.data, &mut buf[..len]);
-            let rounded = Tensor {
-                shape: x.shape,
-                data: &buf[..len],
-            };
-            let mut sub = Ctx {
-                pool: ctx.pool,
-                scratch: rest,
-            };
-            self.forward_f32(rounded, outputs, &mut sub)?;
-            sim.round_output(outputs[0].data);
-            return Ok(());
+            return sim.run(x, outputs, ctx, |x, outputs, ctx| {
+                self.forward_f32(x, outputs, ctx)
+            });
         }
         self.forward_f32(x, outputs, ctx)
     }
@@ -568,14 +557,13 @@ mod tests {
         let bias = rng.vec(num_output, -1.0, 1.0);
         let wscales: Vec<f32> = (0..num_output).map(|_| rng.uniform(50.0, 200.0)).collect();
         let bottom = rng.uniform(20.0, 60.0);
-        let mut b = TAG_INT8.to_le_bytes().to_vec();
-        b.extend(q.iter().map(|&v| v as u8));
-        while !b.len().is_multiple_of(4) {
-            b.push(0);
-        }
-        for v in bias.iter().chain(&wscales).chain([&bottom]) {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
+        let raw: Vec<f32> = bias
+            .iter()
+            .chain(&wscales)
+            .chain([&bottom])
+            .copied()
+            .collect();
+        let b = crate::ops::quantized::int8_weight_file(&q, &raw);
         let mut pd = params(&[
             (0, num_output as i32),
             (1, 1),

@@ -6,7 +6,9 @@ use crate::error::{invalid, LayerResult, Result};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
+use crate::ops::Ctx;
 use crate::quant::{quantize, Precision, BITS_KEY};
+use crate::tensor::{Shape, Tensor, TensorMut};
 
 /// The scales of a quantized layer, as stored after its bias.
 #[derive(Clone, Debug, PartialEq)]
@@ -198,6 +200,36 @@ impl Simulation {
         }
     }
 
+    /// Scratch floats for the rounded input of a `shape` input (whole cache lines).
+    pub fn scratch_floats(shape: Shape) -> usize {
+        shape.len().next_multiple_of(16)
+    }
+
+    /// Runs the layer's fp32 path `fp32` on `x` rounded to the input grid (kept at the front
+    /// of the scratch, whose rest `fp32` gets), then rounds the first output to its grid.
+    pub fn run(
+        &self,
+        x: Tensor,
+        outputs: &mut [TensorMut],
+        ctx: &mut Ctx,
+        fp32: impl FnOnce(Tensor, &mut [TensorMut], &mut Ctx) -> LayerResult<()>,
+    ) -> LayerResult<()> {
+        let len = x.shape.len();
+        let (buf, rest) = ctx.scratch.split_at_mut(Self::scratch_floats(x.shape));
+        self.round_input(x.data, &mut buf[..len]);
+        let rounded = Tensor {
+            shape: x.shape,
+            data: &buf[..len],
+        };
+        let mut sub = Ctx {
+            pool: ctx.pool,
+            scratch: rest,
+        };
+        fp32(rounded, outputs, &mut sub)?;
+        self.round_output(outputs[0].data);
+        Ok(())
+    }
+
     /// `y = quantize(y · top) / top` when the output is on an int8 grid.
     pub fn round_output(&self, y: &mut [f32]) {
         if let Some(top) = self.top {
@@ -222,6 +254,18 @@ pub fn as_i8_mut(data: &mut [f32], len: usize) -> LayerResult<&mut [i8]> {
     bytes
         .get_mut(..len)
         .ok_or_else(|| invalid("int8 blob is smaller than its shape"))
+}
+
+/// Test support: a weight file holding `q` as one int8-tagged blob (padded to 4 bytes),
+/// then the raw floats `raw` (bias, scales).
+#[cfg(test)]
+pub(crate) fn int8_weight_file(q: &[i8], raw: &[f32]) -> Vec<u8> {
+    let mut b = 0x000D_4B38u32.to_le_bytes().to_vec();
+    b.extend(q.iter().map(|&v| v as u8));
+    b.resize(b.len().next_multiple_of(4), 0);
+    raw.iter()
+        .for_each(|v| b.extend_from_slice(&v.to_le_bytes()));
+    b
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //!   the pool; each task writes a disjoint set of output row pieces.
 
 use crate::error::{invalid, LayerResult};
+use crate::kernels::im2col::Grid;
 use crate::ops::activation::Activation;
 use crate::pool::{Pool, SharedMut};
 
@@ -230,23 +231,14 @@ impl PackB for Im2colB<'_> {
         {
             let c0 = n0 + j * nr;
             let cols = nr.min(n0 + nc - c0);
-            // Split the panel's columns into runs on one output row: each run reads one input
-            // row, contiguously when the stride is 1.
-            let mut runs = [(0usize, 0usize, 0isize, 0isize); NR_MAX];
-            let mut n_runs = 0;
-            let mut col = 0;
-            while col < cols {
-                let (oy, ox) = ((c0 + col) / self.out_w, (c0 + col) % self.out_w);
-                let len = (self.out_w - ox).min(cols - col);
-                runs[n_runs] = (
-                    col,
-                    len,
-                    (oy * self.stride_h) as isize - self.pad_top as isize,
-                    (ox * self.stride_w) as isize - self.pad_left as isize,
-                );
-                n_runs += 1;
-                col += len;
-            }
+            let grid = Grid {
+                out_w: self.out_w,
+                stride_w: self.stride_w,
+                stride_h: self.stride_h,
+                pad_left: self.pad_left,
+                pad_top: self.pad_top,
+            };
+            let (runs, n_runs) = grid.runs(c0, cols);
             let (mut ch, mut ky, mut kx) =
                 (k0 / taps, (k0 % taps) / self.kernel_w, k0 % self.kernel_w);
             for out in panel.chunks_exact_mut(nr) {

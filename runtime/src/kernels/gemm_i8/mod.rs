@@ -20,6 +20,7 @@
 
 use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult};
+use crate::kernels::im2col::Grid;
 use crate::kernels::quantize::store_requant;
 use crate::kernels::requant::{OutBuf, Requant};
 use crate::pool::{Pool, SharedMut};
@@ -323,23 +324,14 @@ impl PackB8 for Im2colB8<'_> {
             if cols < nr || !kc.is_multiple_of(kstep) {
                 panel.fill(0);
             }
-            // The panel's columns as runs on one output row: (first column, length, input y
-            // and x of the first column at tap (0, 0)).
-            let mut runs = [(0usize, 0usize, 0isize, 0isize); NR_MAX];
-            let mut n_runs = 0;
-            let mut col = 0;
-            while col < cols {
-                let (oy, ox) = ((c0 + col) / self.out_w, (c0 + col) % self.out_w);
-                let len = (self.out_w - ox).min(cols - col);
-                runs[n_runs] = (
-                    col,
-                    len,
-                    (oy * self.stride_h) as isize - self.pad_top as isize,
-                    (ox * self.stride_w) as isize - self.pad_left as isize,
-                );
-                n_runs += 1;
-                col += len;
-            }
+            let grid = Grid {
+                out_w: self.out_w,
+                stride_w: self.stride_w,
+                stride_h: self.stride_h,
+                pad_left: self.pad_left,
+                pad_top: self.pad_top,
+            };
+            let (runs, n_runs) = grid.runs(c0, cols);
             let mut row = [0i8; NR_MAX];
             for kk in 0..kc {
                 let kg = k0 + kk;

@@ -6,6 +6,7 @@ use super::*;
 use crate::kernels::requant::{scale_in, Requant};
 use crate::model::paramdict::Value;
 use crate::model::weights::Source;
+use crate::ops::quantized::int8_weight_file;
 use crate::ops::Ctx;
 use crate::pool::Pool;
 use crate::quant::{quantize, BITS_KEY};
@@ -66,19 +67,14 @@ fn check(c: &Case, w: usize, h: usize, rng: &mut Rng, extreme: bool) {
     let wscales: Vec<f32> = (0..nscales).map(|_| rng.uniform(50.0, 200.0)).collect();
     let bottom = rng.uniform(20.0, 60.0);
     let term = if c.per_group_scales { 1 } else { 2 } + if c.top.is_some() { 100 } else { 0 };
-    let mut bytes = 0x000D_4B38u32.to_le_bytes().to_vec();
-    bytes.extend(q.iter().map(|&v| v as u8));
-    while !bytes.len().is_multiple_of(4) {
-        bytes.push(0);
-    }
-    for v in bias
+    let raw: Vec<f32> = bias
         .iter()
         .chain(&wscales)
         .chain([&bottom])
         .chain(c.top.iter())
-    {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
+        .copied()
+        .collect();
+    let bytes = int8_weight_file(&q, &raw);
     let pd = c.params(term);
     let shape = Shape::d3(w, h, c.group * c.inch_g);
     let x: Vec<f32> = if extreme {
