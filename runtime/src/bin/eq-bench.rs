@@ -56,6 +56,16 @@ fn run(args: Args) -> Result<(), String> {
         .into_iter()
         .map(|k| k.name().to_string())
         .collect();
+    // Part numbers as the machine reports them (sysfs, /proc/cpuinfo, else MIDR_EL1 of this
+    // thread): the JSON then shows which cores really ran, not only what the target file says.
+    let mut parts: Vec<u32> = Vec::new();
+    for info in eq_runtime::cpu::detect() {
+        if used.contains(&info.id) {
+            if let Some(p) = info.part.filter(|p| !parts.contains(p)) {
+                parts.push(p);
+            }
+        }
+    }
 
     // Check every file before timing anything.
     let mut models = Vec::with_capacity(args.models.len());
@@ -73,6 +83,12 @@ fn run(args: Args) -> Result<(), String> {
         target.board,
         cpu_list.join(","),
         cores.join(",")
+    ));
+    let part_list: Vec<String> = parts.iter().map(|p| format!("{p:#05x}")).collect();
+    say(&format!(
+        "parts = [{}]  commit = {}",
+        part_list.join(","),
+        bench::GIT_COMMIT
     ));
     say(&format!(
         "loops = {}  warmup = {}  cooldown = {:.1} s  weights = {}",
@@ -122,10 +138,19 @@ fn run(args: Args) -> Result<(), String> {
                     cluster: cluster.clone(),
                     cpus: cpus.clone(),
                     cores: cores.clone(),
+                    parts: parts.clone(),
                     loops: args.loops,
                     warmup: args.warmup,
+                    commit: bench::GIT_COMMIT.to_string(),
                 });
             }
+        }
+    }
+    // The seed paper's table layout, after the per-run lines.
+    if !records.is_empty() {
+        say("");
+        for line in bench::seed_table(&records) {
+            say(&line);
         }
     }
     if let Some(path) = &args.json {
