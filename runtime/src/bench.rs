@@ -16,6 +16,7 @@ pub const USAGE: &str = "\
 usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
                 --precision fp32,int8,int7 --threads 1,2 [--cluster big|little|all|cpus=0,1]
                 --loops N --warmup N [--cooldown S] [--json FILE] [--target T.toml] [--layers]
+       eq-bench --model P.param[,...] [--shape W,H,C] --gemm-shapes
   --model      ncnn .param or .param.bin files
   --bin        weights, one per model; without it weights are all zeros (as benchncnn)
   --shape      input shape for models whose first Input layer declares none
@@ -28,7 +29,9 @@ usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
   --cooldown   seconds to sleep before each model, default 0
   --json       also write the results as a JSON list
   --target     board description (targets/*.toml); default: detected from sysfs
-  --layers     also time every layer (one more set of --loops runs) and print them";
+  --layers     also time every layer (one more set of --loops runs) and print them
+  --gemm-shapes  time nothing: print each Convolution's GEMM (M outputs, N pixels,
+               K inputs x kernel), as scripts/model-rk3399.sh reads them";
 
 /// Whether `Options::precision` selects INT8 / INT7 kernels: set to true when the int8
 /// integration lands, and `eq-bench` (and `scripts/bench-vs-ncnn.sh`) time them.
@@ -116,6 +119,8 @@ pub struct Args {
     pub target: Option<PathBuf>,
     /// Print per-layer times.
     pub layers: bool,
+    /// Print the GEMM shapes instead of timing.
+    pub gemm_shapes: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -162,6 +167,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
     let mut json = None;
     let mut target = None;
     let mut layers = false;
+    let mut gemm_shapes = false;
 
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -170,6 +176,10 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
         }
         if arg == "--layers" {
             layers = true;
+            continue;
+        }
+        if arg == "--gemm-shapes" {
+            gemm_shapes = true;
             continue;
         }
         if !arg.starts_with("--") {
@@ -286,6 +296,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
         json,
         target,
         layers,
+        gemm_shapes,
     })))
 }
 
@@ -496,6 +507,65 @@ pub fn profile_layers(net: &mut Net, loops: usize) -> Result<Vec<LayerTime>, Str
         })
         .collect();
     out.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    Ok(out)
+}
+
+/// The GEMM of one Convolution layer (im2col + GEMM in fp32, INT8 and INT7 alike):
+/// C[m × n] = A[m × k] · B[k × n].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GemmShape {
+    pub layer: String,
+    /// Output channels.
+    pub m: usize,
+    /// Output pixels.
+    pub n: usize,
+    /// Input channels × kernel height × kernel width.
+    pub k: usize,
+}
+
+impl GemmShape {
+    /// `gemm <layer> m=.. n=.. k=.. macs=..`, one line per layer.
+    pub fn line(&self) -> String {
+        format!(
+            "gemm {} m={} n={} k={} macs={}",
+            self.layer,
+            self.m,
+            self.n,
+            self.k,
+            self.m * self.n * self.k
+        )
+    }
+}
+
+/// Every Convolution's GEMM in execution order, from the planned blob shapes. Depthwise
+/// convolutions and InnerProduct run other kernels and are left out.
+pub fn gemm_shapes(net: &Net) -> Result<Vec<GemmShape>, String> {
+    let (g, shapes) = (net.graph(), &net.plan().shapes);
+    let mut out = Vec::new();
+    for &li in &g.order {
+        let l = &g.layers[li];
+        if l.kind != "Convolution" {
+            continue;
+        }
+        let (Some(&input), Some(&output)) = (g.inputs[li].first(), g.outputs[li].first()) else {
+            return Err(format!("{}: Convolution without input or output", l.name));
+        };
+        let kw = l
+            .params
+            .usize(1, 0)
+            .map_err(|e| format!("{}: {e}", l.name))?;
+        let kh = l
+            .params
+            .usize(11, kw)
+            .map_err(|e| format!("{}: {e}", l.name))?;
+        let (i, o) = (shapes[input], shapes[output]);
+        out.push(GemmShape {
+            layer: l.name.clone(),
+            m: o.c,
+            n: o.w * o.h * o.d,
+            k: i.c * kh * kw,
+        });
+    }
     Ok(out)
 }
 
@@ -731,6 +801,7 @@ mod tests {
                 json: Some("out.json".into()),
                 target: Some("t.toml".into()),
                 layers: true,
+                gemm_shapes: false,
             }
         );
         // `--flag=value` is the same; defaults fill the rest.

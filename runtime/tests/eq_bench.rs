@@ -280,3 +280,28 @@ fn default_cluster_from_the_target_file_and_layer_times() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn prints_the_gemm_shape_of_every_convolution() {
+    let dir = models("gemm");
+    // 3x3 conv 4 -> 8 on 16x12 with pad 1 (one GEMM), a depthwise conv (no GEMM), then a
+    // 1x1 conv 8 -> 5 with stride 2.
+    std::fs::write(
+        dir.join("conv.param"),
+        "7767517\n4 4\nInput in 0 1 data 0=16 1=12 2=4\n\
+         Convolution c1 1 1 data a 0=8 1=3 4=1 5=1 6=288\n\
+         ConvolutionDepthWise dw 1 1 a b 0=8 1=3 4=1 5=1 6=72 7=8\n\
+         Convolution c2 1 1 b out 0=5 1=1 3=2 5=1 6=40\n",
+    )
+    .unwrap();
+    let out = eq_bench(&["--model", &p(&dir, "conv.param"), "--gemm-shapes"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(
+        stdout,
+        "model conv\n\
+         gemm c1 m=8 n=192 k=36 macs=55296\n\
+         gemm c2 m=5 n=48 k=8 macs=1920\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,7 +2,7 @@
 //! cluster. The logic lives in `eq_runtime::bench`; see `eq-bench --help`.
 //! Every error is one line on stderr and exit code 2.
 
-use eq_runtime::bench::{self, Args, Command, Placement, Record};
+use eq_runtime::bench::{self, Args, Command, Placement, Precision, Record};
 use eq_runtime::target::Target;
 use std::io::Write;
 use std::process::ExitCode;
@@ -72,6 +72,16 @@ fn run(args: Args) -> Result<(), String> {
     for (i, param) in args.models.iter().enumerate() {
         let bin = args.bins.get(i).map(|b| b.as_path());
         models.push(bench::prepare_model(param, bin, args.shape)?);
+    }
+    if args.gemm_shapes {
+        for model in &models {
+            let net = bench::load(model, Precision::Fp32, 1, &Placement::default())?;
+            say(&format!("model {}", model.name));
+            for shape in bench::gemm_shapes(&net)? {
+                say(&shape.line());
+            }
+        }
+        return Ok(());
     }
     if let Some(path) = &args.json {
         std::fs::write(path, "").map_err(|e| format!("{}: {e}", path.display()))?;
