@@ -4,8 +4,8 @@
 # Cortex-A53 and Cortex-A72, and the differential suite against ncnn when present.
 # Shared data (models, images, reference outputs) is found via EQ_SHARED, default ../shared.
 # EQ_SKIP_AARCH64=1 skips the emulated pass on machines without the cross tools;
-# EQ_SKIP_DEPLOY=1 skips the board deployment test (a local sshd + qemu "board"; it also
-# needs the cross tools, so EQ_SKIP_AARCH64=1 skips it too).
+# EQ_SKIP_DEPLOY=1 skips the board deployment test (a local sshd + qemu "board") and the
+# cycle-model test (llvm-mca); they need the cross tools, so EQ_SKIP_AARCH64=1 skips them too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +37,8 @@ if [ "${EQ_SKIP_DEPLOY:-0}" = 1 ] || [ "${EQ_SKIP_AARCH64:-0}" = 1 ]; then
 else
     step "deploy to a board over ssh: local sshd, qemu board (scripts/test-deploy.sh)"
     scripts/test-deploy.sh
+    step "RK3399 cycle model of the GEMM kernels (scripts/test-model.sh)"
+    scripts/test-model.sh
 fi
 
 if [ -d tests/ncnn_diff ]; then
