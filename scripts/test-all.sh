@@ -3,7 +3,9 @@
 # (the test profile is optimised, see Cargo.toml), the aarch64 suite under qemu as
 # Cortex-A53 and Cortex-A72, and the differential suite against ncnn when present.
 # Shared data (models, images, reference outputs) is found via EQ_SHARED, default ../shared.
-# EQ_SKIP_AARCH64=1 skips the emulated pass on machines without the cross tools.
+# EQ_SKIP_AARCH64=1 skips the emulated pass on machines without the cross tools;
+# EQ_SKIP_DEPLOY=1 skips the board deployment test (a local sshd + qemu "board") and the
+# cycle-model test (llvm-mca); they need the cross tools, so EQ_SKIP_AARCH64=1 skips them too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,15 @@ if [ "${EQ_SKIP_AARCH64:-0}" = 1 ]; then
 else
     step "aarch64 under qemu"
     scripts/test-aarch64.sh
+fi
+
+if [ "${EQ_SKIP_DEPLOY:-0}" = 1 ] || [ "${EQ_SKIP_AARCH64:-0}" = 1 ]; then
+    step "deploy to a board over ssh: SKIPPED (EQ_SKIP_DEPLOY=1 or EQ_SKIP_AARCH64=1)"
+else
+    step "deploy to a board over ssh: local sshd, qemu board (scripts/test-deploy.sh)"
+    scripts/test-deploy.sh
+    step "RK3399 cycle model of the GEMM kernels (scripts/test-model.sh)"
+    scripts/test-model.sh
 fi
 
 if [ -d tests/ncnn_diff ]; then

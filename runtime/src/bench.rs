@@ -16,6 +16,7 @@ pub const USAGE: &str = "\
 usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
                 --precision fp32,int8,int7 --threads 1,2 [--cluster big|little|all|cpus=0,1]
                 --loops N --warmup N [--cooldown S] [--json FILE] [--target T.toml] [--layers]
+       eq-bench --model P.param[,...] [--shape W,H,C] --gemm-shapes
   --model      ncnn .param or .param.bin files
   --bin        weights, one per model; without it weights are all zeros (as benchncnn)
   --shape      input shape for models whose first Input layer declares none
@@ -28,11 +29,16 @@ usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
   --cooldown   seconds to sleep before each model, default 0
   --json       also write the results as a JSON list
   --target     board description (targets/*.toml); default: detected from sysfs
-  --layers     also time every layer (one more set of --loops runs) and print them";
+  --layers     also time every layer (one more set of --loops runs) and print them
+  --gemm-shapes  time nothing: print each Convolution's GEMM (M outputs, N pixels,
+               K inputs x kernel), as scripts/model-rk3399.sh reads them";
 
 /// Whether `Options::precision` selects INT8 / INT7 kernels: set to true when the int8
 /// integration lands, and `eq-bench` (and `scripts/bench-vs-ncnn.sh`) time them.
 pub const INT8_RUNTIME: bool = true;
+
+/// The git commit this binary was built from (runtime/build.rs), "unknown" outside a checkout.
+pub const GIT_COMMIT: &str = env!("EQ_GIT_COMMIT");
 
 /// The value every input element is set to before each run (as benchncnn).
 pub const FILL_VALUE: f32 = 0.01;
@@ -113,6 +119,8 @@ pub struct Args {
     pub target: Option<PathBuf>,
     /// Print per-layer times.
     pub layers: bool,
+    /// Print the GEMM shapes instead of timing.
+    pub gemm_shapes: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -159,6 +167,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
     let mut json = None;
     let mut target = None;
     let mut layers = false;
+    let mut gemm_shapes = false;
 
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -167,6 +176,10 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
         }
         if arg == "--layers" {
             layers = true;
+            continue;
+        }
+        if arg == "--gemm-shapes" {
+            gemm_shapes = true;
             continue;
         }
         if !arg.starts_with("--") {
@@ -283,6 +296,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
         json,
         target,
         layers,
+        gemm_shapes,
     })))
 }
 
@@ -496,6 +510,65 @@ pub fn profile_layers(net: &mut Net, loops: usize) -> Result<Vec<LayerTime>, Str
     Ok(out)
 }
 
+/// The GEMM of one Convolution layer (im2col + GEMM in fp32, INT8 and INT7 alike):
+/// C[m × n] = A[m × k] · B[k × n].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GemmShape {
+    pub layer: String,
+    /// Output channels.
+    pub m: usize,
+    /// Output pixels.
+    pub n: usize,
+    /// Input channels × kernel height × kernel width.
+    pub k: usize,
+}
+
+impl GemmShape {
+    /// `gemm <layer> m=.. n=.. k=.. macs=..`, one line per layer.
+    pub fn line(&self) -> String {
+        format!(
+            "gemm {} m={} n={} k={} macs={}",
+            self.layer,
+            self.m,
+            self.n,
+            self.k,
+            self.m * self.n * self.k
+        )
+    }
+}
+
+/// Every Convolution's GEMM in execution order, from the planned blob shapes. Depthwise
+/// convolutions and InnerProduct run other kernels and are left out.
+pub fn gemm_shapes(net: &Net) -> Result<Vec<GemmShape>, String> {
+    let (g, shapes) = (net.graph(), &net.plan().shapes);
+    let mut out = Vec::new();
+    for &li in &g.order {
+        let l = &g.layers[li];
+        if l.kind != "Convolution" {
+            continue;
+        }
+        let (Some(&input), Some(&output)) = (g.inputs[li].first(), g.outputs[li].first()) else {
+            return Err(format!("{}: Convolution without input or output", l.name));
+        };
+        let kw = l
+            .params
+            .usize(1, 0)
+            .map_err(|e| format!("{}: {e}", l.name))?;
+        let kh = l
+            .params
+            .usize(11, kw)
+            .map_err(|e| format!("{}: {e}", l.name))?;
+        let (i, o) = (shapes[input], shapes[output]);
+        out.push(GemmShape {
+            layer: l.name.clone(),
+            m: o.c,
+            n: o.w * o.h * o.d,
+            k: i.c * kh * kw,
+        });
+    }
+    Ok(out)
+}
+
 /// Per-layer lines: time, share of the total, cumulative share, type and name.
 pub fn layer_lines(layers: &[LayerTime]) -> Vec<String> {
     let total: f64 = layers
@@ -554,8 +627,13 @@ pub struct Record {
     pub cpus: Vec<usize>,
     /// Core kinds the run may have used, e.g. "cortex-a53".
     pub cores: Vec<String>,
+    /// MIDR part numbers seen on those CPUs (0xd03 = Cortex-A53, 0xd08 = Cortex-A72);
+    /// empty where the machine reports none (x86).
+    pub parts: Vec<u32>,
     pub loops: usize,
     pub warmup: usize,
+    /// `GIT_COMMIT` of the binary that measured it.
+    pub commit: String,
 }
 
 fn json_string(s: &str) -> String {
@@ -590,10 +668,16 @@ impl Record {
     pub fn to_json(&self) -> String {
         let cpus: Vec<String> = self.cpus.iter().map(|c| c.to_string()).collect();
         let cores: Vec<String> = self.cores.iter().map(|c| json_string(c)).collect();
+        let parts: Vec<String> = self
+            .parts
+            .iter()
+            .map(|p| json_string(&format!("{p:#05x}")))
+            .collect();
         format!(
             "{{\"model\": {}, \"precision\": {}, \"threads\": {}, \"min_ms\": {}, \
              \"median_ms\": {}, \"avg_ms\": {}, \"cluster\": {}, \"cpus\": [{}], \
-             \"cores\": [{}], \"loops\": {}, \"warmup\": {}}}",
+             \"cores\": [{}], \"parts\": [{}], \"loops\": {}, \"warmup\": {}, \
+             \"commit\": {}}}",
             json_string(&self.model),
             json_string(self.precision.name()),
             self.threads,
@@ -603,8 +687,10 @@ impl Record {
             json_string(&self.cluster),
             cpus.join(", "),
             cores.join(", "),
+            parts.join(", "),
             self.loops,
-            self.warmup
+            self.warmup,
+            json_string(&self.commit)
         )
     }
 }
@@ -619,6 +705,63 @@ pub fn records_json(records: &[Record]) -> String {
         .map(|r| format!("  {}", r.to_json()))
         .collect();
     format!("[\n{}\n]\n", body.join(",\n"))
+}
+
+/// What the INT8 columns of `seed_table` hold: the seed paper compares its INT7 against
+/// TensorRT-style INT8, which this project does not run.
+pub const INT8_COLUMN_NOTE: &str = "EQ-INT8 columns: this runtime's INT8, in place of the \
+seed's TRT-INT8 (TensorRT INT8, not measured here)";
+
+fn distinct<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for x in items {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// The results in the seed paper's latency-table layout, one markdown table per cluster:
+/// `| Models | EQ-INT8(#1) | EQ-INT7(#1) | EQ-INT8(#4) | EQ-INT7(#4) |` (median ms; #N =
+/// threads, ascending; "-" where not measured). Models in the order they were run.
+pub fn seed_table(records: &[Record]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for cluster in distinct(records.iter().map(|r| r.cluster.clone())) {
+        let of_cluster: Vec<&Record> = records.iter().filter(|r| r.cluster == cluster).collect();
+        let mut threads = distinct(of_cluster.iter().map(|r| r.threads));
+        threads.sort_unstable();
+        let cores = distinct(of_cluster.iter().flat_map(|r| r.cores.iter().cloned()));
+        if !lines.is_empty() {
+            lines.push(String::new());
+        }
+        lines.push(format!(
+            "cluster {cluster} ({}), median ms; {INT8_COLUMN_NOTE}",
+            cores.join(", ")
+        ));
+        let mut header = String::from("| Models |");
+        let mut rule = String::from("|---|");
+        for t in &threads {
+            let _ = write!(header, " EQ-INT8(#{t}) | EQ-INT7(#{t}) |");
+            rule.push_str("---:|---:|");
+        }
+        lines.push(header);
+        lines.push(rule);
+        for model in distinct(of_cluster.iter().map(|r| r.model.clone())) {
+            let mut row = format!("| {model} |");
+            for &t in &threads {
+                for p in [Precision::Int8, Precision::Int7] {
+                    let cell = of_cluster
+                        .iter()
+                        .find(|r| r.model == model && r.threads == t && r.precision == p)
+                        .map_or("-".to_string(), |r| format!("{:.2}", r.timing.median_ms));
+                    let _ = write!(row, " {cell} |");
+                }
+            }
+            lines.push(row);
+        }
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -658,6 +801,7 @@ mod tests {
                 json: Some("out.json".into()),
                 target: Some("t.toml".into()),
                 layers: true,
+                gemm_shapes: false,
             }
         );
         // `--flag=value` is the same; defaults fill the rest.
@@ -780,15 +924,17 @@ mod tests {
             cluster: "cpus=4,5".into(),
             cpus: vec![4, 5],
             cores: vec!["cortex-a72".into()],
+            parts: vec![0xd08],
             loops: 8,
             warmup: 2,
+            commit: "abc1234".into(),
         };
         assert_eq!(
             r.to_json(),
             "{\"model\": \"a\\\"b\\\\c\\n\", \"precision\": \"fp32\", \"threads\": 2, \
              \"min_ms\": 1.0000, \"median_ms\": 1.5000, \"avg_ms\": 2.0000, \
              \"cluster\": \"cpus=4,5\", \"cpus\": [4, 5], \"cores\": [\"cortex-a72\"], \
-             \"loops\": 8, \"warmup\": 2}"
+             \"parts\": [\"0xd08\"], \"loops\": 8, \"warmup\": 2, \"commit\": \"abc1234\"}"
         );
         assert_eq!(records_json(&[]), "[]\n");
         let two = records_json(&[r.clone(), r]);
@@ -799,6 +945,55 @@ mod tests {
         assert_eq!(two.matches("},\n").count(), 1);
         assert_eq!(json_string("\u{1}"), "\"\\u0001\"");
         assert_eq!(json_number(f64::NAN), "null");
+    }
+
+    #[test]
+    fn seed_table_has_one_int8_and_int7_column_per_thread_count() {
+        let record = |model: &str, precision, threads, cluster: &str, ms| Record {
+            model: model.into(),
+            precision,
+            threads,
+            timing: Timing {
+                min_ms: ms,
+                median_ms: ms,
+                avg_ms: ms,
+            },
+            cluster: cluster.into(),
+            cpus: vec![0],
+            cores: vec!["cortex-a53".into()],
+            parts: vec![0xd03],
+            loops: 1,
+            warmup: 0,
+            commit: "x".into(),
+        };
+        use Precision::*;
+        let records = [
+            record("squeezenet", Int8, 4, "little", 10.0),
+            record("squeezenet", Int7, 4, "little", 8.0),
+            record("squeezenet", Fp32, 1, "little", 99.0),
+            record("squeezenet", Int8, 1, "little", 30.0),
+            record("squeezenet", Int7, 1, "little", 25.0),
+            record("mobilenet", Int8, 1, "little", 40.0),
+            record("mobilenet", Int8, 2, "big", 5.0),
+        ];
+        let t = seed_table(&records);
+        assert_eq!(
+            t,
+            vec![
+                format!("cluster little (cortex-a53), median ms; {INT8_COLUMN_NOTE}"),
+                "| Models | EQ-INT8(#1) | EQ-INT7(#1) | EQ-INT8(#4) | EQ-INT7(#4) |".into(),
+                "|---|---:|---:|---:|---:|".into(),
+                "| squeezenet | 30.00 | 25.00 | 10.00 | 8.00 |".into(),
+                "| mobilenet | 40.00 | - | - | - |".into(),
+                String::new(),
+                format!("cluster big (cortex-a53), median ms; {INT8_COLUMN_NOTE}"),
+                "| Models | EQ-INT8(#2) | EQ-INT7(#2) |".into(),
+                "|---|---:|---:|".into(),
+                "| mobilenet | 5.00 | - |".into(),
+            ]
+        );
+        assert!(INT8_COLUMN_NOTE.contains("in place of the seed's TRT-INT8"));
+        assert!(seed_table(&[]).is_empty());
     }
 
     const DECLARED: &str = "7767517\n2 2\nInput in 0 1 data 0=8 1=6 2=4\nReLU r 1 1 data out\n";

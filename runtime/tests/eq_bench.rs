@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 13] = [
     "model",
     "precision",
     "threads",
@@ -13,8 +13,10 @@ const KEYS: [&str; 11] = [
     "cluster",
     "cpus",
     "cores",
+    "parts",
     "loops",
     "warmup",
+    "commit",
 ];
 
 /// A fresh temp directory with two models: one declaring its input shape, one not.
@@ -88,19 +90,44 @@ fn writes_one_json_record_per_timed_run() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
 
-    // 2 models x 3 precisions x 2 thread counts lines; int8/int7 are skipped (fp32 models).
+    // 2 models x 3 precisions x 2 thread counts; zero weights, so int8/int7 run the fp32
+    // models quantized with fixed scales: nothing is skipped.
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("threads =")).collect();
     assert_eq!(lines.len(), 12, "{stdout}");
-    let skipped = lines
-        .iter()
-        .filter(|l| l.contains("skipped: fp32 model: int8/int7 need synthetic quantization"))
-        .count();
-    assert_eq!(skipped, 8, "{stdout}");
+    assert!(!stdout.contains("skipped"), "{stdout}");
     assert!(
         lines[0].starts_with(&format!("{:>20}  fp32", "small")),
         "{stdout}"
     );
     assert!(lines[0].contains("median ="), "{stdout}");
+    assert!(lines.iter().all(|l| l.contains("median =")), "{stdout}");
+
+    // Then the seed paper's table: INT8 and INT7 per thread count, one row per model.
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("cluster all"))
+        .collect();
+    assert!(
+        table[0].contains("in place of the seed's TRT-INT8"),
+        "{stdout}"
+    );
+    assert_eq!(
+        table[1],
+        "| Models | EQ-INT8(#1) | EQ-INT7(#1) | EQ-INT8(#2) | EQ-INT7(#2) |"
+    );
+    assert!(table[3].starts_with("| small | ") && table[4].starts_with("| noshape | "));
+    assert_eq!(table[3].matches(" | ").count(), 4, "{stdout}");
+    assert!(!table[3].contains('-'), "{stdout}");
+    let commit = stdout
+        .lines()
+        .find_map(|l| l.split_once("commit = ").map(|(_, c)| c.to_string()))
+        .expect("a commit line");
+    // Embedded at build time by runtime/build.rs.
+    assert_eq!(commit, env!("EQ_GIT_COMMIT"));
+    assert!(
+        commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "{commit}"
+    );
 
     let report = std::fs::read_to_string(&json).unwrap();
     let trimmed = report.trim();
@@ -112,22 +139,32 @@ fn writes_one_json_record_per_timed_run() {
         .split("},")
         .map(str::trim)
         .collect();
-    assert_eq!(records.len(), 4, "{report}");
+    assert_eq!(records.len(), 12, "{report}");
     for r in &records {
         assert!(r.starts_with('{'), "{r}");
         for key in KEYS {
             assert_eq!(r.matches(&format!("\"{key}\":")).count(), 1, "{key} in {r}");
         }
-        assert!(r.contains("\"precision\": \"fp32\""), "{r}");
+        assert!(r.contains(&format!("\"commit\": \"{commit}\"")), "{r}");
         assert!(
             r.contains("\"loops\": 3") && r.contains("\"warmup\": 1"),
             "{r}"
         );
         assert!(r.contains("\"cluster\": \"all\""), "{r}");
+        // Under qemu (scripts/test-aarch64.sh) the part number is the emulated core's.
+        let part = match std::env::var("EQ_EXPECT_CPU").as_deref() {
+            Ok("cortex-a53") => Some("\"parts\": [\"0xd03\"]"),
+            Ok("cortex-a72") => Some("\"parts\": [\"0xd08\"]"),
+            _ => None,
+        };
+        if let Some(part) = part {
+            assert!(r.contains(part), "{r}");
+        }
     }
-    assert_eq!(report.matches("\"model\": \"small\"").count(), 2);
-    assert_eq!(report.matches("\"model\": \"noshape\"").count(), 2);
-    assert_eq!(report.matches("\"threads\": 2,").count(), 2);
+    assert_eq!(report.matches("\"model\": \"small\"").count(), 6);
+    assert_eq!(report.matches("\"model\": \"noshape\"").count(), 6);
+    assert_eq!(report.matches("\"threads\": 2,").count(), 6);
+    assert_eq!(report.matches("\"precision\": \"int7\"").count(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -240,6 +277,31 @@ fn default_cluster_from_the_target_file_and_layer_times() {
     assert!(
         report.contains("\"cluster\": \"big\", \"cpus\": [1]"),
         "{report}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn prints_the_gemm_shape_of_every_convolution() {
+    let dir = models("gemm");
+    // 3x3 conv 4 -> 8 on 16x12 with pad 1 (one GEMM), a depthwise conv (no GEMM), then a
+    // 1x1 conv 8 -> 5 with stride 2.
+    std::fs::write(
+        dir.join("conv.param"),
+        "7767517\n4 4\nInput in 0 1 data 0=16 1=12 2=4\n\
+         Convolution c1 1 1 data a 0=8 1=3 4=1 5=1 6=288\n\
+         ConvolutionDepthWise dw 1 1 a b 0=8 1=3 4=1 5=1 6=72 7=8\n\
+         Convolution c2 1 1 b out 0=5 1=1 3=2 5=1 6=40\n",
+    )
+    .unwrap();
+    let out = eq_bench(&["--model", &p(&dir, "conv.param"), "--gemm-shapes"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(
+        stdout,
+        "model conv\n\
+         gemm c1 m=8 n=192 k=36 macs=55296\n\
+         gemm c2 m=5 n=48 k=8 macs=1920\n"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

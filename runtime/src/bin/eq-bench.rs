@@ -2,7 +2,7 @@
 //! cluster. The logic lives in `eq_runtime::bench`; see `eq-bench --help`.
 //! Every error is one line on stderr and exit code 2.
 
-use eq_runtime::bench::{self, Args, Command, Placement, Record};
+use eq_runtime::bench::{self, Args, Command, Placement, Precision, Record};
 use eq_runtime::target::Target;
 use std::io::Write;
 use std::process::ExitCode;
@@ -56,12 +56,32 @@ fn run(args: Args) -> Result<(), String> {
         .into_iter()
         .map(|k| k.name().to_string())
         .collect();
+    // Part numbers as the machine reports them (sysfs, /proc/cpuinfo, else MIDR_EL1 of this
+    // thread): the JSON then shows which cores really ran, not only what the target file says.
+    let mut parts: Vec<u32> = Vec::new();
+    for info in eq_runtime::cpu::detect() {
+        if used.contains(&info.id) {
+            if let Some(p) = info.part.filter(|p| !parts.contains(p)) {
+                parts.push(p);
+            }
+        }
+    }
 
     // Check every file before timing anything.
     let mut models = Vec::with_capacity(args.models.len());
     for (i, param) in args.models.iter().enumerate() {
         let bin = args.bins.get(i).map(|b| b.as_path());
         models.push(bench::prepare_model(param, bin, args.shape)?);
+    }
+    if args.gemm_shapes {
+        for model in &models {
+            let net = bench::load(model, Precision::Fp32, 1, &Placement::default())?;
+            say(&format!("model {}", model.name));
+            for shape in bench::gemm_shapes(&net)? {
+                say(&shape.line());
+            }
+        }
+        return Ok(());
     }
     if let Some(path) = &args.json {
         std::fs::write(path, "").map_err(|e| format!("{}: {e}", path.display()))?;
@@ -73,6 +93,12 @@ fn run(args: Args) -> Result<(), String> {
         target.board,
         cpu_list.join(","),
         cores.join(",")
+    ));
+    let part_list: Vec<String> = parts.iter().map(|p| format!("{p:#05x}")).collect();
+    say(&format!(
+        "parts = [{}]  commit = {}",
+        part_list.join(","),
+        bench::GIT_COMMIT
     ));
     say(&format!(
         "loops = {}  warmup = {}  cooldown = {:.1} s  weights = {}",
@@ -122,10 +148,19 @@ fn run(args: Args) -> Result<(), String> {
                     cluster: cluster.clone(),
                     cpus: cpus.clone(),
                     cores: cores.clone(),
+                    parts: parts.clone(),
                     loops: args.loops,
                     warmup: args.warmup,
+                    commit: bench::GIT_COMMIT.to_string(),
                 });
             }
+        }
+    }
+    // The seed paper's table layout, after the per-run lines.
+    if !records.is_empty() {
+        say("");
+        for line in bench::seed_table(&records) {
+            say(&line);
         }
     }
     if let Some(path) = &args.json {
