@@ -11,7 +11,9 @@ use crate::kernels::gemm_f32::{self, DenseB, Im2colB, Kernel, PackedA};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
-use crate::ops::quantized::{dequantize, float_weights, int8_weights, Int8Scales, Simulation};
+use crate::ops::quantized::{
+    float_weights, int8_weights, quant_plan, Int8Scales, QuantPlan, Simulation,
+};
 use crate::pool::Pool;
 use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
@@ -109,6 +111,15 @@ impl ConvParams {
             padding,
             pad_value: pd.float(18, 0.0)?,
         })
+    }
+
+    /// True when the im2col matrix is the input itself (1x1, stride 1, no padding).
+    pub fn is_pointwise(&self, r: &Resolved) -> bool {
+        self.kernel_w == 1
+            && self.kernel_h == 1
+            && self.stride_w == 1
+            && self.stride_h == 1
+            && r.pad_left + r.pad_right + r.pad_top + r.pad_bottom == 0
     }
 
     /// Dilated kernel extents (w, h).
@@ -254,14 +265,8 @@ impl Conv2dGemm {
         }
     }
 
-    /// True when B is the input itself (1x1, stride 1, no padding).
     fn is_pointwise(&self, r: &Resolved) -> bool {
-        let p = &self.params;
-        p.kernel_w == 1
-            && p.kernel_h == 1
-            && p.stride_w == 1
-            && p.stride_h == 1
-            && r.pad_left + r.pad_right + r.pad_top + r.pad_bottom == 0
+        self.params.is_pointwise(r)
     }
 
     /// `input` `inch x h x w` -> `output` `outch x out_h x out_w`. `scratch` holds
@@ -485,37 +490,36 @@ impl Op for Convolution {
     }
 
     fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
-        let (Some(scales), Some(stored)) = (&self.int8_scales, &self.stored) else {
-            return Ok(None);
-        };
-        let Some(precision) = scales.precision(choice) else {
-            self.int8 = None;
-            return Ok(None);
-        };
-        let q = int8_weights(stored, &scales.weight, precision)?;
-        if choice == PrecisionChoice::Simulate {
-            let w = dequantize(&q, &scales.weight);
-            let kernel = self.fast.packed.kernel();
-            self.fast = Conv2dGemm::new(
-                self.params,
-                &w,
-                self.bias.as_deref(),
-                self.num_output,
-                self.inch(),
-                self.activation,
-                kernel,
-            );
-            self.sim = Some(Simulation {
-                bottom: scales.bottom,
-                qmax: precision.qmax(),
-                top: None,
-            });
-            return Ok(Some(precision));
-        }
-        let family = crate::kernels::gemm_i8::Family::best(precision);
+        let (precision, q) =
+            match quant_plan(self.int8_scales.as_ref(), self.stored.as_ref(), choice)? {
+                QuantPlan::Fp32 => {
+                    self.int8 = None;
+                    return Ok(None);
+                }
+                QuantPlan::Simulate {
+                    precision,
+                    weights,
+                    sim,
+                } => {
+                    let kernel = self.fast.packed.kernel();
+                    self.fast = Conv2dGemm::new(
+                        self.params,
+                        &weights,
+                        self.bias.as_deref(),
+                        self.num_output,
+                        self.inch(),
+                        self.activation,
+                        kernel,
+                    );
+                    self.sim = Some(sim);
+                    return Ok(Some(precision));
+                }
+                QuantPlan::Integer { precision, q } => (precision, q),
+            };
+        let scales = self.int8_scales.as_ref().expect("integer plan has scales");
         self.int8 = Some(int8::ConvInt8::new(
             precision,
-            family,
+            crate::kernels::gemm_i8::Family::best(precision),
             self.params,
             &q,
             &scales.weight,

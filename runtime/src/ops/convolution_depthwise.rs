@@ -14,7 +14,9 @@ use crate::kernels::depthwise_f32::{self, Geometry, Isa};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
-use crate::ops::quantized::{dequantize, float_weights, int8_weights, Int8Scales, Simulation};
+use crate::ops::quantized::{
+    float_weights, int8_weights, quant_plan, Int8Scales, QuantPlan, Simulation,
+};
 use crate::pool::SharedMut;
 use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
@@ -454,25 +456,25 @@ impl Op for ConvolutionDepthWise {
     }
 
     fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
-        let (Some(scales), Some(stored)) = (&self.int8_scales, &self.stored) else {
-            return Ok(None);
-        };
-        let Some(precision) = scales.precision(choice) else {
-            self.int8 = None;
-            return Ok(None);
-        };
-        let q = int8_weights(stored, &scales.weight, precision)?;
-        if choice == PrecisionChoice::Simulate {
-            self.weight = Floats::owned(dequantize(&q, &scales.weight));
-            self.sim = Some(Simulation {
-                bottom: scales.bottom,
-                qmax: precision.qmax(),
-                top: None,
-            });
-            return Ok(Some(precision));
+        match quant_plan(self.int8_scales.as_ref(), self.stored.as_ref(), choice)? {
+            QuantPlan::Fp32 => {
+                self.int8 = None;
+                Ok(None)
+            }
+            QuantPlan::Simulate {
+                precision,
+                weights,
+                sim,
+            } => {
+                self.weight = Floats::owned(weights);
+                self.sim = Some(sim);
+                Ok(Some(precision))
+            }
+            QuantPlan::Integer { precision, q } => {
+                self.int8 = Some(int8::DwInt8::new(self, &q, precision)?);
+                Ok(Some(precision))
+            }
         }
-        self.int8 = Some(int8::DwInt8::new(self, &q, precision)?);
-        Ok(Some(precision))
     }
 
     fn accepts_int8_input(&self) -> bool {

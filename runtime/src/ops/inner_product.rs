@@ -23,7 +23,9 @@ use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
 use crate::ops::convolution::int8::quantize_parallel;
 use crate::ops::quantized::as_i8_mut;
-use crate::ops::quantized::{dequantize, float_weights, int8_weights, Int8Scales, Simulation};
+use crate::ops::quantized::{
+    float_weights, int8_weights, quant_plan, Int8Scales, QuantPlan, Simulation,
+};
 use crate::pool::SharedMut;
 use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
@@ -191,28 +193,29 @@ impl Op for InnerProduct {
     }
 
     fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
-        let (Some(scales), Some(stored)) = (&self.int8_scales, &self.stored) else {
-            return Ok(None);
+        let scales = match quant_plan(self.int8_scales.as_ref(), self.stored.as_ref(), choice)? {
+            QuantPlan::Fp32 => {
+                self.int8 = None;
+                return Ok(None);
+            }
+            QuantPlan::Simulate {
+                precision,
+                weights,
+                sim,
+            } => {
+                self.weight = Floats::owned(weights);
+                self.sim = Some(sim);
+                return Ok(Some(precision));
+            }
+            QuantPlan::Integer { precision, q } => (precision, q),
         };
-        let Some(precision) = scales.precision(choice) else {
-            self.int8 = None;
-            return Ok(None);
-        };
-        let q = int8_weights(stored, &scales.weight, precision)?;
-        if choice == PrecisionChoice::Simulate {
-            self.weight = Floats::owned(dequantize(&q, &scales.weight));
-            self.sim = Some(Simulation {
-                bottom: scales.bottom,
-                qmax: precision.qmax(),
-                top: None,
-            });
-            return Ok(Some(precision));
-        }
+        let (precision, q) = scales;
+        let s = self.int8_scales.as_ref().expect("integer plan has scales");
         self.int8 = Some(IpInt8 {
             precision,
             packed: PackedGemvI8::new(&q, self.num_output, self.num_input, precision),
-            scale_in: requant::scale_in(scales.bottom, &scales.weight),
-            bottom: scales.bottom,
+            scale_in: requant::scale_in(s.bottom, &s.weight),
+            bottom: s.bottom,
         });
         Ok(Some(precision))
     }

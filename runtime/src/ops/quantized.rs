@@ -102,6 +102,48 @@ impl Int8Scales {
     }
 }
 
+/// What a quantizable layer prepares for a `PrecisionChoice`.
+pub enum QuantPlan {
+    /// No scales, or fp32 chosen.
+    Fp32,
+    /// The float simulation: fp32 weights dequantized from the integer ones.
+    Simulate {
+        precision: Precision,
+        weights: Vec<f32>,
+        sim: Simulation,
+    },
+    /// Integer kernels on these int8 weights.
+    Integer { precision: Precision, q: Vec<i8> },
+}
+
+/// Decides a layer's plan from its scales and stored weights (both present for quantized
+/// layers); checks the weights against the chosen precision.
+pub fn quant_plan(
+    scales: Option<&Int8Scales>,
+    stored: Option<&Tagged>,
+    choice: PrecisionChoice,
+) -> LayerResult<QuantPlan> {
+    let (Some(scales), Some(stored)) = (scales, stored) else {
+        return Ok(QuantPlan::Fp32);
+    };
+    let Some(precision) = scales.precision(choice) else {
+        return Ok(QuantPlan::Fp32);
+    };
+    let q = int8_weights(stored, &scales.weight, precision)?;
+    if choice == PrecisionChoice::Simulate {
+        return Ok(QuantPlan::Simulate {
+            precision,
+            weights: dequantize(&q, &scales.weight),
+            sim: Simulation {
+                bottom: scales.bottom,
+                qmax: precision.qmax(),
+                top: None,
+            },
+        });
+    }
+    Ok(QuantPlan::Integer { precision, q })
+}
+
 /// The `27=` bit-width marker: 8 (default) or 7.
 pub fn declared_bits(pd: &ParamDict) -> LayerResult<Precision> {
     let bits = pd.int(BITS_KEY as usize, 8)?;

@@ -83,12 +83,7 @@ impl ConvInt8 {
     }
 
     fn is_pointwise(&self, r: &Resolved) -> bool {
-        let p = &self.params;
-        p.kernel_w == 1
-            && p.kernel_h == 1
-            && p.stride_w == 1
-            && p.stride_h == 1
-            && r.pad_left + r.pad_right + r.pad_top + r.pad_bottom == 0
+        self.params.is_pointwise(r)
     }
 
     /// `input` (`inch x h x w`, fp32 or int8 per `input_i8`) -> `output` (fp32, or int8 when
