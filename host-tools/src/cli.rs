@@ -35,6 +35,32 @@ pub enum Command {
     /// Face verification accuracy on LFW-style pairs (10-fold and best threshold).
     #[command(name = "eval-lfw")]
     EvalLfw(EvalLfwArgs),
+    /// Per-layer cosine similarity of a quantized model against the fp32 model, and which
+    /// layers ran INT8/INT7/FP32 and why (report.txt and cosine.svg).
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The fp32 model as PARAM,BIN.
+    #[arg(long, value_name = "PARAM,BIN")]
+    pub fp32: String,
+    /// The quantized model as PARAM,BIN.
+    #[arg(long, value_name = "PARAM,BIN")]
+    pub quant: String,
+    #[command(flatten)]
+    pub images: ImageArgs,
+    #[command(flatten)]
+    pub prep: PrepArgs,
+    /// Arithmetic of the quantized model's layers.
+    #[arg(long, default_value = "auto")]
+    pub precision: PrecisionChoice,
+    /// Folder to write report.txt and cosine.svg to.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Pool threads inside each net.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -269,7 +295,61 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Finetune(a) => run_finetune(&a),
         Command::Eval(a) => run_eval(&a),
         Command::EvalLfw(a) => run_eval_lfw(&a),
+        Command::Report(a) => run_report(&a),
     }
+}
+
+/// `PARAM,BIN` as two paths.
+fn model_pair(flag: &str, text: &str) -> Result<(PathBuf, PathBuf)> {
+    match text.split_once(',') {
+        Some((p, b)) if !p.is_empty() && !b.is_empty() && !b.contains(',') => {
+            Ok((PathBuf::from(p), PathBuf::from(b)))
+        }
+        _ => Err(anyhow!("--{flag} {text}: expected PARAM,BIN")),
+    }
+}
+
+fn run_report(a: &ReportArgs) -> Result<()> {
+    let (fp, fb) = model_pair("fp32", &a.fp32)?;
+    let (qp, qb) = model_pair("quant", &a.quant)?;
+    let prep = a.prep.preprocess()?;
+    let paths = a.images.paths()?;
+    let threads = a.threads.unwrap_or_else(infer::default_threads);
+    let spec = |p: &PathBuf, b: &PathBuf, precision| -> Result<crate::runner::NetSpec> {
+        let mut s = crate::runner::NetSpec::for_images(p, b, &prep)?;
+        s.keep_all_blobs = true;
+        s.precision = precision;
+        s.threads = threads;
+        Ok(s)
+    };
+    let fspec = spec(&fp, &fb, PrecisionChoice::Fp32)?;
+    let qspec = spec(&qp, &qb, a.precision)?;
+    let (mut fnet, mut qnet) = (fspec.load()?, qspec.load()?);
+    let mut cmp = crate::report::Comparison::new(&qnet);
+    for path in &paths {
+        let Some(input) = crate::dataset::skip_unreadable(path, prep.load(path), a.images.strict)?
+        else {
+            continue;
+        };
+        fnet.set_input(&fspec.input, &input)?;
+        qnet.set_input(&qspec.input, &input)?;
+        fnet.run()?;
+        qnet.run()?;
+        cmp.add(&fnet, &qnet)?;
+    }
+    if cmp.images == 0 {
+        return Err(anyhow!("none of the {} images could be read", paths.len()));
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;
+    let text = cmp.text();
+    for (name, body) in [("report.txt", &text), ("cosine.svg", &cmp.svg())] {
+        let path = a.out.join(name);
+        std::fs::write(&path, body).with_context(|| format!("{}", path.display()))?;
+    }
+    print!("{text}");
+    println!("wrote {}", a.out.join("report.txt").display());
+    println!("wrote {}", a.out.join("cosine.svg").display());
+    Ok(())
 }
 
 fn run_options(threads: Option<usize>, strict: bool, label: &str) -> crate::runner::RunOptions {

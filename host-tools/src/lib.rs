@@ -14,6 +14,7 @@ pub mod model;
 pub mod ncnn_writer;
 pub mod npy;
 pub mod quantize;
+pub mod report;
 pub mod runner;
 pub mod table;
 pub mod zoo;
