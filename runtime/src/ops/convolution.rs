@@ -12,7 +12,7 @@ use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
 use crate::ops::quantized::{
-    float_weights, int8_weights, quant_plan, Int8Scales, QuantPlan, Simulation,
+    float_weights, int8_weights, quant_plan, synthesize, Int8Scales, QuantPlan, Simulation,
 };
 use crate::pool::Pool;
 use crate::quant::Precision;
@@ -483,10 +483,12 @@ impl Op for Convolution {
     }
 
     fn synthesize_int8_scales(&mut self) {
-        if self.int8_scales.is_none() {
-            self.int8_scales = Some(Int8Scales::synthetic(self.num_output));
-            self.stored = Some(Tagged::F32(Floats::owned(self.weights.to_vec())));
-        }
+        synthesize(
+            &mut self.int8_scales,
+            &mut self.stored,
+            &self.weights,
+            self.num_output,
+        );
     }
 
     fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {

@@ -15,7 +15,7 @@ use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
 use crate::ops::quantized::{
-    float_weights, int8_weights, quant_plan, Int8Scales, QuantPlan, Simulation,
+    float_weights, int8_weights, quant_plan, synthesize, Int8Scales, QuantPlan, Simulation,
 };
 use crate::pool::SharedMut;
 use crate::quant::Precision;
@@ -431,10 +431,12 @@ impl ConvolutionDepthWise {
 
 impl Op for ConvolutionDepthWise {
     fn synthesize_int8_scales(&mut self) {
-        if self.int8_scales.is_none() {
-            self.int8_scales = Some(Int8Scales::synthetic(self.group));
-            self.stored = Some(Tagged::F32(Floats::owned(self.weight.to_vec())));
-        }
+        synthesize(
+            &mut self.int8_scales,
+            &mut self.stored,
+            &self.weight,
+            self.group,
+        );
     }
 
     fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {

@@ -24,7 +24,7 @@ use crate::net::PrecisionChoice;
 use crate::ops::convolution::int8::quantize_parallel;
 use crate::ops::quantized::as_i8_mut;
 use crate::ops::quantized::{
-    float_weights, int8_weights, quant_plan, Int8Scales, QuantPlan, Simulation,
+    float_weights, int8_weights, quant_plan, synthesize, Int8Scales, QuantPlan, Simulation,
 };
 use crate::pool::SharedMut;
 use crate::quant::Precision;
@@ -181,10 +181,12 @@ impl InnerProduct {
 
 impl Op for InnerProduct {
     fn synthesize_int8_scales(&mut self) {
-        if self.int8_scales.is_none() {
-            self.int8_scales = Some(Int8Scales::synthetic(self.num_output));
-            self.stored = Some(Tagged::F32(Floats::owned(self.weight.to_vec())));
-        }
+        synthesize(
+            &mut self.int8_scales,
+            &mut self.stored,
+            &self.weight,
+            self.num_output,
+        );
     }
 
     fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {

@@ -102,6 +102,20 @@ impl Int8Scales {
     }
 }
 
+/// Synthetic benchmarks of fp32 models: a layer without scales gets fixed ones for `channels`
+/// and its fp32 weights become the stored ones (shared, not copied).
+pub fn synthesize(
+    scales: &mut Option<Int8Scales>,
+    stored: &mut Option<Tagged>,
+    weights: &Floats,
+    channels: usize,
+) {
+    if scales.is_none() {
+        *scales = Some(Int8Scales::synthetic(channels));
+        *stored = Some(Tagged::F32(weights.clone()));
+    }
+}
+
 /// What a quantizable layer prepares for a `PrecisionChoice`.
 pub enum QuantPlan {
     /// No scales, or fp32 chosen.
