@@ -155,7 +155,7 @@ pub struct FinetuneArgs {
     pub images: ImageArgs,
     #[command(flatten)]
     pub prep: PrepArgs,
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(6..=8))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(7..=8))]
     pub bits: u32,
     /// Tuned table to write.
     #[arg(long)]
@@ -175,6 +175,10 @@ pub struct FinetuneArgs {
     /// Calibration images used (the first N).
     #[arg(long, default_value_t = 50)]
     pub samples: usize,
+    /// paper: Algorithm 1 (quantized upstream input; weight pass, then activation pass).
+    /// ncnn: ncnn2table's eq (FP32 upstream input; per layer weights, then activation).
+    #[arg(long, value_enum, default_value = "paper")]
+    pub variant: crate::finetune::Variant,
 }
 
 #[derive(Args, Debug)]
@@ -522,10 +526,17 @@ fn run_finetune(a: &FinetuneArgs) -> Result<()> {
         beta: a.beta,
         steps: a.steps,
         rounds: a.rounds,
+        variant: a.variant,
         progress: true,
     })?;
+    let pair = |p: Option<(f64, f64)>| p.map_or("-".into(), |(a, b)| format!("{a:.6} -> {b:.6}"));
     for r in &reports {
-        println!("{}: cosine {:.6} -> {:.6}", r.name, r.before, r.after);
+        println!(
+            "{}: weights {}, activation {}",
+            r.name,
+            pair(r.weights),
+            pair(r.activation)
+        );
     }
     tuned.write(&a.out)?;
     println!(

@@ -10,7 +10,7 @@
 //! are (ncnn2int8 would convert them to fp16).
 
 use crate::model::{Model, QuantKind, QuantLayer};
-use crate::ncnn_writer::{BinWriter, ParamValue, ParamWriter};
+use crate::ncnn_writer::{BinWriter, Layer, ParamValue, ParamWriter};
 use crate::table::ScaleTable;
 use anyhow::{bail, Result};
 use eq_runtime::model::paramdict::{ParamDict, Value};
@@ -211,7 +211,6 @@ pub fn quantize_model(
         top_scale.insert(&l.name, s);
     }
 
-    let qmax = opts.precision.qmax();
     let mut param = ParamWriter::new();
     let mut bin = BinWriter::new();
     for (li, rec) in model.param.layers.iter().enumerate() {
@@ -229,29 +228,47 @@ pub fn quantize_model(
                 .extend_from_slice(&model.bin[model.ranges[li].clone()]);
             continue;
         };
-        let base = if q.kind == QuantKind::ConvolutionDepthWise {
-            1
-        } else {
-            2
-        };
         let top = top_scale.get(q.name.as_str()).copied();
-        layer.int(8, base + if top.is_some() { 100 } else { 0 });
-        if opts.precision == Precision::Int7 {
-            layer.int(quant::BITS_KEY, 7);
-        }
-        bin.tagged_i8(&quantize_weights(q, wscales, qmax));
-        if let Some(b) = &q.bias {
-            bin.raw_f32(b);
-        }
-        bin.raw_f32(wscales);
-        bin.raw_f32(&[*bottom]);
-        if let Some(t) = top {
-            bin.raw_f32(&[t]);
+        write_quantized_layer(layer, &mut bin, q, wscales, *bottom, top, opts.precision);
+        if top.is_some() {
             report.requantized.push(q.name.clone());
         }
         report.quantized.push(q.name.clone());
     }
     Ok((param.to_text()?, bin.bytes, report))
+}
+
+/// Writes one quantized layer as ncnn2int8 does: `8=` (1 for ConvolutionDepthWise, 2
+/// otherwise, + 100 with a requantized output), `27=7` for INT7, and in the .bin the
+/// int8-tagged weights, fp32 bias, weight scales, bottom scale and the top scale if any.
+/// `layer` already holds the fp32 layer's params.
+pub fn write_quantized_layer(
+    layer: &mut Layer,
+    bin: &mut BinWriter,
+    q: &QuantLayer,
+    wscales: &[f32],
+    bottom: f32,
+    top: Option<f32>,
+    precision: Precision,
+) {
+    let base = if q.kind == QuantKind::ConvolutionDepthWise {
+        1
+    } else {
+        2
+    };
+    layer.int(8, base + if top.is_some() { 100 } else { 0 });
+    if precision == Precision::Int7 {
+        layer.int(quant::BITS_KEY, 7);
+    }
+    bin.tagged_i8(&quantize_weights(q, wscales, precision.qmax()));
+    if let Some(b) = &q.bias {
+        bin.raw_f32(b);
+    }
+    bin.raw_f32(wscales);
+    bin.raw_f32(&[bottom]);
+    if let Some(t) = top {
+        bin.raw_f32(&[t]);
+    }
 }
 
 #[cfg(test)]

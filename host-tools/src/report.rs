@@ -42,6 +42,11 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
         aa += x * x;
         bb += y * y;
     }
+    cosine_of(ab, aa, bb)
+}
+
+/// Cosine from `<a,b>`, `|a|²` and `|b|²`, with [`cosine`]'s rules for zero vectors.
+pub fn cosine_of(ab: f64, aa: f64, bb: f64) -> f64 {
     match (aa == 0.0, bb == 0.0) {
         (true, true) => 1.0,
         (true, false) | (false, true) => 0.0,
