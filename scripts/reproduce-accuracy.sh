@@ -111,17 +111,21 @@ pipeline() {
         run "$name-finetune-$bits" "$EQ" finetune --param "$param" --bin "$bin" --table "$w/kl$bits.table" \
             --list "$calib" --count "$COUNT_FT" --samples "$COUNT_FT" --preset "$preset" \
             --bits "$bits" --out "$w/eq$bits.table"
-        for t in kl eq; do
+        run "$name-finetune-ncnn-$bits" "$EQ" finetune --param "$param" --bin "$bin" --table "$w/kl$bits.table" \
+            --list "$calib" --count "$COUNT_FT" --samples "$COUNT_FT" --preset "$preset" \
+            --bits "$bits" --variant ncnn --out "$w/eqncnn$bits.table"
+        for t in kl eq eqncnn; do
             run "$name-quantize-$t$bits" "$EQ" quantize --param "$param" --bin "$bin" --table "$w/$t$bits.table" \
                 --bits "$bits" --out-param "$w/$t$bits.param" --out-bin "$w/$t$bits.bin"
             evaluate "$t$bits" "$w/$t$bits.param" "$w/$t$bits.bin" "int$bits"
         done
     done
     local label
-    for label in fp32 kl8 eq8 kl7 eq7; do
+    for label in fp32 kl8 eq8 eqncnn8 kl7 eq7 eqncnn7; do
         local j=$w/$label.json desc
         case $label in
-        fp32) desc=FP32 ;; kl8) desc=INT8-KL ;; eq8) desc=INT8-EQ ;; kl7) desc=INT7-KL ;; eq7) desc=INT7-EQ ;;
+        fp32) desc=FP32 ;; kl8) desc=INT8-KL ;; eq8) desc=INT8-EQ ;; eqncnn8) desc="INT8-EQ (ncnn variant)" ;;
+        kl7) desc=INT7-KL ;; eq7) desc=INT7-EQ ;; eqncnn7) desc="INT7-EQ (ncnn variant)" ;;
         esac
         if [[ $kind == lfw ]]; then
             echo "| $name | $desc | $(pct "$(json accuracy "$j")") (10-fold) | $(pct "$(json best_threshold_accuracy "$j")") (best threshold) | $(json pairs "$j") pairs | $(seconds "$name-eval-$label") |" >>"$ROWS"
@@ -130,7 +134,7 @@ pipeline() {
         fi
     done
     for bits in 8 7; do
-        echo "| $name | $bits | $(seconds "$name-calibrate-$bits") | $(seconds "$name-finetune-$bits") | $(seconds "$name-quantize-kl$bits") | $(seconds "$name-quantize-eq$bits") |" >>"$FT_ROWS"
+        echo "| $name | $bits | $(seconds "$name-calibrate-$bits") | $(seconds "$name-finetune-$bits") | $(seconds "$name-finetune-ncnn-$bits") | $(seconds "$name-quantize-kl$bits") | $(seconds "$name-quantize-eq$bits") |" >>"$FT_ROWS"
     done
 }
 
@@ -172,7 +176,8 @@ mkdir -p "$(dirname "$OUT")"
     echo "  calibration half that no evaluation pair uses ($LFW_CALIB_AVAILABLE available, $(wc -l <"$WORK/calib_lfw.txt") used, spread evenly);"
     echo "  finetune = the first $COUNT_FT of those. No evaluation image is used for calibration or finetuning."
     echo "- INT8-KL / INT7-KL: \`eq calibrate --method kl --bits 8|7\`; INT8-EQ / INT7-EQ: \`eq finetune\` on that table"
-    echo "  (defaults alpha 0.5, beta 2, 100 steps, 1 round). Evaluated with the runtime's real INT8/INT7 kernels"
+    echo "  (the paper's Algorithm 1; defaults alpha 0.5, beta 2, 100 steps, 1 round); \"ncnn variant\": \`eq finetune --variant ncnn\`"
+    echo "  (ncnn2table's eq: FP32 input to each layer, ncnn's grid and rules). Evaluated with the runtime's real INT8/INT7 kernels"
     echo "  (\`--precision int8|int7\`); FP32 with \`--precision fp32\`."
     echo
     echo "## Results"
@@ -186,8 +191,8 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "## Wall time of the quantization steps (seconds)"
     echo
-    echo "| model | bits | calibrate (KL) | finetune (EQ, $COUNT_FT images) | quantize KL | quantize EQ |"
-    echo "|---|---|---|---|---|---|"
+    echo "| model | bits | calibrate (KL) | finetune (EQ, $COUNT_FT images) | finetune (ncnn variant) | quantize KL | quantize EQ |"
+    echo "|---|---|---|---|---|---|---|"
     cat "$FT_ROWS"
     echo
     sq=$(seconds squeezenet_v1.1-finetune-7 || true)
