@@ -83,6 +83,27 @@ awk -v n="$COUNT_CALIB" -v d="$LFW/images" '
 
 ROWS=$WORK/rows.md
 : >"$ROWS"
+PAIRED=$WORK/paired.md
+: >"$PAIRED"
+
+# paired A.json B.json: top-1 of B minus top-1 of A on the same images, in points, with a 95 %
+# interval (normal approximation of the paired per-image differences), and how many images
+# only A / only B gets right.
+paired() {
+    local a b
+    a=$(sed -n 's/.*"top1_per_image": "\(.*\)".*/\1/p' "$1")
+    b=$(sed -n 's/.*"top1_per_image": "\(.*\)".*/\1/p' "$2")
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        n = 0; only_a = 0; only_b = 0
+        for (i = 1; i <= length(a); i++) {
+            x = substr(a, i, 1); y = substr(b, i, 1)
+            if (x == "-" || y == "-") continue
+            n++; only_a += (x == "1" && y == "0"); only_b += (x == "0" && y == "1")
+        }
+        d = (only_b - only_a) / n
+        printf "%+.2f ± %.2f (%d / %d)", 100 * d, 196 * sqrt(((only_a + only_b) / n - d * d) / n), only_a, only_b
+    }'
+}
 FT_ROWS=$WORK/ft_rows.md
 : >"$FT_ROWS"
 
@@ -133,6 +154,9 @@ pipeline() {
             echo "| $name | $desc | $(pct "$(json top1 "$j")") | $(pct "$(json top5 "$j")") | $(json n "$j") images | $(seconds "$name-eval-$label") |" >>"$ROWS"
         fi
     done
+    if [[ $kind != lfw ]]; then
+        echo "| $name | $(paired "$w/kl8.json" "$w/eq8.json") | $(paired "$w/kl7.json" "$w/eq7.json") | $(paired "$w/kl8.json" "$w/eqncnn8.json") | $(paired "$w/kl7.json" "$w/eqncnn7.json") | $(paired "$w/fp32.json" "$w/eq8.json") | $(paired "$w/fp32.json" "$w/eq7.json") |" >>"$PAIRED"
+    fi
     for bits in 8 7; do
         echo "| $name | $bits | $(seconds "$name-calibrate-$bits") | $(seconds "$name-finetune-$bits") | $(seconds "$name-finetune-ncnn-$bits") | $(seconds "$name-quantize-kl$bits") | $(seconds "$name-quantize-eq$bits") |" >>"$FT_ROWS"
     done
@@ -189,6 +213,17 @@ mkdir -p "$(dirname "$OUT")"
     echo "SqueezeNet/MobileNetV2 on the imagenet_val1300 subset, which is easier than the full val set"
     echo "(see data/SOURCES.md): compare the rows with each other, not with published accuracy."
     echo
+    if [[ -s $PAIRED ]]; then
+        echo "### Paired top-1 differences (points, same images)"
+        echo
+        echo "B − A ± 95 % interval (images only A / only B gets right). An interval that contains 0"
+        echo "is no evidence of a difference."
+        echo
+        echo "| model | EQ − KL, INT8 | EQ − KL, INT7 | EQ(ncnn) − KL, INT8 | EQ(ncnn) − KL, INT7 | EQ − FP32, INT8 | EQ − FP32, INT7 |"
+        echo "|---|---|---|---|---|---|---|"
+        cat "$PAIRED"
+        echo
+    fi
     echo "## Wall time of the quantization steps (seconds)"
     echo
     echo "| model | bits | calibrate (KL) | finetune (EQ, $COUNT_FT images) | finetune (ncnn variant) | quantize KL | quantize EQ |"

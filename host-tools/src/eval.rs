@@ -116,13 +116,16 @@ pub struct ClassResult {
     pub top5: f64,
     pub n: usize,
     pub skipped: usize,
+    /// Per image in list order: `1` top-1 correct, `0` wrong, `-` skipped (for paired
+    /// comparisons of two models on the same images).
+    pub top1_per_image: String,
 }
 
 impl ClassResult {
     pub fn to_json(&self, precision: &str) -> String {
         format!(
-            "{{\n  \"top1\": {},\n  \"top5\": {},\n  \"n\": {},\n  \"skipped\": {},\n  \"precision\": \"{precision}\"\n}}\n",
-            self.top1, self.top5, self.n, self.skipped
+            "{{\n  \"top1\": {},\n  \"top5\": {},\n  \"n\": {},\n  \"skipped\": {},\n  \"precision\": \"{precision}\",\n  \"top1_per_image\": \"{}\"\n}}\n",
+            self.top1, self.top5, self.n, self.skipped, self.top1_per_image
         )
     }
 }
@@ -145,8 +148,12 @@ pub fn classify(
         Ok((argmax(x), x.to_vec()))
     })?;
     let (mut n, mut top1, mut top5) = (0usize, 0usize, 0usize);
+    let mut per_image = String::with_capacity(images.len());
     for (r, &label) in scored.iter().zip(labels) {
-        let Some((best, x)) = r else { continue };
+        let Some((best, x)) = r else {
+            per_image.push('-');
+            continue;
+        };
         if label >= x.len() {
             bail!(
                 "label {label} is outside the model's {} classes (blob `{out}`)",
@@ -156,12 +163,14 @@ pub fn classify(
         n += 1;
         top1 += (*best == label) as usize;
         top5 += in_top_k(x, label, 5) as usize;
+        per_image.push(if *best == label { '1' } else { '0' });
     }
     Ok(ClassResult {
         top1: top1 as f64 / n as f64,
         top5: top5 as f64 / n as f64,
         n,
         skipped: images.len() - n,
+        top1_per_image: per_image,
     })
 }
 

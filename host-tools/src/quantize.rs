@@ -95,6 +95,25 @@ fn layer_scales(
     Ok(Ok((weights.to_vec(), bottom)))
 }
 
+/// Every table entry must name a quantizable layer of `model`.
+pub fn check_table_names(model: &Model, table: &ScaleTable) -> Result<()> {
+    for name in table
+        .weights
+        .iter()
+        .map(|(n, _)| n)
+        .chain(table.activations.iter().map(|(n, _)| n))
+    {
+        if model.layer(name).is_none() {
+            let what = match model.param.layers.iter().find(|l| &l.name == name) {
+                Some(l) => format!("a {} layer, which is not quantized", l.kind),
+                None => "no layer of the model".to_string(),
+            };
+            bail!("the table names `{name}`: {what} (is the table for another model?)");
+        }
+    }
+    Ok(())
+}
+
 fn to_param_value(layer: &str, key: usize, v: &Value) -> Result<ParamValue> {
     Ok(match v {
         Value::Int(i) => ParamValue::Int(*i),
@@ -120,21 +139,7 @@ pub fn quantize_model(
     opts: &Options,
 ) -> Result<(String, Vec<u8>, Report)> {
     let mut report = Report::default();
-    // Every table entry must name a quantizable layer.
-    for name in table
-        .weights
-        .iter()
-        .map(|(n, _)| n)
-        .chain(table.activations.iter().map(|(n, _)| n))
-    {
-        if model.layer(name).is_none() {
-            let what = match model.param.layers.iter().find(|l| &l.name == name) {
-                Some(l) => format!("a {} layer, which is not quantized", l.kind),
-                None => "no layer of the model".to_string(),
-            };
-            bail!("the table names `{name}`: {what} (is the table for another model?)");
-        }
-    }
+    check_table_names(model, table)?;
     for k in opts.keep_fp32 {
         if model.layer(k).is_none() {
             bail!("--keep-fp32 `{k}`: no Convolution, ConvolutionDepthWise or InnerProduct layer of that name");

@@ -503,6 +503,8 @@ fn eval_and_eval_lfw_on_the_tiny_model() {
         "{r}"
     );
     assert!(r.contains("\"n\": 10,"), "{r}");
+    // Even images are labelled with the fp32 argmax, odd ones not.
+    assert!(r.contains("\"top1_per_image\": \"1010101010\""), "{r}");
 
     // A missing label is an error naming the image.
     std::fs::write(
@@ -707,7 +709,7 @@ fn finetune_improves_or_keeps_each_layer_and_is_deterministic() {
     let dir = temp_dir("finetune");
     let (param, bin) = write_model(&dir);
     write_images(&dir.join("images"), 8);
-    let run = |table: &Path, out: &Path, extra: &[&str]| {
+    let common = || {
         let mut a: Vec<String> = [
             "--param",
             &s(&param),
@@ -719,12 +721,11 @@ fn finetune_improves_or_keeps_each_layer_and_is_deterministic() {
         .map(String::from)
         .to_vec();
         a.extend(PREP_FLAGS.map(String::from));
-        let mut c = vec!["calibrate".to_string()];
-        c.extend(a.iter().cloned());
-        c.extend(["--method", "kl", "--out", &s(table)].map(String::from));
-        eq_ok(&c.iter().map(String::as_str).collect::<Vec<_>>());
+        a
+    };
+    let finetune = |table: &Path, out: &Path, extra: &[&str]| {
         let mut f = vec!["finetune".to_string()];
-        f.extend(a);
+        f.extend(common());
         f.extend(
             [
                 "--table",
@@ -739,6 +740,14 @@ fn finetune_improves_or_keeps_each_layer_and_is_deterministic() {
             .map(String::from),
         );
         f.extend(extra.iter().map(|e| e.to_string()));
+        f
+    };
+    let run = |table: &Path, out: &Path, extra: &[&str]| {
+        let mut c = vec!["calibrate".to_string()];
+        c.extend(common());
+        c.extend(["--method", "kl", "--out", &s(table)].map(String::from));
+        eq_ok(&c.iter().map(String::as_str).collect::<Vec<_>>());
+        let f = finetune(table, out, extra);
         eq_ok(&f.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let (t0, t1) = (dir.join("kl.table"), dir.join("eq.table"));
@@ -806,5 +815,27 @@ fn finetune_improves_or_keeps_each_layer_and_is_deterministic() {
     for ((_, x), (_, y)) in a.activations.iter().zip(&c.activations) {
         assert!(on_grid(*x, *y), "{x} -> {y}");
     }
+
+    // A table naming a layer the model lacks is refused; a layer without lines stays fp32
+    // and is named.
+    let (bad, out) = (dir.join("bad.table"), dir.join("out.table"));
+    std::fs::write(&bad, format!("{}conv9 1.0\n", a.to_text())).unwrap();
+    let f = finetune(&bad, &out, &[]);
+    eq_fails(
+        &f.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["`conv9`: no layer"],
+    );
+    let mut partial = a.clone();
+    partial.weights.retain(|(n, _)| n != "c2");
+    partial.activations.retain(|(n, _)| n != "c2");
+    partial.write(&bad).unwrap();
+    let f = finetune(&bad, &out, &[]);
+    let text = eq_ok(&f.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        text.contains("stay fp32") && text.contains(": c2"),
+        "{text}"
+    );
+    let tuned = ScaleTable::read(&out).unwrap();
+    assert!(tuned.activation("c2").is_none() && tuned.activation("c1").is_some());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -133,14 +133,21 @@ pub fn finetune(req: &Request) -> Result<(ScaleTable, Vec<LayerReport>)> {
     let lw = Layerwise::new(req.model, &shapes_net, &req.spec.input)?;
     drop(shapes_net);
 
-    let layers: Vec<&QuantLayer> = req
-        .model
-        .layers
-        .iter()
-        .filter(|l| req.table.activation(&l.name).is_some() && req.table.weight(&l.name).is_some())
-        .collect();
+    crate::quantize::check_table_names(req.model, &req.table)?;
+    let (layers, fp32): (Vec<&QuantLayer>, Vec<&QuantLayer>) =
+        req.model.layers.iter().partition(|l| {
+            req.table.activation(&l.name).is_some() && req.table.weight(&l.name).is_some()
+        });
     if layers.is_empty() {
         bail!("the table has no layer of this model");
+    }
+    if !fp32.is_empty() {
+        let names: Vec<&str> = fp32.iter().map(|l| l.name.as_str()).collect();
+        eprintln!(
+            "note: {} layer(s) without both table lines stay fp32 and are not tuned: {}",
+            names.len(),
+            names.join(", ")
+        );
     }
     for l in &layers {
         let sa = req.table.activation(&l.name).unwrap_or_default();
