@@ -20,8 +20,9 @@ usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
   --model      ncnn .param or .param.bin files
   --bin        weights, one per model; without it weights are all zeros (as benchncnn)
   --shape      input shape for models whose first Input layer declares none
-  --precision  default fp32; int8/int7 run quantized models (*_int8.param) in that
-               precision; an fp32 model is skipped for them (no synthetic quantization yet)
+  --precision  default fp32; int8/int7 run quantized models (*_int8.param, eq quantize
+               output) in that precision; without --bin an fp32 model runs them with
+               synthetic scales; an fp32 model with real weights is skipped (quantize it)
   --threads    worker threads per run, default 1
   --cluster    CPUs to pin to (main thread on the first); default: the target's default
                cluster (big on RK3399) when it has several, else no pinning
@@ -32,10 +33,6 @@ usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
   --layers     also time every layer (one more set of --loops runs) and print them
   --gemm-shapes  time nothing: print each Convolution's GEMM (M outputs, N pixels,
                K inputs x kernel), as scripts/model-rk3399.sh reads them";
-
-/// Whether `Options::precision` selects INT8 / INT7 kernels: set to true when the int8
-/// integration lands, and `eq-bench` (and `scripts/bench-vs-ncnn.sh`) time them.
-pub const INT8_RUNTIME: bool = true;
 
 /// The git commit this binary was built from (runtime/build.rs), "unknown" outside a checkout.
 pub const GIT_COMMIT: &str = env!("EQ_GIT_COMMIT");
@@ -68,9 +65,6 @@ impl Precision {
             Precision::Fp32 => None,
             Precision::Int8 | Precision::Int7 if !quantized && !synthetic => {
                 Some("fp32 model with real weights: quantize it first (eq quantize)")
-            }
-            Precision::Int8 | Precision::Int7 if !INT8_RUNTIME => {
-                Some("int8 runtime not built yet")
             }
             Precision::Int8 | Precision::Int7 => None,
         }
@@ -894,18 +888,21 @@ mod tests {
             "squeezenet",
             Precision::Int7,
             1,
-            "int8 runtime not built yet",
+            "fp32 model with real weights: quantize it first (eq quantize)",
         );
         assert!(s.starts_with(&format!("{:>20}  int7", "squeezenet")), "{s}");
-        assert!(s.ends_with("skipped: int8 runtime not built yet"), "{s}");
+        assert!(
+            s.ends_with("skipped: fp32 model with real weights: quantize it first (eq quantize)"),
+            "{s}"
+        );
         for quantized in [false, true] {
             assert_eq!(Precision::Fp32.unavailable(quantized, false), None);
         }
         for p in [Precision::Int8, Precision::Int7] {
             let why = p.unavailable(false, false).unwrap();
             assert!(why.contains("quantize it first"), "{why}");
-            assert_eq!(p.unavailable(false, true).is_none(), INT8_RUNTIME);
-            assert_eq!(p.unavailable(true, false).is_none(), INT8_RUNTIME);
+            assert_eq!(p.unavailable(false, true), None);
+            assert_eq!(p.unavailable(true, false), None);
         }
         assert_eq!(Precision::Int7.choice(), PrecisionChoice::Int7);
     }
