@@ -144,20 +144,6 @@ impl Net {
         opts: &Options,
     ) -> Result<Net> {
         let graph = Graph::new(p, param_name)?;
-        let mut ops = Vec::with_capacity(graph.layers.len());
-        for l in &graph.layers {
-            weights.set_layer(&l.name);
-            let op = ops::build(&l.kind, &l.params, &mut weights).map_err(|e| match e {
-                Error::Layer { msg, .. } => Error::Layer {
-                    layer: l.name.clone(),
-                    kind: l.kind.clone(),
-                    msg,
-                },
-                other => other,
-            })?;
-            ops.push(op);
-        }
-        weights.finish()?;
         let layer_err = |li: usize, e: crate::error::LayerError| {
             let l = &graph.layers[li];
             Error::Layer {
@@ -171,8 +157,20 @@ impl Net {
                 opts.precision,
                 PrecisionChoice::Int8 | PrecisionChoice::Int7
             );
-        let mut precisions = Vec::with_capacity(ops.len());
-        for (li, op) in ops.iter_mut().enumerate() {
+        let mut ops = Vec::with_capacity(graph.layers.len());
+        let mut precisions = Vec::with_capacity(graph.layers.len());
+        for (li, l) in graph.layers.iter().enumerate() {
+            weights.set_layer(&l.name);
+            let mut op = ops::build(&l.kind, &l.params, &mut weights).map_err(|e| match e {
+                Error::Layer { msg, .. } => Error::Layer {
+                    layer: l.name.clone(),
+                    kind: l.kind.clone(),
+                    msg,
+                },
+                other => other,
+            })?;
+            // Precision right away, so a layer that runs an integer path frees its fp32
+            // weights before the next layer loads (peak memory of int8 models).
             if synthetic {
                 op.synthesize_int8_scales();
             }
@@ -180,7 +178,9 @@ impl Net {
                 op.set_precision(opts.precision)
                     .map_err(|e| layer_err(li, e))?,
             );
+            ops.push(op);
         }
+        weights.finish()?;
         let mut int8 = int8_blobs(&graph, &ops);
         for (li, op) in ops.iter_mut().enumerate() {
             let input = graph.inputs[li].first().is_some_and(|&b| int8[b]);

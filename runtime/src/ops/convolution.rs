@@ -12,7 +12,8 @@ use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
 use crate::ops::quantized::{
-    float_weights, int8_weights, quant_plan, synthesize, Int8Scales, QuantPlan, Simulation,
+    float_weights, fp32_weights, int8_weights, quant_plan, synthesize, Int8Scales, QuantPlan,
+    Simulation,
 };
 use crate::pool::Pool;
 use crate::quant::Precision;
@@ -326,7 +327,10 @@ pub struct Convolution {
     pub int8_scales: Option<Int8Scales>,
     /// The weights as stored (int8 or fp32), kept for quantized execution.
     stored: Option<Tagged>,
-    fast: Conv2dGemm,
+    /// The fp32 path; None while the layer runs an integer path (its packed weights are
+    /// released then).
+    fast: Option<Conv2dGemm>,
+    kernel: Kernel,
     int8: Option<int8::ConvInt8>,
     sim: Option<Simulation>,
 }
@@ -407,7 +411,8 @@ impl Convolution {
             k,
             int8_scales,
             stored: keep,
-            fast,
+            fast: Some(fast),
+            kernel,
             int8: None,
             sim: None,
         })
@@ -470,13 +475,14 @@ impl Op for Convolution {
 
     fn scratch_len(&self, inputs: &[Shape], _outputs: &[Shape]) -> usize {
         match inputs.first().map(|s| self.input_view(s)) {
-            Some(Ok((w, h, c, _))) => match (&self.int8, &self.sim) {
-                (Some(q), _) => q.scratch_len(w, h),
+            Some(Ok((w, h, c, _))) => match (&self.int8, &self.sim, &self.fast) {
+                (Some(q), _, _) => q.scratch_len(w, h),
                 // The rounded input, then the GEMM's panels.
-                (None, Some(_)) => {
-                    self.fast.scratch_len(w, h) + Simulation::scratch_floats(Shape::d3(w, h, c))
+                (None, Some(_), Some(f)) => {
+                    f.scratch_len(w, h) + Simulation::scratch_floats(Shape::d3(w, h, c))
                 }
-                (None, None) => self.fast.scratch_len(w, h),
+                (None, None, Some(f)) => f.scratch_len(w, h),
+                (None, _, None) => 0,
             },
             _ => 0,
         }
@@ -492,32 +498,42 @@ impl Op for Convolution {
     }
 
     fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
-        let (precision, q) =
-            match quant_plan(self.int8_scales.as_ref(), self.stored.as_ref(), choice)? {
-                QuantPlan::Fp32 => {
-                    self.int8 = None;
-                    return Ok(None);
+        let plan = quant_plan(self.int8_scales.as_ref(), self.stored.as_ref(), choice)?;
+        // An earlier choice may have released the fp32 path or built it on the simulation's
+        // weights: the fp32 path is then made again from the stored weights.
+        let restore = self.fast.is_none() || self.sim.is_some();
+        self.int8 = None;
+        self.sim = None;
+        let gemm = |this: &Self, weights: &[f32]| {
+            Conv2dGemm::new(
+                this.params,
+                weights,
+                this.bias.as_deref(),
+                this.num_output,
+                this.inch(),
+                this.activation,
+                this.kernel,
+            )
+        };
+        let (precision, q) = match plan {
+            QuantPlan::Fp32 => {
+                if restore {
+                    self.weights = fp32_weights(&self.stored, self.int8_scales.as_ref())?;
+                    self.fast = Some(gemm(self, &self.weights));
                 }
-                QuantPlan::Simulate {
-                    precision,
-                    weights,
-                    sim,
-                } => {
-                    let kernel = self.fast.packed.kernel();
-                    self.fast = Conv2dGemm::new(
-                        self.params,
-                        &weights,
-                        self.bias.as_deref(),
-                        self.num_output,
-                        self.inch(),
-                        self.activation,
-                        kernel,
-                    );
-                    self.sim = Some(sim);
-                    return Ok(Some(precision));
-                }
-                QuantPlan::Integer { precision, q } => (precision, q),
-            };
+                return Ok(None);
+            }
+            QuantPlan::Simulate {
+                precision,
+                weights,
+                sim,
+            } => {
+                self.fast = Some(gemm(self, &weights));
+                self.sim = Some(sim);
+                return Ok(Some(precision));
+            }
+            QuantPlan::Integer { precision, q } => (precision, q),
+        };
         let scales = self.int8_scales.as_ref().expect("integer plan has scales");
         self.int8 = Some(int8::ConvInt8::new(
             precision,
@@ -531,6 +547,10 @@ impl Op for Convolution {
             self.inch(),
             self.activation,
         ));
+        // The integer path reads neither: free the fp32 copy of int8-tagged weights and the
+        // packed fp32 GEMM (together 8 bytes per weight).
+        self.fast = None;
+        self.weights = Floats::owned(Vec::new());
         Ok(Some(precision))
     }
 
@@ -586,6 +606,8 @@ impl Op for Convolution {
         }
         let fp32 = |x: Tensor, outputs: &mut [TensorMut], ctx: &mut Ctx| {
             self.fast
+                .as_ref()
+                .ok_or_else(|| invalid("Convolution: no fp32 path (set_precision chose none)"))?
                 .run(x.data, w, h, outputs[0].data, ctx.pool, ctx.scratch)
         };
         match &self.sim {

@@ -24,7 +24,8 @@ use crate::net::PrecisionChoice;
 use crate::ops::convolution::int8::quantize_parallel;
 use crate::ops::quantized::as_i8_mut;
 use crate::ops::quantized::{
-    float_weights, int8_weights, quant_plan, synthesize, Int8Scales, QuantPlan, Simulation,
+    float_weights, fp32_weights, int8_weights, quant_plan, synthesize, Int8Scales, QuantPlan,
+    Simulation,
 };
 use crate::pool::SharedMut;
 use crate::quant::Precision;
@@ -195,9 +196,17 @@ impl Op for InnerProduct {
     }
 
     fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
-        let scales = match quant_plan(self.int8_scales.as_ref(), self.stored.as_ref(), choice)? {
+        let plan = quant_plan(self.int8_scales.as_ref(), self.stored.as_ref(), choice)?;
+        // An earlier choice may have released the fp32 weights or replaced them with the
+        // simulation's: the fp32 path then makes them again from the stored ones.
+        let restore = self.weight.is_empty() || self.sim.is_some();
+        self.int8 = None;
+        self.sim = None;
+        let (precision, q) = match plan {
             QuantPlan::Fp32 => {
-                self.int8 = None;
+                if restore {
+                    self.weight = fp32_weights(&self.stored, self.int8_scales.as_ref())?;
+                }
                 return Ok(None);
             }
             QuantPlan::Simulate {
@@ -211,7 +220,6 @@ impl Op for InnerProduct {
             }
             QuantPlan::Integer { precision, q } => (precision, q),
         };
-        let (precision, q) = scales;
         let s = self.int8_scales.as_ref().expect("integer plan has scales");
         self.int8 = Some(IpInt8 {
             precision,
@@ -219,6 +227,9 @@ impl Op for InnerProduct {
             scale_in: requant::scale_in(s.bottom, &s.weight),
             bottom: s.bottom,
         });
+        // The integer path never reads them: int8-tagged weights were dequantized into a
+        // copy 4x their size at load.
+        self.weight = Floats::owned(Vec::new());
         Ok(Some(precision))
     }
 

@@ -237,6 +237,15 @@ pub fn float_weights(stored: Tagged, scales: Option<&Int8Scales>) -> LayerResult
     }
 }
 
+/// The fp32 weights made again from the stored ones, for a layer whose fp32 weights were
+/// released when it chose an integer path.
+pub fn fp32_weights(stored: &Option<Tagged>, scales: Option<&Int8Scales>) -> LayerResult<Floats> {
+    let stored = stored
+        .clone()
+        .ok_or_else(|| invalid("the layer's fp32 weights were released and none are stored"))?;
+    float_weights(stored, scales)
+}
+
 /// The float simulation of a quantized layer (`PrecisionChoice::Simulate`): the layer runs
 /// its fp32 path on dequantized integer weights; its input and (where an int8 output was
 /// decided) its output are rounded to the quantization grid.

@@ -306,3 +306,36 @@ fn int7_rejects_wide_weights_and_int8_does_not() {
     );
     assert_eq!(conv.set_precision(PrecisionChoice::Fp32).unwrap(), None);
 }
+
+/// An integer choice frees the fp32 weights and GEMM; choosing fp32 (or the simulation)
+/// afterwards makes them again from the stored weights, with the same output as a fresh
+/// fp32 layer.
+#[test]
+fn fp32_path_is_released_and_restored() {
+    let mut rng = Rng::new(8);
+    let c = random_case(&mut rng, Precision::Int8);
+    let m = model(&c, &mut rng, None);
+    let load = || {
+        let mut wr = WeightReader::new(Arc::new(Source::from_bytes(&m.bytes)), "t.bin");
+        Convolution::new(&c.params(), &mut wr).unwrap()
+    };
+    let (w, h) = (7, 5);
+    let shape = Shape::d3(w, h, c.inch);
+    let x = rng.vec(c.inch * w * h, -3.0, 3.0);
+    let mut fresh = load();
+    assert_eq!(fresh.set_precision(PrecisionChoice::Fp32).unwrap(), None);
+    let want = run(&fresh, &x, shape, 1);
+    let mut sim = load();
+    sim.set_precision(PrecisionChoice::Simulate).unwrap();
+    let want_sim = run(&sim, &x, shape, 1);
+
+    let mut conv = load();
+    conv.set_precision(PrecisionChoice::Int8).unwrap();
+    assert!(conv.weights.is_empty() && conv.fast.is_none());
+    conv.set_precision(PrecisionChoice::Simulate).unwrap();
+    assert_eq!(run(&conv, &x, shape, 1), want_sim);
+    conv.set_precision(PrecisionChoice::Int8).unwrap();
+    conv.set_precision(PrecisionChoice::Fp32).unwrap();
+    assert_eq!(run(&conv, &x, shape, 1), want);
+    assert_eq!(&*conv.weights, &*fresh.weights);
+}
