@@ -138,4 +138,22 @@ impl Graph {
     pub fn blob_id(&self, name: &str) -> Option<usize> {
         self.blobs.iter().position(|b| b.name == name)
     }
+
+    /// Each layer's step: its position in `order`.
+    pub fn steps(&self) -> Vec<usize> {
+        let mut s = vec![0; self.layers.len()];
+        for (i, &li) in self.order.iter().enumerate() {
+            s[li] = i;
+        }
+        s
+    }
+
+    /// Per blob: the last step that reads it, None for a blob no layer reads.
+    pub fn last_reads(&self) -> Vec<Option<usize>> {
+        let steps = self.steps();
+        self.blobs
+            .iter()
+            .map(|b| b.consumers.iter().map(|&c| steps[c]).max())
+            .collect()
+    }
 }

@@ -270,13 +270,9 @@ impl Net {
     }
 
     fn find_blob(&self, name: &str) -> Result<usize> {
-        self.graph
-            .blobs
-            .iter()
-            .position(|b| b.name == name)
-            .ok_or_else(|| Error::Input {
-                msg: format!("no blob named `{name}` in this model"),
-            })
+        self.graph.blob_id(name).ok_or_else(|| Error::Input {
+            msg: format!("no blob named `{name}` in this model"),
+        })
     }
 
     pub fn blob_shape(&self, name: &str) -> Result<Shape> {

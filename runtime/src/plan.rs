@@ -137,23 +137,13 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
         .collect();
     let store = |b: usize| storage_floats(shapes[b], int8[b]);
     let n = g.order.len();
-    let step_of: Vec<usize> = {
-        let mut s = vec![0; g.layers.len()];
-        for (i, &li) in g.order.iter().enumerate() {
-            s[li] = i;
-        }
-        s
-    };
     // Last step reading each blob; graph outputs and kept blobs live to the end.
     let last_read: Vec<usize> = g
-        .blobs
-        .iter()
-        .map(|b| {
-            if b.consumers.is_empty() || opts.keep_all {
-                n
-            } else {
-                b.consumers.iter().map(|&c| step_of[c]).max().unwrap_or(n)
-            }
+        .last_reads()
+        .into_iter()
+        .map(|r| match r {
+            Some(step) if !opts.keep_all => step,
+            _ => n,
         })
         .collect();
 

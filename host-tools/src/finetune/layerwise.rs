@@ -53,37 +53,23 @@ impl<'a> Layerwise<'a> {
     /// `net` is the full fp32 model loaded with the input shape (for the blob shapes).
     pub fn new(model: &'a Model, net: &Net, input: &str) -> Result<Layerwise<'a>> {
         let graph = net.graph().clone();
-        let shapes = net.plan().shapes.clone();
-        let position: Vec<usize> = {
-            let mut p = vec![0; graph.layers.len()];
-            for (i, &li) in graph.order.iter().enumerate() {
-                p[li] = i;
-            }
-            p
-        };
+        let steps = graph.steps();
+        // A blob no layer reads is dropped right after the step that makes it.
         let last_read = graph
-            .blobs
-            .iter()
-            .map(|b| {
-                b.consumers
-                    .iter()
-                    .map(|&c| position[c])
-                    .max()
-                    .unwrap_or(position[b.producer])
-            })
+            .last_reads()
+            .into_iter()
+            .zip(&graph.blobs)
+            .map(|(r, b)| r.unwrap_or(steps[b.producer]))
             .collect();
-        let input = graph
-            .blobs
-            .iter()
-            .position(|b| b.name == input)
-            .ok_or_else(|| anyhow!("no blob named `{input}`"))?;
-        Ok(Layerwise {
+        let mut lw = Layerwise {
             model,
             graph,
-            shapes,
+            shapes: net.plan().shapes.clone(),
             last_read,
-            input,
-        })
+            input: 0,
+        };
+        lw.input = lw.blob_id(input)?;
+        Ok(lw)
     }
 
     /// The starting state of one image: only the input blob is live.
@@ -95,9 +81,7 @@ impl<'a> Layerwise<'a> {
 
     pub fn blob_id(&self, name: &str) -> Result<usize> {
         self.graph
-            .blobs
-            .iter()
-            .position(|b| b.name == name)
+            .blob_id(name)
             .ok_or_else(|| anyhow!("no blob named `{name}`"))
     }
 
