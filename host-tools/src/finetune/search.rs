@@ -7,6 +7,7 @@
 //! sampled positions), after the layer's fused activation.
 
 use crate::model::QuantLayer;
+use crate::quantize::quantize_weights;
 use crate::report::cosine_of;
 use anyhow::{anyhow, bail, Result};
 use eq_runtime::kernels::gemm_i8::{self, DenseB8, Family, PackedA8};
@@ -14,7 +15,7 @@ use eq_runtime::kernels::quantize::quantize_slice;
 use eq_runtime::kernels::requant::{self, OutBuf, Requant};
 use eq_runtime::ops::convolution::ConvParams;
 use eq_runtime::pool::Pool;
-use eq_runtime::quant::{self, Precision};
+use eq_runtime::quant::Precision;
 use eq_runtime::Shape;
 use rayon::prelude::*;
 
@@ -214,18 +215,6 @@ impl LayerData {
         })
     }
 
-    /// Int8 weights of one group (row-major cg x k) with per-channel `scales`.
-    fn weights(&self, l: &QuantLayer, grp: usize, scales: &[f32]) -> PackedA8 {
-        let n = l.channel_len();
-        let start = grp * self.cg * self.k;
-        let q: Vec<i8> = l.weights[start..start + self.cg * self.k]
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| quant::quantize(w, scales[(start + i) / n], self.precision.qmax()))
-            .collect();
-        PackedA8::new(self.family, &q, self.cg, self.k)
-    }
-
     /// Int8 columns of every group with input scale `sa`.
     fn inputs(&self, sa: f32) -> Vec<Vec<i8>> {
         self.cols
@@ -318,9 +307,11 @@ impl LayerData {
         Ok(self.objective(&dot, &norm))
     }
 
+    /// Int8 weights with per-channel scales `ws`, packed per group (cg x k).
     fn all_weights(&self, l: &QuantLayer, ws: &[f32]) -> Vec<PackedA8> {
-        (0..self.cols.len())
-            .map(|grp| self.weights(l, grp, ws))
+        quantize_weights(l, ws, self.precision.qmax())
+            .chunks_exact(self.cg * self.k)
+            .map(|g| PackedA8::new(self.family, g, self.cg, self.k))
             .collect()
     }
 
@@ -349,9 +340,9 @@ impl LayerData {
             .map(|&f| {
                 let cand: Vec<f32> = ws.iter().map(|s| s * f).collect();
                 let mut st = vec![(0.0, 0.0); l.num_output * n_img];
-                for (grp, x) in xq.iter().enumerate() {
-                    let wq = self.weights(l, grp, &cand);
-                    self.output_stats(l, grp, (&wq, &cand), (x, sa), |r, img, d, n| {
+                let wq = self.all_weights(l, &cand);
+                for (grp, (w, x)) in wq.iter().zip(&xq).enumerate() {
+                    self.output_stats(l, grp, (w, &cand), (x, sa), |r, img, d, n| {
                         st[(grp * self.cg + r) * n_img + img] = (d, n);
                     })?;
                 }
@@ -478,7 +469,7 @@ mod tests {
         if s == 0.0 {
             0.0
         } else {
-            quant::quantize(x, s, q) as f64 / s as f64
+            eq_runtime::quant::quantize(x, s, q) as f64 / s as f64
         }
     }
 
