@@ -5,6 +5,8 @@
 //! raw blobs are plain fp32. Every blob is padded to 4 bytes.
 
 use anyhow::{bail, Context, Result};
+use eq_runtime::model::param::LayerRecord;
+use eq_runtime::model::paramdict::{ParamDict, Value};
 use eq_runtime::model::weights::f32_to_f16;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -53,6 +55,24 @@ impl Layer {
     }
 }
 
+fn to_param_value(layer: &str, key: usize, v: &Value) -> Result<ParamValue> {
+    Ok(match v {
+        Value::Int(i) => ParamValue::Int(*i),
+        Value::Float(f) => ParamValue::Float(*f),
+        Value::IntArray(a) => ParamValue::Ints(a.clone()),
+        Value::FloatArray(a) => ParamValue::Floats(a.clone()),
+        Value::Raw(_) | Value::RawArray(_) | Value::Str(_) => bail!(
+            "layer `{layer}` key {key}: untyped (.param.bin) or string values cannot be rewritten; use a text .param"
+        ),
+    })
+}
+
+fn copy_params(layer: &str, pd: &ParamDict) -> Result<Vec<(u32, ParamValue)>> {
+    pd.keys()
+        .map(|k| Ok((k as u32, to_param_value(layer, k, pd.get(k).unwrap())?)))
+        .collect()
+}
+
 /// The `.param` text of a model under construction.
 #[derive(Clone, Debug, Default)]
 pub struct ParamWriter {
@@ -74,6 +94,19 @@ impl ParamWriter {
             params: Vec::new(),
         });
         self.layers.last_mut().unwrap()
+    }
+
+    /// Appends a copy of a parsed layer (type, name, blobs and params).
+    pub fn copy_layer(&mut self, rec: &LayerRecord) -> Result<&mut Layer> {
+        let params = copy_params(&rec.name, &rec.params)?;
+        let layer = self.layer(
+            &rec.kind,
+            &rec.name,
+            &rec.bottoms.iter().map(String::as_str).collect::<Vec<_>>(),
+            &rec.tops.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        layer.params = params;
+        Ok(layer)
     }
 
     /// The file text. Fails on what ncnn cannot read: empty model, duplicate blob or layer

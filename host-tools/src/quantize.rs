@@ -10,10 +10,9 @@
 //! are (ncnn2int8 would convert them to fp16).
 
 use crate::model::{Model, QuantKind, QuantLayer};
-use crate::ncnn_writer::{BinWriter, Layer, ParamValue, ParamWriter};
+use crate::ncnn_writer::{BinWriter, Layer, ParamWriter};
 use crate::table::ScaleTable;
 use anyhow::{bail, Result};
-use eq_runtime::model::paramdict::{ParamDict, Value};
 use eq_runtime::quant::{self, Precision};
 use std::collections::HashMap;
 
@@ -114,24 +113,6 @@ pub fn check_table_names(model: &Model, table: &ScaleTable) -> Result<()> {
     Ok(())
 }
 
-fn to_param_value(layer: &str, key: usize, v: &Value) -> Result<ParamValue> {
-    Ok(match v {
-        Value::Int(i) => ParamValue::Int(*i),
-        Value::Float(f) => ParamValue::Float(*f),
-        Value::IntArray(a) => ParamValue::Ints(a.clone()),
-        Value::FloatArray(a) => ParamValue::Floats(a.clone()),
-        Value::Raw(_) | Value::RawArray(_) | Value::Str(_) => bail!(
-            "layer `{layer}` key {key}: untyped (.param.bin) or string values cannot be rewritten; use a text .param"
-        ),
-    })
-}
-
-pub(crate) fn copy_params(layer: &str, pd: &ParamDict) -> Result<Vec<(u32, ParamValue)>> {
-    pd.keys()
-        .map(|k| Ok((k as u32, to_param_value(layer, k, pd.get(k).unwrap())?)))
-        .collect()
-}
-
 /// Builds the quantized model's param text and weight bytes.
 pub fn quantize_model(
     model: &Model,
@@ -219,13 +200,7 @@ pub fn quantize_model(
     let mut param = ParamWriter::new();
     let mut bin = BinWriter::new();
     for (li, rec) in model.param.layers.iter().enumerate() {
-        let layer = param.layer(
-            &rec.kind,
-            &rec.name,
-            &rec.bottoms.iter().map(String::as_str).collect::<Vec<_>>(),
-            &rec.tops.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        layer.params = copy_params(&rec.name, &rec.params)?;
+        let layer = param.copy_layer(rec)?;
         let q = model.layer(&rec.name);
         let Some((q, (wscales, bottom))) = q.and_then(|q| Some((q, scales.get(q.name.as_str())?)))
         else {

@@ -11,7 +11,7 @@
 
 use crate::model::{Model, QuantLayer};
 use crate::ncnn_writer::{BinWriter, ParamWriter};
-use crate::quantize::{copy_params, write_quantized_layer};
+use crate::quantize::write_quantized_layer;
 use anyhow::{anyhow, bail, Result};
 use eq_runtime::graph::Graph;
 use eq_runtime::quant::Precision;
@@ -92,13 +92,7 @@ impl<'a> Layerwise<'a> {
         for (i, b) in rec.bottoms.iter().enumerate() {
             param.layer("Input", &format!("__input{i}"), &[], &[b]);
         }
-        let layer = param.layer(
-            &rec.kind,
-            &rec.name,
-            &rec.bottoms.iter().map(String::as_str).collect::<Vec<_>>(),
-            &rec.tops.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        layer.params = copy_params(&rec.name, &rec.params)?;
+        param.copy_layer(rec)?;
         Ok(param)
     }
 
