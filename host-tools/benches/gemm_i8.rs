@@ -1,9 +1,8 @@
-//! Quantized GEMM throughput (MAC/s) on convolution shapes, generic vs best family, INT8 vs
-//! INT7, one thread: `cargo bench -p eq-tools --bench gemm_i8`.
+//! Quantized GEMM throughput (MAC/s) on convolution shapes, every kernel this CPU runs, INT8
+//! vs INT7, one thread: `cargo bench -p eq-tools --bench gemm_i8`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use eq_runtime::cpu::CoreKind;
-use eq_runtime::kernels::gemm_i8::{gemm, Acc, DenseB8, Family, PackedA8, MR_MAX, NR_MAX};
+use eq_runtime::kernels::gemm_i8::{all_kernels, gemm, gemm_i32, DenseB8, KernelSet, PackedA8};
 use eq_runtime::kernels::requant::{OutBuf, Requant};
 use eq_runtime::ops::activation::Activation;
 use eq_runtime::pool::Pool;
@@ -48,11 +47,11 @@ fn bench_gemm_i8(c: &mut Criterion) {
                 top_scale: 30.0,
                 qmax: p.qmax(),
             };
-            for family in [Family::generic(p), Family::best(p)] {
-                let packed = PackedA8::new(family, &a, m, k);
+            for kern in all_kernels(p) {
+                let packed = PackedA8::new(KernelSet::single(kern), &a, m, k);
                 let mut scratch = vec![0.0f32; packed.scratch_len(n)];
                 let mut out = vec![0i8; m * n];
-                group.bench_function(BenchmarkId::from_parameter(family.name), |bench| {
+                group.bench_function(BenchmarkId::from_parameter(kern.name), |bench| {
                     bench.iter(|| {
                         gemm(
                             &packed,
@@ -72,9 +71,10 @@ fn bench_gemm_i8(c: &mut Criterion) {
     }
 }
 
-/// The micro-kernel alone on one A panel and a few B panels (L1/L2 resident), without packing
-/// or epilogue: the arithmetic speed INT7's int16 accumulation buys.
+/// The product alone (packing included, no epilogue: raw int32 out) on one tile row and a few
+/// tile columns that stay in L1/L2: the arithmetic speed of each kernel.
 fn bench_micro(c: &mut Criterion) {
+    let pool = Pool::new(1).expect("pool");
     let mut rng = Rng::new(8);
     for k in [576usize, 4608] {
         let mut group = c.benchmark_group(format!("gemm_i8_micro/k{k}"));
@@ -83,22 +83,22 @@ fn bench_micro(c: &mut Criterion) {
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(2));
         for p in [Precision::Int8, Precision::Int7] {
-            let f = Family::best(p);
-            let kp = k.div_ceil(f.kstep);
-            let panels = 4;
-            let a = random_q(&mut rng, kp * f.mr * f.kstep, p);
-            let b = random_q(&mut rng, panels * kp * f.nr * f.kstep, p);
-            group.throughput(Throughput::Elements((panels * f.mr * f.nr * k) as u64));
-            let micro = f.micro_for(CoreKind::Other);
-            let mut acc: Acc = [0; MR_MAX * NR_MAX];
-            group.bench_function(BenchmarkId::from_parameter(micro.name), |bench| {
-                bench.iter(|| {
-                    for b_panel in b.chunks_exact(kp * f.nr * f.kstep) {
-                        micro.run(&f, kp, &a, b_panel, &mut acc);
-                        std::hint::black_box(&acc);
-                    }
-                })
-            });
+            for kern in all_kernels(p) {
+                let (m, n) = (kern.mr, 4 * kern.nr);
+                let a = random_q(&mut rng, m * k, p);
+                let b = random_q(&mut rng, k * n, p);
+                let packed = PackedA8::new(KernelSet::single(kern), &a, m, k);
+                let mut scratch = vec![0.0f32; packed.scratch_len(n)];
+                let mut out = vec![0i32; m * n];
+                group.throughput(Throughput::Elements((m * n * k) as u64));
+                group.bench_function(BenchmarkId::from_parameter(kern.name), |bench| {
+                    bench.iter(|| {
+                        let dense = DenseB8 { data: &b, n };
+                        gemm_i32(&packed, &dense, n, &mut out, &pool, &mut scratch).expect("gemm");
+                        std::hint::black_box(&out);
+                    })
+                });
+            }
         }
         group.finish();
     }

@@ -10,7 +10,7 @@ use crate::model::QuantLayer;
 use crate::quantize::quantize_weights;
 use crate::report::cosine_of;
 use anyhow::{anyhow, bail, Result};
-use eq_runtime::kernels::gemm_i8::{self, DenseB8, Family, PackedA8};
+use eq_runtime::kernels::gemm_i8::{self, DenseB8, KernelSet, PackedA8};
 use eq_runtime::kernels::quantize::quantize_slice;
 use eq_runtime::kernels::requant::{self, OutBuf, Requant};
 use eq_runtime::ops::convolution::ConvParams;
@@ -65,7 +65,7 @@ fn pick(rule: Rule, scores: &[f64]) -> usize {
 /// The sampled data of one layer.
 pub struct LayerData {
     precision: Precision,
-    family: Family,
+    kernels: KernelSet,
     /// Inputs per column (per group).
     k: usize,
     /// Output channels per group.
@@ -203,7 +203,7 @@ impl LayerData {
         }
         Ok(LayerData {
             precision,
-            family: Family::best(precision),
+            kernels: KernelSet::best(precision),
             k,
             cg,
             n,
@@ -311,7 +311,7 @@ impl LayerData {
     fn all_weights(&self, l: &QuantLayer, ws: &[f32]) -> Vec<PackedA8> {
         quantize_weights(l, ws, self.precision.qmax())
             .chunks_exact(self.cg * self.k)
-            .map(|g| PackedA8::new(self.family, g, self.cg, self.k))
+            .map(|g| PackedA8::new(self.kernels, g, self.cg, self.k))
             .collect()
     }
 

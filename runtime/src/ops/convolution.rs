@@ -537,7 +537,7 @@ impl Op for Convolution {
         let scales = self.int8_scales.as_ref().expect("integer plan has scales");
         self.int8 = Some(int8::ConvInt8::new(
             precision,
-            crate::kernels::gemm_i8::Family::best(precision),
+            crate::kernels::gemm_i8::KernelSet::best(precision),
             self.params,
             &q,
             &scales.weight,

@@ -1,253 +1,774 @@
-//! NEON kernels for ARMv8.0 (Cortex-A53 / A72: no dot product), 4 x 4 tiles, K in steps of 16.
+//! NEON kernels for ARMv8.0 (Cortex-A53 / A72: no dot product), each with its epilogue fused:
+//! the tile is dequantized / requantized and stored while it is still in registers.
 //!
-//! Lanes run along K: an A row and a B column of one step are 16 bytes each, `smull` multiplies
-//! their low 8 bytes lane by lane into int16, `smlal` adds the high 8 bytes' products into the
-//! same lanes, and `sadalp` pair-adds the int16 lanes into a 4 x int32 accumulator per output.
-//! The four lanes of each accumulator are summed once, after the K loop.
+//! Cortex-A72 ([`Layout::Pairs32`], 4 x 4 tiles, intrinsics: the core reorders them itself).
+//! Lanes run along K; each of the 16 outputs has an int32x4 accumulator, summed after the loop.
+//! * INT8: `smull` (low 8 bytes) + `smlal2` (high 8 bytes) put 2 products in each int16 lane,
+//!   `sadalp` widens. Flush interval 2 products per int16 lane; bound 2 · 127² = 32258 ≤ 32767
+//!   (why −128 must never occur). The multiplies are the limit: one pipe, 8 MACs each.
+//! * INT7: pair sums. `p = a_even + b_odd`, `q = a_odd + b_even` (`add` of 16 bytes; 7-bit
+//!   values sum to at most ±126, a byte), and `Σ p·q = Σ a·b + Σ a₂ᵢa₂ᵢ₊₁ + Σ b₂ᵢb₂ᵢ₊₁`: each
+//!   multiply covers 16 MACs instead of 8, the row and column terms are subtracted once per
+//!   tile. Flush interval 2 products per int16 lane; bound 2 · 126² = 31752 ≤ 32767. The
+//!   additions run on the second NEON pipe beside the multiplies.
 //!
-//! * INT8: flush after every step. Flush interval: 2 products per int16 lane; bound
-//!   2 · 127 · 127 = 32258 ≤ 32767 (why −128 must never occur).
-//! * INT7: four steps accumulate in int16 before one `sadalp`. Flush interval: 8 products
-//!   per int16 lane; bound 8 · 63 · 63 = 31752 ≤ 32767. One `sadalp` per 8 products
-//!   instead of one per 2.
-//!
-//! Per core type (same layout, so one packed A serves both clusters of a big.LITTLE chip):
-//! * Cortex-A53 (in-order, dual-issues a 64-bit load with NEON arithmetic but not a 128-bit
-//!   one): only 64-bit loads (`ldr d` / `ldp d`), written next to the multiplies that use them.
-//! * Cortex-A72 (out-of-order, wide loads are cheap): 128-bit loads with `smull` / `smlal2`
-//!   on the halves, two steps per loop iteration for INT8.
-//!
-//! These are intrinsics: the final instruction order is LLVM's (generic aarch64 model), which
-//! keeps the load widths but hoists some loads; INT8-A53 spills a few accumulators per step
-//! (16 int32x4 accumulators + 8 B halves). Hand-scheduled `asm!` is the next step if the
-//! board shows the A53 loop issue-bound.
+//! Cortex-A53 ([`Layout::Wide16`], 8 x 8 tiles, hand-scheduled `asm!`: the core is in order,
+//! so instruction order is the schedule). Lanes run along N: int16 B columns times one int16
+//! A value by element, two k per loop iteration, the next k's loads issued between the
+//! multiplies of the current one.
+//! * INT8: `smlal` / `smlal2` by element straight into 16 int32x4 accumulators.
+//! * INT7: `mla` by element into 8 int16x8 accumulators; after 8 k (4 iterations) `saddw` /
+//!   `saddw2` widen them. Flush interval 8 products per int16 lane; bound 8 · 63² = 31752.
 
-use super::{Acc, Family, MicroKernel, NR_MAX};
+use super::{store_acc, Acc, Kernel, Layout, Micro, OutKind, Tile, NR_MAX};
+use crate::ops::activation::Activation;
 use crate::quant::Precision;
 use std::arch::aarch64::*;
 
-const MR: usize = 4;
-const NR: usize = 4;
-const KSTEP: usize = 16;
-/// Bytes of A (and of B) per k step.
-const STEP: usize = MR * KSTEP;
-/// INT7: k steps (2 products each per int16 lane) summed before widening.
-const INT7_GROUP: usize = 4;
+static INT8_A53: Kernel = Kernel {
+    name: "neon int8 8x8 a53 (wide16, smlal by element)",
+    precision: Precision::Int8,
+    layout: Layout::Wide16,
+    mr: 8,
+    nr: 8,
+    pair_sums: false,
+    simd_store: true,
+    micro: Micro::Fused(int8_a53),
+};
+static INT7_A53: Kernel = Kernel {
+    name: "neon int7 8x8 a53 (wide16, int16 mla by element)",
+    precision: Precision::Int7,
+    layout: Layout::Wide16,
+    mr: 8,
+    nr: 8,
+    pair_sums: false,
+    simd_store: true,
+    micro: Micro::Fused(int7_a53),
+};
+static INT8_A72: Kernel = Kernel {
+    name: "neon int8 4x4 a72 (pairs32, smull/sadalp)",
+    precision: Precision::Int8,
+    layout: Layout::Pairs32,
+    mr: 4,
+    nr: 4,
+    pair_sums: false,
+    simd_store: true,
+    micro: Micro::Fused(int8_a72),
+};
+static INT7_A72: Kernel = Kernel {
+    name: "neon int7 4x4 a72 (pairs32, pair sums)",
+    precision: Precision::Int7,
+    layout: Layout::Pairs32,
+    mr: 4,
+    nr: 4,
+    pair_sums: true,
+    simd_store: true,
+    micro: Micro::Fused(int7_a72),
+};
 
-const INT8_A53: MicroKernel = MicroKernel {
-    name: "neon int8 4x4 a53 (64-bit loads)",
-    func: int8_a53,
-};
-const INT8_A72: MicroKernel = MicroKernel {
-    name: "neon int8 4x4 a72 (128-bit loads, 2 steps)",
-    func: int8_a72,
-};
-const INT7_A53: MicroKernel = MicroKernel {
-    name: "neon int7 4x4 a53 (64-bit loads)",
-    func: int7_a53,
-};
-const INT7_A72: MicroKernel = MicroKernel {
-    name: "neon int7 4x4 a72 (128-bit loads)",
-    func: int7_a72,
-};
-
-pub fn family(p: Precision) -> Family {
+/// (Cortex-A53 kernel, Cortex-A72 kernel) for `p`.
+pub fn kernels(p: Precision) -> (&'static Kernel, &'static Kernel) {
     match p {
-        Precision::Int8 => Family::per_core(
-            "neon int8 4x4k16",
-            p,
-            MR,
-            NR,
-            KSTEP,
-            INT8_A53,
-            INT8_A72,
-            INT8_A72,
-        ),
-        Precision::Int7 => Family::per_core(
-            "neon int7 4x4k16",
-            p,
-            MR,
-            NR,
-            KSTEP,
-            INT7_A53,
-            INT7_A72,
-            INT7_A72,
-        ),
+        Precision::Int8 => (&INT8_A53, &INT8_A72),
+        Precision::Int7 => (&INT7_A53, &INT7_A72),
     }
 }
 
-type Tile32 = [[int32x4_t; NR]; MR];
-type Tile16 = [[int16x8_t; NR]; MR];
+// ---------------------------------------------------------------------------------------
+// Epilogue
 
-/// Sums each accumulator's four lanes into `acc`.
-#[inline(always)]
-unsafe fn store(c: &Tile32, acc: &mut Acc) {
-    for (r, row) in c.iter().enumerate() {
-        let sums = vpaddq_s32(vpaddq_s32(row[0], row[1]), vpaddq_s32(row[2], row[3]));
-        vst1q_s32(acc.as_mut_ptr().add(r * NR_MAX), sums);
-    }
+/// The activations the vector epilogue computes; others go through `store_acc`.
+#[derive(Clone, Copy)]
+enum Act {
+    None,
+    Relu,
+    Leaky(f32),
+    Clip(f32, f32),
 }
 
-/// INT8, A53 schedule: per step the B columns are loaded as eight 64-bit halves, then each
-/// A row's two halves are loaded just before its 12 multiply / pair-add instructions.
-///
-/// # Safety
-/// See [`super::MicroFn`]. NEON is part of the aarch64 baseline.
-unsafe fn int8_a53(kp: usize, mut a: *const i8, mut b: *const i8, acc: &mut Acc) {
-    let mut c: Tile32 = [[vdupq_n_s32(0); NR]; MR];
-    for _ in 0..kp {
-        let mut b_lo = [vdup_n_s8(0); NR];
-        let mut b_hi = [vdup_n_s8(0); NR];
-        for j in 0..NR {
-            b_lo[j] = vld1_s8(b.add(j * KSTEP));
-            b_hi[j] = vld1_s8(b.add(j * KSTEP + 8));
+impl Act {
+    fn of(a: Activation) -> Option<Act> {
+        match a {
+            Activation::None => Some(Act::None),
+            Activation::ReLU => Some(Act::Relu),
+            Activation::LeakyReLU(s) => Some(Act::Leaky(s)),
+            Activation::Clip { min, max } => Some(Act::Clip(min, max)),
+            _ => None,
         }
-        for (r, cr) in c.iter_mut().enumerate() {
-            let a_lo = vld1_s8(a.add(r * KSTEP));
-            let a_hi = vld1_s8(a.add(r * KSTEP + 8));
-            for j in 0..NR {
-                let t = vmlal_s8(vmull_s8(a_lo, b_lo[j]), a_hi, b_hi[j]);
-                cr[j] = vpadalq_s16(cr[j], t);
+    }
+
+    /// As `Activation::apply`: selects written as its comparisons (NaN and −0 included).
+    #[inline(always)]
+    unsafe fn apply(self, y: float32x4_t) -> float32x4_t {
+        let zero = vdupq_n_f32(0.0);
+        match self {
+            Act::None => y,
+            Act::Relu => vbslq_f32(vcltq_f32(y, zero), zero, y),
+            Act::Leaky(k) => vbslq_f32(vcltq_f32(y, zero), vmulq_n_f32(y, k), y),
+            Act::Clip(min, max) => {
+                let (lo, hi) = (vdupq_n_f32(min), vdupq_n_f32(max));
+                let y = vbslq_f32(vcltq_f32(y, lo), lo, y);
+                vbslq_f32(vcgtq_f32(y, hi), hi, y)
             }
         }
-        a = a.add(STEP);
-        b = b.add(STEP);
     }
-    store(&c, acc);
 }
 
-/// One INT8 step with 128-bit loads.
+/// Spills a tile to an [`Acc`] and stores it with the generic epilogue (edge tiles and
+/// activations the vector code does not do).
+#[inline(never)]
+unsafe fn store_spilled(rows: &[[int32x4_t; 2]], t: &Tile) {
+    let mut acc: Acc = [0; super::MR_MAX * NR_MAX];
+    for (r, v) in rows.iter().enumerate() {
+        vst1q_s32(acc.as_mut_ptr().add(r * NR_MAX), v[0]);
+        vst1q_s32(acc.as_mut_ptr().add(r * NR_MAX + 4), v[1]);
+    }
+    store_acc(&acc, t, true);
+}
+
+/// Scales and biases of 4 rows starting at `row`.
 #[inline(always)]
-unsafe fn int8_step_q(c: &mut Tile32, a: *const i8, b: *const i8) {
-    let bq = [
-        vld1q_s8(b),
-        vld1q_s8(b.add(KSTEP)),
-        vld1q_s8(b.add(2 * KSTEP)),
-        vld1q_s8(b.add(3 * KSTEP)),
+unsafe fn row_consts(t: &Tile, row: usize) -> (float32x4_t, float32x4_t) {
+    let c = t.row0 + row;
+    let scales = vld1q_f32(t.requant.scale_in.as_ptr().add(c));
+    let biases = t
+        .requant
+        .bias
+        .map_or(vdupq_n_f32(0.0), |b| vld1q_f32(b.as_ptr().add(c)));
+    (scales, biases)
+}
+
+/// `act(fma(acc, scale, bias))` of four rows (one int32x4 of columns each), with the row's
+/// scale and bias taken from lane r: one fused multiply-add, as `Requant::dequant`.
+#[inline(always)]
+unsafe fn dequant4(
+    v: [int32x4_t; 4],
+    scales: float32x4_t,
+    biases: float32x4_t,
+    act: Act,
+) -> [float32x4_t; 4] {
+    [
+        act.apply(vfmaq_laneq_f32::<0>(
+            vdupq_laneq_f32::<0>(biases),
+            vcvtq_f32_s32(v[0]),
+            scales,
+        )),
+        act.apply(vfmaq_laneq_f32::<1>(
+            vdupq_laneq_f32::<1>(biases),
+            vcvtq_f32_s32(v[1]),
+            scales,
+        )),
+        act.apply(vfmaq_laneq_f32::<2>(
+            vdupq_laneq_f32::<2>(biases),
+            vcvtq_f32_s32(v[2]),
+            scales,
+        )),
+        act.apply(vfmaq_laneq_f32::<3>(
+            vdupq_laneq_f32::<3>(biases),
+            vcvtq_f32_s32(v[3]),
+            scales,
+        )),
+    ]
+}
+
+/// `clamp(round_half_away(y · top), ±qmax)` of 16 values (as `quant::quantize_scaled`, NaN →
+/// 0): `fcvtas` rounds half away and saturates, the saturating narrows keep the order, and
+/// the final byte clamp makes −128 impossible.
+#[inline(always)]
+unsafe fn requant16(y: [float32x4_t; 4], top: f32, qmax: i8) -> int8x16_t {
+    let q = y.map(|v| vcvtaq_s32_f32(vmulq_n_f32(v, top)));
+    let lo = vqmovn_high_s32(vqmovn_s32(q[0]), q[1]);
+    let hi = vqmovn_high_s32(vqmovn_s32(q[2]), q[3]);
+    let b = vqmovn_high_s16(vqmovn_s16(lo), hi);
+    vminq_s8(vmaxq_s8(b, vdupq_n_s8(-qmax)), vdupq_n_s8(qmax))
+}
+
+/// Stores 4 rows of 4 columns.
+#[inline(always)]
+unsafe fn store_4x4(sums: [int32x4_t; 4], t: &Tile) {
+    let act = Act::of(t.requant.act);
+    let (Some(act), true) = (act, t.rows == 4 && t.cols == 4) else {
+        let z = vdupq_n_s32(0);
+        return store_spilled(&sums.map(|s| [s, z]), t);
+    };
+    match t.kind {
+        OutKind::I32 => {
+            for (r, &v) in sums.iter().enumerate() {
+                vst1q_s32((t.out as *mut i32).add(r * t.stride), v);
+            }
+        }
+        OutKind::F32 => {
+            let (scales, biases) = row_consts(t, 0);
+            for (r, y) in dequant4(sums, scales, biases, act).into_iter().enumerate() {
+                vst1q_f32((t.out as *mut f32).add(r * t.stride), y);
+            }
+        }
+        OutKind::I8 => {
+            let (scales, biases) = row_consts(t, 0);
+            let y = dequant4(sums, scales, biases, act);
+            let b = vreinterpretq_u32_s8(requant16(y, t.requant.top_scale, t.requant.qmax as i8));
+            let dst = |r: usize| t.out.add(r * t.stride) as *mut u32;
+            dst(0).write_unaligned(vgetq_lane_u32::<0>(b));
+            dst(1).write_unaligned(vgetq_lane_u32::<1>(b));
+            dst(2).write_unaligned(vgetq_lane_u32::<2>(b));
+            dst(3).write_unaligned(vgetq_lane_u32::<3>(b));
+        }
+    }
+}
+
+/// Stores 8 rows of 8 columns.
+#[inline(always)]
+unsafe fn store_8x8(c: &[[int32x4_t; 2]; 8], t: &Tile) {
+    let act = Act::of(t.requant.act);
+    let (Some(act), true) = (act, t.rows == 8 && t.cols == 8) else {
+        return store_spilled(c, t);
+    };
+    if t.kind == OutKind::I32 {
+        for (r, v) in c.iter().enumerate() {
+            let dst = (t.out as *mut i32).add(r * t.stride);
+            vst1q_s32(dst, v[0]);
+            vst1q_s32(dst.add(4), v[1]);
+        }
+        return;
+    }
+    for half in 0..2 {
+        let (scales, biases) = row_consts(t, 4 * half);
+        let rows = &c[4 * half..4 * half + 4];
+        let left = dequant4(std::array::from_fn(|r| rows[r][0]), scales, biases, act);
+        let right = dequant4(std::array::from_fn(|r| rows[r][1]), scales, biases, act);
+        if t.kind == OutKind::F32 {
+            for r in 0..4 {
+                let dst = (t.out as *mut f32).add((4 * half + r) * t.stride);
+                vst1q_f32(dst, left[r]);
+                vst1q_f32(dst.add(4), right[r]);
+            }
+        } else {
+            let (top, qmax) = (t.requant.top_scale, t.requant.qmax as i8);
+            // Rows 0..4 of the left and right halves, then zipped into 8-byte rows.
+            let l = vreinterpretq_u32_s8(requant16(left, top, qmax));
+            let r = vreinterpretq_u32_s8(requant16(right, top, qmax));
+            let lo = vreinterpretq_u64_u32(vzip1q_u32(l, r));
+            let hi = vreinterpretq_u64_u32(vzip2q_u32(l, r));
+            let dst = |row: usize| t.out.add((4 * half + row) * t.stride) as *mut u64;
+            dst(0).write_unaligned(vgetq_lane_u64::<0>(lo));
+            dst(1).write_unaligned(vgetq_lane_u64::<1>(lo));
+            dst(2).write_unaligned(vgetq_lane_u64::<0>(hi));
+            dst(3).write_unaligned(vgetq_lane_u64::<1>(hi));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Cortex-A72: Pairs32, 4 x 4
+
+/// One output of the INT8 A72 kernel: A row register `$a`, B column register `$b`, temporary
+/// `$t`, accumulator `$c`.
+macro_rules! int8_mac {
+    ($a:literal, $b:literal, $t:literal, $c:literal) => {
+        concat!(
+            "smull  v", $t, ".8h, v", $a, ".8b, v", $b, ".8b\n", "smlal2 v", $t, ".8h, v", $a,
+            ".16b, v", $b, ".16b\n", "sadalp v", $c, ".4s, v", $t, ".8h\n",
+        )
+    };
+}
+
+/// Half a step (16 k) of the INT8 A72 kernel at byte offset `$o` of each row / column slot.
+macro_rules! int8_a72_half {
+    ($o0:literal, $o1:literal, $o2:literal, $o3:literal) => {
+        concat!(
+            "ldr q0, [{a}, #",
+            $o0,
+            "]\n",
+            "ldr q4, [{b}, #",
+            $o0,
+            "]\n",
+            "ldr q1, [{a}, #",
+            $o1,
+            "]\n",
+            "ldr q5, [{b}, #",
+            $o1,
+            "]\n",
+            "ldr q2, [{a}, #",
+            $o2,
+            "]\n",
+            "ldr q6, [{b}, #",
+            $o2,
+            "]\n",
+            "ldr q3, [{a}, #",
+            $o3,
+            "]\n",
+            "ldr q7, [{b}, #",
+            $o3,
+            "]\n",
+            int8_mac!("0", "4", "8", "16"),
+            int8_mac!("0", "5", "9", "17"),
+            int8_mac!("0", "6", "10", "18"),
+            int8_mac!("0", "7", "11", "19"),
+            int8_mac!("1", "4", "12", "20"),
+            int8_mac!("1", "5", "13", "21"),
+            int8_mac!("1", "6", "14", "22"),
+            int8_mac!("1", "7", "15", "23"),
+            int8_mac!("2", "4", "8", "24"),
+            int8_mac!("2", "5", "9", "25"),
+            int8_mac!("2", "6", "10", "26"),
+            int8_mac!("2", "7", "11", "27"),
+            int8_mac!("3", "4", "12", "28"),
+            int8_mac!("3", "5", "13", "29"),
+            int8_mac!("3", "6", "14", "30"),
+            int8_mac!("3", "7", "15", "31"),
+        )
+    };
+}
+
+/// Zeroes the 16 accumulators v16..v31.
+macro_rules! zero_acc {
+    () => {
+        concat!(
+            "movi v16.4s, #0\n",
+            "movi v17.4s, #0\n",
+            "movi v18.4s, #0\n",
+            "movi v19.4s, #0\n",
+            "movi v20.4s, #0\n",
+            "movi v21.4s, #0\n",
+            "movi v22.4s, #0\n",
+            "movi v23.4s, #0\n",
+            "movi v24.4s, #0\n",
+            "movi v25.4s, #0\n",
+            "movi v26.4s, #0\n",
+            "movi v27.4s, #0\n",
+            "movi v28.4s, #0\n",
+            "movi v29.4s, #0\n",
+            "movi v30.4s, #0\n",
+            "movi v31.4s, #0\n",
+        )
+    };
+}
+
+/// Runs `$body` (a K loop over `{a}`, `{b}`, `{k}` that leaves its sums in v16..v31) and
+/// returns those 16 accumulators.
+macro_rules! k_loop {
+    ($a:expr, $b:expr, $kp:expr, $body:expr, $($clobber:tt),*) => {{
+        let (c0, c1, c2, c3, c4, c5, c6, c7): (int32x4_t, int32x4_t, int32x4_t, int32x4_t, int32x4_t, int32x4_t, int32x4_t, int32x4_t);
+        let (c8, c9, c10, c11, c12, c13, c14, c15): (int32x4_t, int32x4_t, int32x4_t, int32x4_t, int32x4_t, int32x4_t, int32x4_t, int32x4_t);
+        std::arch::asm!(
+            "// scratch register {n}",
+            zero_acc!(),
+            $body,
+            a = inout(reg) $a => _,
+            b = inout(reg) $b => _,
+            k = inout(reg) $kp => _,
+            n = out(reg) _,
+            $(out($clobber) _,)*
+            out("v16") c0, out("v17") c1, out("v18") c2, out("v19") c3,
+            out("v20") c4, out("v21") c5, out("v22") c6, out("v23") c7,
+            out("v24") c8, out("v25") c9, out("v26") c10, out("v27") c11,
+            out("v28") c12, out("v29") c13, out("v30") c14, out("v31") c15,
+            options(nostack, readonly),
+        );
+        [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15]
+    }};
+}
+
+/// Accumulators v16..v31 as `[row][column]` (4 x 4, lanes along K) summed over their lanes.
+#[inline(always)]
+unsafe fn reduce_4x4(c: [int32x4_t; 16]) -> [int32x4_t; 4] {
+    std::array::from_fn(|r| {
+        let row = &c[4 * r..4 * r + 4];
+        vpaddq_s32(vpaddq_s32(row[0], row[1]), vpaddq_s32(row[2], row[3]))
+    })
+}
+
+/// # Safety
+/// See [`super::Kernel`].
+unsafe fn int8_a72(kp: usize, a: *const u8, b: *const u8, t: &Tile) {
+    let c = k_loop!(
+        a,
+        b,
+        kp,
+        concat!(
+            "1:\n",
+            int8_a72_half!("0", "32", "64", "96"),
+            int8_a72_half!("16", "48", "80", "112"),
+            "add {a}, {a}, #128\n",
+            "add {b}, {b}, #128\n",
+            "subs {k}, {k}, #1\n",
+            "b.ne 1b\n",
+        ),
+        "v0",
+        "v1",
+        "v2",
+        "v3",
+        "v4",
+        "v5",
+        "v6",
+        "v7",
+        "v8",
+        "v9",
+        "v10",
+        "v11",
+        "v12",
+        "v13",
+        "v14",
+        "v15"
+    );
+    store_4x4(reduce_4x4(c), t);
+}
+
+/// One output of the INT7 A72 kernel: `p = a_even + b_odd`, `q = a_odd + b_even`, then
+/// `Σ p·q` (2 per int16 lane) into accumulator `$c`. A row `$r` is in v(2r) (even k) and
+/// v(2r+1) (odd k); the B column in v8 (even) and v9 (odd); `$p`, `$q`, `$t` temporaries.
+macro_rules! int7_mac {
+    ($ae:literal, $ao:literal, $p:literal, $q:literal, $t:literal, $c:literal) => {
+        concat!(
+            "add    v",
+            $p,
+            ".16b, v",
+            $ae,
+            ".16b, v9.16b\n",
+            "add    v",
+            $q,
+            ".16b, v",
+            $ao,
+            ".16b, v8.16b\n",
+            "smull  v",
+            $t,
+            ".8h, v",
+            $p,
+            ".8b, v",
+            $q,
+            ".8b\n",
+            "smlal2 v",
+            $t,
+            ".8h, v",
+            $p,
+            ".16b, v",
+            $q,
+            ".16b\n",
+            "sadalp v",
+            $c,
+            ".4s, v",
+            $t,
+            ".8h\n",
+        )
+    };
+}
+
+/// Column `j` (B slot at byte `$o`) of one INT7 A72 step: accumulators v(16 + 4r + j).
+macro_rules! int7_a72_col {
+    ($o:literal, $oo:literal, $c0:literal, $c1:literal, $c2:literal, $c3:literal) => {
+        concat!(
+            "ldr q8, [{b}, #",
+            $o,
+            "]\n",
+            "ldr q9, [{b}, #",
+            $oo,
+            "]\n",
+            int7_mac!("0", "1", "10", "11", "12", $c0),
+            int7_mac!("2", "3", "13", "14", "15", $c1),
+            int7_mac!("4", "5", "10", "11", "12", $c2),
+            int7_mac!("6", "7", "13", "14", "15", $c3),
+        )
+    };
+}
+
+/// # Safety
+/// See [`super::Kernel`]; values within ±63 (INT7).
+unsafe fn int7_a72(kp: usize, a: *const u8, b: *const u8, t: &Tile) {
+    let c = k_loop!(
+        a,
+        b,
+        kp,
+        concat!(
+            "1:\n",
+            "ldr q0, [{a}]\n",
+            "ldr q1, [{a}, #16]\n",
+            "ldr q2, [{a}, #32]\n",
+            "ldr q3, [{a}, #48]\n",
+            "ldr q4, [{a}, #64]\n",
+            "ldr q5, [{a}, #80]\n",
+            "ldr q6, [{a}, #96]\n",
+            "ldr q7, [{a}, #112]\n",
+            int7_a72_col!("0", "16", "16", "20", "24", "28"),
+            int7_a72_col!("32", "48", "17", "21", "25", "29"),
+            int7_a72_col!("64", "80", "18", "22", "26", "30"),
+            int7_a72_col!("96", "112", "19", "23", "27", "31"),
+            "add {a}, {a}, #128\n",
+            "add {b}, {b}, #128\n",
+            "subs {k}, {k}, #1\n",
+            "b.ne 1b\n",
+        ),
+        "v0",
+        "v1",
+        "v2",
+        "v3",
+        "v4",
+        "v5",
+        "v6",
+        "v7",
+        "v8",
+        "v9",
+        "v10",
+        "v11",
+        "v12",
+        "v13",
+        "v14",
+        "v15"
+    );
+    let cols = vld1q_s32(t.col_sums);
+    let rows = vld1q_s32(t.row_sums);
+    let s = reduce_4x4(c);
+    let sums = [
+        vsubq_s32(vsubq_s32(s[0], cols), vdupq_laneq_s32::<0>(rows)),
+        vsubq_s32(vsubq_s32(s[1], cols), vdupq_laneq_s32::<1>(rows)),
+        vsubq_s32(vsubq_s32(s[2], cols), vdupq_laneq_s32::<2>(rows)),
+        vsubq_s32(vsubq_s32(s[3], cols), vdupq_laneq_s32::<3>(rows)),
     ];
-    for (r, cr) in c.iter_mut().enumerate() {
-        let aq = vld1q_s8(a.add(r * KSTEP));
-        for j in 0..NR {
-            let t = vmull_s8(vget_low_s8(aq), vget_low_s8(bq[j]));
-            cr[j] = vpadalq_s16(cr[j], vmlal_high_s8(t, aq, bq[j]));
-        }
-    }
+    store_4x4(sums, t);
 }
 
-/// INT8, A72 schedule: 128-bit loads, two steps per iteration.
+// ---------------------------------------------------------------------------------------
+// Cortex-A53: Wide16, 8 x 8
+
+/// Two rows of one k: `smlal` / `smlal2` of B register `$b` by A register `$a` lanes.
+macro_rules! int8_rows2 {
+    ($b:literal, $a:literal, $r0:literal, $r1:literal, $c0:literal, $c1:literal, $c2:literal, $c3:literal) => {
+        concat!(
+            "smlal  v", $c0, ".4s, v", $b, ".4h, v", $a, ".h[", $r0, "]\n", "smlal2 v", $c1,
+            ".4s, v", $b, ".8h, v", $a, ".h[", $r0, "]\n", "smlal  v", $c2, ".4s, v", $b, ".4h, v",
+            $a, ".h[", $r1, "]\n", "smlal2 v", $c3, ".4s, v", $b, ".8h, v", $a, ".h[", $r1, "]\n",
+        )
+    };
+}
+
+/// One k of the INT8 kernel from (`$b`, `$a`), loading the k at byte offset `$o` into (`$nb`,
+/// `$na`).
+macro_rules! int8_k {
+    ($b:literal, $a:literal, $nb:literal, $na:literal, $o:literal) => {
+        concat!(
+            int8_rows2!($b, $a, "0", "1", "16", "17", "18", "19"),
+            "ldr q",
+            $na,
+            ", [{a}, #",
+            $o,
+            "]\n",
+            int8_rows2!($b, $a, "2", "3", "20", "21", "22", "23"),
+            "ldr q",
+            $nb,
+            ", [{b}, #",
+            $o,
+            "]\n",
+            int8_rows2!($b, $a, "4", "5", "24", "25", "26", "27"),
+            int8_rows2!($b, $a, "6", "7", "28", "29", "30", "31"),
+        )
+    };
+}
+
+/// Rows as `[[cols 0..4, cols 4..8]; 8]` from accumulators v16..v31.
+#[inline(always)]
+fn rows_8x8(c: [int32x4_t; 16]) -> [[int32x4_t; 2]; 8] {
+    std::array::from_fn(|r| [c[2 * r], c[2 * r + 1]])
+}
+
+/// # Safety
+/// See [`super::Kernel`] (`kp` pairs of k).
+unsafe fn int8_a53(kp: usize, a: *const u8, b: *const u8, t: &Tile) {
+    let c = k_loop!(
+        a,
+        b,
+        kp,
+        concat!(
+            "ldr q0, [{a}]\n",
+            "ldr q1, [{b}]\n",
+            "1:\n",
+            int8_k!("1", "0", "3", "2", "16"),
+            int8_k!("3", "2", "1", "0", "32"),
+            "add {a}, {a}, #32\n",
+            "add {b}, {b}, #32\n",
+            "subs {k}, {k}, #1\n",
+            "b.ne 1b\n",
+        ),
+        "v0",
+        "v1",
+        "v2",
+        "v3"
+    );
+    store_8x8(&rows_8x8(c), t);
+}
+
+/// One k of the INT7 kernel: `$op` (`mul` or `mla`) of B `$b` by the lanes of A `$a` into the
+/// int16 accumulators v4..v11, loading the k at byte offset `$o` into (`$nb`, `$na`).
+macro_rules! int7_k {
+    ($op:literal, $b:literal, $a:literal, $nb:literal, $na:literal, $o:literal) => {
+        concat!(
+            $op,
+            " v4.8h, v",
+            $b,
+            ".8h, v",
+            $a,
+            ".h[0]\n",
+            $op,
+            " v5.8h, v",
+            $b,
+            ".8h, v",
+            $a,
+            ".h[1]\n",
+            "ldr q",
+            $na,
+            ", [{a}, #",
+            $o,
+            "]\n",
+            $op,
+            " v6.8h, v",
+            $b,
+            ".8h, v",
+            $a,
+            ".h[2]\n",
+            $op,
+            " v7.8h, v",
+            $b,
+            ".8h, v",
+            $a,
+            ".h[3]\n",
+            $op,
+            " v8.8h, v",
+            $b,
+            ".8h, v",
+            $a,
+            ".h[4]\n",
+            "ldr q",
+            $nb,
+            ", [{b}, #",
+            $o,
+            "]\n",
+            $op,
+            " v9.8h, v",
+            $b,
+            ".8h, v",
+            $a,
+            ".h[5]\n",
+            $op,
+            " v10.8h, v",
+            $b,
+            ".8h, v",
+            $a,
+            ".h[6]\n",
+            $op,
+            " v11.8h, v",
+            $b,
+            ".8h, v",
+            $a,
+            ".h[7]\n",
+        )
+    };
+}
+
+/// # Safety
+/// See [`super::Kernel`] (`kp` pairs of k); values within ±63.
+unsafe fn int7_a53(kp: usize, a: *const u8, b: *const u8, t: &Tile) {
+    let c = k_loop!(
+        a,
+        b,
+        kp,
+        concat!(
+            "ldr q0, [{a}]\n",
+            "ldr q1, [{b}]\n",
+            // Groups of up to 4 pairs (8 k, 8 products per int16 lane).
+            "1:\n",
+            "mov {n}, #4\n",
+            "cmp {k}, #4\n",
+            "csel {n}, {k}, {n}, lo\n",
+            "sub {k}, {k}, {n}\n",
+            int7_k!("mul", "1", "0", "3", "2", "16"),
+            int7_k!("mla", "3", "2", "1", "0", "32"),
+            "add {a}, {a}, #32\n",
+            "add {b}, {b}, #32\n",
+            "subs {n}, {n}, #1\n",
+            "b.eq 3f\n",
+            "2:\n",
+            int7_k!("mla", "1", "0", "3", "2", "16"),
+            int7_k!("mla", "3", "2", "1", "0", "32"),
+            "add {a}, {a}, #32\n",
+            "add {b}, {b}, #32\n",
+            "subs {n}, {n}, #1\n",
+            "b.ne 2b\n",
+            "3:\n",
+            "saddw  v16.4s, v16.4s, v4.4h\n",
+            "saddw2 v17.4s, v17.4s, v4.8h\n",
+            "saddw  v18.4s, v18.4s, v5.4h\n",
+            "saddw2 v19.4s, v19.4s, v5.8h\n",
+            "saddw  v20.4s, v20.4s, v6.4h\n",
+            "saddw2 v21.4s, v21.4s, v6.8h\n",
+            "saddw  v22.4s, v22.4s, v7.4h\n",
+            "saddw2 v23.4s, v23.4s, v7.8h\n",
+            "saddw  v24.4s, v24.4s, v8.4h\n",
+            "saddw2 v25.4s, v25.4s, v8.8h\n",
+            "saddw  v26.4s, v26.4s, v9.4h\n",
+            "saddw2 v27.4s, v27.4s, v9.8h\n",
+            "saddw  v28.4s, v28.4s, v10.4h\n",
+            "saddw2 v29.4s, v29.4s, v10.8h\n",
+            "saddw  v30.4s, v30.4s, v11.4h\n",
+            "saddw2 v31.4s, v31.4s, v11.8h\n",
+            "cbnz {k}, 1b\n",
+        ),
+        "v0",
+        "v1",
+        "v2",
+        "v3",
+        "v4",
+        "v5",
+        "v6",
+        "v7",
+        "v8",
+        "v9",
+        "v10",
+        "v11"
+    );
+    store_8x8(&rows_8x8(c), t);
+}
+
+// ---------------------------------------------------------------------------------------
+// Packing
+
+/// Columns `c..c + 16` of 16 rows, transposed: element `[j][i]` is `rows[i][c + j]`.
 ///
 /// # Safety
-/// See [`super::MicroFn`].
-unsafe fn int8_a72(kp: usize, mut a: *const i8, mut b: *const i8, acc: &mut Acc) {
-    let mut c: Tile32 = [[vdupq_n_s32(0); NR]; MR];
-    for _ in 0..kp / 2 {
-        int8_step_q(&mut c, a, b);
-        int8_step_q(&mut c, a.add(STEP), b.add(STEP));
-        a = a.add(2 * STEP);
-        b = b.add(2 * STEP);
+/// Every row must hold at least `c + 16` bytes.
+#[inline]
+pub unsafe fn transpose16(rows: &[&[i8]; 16], c: usize) -> [[u8; 16]; 16] {
+    let r: [uint8x16_t; 16] =
+        std::array::from_fn(|i| vld1q_u8(rows[i].as_ptr().add(c) as *const u8));
+    // Four rounds of transposes of 1-, 2-, 4- and 8-byte elements between rows i and i + d.
+    let mut s = r;
+    for i in (0..16).step_by(2) {
+        let (x, y) = (s[i], s[i + 1]);
+        s[i] = vtrn1q_u8(x, y);
+        s[i + 1] = vtrn2q_u8(x, y);
     }
-    if kp % 2 == 1 {
-        int8_step_q(&mut c, a, b);
-    }
-    store(&c, acc);
-}
-
-/// Widens the int16 partial sums into the int32 accumulators.
-#[inline(always)]
-unsafe fn flush(c: &mut Tile32, t: &Tile16) {
-    for (cr, tr) in c.iter_mut().zip(t) {
-        for (cj, &tj) in cr.iter_mut().zip(tr) {
-            *cj = vpadalq_s16(*cj, tj);
+    let mut u: [uint16x8_t; 16] = s.map(|x| vreinterpretq_u16_u8(x));
+    for base in (0..16).step_by(4) {
+        for i in base..base + 2 {
+            let (x, y) = (u[i], u[i + 2]);
+            u[i] = vtrn1q_u16(x, y);
+            u[i + 2] = vtrn2q_u16(x, y);
         }
     }
-}
-
-/// INT7 partial sums of `steps` (≤ [`INT7_GROUP`]) steps, A53 schedule: for each 8-byte half
-/// of a step, four 64-bit A loads and four B loads feed 16 `smull` / `smlal`.
-#[inline(always)]
-unsafe fn int7_group_a53(a: *const i8, b: *const i8, steps: usize) -> Tile16 {
-    let mut t: Tile16 = [[vdupq_n_s16(0); NR]; MR];
-    for half in 0..2 * steps {
-        let off = (half / 2) * STEP + (half % 2) * 8;
-        let mut bd = [vdup_n_s8(0); NR];
-        for (j, bj) in bd.iter_mut().enumerate() {
-            *bj = vld1_s8(b.add(off + j * KSTEP));
-        }
-        for (r, tr) in t.iter_mut().enumerate() {
-            let ad = vld1_s8(a.add(off + r * KSTEP));
-            for j in 0..NR {
-                tr[j] = if half == 0 {
-                    vmull_s8(ad, bd[j])
-                } else {
-                    vmlal_s8(tr[j], ad, bd[j])
-                };
-            }
+    let mut w: [uint32x4_t; 16] = u.map(|x| vreinterpretq_u32_u16(x));
+    for base in (0..16).step_by(8) {
+        for i in base..base + 4 {
+            let (x, y) = (w[i], w[i + 4]);
+            w[i] = vtrn1q_u32(x, y);
+            w[i + 4] = vtrn2q_u32(x, y);
         }
     }
-    t
-}
-
-/// INT7, A53 schedule.
-///
-/// # Safety
-/// See [`super::MicroFn`].
-unsafe fn int7_a53(kp: usize, mut a: *const i8, mut b: *const i8, acc: &mut Acc) {
-    let mut c: Tile32 = [[vdupq_n_s32(0); NR]; MR];
-    for _ in 0..kp / INT7_GROUP {
-        let t = int7_group_a53(a, b, INT7_GROUP);
-        flush(&mut c, &t);
-        a = a.add(INT7_GROUP * STEP);
-        b = b.add(INT7_GROUP * STEP);
+    let mut d: [uint64x2_t; 16] = w.map(|x| vreinterpretq_u64_u32(x));
+    for i in 0..8 {
+        let (x, y) = (d[i], d[i + 8]);
+        d[i] = vtrn1q_u64(x, y);
+        d[i + 8] = vtrn2q_u64(x, y);
     }
-    if !kp.is_multiple_of(INT7_GROUP) {
-        let t = int7_group_a53(a, b, kp % INT7_GROUP);
-        flush(&mut c, &t);
+    let mut out = [[0u8; 16]; 16];
+    for (o, v) in out.iter_mut().zip(d) {
+        vst1q_u8(o.as_mut_ptr(), vreinterpretq_u8_u64(v));
     }
-    store(&c, acc);
-}
-
-/// INT7 partial sums of `steps` (≤ [`INT7_GROUP`]) steps with 128-bit loads.
-#[inline(always)]
-unsafe fn int7_group_a72(a: *const i8, b: *const i8, steps: usize) -> Tile16 {
-    let mut t: Tile16 = [[vdupq_n_s16(0); NR]; MR];
-    for s in 0..steps {
-        let (a, b) = (a.add(s * STEP), b.add(s * STEP));
-        let bq = [
-            vld1q_s8(b),
-            vld1q_s8(b.add(KSTEP)),
-            vld1q_s8(b.add(2 * KSTEP)),
-            vld1q_s8(b.add(3 * KSTEP)),
-        ];
-        for (r, tr) in t.iter_mut().enumerate() {
-            let aq = vld1q_s8(a.add(r * KSTEP));
-            for j in 0..NR {
-                let lo = if s == 0 {
-                    vmull_s8(vget_low_s8(aq), vget_low_s8(bq[j]))
-                } else {
-                    vmlal_s8(tr[j], vget_low_s8(aq), vget_low_s8(bq[j]))
-                };
-                tr[j] = vmlal_high_s8(lo, aq, bq[j]);
-            }
-        }
-    }
-    t
-}
-
-/// INT7, A72 schedule.
-///
-/// # Safety
-/// See [`super::MicroFn`].
-unsafe fn int7_a72(kp: usize, mut a: *const i8, mut b: *const i8, acc: &mut Acc) {
-    let mut c: Tile32 = [[vdupq_n_s32(0); NR]; MR];
-    for _ in 0..kp / INT7_GROUP {
-        let t = int7_group_a72(a, b, INT7_GROUP);
-        flush(&mut c, &t);
-        a = a.add(INT7_GROUP * STEP);
-        b = b.add(INT7_GROUP * STEP);
-    }
-    if !kp.is_multiple_of(INT7_GROUP) {
-        let t = int7_group_a72(a, b, kp % INT7_GROUP);
-        flush(&mut c, &t);
-    }
-    store(&c, acc);
+    out
 }

@@ -1,202 +1,387 @@
 //! Quantized GEMM `C[M x N] = A[M x K] · B[K x N]` with int8 (INT8 or INT7) operands and int32
-//! accumulation over the whole K, followed by the fused epilogue ([`Requant::store`]) that
+//! accumulation over the whole K, followed by the fused epilogue (`kernels::requant`) that
 //! writes fp32 or int8 per output row (= output channel).
 //!
-//! Structure (mirrors `gemm_f32`, without K blocking):
-//! * A (weights) is packed once at load ([`PackedA8`]) into panels of `mr` rows.
-//! * B is packed per call, `nc` columns at a time, into the worker's scratch ([`PackB8`]);
-//!   im2col happens inside that packing. `nc` keeps the packed block in L2 even for K = 4608.
-//! * A micro-kernel computes one `mr x nr` tile over the full K into int32 accumulators, and
-//!   the epilogue requantizes the tile right away while it is hot.
+//! Structure:
+//! * A (weights) is packed once at load ([`PackedA8`]) in the layout of every kernel the pool's
+//!   cores will run (a big.LITTLE pool may need two).
+//! * B is packed per call, `nc` columns at a time, into the worker's scratch, in the layout of
+//!   that worker's kernel ([`pack`]); im2col happens inside that packing, row by row.
+//! * A micro-kernel computes one `mr x nr` tile over the full K and stores it through the
+//!   epilogue while it is in registers ([`Micro::Fused`]), or returns int32 sums that the
+//!   driver stores ([`Micro::Acc`]).
 //!
-//! Layout shared by packing and kernels: K is zero-padded to a multiple of `kstep`; an A panel
-//! is `[K/kstep][mr][kstep]` and a B panel `[K/kstep][nr][kstep]` (int8). A [`Family`] fixes
-//! precision, `mr`, `nr` and `kstep`, and holds one micro-kernel per core type (Cortex-A53,
-//! Cortex-A72, other) that all read this layout, so one [`PackedA8`] serves every worker.
+//! Kernels per core (ARMv8.0 has no dot product; each layout is documented on [`Layout`]):
+//! * Cortex-A72 (out of order, one integer-multiply pipe beside a second NEON pipe):
+//!   [`Layout::Pairs32`], 4 x 4 tiles. INT8: `smull` + `smlal2` + `sadalp`, 8 MACs per
+//!   multiply. INT7: the sum of two 7-bit values fits a byte, so products of pair sums
+//!   `(a₂ᵢ + b₂ᵢ₊₁)(a₂ᵢ₊₁ + b₂ᵢ)` give two MACs each (Winograd's inner-product identity; the
+//!   `Σ a₂ᵢa₂ᵢ₊₁` and `Σ b₂ᵢb₂ᵢ₊₁` terms are subtracted after the loop): half the multiplies,
+//!   the additions run on the other pipe.
+//! * Cortex-A53 (in order, dual issue): [`Layout::Wide16`], 8 x 8 tiles, multiply-accumulate
+//!   by element. INT8: `smlal` into int32. INT7: `mla` into int16 lanes, 8 products per lane
+//!   before one widening.
+//! * x86_64 AVX2 and the portable reference: [`Layout::Steps`].
 //!
-//! Exactness: every kernel returns the exact int32 sum. SIMD kernels sum a few products in
-//! int16 lanes before widening; each documents its flush interval and the bound
-//! (`n · max|a·b| ≤ 32767`) that keeps it exact for values in ±127 (INT8) / ±63 (INT7).
+//! Exactness: every kernel computes the exact int32 sum. Each documents its int16 flush
+//! interval next to the bound (`n · max|product| ≤ 32767`) that keeps it exact for values in
+//! ±127 (INT8) / ±63 (INT7); the tests run every kernel at all-±qmax operands with K ≥ 8192.
 
 use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult};
-use crate::kernels::im2col::Grid;
 use crate::kernels::quantize::store_requant;
 use crate::kernels::requant::{OutBuf, Requant};
-use crate::pool::{Pool, SharedMut};
+use crate::pool::Pool;
 use crate::quant::Precision;
 
 pub mod generic;
+pub mod pack;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
-/// Largest tile any kernel uses; accumulators are passed as `[i32; MR_MAX * NR_MAX]` with
-/// element (r, j) at `r * NR_MAX + j`.
+pub use pack::{BSource, DenseB8, Im2colB8};
+
+/// Largest tile any kernel uses; [`Acc`] holds element (r, j) at `r * NR_MAX + j`.
 pub const MR_MAX: usize = 8;
 pub const NR_MAX: usize = 16;
+
+/// Bytes a kernel may read past the end of a packed operand: software-pipelined loops load
+/// the next step before they know whether there is one.
+pub const OVERREAD: usize = 64;
 
 /// Bytes of packed B one worker keeps per column block: stays in L2 next to the A panel.
 const B_BLOCK_BYTES: usize = 192 * 1024;
 /// Upper bound on columns per block (more only lengthens the tail task).
-const NC_MAX: usize = 512;
+pub(crate) const NC_MAX: usize = 512;
 
 /// Int32 accumulators of one tile, row stride [`NR_MAX`].
 pub type Acc = [i32; MR_MAX * NR_MAX];
 
-/// `kp` steps of an A panel (`kp * mr * kstep` bytes) times a B panel (`kp * nr * kstep`
-/// bytes) into `acc` (overwritten, rows < mr, columns < nr).
-///
-/// # Safety
-/// `a` and `b` must hold the bytes above; the CPU must support the kernel's instructions
-/// (guaranteed for kernels obtained from a [`Family`]).
-pub type MicroFn = unsafe fn(kp: usize, a: *const i8, b: *const i8, acc: &mut Acc);
-
-/// One micro-kernel of a family, scheduled for one kind of core.
-#[derive(Clone, Copy, Debug)]
-pub struct MicroKernel {
-    pub name: &'static str,
-    pub func: MicroFn,
+/// How a kernel wants its operands packed. A "panel" is `mr` rows of A or `nr` columns of B
+/// over the whole (padded) K; rows past M, columns past N and K padding hold zeros.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// int8, K in steps of `s`: A panel `[K/s][mr][s]`, B panel `[K/s][nr][s]`.
+    Steps(usize),
+    /// int8 as `Steps(32)`, but each row's (column's) 32 values of a step are stored even k
+    /// first, then odd k: position `p` holds k offset `2p` (p < 16) or `2(p − 16) + 1`. Plain
+    /// kernels do not care (A and B share the order); pair-sum kernels add position `p` of A
+    /// to position `p ± 16` of B.
+    Pairs32,
+    /// int16, N (for A: M) along the lanes: A panel `[K][mr]`, B panel `[K][nr]`, K padded
+    /// to pairs (a kernel step is two k).
+    Wide16,
 }
 
-impl MicroKernel {
-    /// Runs the kernel on whole panels, checking their sizes.
-    pub fn run(&self, family: &Family, kp: usize, a: &[i8], b: &[i8], acc: &mut Acc) {
-        assert!(
-            a.len() >= kp * family.mr * family.kstep && b.len() >= kp * family.nr * family.kstep
-        );
-        // SAFETY: sizes checked above; the family was built only if the CPU supports it.
-        unsafe { (self.func)(kp, a.as_ptr(), b.as_ptr(), acc) }
+impl Layout {
+    /// K values per step.
+    pub const fn kstep(self) -> usize {
+        match self {
+            Layout::Steps(s) => s,
+            Layout::Pairs32 => 32,
+            Layout::Wide16 => 2,
+        }
+    }
+
+    /// Bytes per packed value.
+    pub const fn elem(self) -> usize {
+        match self {
+            Layout::Wide16 => 2,
+            _ => 1,
+        }
+    }
+
+    /// Position inside a step of k offset `o`.
+    #[inline]
+    pub fn pos(self, o: usize) -> usize {
+        match self {
+            Layout::Pairs32 if o.is_multiple_of(2) => o / 2,
+            Layout::Pairs32 => 16 + o / 2,
+            _ => o,
+        }
+    }
+
+    /// K rounded up to whole steps (at least one).
+    pub fn k_padded(self, k: usize) -> usize {
+        k.div_ceil(self.kstep()).max(1) * self.kstep()
+    }
+
+    /// Bytes of one panel `width` lanes wide.
+    pub fn panel_bytes(self, k: usize, width: usize) -> usize {
+        self.k_padded(k) * width * self.elem()
     }
 }
 
-/// A set of micro-kernels sharing one packing layout.
+/// What a product writes: the epilogue's fp32 or int8, or the raw int32 sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutKind {
+    F32,
+    I8,
+    I32,
+}
+
+impl OutKind {
+    fn elem(self) -> usize {
+        match self {
+            OutKind::I8 => 1,
+            _ => 4,
+        }
+    }
+}
+
+/// One tile of the output, as a fused micro-kernel sees it.
+pub struct Tile<'a> {
+    /// Output element (row 0, column 0) of the tile, of type `kind`.
+    pub out: *mut u8,
+    /// Elements between output rows.
+    pub stride: usize,
+    /// The valid part of the tile (at most `mr x nr`).
+    pub rows: usize,
+    pub cols: usize,
+    /// Output channel of row 0.
+    pub row0: usize,
+    pub requant: &'a Requant<'a>,
+    pub kind: OutKind,
+    /// Pair-sum kernels: `Σ a₂ᵢa₂ᵢ₊₁` of the tile's rows and `Σ b₂ᵢb₂ᵢ₊₁` of its columns.
+    pub row_sums: *const i32,
+    pub col_sums: *const i32,
+}
+
+/// Computes a tile's int32 sums over `kp` steps into `acc` (rows < mr, columns < nr).
+pub type AccFn = unsafe fn(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc);
+/// Computes a tile over `kp` steps and stores it through the epilogue.
+pub type FusedFn = unsafe fn(kp: usize, a: *const u8, b: *const u8, t: &Tile);
+
 #[derive(Clone, Copy, Debug)]
-pub struct Family {
+pub enum Micro {
+    Acc(AccFn),
+    Fused(FusedFn),
+}
+
+/// A micro-kernel and the packing it reads.
+///
+/// # Safety of `micro`
+/// `a` must hold `kp * kstep * mr` values of the layout plus [`OVERREAD`] bytes, `b` the same
+/// with `nr`; the CPU must support the kernel's instructions (guaranteed for kernels obtained
+/// from [`KernelSet`] or [`all_kernels`]).
+#[derive(Debug)]
+pub struct Kernel {
     pub name: &'static str,
     pub precision: Precision,
+    pub layout: Layout,
     pub mr: usize,
     pub nr: usize,
-    pub kstep: usize,
-    /// Variants for Cortex-A53, Cortex-A72 and any other core.
-    a53: MicroKernel,
-    a72: MicroKernel,
-    other: MicroKernel,
+    /// Needs `Σ x₂ᵢx₂ᵢ₊₁` per A row and B column ([`Layout::Pairs32`] pair-sum kernels).
+    pub pair_sums: bool,
+    /// Stores `Acc` results with the vectorised epilogue (else the scalar reference).
+    pub simd_store: bool,
+    pub micro: Micro,
 }
 
-impl Family {
-    /// One family whose kernel is the same on every core.
-    const fn uniform(
-        name: &'static str,
-        precision: Precision,
-        mr: usize,
-        nr: usize,
-        kstep: usize,
-        micro: MicroKernel,
-    ) -> Family {
-        Family::per_core(name, precision, mr, nr, kstep, micro, micro, micro)
+impl Kernel {
+    /// Steps of the K loop for `k`.
+    pub fn steps(&self, k: usize) -> usize {
+        self.layout.k_padded(k) / self.layout.kstep()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    const fn per_core(
-        name: &'static str,
-        precision: Precision,
-        mr: usize,
-        nr: usize,
-        kstep: usize,
-        a53: MicroKernel,
-        a72: MicroKernel,
-        other: MicroKernel,
-    ) -> Family {
-        assert!(mr <= MR_MAX && nr <= NR_MAX);
-        Family {
-            name,
-            precision,
-            mr,
-            nr,
-            kstep,
-            a53,
-            a72,
-            other,
-        }
-    }
-
-    /// The portable reference kernels.
-    pub fn generic(p: Precision) -> Family {
-        generic::family(p)
-    }
-
-    /// The fastest family this CPU supports.
-    pub fn best(p: Precision) -> Family {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(f) = x86_64::detect(p) {
-            return f;
-        }
-        #[cfg(target_arch = "aarch64")]
-        return aarch64::family(p);
-        #[allow(unreachable_code)]
-        generic::family(p)
-    }
-
-    /// The generic family and every SIMD family this CPU runs (for tests and benches).
-    pub fn all_available(p: Precision) -> Vec<Family> {
-        let mut v = vec![generic::family(p)];
-        #[cfg(target_arch = "x86_64")]
-        v.extend(x86_64::detect(p));
-        #[cfg(target_arch = "aarch64")]
-        v.push(aarch64::family(p));
-        v
-    }
-
-    /// The variant for a worker on `core`.
-    pub fn micro_for(&self, core: CoreKind) -> MicroKernel {
-        match core {
-            CoreKind::CortexA53 => self.a53,
-            CoreKind::CortexA72 => self.a72,
-            CoreKind::Other => self.other,
-        }
-    }
-
-    /// K rounded up to whole steps.
-    fn k_padded(&self, k: usize) -> usize {
-        k.div_ceil(self.kstep).max(1) * self.kstep
-    }
-
-    /// Columns per block: the packed `K x nc` block fits [`B_BLOCK_BYTES`].
+    /// Columns per B block: the packed block fits [`B_BLOCK_BYTES`].
     fn nc_cap(&self, k: usize) -> usize {
-        let cols = (B_BLOCK_BYTES / self.k_padded(k)) / self.nr * self.nr;
+        let cols = B_BLOCK_BYTES / self.layout.panel_bytes(k, 1) / self.nr * self.nr;
         cols.clamp(self.nr, NC_MAX)
     }
 }
 
-/// A (M x K int8, row-major) packed for one family.
+/// The kernel each core type runs, for one precision.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSet {
+    a53: &'static Kernel,
+    a72: &'static Kernel,
+    other: &'static Kernel,
+    /// Which of the three slots a pool will actually use (their layouts get packed).
+    used: [bool; 3],
+}
+
+const SLOTS: [CoreKind; 3] = [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other];
+
+impl KernelSet {
+    fn slot(core: CoreKind) -> usize {
+        match core {
+            CoreKind::CortexA53 => 0,
+            CoreKind::CortexA72 => 1,
+            CoreKind::Other => 2,
+        }
+    }
+
+    /// The same kernel on every core.
+    pub fn single(k: &'static Kernel) -> KernelSet {
+        KernelSet {
+            a53: k,
+            a72: k,
+            other: k,
+            used: [true; 3],
+        }
+    }
+
+    /// The portable reference kernels.
+    pub fn generic(p: Precision) -> KernelSet {
+        KernelSet::single(generic::kernel(p))
+    }
+
+    /// The fastest kernels of this CPU for every core type.
+    pub fn best(p: Precision) -> KernelSet {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = x86_64::detect(p) {
+            return KernelSet::single(k);
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            let (a53, a72) = aarch64::kernels(p);
+            return KernelSet {
+                a53,
+                a72,
+                other: a72,
+                used: [true; 3],
+            };
+        }
+        #[allow(unreachable_code)]
+        KernelSet::generic(p)
+    }
+
+    /// [`KernelSet::best`], packing only for the core types in `cores` (a pool's workers).
+    pub fn for_cores(p: Precision, cores: &[CoreKind]) -> KernelSet {
+        let mut set = KernelSet::best(p);
+        if !cores.is_empty() {
+            set.used = [false; 3];
+            for &c in cores {
+                set.used[Self::slot(c)] = true;
+            }
+        }
+        set
+    }
+
+    /// The kernel a worker on `core` runs (a slot the set was not built for falls back to
+    /// one that it was, so a mismatched pool still computes the same result).
+    pub fn for_core(&self, core: CoreKind) -> &'static Kernel {
+        let s = Self::slot(core);
+        let s = if self.used[s] {
+            s
+        } else {
+            self.used.iter().position(|&u| u).unwrap_or(s)
+        };
+        [self.a53, self.a72, self.other][s]
+    }
+
+    /// The kernels in use, each once.
+    pub fn used(&self) -> Vec<&'static Kernel> {
+        let mut v: Vec<&'static Kernel> = Vec::new();
+        for c in SLOTS {
+            let k = self.for_core(c);
+            if !v.iter().any(|x| std::ptr::eq(*x, k)) {
+                v.push(k);
+            }
+        }
+        v
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.a72.precision
+    }
+}
+
+/// The generic kernel and every SIMD kernel this CPU runs (for tests and benches).
+pub fn all_kernels(p: Precision) -> Vec<&'static Kernel> {
+    let mut v = vec![generic::kernel(p), generic::kernel_wide16(p)];
+    #[cfg(target_arch = "x86_64")]
+    v.extend(x86_64::detect(p));
+    #[cfg(target_arch = "aarch64")]
+    {
+        let (a53, a72) = aarch64::kernels(p);
+        v.extend([a53, a72]);
+    }
+    v
+}
+
+/// Bytes with 64-byte alignment (packed operands, loaded with wide vector loads).
+#[derive(Debug, Default)]
+pub struct AlignedBytes {
+    words: Vec<[u64; 8]>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    pub fn zeroed(len: usize) -> AlignedBytes {
+        AlignedBytes {
+            words: vec![[0; 8]; len.div_ceil(64)],
+            len,
+        }
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    }
+}
+
+/// A packed for one layout and tile height.
+#[derive(Debug)]
+struct APack {
+    layout: Layout,
+    mr: usize,
+    /// Panel `p` (rows `p*mr..`) at `p * panel_bytes`, then [`OVERREAD`] zero bytes.
+    data: AlignedBytes,
+    /// `Σ a₂ᵢa₂ᵢ₊₁` per row (rounded up to whole panels), for pair-sum kernels.
+    row_sums: Vec<i32>,
+}
+
+/// A (M x K int8, row-major) packed for the kernels of a [`KernelSet`].
 #[derive(Debug)]
 pub struct PackedA8 {
-    family: Family,
+    kernels: KernelSet,
     m: usize,
     k: usize,
-    /// Panel `p` (rows `p*mr..`) at `p * kpad * mr`: element (r, k) at
-    /// `((k / kstep) * mr + r) * kstep + k % kstep`. Rows past M and K padding are zero.
-    data: Vec<i8>,
+    packs: Vec<APack>,
 }
 
 impl PackedA8 {
-    /// Packs row-major `a` (`m * k`).
-    pub fn new(family: Family, a: &[i8], m: usize, k: usize) -> PackedA8 {
+    /// Packs row-major `a` (`m * k`) for every kernel of `kernels` that is in use.
+    pub fn new(kernels: KernelSet, a: &[i8], m: usize, k: usize) -> PackedA8 {
         assert_eq!(a.len(), m * k, "A must be m x k");
-        let (mr, ks) = (family.mr, family.kstep);
-        let kpad = family.k_padded(k);
-        let mut data = vec![0i8; m.div_ceil(mr) * mr * kpad];
-        for row in 0..m {
-            let (p, r) = (row / mr, row % mr);
-            let panel = &mut data[p * mr * kpad..(p + 1) * mr * kpad];
-            for (kk, &v) in a[row * k..(row + 1) * k].iter().enumerate() {
-                panel[((kk / ks) * mr + r) * ks + kk % ks] = v;
+        let mut packs: Vec<APack> = Vec::new();
+        for kern in kernels.used() {
+            let have = packs
+                .iter_mut()
+                .find(|p| p.layout == kern.layout && p.mr == kern.mr);
+            match have {
+                Some(p) if kern.pair_sums && p.row_sums.is_empty() => {
+                    p.row_sums = pack::pair_sums_rows(a, m, k, kern.mr);
+                }
+                Some(_) => {}
+                None => {
+                    let data = pack::pack_a(kern.layout, kern.mr, a, m, k);
+                    let row_sums = if kern.pair_sums {
+                        pack::pair_sums_rows(a, m, k, kern.mr)
+                    } else {
+                        Vec::new()
+                    };
+                    packs.push(APack {
+                        layout: kern.layout,
+                        mr: kern.mr,
+                        data,
+                        row_sums,
+                    });
+                }
             }
         }
-        PackedA8 { family, m, k, data }
+        PackedA8 {
+            kernels,
+            m,
+            k,
+            packs,
+        }
     }
 
     pub fn m(&self) -> usize {
@@ -205,200 +390,147 @@ impl PackedA8 {
     pub fn k(&self) -> usize {
         self.k
     }
-    pub fn family(&self) -> Family {
-        self.family
+    pub fn kernels(&self) -> KernelSet {
+        self.kernels
     }
 
-    /// Scratch f32 elements one worker needs for a product with `n` columns (the packed
-    /// int8 B block lives there).
+    fn pack_for(&self, kern: &Kernel) -> &APack {
+        self.packs
+            .iter()
+            .find(|p| p.layout == kern.layout && p.mr == kern.mr)
+            .expect("A is packed for every kernel of its set")
+    }
+
+    /// Column-block geometry shared by every worker of one product.
+    fn blocking(&self, n: usize, threads: usize) -> Blocking {
+        let used = self.kernels.used();
+        let unit_n = used.iter().fold(1, |l, kern| lcm(l, kern.nr));
+        let unit_m = used.iter().fold(1, |l, kern| lcm(l, kern.mr));
+        let cap = used
+            .iter()
+            .map(|kern| kern.nc_cap(self.k))
+            .min()
+            .unwrap_or(NC_MAX);
+        let cap = (cap / unit_n * unit_n).max(unit_n);
+        // At most `cap` columns, and at least one block per worker when there is enough work.
+        let nc = cap
+            .min(n.div_ceil(threads).div_ceil(unit_n) * unit_n)
+            .max(unit_n);
+        Blocking { nc, unit_m }
+    }
+
+    /// Scratch f32 elements one worker needs for a product with `n` columns.
     pub fn scratch_len(&self, n: usize) -> usize {
-        let f = &self.family;
-        let nc = f.nc_cap(self.k).min(n.div_ceil(f.nr).max(1) * f.nr);
-        (nc * f.k_padded(self.k)).div_ceil(4)
+        let nc = self.blocking(n, 1).nc;
+        let bytes = self
+            .kernels
+            .used()
+            .iter()
+            .map(|kern| ScratchParts::new(kern, self.k, nc).total)
+            .max()
+            .unwrap_or(0);
+        bytes.div_ceil(4)
     }
 }
 
-/// Columns of B, produced straight into packed panels.
-pub trait PackB8: Sync {
-    /// Rows `k0..k0+kc` (`k0` a multiple of `kstep`) and columns `n0..n0+nc` of B into `dst`
-    /// as `ceil(nc/nr)` panels of `ceil(kc/kstep) * nr * kstep` bytes; in a panel, (k, j) is at
-    /// `((k / kstep) * nr + j) * kstep + k % kstep`. Rows past `kc` and columns past `nc` are 0.
-    #[allow(clippy::too_many_arguments)]
-    fn pack(
-        &self,
-        k0: usize,
-        kc: usize,
-        n0: usize,
-        nc: usize,
-        nr: usize,
-        kstep: usize,
-        dst: &mut [i8],
-    );
+fn lcm(a: usize, b: usize) -> usize {
+    let gcd = |mut x: usize, mut y: usize| {
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        x
+    };
+    a / gcd(a, b) * b
 }
 
-/// A dense row-major `K x N` matrix (e.g. a 1x1 stride-1 convolution's input).
-pub struct DenseB8<'a> {
-    pub data: &'a [i8],
-    pub n: usize,
+#[derive(Clone, Copy, Debug)]
+struct Blocking {
+    /// Columns per block, a multiple of every used kernel's `nr`.
+    nc: usize,
+    /// Row blocks are multiples of this (every used kernel's `mr`).
+    unit_m: usize,
 }
 
-impl PackB8 for DenseB8<'_> {
-    fn pack(
-        &self,
-        k0: usize,
-        kc: usize,
-        n0: usize,
-        nc: usize,
-        nr: usize,
-        kstep: usize,
-        dst: &mut [i8],
-    ) {
-        let panel_len = kc.div_ceil(kstep) * nr * kstep;
-        for (jp, panel) in dst
-            .chunks_exact_mut(panel_len)
-            .take(nc.div_ceil(nr))
-            .enumerate()
-        {
-            let c0 = n0 + jp * nr;
-            let cols = nr.min(n0 + nc - c0);
-            if cols < nr || !kc.is_multiple_of(kstep) {
-                panel.fill(0);
-            }
-            for kk in 0..kc {
-                let src = &self.data[(k0 + kk) * self.n + c0..][..cols];
-                scatter(panel, kk, nr, kstep, src);
-            }
+/// One worker's scratch: packed B block, column pair sums, and rows produced for packing.
+struct ScratchParts {
+    panels: usize,
+    sums: usize,
+    rows: usize,
+    total: usize,
+}
+
+impl ScratchParts {
+    fn new(kern: &Kernel, k: usize, nc: usize) -> ScratchParts {
+        let panels = nc.div_ceil(kern.nr) * kern.layout.panel_bytes(k, kern.nr) + OVERREAD;
+        let panels = panels.next_multiple_of(64);
+        let sums = (nc.div_ceil(kern.nr) * kern.nr * 4).next_multiple_of(64);
+        let rows = kern.layout.kstep().max(1) * nc;
+        ScratchParts {
+            panels,
+            sums,
+            rows,
+            total: panels + sums + rows + 64,
         }
     }
 }
 
-/// Writes the values of row `kk` (columns `0..src.len()`) into a packed panel.
-#[inline(always)]
-fn scatter(panel: &mut [i8], kk: usize, nr: usize, kstep: usize, src: &[i8]) {
-    let base = (kk / kstep) * nr * kstep + kk % kstep;
-    let dst = &mut panel[base..base + (src.len().max(1) - 1) * kstep + 1];
-    for (j, &v) in src.iter().enumerate() {
-        dst[j * kstep] = v;
-    }
-}
-
-/// The im2col matrix of a `c x h x w` int8 input: row `k = (ch*KH + ky)*KW + kx`, column
-/// `n = oy*out_w + ox` holds `input[ch][oy*SH + ky*DH - pad_top][ox*SW + kx*DW - pad_left]`,
-/// or 0 outside the input.
-pub struct Im2colB8<'a> {
-    pub input: &'a [i8],
-    pub w: usize,
-    pub h: usize,
-    pub kernel_w: usize,
-    pub kernel_h: usize,
-    pub dilation_w: usize,
-    pub dilation_h: usize,
-    pub stride_w: usize,
-    pub stride_h: usize,
-    pub pad_left: usize,
-    pub pad_top: usize,
-    pub out_w: usize,
-}
-
-impl PackB8 for Im2colB8<'_> {
-    fn pack(
-        &self,
-        k0: usize,
-        kc: usize,
-        n0: usize,
-        nc: usize,
-        nr: usize,
-        kstep: usize,
-        dst: &mut [i8],
-    ) {
-        let plane = self.w * self.h;
-        let taps = self.kernel_w * self.kernel_h;
-        let panel_len = kc.div_ceil(kstep) * nr * kstep;
-        for (jp, panel) in dst
-            .chunks_exact_mut(panel_len)
-            .take(nc.div_ceil(nr))
-            .enumerate()
-        {
-            let c0 = n0 + jp * nr;
-            let cols = nr.min(n0 + nc - c0);
-            if cols < nr || !kc.is_multiple_of(kstep) {
-                panel.fill(0);
+/// Stores a tile of int32 sums through the epilogue, row by row.
+///
+/// # Safety
+/// `t.out` must be writable for `t.rows` rows of `t.cols` elements at stride `t.stride`.
+pub unsafe fn store_acc(acc: &Acc, t: &Tile, simd: bool) {
+    for r in 0..t.rows {
+        let c = t.row0 + r;
+        let accs = &acc[r * NR_MAX..r * NR_MAX + t.cols];
+        let mut dst = match t.kind {
+            OutKind::I8 => {
+                let p = (t.out as *mut i8).add(r * t.stride);
+                OutBuf::I8(std::slice::from_raw_parts_mut(p, t.cols))
             }
-            let grid = Grid {
-                out_w: self.out_w,
-                stride_w: self.stride_w,
-                stride_h: self.stride_h,
-                pad_left: self.pad_left,
-                pad_top: self.pad_top,
-            };
-            let (runs, n_runs) = grid.runs(c0, cols);
-            let mut row = [0i8; NR_MAX];
-            for kk in 0..kc {
-                let kg = k0 + kk;
-                let (ch, ky, kx) = (kg / taps, (kg % taps) / self.kernel_w, kg % self.kernel_w);
-                let channel = &self.input[ch * plane..(ch + 1) * plane];
-                for &(start, len, y0, x0) in &runs[..n_runs] {
-                    let seg = &mut row[start..start + len];
-                    let y = y0 + (ky * self.dilation_h) as isize;
-                    if y < 0 || y >= self.h as isize {
-                        seg.fill(0);
-                        continue;
-                    }
-                    let line = &channel[y as usize * self.w..][..self.w];
-                    let x = x0 + (kx * self.dilation_w) as isize;
-                    if self.stride_w == 1 && x >= 0 && x as usize + len <= self.w {
-                        seg.copy_from_slice(&line[x as usize..x as usize + len]);
-                    } else {
-                        for (i, v) in seg.iter_mut().enumerate() {
-                            let xi = x + (i * self.stride_w) as isize;
-                            *v = if xi >= 0 && xi < self.w as isize {
-                                line[xi as usize]
-                            } else {
-                                0
-                            };
-                        }
-                    }
-                }
-                scatter(panel, kk, nr, kstep, &row[..cols]);
+            OutKind::F32 => {
+                let p = (t.out as *mut f32).add(r * t.stride);
+                OutBuf::F32(std::slice::from_raw_parts_mut(p, t.cols))
             }
+            OutKind::I32 => {
+                let p = (t.out as *mut i32).add(r * t.stride);
+                std::slice::from_raw_parts_mut(p, t.cols).copy_from_slice(accs);
+                continue;
+            }
+        };
+        if simd {
+            store_requant(t.requant, c, accs, &mut dst, 0);
+        } else {
+            t.requant.store(c, accs, &mut dst, 0);
         }
     }
 }
 
-/// The output seen by parallel tasks, which write disjoint row pieces.
-enum SharedOut<'a> {
-    F32(SharedMut<'a, f32>),
-    I8(SharedMut<'a, i8>),
-}
+/// A pointer that tasks may share (they write disjoint parts).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut u8);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
 
-impl SharedOut<'_> {
-    /// # Safety
-    /// Pieces handed out concurrently must not overlap.
-    unsafe fn piece(&self, at: usize, len: usize) -> OutBuf<'_> {
-        match self {
-            SharedOut::F32(s) => OutBuf::F32(s.slice(at, len)),
-            SharedOut::I8(s) => OutBuf::I8(s.slice(at, len)),
-        }
+impl SendPtr {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not the field).
+    fn get(self) -> *mut u8 {
+        self.0
     }
 }
 
 /// `out (m x n, row-major, row = output channel) = epilogue(a · b)`, in parallel on `pool`.
 /// `scratch` holds `pool.threads()` slices of `a.scratch_len(n)` floats; each worker uses the
-/// micro-kernel for its core type (`pool.core_kind(worker)`).
+/// kernel of its core type (`pool.core_kind(worker)`).
 pub fn gemm(
     a: &PackedA8,
-    b: &dyn PackB8,
+    b: &dyn BSource,
     n: usize,
     requant: &Requant,
     out: OutBuf,
     pool: &Pool,
     scratch: &mut [f32],
 ) -> LayerResult<()> {
-    let f = a.family;
-    let (m, k, mr, nr, ks) = (a.m, a.k, f.mr, f.nr, f.kstep);
-    // The generic family stays a plain reference end to end; the others use the vectorised
-    // epilogue, which gives identical results.
-    let simd_epilogue = f.name != Family::generic(f.precision).name;
+    let m = a.m;
     if out.len() != m * n {
         return Err(invalid(format!(
             "quantized gemm output holds {} values, expected {m} x {n}",
@@ -410,6 +542,49 @@ pub fn gemm(
             "quantized gemm: fewer scales or biases than output rows",
         ));
     }
+    let (kind, ptr) = match out {
+        OutBuf::F32(o) => (OutKind::F32, o.as_mut_ptr() as *mut u8),
+        OutBuf::I8(o) => (OutKind::I8, o.as_mut_ptr() as *mut u8),
+    };
+    run(a, b, n, requant, kind, SendPtr(ptr), pool, scratch)
+}
+
+/// The raw int32 sums `out = a · b` (m x n, row-major), as [`gemm`] computes them before its
+/// epilogue.
+pub fn gemm_i32(
+    a: &PackedA8,
+    b: &dyn BSource,
+    n: usize,
+    out: &mut [i32],
+    pool: &Pool,
+    scratch: &mut [f32],
+) -> LayerResult<()> {
+    if out.len() != a.m * n {
+        return Err(invalid("quantized gemm: output size does not match m x n"));
+    }
+    let none = Requant {
+        scale_in: &[],
+        bias: None,
+        act: crate::ops::activation::Activation::None,
+        top_scale: 1.0,
+        qmax: 127,
+    };
+    let ptr = SendPtr(out.as_mut_ptr() as *mut u8);
+    run(a, b, n, &none, OutKind::I32, ptr, pool, scratch)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    a: &PackedA8,
+    b: &dyn BSource,
+    n: usize,
+    requant: &Requant,
+    kind: OutKind,
+    out_ptr: SendPtr,
+    pool: &Pool,
+    scratch: &mut [f32],
+) -> LayerResult<()> {
+    let (m, k) = (a.m, a.k);
     let per_worker = a.scratch_len(n);
     let threads = pool.threads();
     if scratch.len() < per_worker * threads {
@@ -418,60 +593,81 @@ pub fn gemm(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let kpad = f.k_padded(k);
-    let kp = kpad / ks;
-    // Column blocks: at most nc_cap, and at least one per worker when there is enough work.
-    let nc = f
-        .nc_cap(k)
-        .min(n.div_ceil(threads).div_ceil(nr) * nr)
-        .max(nr);
+    let Blocking { nc, unit_m } = a.blocking(n, threads);
     let n_blocks = n.div_ceil(nc);
     // Few column blocks (late small feature maps): split the rows as well.
-    let panels = m.div_ceil(mr);
+    let units = m.div_ceil(unit_m);
     let m_blocks = if n_blocks >= threads {
         1
     } else {
-        threads.div_ceil(n_blocks).min(panels).max(1)
+        threads.div_ceil(n_blocks).min(units).max(1)
     };
-    let panels_per_block = panels.div_ceil(m_blocks);
-    let m_blocks = panels.div_ceil(panels_per_block);
+    let units_per_block = units.div_ceil(m_blocks);
+    let m_blocks = units.div_ceil(units_per_block);
 
-    let out = match out {
-        OutBuf::F32(o) => SharedOut::F32(SharedMut::new(o)),
-        OutBuf::I8(o) => SharedOut::I8(SharedMut::new(o)),
-    };
-    let scratch = SharedMut::new(&mut scratch[..per_worker * threads]);
+    let elem = kind.elem();
+    let scratch_ptr = SendPtr(scratch.as_mut_ptr() as *mut u8);
     let task = |t: usize, worker: usize| {
-        let micro = f.micro_for(pool.core_kind(worker));
+        let kern = a.kernels.for_core(pool.core_kind(worker));
+        let ap = a.pack_for(kern);
+        let (mr, nr) = (kern.mr, kern.nr);
         let (nb, mb) = (t % n_blocks, t / n_blocks);
         let n0 = nb * nc;
         let ncur = nc.min(n - n0);
-        let p0 = mb * panels_per_block;
-        let p1 = panels.min(p0 + panels_per_block);
-        // SAFETY: each worker index is used by one thread at a time.
-        let floats = unsafe { scratch.slice(worker * per_worker, per_worker) };
-        let packed_b: &mut [i8] = bytemuck::cast_slice_mut(floats);
-        let panel_len = kpad * nr;
-        let packed_b = &mut packed_b[..ncur.div_ceil(nr) * panel_len];
-        b.pack(0, k, n0, ncur, nr, ks, packed_b);
+        let r0 = mb * units_per_block * unit_m;
+        let r1 = m.min(r0 + units_per_block * unit_m);
+        // SAFETY: each worker index is used by one thread at a time, and its slice of the
+        // scratch is disjoint from the others'.
+        let mine = unsafe {
+            std::slice::from_raw_parts_mut(
+                scratch_ptr.get().add(worker * per_worker * 4),
+                per_worker * 4,
+            )
+        };
+        let parts = ScratchParts::new(kern, k, ncur);
+        let (panels, rest) = mine.split_at_mut(parts.panels);
+        let (sums, rows) = rest.split_at_mut(parts.sums);
+        let col_sums: &mut [i32] = bytemuck::cast_slice_mut(sums);
+        let rows: &mut [i8] = bytemuck::cast_slice_mut(&mut rows[..parts.rows]);
+        pack::pack_b(kern, b, k, n0, ncur, panels, col_sums, rows);
+        let panel_a = kern.layout.panel_bytes(k, mr);
+        let panel_b = kern.layout.panel_bytes(k, nr);
+        let kp = kern.steps(k);
         let mut acc: Acc = [0; MR_MAX * NR_MAX];
-        // A panel (≤ mr·K bytes) stays in L1 while it meets every B panel of the block (L2).
-        for p in p0..p1 {
-            let a_panel = &a.data[p * mr * kpad..(p + 1) * mr * kpad];
-            let rows = mr.min(m - p * mr);
-            for (jp, b_panel) in packed_b.chunks_exact(panel_len).enumerate() {
+        // An A panel (mr·K values) stays in L1 while it meets every B panel of the block.
+        for p in r0 / mr..r1.div_ceil(mr) {
+            let row0 = p * mr;
+            let rows_here = mr.min(r1 - row0);
+            let a_panel = ap.data.as_slice()[p * panel_a..].as_ptr();
+            let row_sums = ap
+                .row_sums
+                .get(row0..)
+                .map_or(std::ptr::null(), <[i32]>::as_ptr);
+            for jp in 0..ncur.div_ceil(nr) {
                 let col = n0 + jp * nr;
-                let cols = nr.min(n0 + ncur - col);
-                micro.run(&f, kp, a_panel, b_panel, &mut acc);
-                for r in 0..rows {
-                    let c = p * mr + r;
-                    // SAFETY: (row, col..col+cols) pieces are disjoint across tiles and tasks.
-                    let mut dst = unsafe { out.piece(c * n + col, cols) };
-                    let accs = &acc[r * NR_MAX..r * NR_MAX + cols];
-                    if simd_epilogue {
-                        store_requant(requant, c, accs, &mut dst, 0);
-                    } else {
-                        requant.store(c, accs, &mut dst, 0);
+                let tile = Tile {
+                    // SAFETY: inside the output (row0 < m, col < n); tiles and tasks write
+                    // disjoint (row, column) ranges.
+                    out: unsafe { out_ptr.get().add((row0 * n + col) * elem) },
+                    stride: n,
+                    rows: rows_here,
+                    cols: nr.min(n0 + ncur - col),
+                    row0,
+                    requant,
+                    kind,
+                    row_sums,
+                    col_sums: col_sums[jp * nr..].as_ptr(),
+                };
+                let b_panel = panels[jp * panel_b..].as_ptr();
+                // SAFETY: the panels hold kp steps (+ OVERREAD); the kernel came from a set
+                // built for this CPU.
+                unsafe {
+                    match kern.micro {
+                        Micro::Fused(f) => f(kp, a_panel, b_panel, &tile),
+                        Micro::Acc(f) => {
+                            f(kp, a_panel, b_panel, &mut acc);
+                            store_acc(&acc, &tile, kern.simd_store);
+                        }
                     }
                 }
             }

@@ -3,7 +3,6 @@ use crate::ops::activation::Activation;
 use crate::rng::Rng;
 
 const PRECISIONS: [Precision; 2] = [Precision::Int8, Precision::Int7];
-const CORES: [CoreKind; 3] = [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other];
 
 /// Plain int32 triple loop.
 fn naive(a: &[i8], b: &[i8], m: usize, n: usize, k: usize) -> Vec<i32> {
@@ -24,93 +23,103 @@ fn random_q(rng: &mut Rng, len: usize, p: Precision) -> Vec<i8> {
     (0..len).map(|_| rng.range(-q, q) as i8).collect()
 }
 
-/// Every tile of `a · b` through `micro` directly, as int32 accumulators.
-fn micro_product(
-    f: &Family,
-    micro: MicroKernel,
+/// The raw int32 product through one kernel (every tile, edge tiles included).
+fn product(
+    kern: &'static Kernel,
+    a: &[i8],
+    b: &dyn BSource,
+    m: usize,
+    n: usize,
+    k: usize,
+    threads: usize,
+) -> Vec<i32> {
+    let packed = PackedA8::new(KernelSet::single(kern), a, m, k);
+    let pool = Pool::new(threads).unwrap();
+    // Garbage in the scratch: packing must write every byte it lets the kernel read.
+    let mut scratch = vec![f32::from_bits(0x5555_5555); packed.scratch_len(n) * threads];
+    let mut c = vec![i32::MIN; m * n];
+    gemm_i32(&packed, b, n, &mut c, &pool, &mut scratch).unwrap();
+    c
+}
+
+fn check_product(
+    kern: &'static Kernel,
     a: &[i8],
     b: &[i8],
     m: usize,
     n: usize,
     k: usize,
-) -> Vec<i32> {
-    let (mr, nr) = (f.mr, f.nr);
-    let packed = PackedA8::new(*f, a, m, k);
-    let kpad = f.k_padded(k);
-    let panel = kpad * nr;
-    // Garbage first: packing must write every byte, padding included.
-    let mut pb = vec![0x55i8; n.div_ceil(nr) * panel];
-    DenseB8 { data: b, n }.pack(0, k, 0, n, nr, f.kstep, &mut pb);
-    let mut c = vec![0i32; m * n];
-    for p in 0..m.div_ceil(mr) {
-        for jp in 0..n.div_ceil(nr) {
-            let mut acc: Acc = [i32::MIN; MR_MAX * NR_MAX];
-            micro.run(
-                f,
-                kpad / f.kstep,
-                &packed.data[p * mr * kpad..(p + 1) * mr * kpad],
-                &pb[jp * panel..(jp + 1) * panel],
-                &mut acc,
-            );
-            for r in 0..mr.min(m - p * mr) {
-                for j in 0..nr.min(n - jp * nr) {
-                    c[(p * mr + r) * n + jp * nr + j] = acc[r * NR_MAX + j];
-                }
-            }
-        }
-    }
-    c
-}
-
-fn check_micro(f: &Family, a: &[i8], b: &[i8], m: usize, n: usize, k: usize, what: &str) {
+    what: &str,
+) {
     let want = naive(a, b, m, n, k);
-    for core in CORES {
-        let micro = f.micro_for(core);
-        let got = micro_product(f, micro, a, b, m, n, k);
-        if let Some(i) = (0..m * n).find(|&i| got[i] != want[i]) {
-            panic!(
-                "{} / {} ({core:?}) {what} m={m} n={n} k={k} at ({}, {}): {} vs {}",
-                f.name,
-                micro.name,
-                i / n,
-                i % n,
-                got[i],
-                want[i]
-            );
-        }
+    let got = product(kern, a, &DenseB8 { data: b, n }, m, n, k, 1);
+    if let Some(i) = (0..m * n).find(|&i| got[i] != want[i]) {
+        panic!(
+            "{} {what} m={m} n={n} k={k} at ({}, {}): {} vs {}",
+            kern.name,
+            i / n,
+            i % n,
+            got[i],
+            want[i]
+        );
     }
 }
 
 #[test]
-fn families_are_consistent() {
+fn kernel_sets_are_consistent() {
     for p in PRECISIONS {
-        let all = Family::all_available(p);
-        assert_eq!(all[0].name, Family::generic(p).name);
-        let best = Family::best(p);
-        assert!(all.iter().any(|f| f.name == best.name));
-        #[cfg(target_arch = "aarch64")]
-        assert_ne!(best.name, Family::generic(p).name);
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") {
-            assert_ne!(best.name, Family::generic(p).name);
+        let all = all_kernels(p);
+        assert_eq!(all[0].name, generic::kernel(p).name);
+        let best = KernelSet::best(p);
+        for core in SLOTS {
+            let k = best.for_core(core);
+            assert!(all.iter().any(|x| std::ptr::eq(*x, k)), "{}", k.name);
         }
-        for f in all {
-            assert_eq!(f.precision, p);
+        #[cfg(target_arch = "aarch64")]
+        {
+            assert_ne!(best.for_core(CoreKind::CortexA53).layout, Layout::Steps(4));
+            assert_ne!(best.for_core(CoreKind::CortexA72).layout, Layout::Steps(4));
+        }
+        for kern in all {
+            assert_eq!(kern.precision, p, "{}", kern.name);
+            assert!(kern.mr <= MR_MAX && kern.nr <= NR_MAX, "{}", kern.name);
             assert!(
-                f.mr <= MR_MAX && f.nr <= NR_MAX && f.kstep > 0,
+                !kern.pair_sums || kern.layout == Layout::Pairs32,
                 "{}",
-                f.name
+                kern.name
             );
         }
+        // A set restricted to some cores packs only their layouts; other cores fall back.
+        let little = KernelSet::for_cores(p, &[CoreKind::CortexA53]);
+        assert_eq!(little.used().len(), 1);
+        assert!(std::ptr::eq(
+            little.for_core(CoreKind::CortexA72),
+            little.for_core(CoreKind::CortexA53)
+        ));
     }
 }
 
 #[test]
-fn micro_kernels_are_exact_on_edge_and_random_shapes() {
+fn layouts_pad_k_to_whole_steps() {
+    assert_eq!(Layout::Steps(4).k_padded(0), 4);
+    assert_eq!(Layout::Steps(4).k_padded(9), 12);
+    assert_eq!(Layout::Pairs32.k_padded(33), 64);
+    assert_eq!(Layout::Wide16.k_padded(7), 8);
+    assert_eq!(Layout::Wide16.panel_bytes(7, 8), 8 * 8 * 2);
+    // Pairs32 stores even k first: positions 0..16 are k 0, 2, ..., 30.
+    let pos: Vec<usize> = (0..32).map(|o| Layout::Pairs32.pos(o)).collect();
+    assert_eq!(&pos[..4], &[0, 16, 1, 17]);
+    let mut seen = pos.clone();
+    seen.sort();
+    assert_eq!(seen, (0..32).collect::<Vec<_>>());
+}
+
+#[test]
+fn products_are_exact_on_edge_and_random_shapes() {
     let mut rng = Rng::new(11);
     for p in PRECISIONS {
-        for f in Family::all_available(p) {
-            let (mr, nr, ks) = (f.mr, f.nr, f.kstep);
+        for kern in all_kernels(p) {
+            let (mr, nr, ks) = (kern.mr, kern.nr, kern.layout.kstep());
             let mut shapes = vec![
                 (1, 1, 1),
                 (mr, nr, ks),
@@ -120,6 +129,7 @@ fn micro_kernels_are_exact_on_edge_and_random_shapes() {
                 (3, 5, 64),
                 (5, 17, 65),
                 (7, 33, 127),
+                (9, 40, 17),
             ];
             for _ in 0..20 {
                 shapes.push((
@@ -131,21 +141,26 @@ fn micro_kernels_are_exact_on_edge_and_random_shapes() {
             for (m, n, k) in shapes {
                 let a = random_q(&mut rng, m * k, p);
                 let b = random_q(&mut rng, k * n, p);
-                check_micro(&f, &a, &b, m, n, k, "random");
+                check_product(kern, &a, &b, m, n, k, "random");
             }
         }
     }
 }
 
-/// All-±qmax operands at large K: the sums the int16 flush intervals are sized for.
+/// All-±qmax operands at large K: the sums the int16 flush intervals (and, for the pair-sum
+/// kernels, the byte sums and their products) are sized for.
 #[test]
-fn micro_kernels_are_exact_at_the_extremes() {
+fn products_are_exact_at_the_extremes() {
     for p in PRECISIONS {
         let q = p.qmax() as i8;
-        for f in Family::all_available(p) {
-            for &(m, n, k) in &[(f.mr, f.nr, 8192), (f.mr + 1, f.nr + 3, 8203), (3, 5, 1000)] {
+        for kern in all_kernels(p) {
+            for &(m, n, k) in &[
+                (kern.mr, kern.nr, 8192),
+                (kern.mr + 1, kern.nr + 3, 8203),
+                (3, 5, 1000),
+            ] {
                 let alt = |i: usize, k: usize| if (i % k).is_multiple_of(2) { q } else { -q };
-                let cases: [(&str, Vec<i8>, Vec<i8>); 5] = [
+                let cases: [(&str, Vec<i8>, Vec<i8>); 6] = [
                     ("all +q", vec![q; m * k], vec![q; k * n]),
                     ("all -q", vec![-q; m * k], vec![-q; k * n]),
                     ("+q x -q", vec![q; m * k], vec![-q; k * n]),
@@ -160,34 +175,34 @@ fn micro_kernels_are_exact_at_the_extremes() {
                         vec![q; m * k],
                         (0..k * n).map(|i| alt(i / n, usize::MAX)).collect(),
                     ),
+                    // Pair sums at their extremes: a_even = b_odd = q, a_odd = b_even = -q.
+                    (
+                        "pair sums ±2q",
+                        (0..m * k).map(|i| alt(i, k)).collect(),
+                        (0..k * n).map(|i| -alt(i / n, usize::MAX)).collect(),
+                    ),
                 ];
                 for (what, a, b) in cases {
-                    check_micro(&f, &a, &b, m, n, k, what);
+                    check_product(kern, &a, &b, m, n, k, what);
                 }
             }
         }
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum OutKind {
-    F32,
-    I8,
-}
-
-/// `gemm` against the naive product through the same epilogue (bit-exact).
+/// `gemm` against the naive product through the scalar epilogue (bit-exact).
 #[allow(clippy::too_many_arguments)]
 fn check_gemm(
-    f: Family,
+    set: KernelSet,
     a: &[i8],
-    b: &dyn PackB8,
+    b: &dyn BSource,
     want_acc: &[i32],
     m: usize,
     n: usize,
     k: usize,
     out_kind: OutKind,
     act: Activation,
-    threads: usize,
+    pool: &Pool,
     rng: &mut Rng,
 ) {
     let scale_in: Vec<f32> = (0..m).map(|_| rng.uniform(0.0, 0.01)).collect();
@@ -197,28 +212,20 @@ fn check_gemm(
         bias: m.is_multiple_of(2).then_some(&bias[..]),
         act,
         top_scale: 20.0,
-        qmax: f.precision.qmax(),
+        qmax: set.precision().qmax(),
     };
-    let packed = PackedA8::new(f, a, m, k);
-    let pool = Pool::new(threads).unwrap();
+    let packed = PackedA8::new(set, a, m, k);
+    let threads = pool.threads();
     let mut scratch = vec![f32::NAN; packed.scratch_len(n) * threads];
     let what = format!(
         "{} m={m} n={n} k={k} {out_kind:?} {act:?} threads={threads}",
-        f.name
+        set.for_core(CoreKind::Other).name
     );
     match out_kind {
         OutKind::F32 => {
             let mut got = vec![f32::NAN; m * n];
-            gemm(
-                &packed,
-                b,
-                n,
-                &requant,
-                OutBuf::F32(&mut got),
-                &pool,
-                &mut scratch,
-            )
-            .unwrap();
+            let out = OutBuf::F32(&mut got);
+            gemm(&packed, b, n, &requant, out, pool, &mut scratch).unwrap();
             for (i, (g, &acc)) in got.iter().zip(want_acc).enumerate() {
                 let w = requant.dequant(i / n, acc);
                 assert_eq!(g.to_bits(), w.to_bits(), "{what} at {i}: {g} vs {w}");
@@ -226,40 +233,41 @@ fn check_gemm(
         }
         OutKind::I8 => {
             let mut got = vec![-128i8; m * n];
-            gemm(
-                &packed,
-                b,
-                n,
-                &requant,
-                OutBuf::I8(&mut got),
-                &pool,
-                &mut scratch,
-            )
-            .unwrap();
+            let out = OutBuf::I8(&mut got);
+            gemm(&packed, b, n, &requant, out, pool, &mut scratch).unwrap();
             for (i, (&g, &acc)) in got.iter().zip(want_acc).enumerate() {
                 assert_eq!(g, requant.requant(i / n, acc), "{what} at {i}");
             }
         }
+        OutKind::I32 => unreachable!(),
     }
 }
 
-const ACTS: [Activation; 3] = [
+const ACTS: [Activation; 5] = [
     Activation::None,
     Activation::ReLU,
     Activation::LeakyReLU(0.1),
+    Activation::Clip {
+        min: -1.0,
+        max: 3.0,
+    },
+    Activation::Sigmoid,
 ];
 
 #[test]
 fn gemm_dense_matches_naive() {
     let mut rng = Rng::new(12);
+    let pools = [Pool::new(1).unwrap(), Pool::new(2).unwrap()];
     for p in PRECISIONS {
-        for f in Family::all_available(p) {
+        for kern in all_kernels(p) {
+            let set = KernelSet::single(kern);
             let mut shapes = vec![
                 (1, 1, 1),
-                (f.mr, f.nr, 1),
-                (f.mr + 1, f.nr - 1, f.kstep + 1),
+                (kern.mr, kern.nr, 1),
+                (kern.mr + 1, kern.nr - 1, kern.layout.kstep() + 1),
                 (33, 2 * NC_MAX + 7, 9),
                 (9, 70, 4608),
+                (16, 64, 64),
             ];
             for _ in 0..12 {
                 shapes.push((
@@ -273,14 +281,10 @@ fn gemm_dense_matches_naive() {
                 let b = random_q(&mut rng, k * n, p);
                 let want = naive(&a, &b, m, n, k);
                 let dense = DenseB8 { data: &b, n };
-                let out = if i % 2 == 0 {
-                    OutKind::F32
-                } else {
-                    OutKind::I8
-                };
-                for threads in [1, 2] {
-                    let act = ACTS[(i + threads) % ACTS.len()];
-                    check_gemm(f, &a, &dense, &want, m, n, k, out, act, threads, &mut rng);
+                let out = [OutKind::F32, OutKind::I8][i % 2];
+                for (t, pool) in pools.iter().enumerate() {
+                    let act = ACTS[(i + t) % ACTS.len()];
+                    check_gemm(set, &a, &dense, &want, m, n, k, out, act, pool, &mut rng);
                 }
             }
         }
@@ -306,141 +310,221 @@ fn im2col_matrix(b: &Im2colB8, c: usize, out_h: usize) -> Vec<i8> {
     mat
 }
 
+/// (channels, h, w, kernel, stride, dilation, pad, out channels)
+type Conv = (usize, usize, usize, usize, usize, usize, usize, usize);
+const CONVS: [Conv; 8] = [
+    (3, 9, 11, 3, 2, 1, 1, 5),
+    (4, 7, 7, 3, 1, 1, 1, 17),
+    (2, 12, 10, 3, 1, 2, 2, 8),
+    (5, 6, 13, 1, 1, 1, 0, 9),
+    (3, 10, 9, 5, 3, 1, 2, 3),
+    (1, 4, 4, 2, 1, 3, 3, 1),
+    (16, 5, 5, 3, 1, 1, 1, 33),
+    (3, 23, 21, 3, 2, 1, 0, 16),
+];
+
+fn im2col_of(
+    input: &[i8],
+    (c, h, w, kernel, stride, dil, pad): (usize, usize, usize, usize, usize, usize, usize),
+) -> (Im2colB8<'_>, usize, usize) {
+    let span = dil * (kernel - 1) + 1;
+    let (out_w, out_h) = (
+        (w + 2 * pad - span) / stride + 1,
+        (h + 2 * pad - span) / stride + 1,
+    );
+    let b = Im2colB8 {
+        input,
+        w,
+        h,
+        kernel_w: kernel,
+        kernel_h: kernel,
+        dilation_w: dil,
+        dilation_h: dil,
+        stride_w: stride,
+        stride_h: stride,
+        pad_left: pad,
+        pad_top: pad,
+        out_w,
+    };
+    (b, c * kernel * kernel, out_h)
+}
+
 #[test]
 fn gemm_im2col_matches_naive() {
     let mut rng = Rng::new(13);
-    // (channels, h, w, kernel, stride, dilation, pad, out channels)
-    let convs = [
-        (3, 9, 11, 3, 2, 1, 1, 5),
-        (4, 7, 7, 3, 1, 1, 1, 17),
-        (2, 12, 10, 3, 1, 2, 2, 8),
-        (5, 6, 13, 1, 1, 1, 0, 9),
-        (3, 10, 9, 5, 3, 1, 2, 3),
-        (1, 4, 4, 2, 1, 3, 3, 1),
-        (16, 5, 5, 3, 1, 1, 1, 33),
-    ];
+    let pools = [Pool::new(1).unwrap(), Pool::new(2).unwrap()];
     for p in PRECISIONS {
-        for f in Family::all_available(p) {
-            for (i, &(c, h, w, kernel, stride, dil, pad, m)) in convs.iter().enumerate() {
+        for kern in all_kernels(p) {
+            let set = KernelSet::single(kern);
+            for (i, &(c, h, w, kernel, stride, dil, pad, m)) in CONVS.iter().enumerate() {
                 let input = random_q(&mut rng, c * h * w, p);
-                let span = dil * (kernel - 1) + 1;
-                let (out_w, out_h) = (
-                    (w + 2 * pad - span) / stride + 1,
-                    (h + 2 * pad - span) / stride + 1,
-                );
-                let b = Im2colB8 {
-                    input: &input,
-                    w,
-                    h,
-                    kernel_w: kernel,
-                    kernel_h: kernel,
-                    dilation_w: dil,
-                    dilation_h: dil,
-                    stride_w: stride,
-                    stride_h: stride,
-                    pad_left: pad,
-                    pad_top: pad,
-                    out_w,
-                };
-                let (k, n) = (c * kernel * kernel, out_w * out_h);
+                let (b, k, out_h) = im2col_of(&input, (c, h, w, kernel, stride, dil, pad));
+                let n = b.out_w * out_h;
                 let mat = im2col_matrix(&b, c, out_h);
                 let a = random_q(&mut rng, m * k, p);
                 let want = naive(&a, &mat, m, n, k);
-                let out = if i % 2 == 0 {
-                    OutKind::I8
-                } else {
-                    OutKind::F32
-                };
-                for threads in [1, 2] {
-                    let act = ACTS[(i + threads) % ACTS.len()];
-                    check_gemm(f, &a, &b, &want, m, n, k, out, act, threads, &mut rng);
+                let out = [OutKind::I8, OutKind::F32][i % 2];
+                for (t, pool) in pools.iter().enumerate() {
+                    let act = ACTS[(i + t) % ACTS.len()];
+                    check_gemm(set, &a, &b, &want, m, n, k, out, act, pool, &mut rng);
+                }
+                assert_eq!(
+                    product(kern, &a, &b, m, n, k, 2),
+                    want,
+                    "{} conv {i}",
+                    kern.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn im2col_rows_match_the_explicit_matrix() {
+    let mut rng = Rng::new(15);
+    for &(c, h, w, kernel, stride, dil, pad, _) in &CONVS {
+        let input = random_q(&mut rng, c * h * w, Precision::Int8);
+        let (b, k, out_h) = im2col_of(&input, (c, h, w, kernel, stride, dil, pad));
+        let n = b.out_w * out_h;
+        let mat = im2col_matrix(&b, c, out_h);
+        for row in 0..k {
+            for n0 in [0, 1, n / 2, n - 1] {
+                let mut got = vec![99i8; n - n0];
+                b.row_into(row, n0, &mut got);
+                assert_eq!(
+                    got,
+                    &mat[row * n + n0..(row + 1) * n],
+                    "row {row} from {n0}"
+                );
+            }
+        }
+    }
+}
+
+/// Packed B against the layout definitions, starting from garbage.
+#[test]
+fn packing_matches_the_layouts() {
+    let mut rng = Rng::new(16);
+    let (k, n) = (45usize, 37usize);
+    let b = random_q(&mut rng, k * n, Precision::Int8);
+    let kernels: Vec<&'static Kernel> = PRECISIONS.iter().flat_map(|&p| all_kernels(p)).collect();
+    for kern in kernels {
+        let (layout, nr) = (kern.layout, kern.nr);
+        for (n0, nc) in [(0, n), (3, 17), (5, 1)] {
+            let panel = layout.panel_bytes(k, nr);
+            let panels = nc.div_ceil(nr);
+            let mut dst = vec![0x55u8; panels * panel + OVERREAD];
+            let mut sums = vec![7i32; panels * nr];
+            let mut rows = vec![0i8; layout.kstep() * nc];
+            pack::pack_b(
+                kern,
+                &DenseB8 { data: &b, n },
+                k,
+                n0,
+                nc,
+                &mut dst,
+                &mut sums,
+                &mut rows,
+            );
+            for kk in 0..layout.k_padded(k) {
+                for col in 0..panels * nr {
+                    let want = if kk < k && col < nc {
+                        b[kk * n + n0 + col]
+                    } else {
+                        0
+                    };
+                    let (p, j) = (col / nr, col % nr);
+                    let got = match layout {
+                        Layout::Wide16 => {
+                            let at = p * panel + 2 * (kk * nr + j);
+                            i16::from_ne_bytes([dst[at], dst[at + 1]]) as i32
+                        }
+                        _ => {
+                            let ks = layout.kstep();
+                            let at = p * panel + ((kk / ks) * nr + j) * ks + layout.pos(kk % ks);
+                            dst[at] as i8 as i32
+                        }
+                    };
+                    assert_eq!(
+                        got, want as i32,
+                        "{} n0={n0} nc={nc} k={kk} col={col}",
+                        kern.name
+                    );
+                }
+            }
+            assert!(
+                dst[panels * panel..].iter().all(|&v| v == 0),
+                "{} over-read tail",
+                kern.name
+            );
+            if kern.pair_sums {
+                for col in 0..panels * nr {
+                    let column: Vec<i8> = (0..k)
+                        .map(|kk| if col < nc { b[kk * n + n0 + col] } else { 0 })
+                        .collect();
+                    assert_eq!(
+                        sums[col],
+                        pack::pair_sum(&column),
+                        "{} col {col}",
+                        kern.name
+                    );
                 }
             }
         }
     }
 }
 
+/// A big.LITTLE pool: each worker packs B in its own kernel's layout and reads the A packed
+/// for it; the result is the same bits as the reference.
 #[test]
-fn im2col_packing_matches_explicit_matrix() {
-    // 2 channels 4x5, kernel 3x2, stride (2, 1), dilation (1, 2), pads left 1 top 2.
-    let (c, h, w) = (2usize, 4usize, 5usize);
-    let input: Vec<i8> = (0..c * h * w).map(|v| v as i8 + 1).collect();
-    let (kw, kh, sw, sh, dw, dh, pl, pt) = (3, 2, 2, 1, 1, 2, 1, 2);
-    let out_w = (w + pl + 1 - (dw * (kw - 1) + 1)) / sw + 1;
-    let out_h = (h + pt - (dh * (kh - 1) + 1)) / sh + 1;
-    let b = Im2colB8 {
-        input: &input,
-        w,
-        h,
-        kernel_w: kw,
-        kernel_h: kh,
-        dilation_w: dw,
-        dilation_h: dh,
-        stride_w: sw,
-        stride_h: sh,
-        pad_left: pl,
-        pad_top: pt,
-        out_w,
-    };
-    let mat = im2col_matrix(&b, c, out_h);
-    let (k, n) = (c * kh * kw, out_w * out_h);
-    for (nr, ks) in [(4, 1), (4, 4), (3, 8), (16, 2)] {
-        let kpad = k.div_ceil(ks) * ks;
-        let mut packed = vec![0x55i8; kpad * n.div_ceil(nr) * nr];
-        b.pack(0, k, 0, n, nr, ks, &mut packed);
-        for row in 0..kpad {
-            for col in 0..n.div_ceil(nr) * nr {
-                let at = (col / nr) * kpad * nr + ((row / ks) * nr + col % nr) * ks + row % ks;
-                let want = if row < k && col < n {
-                    mat[row * n + col]
-                } else {
-                    0
-                };
-                assert_eq!(packed[at], want, "nr={nr} kstep={ks} row {row} col {col}");
-            }
-        }
-    }
-}
-
-/// Each worker takes the variant of its core: forcing every core type through the pool
-/// (as `EQ_CPU_KIND` does) gives the same bits.
-#[test]
-fn per_core_variants_agree_through_gemm() {
+fn mixed_cores_agree_through_gemm() {
     let mut rng = Rng::new(14);
     for p in PRECISIONS {
-        let best = Family::best(p);
-        let (m, n, k) = (2 * best.mr + 1, 3 * best.nr + 2, 300);
+        let set = KernelSet::best(p);
+        let (m, n, k) = (19, 3 * NC_MAX / 2 + 5, 300);
         let a = random_q(&mut rng, m * k, p);
         let b = random_q(&mut rng, k * n, p);
         let want = naive(&a, &b, m, n, k);
-        for core in CORES {
-            // A family whose every slot is `core`'s variant stands in for a pool on that core.
-            let micro = best.micro_for(core);
-            let forced = Family::per_core(
-                best.name, p, best.mr, best.nr, best.kstep, micro, micro, micro,
-            );
-            let dense = DenseB8 { data: &b, n };
-            check_gemm(
-                forced,
-                &a,
-                &dense,
-                &want,
-                m,
-                n,
-                k,
-                OutKind::I8,
-                Activation::ReLU,
-                2,
-                &mut rng,
-            );
-        }
+        let mut pool = Pool::new(3).unwrap();
+        pool.set_cores_for_test(vec![
+            CoreKind::CortexA53,
+            CoreKind::CortexA72,
+            CoreKind::Other,
+        ]);
+        let dense = DenseB8 { data: &b, n };
+        check_gemm(
+            set,
+            &a,
+            &dense,
+            &want,
+            m,
+            n,
+            k,
+            OutKind::I8,
+            Activation::ReLU,
+            &pool,
+            &mut rng,
+        );
+        check_gemm(
+            set,
+            &a,
+            &dense,
+            &want,
+            m,
+            n,
+            k,
+            OutKind::F32,
+            Activation::None,
+            &pool,
+            &mut rng,
+        );
     }
 }
 
 #[test]
 fn rejects_bad_sizes() {
-    let f = Family::best(Precision::Int8);
-    let packed = PackedA8::new(f, &[1; 6], 2, 3);
+    let set = KernelSet::best(Precision::Int8);
+    let packed = PackedA8::new(set, &[1; 6], 2, 3);
     let pool = Pool::new(1).unwrap();
     let b = [1i8; 12];
     let scale = [1.0f32; 2];
@@ -452,8 +536,8 @@ fn rejects_bad_sizes() {
         qmax: 127,
     };
     let mut scratch = vec![0.0; packed.scratch_len(4)];
-    let mut out = [0.0f32; 7];
     let dense = DenseB8 { data: &b, n: 4 };
+    let mut out = [0.0f32; 7];
     assert!(gemm(
         &packed,
         &dense,
@@ -486,4 +570,8 @@ fn rejects_bad_sizes() {
     )
     .unwrap();
     assert_eq!(out, [3.0; 8]);
+    let mut raw = [0i32; 8];
+    gemm_i32(&packed, &dense, 4, &mut raw, &pool, &mut scratch).unwrap();
+    assert_eq!(raw, [3; 8]);
+    assert!(gemm_i32(&packed, &dense, 4, &mut raw[..7], &pool, &mut scratch).is_err());
 }

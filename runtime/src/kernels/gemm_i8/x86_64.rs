@@ -10,7 +10,7 @@
 //!   Flush interval: 8 products per int16 lane; bound 8 · 63 · 63 = 31752 ≤ 32767 (and each
 //!   `vpmaddubsw` pair, 2 · 3969 = 7938, is far from its saturation).
 
-use super::{Acc, Family, MicroKernel, NR_MAX};
+use super::{Acc, Kernel, Layout, Micro, NR_MAX};
 use crate::quant::Precision;
 use std::arch::x86_64::*;
 
@@ -21,30 +21,42 @@ const KSTEP_INT7: usize = 4;
 /// `vpmaddubsw` results (2 products each) summed in int16 before widening.
 const INT7_GROUP: usize = 4;
 
-const INT8: MicroKernel = MicroKernel {
+static INT8: Kernel = Kernel {
     name: "avx2 int8 4x16 vpmaddwd",
-    func: int8_micro,
+    precision: Precision::Int8,
+    layout: Layout::Steps(KSTEP_INT8),
+    mr: MR,
+    nr: NR,
+    pair_sums: false,
+    simd_store: true,
+    micro: Micro::Acc(int8_micro),
 };
-const INT7: MicroKernel = MicroKernel {
+static INT7: Kernel = Kernel {
     name: "avx2 int7 4x16 vpmaddubsw",
-    func: int7_micro,
+    precision: Precision::Int7,
+    layout: Layout::Steps(KSTEP_INT7),
+    mr: MR,
+    nr: NR,
+    pair_sums: false,
+    simd_store: true,
+    micro: Micro::Acc(int7_micro),
 };
 
-/// The AVX2 family for `p` when this CPU has AVX2.
-pub fn detect(p: Precision) -> Option<Family> {
+/// The AVX2 kernel for `p` when this CPU has AVX2.
+pub fn detect(p: Precision) -> Option<&'static Kernel> {
     if !is_x86_feature_detected!("avx2") {
         return None;
     }
     Some(match p {
-        Precision::Int8 => Family::uniform("avx2 int8 4x16k2", p, MR, NR, KSTEP_INT8, INT8),
-        Precision::Int7 => Family::uniform("avx2 int7 4x16k4", p, MR, NR, KSTEP_INT7, INT7),
+        Precision::Int8 => &INT8,
+        Precision::Int7 => &INT7,
     })
 }
 
 /// # Safety
-/// See [`super::MicroFn`]; needs AVX2 (checked by [`detect`]).
-unsafe fn int8_micro(kp: usize, a: *const i8, b: *const i8, acc: &mut Acc) {
-    int8_avx2(kp, a, b, acc)
+/// See [`super::Kernel`]; needs AVX2 (checked by [`detect`]).
+unsafe fn int8_micro(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc) {
+    int8_avx2(kp, a as *const i8, b as *const i8, acc)
 }
 
 #[target_feature(enable = "avx2")]
@@ -83,9 +95,9 @@ unsafe fn store(c: &[[__m256i; 2]; MR], acc: &mut Acc) {
 }
 
 /// # Safety
-/// See [`super::MicroFn`]; needs AVX2 (checked by [`detect`]).
-unsafe fn int7_micro(kp: usize, a: *const i8, b: *const i8, acc: &mut Acc) {
-    int7_avx2(kp, a, b, acc)
+/// See [`super::Kernel`]; needs AVX2 (checked by [`detect`]).
+unsafe fn int7_micro(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc) {
+    int7_avx2(kp, a as *const i8, b as *const i8, acc)
 }
 
 /// One k step of the INT7 kernel: adds `|a| · (b · sign a)` (two products per lane) to the

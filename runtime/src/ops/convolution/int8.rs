@@ -4,7 +4,7 @@
 
 use super::{ConvParams, Resolved};
 use crate::error::{invalid, LayerResult};
-use crate::kernels::gemm_i8::{self, DenseB8, Family, Im2colB8, PackedA8};
+use crate::kernels::gemm_i8::{self, DenseB8, Im2colB8, KernelSet, PackedA8};
 use crate::kernels::quantize::quantize_slice;
 use crate::kernels::requant::{self, OutBuf, Requant};
 use crate::ops::activation::Activation;
@@ -37,7 +37,7 @@ impl ConvInt8 {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         precision: Precision,
-        family: Family,
+        kernels: KernelSet,
         params: ConvParams,
         weights: &[i8],
         weight_scales: &[f32],
@@ -53,7 +53,7 @@ impl ConvInt8 {
             params,
             inch,
             outch,
-            packed: PackedA8::new(family, weights, outch, k),
+            packed: PackedA8::new(kernels, weights, outch, k),
             scale_in: requant::scale_in(bottom, weight_scales),
             bias: bias.map(<[f32]>::to_vec),
             act,

@@ -6,7 +6,7 @@
 use super::ConvolutionDepthWise;
 use crate::error::{invalid, LayerResult};
 use crate::kernels::depthwise_i8::{self, Isa};
-use crate::kernels::gemm_i8::Family;
+use crate::kernels::gemm_i8::KernelSet;
 use crate::kernels::requant::{self, OutBuf, Requant};
 use crate::ops::activation::Activation;
 use crate::ops::convolution::int8::{quantize_parallel, ConvInt8};
@@ -79,7 +79,7 @@ impl DwInt8 {
                     let channels = g * outch_g..(g + 1) * outch_g;
                     let mut c = ConvInt8::new(
                         precision,
-                        Family::best(precision),
+                        KernelSet::best(precision),
                         params,
                         &q[g * per_group..(g + 1) * per_group],
                         &weight_scales[channels.clone()],
