@@ -7,6 +7,7 @@ use crate::model::weights::{Source, WeightReader};
 use crate::ops::{self, Ctx, Op, Storage};
 use crate::plan::{self, Plan, MAX_IO};
 use crate::pool::Pool;
+use crate::quant::Int8Grid;
 use crate::tensor::{Shape, Tensor, TensorMut};
 use std::path::Path;
 use std::sync::Arc;
@@ -95,6 +96,8 @@ pub struct Net {
     output_ids: Vec<usize>,
     keep_all: bool,
     precisions: Vec<Option<crate::quant::Precision>>,
+    /// The grid of each int8 blob (None: fp32).
+    grids: Vec<Option<Int8Grid>>,
 }
 
 impl std::fmt::Debug for Net {
@@ -181,19 +184,24 @@ impl Net {
             ops.push(op);
         }
         weights.finish()?;
-        let mut int8 = int8_blobs(&graph, &ops);
+        let simulate = opts.precision == PrecisionChoice::Simulate;
+        let mut grids = int8_grids(&graph, &ops);
         for (li, op) in ops.iter_mut().enumerate() {
-            let input = graph.inputs[li].first().is_some_and(|&b| int8[b]);
-            let output = graph.outputs[li].first().is_some_and(|&b| int8[b]);
-            if graph.layers[li].kind != "Split" {
-                op.set_int8_io(input, output)
-                    .map_err(|e| layer_err(li, e))?;
+            if graph.layers[li].kind == "Split" || (simulate && op.int8_passthrough()) {
+                continue;
             }
+            let input = graph.inputs[li]
+                .first()
+                .is_some_and(|&b| grids[b].is_some());
+            let output = graph.outputs[li].first().and_then(|&b| grids[b]);
+            op.set_int8_io(input, output)
+                .map_err(|e| layer_err(li, e))?;
         }
-        if opts.precision == PrecisionChoice::Simulate {
-            // The ops round to the int8 grid themselves; every blob stays fp32.
-            int8.iter_mut().for_each(|b| *b = false);
+        if simulate {
+            // The ops round to the int8 grids themselves; every blob stays fp32.
+            grids.iter_mut().for_each(|g| *g = None);
         }
+        let int8: Vec<bool> = grids.iter().map(Option::is_some).collect();
         let plan = plan::plan(
             &graph,
             &ops,
@@ -226,6 +234,7 @@ impl Net {
             output_ids,
             keep_all: opts.keep_all_blobs,
             precisions,
+            grids,
         })
     }
 
@@ -341,13 +350,11 @@ impl Net {
         let shape = self.plan.shapes[b];
         let floats: &[f32] = &bytemuck::cast_slice(&self.arena)[off..off + len];
         let values: &[i8] = &bytemuck::cast_slice(floats)[..shape.len()];
-        let scale = self.ops[self.graph.blobs[b].producer]
-            .int8_output_scale()
-            .unwrap_or(1.0);
+        let scale = self.grids[b].map_or(1.0, |g| g.scale);
         Ok((shape, values.iter().map(|&q| q as f32 / scale).collect()))
     }
 
-    /// Whether a blob holds int8 values (a requantized convolution output feeding convolutions).
+    /// Whether a blob holds int8 values (a requantized output on its way to quantized layers).
     pub fn is_int8_blob(&self, name: &str) -> Result<bool> {
         Ok(self.plan.int8[self.find_blob(name)?])
     }
@@ -460,41 +467,77 @@ impl Net {
     }
 }
 
-/// Decides which blobs hold int8 values: the output of a layer the model asks to requantize
-/// (ncnn's `8 > 100`), when every layer reading it — directly or through Splits — takes int8
-/// input. Otherwise the producer writes fp32, so no float op ever sees int8 data.
-fn int8_blobs(graph: &Graph, ops: &[Box<dyn Op>]) -> Vec<bool> {
-    let mut int8 = vec![false; graph.blobs.len()];
-    // Final readers of a blob, looking through Splits; None if some reader is not a layer
-    // that accepts int8.
-    fn readers_accept(graph: &Graph, ops: &[Box<dyn Op>], b: usize, seen: &mut Vec<usize>) -> bool {
-        let consumers = &graph.blobs[b].consumers;
-        !consumers.is_empty()
-            && consumers.iter().all(|&c| {
-                if graph.layers[c].kind == "Split" {
-                    seen.push(c);
-                    graph.outputs[c]
-                        .iter()
-                        .all(|&o| readers_accept(graph, ops, o, seen))
-                } else {
-                    ops[c].accepts_int8_input() && graph.inputs[c].len() == 1
-                }
-            })
+/// Decides which blobs hold int8 values, and on which grid.
+///
+/// Blobs joined by ops that carry int8 values unchanged (Split, and ops whose
+/// `int8_passthrough` is true: max pooling, Concat, ReLU) form a region. A region is int8
+/// when every blob in it is produced by such an op or by a layer that can requantize its
+/// output, and every layer reading it from outside those ops takes int8 input on one common
+/// grid (bottom scale and clamp); the producers then requantize onto that grid. This is the
+/// fp32 computation exactly: the readers would quantize onto the same grid themselves, and
+/// the pass-through ops commute with that rounding (it is monotonic and maps 0 to 0). Blobs
+/// the net outputs stay fp32.
+fn int8_grids(graph: &Graph, ops: &[Box<dyn Op>]) -> Vec<Option<Int8Grid>> {
+    let n = graph.blobs.len();
+    let through = |li: usize| graph.layers[li].kind == "Split" || ops[li].int8_passthrough();
+    // Union-find over blobs linked by pass-through ops.
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn root(parent: &mut [usize], mut b: usize) -> usize {
+        while parent[b] != b {
+            parent[b] = parent[parent[b]];
+            b = parent[b];
+        }
+        b
     }
-    for (li, op) in ops.iter().enumerate() {
-        if op.int8_output_scale().is_none() || graph.outputs[li].len() != 1 {
+    for li in 0..graph.layers.len() {
+        if !through(li) {
             continue;
         }
-        let out = graph.outputs[li][0];
-        let mut splits = Vec::new();
-        if readers_accept(graph, ops, out, &mut splits) {
-            int8[out] = true;
-            for s in splits {
-                for &o in &graph.outputs[s] {
-                    int8[o] = true;
-                }
+        let blobs: Vec<usize> = graph.inputs[li]
+            .iter()
+            .chain(&graph.outputs[li])
+            .copied()
+            .collect();
+        for w in blobs.windows(2) {
+            let (a, b) = (root(&mut parent, w[0]), root(&mut parent, w[1]));
+            parent[a] = b;
+        }
+    }
+    // Per region: still possible, and the readers' common grid.
+    let mut ok = vec![true; n];
+    let mut grid: Vec<Option<Int8Grid>> = vec![None; n];
+    for b in 0..n {
+        let r = root(&mut parent, b);
+        let producer = graph.blobs[b].producer;
+        let consumers = &graph.blobs[b].consumers;
+        if !(through(producer)
+            || ops[producer].can_requantize() && graph.outputs[producer].len() == 1)
+            || consumers.is_empty()
+        {
+            ok[r] = false;
+        }
+        for &c in consumers {
+            if through(c) {
+                continue;
+            }
+            match ops[c].int8_input() {
+                Some(g) if graph.inputs[c].len() == 1 => match grid[r] {
+                    None => grid[r] = Some(g),
+                    Some(h) if h == g => {}
+                    Some(_) => ok[r] = false,
+                },
+                _ => ok[r] = false,
             }
         }
     }
-    int8
+    (0..n)
+        .map(|b| {
+            let r = root(&mut parent, b);
+            if ok[r] {
+                grid[r]
+            } else {
+                None
+            }
+        })
+        .collect()
 }

@@ -34,6 +34,14 @@ impl Precision {
     }
 }
 
+/// The grid of an int8 blob: values are `quantize(x, scale, qmax)`, so `x ≈ q / scale`.
+/// Two layers can hand int8 values to each other only when they agree on both.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Int8Grid {
+    pub scale: f32,
+    pub qmax: i32,
+}
+
 /// Layer param key that marks a quantized Convolution / ConvolutionDepthWise / InnerProduct
 /// as 7-bit (`27=7`). Stock ncnn reads keys 0..19 for these layers and ignores 27, so the
 /// same files still load there (as INT8 with the same scales).

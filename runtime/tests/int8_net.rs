@@ -1,7 +1,8 @@
-//! Int8 data flow through a whole net, as ncnn: int8 blobs only between a requantizing
-//! convolution and quantized convolutions (directly or through Splits); every other reader
-//! gets fp32. Also: the decisions on ncnn's int8 benchmark models, and INT8 / INT7 outputs
-//! of a small seeded model against its FP32 run.
+//! Int8 data flow through a whole net: int8 blobs only between requantizing layers and
+//! quantized readers that share one grid (directly or through Splits and other ops that carry
+//! int8 values unchanged); every other reader gets fp32. Also: the decisions on ncnn's int8
+//! benchmark models, INT8 / INT7 outputs of a small seeded model against its FP32 run, and
+//! an INT8 producer feeding an INT7 reader.
 
 use eq_runtime::quant::Precision;
 use eq_runtime::rng::Rng;
@@ -201,4 +202,129 @@ fn benchmark_int8_models_keep_int8_between_convolutions() {
         .iter()
         .flatten()
         .all(|p| *p == Precision::Int8));
+}
+
+/// An INT8 producer feeding an INT7 reader writes on the reader's grid: clamped to ±63, not
+/// ±127 (7-bit kernels sum 8 products per int16 lane and would overflow on ±127 inputs).
+/// The result is exactly the fp32 hand-off, where the reader quantizes for itself.
+#[test]
+fn int8_producer_writes_on_an_int7_readers_grid() {
+    // conv_a: INT8, 4 -> 6 channels, 3x3, weights all ±127 so its outputs saturate the reader's
+    // grid; conv_b: INT7 (27=7), 6 -> 5, 1x1. `side`: a Sigmoid also reads conv_a, which forces
+    // the fp32 hand-off.
+    let net_param = |side: bool| {
+        format!(
+            "7767517\n{} {}\nInput data 0 1 data 0=7 1=6 2=4\n\
+             Convolution conv_a 1 1 data a 0=6 1=3 4=1 5=1 6=216 8=102 9=0\n\
+             {}Convolution conv_b 1 1 {} b 0=5 1=1 5=1 6=30 8=2 27=7\n{}",
+            if side { 5 } else { 3 },
+            if side { 6 } else { 3 },
+            if side {
+                "Split split 1 2 a a0 a1\n"
+            } else {
+                ""
+            },
+            if side { "a0" } else { "a" },
+            if side {
+                "Sigmoid sig 1 1 a1 side\n"
+            } else {
+                ""
+            },
+        )
+    };
+    let mut rng = Rng::new(5);
+    let mut bin = Vec::new();
+    let push_f32 =
+        |b: &mut Vec<u8>, v: &[f32]| v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes()));
+    // conv_a: int8 weights ±127, bias, 6 weight scales, bottom, top (= conv_b's bottom).
+    bin.extend_from_slice(&0x000D_4B38u32.to_le_bytes());
+    bin.extend((0..216).map(|i| if i % 3 == 0 { -127i8 as u8 } else { 127 }));
+    push_f32(&mut bin, &rng.vec(6, -0.5, 0.5));
+    push_f32(&mut bin, &[127.0; 6]);
+    let b_bottom = 63.0 / 0.5;
+    push_f32(&mut bin, &[127.0 / 2.0, b_bottom]);
+    // conv_b: 7-bit weights, bias, 5 weight scales, bottom.
+    bin.extend_from_slice(&0x000D_4B38u32.to_le_bytes());
+    bin.extend((0..30).map(|_| rng.range(-63, 63) as i8 as u8));
+    while !bin.len().is_multiple_of(4) {
+        bin.push(0);
+    }
+    push_f32(&mut bin, &rng.vec(5, -0.5, 0.5));
+    push_f32(&mut bin, &[63.0 / 0.3; 5]);
+    push_f32(&mut bin, &[b_bottom]);
+
+    let opts = Options {
+        keep_all_blobs: true,
+        ..Options::default()
+    };
+    let x = rng.vec(4 * 6 * 7, -2.0, 2.0);
+    let mut outs = Vec::new();
+    for side in [false, true] {
+        let mut net = Net::from_memory(net_param(side).as_bytes(), &bin, &opts).unwrap();
+        assert_eq!(
+            net.layer_precisions()
+                .iter()
+                .flatten()
+                .copied()
+                .collect::<Vec<_>>(),
+            [Precision::Int8, Precision::Int7]
+        );
+        net.set_input("data", &x).unwrap();
+        net.run().unwrap();
+        assert_eq!(net.is_int8_blob("a").unwrap(), !side);
+        let (_, a) = net.blob_f32("a").unwrap();
+        if !side {
+            let q: Vec<f32> = a.iter().map(|v| (v * b_bottom).round()).collect();
+            assert!(
+                q.iter().all(|v| v.abs() <= 63.0),
+                "clamped to the INT7 grid"
+            );
+            assert!(
+                q.iter().any(|v| v.abs() == 63.0),
+                "the test saturates the grid"
+            );
+        }
+        outs.push(net.blob("b").unwrap().data.to_vec());
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(&outs[0]),
+        bits(&outs[1]),
+        "int8 hand-off == fp32 hand-off"
+    );
+}
+
+/// Readers on different grids: the producer writes fp32 and each reader quantizes for itself.
+#[test]
+fn readers_on_different_grids_get_fp32() {
+    let param = "7767517\n5 6\nInput data 0 1 data 0=5 1=5 2=2\n\
+                 Convolution c0 1 1 data c 0=4 1=1 5=0 6=8 8=102\n\
+                 Split split 1 2 c s0 s1\n\
+                 Convolution c1 1 1 s0 o1 0=3 1=1 5=0 6=12 8=2\n\
+                 Convolution c2 1 1 s1 o2 0=3 1=1 5=0 6=12 8=2\n";
+    let layer = |n: usize, outch: usize, bottom: f32, top: Option<f32>| {
+        let mut b = 0x000D_4B38u32.to_le_bytes().to_vec();
+        b.extend((0..n).map(|i| (i % 7) as u8));
+        while !b.len().is_multiple_of(4) {
+            b.push(0);
+        }
+        let mut f = vec![100.0f32; outch];
+        f.push(bottom);
+        f.extend(top);
+        f.iter().for_each(|v| b.extend_from_slice(&v.to_le_bytes()));
+        b
+    };
+    for (b1, b2, int8) in [(20.0, 20.0, true), (20.0, 21.0, false)] {
+        let mut bin = layer(8, 4, 50.0, Some(b1));
+        bin.extend(layer(12, 3, b1, None));
+        bin.extend(layer(12, 3, b2, None));
+        let net = Net::from_memory(param.as_bytes(), &bin, &Options::default()).unwrap();
+        for blob in ["c", "s0", "s1"] {
+            assert_eq!(
+                net.is_int8_blob(blob).unwrap(),
+                int8,
+                "{blob} bottoms {b1} {b2}"
+            );
+        }
+    }
 }

@@ -18,7 +18,7 @@ use crate::ops::quantized::{
     float_weights, int8_weights, quant_plan, synthesize, Int8Scales, QuantPlan, Simulation,
 };
 use crate::pool::SharedMut;
-use crate::quant::Precision;
+use crate::quant::{Int8Grid, Precision};
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 pub use super::convolution::Padding;
@@ -479,30 +479,37 @@ impl Op for ConvolutionDepthWise {
         }
     }
 
-    fn accepts_int8_input(&self) -> bool {
+    fn int8_input(&self) -> Option<Int8Grid> {
+        let scales = self.int8_scales.as_ref()?;
+        let qmax = match (&self.int8, &self.sim) {
+            (Some(q), _) => q.precision.qmax(),
+            (None, Some(sim)) => sim.qmax,
+            (None, None) => return None,
+        };
+        Some(Int8Grid {
+            scale: scales.bottom,
+            qmax,
+        })
+    }
+
+    fn can_requantize(&self) -> bool {
         self.int8.is_some() || self.sim.is_some()
     }
 
-    fn int8_output_scale(&self) -> Option<f32> {
-        if self.int8.is_none() && self.sim.is_none() {
-            return None;
-        }
-        self.int8_scales.as_ref()?.top
-    }
-
-    fn set_int8_io(&mut self, input: bool, output: bool) -> LayerResult<()> {
-        let top = self.int8_scales.as_ref().and_then(|s| s.top);
+    fn set_int8_io(&mut self, input: bool, output: Option<Int8Grid>) -> LayerResult<()> {
         if let Some(sim) = &mut self.sim {
-            sim.top = if output { top } else { None };
+            sim.top = output;
             return Ok(());
         }
         match &mut self.int8 {
             Some(q) => {
                 q.input_i8 = input;
-                q.set_top(if output { top } else { None });
+                q.set_top(output);
                 Ok(())
             }
-            None if input || output => Err(invalid("an fp32 layer cannot read or write int8")),
+            None if input || output.is_some() => {
+                Err(invalid("an fp32 layer cannot read or write int8"))
+            }
             None => Ok(()),
         }
     }

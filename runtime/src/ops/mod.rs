@@ -6,7 +6,7 @@ use crate::model::paramdict::ParamDict;
 use crate::model::weights::WeightReader;
 use crate::net::PrecisionChoice;
 use crate::pool::Pool;
-use crate::quant::Precision;
+use crate::quant::{Int8Grid, Precision};
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 pub mod activation;
@@ -104,20 +104,27 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     /// no int8 scales fixed ones (all 1), as if it had been quantized.
     fn synthesize_int8_scales(&mut self) {}
 
-    /// Whether the layer, as prepared, reads an int8 input blob directly (interpreted with
-    /// its own bottom scale, as ncnn does).
-    fn accepts_int8_input(&self) -> bool {
-        false
-    }
-
-    /// The top scale when the model asks this layer to write int8 (requantize fusion).
-    fn int8_output_scale(&self) -> Option<f32> {
+    /// The grid this layer quantizes its input to, when its integer path (as prepared) could
+    /// read an int8 blob on that grid instead.
+    fn int8_input(&self) -> Option<Int8Grid> {
         None
     }
 
-    /// Tells the layer that its input / output blob holds int8 values.
-    fn set_int8_io(&mut self, input: bool, output: bool) -> LayerResult<()> {
-        if input || output {
+    /// Whether this layer's integer path can requantize its output onto a given grid.
+    fn can_requantize(&self) -> bool {
+        false
+    }
+
+    /// Whether this op, as configured, can carry int8 values through unchanged in scale:
+    /// it may then read an int8 input and write an int8 output (same scale, same grid).
+    fn int8_passthrough(&self) -> bool {
+        false
+    }
+
+    /// Tells the layer that its input blob holds int8 values, and the grid of its output when
+    /// that is int8 (a requantizing layer writes it; a pass-through op keeps it).
+    fn set_int8_io(&mut self, input: bool, output: Option<Int8Grid>) -> LayerResult<()> {
+        if input || output.is_some() {
             return Err(invalid("this layer has no int8 input or output"));
         }
         Ok(())

@@ -7,7 +7,7 @@ use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
 use crate::ops::Ctx;
-use crate::quant::{quantize, Precision, BITS_KEY};
+use crate::quant::{quantize, Int8Grid, Precision, BITS_KEY};
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 /// The scales of a quantized layer, as stored after its bias.
@@ -254,7 +254,7 @@ pub struct Simulation {
     pub bottom: f32,
     pub qmax: i32,
     /// The output grid, when the layer writes int8 in the integer run.
-    pub top: Option<f32>,
+    pub top: Option<Int8Grid>,
 }
 
 impl Simulation {
@@ -297,9 +297,9 @@ impl Simulation {
 
     /// `y = quantize(y · top) / top` when the output is on an int8 grid.
     pub fn round_output(&self, y: &mut [f32]) {
-        if let Some(top) = self.top {
+        if let Some(g) = self.top {
             for v in y {
-                *v = quantize(*v, top, self.qmax) as f32 / top;
+                *v = quantize(*v, g.scale, g.qmax) as f32 / g.scale;
             }
         }
     }

@@ -10,7 +10,7 @@ use crate::kernels::requant::{self, OutBuf, Requant};
 use crate::ops::activation::Activation;
 use crate::ops::quantized::{as_i8, as_i8_mut};
 use crate::pool::{Pool, SharedMut};
-use crate::quant::Precision;
+use crate::quant::{Int8Grid, Precision};
 
 /// Values quantized per pool task when the input arrives as fp32.
 const QUANTIZE_CHUNK: usize = 16 * 1024;
@@ -26,8 +26,8 @@ pub struct ConvInt8 {
     bias: Option<Vec<f32>>,
     act: Activation,
     bottom: f32,
-    /// The top scale when this layer writes int8 (decided at load).
-    pub top: Option<f32>,
+    /// The grid of the int8 output when this layer writes int8 (decided at load).
+    pub top: Option<Int8Grid>,
     /// The input blob already holds int8 values.
     pub input_i8: bool,
 }
@@ -142,8 +142,8 @@ impl ConvInt8 {
             scale_in: &self.scale_in,
             bias: self.bias.as_deref(),
             act: self.act,
-            top_scale: self.top.unwrap_or(1.0),
-            qmax: self.precision.qmax(),
+            top_scale: self.top.map_or(1.0, |g| g.scale),
+            qmax: self.top.map_or(self.precision.qmax(), |g| g.qmax),
         };
         if self.is_pointwise(&r) {
             let b = DenseB8 { data: x, n };

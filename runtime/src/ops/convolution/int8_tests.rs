@@ -8,7 +8,7 @@ use crate::model::paramdict::Value;
 use crate::model::weights::Source;
 use crate::ops::quantized::int8_weight_file;
 use crate::ops::Ctx;
-use crate::quant::{quantize, BITS_KEY};
+use crate::quant::{quantize, Int8Grid, BITS_KEY};
 use crate::rng::Rng;
 use std::sync::Arc;
 
@@ -184,7 +184,12 @@ fn check(c: &QCase, w: usize, h: usize, rng: &mut Rng, extreme: Option<i8>) {
             Precision::Int7 => PrecisionChoice::Int7,
         };
         assert_eq!(conv.set_precision(choice).unwrap(), Some(c.bits));
-        conv.set_int8_io(input_i8, output_i8).unwrap();
+        let grid = c.top.map(|scale| Int8Grid {
+            scale,
+            qmax: c.bits.qmax(),
+        });
+        conv.set_int8_io(input_i8, grid.filter(|_| output_i8))
+            .unwrap();
         let mut packed = vec![0f32; qx.len().div_ceil(4)];
         let input: &[f32] = if input_i8 {
             bytemuck::cast_slice_mut::<f32, i8>(&mut packed)[..qx.len()].copy_from_slice(&qx);

@@ -13,7 +13,7 @@ use crate::ops::convolution::int8::{quantize_parallel, ConvInt8};
 use crate::ops::convolution::ConvParams;
 use crate::ops::quantized::{as_i8, as_i8_mut};
 use crate::pool::{Pool, SharedMut};
-use crate::quant::Precision;
+use crate::quant::{Int8Grid, Precision};
 use crate::tensor::Shape;
 
 #[derive(Debug)]
@@ -22,7 +22,7 @@ pub struct DwInt8 {
     kind: Kind,
     bottom: f32,
     /// The top scale when this layer writes int8 (decided at load).
-    pub top: Option<f32>,
+    pub top: Option<Int8Grid>,
     /// The input blob already holds int8 values.
     pub input_i8: bool,
 }
@@ -104,7 +104,7 @@ impl DwInt8 {
         })
     }
 
-    pub fn set_top(&mut self, top: Option<f32>) {
+    pub fn set_top(&mut self, top: Option<Int8Grid>) {
         self.top = top;
         if let Kind::Grouped(convs) = &mut self.kind {
             for c in convs {
@@ -180,8 +180,8 @@ impl DwInt8 {
                     scale_in,
                     bias: bias.as_deref(),
                     act: *act,
-                    top_scale: self.top.unwrap_or(1.0),
-                    qmax: self.precision.qmax(),
+                    top_scale: self.top.map_or(1.0, |g| g.scale),
+                    qmax: self.top.map_or(self.precision.qmax(), |g| g.qmax),
                 };
                 let plane_in = s.w * s.h;
                 let plane_out = g.out_w * g.out_h;

@@ -9,7 +9,7 @@ use crate::model::weights::Source;
 use crate::ops::quantized::int8_weight_file;
 use crate::ops::Ctx;
 use crate::pool::Pool;
-use crate::quant::{quantize, BITS_KEY};
+use crate::quant::{quantize, Int8Grid, BITS_KEY};
 use crate::rng::Rng;
 use std::sync::Arc;
 
@@ -152,7 +152,12 @@ fn check(c: &Case, w: usize, h: usize, rng: &mut Rng, extreme: bool) {
             Precision::Int7 => PrecisionChoice::Int7,
         };
         assert_eq!(op.set_precision(choice).unwrap(), Some(c.bits));
-        op.set_int8_io(input_i8, output_i8).unwrap();
+        let grid = c.top.map(|scale| Int8Grid {
+            scale,
+            qmax: c.bits.qmax(),
+        });
+        op.set_int8_io(input_i8, grid.filter(|_| output_i8))
+            .unwrap();
         let mut packed = vec![0f32; qx.len().div_ceil(4)];
         bytemuck::cast_slice_mut::<f32, i8>(&mut packed)[..qx.len()].copy_from_slice(&qx);
         let input: &[f32] = if input_i8 { &packed } else { &x };
