@@ -179,9 +179,16 @@ pub fn pack_b(
             let row = &mut rows[..nc];
             for kk in 0..k {
                 let r = row_of(src, kk, n0, nc, row);
-                for p in 0..panels {
+                let dst = &mut dst[2 * kk * nr..];
+                let full = if nr == 8 {
+                    // SAFETY: panels * panel bytes (>= every store below) follow `dst`.
+                    unsafe { widen8_panels(r, nc / 8, panel, dst.as_mut_ptr()) }
+                } else {
+                    0
+                };
+                for p in full..panels {
                     let cols = nr.min(nc - p * nr);
-                    let at = p * panel + 2 * kk * nr;
+                    let at = p * panel;
                     widen(&r[p * nr..p * nr + cols], &mut dst[at..at + 2 * cols]);
                 }
             }
@@ -262,6 +269,22 @@ fn zero_row(dst: &mut [u8], panels: usize, panel: usize, base: usize, ks: usize,
             dst[p * panel + base + j * ks] = 0;
         }
     }
+}
+
+/// Widens 8 values at a time into `panels` consecutive panels `panel` bytes apart: value `8p
+/// + j` to int16 `j` of panel `p`. Returns how many panels it filled.
+///
+/// # Safety
+/// `src` holds `8 * panels` values; `dst` is writable for `(panels - 1) * panel + 16` bytes.
+#[inline]
+unsafe fn widen8_panels(src: &[i8], panels: usize, panel: usize, dst: *mut u8) -> usize {
+    debug_assert!(src.len() >= 8 * panels);
+    for p in 0..panels {
+        let v: [i8; 8] = src.as_ptr().add(8 * p).cast::<[i8; 8]>().read_unaligned();
+        let w: [i16; 8] = v.map(i16::from);
+        dst.add(p * panel).cast::<[i16; 8]>().write_unaligned(w);
+    }
+    panels
 }
 
 /// Sign-extends `src` into int16 (`dst` is 2-byte aligned: panels start at even offsets of
