@@ -27,7 +27,7 @@
 #
 # Work dir (default target/arm-model): ours/MODEL/PRECISION/ (count.sh --out of the last
 # run of ours), ncnn-VERSION/ncnn-NAME/ (the ncnn cache: ncnn is deterministic, so a result
-# is kept per model, precision and ncnn version), eq-bench (the binary counted), commands.txt.
+# is kept per model, precision and ncnn version), eq-bench (the binary counted), commands.txt (quick-commands.txt).
 # NCNN_VERSION and ARMCYCLES_CACHE are passed on to armcycles. Counts run under nice -n 19,
 # one at a time.
 set -euo pipefail
@@ -106,6 +106,7 @@ WORK=$(cd "$WORK" && pwd)
 NCNN_DIR=$WORK/ncnn-$NCNN_VERSION
 HELPER=$REPO/scripts/arm_model.py
 CMDS=$WORK/commands.txt
+[ "$QUICK" = 1 ] && CMDS=$WORK/quick-commands.txt
 IFS=, read -r -a SPEC_LIST <<<"$SPECS"
 
 {
