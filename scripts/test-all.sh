@@ -5,7 +5,8 @@
 # Shared data (models, images, reference outputs) is found via EQ_SHARED, default ../shared.
 # EQ_SKIP_AARCH64=1 skips the emulated pass on machines without the cross tools;
 # EQ_SKIP_DEPLOY=1 skips the board deployment test (a local sshd + qemu "board") and the
-# cycle-model test (llvm-mca); they need the cross tools, so EQ_SKIP_AARCH64=1 skips them too.
+# cycle-model tests (llvm-mca; test-arm-model.sh also needs $EQ_SHARED/tools/armcycles, and
+# fails without it when CI=true); they need the cross tools, so EQ_SKIP_AARCH64=1 skips them too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +40,8 @@ else
     scripts/test-deploy.sh
     step "RK3399 cycle model of the GEMM kernels (scripts/test-model.sh)"
     scripts/test-model.sh
+    step "armcycles model of whole inferences, quick mode (scripts/test-arm-model.sh)"
+    scripts/test-arm-model.sh
 fi
 
 if [ -d tests/ncnn_diff ]; then
