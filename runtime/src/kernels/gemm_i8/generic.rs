@@ -82,11 +82,13 @@ unsafe fn steps_micro(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc) {
 unsafe fn wide16_micro(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc) {
     let a = std::slice::from_raw_parts(a as *const i16, kp * 2 * 8);
     let b = std::slice::from_raw_parts(b as *const i16, kp * 2 * 8);
+    // Wrapping sums: the Winograd convolution multiplies int16 transforms with this layout
+    // and wants the sums modulo 2³² (int8 operands never come near).
     let mut sum = [[0i32; 8]; 8];
     for (a_k, b_k) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
         for (r, &x) in a_k.iter().enumerate() {
             for (j, &y) in b_k.iter().enumerate() {
-                sum[r][j] += x as i32 * y as i32;
+                sum[r][j] = sum[r][j].wrapping_add(x as i32 * y as i32);
             }
         }
     }

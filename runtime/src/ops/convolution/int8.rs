@@ -1,12 +1,15 @@
 //! Convolution in INT8 / INT7 (ncnn-format.md §6.3): quantize the input with the bottom scale
-//! (unless an int8 blob arrives), im2col + int8 GEMM with int32 accumulation, and the
-//! dequantize / requantize epilogue fused into the GEMM (`kernels::requant`).
+//! (unless an int8 blob arrives), im2col + int8 GEMM with int32 accumulation — or, for 3x3
+//! stride-1 kernels on ARM, the exact integer Winograd F(4x4, 3x3) (`kernels::winograd_i8`),
+//! which gives the same int32 sums — and the dequantize / requantize epilogue fused into the
+//! kernel (`kernels::requant`).
 
 use super::{ConvParams, Resolved};
 use crate::error::{invalid, LayerResult};
 use crate::kernels::gemm_i8::{self, DenseB8, Im2colB8, KernelSet, PackedA8};
 use crate::kernels::quantize::quantize_slice;
 use crate::kernels::requant::{self, OutBuf, Requant};
+use crate::kernels::winograd_i8::{self, WinogradI8};
 use crate::ops::activation::Activation;
 use crate::ops::quantized::{as_i8, as_i8_mut};
 use crate::pool::{Pool, SharedMut};
@@ -21,7 +24,7 @@ pub struct ConvInt8 {
     params: ConvParams,
     inch: usize,
     outch: usize,
-    packed: PackedA8,
+    path: Path,
     scale_in: Vec<f32>,
     bias: Option<Vec<f32>>,
     act: Activation,
@@ -30,6 +33,27 @@ pub struct ConvInt8 {
     pub top: Option<Int8Grid>,
     /// The input blob already holds int8 values.
     pub input_i8: bool,
+}
+
+/// How the products are computed.
+#[derive(Debug)]
+enum Path {
+    Gemm(PackedA8),
+    Winograd(WinogradI8),
+}
+
+/// Whether this build uses integer Winograd for a layer: 3x3 stride 1 on ARM (its transform
+/// domain products run on the NEON int16 kernels; other targets keep the im2col GEMM), with
+/// enough channels for the transforms to pay.
+fn use_winograd(params: &ConvParams, inch: usize, outch: usize) -> bool {
+    cfg!(target_arch = "aarch64")
+        && winograd_i8::applies(
+            (params.kernel_w, params.kernel_h),
+            (params.stride_w, params.stride_h),
+            (params.dilation_w, params.dilation_h),
+        )
+        && inch >= 8
+        && outch >= 8
 }
 
 impl ConvInt8 {
@@ -48,12 +72,17 @@ impl ConvInt8 {
         act: Activation,
     ) -> ConvInt8 {
         let k = inch * params.kernel_w * params.kernel_h;
+        let path = if use_winograd(&params, inch, outch) {
+            Path::Winograd(WinogradI8::new(precision, weights, outch, inch))
+        } else {
+            Path::Gemm(PackedA8::new(kernels, weights, outch, k))
+        };
         ConvInt8 {
             precision,
             params,
             inch,
             outch,
-            packed: PackedA8::new(kernels, weights, outch, k),
+            path,
             scale_in: requant::scale_in(bottom, weight_scales),
             bias: bias.map(<[f32]>::to_vec),
             act,
@@ -76,10 +105,7 @@ impl ConvInt8 {
     /// Scratch floats per worker: the GEMM's panels, plus (counted once per worker for
     /// simplicity) the quantized input.
     pub fn scratch_len(&self, w: usize, h: usize) -> usize {
-        match self.params.resolve(w, h) {
-            Ok(r) => self.packed.scratch_len(r.out_w * r.out_h) + self.quantized_input_floats(w, h),
-            Err(_) => 0,
-        }
+        self.gemm_scratch_len(w, h) + self.quantized_input_floats(w, h)
     }
 
     fn is_pointwise(&self, r: &Resolved) -> bool {
@@ -145,9 +171,16 @@ impl ConvInt8 {
             top_scale: self.top.map_or(1.0, |g| g.scale),
             qmax: self.top.map_or(self.precision.qmax(), |g| g.qmax),
         };
+        let packed = match &self.path {
+            Path::Winograd(wg) => {
+                let (out_size, pads) = ((r.out_w, r.out_h), (r.pad_left, r.pad_top));
+                return wg.run(x, w, h, out_size, pads, &requant, out, pool, scratch);
+            }
+            Path::Gemm(packed) => packed,
+        };
         if self.is_pointwise(&r) {
             let b = DenseB8 { data: x, n };
-            return gemm_i8::gemm(&self.packed, &b, n, &requant, out, pool, scratch);
+            return gemm_i8::gemm(packed, &b, n, &requant, out, pool, scratch);
         }
         let p = &self.params;
         let b = Im2colB8 {
@@ -164,14 +197,16 @@ impl ConvInt8 {
             pad_top: r.pad_top,
             out_w: r.out_w,
         };
-        gemm_i8::gemm(&self.packed, &b, n, &requant, out, pool, scratch)
+        gemm_i8::gemm(packed, &b, n, &requant, out, pool, scratch)
     }
 
-    /// GEMM scratch floats per worker for a `w x h` input.
+    /// Scratch floats per worker of the product (GEMM or Winograd) for a `w x h` input.
     pub fn gemm_scratch_len(&self, w: usize, h: usize) -> usize {
-        self.params
-            .resolve(w, h)
-            .map_or(0, |r| self.packed.scratch_len(r.out_w * r.out_h))
+        match (&self.path, self.params.resolve(w, h)) {
+            (_, Err(_)) => 0,
+            (Path::Gemm(packed), Ok(r)) => packed.scratch_len(r.out_w * r.out_h),
+            (Path::Winograd(wg), Ok(_)) => wg.scratch_len(),
+        }
     }
 }
 

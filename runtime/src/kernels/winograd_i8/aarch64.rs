@@ -1,0 +1,385 @@
+//! NEON transforms of the integer Winograd convolution, 8 tiles in the lanes: the same
+//! arithmetic as the generic ones in `mod.rs` (int16 input transform, wrapping int32 output
+//! transform, exact division by 576, the requantizing epilogue), bit for bit.
+
+// Transform matrices index rows, columns and lanes of several arrays at once.
+#![allow(clippy::needless_range_loop)]
+
+use super::{Geometry, PANEL};
+use crate::kernels::gemm_i8::OutKind;
+use crate::kernels::requant::Requant;
+use crate::ops::activation::Activation;
+use std::arch::aarch64::*;
+
+/// `Bᵀ z` of six vectors (rows 4·z0 − 5·z2 + z4, …; see `BT` in mod.rs).
+#[inline(always)]
+unsafe fn bt(z: [int16x8_t; 6]) -> [int16x8_t; 6] {
+    let [z0, z1, z2, z3, z4, z5] = z;
+    let times5 = |v: int16x8_t| vaddq_s16(v, vshlq_n_s16::<2>(v));
+    let s12 = vaddq_s16(z1, z2);
+    let d12 = vsubq_s16(z1, z2);
+    let a = vsubq_s16(z4, z2);
+    let b = vshlq_n_s16::<1>(vsubq_s16(z3, z1));
+    [
+        vaddq_s16(vsubq_s16(vshlq_n_s16::<2>(z0), times5(z2)), z4),
+        vsubq_s16(vaddq_s16(z3, z4), vshlq_n_s16::<2>(s12)),
+        vaddq_s16(vsubq_s16(z4, z3), vshlq_n_s16::<2>(d12)),
+        vaddq_s16(a, b),
+        vsubq_s16(a, b),
+        vaddq_s16(vsubq_s16(vshlq_n_s16::<2>(z1), times5(z3)), z5),
+    ]
+}
+
+/// `A″ᵀ z` of six vectors, wrapping (rows z0+z1+z2+z3+z4, …; see `AT` in mod.rs).
+#[inline(always)]
+unsafe fn at(z: [int32x4_t; 6]) -> [int32x4_t; 4] {
+    let [z0, z1, z2, z3, z4, z5] = z;
+    let s12 = vaddq_s32(z1, z2);
+    let d12 = vsubq_s32(z1, z2);
+    let s34 = vaddq_s32(z3, z4);
+    let d34 = vsubq_s32(z3, z4);
+    [
+        vaddq_s32(vaddq_s32(z0, s12), s34),
+        vaddq_s32(d12, vshlq_n_s32::<1>(d34)),
+        vaddq_s32(s12, vshlq_n_s32::<2>(s34)),
+        vaddq_s32(vaddq_s32(d12, vshlq_n_s32::<3>(d34)), vshlq_n_s32::<2>(z5)),
+    ]
+}
+
+/// `div576` of four lanes.
+#[inline(always)]
+unsafe fn div576(t: int32x4_t) -> int32x4_t {
+    let q = vmulq_n_u32(vshrq_n_u32::<6>(vreinterpretq_u32_s32(t)), super::INV9);
+    vshrq_n_s32::<6>(vreinterpretq_s32_u32(vshlq_n_u32::<6>(q)))
+}
+
+/// Eight rows of 8 bytes transposed: element `[k][j]` of the result is `rows[j][k]`.
+#[inline(always)]
+unsafe fn transpose8(r: [int8x8_t; 8]) -> [int8x8_t; 8] {
+    let mut s = r;
+    for i in (0..8).step_by(2) {
+        let (x, y) = (s[i], s[i + 1]);
+        s[i] = vtrn1_s8(x, y);
+        s[i + 1] = vtrn2_s8(x, y);
+    }
+    let mut h: [int16x4_t; 8] = s.map(|v| vreinterpret_s16_s8(v));
+    for base in [0, 4] {
+        for i in base..base + 2 {
+            let (x, y) = (h[i], h[i + 2]);
+            h[i] = vtrn1_s16(x, y);
+            h[i + 2] = vtrn2_s16(x, y);
+        }
+    }
+    let mut w: [int32x2_t; 8] = h.map(|v| vreinterpret_s32_s16(v));
+    for i in 0..4 {
+        let (x, y) = (w[i], w[i + 4]);
+        w[i] = vtrn1_s32(x, y);
+        w[i + 4] = vtrn2_s32(x, y);
+    }
+    w.map(|v| vreinterpret_s8_s32(v))
+}
+
+/// Six bytes of input row `y` from column `x0` (0 outside the input), as a vector.
+#[inline(never)]
+unsafe fn border_row(src: *const i8, g: &Geometry, y: isize, x0: isize) -> int8x8_t {
+    let mut b = [0i8; 8];
+    if y >= 0 && y < g.h as isize {
+        for (k, v) in b.iter_mut().enumerate().take(6) {
+            let xx = x0 + k as isize;
+            if xx >= 0 && xx < g.w as isize {
+                *v = *src.offset(y * g.w as isize + xx);
+            }
+        }
+    }
+    vld1_s8(b.as_ptr())
+}
+
+/// `V = Bᵀ d B` for 8 tiles of every channel, as `super::input_transform`.
+///
+/// # Safety
+/// `x` holds `inch` planes of `g.w x g.h`; `v` holds `36 · cpad · 8` int16 (2-byte aligned).
+pub unsafe fn input_transform(
+    x: &[i8],
+    g: &Geometry,
+    inch: usize,
+    cpad: usize,
+    t0: usize,
+    ntiles: usize,
+    v: &mut [i16],
+) {
+    let plane = g.w * g.h;
+    // Per lane: the tile's input origin, and whether its 6 rows x 8 bytes lie inside.
+    let mut origin = [(0isize, 0isize); PANEL];
+    let mut inside = [false; PANEL];
+    for j in 0..ntiles {
+        let t = t0 + j;
+        let (ty, tx) = (t / g.tiles_x, t % g.tiles_x);
+        let (y0, x0) = (
+            (ty * 4) as isize - g.pad_top as isize,
+            (tx * 4) as isize - g.pad_left as isize,
+        );
+        origin[j] = (y0, x0);
+        inside[j] = y0 >= 0 && x0 >= 0 && y0 + 6 <= g.h as isize && x0 + 8 <= g.w as isize;
+    }
+    let zero8 = vdup_n_s8(0);
+    for c in 0..cpad {
+        let mut d = [[vdupq_n_s16(0); 6]; 6];
+        if c < inch {
+            let src = x.as_ptr().add(c * plane);
+            for (r, dr) in d.iter_mut().enumerate() {
+                let mut rows = [zero8; PANEL];
+                for (j, row) in rows.iter_mut().enumerate().take(ntiles) {
+                    let (y0, x0) = origin[j];
+                    let y = y0 + r as isize;
+                    *row = if inside[j] {
+                        vld1_s8(src.offset(y * g.w as isize + x0))
+                    } else {
+                        border_row(src, g, y, x0)
+                    };
+                }
+                let cols = transpose8(rows);
+                for (k, dk) in dr.iter_mut().enumerate() {
+                    *dk = vmovl_s8(cols[k]);
+                }
+            }
+        }
+        // Columns first (t = Bᵀ d), then rows (V = t B).
+        let mut t = [[vdupq_n_s16(0); 6]; 6];
+        for k in 0..6 {
+            let col = bt(std::array::from_fn(|r| d[r][k]));
+            for i in 0..6 {
+                t[i][k] = col[i];
+            }
+        }
+        for (i, ti) in t.iter().enumerate() {
+            let row = bt(*ti);
+            for (j, &vij) in row.iter().enumerate() {
+                let xi = i * 6 + j;
+                vst1q_s16(v.as_mut_ptr().add((xi * cpad + c) * PANEL), vij);
+            }
+        }
+    }
+}
+
+/// The transformed sums of output channel `m` of the panel: `S` at the 16 output positions of
+/// each tile, 8 tiles as two int32x4 each.
+#[inline(always)]
+unsafe fn sums_of(mbuf: &[i32], m: usize) -> [[int32x4_t; 2]; 16] {
+    let z = |xi: usize, h: usize| vld1q_s32(mbuf.as_ptr().add((xi * PANEL + m) * PANEL + 4 * h));
+    let mut out = [[vdupq_n_s32(0); 2]; 16];
+    for h in 0..2 {
+        // Columns (6 rows -> 4), then rows.
+        let mut t = [[vdupq_n_s32(0); 6]; 4];
+        for col in 0..6 {
+            let r = at(std::array::from_fn(|k| z(k * 6 + col, h)));
+            for i in 0..4 {
+                t[i][col] = r[i];
+            }
+        }
+        for (i, ti) in t.iter().enumerate() {
+            let r = at(*ti);
+            for j in 0..4 {
+                out[i * 4 + j][h] = div576(r[j]);
+            }
+        }
+    }
+    out
+}
+
+/// Output transform, exact division and (after the last chunk) the epilogue, as
+/// `super::output_transform` + `super::store`.
+///
+/// # Safety
+/// As `super::store`; `sums` holds `8 · 16 · 8` int32.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn output(
+    mbuf: &[i32],
+    sums: &mut [i32],
+    first: bool,
+    last: bool,
+    g: &Geometry,
+    m0: usize,
+    outch: usize,
+    t0: usize,
+    ntiles: usize,
+    requant: &Requant,
+    kind: OutKind,
+    out: *mut u8,
+) {
+    let act = match requant.act {
+        Activation::None
+        | Activation::ReLU
+        | Activation::LeakyReLU(_)
+        | Activation::Clip { .. } => Some(requant.act),
+        _ => None,
+    };
+    // The 8 tiles lie in one tile row and every output row of them inside: st4 writes them.
+    let (ty0, tx0) = (t0 / g.tiles_x, t0 % g.tiles_x);
+    let straight = ntiles == PANEL
+        && tx0 + PANEL <= g.tiles_x
+        && (tx0 + PANEL) * 4 <= g.out_w
+        && ty0 * 4 + 4 <= g.out_h;
+    for m in 0..PANEL.min(outch - m0) {
+        let mut s = sums_of(mbuf, m);
+        let acc = sums[m * 16 * PANEL..].as_mut_ptr();
+        if !(first && last) {
+            for (p, sp) in s.iter_mut().enumerate() {
+                for (h, v) in sp.iter_mut().enumerate() {
+                    let at = acc.add(p * PANEL + 4 * h);
+                    if !first {
+                        *v = vaddq_s32(*v, vld1q_s32(at));
+                    }
+                    if !last {
+                        vst1q_s32(at, *v);
+                    }
+                }
+            }
+        }
+        if !last {
+            continue;
+        }
+        let c = m0 + m;
+        match act {
+            Some(act) => store_channel(&s, c, act, g, t0, ntiles, straight, requant, kind, out),
+            None => {
+                // Activations the vector code does not do: scalar epilogue per value.
+                let mut vals = [0i32; 16 * PANEL];
+                for (p, sp) in s.iter().enumerate() {
+                    vst1q_s32(vals.as_mut_ptr().add(p * PANEL), sp[0]);
+                    vst1q_s32(vals.as_mut_ptr().add(p * PANEL + 4), sp[1]);
+                }
+                let sum = |l: usize, i: usize, j: usize| vals[(i * 4 + j) * PANEL + l];
+                super::store_tiles(c, sum, g, t0, ntiles, requant, kind, out);
+            }
+        }
+    }
+}
+
+/// The epilogue of one output channel's 8 tiles, vectorised.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn store_channel(
+    s: &[[int32x4_t; 2]; 16],
+    c: usize,
+    act: Activation,
+    g: &Geometry,
+    t0: usize,
+    ntiles: usize,
+    straight: bool,
+    requant: &Requant,
+    kind: OutKind,
+    out: *mut u8,
+) {
+    let scale = *requant.scale_in.get_unchecked(c);
+    let bias = vdupq_n_f32(requant.bias.map_or(0.0, |b| *b.get_unchecked(c)));
+    let zero = vdupq_n_f32(0.0);
+    let y = |v: int32x4_t| {
+        let y = vfmaq_n_f32(bias, vcvtq_f32_s32(v), scale);
+        match act {
+            Activation::ReLU => vbslq_f32(vcltq_f32(y, zero), zero, y),
+            Activation::LeakyReLU(k) => vbslq_f32(vcltq_f32(y, zero), vmulq_n_f32(y, k), y),
+            Activation::Clip { min, max } => {
+                let (lo, hi) = (vdupq_n_f32(min), vdupq_n_f32(max));
+                let y = vbslq_f32(vcltq_f32(y, lo), lo, y);
+                vbslq_f32(vcgtq_f32(y, hi), hi, y)
+            }
+            _ => y,
+        }
+    };
+    let plane = g.out_w * g.out_h;
+    let (ty0, tx0) = (t0 / g.tiles_x, t0 % g.tiles_x);
+    match kind {
+        OutKind::I8 => {
+            let (top, qmax) = (requant.top_scale, vdup_n_s8(requant.qmax as i8));
+            let q = |v: int32x4_t| vcvtaq_s32_f32(vmulq_n_f32(y(v), top));
+            // Per position: 8 tiles' bytes, clamped to ±qmax.
+            let b: [int8x8_t; 16] = std::array::from_fn(|p| {
+                let n = vqmovn_high_s32(vqmovn_s32(q(s[p][0])), q(s[p][1]));
+                let n = vqmovn_s16(n);
+                vmin_s8(vmax_s8(n, vneg_s8(qmax)), qmax)
+            });
+            for i in 0..4 {
+                let rows = int8x8x4_t(b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]);
+                if straight {
+                    let dst = (out as *mut i8).add(c * plane + (ty0 * 4 + i) * g.out_w + tx0 * 4);
+                    vst4_s8(dst, rows);
+                } else {
+                    let mut buf = [0i8; 4 * PANEL];
+                    vst4_s8(buf.as_mut_ptr(), rows);
+                    scatter_row(bytemuck::cast_slice(&buf), 1, c, i, g, t0, ntiles, out);
+                }
+            }
+        }
+        _ => {
+            for i in 0..4 {
+                for h in 0..2 {
+                    let p = 4 * i;
+                    let rows =
+                        float32x4x4_t(y(s[p][h]), y(s[p + 1][h]), y(s[p + 2][h]), y(s[p + 3][h]));
+                    if straight {
+                        let dst = (out as *mut f32)
+                            .add(c * plane + (ty0 * 4 + i) * g.out_w + (tx0 + 4 * h) * 4);
+                        vst4q_f32(dst, rows);
+                    } else {
+                        let mut buf = [0f32; 16];
+                        vst4q_f32(buf.as_mut_ptr(), rows);
+                        let bytes: &[u8] = bytemuck::cast_slice(&buf);
+                        scatter_row(
+                            bytes,
+                            4,
+                            c,
+                            i,
+                            g,
+                            t0 + 4 * h,
+                            4.min(ntiles.saturating_sub(4 * h)),
+                            out,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies row `i` of tiles `t0..t0 + ntiles` (4 values of `elem` bytes each, consecutive in
+/// `buf`) to their places, clipped at the output's edges.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn scatter_row(
+    buf: &[u8],
+    elem: usize,
+    c: usize,
+    i: usize,
+    g: &Geometry,
+    t0: usize,
+    ntiles: usize,
+    out: *mut u8,
+) {
+    let plane = g.out_w * g.out_h;
+    let (mut ty, mut tx) = (t0 / g.tiles_x, t0 % g.tiles_x);
+    for l in 0..ntiles {
+        let oy = ty * 4 + i;
+        if oy < g.out_h {
+            let dst = out.add((c * plane + oy * g.out_w + tx * 4) * elem);
+            let src = buf.as_ptr().add(l * 4 * elem);
+            if tx * 4 + 4 <= g.out_w {
+                // A whole row of the tile: one 4- or 16-byte copy.
+                if elem == 1 {
+                    dst.cast::<[u8; 4]>()
+                        .write_unaligned(src.cast::<[u8; 4]>().read_unaligned());
+                } else {
+                    dst.cast::<[u8; 16]>()
+                        .write_unaligned(src.cast::<[u8; 16]>().read_unaligned());
+                }
+            } else {
+                for b in 0..(g.out_w - tx * 4) * elem {
+                    *dst.add(b) = *src.add(b);
+                }
+            }
+        }
+        tx += 1;
+        if tx == g.tiles_x {
+            (ty, tx) = (ty + 1, 0);
+        }
+    }
+}
