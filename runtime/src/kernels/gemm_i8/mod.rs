@@ -274,16 +274,16 @@ impl KernelSet {
         [self.a53, self.a72, self.other][s]
     }
 
-    /// The kernels in use, each once.
-    pub fn used(&self) -> Vec<&'static Kernel> {
-        let mut v: Vec<&'static Kernel> = Vec::new();
-        for c in SLOTS {
+    /// The kernels in use, each once (no allocation: products ask at run time).
+    pub fn used(&self) -> impl Iterator<Item = &'static Kernel> + Clone + '_ {
+        SLOTS.iter().enumerate().filter_map(move |(i, &c)| {
             let k = self.for_core(c);
-            if !v.iter().any(|x| std::ptr::eq(*x, k)) {
-                v.push(k);
-            }
-        }
-        v
+            // Skip a kernel an earlier slot already gave.
+            let seen = SLOTS[..i]
+                .iter()
+                .any(|&e| std::ptr::eq(self.for_core(e), k));
+            (!seen).then_some(k)
+        })
     }
 
     pub fn precision(&self) -> Precision {
@@ -404,10 +404,9 @@ impl PackedA8 {
     /// Column-block geometry shared by every worker of one product.
     fn blocking(&self, n: usize, threads: usize) -> Blocking {
         let used = self.kernels.used();
-        let unit_n = used.iter().fold(1, |l, kern| lcm(l, kern.nr));
-        let unit_m = used.iter().fold(1, |l, kern| lcm(l, kern.mr));
+        let unit_n = used.clone().fold(1, |l, kern| lcm(l, kern.nr));
+        let unit_m = used.clone().fold(1, |l, kern| lcm(l, kern.mr));
         let cap = used
-            .iter()
             .map(|kern| kern.nc_cap(self.k))
             .min()
             .unwrap_or(NC_MAX);
@@ -425,7 +424,6 @@ impl PackedA8 {
         let bytes = self
             .kernels
             .used()
-            .iter()
             .map(|kern| ScratchParts::new(kern, self.k, nc).total)
             .max()
             .unwrap_or(0);

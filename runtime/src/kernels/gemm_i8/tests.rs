@@ -91,7 +91,7 @@ fn kernel_sets_are_consistent() {
         }
         // A set restricted to some cores packs only their layouts; other cores fall back.
         let little = KernelSet::for_cores(p, &[CoreKind::CortexA53]);
-        assert_eq!(little.used().len(), 1);
+        assert_eq!(little.used().count(), 1);
         assert!(std::ptr::eq(
             little.for_core(CoreKind::CortexA72),
             little.for_core(CoreKind::CortexA53)
