@@ -77,41 +77,145 @@ pub fn kernels(p: Precision) -> (&'static Kernel, &'static Kernel) {
 // ---------------------------------------------------------------------------------------
 // Epilogue
 
-/// The activations the vector epilogue computes; others go through `store_acc`.
-#[derive(Clone, Copy)]
-enum Act {
-    None,
-    Relu,
-    Leaky(f32),
-    Clip(f32, f32),
+// The epilogue is monomorphised per output kind and activation ([`dispatch!`]), so the code
+// after each tile's K loop is straight-line (the per-row constants are loaded once per A
+// panel): output kinds
+const F32: u8 = 0;
+const I8: u8 = 1;
+const I32: u8 = 2;
+// and activations (others: the generic epilogue, `GENERIC`).
+const NONE: u8 = 0;
+const RELU: u8 = 1;
+const LEAKY: u8 = 2;
+const CLIP: u8 = 3;
+const GENERIC: u8 = 4;
+
+/// The epilogue constants of one A panel (up to 8 rows from `t.row0`).
+struct Epi {
+    scales: [float32x4_t; 2],
+    biases: [float32x4_t; 2],
+    slope: f32,
+    lo: float32x4_t,
+    hi: float32x4_t,
+    top: f32,
+    qmax: int8x16_t,
 }
 
-impl Act {
-    fn of(a: Activation) -> Option<Act> {
-        match a {
-            Activation::None => Some(Act::None),
-            Activation::ReLU => Some(Act::Relu),
-            Activation::LeakyReLU(s) => Some(Act::Leaky(s)),
-            Activation::Clip { min, max } => Some(Act::Clip(min, max)),
-            _ => None,
+impl Epi {
+    /// Constants of the first `rows` rows (the rest 0, never stored).
+    #[inline(always)]
+    unsafe fn new(t: &Tile, rows: usize) -> Epi {
+        let r = &t.requant;
+        let mut scales = [0f32; 8];
+        let mut biases = [0f32; 8];
+        if t.kind != OutKind::I32 {
+            for i in 0..rows.min(t.rows) {
+                scales[i] = *r.scale_in.get_unchecked(t.row0 + i);
+                biases[i] = r.bias.map_or(0.0, |b| *b.get_unchecked(t.row0 + i));
+            }
+        }
+        let (slope, lo, hi) = match r.act {
+            Activation::LeakyReLU(s) => (s, 0.0, 0.0),
+            Activation::Clip { min, max } => (0.0, min, max),
+            _ => (0.0, 0.0, 0.0),
+        };
+        Epi {
+            scales: [
+                vld1q_f32(scales.as_ptr()),
+                vld1q_f32(scales.as_ptr().add(4)),
+            ],
+            biases: [
+                vld1q_f32(biases.as_ptr()),
+                vld1q_f32(biases.as_ptr().add(4)),
+            ],
+            slope,
+            lo: vdupq_n_f32(lo),
+            hi: vdupq_n_f32(hi),
+            top: r.top_scale,
+            qmax: vdupq_n_s8(r.qmax as i8),
         }
     }
 
     /// As `Activation::apply`: selects written as its comparisons (NaN and −0 included).
     #[inline(always)]
-    unsafe fn apply(self, y: float32x4_t) -> float32x4_t {
+    unsafe fn act<const A: u8>(&self, y: float32x4_t) -> float32x4_t {
         let zero = vdupq_n_f32(0.0);
-        match self {
-            Act::None => y,
-            Act::Relu => vbslq_f32(vcltq_f32(y, zero), zero, y),
-            Act::Leaky(k) => vbslq_f32(vcltq_f32(y, zero), vmulq_n_f32(y, k), y),
-            Act::Clip(min, max) => {
-                let (lo, hi) = (vdupq_n_f32(min), vdupq_n_f32(max));
-                let y = vbslq_f32(vcltq_f32(y, lo), lo, y);
-                vbslq_f32(vcgtq_f32(y, hi), hi, y)
+        match A {
+            RELU => vbslq_f32(vcltq_f32(y, zero), zero, y),
+            LEAKY => vbslq_f32(vcltq_f32(y, zero), vmulq_n_f32(y, self.slope), y),
+            CLIP => {
+                let y = vbslq_f32(vcltq_f32(y, self.lo), self.lo, y);
+                vbslq_f32(vcgtq_f32(y, self.hi), self.hi, y)
             }
+            _ => y,
         }
     }
+
+    /// `act(fma(acc, scale, bias))` of four rows (`half`: rows 0..4 or 4..8; one int32x4 of
+    /// columns each): one fused multiply-add, as `Requant::dequant`.
+    #[inline(always)]
+    unsafe fn dequant4<const A: u8>(&self, v: [int32x4_t; 4], half: usize) -> [float32x4_t; 4] {
+        let (s, b) = (self.scales[half], self.biases[half]);
+        [
+            self.act::<A>(vfmaq_laneq_f32::<0>(
+                vdupq_laneq_f32::<0>(b),
+                vcvtq_f32_s32(v[0]),
+                s,
+            )),
+            self.act::<A>(vfmaq_laneq_f32::<1>(
+                vdupq_laneq_f32::<1>(b),
+                vcvtq_f32_s32(v[1]),
+                s,
+            )),
+            self.act::<A>(vfmaq_laneq_f32::<2>(
+                vdupq_laneq_f32::<2>(b),
+                vcvtq_f32_s32(v[2]),
+                s,
+            )),
+            self.act::<A>(vfmaq_laneq_f32::<3>(
+                vdupq_laneq_f32::<3>(b),
+                vcvtq_f32_s32(v[3]),
+                s,
+            )),
+        ]
+    }
+
+    /// `clamp(round_half_away(y · top), ±qmax)` of 16 values (as `quant::quantize_scaled`,
+    /// NaN → 0): `fcvtas` rounds half away and saturates, the saturating narrows keep the
+    /// order, and the final byte clamp makes −128 impossible.
+    #[inline(always)]
+    unsafe fn requant16(&self, y: [float32x4_t; 4]) -> int8x16_t {
+        let q = y.map(|v| vcvtaq_s32_f32(vmulq_n_f32(v, self.top)));
+        let lo = vqmovn_high_s32(vqmovn_s32(q[0]), q[1]);
+        let hi = vqmovn_high_s32(vqmovn_s32(q[2]), q[3]);
+        let b = vqmovn_high_s16(vqmovn_s16(lo), hi);
+        vminq_s8(vmaxq_s8(b, vnegq_s8(self.qmax)), self.qmax)
+    }
+}
+
+/// Calls `$f::<KIND, ACT>($args)` for the tile row's output kind and activation.
+macro_rules! dispatch {
+    ($row:expr, $f:ident, $($arg:expr),*) => {{
+        let act = match $row.requant.act {
+            Activation::None => NONE,
+            Activation::ReLU => RELU,
+            Activation::LeakyReLU(_) => LEAKY,
+            Activation::Clip { .. } => CLIP,
+            _ => GENERIC,
+        };
+        match ($row.kind, act) {
+            (OutKind::I32, _) => $f::<I32, NONE>($($arg),*),
+            (_, GENERIC) => $f::<F32, GENERIC>($($arg),*),
+            (OutKind::F32, NONE) => $f::<F32, NONE>($($arg),*),
+            (OutKind::F32, RELU) => $f::<F32, RELU>($($arg),*),
+            (OutKind::F32, LEAKY) => $f::<F32, LEAKY>($($arg),*),
+            (OutKind::F32, _) => $f::<F32, CLIP>($($arg),*),
+            (OutKind::I8, NONE) => $f::<I8, NONE>($($arg),*),
+            (OutKind::I8, RELU) => $f::<I8, RELU>($($arg),*),
+            (OutKind::I8, LEAKY) => $f::<I8, LEAKY>($($arg),*),
+            (OutKind::I8, _) => $f::<I8, CLIP>($($arg),*),
+        }
+    }};
 }
 
 /// Spills a tile to an [`Acc`] and stores it with the generic epilogue (edge tiles and
@@ -126,87 +230,26 @@ unsafe fn store_spilled(rows: &[[int32x4_t; 2]], t: &Tile) {
     store_acc(&acc, t, true);
 }
 
-/// Scales and biases of 4 rows starting at `row`.
+/// Stores 4 rows of 4 columns (a whole tile).
 #[inline(always)]
-unsafe fn row_consts(t: &Tile, row: usize) -> (float32x4_t, float32x4_t) {
-    let c = t.row0 + row;
-    let scales = vld1q_f32(t.requant.scale_in.as_ptr().add(c));
-    let biases = t
-        .requant
-        .bias
-        .map_or(vdupq_n_f32(0.0), |b| vld1q_f32(b.as_ptr().add(c)));
-    (scales, biases)
-}
-
-/// `act(fma(acc, scale, bias))` of four rows (one int32x4 of columns each), with the row's
-/// scale and bias taken from lane r: one fused multiply-add, as `Requant::dequant`.
-#[inline(always)]
-unsafe fn dequant4(
-    v: [int32x4_t; 4],
-    scales: float32x4_t,
-    biases: float32x4_t,
-    act: Act,
-) -> [float32x4_t; 4] {
-    [
-        act.apply(vfmaq_laneq_f32::<0>(
-            vdupq_laneq_f32::<0>(biases),
-            vcvtq_f32_s32(v[0]),
-            scales,
-        )),
-        act.apply(vfmaq_laneq_f32::<1>(
-            vdupq_laneq_f32::<1>(biases),
-            vcvtq_f32_s32(v[1]),
-            scales,
-        )),
-        act.apply(vfmaq_laneq_f32::<2>(
-            vdupq_laneq_f32::<2>(biases),
-            vcvtq_f32_s32(v[2]),
-            scales,
-        )),
-        act.apply(vfmaq_laneq_f32::<3>(
-            vdupq_laneq_f32::<3>(biases),
-            vcvtq_f32_s32(v[3]),
-            scales,
-        )),
-    ]
-}
-
-/// `clamp(round_half_away(y · top), ±qmax)` of 16 values (as `quant::quantize_scaled`, NaN →
-/// 0): `fcvtas` rounds half away and saturates, the saturating narrows keep the order, and
-/// the final byte clamp makes −128 impossible.
-#[inline(always)]
-unsafe fn requant16(y: [float32x4_t; 4], top: f32, qmax: i8) -> int8x16_t {
-    let q = y.map(|v| vcvtaq_s32_f32(vmulq_n_f32(v, top)));
-    let lo = vqmovn_high_s32(vqmovn_s32(q[0]), q[1]);
-    let hi = vqmovn_high_s32(vqmovn_s32(q[2]), q[3]);
-    let b = vqmovn_high_s16(vqmovn_s16(lo), hi);
-    vminq_s8(vmaxq_s8(b, vdupq_n_s8(-qmax)), vdupq_n_s8(qmax))
-}
-
-/// Stores 4 rows of 4 columns.
-#[inline(always)]
-unsafe fn store_4x4(sums: [int32x4_t; 4], t: &Tile) {
-    let act = Act::of(t.requant.act);
-    let (Some(act), true) = (act, t.rows == 4 && t.cols == 4) else {
+unsafe fn store_4x4<const K: u8, const A: u8>(sums: [int32x4_t; 4], e: &Epi, t: &Tile) {
+    if A == GENERIC || t.rows < 4 || t.cols < 4 {
         let z = vdupq_n_s32(0);
         return store_spilled(&sums.map(|s| [s, z]), t);
-    };
-    match t.kind {
-        OutKind::I32 => {
+    }
+    match K {
+        I32 => {
             for (r, &v) in sums.iter().enumerate() {
                 vst1q_s32((t.out as *mut i32).add(r * t.stride), v);
             }
         }
-        OutKind::F32 => {
-            let (scales, biases) = row_consts(t, 0);
-            for (r, y) in dequant4(sums, scales, biases, act).into_iter().enumerate() {
+        F32 => {
+            for (r, y) in e.dequant4::<A>(sums, 0).into_iter().enumerate() {
                 vst1q_f32((t.out as *mut f32).add(r * t.stride), y);
             }
         }
-        OutKind::I8 => {
-            let (scales, biases) = row_consts(t, 0);
-            let y = dequant4(sums, scales, biases, act);
-            let b = vreinterpretq_u32_s8(requant16(y, t.requant.top_scale, t.requant.qmax as i8));
+        _ => {
+            let b = vreinterpretq_u32_s8(e.requant16(e.dequant4::<A>(sums, 0)));
             let dst = |r: usize| t.out.add(r * t.stride) as *mut u32;
             dst(0).write_unaligned(vgetq_lane_u32::<0>(b));
             dst(1).write_unaligned(vgetq_lane_u32::<1>(b));
@@ -216,14 +259,13 @@ unsafe fn store_4x4(sums: [int32x4_t; 4], t: &Tile) {
     }
 }
 
-/// Stores 8 rows of 8 columns.
+/// Stores 8 rows of 8 columns (a whole tile).
 #[inline(always)]
-unsafe fn store_8x8(c: &[[int32x4_t; 2]; 8], t: &Tile) {
-    let act = Act::of(t.requant.act);
-    let (Some(act), true) = (act, t.rows == 8 && t.cols == 8) else {
+unsafe fn store_8x8<const K: u8, const A: u8>(c: &[[int32x4_t; 2]; 8], e: &Epi, t: &Tile) {
+    if A == GENERIC || t.rows < 8 || t.cols < 8 {
         return store_spilled(c, t);
-    };
-    if t.kind == OutKind::I32 {
+    }
+    if K == I32 {
         for (r, v) in c.iter().enumerate() {
             let dst = (t.out as *mut i32).add(r * t.stride);
             vst1q_s32(dst, v[0]);
@@ -232,21 +274,19 @@ unsafe fn store_8x8(c: &[[int32x4_t; 2]; 8], t: &Tile) {
         return;
     }
     for half in 0..2 {
-        let (scales, biases) = row_consts(t, 4 * half);
         let rows = &c[4 * half..4 * half + 4];
-        let left = dequant4(std::array::from_fn(|r| rows[r][0]), scales, biases, act);
-        let right = dequant4(std::array::from_fn(|r| rows[r][1]), scales, biases, act);
-        if t.kind == OutKind::F32 {
+        let left = e.dequant4::<A>(std::array::from_fn(|r| rows[r][0]), half);
+        let right = e.dequant4::<A>(std::array::from_fn(|r| rows[r][1]), half);
+        if K == F32 {
             for r in 0..4 {
                 let dst = (t.out as *mut f32).add((4 * half + r) * t.stride);
                 vst1q_f32(dst, left[r]);
                 vst1q_f32(dst.add(4), right[r]);
             }
         } else {
-            let (top, qmax) = (t.requant.top_scale, t.requant.qmax as i8);
             // Rows 0..4 of the left and right halves, then zipped into 8-byte rows.
-            let l = vreinterpretq_u32_s8(requant16(left, top, qmax));
-            let r = vreinterpretq_u32_s8(requant16(right, top, qmax));
+            let l = vreinterpretq_u32_s8(e.requant16(left));
+            let r = vreinterpretq_u32_s8(e.requant16(right));
             let lo = vreinterpretq_u64_u32(vzip1q_u32(l, r));
             let hi = vreinterpretq_u64_u32(vzip2q_u32(l, r));
             let dst = |row: usize| t.out.add((4 * half + row) * t.stride) as *mut u64;
@@ -380,38 +420,53 @@ unsafe fn reduce_4x4(c: [int32x4_t; 16]) -> [int32x4_t; 4] {
 
 /// # Safety
 /// See [`super::Kernel`].
-unsafe fn int8_a72(kp: usize, a: *const u8, b: *const u8, t: &Tile) {
-    let c = k_loop!(
-        a,
-        b,
-        kp,
-        concat!(
-            "1:\n",
-            int8_a72_half!("0", "32", "64", "96"),
-            int8_a72_half!("16", "48", "80", "112"),
-            "add {a}, {a}, #128\n",
-            "add {b}, {b}, #128\n",
-            "subs {k}, {k}, #1\n",
-            "b.ne 1b\n",
-        ),
-        "v0",
-        "v1",
-        "v2",
-        "v3",
-        "v4",
-        "v5",
-        "v6",
-        "v7",
-        "v8",
-        "v9",
-        "v10",
-        "v11",
-        "v12",
-        "v13",
-        "v14",
-        "v15"
-    );
-    store_4x4(reduce_4x4(c), t);
+unsafe fn int8_a72(kp: usize, a: *const u8, b: *const u8, panels: usize, row: &Tile) {
+    dispatch!(row, int8_a72_run, kp, a, b, panels, row)
+}
+
+#[inline(always)]
+unsafe fn int8_a72_run<const K: u8, const A: u8>(
+    kp: usize,
+    a: *const u8,
+    b: *const u8,
+    panels: usize,
+    row: &Tile,
+) {
+    let e = Epi::new(row, 4);
+    for jp in 0..panels {
+        let b = b.add(jp * kp * 128);
+        let c = k_loop!(
+            a,
+            b,
+            kp,
+            concat!(
+                "1:\n",
+                int8_a72_half!("0", "32", "64", "96"),
+                int8_a72_half!("16", "48", "80", "112"),
+                "add {a}, {a}, #128\n",
+                "add {b}, {b}, #128\n",
+                "subs {k}, {k}, #1\n",
+                "b.ne 1b\n",
+            ),
+            "v0",
+            "v1",
+            "v2",
+            "v3",
+            "v4",
+            "v5",
+            "v6",
+            "v7",
+            "v8",
+            "v9",
+            "v10",
+            "v11",
+            "v12",
+            "v13",
+            "v14",
+            "v15"
+        );
+        store_4x4::<K, A>(reduce_4x4(c), &e, &row.panel(jp, 4));
+    }
 }
 
 /// One output of the INT7 A72 kernel: `p = a_even + b_odd`, `q = a_odd + b_even`, then
@@ -473,57 +528,73 @@ macro_rules! int7_a72_col {
 
 /// # Safety
 /// See [`super::Kernel`]; values within ±63 (INT7).
-unsafe fn int7_a72(kp: usize, a: *const u8, b: *const u8, t: &Tile) {
-    let c = k_loop!(
-        a,
-        b,
-        kp,
-        concat!(
-            "1:\n",
-            "ldr q0, [{a}]\n",
-            "ldr q1, [{a}, #16]\n",
-            "ldr q2, [{a}, #32]\n",
-            "ldr q3, [{a}, #48]\n",
-            "ldr q4, [{a}, #64]\n",
-            "ldr q5, [{a}, #80]\n",
-            "ldr q6, [{a}, #96]\n",
-            "ldr q7, [{a}, #112]\n",
-            int7_a72_col!("0", "16", "16", "20", "24", "28"),
-            int7_a72_col!("32", "48", "17", "21", "25", "29"),
-            int7_a72_col!("64", "80", "18", "22", "26", "30"),
-            int7_a72_col!("96", "112", "19", "23", "27", "31"),
-            "add {a}, {a}, #128\n",
-            "add {b}, {b}, #128\n",
-            "subs {k}, {k}, #1\n",
-            "b.ne 1b\n",
-        ),
-        "v0",
-        "v1",
-        "v2",
-        "v3",
-        "v4",
-        "v5",
-        "v6",
-        "v7",
-        "v8",
-        "v9",
-        "v10",
-        "v11",
-        "v12",
-        "v13",
-        "v14",
-        "v15"
-    );
-    let cols = vld1q_s32(t.col_sums);
-    let rows = vld1q_s32(t.row_sums);
-    let s = reduce_4x4(c);
-    let sums = [
-        vsubq_s32(vsubq_s32(s[0], cols), vdupq_laneq_s32::<0>(rows)),
-        vsubq_s32(vsubq_s32(s[1], cols), vdupq_laneq_s32::<1>(rows)),
-        vsubq_s32(vsubq_s32(s[2], cols), vdupq_laneq_s32::<2>(rows)),
-        vsubq_s32(vsubq_s32(s[3], cols), vdupq_laneq_s32::<3>(rows)),
-    ];
-    store_4x4(sums, t);
+unsafe fn int7_a72(kp: usize, a: *const u8, b: *const u8, panels: usize, row: &Tile) {
+    dispatch!(row, int7_a72_run, kp, a, b, panels, row)
+}
+
+#[inline(always)]
+unsafe fn int7_a72_run<const K: u8, const A: u8>(
+    kp: usize,
+    a: *const u8,
+    b: *const u8,
+    panels: usize,
+    row: &Tile,
+) {
+    let e = Epi::new(row, 4);
+    for jp in 0..panels {
+        let b = b.add(jp * kp * 128);
+        let t = &row.panel(jp, 4);
+        let c = k_loop!(
+            a,
+            b,
+            kp,
+            concat!(
+                "1:\n",
+                "ldr q0, [{a}]\n",
+                "ldr q1, [{a}, #16]\n",
+                "ldr q2, [{a}, #32]\n",
+                "ldr q3, [{a}, #48]\n",
+                "ldr q4, [{a}, #64]\n",
+                "ldr q5, [{a}, #80]\n",
+                "ldr q6, [{a}, #96]\n",
+                "ldr q7, [{a}, #112]\n",
+                int7_a72_col!("0", "16", "16", "20", "24", "28"),
+                int7_a72_col!("32", "48", "17", "21", "25", "29"),
+                int7_a72_col!("64", "80", "18", "22", "26", "30"),
+                int7_a72_col!("96", "112", "19", "23", "27", "31"),
+                "add {a}, {a}, #128\n",
+                "add {b}, {b}, #128\n",
+                "subs {k}, {k}, #1\n",
+                "b.ne 1b\n",
+            ),
+            "v0",
+            "v1",
+            "v2",
+            "v3",
+            "v4",
+            "v5",
+            "v6",
+            "v7",
+            "v8",
+            "v9",
+            "v10",
+            "v11",
+            "v12",
+            "v13",
+            "v14",
+            "v15"
+        );
+        let cols = vld1q_s32(t.col_sums);
+        let rows = vld1q_s32(t.row_sums);
+        let s = reduce_4x4(c);
+        let sums = [
+            vsubq_s32(vsubq_s32(s[0], cols), vdupq_laneq_s32::<0>(rows)),
+            vsubq_s32(vsubq_s32(s[1], cols), vdupq_laneq_s32::<1>(rows)),
+            vsubq_s32(vsubq_s32(s[2], cols), vdupq_laneq_s32::<2>(rows)),
+            vsubq_s32(vsubq_s32(s[3], cols), vdupq_laneq_s32::<3>(rows)),
+        ];
+        store_4x4::<K, A>(sums, &e, t);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -571,28 +642,43 @@ fn rows_8x8(c: [int32x4_t; 16]) -> [[int32x4_t; 2]; 8] {
 
 /// # Safety
 /// See [`super::Kernel`] (`kp` pairs of k).
-unsafe fn int8_a53(kp: usize, a: *const u8, b: *const u8, t: &Tile) {
-    let c = k_loop!(
-        a,
-        b,
-        kp,
-        concat!(
-            "ldr q0, [{a}]\n",
-            "ldr q1, [{b}]\n",
-            "1:\n",
-            int8_k!("1", "0", "3", "2", "16"),
-            int8_k!("3", "2", "1", "0", "32"),
-            "add {a}, {a}, #32\n",
-            "add {b}, {b}, #32\n",
-            "subs {k}, {k}, #1\n",
-            "b.ne 1b\n",
-        ),
-        "v0",
-        "v1",
-        "v2",
-        "v3"
-    );
-    store_8x8(&rows_8x8(c), t);
+unsafe fn int8_a53(kp: usize, a: *const u8, b: *const u8, panels: usize, row: &Tile) {
+    dispatch!(row, int8_a53_run, kp, a, b, panels, row)
+}
+
+#[inline(always)]
+unsafe fn int8_a53_run<const K: u8, const A: u8>(
+    kp: usize,
+    a: *const u8,
+    b: *const u8,
+    panels: usize,
+    row: &Tile,
+) {
+    let e = Epi::new(row, 8);
+    for jp in 0..panels {
+        let b = b.add(jp * kp * 32);
+        let c = k_loop!(
+            a,
+            b,
+            kp,
+            concat!(
+                "ldr q0, [{a}]\n",
+                "ldr q1, [{b}]\n",
+                "1:\n",
+                int8_k!("1", "0", "3", "2", "16"),
+                int8_k!("3", "2", "1", "0", "32"),
+                "add {a}, {a}, #32\n",
+                "add {b}, {b}, #32\n",
+                "subs {k}, {k}, #1\n",
+                "b.ne 1b\n",
+            ),
+            "v0",
+            "v1",
+            "v2",
+            "v3"
+        );
+        store_8x8::<K, A>(&rows_8x8(c), &e, &row.panel(jp, 8));
+    }
 }
 
 /// One k of the INT7 kernel: `$op` (`mul` or `mla`) of B `$b` by the lanes of A `$a` into the
@@ -664,66 +750,81 @@ macro_rules! int7_k {
 
 /// # Safety
 /// See [`super::Kernel`] (`kp` pairs of k); values within ±63.
-unsafe fn int7_a53(kp: usize, a: *const u8, b: *const u8, t: &Tile) {
-    let c = k_loop!(
-        a,
-        b,
-        kp,
-        concat!(
-            "ldr q0, [{a}]\n",
-            "ldr q1, [{b}]\n",
-            // Groups of up to 4 pairs (8 k, 8 products per int16 lane).
-            "1:\n",
-            "mov {n}, #4\n",
-            "cmp {k}, #4\n",
-            "csel {n}, {k}, {n}, lo\n",
-            "sub {k}, {k}, {n}\n",
-            int7_k!("mul", "1", "0", "3", "2", "16"),
-            int7_k!("mla", "3", "2", "1", "0", "32"),
-            "add {a}, {a}, #32\n",
-            "add {b}, {b}, #32\n",
-            "subs {n}, {n}, #1\n",
-            "b.eq 3f\n",
-            "2:\n",
-            int7_k!("mla", "1", "0", "3", "2", "16"),
-            int7_k!("mla", "3", "2", "1", "0", "32"),
-            "add {a}, {a}, #32\n",
-            "add {b}, {b}, #32\n",
-            "subs {n}, {n}, #1\n",
-            "b.ne 2b\n",
-            "3:\n",
-            "saddw  v16.4s, v16.4s, v4.4h\n",
-            "saddw2 v17.4s, v17.4s, v4.8h\n",
-            "saddw  v18.4s, v18.4s, v5.4h\n",
-            "saddw2 v19.4s, v19.4s, v5.8h\n",
-            "saddw  v20.4s, v20.4s, v6.4h\n",
-            "saddw2 v21.4s, v21.4s, v6.8h\n",
-            "saddw  v22.4s, v22.4s, v7.4h\n",
-            "saddw2 v23.4s, v23.4s, v7.8h\n",
-            "saddw  v24.4s, v24.4s, v8.4h\n",
-            "saddw2 v25.4s, v25.4s, v8.8h\n",
-            "saddw  v26.4s, v26.4s, v9.4h\n",
-            "saddw2 v27.4s, v27.4s, v9.8h\n",
-            "saddw  v28.4s, v28.4s, v10.4h\n",
-            "saddw2 v29.4s, v29.4s, v10.8h\n",
-            "saddw  v30.4s, v30.4s, v11.4h\n",
-            "saddw2 v31.4s, v31.4s, v11.8h\n",
-            "cbnz {k}, 1b\n",
-        ),
-        "v0",
-        "v1",
-        "v2",
-        "v3",
-        "v4",
-        "v5",
-        "v6",
-        "v7",
-        "v8",
-        "v9",
-        "v10",
-        "v11"
-    );
-    store_8x8(&rows_8x8(c), t);
+unsafe fn int7_a53(kp: usize, a: *const u8, b: *const u8, panels: usize, row: &Tile) {
+    dispatch!(row, int7_a53_run, kp, a, b, panels, row)
+}
+
+#[inline(always)]
+unsafe fn int7_a53_run<const K: u8, const A: u8>(
+    kp: usize,
+    a: *const u8,
+    b: *const u8,
+    panels: usize,
+    row: &Tile,
+) {
+    let e = Epi::new(row, 8);
+    for jp in 0..panels {
+        let b = b.add(jp * kp * 32);
+        let c = k_loop!(
+            a,
+            b,
+            kp,
+            concat!(
+                "ldr q0, [{a}]\n",
+                "ldr q1, [{b}]\n",
+                // Groups of up to 4 pairs (8 k, 8 products per int16 lane).
+                "1:\n",
+                "mov {n}, #4\n",
+                "cmp {k}, #4\n",
+                "csel {n}, {k}, {n}, lo\n",
+                "sub {k}, {k}, {n}\n",
+                int7_k!("mul", "1", "0", "3", "2", "16"),
+                int7_k!("mla", "3", "2", "1", "0", "32"),
+                "add {a}, {a}, #32\n",
+                "add {b}, {b}, #32\n",
+                "subs {n}, {n}, #1\n",
+                "b.eq 3f\n",
+                "2:\n",
+                int7_k!("mla", "1", "0", "3", "2", "16"),
+                int7_k!("mla", "3", "2", "1", "0", "32"),
+                "add {a}, {a}, #32\n",
+                "add {b}, {b}, #32\n",
+                "subs {n}, {n}, #1\n",
+                "b.ne 2b\n",
+                "3:\n",
+                "saddw  v16.4s, v16.4s, v4.4h\n",
+                "saddw2 v17.4s, v17.4s, v4.8h\n",
+                "saddw  v18.4s, v18.4s, v5.4h\n",
+                "saddw2 v19.4s, v19.4s, v5.8h\n",
+                "saddw  v20.4s, v20.4s, v6.4h\n",
+                "saddw2 v21.4s, v21.4s, v6.8h\n",
+                "saddw  v22.4s, v22.4s, v7.4h\n",
+                "saddw2 v23.4s, v23.4s, v7.8h\n",
+                "saddw  v24.4s, v24.4s, v8.4h\n",
+                "saddw2 v25.4s, v25.4s, v8.8h\n",
+                "saddw  v26.4s, v26.4s, v9.4h\n",
+                "saddw2 v27.4s, v27.4s, v9.8h\n",
+                "saddw  v28.4s, v28.4s, v10.4h\n",
+                "saddw2 v29.4s, v29.4s, v10.8h\n",
+                "saddw  v30.4s, v30.4s, v11.4h\n",
+                "saddw2 v31.4s, v31.4s, v11.8h\n",
+                "cbnz {k}, 1b\n",
+            ),
+            "v0",
+            "v1",
+            "v2",
+            "v3",
+            "v4",
+            "v5",
+            "v6",
+            "v7",
+            "v8",
+            "v9",
+            "v10",
+            "v11"
+        );
+        store_8x8::<K, A>(&rows_8x8(c), &e, &row.panel(jp, 8));
+    }
 }
 
 // ---------------------------------------------------------------------------------------

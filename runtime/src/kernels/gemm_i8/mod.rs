@@ -132,28 +132,53 @@ impl OutKind {
     }
 }
 
-/// One tile of the output, as a fused micro-kernel sees it.
+/// A row of tiles of the output (one A panel against consecutive B panels), as a fused
+/// micro-kernel sees it.
+#[derive(Clone, Copy)]
 pub struct Tile<'a> {
-    /// Output element (row 0, column 0) of the tile, of type `kind`.
+    /// Output element (row 0, column 0) of the first tile, of type `kind`.
     pub out: *mut u8,
     /// Elements between output rows.
     pub stride: usize,
-    /// The valid part of the tile (at most `mr x nr`).
+    /// The valid rows (at most `mr`) and columns (over all the tiles; the last tile may be
+    /// partial).
     pub rows: usize,
     pub cols: usize,
     /// Output channel of row 0.
     pub row0: usize,
     pub requant: &'a Requant<'a>,
     pub kind: OutKind,
-    /// Pair-sum kernels: `Σ a₂ᵢa₂ᵢ₊₁` of the tile's rows and `Σ b₂ᵢb₂ᵢ₊₁` of its columns.
+    /// Pair-sum kernels: `Σ a₂ᵢa₂ᵢ₊₁` of the rows and `Σ b₂ᵢb₂ᵢ₊₁` of the columns.
     pub row_sums: *const i32,
     pub col_sums: *const i32,
 }
 
+impl Tile<'_> {
+    /// Tile `jp` of the row (columns `jp * nr..`), as a one-tile view.
+    ///
+    /// # Safety
+    /// `jp * nr` is below `self.cols`.
+    #[inline(always)]
+    pub unsafe fn panel(&self, jp: usize, nr: usize) -> Tile<'_> {
+        let col = jp * nr;
+        Tile {
+            out: self.out.add(col * self.kind.elem()),
+            cols: nr.min(self.cols - col),
+            col_sums: if self.col_sums.is_null() {
+                self.col_sums
+            } else {
+                self.col_sums.add(col)
+            },
+            ..*self
+        }
+    }
+}
+
 /// Computes a tile's int32 sums over `kp` steps into `acc` (rows < mr, columns < nr).
 pub type AccFn = unsafe fn(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc);
-/// Computes a tile over `kp` steps and stores it through the epilogue.
-pub type FusedFn = unsafe fn(kp: usize, a: *const u8, b: *const u8, t: &Tile);
+/// Computes `panels` tiles (one A panel against that many consecutive B panels) over `kp`
+/// steps and stores them through the epilogue.
+pub type FusedFn = unsafe fn(kp: usize, a: *const u8, b: *const u8, panels: usize, t: &Tile);
 
 #[derive(Clone, Copy, Debug)]
 pub enum Micro {
@@ -406,10 +431,7 @@ impl PackedA8 {
         let used = self.kernels.used();
         let unit_n = used.clone().fold(1, |l, kern| lcm(l, kern.nr));
         let unit_m = used.clone().fold(1, |l, kern| lcm(l, kern.mr));
-        let cap = used
-            .map(|kern| kern.nc_cap(self.k))
-            .min()
-            .unwrap_or(NC_MAX);
+        let cap = used.map(|kern| kern.nc_cap(self.k)).min().unwrap_or(NC_MAX);
         let cap = (cap / unit_n * unit_n).max(unit_n);
         // At most `cap` columns, and at least one block per worker when there is enough work.
         let nc = cap
@@ -641,30 +663,29 @@ fn run(
                 .row_sums
                 .get(row0..)
                 .map_or(std::ptr::null(), <[i32]>::as_ptr);
-            for jp in 0..ncur.div_ceil(nr) {
-                let col = n0 + jp * nr;
-                let tile = Tile {
-                    // SAFETY: inside the output (row0 < m, col < n); tiles and tasks write
-                    // disjoint (row, column) ranges.
-                    out: unsafe { out_ptr.get().add((row0 * n + col) * elem) },
-                    stride: n,
-                    rows: rows_here,
-                    cols: nr.min(n0 + ncur - col),
-                    row0,
-                    requant,
-                    kind,
-                    row_sums,
-                    col_sums: col_sums[jp * nr..].as_ptr(),
-                };
-                let b_panel = panels[jp * panel_b..].as_ptr();
-                // SAFETY: the panels hold kp steps (+ OVERREAD); the kernel came from a set
-                // built for this CPU.
-                unsafe {
-                    match kern.micro {
-                        Micro::Fused(f) => f(kp, a_panel, b_panel, &tile),
-                        Micro::Acc(f) => {
-                            f(kp, a_panel, b_panel, &mut acc);
-                            store_acc(&acc, &tile, kern.simd_store);
+            let row = Tile {
+                // SAFETY: inside the output (row0 < m, n0 < n); tasks write disjoint (row,
+                // column) ranges.
+                out: unsafe { out_ptr.get().add((row0 * n + n0) * elem) },
+                stride: n,
+                rows: rows_here,
+                cols: ncur,
+                row0,
+                requant,
+                kind,
+                row_sums,
+                col_sums: col_sums.as_ptr(),
+            };
+            let tiles = ncur.div_ceil(nr);
+            // SAFETY: the panels hold kp steps (+ OVERREAD); the kernel came from a set built
+            // for this CPU.
+            unsafe {
+                match kern.micro {
+                    Micro::Fused(f) => f(kp, a_panel, panels.as_ptr(), tiles, &row),
+                    Micro::Acc(f) => {
+                        for jp in 0..tiles {
+                            f(kp, a_panel, panels[jp * panel_b..].as_ptr(), &mut acc);
+                            store_acc(&acc, &row.panel(jp, nr), kern.simd_store);
                         }
                     }
                 }

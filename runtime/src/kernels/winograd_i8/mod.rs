@@ -329,7 +329,7 @@ impl WinogradI8 {
             // SAFETY: the panels hold kp pairs of k plus OVERREAD bytes.
             unsafe {
                 match kern.micro {
-                    Micro::Fused(f) => f(kp, a, b, &tile),
+                    Micro::Fused(f) => f(kp, a, b, 1, &tile),
                     Micro::Acc(f) => {
                         let mut acc = [0i32; gemm_i8::MR_MAX * gemm_i8::NR_MAX];
                         f(kp, a, b, &mut acc);
