@@ -600,36 +600,32 @@ unsafe fn int7_a72_run<const K: u8, const A: u8>(
 // ---------------------------------------------------------------------------------------
 // Cortex-A53: Wide16, 8 x 8
 
-/// Two rows of one k: `smlal` / `smlal2` of B register `$b` by A register `$a` lanes.
-macro_rules! int8_rows2 {
-    ($b:literal, $a:literal, $r0:literal, $r1:literal, $c0:literal, $c1:literal, $c2:literal, $c3:literal) => {
-        concat!(
-            "smlal  v", $c0, ".4s, v", $b, ".4h, v", $a, ".h[", $r0, "]\n", "smlal2 v", $c1,
-            ".4s, v", $b, ".8h, v", $a, ".h[", $r0, "]\n", "smlal  v", $c2, ".4s, v", $b, ".4h, v",
-            $a, ".h[", $r1, "]\n", "smlal2 v", $c3, ".4s, v", $b, ".8h, v", $a, ".h[", $r1, "]\n",
-        )
-    };
-}
-
-/// One k of the INT8 kernel from (`$b`, `$a`), loading the k at byte offset `$o` into (`$nb`,
-/// `$na`).
+/// One k of the INT8 kernel: `smlal` / `smlal2` of B register `$b` (8 columns) by the 8 lanes
+/// (rows) of A register `$a` into v16..v31, with the next k (byte offset `$o`) loaded into
+/// (`$nb`, `$na`) right after the first two multiplies, where the in-order core pairs the
+/// loads with them.
+#[rustfmt::skip]
 macro_rules! int8_k {
     ($b:literal, $a:literal, $nb:literal, $na:literal, $o:literal) => {
         concat!(
-            int8_rows2!($b, $a, "0", "1", "16", "17", "18", "19"),
-            "ldr q",
-            $na,
-            ", [{a}, #",
-            $o,
-            "]\n",
-            int8_rows2!($b, $a, "2", "3", "20", "21", "22", "23"),
-            "ldr q",
-            $nb,
-            ", [{b}, #",
-            $o,
-            "]\n",
-            int8_rows2!($b, $a, "4", "5", "24", "25", "26", "27"),
-            int8_rows2!($b, $a, "6", "7", "28", "29", "30", "31"),
+            "smlal  v16.4s, v", $b, ".4h, v", $a, ".h[0]\n",
+            "ldr    q", $na, ", [{a}, #", $o, "]\n",
+            "smlal2 v17.4s, v", $b, ".8h, v", $a, ".h[0]\n",
+            "ldr    q", $nb, ", [{b}, #", $o, "]\n",
+            "smlal  v18.4s, v", $b, ".4h, v", $a, ".h[1]\n",
+            "smlal2 v19.4s, v", $b, ".8h, v", $a, ".h[1]\n",
+            "smlal  v20.4s, v", $b, ".4h, v", $a, ".h[2]\n",
+            "smlal2 v21.4s, v", $b, ".8h, v", $a, ".h[2]\n",
+            "smlal  v22.4s, v", $b, ".4h, v", $a, ".h[3]\n",
+            "smlal2 v23.4s, v", $b, ".8h, v", $a, ".h[3]\n",
+            "smlal  v24.4s, v", $b, ".4h, v", $a, ".h[4]\n",
+            "smlal2 v25.4s, v", $b, ".8h, v", $a, ".h[4]\n",
+            "smlal  v26.4s, v", $b, ".4h, v", $a, ".h[5]\n",
+            "smlal2 v27.4s, v", $b, ".8h, v", $a, ".h[5]\n",
+            "smlal  v28.4s, v", $b, ".4h, v", $a, ".h[6]\n",
+            "smlal2 v29.4s, v", $b, ".8h, v", $a, ".h[6]\n",
+            "smlal  v30.4s, v", $b, ".4h, v", $a, ".h[7]\n",
+            "smlal2 v31.4s, v", $b, ".8h, v", $a, ".h[7]\n",
         )
     };
 }
@@ -664,13 +660,24 @@ unsafe fn int8_a53_run<const K: u8, const A: u8>(
             concat!(
                 "ldr q0, [{a}]\n",
                 "ldr q1, [{b}]\n",
-                "1:\n",
+                // An odd pair first, then two pairs (4 k) per iteration.
+                "tbz {k}, #0, 1f\n",
                 int8_k!("1", "0", "3", "2", "16"),
                 int8_k!("3", "2", "1", "0", "32"),
                 "add {a}, {a}, #32\n",
                 "add {b}, {b}, #32\n",
                 "subs {k}, {k}, #1\n",
+                "b.eq 2f\n",
+                "1:\n",
+                int8_k!("1", "0", "3", "2", "16"),
+                int8_k!("3", "2", "1", "0", "32"),
+                int8_k!("1", "0", "3", "2", "48"),
+                int8_k!("3", "2", "1", "0", "64"),
+                "add {a}, {a}, #64\n",
+                "add {b}, {b}, #64\n",
+                "subs {k}, {k}, #2\n",
                 "b.ne 1b\n",
+                "2:\n",
             ),
             "v0",
             "v1",
@@ -682,68 +689,39 @@ unsafe fn int8_a53_run<const K: u8, const A: u8>(
 }
 
 /// One k of the INT7 kernel: `$op` (`mul` or `mla`) of B `$b` by the lanes of A `$a` into the
-/// int16 accumulators v4..v11, loading the k at byte offset `$o` into (`$nb`, `$na`).
+/// int16 accumulators v4..v11, with the next k (byte offset `$o`) loaded into (`$nb`, `$na`)
+/// right after the first two multiplies.
+#[rustfmt::skip]
 macro_rules! int7_k {
     ($op:literal, $b:literal, $a:literal, $nb:literal, $na:literal, $o:literal) => {
         concat!(
-            $op,
-            " v4.8h, v",
-            $b,
-            ".8h, v",
-            $a,
-            ".h[0]\n",
-            $op,
-            " v5.8h, v",
-            $b,
-            ".8h, v",
-            $a,
-            ".h[1]\n",
-            "ldr q",
-            $na,
-            ", [{a}, #",
-            $o,
-            "]\n",
-            $op,
-            " v6.8h, v",
-            $b,
-            ".8h, v",
-            $a,
-            ".h[2]\n",
-            $op,
-            " v7.8h, v",
-            $b,
-            ".8h, v",
-            $a,
-            ".h[3]\n",
-            $op,
-            " v8.8h, v",
-            $b,
-            ".8h, v",
-            $a,
-            ".h[4]\n",
-            "ldr q",
-            $nb,
-            ", [{b}, #",
-            $o,
-            "]\n",
-            $op,
-            " v9.8h, v",
-            $b,
-            ".8h, v",
-            $a,
-            ".h[5]\n",
-            $op,
-            " v10.8h, v",
-            $b,
-            ".8h, v",
-            $a,
-            ".h[6]\n",
-            $op,
-            " v11.8h, v",
-            $b,
-            ".8h, v",
-            $a,
-            ".h[7]\n",
+            $op, " v4.8h, v", $b, ".8h, v", $a, ".h[0]\n",
+            "ldr q", $na, ", [{a}, #", $o, "]\n",
+            $op, " v5.8h, v", $b, ".8h, v", $a, ".h[1]\n",
+            "ldr q", $nb, ", [{b}, #", $o, "]\n",
+            $op, " v6.8h, v", $b, ".8h, v", $a, ".h[2]\n",
+            $op, " v7.8h, v", $b, ".8h, v", $a, ".h[3]\n",
+            $op, " v8.8h, v", $b, ".8h, v", $a, ".h[4]\n",
+            $op, " v9.8h, v", $b, ".8h, v", $a, ".h[5]\n",
+            $op, " v10.8h, v", $b, ".8h, v", $a, ".h[6]\n",
+            $op, " v11.8h, v", $b, ".8h, v", $a, ".h[7]\n",
+        )
+    };
+}
+
+/// Widens the int16 accumulators v4..v11 into the int32 ones v16..v31.
+#[rustfmt::skip]
+macro_rules! int7_flush {
+    () => {
+        concat!(
+            "saddw  v16.4s, v16.4s, v4.4h\n", "saddw2 v17.4s, v17.4s, v4.8h\n",
+            "saddw  v18.4s, v18.4s, v5.4h\n", "saddw2 v19.4s, v19.4s, v5.8h\n",
+            "saddw  v20.4s, v20.4s, v6.4h\n", "saddw2 v21.4s, v21.4s, v6.8h\n",
+            "saddw  v22.4s, v22.4s, v7.4h\n", "saddw2 v23.4s, v23.4s, v7.8h\n",
+            "saddw  v24.4s, v24.4s, v8.4h\n", "saddw2 v25.4s, v25.4s, v8.8h\n",
+            "saddw  v26.4s, v26.4s, v9.4h\n", "saddw2 v27.4s, v27.4s, v9.8h\n",
+            "saddw  v28.4s, v28.4s, v10.4h\n", "saddw2 v29.4s, v29.4s, v10.8h\n",
+            "saddw  v30.4s, v30.4s, v11.4h\n", "saddw2 v31.4s, v31.4s, v11.8h\n",
         )
     };
 }
@@ -772,43 +750,44 @@ unsafe fn int7_a53_run<const K: u8, const A: u8>(
             concat!(
                 "ldr q0, [{a}]\n",
                 "ldr q1, [{b}]\n",
-                // Groups of up to 4 pairs (8 k, 8 products per int16 lane).
-                "1:\n",
-                "mov {n}, #4\n",
+                // Whole groups of 4 pairs (8 k, 8 products per int16 lane), unrolled.
                 "cmp {k}, #4\n",
-                "csel {n}, {k}, {n}, lo\n",
-                "sub {k}, {k}, {n}\n",
+                "b.lo 3f\n",
+                "1:\n",
                 int7_k!("mul", "1", "0", "3", "2", "16"),
                 int7_k!("mla", "3", "2", "1", "0", "32"),
-                "add {a}, {a}, #32\n",
-                "add {b}, {b}, #32\n",
-                "subs {n}, {n}, #1\n",
-                "b.eq 3f\n",
+                int7_k!("mla", "1", "0", "3", "2", "48"),
+                int7_k!("mla", "3", "2", "1", "0", "64"),
+                int7_k!("mla", "1", "0", "3", "2", "80"),
+                int7_k!("mla", "3", "2", "1", "0", "96"),
+                int7_k!("mla", "1", "0", "3", "2", "112"),
+                int7_k!("mla", "3", "2", "1", "0", "128"),
+                "add {a}, {a}, #128\n",
+                "add {b}, {b}, #128\n",
+                int7_flush!(),
+                "sub {k}, {k}, #4\n",
+                "cmp {k}, #4\n",
+                "b.hs 1b\n",
+                // The last 1..3 pairs.
+                "3:\n",
+                "cbz {k}, 4f\n",
+                "movi v4.8h, #0\n",
+                "movi v5.8h, #0\n",
+                "movi v6.8h, #0\n",
+                "movi v7.8h, #0\n",
+                "movi v8.8h, #0\n",
+                "movi v9.8h, #0\n",
+                "movi v10.8h, #0\n",
+                "movi v11.8h, #0\n",
                 "2:\n",
                 int7_k!("mla", "1", "0", "3", "2", "16"),
                 int7_k!("mla", "3", "2", "1", "0", "32"),
                 "add {a}, {a}, #32\n",
                 "add {b}, {b}, #32\n",
-                "subs {n}, {n}, #1\n",
+                "subs {k}, {k}, #1\n",
                 "b.ne 2b\n",
-                "3:\n",
-                "saddw  v16.4s, v16.4s, v4.4h\n",
-                "saddw2 v17.4s, v17.4s, v4.8h\n",
-                "saddw  v18.4s, v18.4s, v5.4h\n",
-                "saddw2 v19.4s, v19.4s, v5.8h\n",
-                "saddw  v20.4s, v20.4s, v6.4h\n",
-                "saddw2 v21.4s, v21.4s, v6.8h\n",
-                "saddw  v22.4s, v22.4s, v7.4h\n",
-                "saddw2 v23.4s, v23.4s, v7.8h\n",
-                "saddw  v24.4s, v24.4s, v8.4h\n",
-                "saddw2 v25.4s, v25.4s, v8.8h\n",
-                "saddw  v26.4s, v26.4s, v9.4h\n",
-                "saddw2 v27.4s, v27.4s, v9.8h\n",
-                "saddw  v28.4s, v28.4s, v10.4h\n",
-                "saddw2 v29.4s, v29.4s, v10.8h\n",
-                "saddw  v30.4s, v30.4s, v11.4h\n",
-                "saddw2 v31.4s, v31.4s, v11.8h\n",
-                "cbnz {k}, 1b\n",
+                int7_flush!(),
+                "4:\n",
             ),
             "v0",
             "v1",
