@@ -230,13 +230,10 @@ unsafe fn store_spilled(rows: &[[int32x4_t; 2]], t: &Tile) {
     store_acc(&acc, t, true);
 }
 
-/// Stores 4 rows of 4 columns (a whole tile).
+/// Stores 4 rows of 4 columns (a whole tile; an activation other than `GENERIC`).
 #[inline(always)]
 unsafe fn store_4x4<const K: u8, const A: u8>(sums: [int32x4_t; 4], e: &Epi, t: &Tile) {
-    if A == GENERIC || t.rows < 4 || t.cols < 4 {
-        let z = vdupq_n_s32(0);
-        return store_spilled(&sums.map(|s| [s, z]), t);
-    }
+    debug_assert!(A != GENERIC && t.rows == 4 && t.cols == 4);
     match K {
         I32 => {
             for (r, &v) in sums.iter().enumerate() {
@@ -259,12 +256,10 @@ unsafe fn store_4x4<const K: u8, const A: u8>(sums: [int32x4_t; 4], e: &Epi, t: 
     }
 }
 
-/// Stores 8 rows of 8 columns (a whole tile).
+/// Stores 8 rows of 8 columns (a whole tile; an activation other than `GENERIC`).
 #[inline(always)]
 unsafe fn store_8x8<const K: u8, const A: u8>(c: &[[int32x4_t; 2]; 8], e: &Epi, t: &Tile) {
-    if A == GENERIC || t.rows < 8 || t.cols < 8 {
-        return store_spilled(c, t);
-    }
+    debug_assert!(A != GENERIC && t.rows == 8 && t.cols == 8);
     if K == I32 {
         for (r, v) in c.iter().enumerate() {
             let dst = (t.out as *mut i32).add(r * t.stride);
@@ -433,40 +428,57 @@ unsafe fn int8_a72_run<const K: u8, const A: u8>(
     row: &Tile,
 ) {
     let e = Epi::new(row, 4);
-    for jp in 0..panels {
-        let b = b.add(jp * kp * 128);
-        let c = k_loop!(
-            a,
-            b,
-            kp,
-            concat!(
-                "1:\n",
-                int8_a72_half!("0", "32", "64", "96"),
-                int8_a72_half!("16", "48", "80", "112"),
-                "add {a}, {a}, #128\n",
-                "add {b}, {b}, #128\n",
-                "subs {k}, {k}, #1\n",
-                "b.ne 1b\n",
-            ),
-            "v0",
-            "v1",
-            "v2",
-            "v3",
-            "v4",
-            "v5",
-            "v6",
-            "v7",
-            "v8",
-            "v9",
-            "v10",
-            "v11",
-            "v12",
-            "v13",
-            "v14",
-            "v15"
-        );
-        store_4x4::<K, A>(reduce_4x4(c), &e, &row.panel(jp, 4));
+    // Whole tiles first: their store has no branch after the K loop.
+    let full = if row.rows == 4 && A != GENERIC {
+        row.cols / 4
+    } else {
+        0
+    };
+    for jp in 0..full {
+        let c = int8_a72_sums(kp, a, b.add(jp * kp * 128));
+        let t = &row.panel(jp, 4);
+        store_4x4::<K, A>(reduce_4x4(c), &e, t);
     }
+    for jp in full..panels {
+        let c = int8_a72_sums(kp, a, b.add(jp * kp * 128));
+        let t = &row.panel(jp, 4);
+        store_spilled(&reduce_4x4(c).map(|s| [s, vdupq_n_s32(0)]), t);
+    }
+}
+
+/// The accumulators v16..v31 of one tile of `int8_a72`.
+#[inline(always)]
+unsafe fn int8_a72_sums(kp: usize, a: *const u8, b: *const u8) -> [int32x4_t; 16] {
+    k_loop!(
+        a,
+        b,
+        kp,
+        concat!(
+            "1:\n",
+            int8_a72_half!("0", "32", "64", "96"),
+            int8_a72_half!("16", "48", "80", "112"),
+            "add {a}, {a}, #128\n",
+            "add {b}, {b}, #128\n",
+            "subs {k}, {k}, #1\n",
+            "b.ne 1b\n",
+        ),
+        "v0",
+        "v1",
+        "v2",
+        "v3",
+        "v4",
+        "v5",
+        "v6",
+        "v7",
+        "v8",
+        "v9",
+        "v10",
+        "v11",
+        "v12",
+        "v13",
+        "v14",
+        "v15"
+    )
 }
 
 /// One output of the INT7 A72 kernel: `p = a_even + b_odd`, `q = a_odd + b_even`, then
@@ -541,60 +553,77 @@ unsafe fn int7_a72_run<const K: u8, const A: u8>(
     row: &Tile,
 ) {
     let e = Epi::new(row, 4);
-    for jp in 0..panels {
-        let b = b.add(jp * kp * 128);
+    // Whole tiles first: their store has no branch after the K loop.
+    let full = if row.rows == 4 && A != GENERIC {
+        row.cols / 4
+    } else {
+        0
+    };
+    for jp in 0..full {
         let t = &row.panel(jp, 4);
-        let c = k_loop!(
-            a,
-            b,
-            kp,
-            concat!(
-                "1:\n",
-                "ldr q0, [{a}]\n",
-                "ldr q1, [{a}, #16]\n",
-                "ldr q2, [{a}, #32]\n",
-                "ldr q3, [{a}, #48]\n",
-                "ldr q4, [{a}, #64]\n",
-                "ldr q5, [{a}, #80]\n",
-                "ldr q6, [{a}, #96]\n",
-                "ldr q7, [{a}, #112]\n",
-                int7_a72_col!("0", "16", "16", "20", "24", "28"),
-                int7_a72_col!("32", "48", "17", "21", "25", "29"),
-                int7_a72_col!("64", "80", "18", "22", "26", "30"),
-                int7_a72_col!("96", "112", "19", "23", "27", "31"),
-                "add {a}, {a}, #128\n",
-                "add {b}, {b}, #128\n",
-                "subs {k}, {k}, #1\n",
-                "b.ne 1b\n",
-            ),
-            "v0",
-            "v1",
-            "v2",
-            "v3",
-            "v4",
-            "v5",
-            "v6",
-            "v7",
-            "v8",
-            "v9",
-            "v10",
-            "v11",
-            "v12",
-            "v13",
-            "v14",
-            "v15"
-        );
-        let cols = vld1q_s32(t.col_sums);
-        let rows = vld1q_s32(t.row_sums);
-        let s = reduce_4x4(c);
-        let sums = [
-            vsubq_s32(vsubq_s32(s[0], cols), vdupq_laneq_s32::<0>(rows)),
-            vsubq_s32(vsubq_s32(s[1], cols), vdupq_laneq_s32::<1>(rows)),
-            vsubq_s32(vsubq_s32(s[2], cols), vdupq_laneq_s32::<2>(rows)),
-            vsubq_s32(vsubq_s32(s[3], cols), vdupq_laneq_s32::<3>(rows)),
-        ];
-        store_4x4::<K, A>(sums, &e, t);
+        let c = int7_a72_sums(kp, a, b.add(jp * kp * 128), t);
+        store_4x4::<K, A>(c, &e, t);
     }
+    for jp in full..panels {
+        let t = &row.panel(jp, 4);
+        let c = int7_a72_sums(kp, a, b.add(jp * kp * 128), t);
+        store_spilled(&c.map(|s| [s, vdupq_n_s32(0)]), t);
+    }
+}
+
+/// The four rows of column sums of one tile of `int7_a72`: the accumulators v16..v31 summed
+/// over their lanes, less the row and column pair terms.
+#[inline(always)]
+unsafe fn int7_a72_sums(kp: usize, a: *const u8, b: *const u8, t: &Tile) -> [int32x4_t; 4] {
+    let c = k_loop!(
+        a,
+        b,
+        kp,
+        concat!(
+            "1:\n",
+            "ldr q0, [{a}]\n",
+            "ldr q1, [{a}, #16]\n",
+            "ldr q2, [{a}, #32]\n",
+            "ldr q3, [{a}, #48]\n",
+            "ldr q4, [{a}, #64]\n",
+            "ldr q5, [{a}, #80]\n",
+            "ldr q6, [{a}, #96]\n",
+            "ldr q7, [{a}, #112]\n",
+            int7_a72_col!("0", "16", "16", "20", "24", "28"),
+            int7_a72_col!("32", "48", "17", "21", "25", "29"),
+            int7_a72_col!("64", "80", "18", "22", "26", "30"),
+            int7_a72_col!("96", "112", "19", "23", "27", "31"),
+            "add {a}, {a}, #128\n",
+            "add {b}, {b}, #128\n",
+            "subs {k}, {k}, #1\n",
+            "b.ne 1b\n",
+        ),
+        "v0",
+        "v1",
+        "v2",
+        "v3",
+        "v4",
+        "v5",
+        "v6",
+        "v7",
+        "v8",
+        "v9",
+        "v10",
+        "v11",
+        "v12",
+        "v13",
+        "v14",
+        "v15"
+    );
+    let cols = vld1q_s32(t.col_sums);
+    let rows = vld1q_s32(t.row_sums);
+    let s = reduce_4x4(c);
+    [
+        vsubq_s32(vsubq_s32(s[0], cols), vdupq_laneq_s32::<0>(rows)),
+        vsubq_s32(vsubq_s32(s[1], cols), vdupq_laneq_s32::<1>(rows)),
+        vsubq_s32(vsubq_s32(s[2], cols), vdupq_laneq_s32::<2>(rows)),
+        vsubq_s32(vsubq_s32(s[3], cols), vdupq_laneq_s32::<3>(rows)),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -651,41 +680,58 @@ unsafe fn int8_a53_run<const K: u8, const A: u8>(
     row: &Tile,
 ) {
     let e = Epi::new(row, 8);
-    for jp in 0..panels {
-        let b = b.add(jp * kp * 32);
-        let c = k_loop!(
-            a,
-            b,
-            kp,
-            concat!(
-                "ldr q0, [{a}]\n",
-                "ldr q1, [{b}]\n",
-                // An odd pair first, then two pairs (4 k) per iteration.
-                "tbz {k}, #0, 1f\n",
-                int8_k!("1", "0", "3", "2", "16"),
-                int8_k!("3", "2", "1", "0", "32"),
-                "add {a}, {a}, #32\n",
-                "add {b}, {b}, #32\n",
-                "subs {k}, {k}, #1\n",
-                "b.eq 2f\n",
-                "1:\n",
-                int8_k!("1", "0", "3", "2", "16"),
-                int8_k!("3", "2", "1", "0", "32"),
-                int8_k!("1", "0", "3", "2", "48"),
-                int8_k!("3", "2", "1", "0", "64"),
-                "add {a}, {a}, #64\n",
-                "add {b}, {b}, #64\n",
-                "subs {k}, {k}, #2\n",
-                "b.ne 1b\n",
-                "2:\n",
-            ),
-            "v0",
-            "v1",
-            "v2",
-            "v3"
-        );
-        store_8x8::<K, A>(&rows_8x8(c), &e, &row.panel(jp, 8));
+    // Whole tiles first: their store has no branch after the K loop.
+    let full = if row.rows == 8 && A != GENERIC {
+        row.cols / 8
+    } else {
+        0
+    };
+    for jp in 0..full {
+        let c = int8_a53_sums(kp, a, b.add(jp * kp * 32));
+        let t = &row.panel(jp, 8);
+        store_8x8::<K, A>(&rows_8x8(c), &e, t);
     }
+    for jp in full..panels {
+        let c = int8_a53_sums(kp, a, b.add(jp * kp * 32));
+        let t = &row.panel(jp, 8);
+        store_spilled(&rows_8x8(c), t);
+    }
+}
+
+/// The accumulators v16..v31 of one tile of `int8_a53`.
+#[inline(always)]
+unsafe fn int8_a53_sums(kp: usize, a: *const u8, b: *const u8) -> [int32x4_t; 16] {
+    k_loop!(
+        a,
+        b,
+        kp,
+        concat!(
+            "ldr q0, [{a}]\n",
+            "ldr q1, [{b}]\n",
+            // An odd pair first, then two pairs (4 k) per iteration.
+            "tbz {k}, #0, 1f\n",
+            int8_k!("1", "0", "3", "2", "16"),
+            int8_k!("3", "2", "1", "0", "32"),
+            "add {a}, {a}, #32\n",
+            "add {b}, {b}, #32\n",
+            "subs {k}, {k}, #1\n",
+            "b.eq 2f\n",
+            "1:\n",
+            int8_k!("1", "0", "3", "2", "16"),
+            int8_k!("3", "2", "1", "0", "32"),
+            int8_k!("1", "0", "3", "2", "48"),
+            int8_k!("3", "2", "1", "0", "64"),
+            "add {a}, {a}, #64\n",
+            "add {b}, {b}, #64\n",
+            "subs {k}, {k}, #2\n",
+            "b.ne 1b\n",
+            "2:\n",
+        ),
+        "v0",
+        "v1",
+        "v2",
+        "v3"
+    )
 }
 
 /// One k of the INT7 kernel: `$op` (`mul` or `mla`) of B `$b` by the lanes of A `$a` into the
@@ -741,69 +787,86 @@ unsafe fn int7_a53_run<const K: u8, const A: u8>(
     row: &Tile,
 ) {
     let e = Epi::new(row, 8);
-    for jp in 0..panels {
-        let b = b.add(jp * kp * 32);
-        let c = k_loop!(
-            a,
-            b,
-            kp,
-            concat!(
-                "ldr q0, [{a}]\n",
-                "ldr q1, [{b}]\n",
-                // Whole groups of 4 pairs (8 k, 8 products per int16 lane), unrolled.
-                "cmp {k}, #4\n",
-                "b.lo 3f\n",
-                "1:\n",
-                int7_k!("mul", "1", "0", "3", "2", "16"),
-                int7_k!("mla", "3", "2", "1", "0", "32"),
-                int7_k!("mla", "1", "0", "3", "2", "48"),
-                int7_k!("mla", "3", "2", "1", "0", "64"),
-                int7_k!("mla", "1", "0", "3", "2", "80"),
-                int7_k!("mla", "3", "2", "1", "0", "96"),
-                int7_k!("mla", "1", "0", "3", "2", "112"),
-                int7_k!("mla", "3", "2", "1", "0", "128"),
-                "add {a}, {a}, #128\n",
-                "add {b}, {b}, #128\n",
-                int7_flush!(),
-                "sub {k}, {k}, #4\n",
-                "cmp {k}, #4\n",
-                "b.hs 1b\n",
-                // The last 1..3 pairs.
-                "3:\n",
-                "cbz {k}, 4f\n",
-                "movi v4.8h, #0\n",
-                "movi v5.8h, #0\n",
-                "movi v6.8h, #0\n",
-                "movi v7.8h, #0\n",
-                "movi v8.8h, #0\n",
-                "movi v9.8h, #0\n",
-                "movi v10.8h, #0\n",
-                "movi v11.8h, #0\n",
-                "2:\n",
-                int7_k!("mla", "1", "0", "3", "2", "16"),
-                int7_k!("mla", "3", "2", "1", "0", "32"),
-                "add {a}, {a}, #32\n",
-                "add {b}, {b}, #32\n",
-                "subs {k}, {k}, #1\n",
-                "b.ne 2b\n",
-                int7_flush!(),
-                "4:\n",
-            ),
-            "v0",
-            "v1",
-            "v2",
-            "v3",
-            "v4",
-            "v5",
-            "v6",
-            "v7",
-            "v8",
-            "v9",
-            "v10",
-            "v11"
-        );
-        store_8x8::<K, A>(&rows_8x8(c), &e, &row.panel(jp, 8));
+    // Whole tiles first: their store has no branch after the K loop.
+    let full = if row.rows == 8 && A != GENERIC {
+        row.cols / 8
+    } else {
+        0
+    };
+    for jp in 0..full {
+        let c = int7_a53_sums(kp, a, b.add(jp * kp * 32));
+        let t = &row.panel(jp, 8);
+        store_8x8::<K, A>(&rows_8x8(c), &e, t);
     }
+    for jp in full..panels {
+        let c = int7_a53_sums(kp, a, b.add(jp * kp * 32));
+        let t = &row.panel(jp, 8);
+        store_spilled(&rows_8x8(c), t);
+    }
+}
+
+/// The accumulators v16..v31 of one tile of `int7_a53`.
+#[inline(always)]
+unsafe fn int7_a53_sums(kp: usize, a: *const u8, b: *const u8) -> [int32x4_t; 16] {
+    k_loop!(
+        a,
+        b,
+        kp,
+        concat!(
+            "ldr q0, [{a}]\n",
+            "ldr q1, [{b}]\n",
+            // Whole groups of 4 pairs (8 k, 8 products per int16 lane), unrolled.
+            "cmp {k}, #4\n",
+            "b.lo 3f\n",
+            "1:\n",
+            int7_k!("mul", "1", "0", "3", "2", "16"),
+            int7_k!("mla", "3", "2", "1", "0", "32"),
+            int7_k!("mla", "1", "0", "3", "2", "48"),
+            int7_k!("mla", "3", "2", "1", "0", "64"),
+            int7_k!("mla", "1", "0", "3", "2", "80"),
+            int7_k!("mla", "3", "2", "1", "0", "96"),
+            int7_k!("mla", "1", "0", "3", "2", "112"),
+            int7_k!("mla", "3", "2", "1", "0", "128"),
+            "add {a}, {a}, #128\n",
+            "add {b}, {b}, #128\n",
+            int7_flush!(),
+            "sub {k}, {k}, #4\n",
+            "cmp {k}, #4\n",
+            "b.hs 1b\n",
+            // The last 1..3 pairs.
+            "3:\n",
+            "cbz {k}, 4f\n",
+            "movi v4.8h, #0\n",
+            "movi v5.8h, #0\n",
+            "movi v6.8h, #0\n",
+            "movi v7.8h, #0\n",
+            "movi v8.8h, #0\n",
+            "movi v9.8h, #0\n",
+            "movi v10.8h, #0\n",
+            "movi v11.8h, #0\n",
+            "2:\n",
+            int7_k!("mla", "1", "0", "3", "2", "16"),
+            int7_k!("mla", "3", "2", "1", "0", "32"),
+            "add {a}, {a}, #32\n",
+            "add {b}, {b}, #32\n",
+            "subs {k}, {k}, #1\n",
+            "b.ne 2b\n",
+            int7_flush!(),
+            "4:\n",
+        ),
+        "v0",
+        "v1",
+        "v2",
+        "v3",
+        "v4",
+        "v5",
+        "v6",
+        "v7",
+        "v8",
+        "v9",
+        "v10",
+        "v11"
+    )
 }
 
 // ---------------------------------------------------------------------------------------
