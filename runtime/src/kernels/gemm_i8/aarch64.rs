@@ -627,6 +627,147 @@ unsafe fn int7_a72_sums(kp: usize, a: *const u8, b: *const u8, t: &Tile) -> [int
 }
 
 // ---------------------------------------------------------------------------------------
+// Cortex-A72, int16 operands: the transform-domain products of the Winograd convolution
+
+/// One output of [`wino16_a72`]: `p = a_even + b_odd`, `q = a_odd + b_even` (int16 lanes,
+/// exact: |a| + |b| ≤ 18288 + 12700 < 32768), then `Σ p·q` straight into int32 accumulator
+/// `$c` (4 lanes per `smlal`, each lane a pair of k).
+#[rustfmt::skip]
+macro_rules! wino16_mac {
+    ($ae:literal, $ao:literal, $c:literal) => {
+        concat!(
+            "add    v10.8h, v", $ae, ".8h, v9.8h\n",
+            "add    v11.8h, v", $ao, ".8h, v8.8h\n",
+            "smlal  v", $c, ".4s, v10.4h, v11.4h\n",
+            "smlal2 v", $c, ".4s, v10.8h, v11.8h\n",
+        )
+    };
+}
+
+/// Column `j` (B slot at byte `$o`) of one [`wino16_a72`] step: accumulators v(16 + 4r + j).
+#[rustfmt::skip]
+macro_rules! wino16_col {
+    ($o:literal, $oo:literal, $c0:literal, $c1:literal, $c2:literal, $c3:literal) => {
+        concat!(
+            "ldr q8, [{b}, #", $o, "]\n",
+            "ldr q9, [{b}, #", $oo, "]\n",
+            wino16_mac!("0", "1", $c0),
+            wino16_mac!("2", "3", $c1),
+            wino16_mac!("4", "5", $c2),
+            wino16_mac!("6", "7", $c3),
+        )
+    };
+}
+
+/// Where a batch of [`wino16_a72`] products lives: for each of `n` positions ξ (strides in
+/// bytes for A and B, in int32 for the rest) and each of `quads` quads of 4 rows, 8 columns
+/// in two B panels (4 columns each, `kp · 128` bytes apart).
+pub struct Wino16Batch {
+    pub n: usize,
+    pub a_stride: usize,
+    pub b_stride: usize,
+    pub out_stride: usize,
+    pub rows_stride: usize,
+    pub cols_stride: usize,
+    pub quads: usize,
+    pub a_quad: usize,
+    pub out_quad: usize,
+    pub rows_quad: usize,
+    /// Output row stride (int32).
+    pub out_row: usize,
+}
+
+/// Raw int32 products of int16 operands for the Winograd convolution on the Cortex-A72, 4 x
+/// 4 tiles, K in steps of 16 stored even k first (positions 0..8 hold k 0, 2, …, 14, as
+/// [`Layout::Pairs32`] does with bytes): the pair-sum identity
+/// `Σ a·b = Σ (a₂ᵢ + b₂ᵢ₊₁)(a₂ᵢ₊₁ + b₂ᵢ) − Σ a₂ᵢa₂ᵢ₊₁ − Σ b₂ᵢb₂ᵢ₊₁` halves the multiplies
+/// (8 MACs per `smlal` instead of 4 by element), the additions go to the second NEON pipe.
+/// Everything wraps modulo 2³², which the Winograd scheme wants. One call runs a whole
+/// batch (every ξ), so the register saves and setup happen once.
+///
+/// # Safety
+/// Every A panel holds `kp` steps of 4 rows (128 bytes each) and every B block two panels of
+/// `kp` steps, followed by readable bytes to the step's end; `rows` / `cols` hold the pair
+/// terms (4 per quad, 8 per ξ); `out` 4 rows of 8 int32 per quad and ξ.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn wino16_a72(
+    kp: usize,
+    a: *const u8,
+    b: *const u8,
+    out: *mut i32,
+    rows: *const i32,
+    cols: *const i32,
+    batch: &Wino16Batch,
+) {
+    for xi in 0..batch.n {
+        let (a, b) = (a.add(xi * batch.a_stride), b.add(xi * batch.b_stride));
+        let cols = cols.add(xi * batch.cols_stride);
+        for q in 0..batch.quads {
+            let a = a.add(q * batch.a_quad);
+            let rows = vld1q_s32(rows.add(xi * batch.rows_stride + q * batch.rows_quad));
+            let out = out.add(xi * batch.out_stride + q * batch.out_quad);
+            for tq in 0..2 {
+                let c = k_loop!(
+                    a,
+                    b.add(tq * kp * 128),
+                    kp,
+                    concat!(
+                        "1:\n",
+                        "ldr q0, [{a}]\n",
+                        "ldr q1, [{a}, #16]\n",
+                        "ldr q2, [{a}, #32]\n",
+                        "ldr q3, [{a}, #48]\n",
+                        "ldr q4, [{a}, #64]\n",
+                        "ldr q5, [{a}, #80]\n",
+                        "ldr q6, [{a}, #96]\n",
+                        "ldr q7, [{a}, #112]\n",
+                        wino16_col!("0", "16", "16", "20", "24", "28"),
+                        wino16_col!("32", "48", "17", "21", "25", "29"),
+                        wino16_col!("64", "80", "18", "22", "26", "30"),
+                        wino16_col!("96", "112", "19", "23", "27", "31"),
+                        "add {a}, {a}, #128\n",
+                        "add {b}, {b}, #128\n",
+                        "subs {k}, {k}, #1\n",
+                        "b.ne 1b\n",
+                    ),
+                    "v0",
+                    "v1",
+                    "v2",
+                    "v3",
+                    "v4",
+                    "v5",
+                    "v6",
+                    "v7",
+                    "v8",
+                    "v9",
+                    "v10",
+                    "v11"
+                );
+                let cv = vld1q_s32(cols.add(4 * tq));
+                let s = reduce_4x4(c);
+                let dst = out.add(4 * tq);
+                vst1q_s32(
+                    dst,
+                    vsubq_s32(vsubq_s32(s[0], cv), vdupq_laneq_s32::<0>(rows)),
+                );
+                vst1q_s32(
+                    dst.add(batch.out_row),
+                    vsubq_s32(vsubq_s32(s[1], cv), vdupq_laneq_s32::<1>(rows)),
+                );
+                vst1q_s32(
+                    dst.add(2 * batch.out_row),
+                    vsubq_s32(vsubq_s32(s[2], cv), vdupq_laneq_s32::<2>(rows)),
+                );
+                vst1q_s32(
+                    dst.add(3 * batch.out_row),
+                    vsubq_s32(vsubq_s32(s[3], cv), vdupq_laneq_s32::<3>(rows)),
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Cortex-A53: Wide16, 8 x 8
 
 /// One k of the INT8 kernel: `smlal` / `smlal2` of B register `$b` (8 columns) by the 8 lanes

@@ -299,6 +299,11 @@ impl KernelSet {
         [self.a53, self.a72, self.other][s]
     }
 
+    /// Whether a pool of this set has workers on `core` (their kernels' layouts are packed).
+    pub fn uses(&self, core: CoreKind) -> bool {
+        self.used[Self::slot(core)]
+    }
+
     /// The kernels in use, each once (no allocation: products ask at run time).
     pub fn used(&self) -> impl Iterator<Item = &'static Kernel> + Clone + '_ {
         SLOTS.iter().enumerate().filter_map(move |(i, &c)| {

@@ -383,3 +383,73 @@ unsafe fn scatter_row(
         }
     }
 }
+
+/// Eight vectors of 8 int16 transposed: element `[k][j]` of the result is `r[j][k]`.
+#[inline(always)]
+unsafe fn transpose8x16(r: [int16x8_t; 8]) -> [int16x8_t; 8] {
+    let mut s = r;
+    for i in (0..8).step_by(2) {
+        let (x, y) = (s[i], s[i + 1]);
+        s[i] = vtrn1q_s16(x, y);
+        s[i + 1] = vtrn2q_s16(x, y);
+    }
+    let mut w: [int32x4_t; 8] = s.map(|v| vreinterpretq_s32_s16(v));
+    for base in [0, 4] {
+        for i in base..base + 2 {
+            let (x, y) = (w[i], w[i + 2]);
+            w[i] = vtrn1q_s32(x, y);
+            w[i + 2] = vtrn2q_s32(x, y);
+        }
+    }
+    let mut d: [int64x2_t; 8] = w.map(|v| vreinterpretq_s64_s32(v));
+    for i in 0..4 {
+        let (x, y) = (d[i], d[i + 4]);
+        d[i] = vtrn1q_s64(x, y);
+        d[i + 4] = vtrn2q_s64(x, y);
+    }
+    d.map(|v| vreinterpretq_s16_s64(v))
+}
+
+/// As `super::repack_pairs`: 16 channels at a time, the 8 even and the 8 odd ones each
+/// transposed from tiles-in-lanes to channels-in-lanes, and the column pair terms summed
+/// lane-wise over all 8 tiles at once.
+///
+/// # Safety
+/// `v` and `vp` hold `36 · cpad · 8` int16, `col_sums` `chunks · 36 · 8` int32; `cpad` and
+/// `chunk` are multiples of 16.
+pub unsafe fn repack_pairs(
+    v: &[i16],
+    cpad: usize,
+    chunk: usize,
+    vp: &mut [i16],
+    col_sums: &mut [i32],
+) {
+    for xi in 0..36 {
+        for (k, c0) in (0..cpad).step_by(chunk).enumerate() {
+            let c1 = (c0 + chunk).min(cpad);
+            let steps = (c1 - c0) / 16;
+            let base = vp.as_mut_ptr().add((xi * cpad + c0) * PANEL);
+            let (mut lo, mut hi) = (vdupq_n_s32(0), vdupq_n_s32(0));
+            for s in 0..steps {
+                let src = v.as_ptr().add((xi * cpad + c0 + 16 * s) * PANEL);
+                let even: [int16x8_t; 8] =
+                    std::array::from_fn(|i| vld1q_s16(src.add(2 * i * PANEL)));
+                let odd: [int16x8_t; 8] =
+                    std::array::from_fn(|i| vld1q_s16(src.add((2 * i + 1) * PANEL)));
+                for i in 0..8 {
+                    lo = vmlal_s16(lo, vget_low_s16(even[i]), vget_low_s16(odd[i]));
+                    hi = vmlal_high_s16(hi, even[i], odd[i]);
+                }
+                let (e, o) = (transpose8x16(even), transpose8x16(odd));
+                for j in 0..PANEL {
+                    let dst = base.add((((j / 4) * steps + s) * 4 + j % 4) * 16);
+                    vst1q_s16(dst, e[j]);
+                    vst1q_s16(dst.add(8), o[j]);
+                }
+            }
+            let sums = col_sums.as_mut_ptr().add((k * 36 + xi) * PANEL);
+            vst1q_s32(sums, lo);
+            vst1q_s32(sums.add(4), hi);
+        }
+    }
+}
