@@ -160,6 +160,7 @@ impl Net {
                 opts.precision,
                 PrecisionChoice::Int8 | PrecisionChoice::Int7
             );
+        let cores = crate::pool::planned_cores(opts.threads, &opts.cpus);
         let mut ops = Vec::with_capacity(graph.layers.len());
         let mut precisions = Vec::with_capacity(graph.layers.len());
         for (li, l) in graph.layers.iter().enumerate() {
@@ -177,6 +178,7 @@ impl Net {
             if synthetic {
                 op.synthesize_int8_scales();
             }
+            op.set_cores(&cores);
             precisions.push(
                 op.set_precision(opts.precision)
                     .map_err(|e| layer_err(li, e))?,

@@ -202,6 +202,13 @@ impl Pool {
 
 /// Core type per worker: pinned workers take their CPU's part number; worker 0 (the caller)
 /// and unpinned workers the part of the CPU the caller is on now.
+/// The core type of each worker a pool of `threads` workers pinned to `cpus` will have (as
+/// [`Pool::with_cpus`] decides), known before the pool exists: layers pack their weights for
+/// these cores' kernels only.
+pub fn planned_cores(threads: usize, cpus: &[usize]) -> Vec<CoreKind> {
+    worker_cores(threads.max(1), cpus, &cpu::detect())
+}
+
 fn worker_cores(threads: usize, cpus: &[usize], known: &[cpu::CpuInfo]) -> Vec<CoreKind> {
     if let Some(kind) = CoreKind::from_env() {
         return vec![kind; threads];

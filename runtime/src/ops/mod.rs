@@ -1,6 +1,7 @@
 //! Layers. Each op lives in its own file with a plain reference implementation; optimised
 //! paths call into `crate::kernels` and are tested against the reference.
 
+use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult, Result};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::WeightReader;
@@ -99,6 +100,10 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     fn set_precision(&mut self, _choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
         Ok(None)
     }
+
+    /// The core types of the pool that will run this layer, told before `set_precision`:
+    /// integer paths pack their weights only for those cores' kernels (none: for all).
+    fn set_cores(&mut self, _cores: &[CoreKind]) {}
 
     /// Benchmarks of fp32 models with synthetic weights in INT8 / INT7: give a layer that has
     /// no int8 scales fixed ones (all 1), as if it had been quantized.
