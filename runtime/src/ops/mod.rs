@@ -25,6 +25,7 @@ pub mod flatten;
 pub mod harness;
 pub mod inner_product;
 pub mod input;
+pub mod interp;
 pub mod lrn;
 pub mod noop;
 pub mod normalize;
@@ -151,6 +152,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Normalize" => Box::new(normalize::Normalize::new(pd, w)?),
         "PriorBox" => Box::new(prior_box::PriorBox::new(pd)?),
         "DetectionOutput" => Box::new(detection_output::DetectionOutput::new(pd)?),
+        "Interp" => Box::new(interp::Interp::new(pd)?),
         "Convolution" => Box::new(convolution::Convolution::new(pd, w)?),
         "ConvolutionDepthWise" => {
             Box::new(convolution_depthwise::ConvolutionDepthWise::new(pd, w)?)
