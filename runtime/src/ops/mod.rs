@@ -26,6 +26,7 @@ pub mod flatten;
 pub mod harness;
 pub mod inner_product;
 pub mod input;
+pub mod interp;
 pub mod lrn;
 pub mod noop;
 pub mod normalize;
@@ -40,6 +41,7 @@ pub mod scale;
 pub mod sigmoid;
 pub mod softmax;
 pub mod split;
+pub mod yolov3_detection_output;
 
 /// How an op's outputs relate to its inputs in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +165,10 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Normalize" => Box::new(normalize::Normalize::new(pd, w)?),
         "PriorBox" => Box::new(prior_box::PriorBox::new(pd)?),
         "DetectionOutput" => Box::new(detection_output::DetectionOutput::new(pd)?),
+        "Interp" => Box::new(interp::Interp::new(pd)?),
+        "Yolov3DetectionOutput" => {
+            Box::new(yolov3_detection_output::Yolov3DetectionOutput::new(pd)?)
+        }
         "Convolution" => Box::new(convolution::Convolution::new(pd, w)?),
         "ConvolutionDepthWise" => {
             Box::new(convolution_depthwise::ConvolutionDepthWise::new(pd, w)?)
