@@ -271,6 +271,11 @@ impl Net {
         &self.plan
     }
 
+    /// The thread pool the layers run on.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     pub fn threads(&self) -> usize {
         self.pool.threads()
     }

@@ -330,8 +330,14 @@ impl WinogradI8 {
         let scratch_ptr = scratch.as_mut_ptr() as usize;
         let tile_panels = g.tiles.div_ceil(PANEL);
         let m_panels = self.outch.div_ceil(PANEL);
-        // Enough tasks for every worker: split the output channels when tiles are few.
-        let m_split = (2 * threads).div_ceil(tile_panels).clamp(1, m_panels);
+        // Enough tasks for every worker (several per worker on a big.LITTLE pool, which the
+        // big cores claim more of): split the output channels when tiles are few.
+        let tasks = if pool.mixed_cores() {
+            gemm_i8::TASKS_PER_MIXED_WORKER * threads
+        } else {
+            2 * threads
+        };
+        let m_split = tasks.div_ceil(tile_panels).clamp(1, m_panels);
         let m_per_task = m_panels.div_ceil(m_split);
         let m_split = m_panels.div_ceil(m_per_task);
         let task = |t: usize, worker: usize| {
