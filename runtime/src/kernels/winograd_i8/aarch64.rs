@@ -108,9 +108,14 @@ pub unsafe fn input_transform(
     v: &mut [i16],
 ) {
     let plane = g.w * g.h;
-    // Per lane: the tile's input origin, and whether its 6 rows x 8 bytes lie inside.
+    // Per lane: the tile's input origin; how its rows are read: whole 8 bytes from the
+    // origin (inside), 8 bytes from `start` rearranged by the `tbl` index `pick` (a border
+    // tile of a map at least 8 wide: bytes outside the input get index 255, i.e. 0), or
+    // byte by byte.
     let mut origin = [(0isize, 0isize); PANEL];
     let mut inside = [false; PANEL];
+    let mut start = [0isize; PANEL];
+    let mut pick = [vdup_n_u8(255); PANEL];
     for j in 0..ntiles {
         let t = t0 + j;
         let (ty, tx) = (t / g.tiles_x, t % g.tiles_x);
@@ -119,20 +124,61 @@ pub unsafe fn input_transform(
             (tx * 4) as isize - g.pad_left as isize,
         );
         origin[j] = (y0, x0);
-        inside[j] = y0 >= 0 && x0 >= 0 && y0 + 6 <= g.h as isize && x0 + 8 <= g.w as isize;
+        inside[j] = x0 >= 0 && x0 + 8 <= g.w as isize;
+        if !inside[j] && g.w >= 8 {
+            let xs = x0.clamp(0, g.w as isize - 8);
+            let idx: [u8; 8] = std::array::from_fn(|k| {
+                let x = x0 + k as isize;
+                if x >= 0 && x < g.w as isize && k < 6 {
+                    (x - xs) as u8
+                } else {
+                    255
+                }
+            });
+            start[j] = xs;
+            pick[j] = vld1_u8(idx.as_ptr());
+        }
     }
+    // Eight tiles of one tile row, every byte they read inside the input (two 32-byte `ld4`
+    // per row deinterleave columns 0..3 and 4..5 of all of them at once, reading 2 bytes
+    // past the last tile: inside the input too).
+    let tx0 = t0 % g.tiles_x;
+    let (y0, x0) = (origin[0].0, origin[0].1);
+    let one_row = ntiles == PANEL
+        && tx0 + PANEL <= g.tiles_x
+        && y0 >= 0
+        && y0 + 6 <= g.h as isize
+        && x0 >= 0
+        && x0 + 34 <= g.w as isize
+        && (inch - 1) * plane + (y0 as usize + 5) * g.w + x0 as usize + 36 <= x.len();
     let zero8 = vdup_n_s8(0);
     for c in 0..cpad {
         let mut d = [[vdupq_n_s16(0); 6]; 6];
         if c < inch {
             let src = x.as_ptr().add(c * plane);
             for (r, dr) in d.iter_mut().enumerate() {
+                if one_row {
+                    let p = src.offset((y0 + r as isize) * g.w as isize + x0);
+                    let a = vld4_s8(p);
+                    let b = vld4_s8(p.add(4));
+                    *dr = [a.0, a.1, a.2, a.3, b.0, b.1].map(|v| vmovl_s8(v));
+                    continue;
+                }
                 let mut rows = [zero8; PANEL];
                 for (j, row) in rows.iter_mut().enumerate().take(ntiles) {
                     let (y0, x0) = origin[j];
                     let y = y0 + r as isize;
+                    if y < 0 || y >= g.h as isize {
+                        continue;
+                    }
+                    let line = src.offset(y * g.w as isize);
                     *row = if inside[j] {
-                        vld1_s8(src.offset(y * g.w as isize + x0))
+                        vld1_s8(line.offset(x0))
+                    } else if g.w >= 8 {
+                        vreinterpret_s8_u8(vtbl1_u8(
+                            vld1_u8(line.offset(start[j]) as *const u8),
+                            pick[j],
+                        ))
                     } else {
                         border_row(src, g, y, x0)
                     };

@@ -193,6 +193,9 @@ fn matches_direct_convolution_on_random_shapes() {
             (32, 8, 8, 9, 1),
             (36, 11, 5, 16, 0),
             (70, 9, 3, 8, 1),
+            // Panels of 8 tiles in one tile row, read with two ld4 per row.
+            (64, 12, 8, 9, 0),
+            (66, 16, 9, 16, 1),
         ];
         for _ in 0..10 {
             shapes.push((
