@@ -103,12 +103,19 @@ fn gather(line: &[i8], x0: isize, stride: usize, seg: &mut [i8]) {
     }
     let start = (x0 + lead as isize * s) as usize;
     let body = &mut seg[lead..lead + inside];
-    if stride == 1 {
-        body.copy_from_slice(&line[start..start + inside]);
-    } else {
-        let src = &line[start..];
-        for (j, v) in body.iter_mut().enumerate() {
-            *v = src[j * stride];
+    let src = &line[start..];
+    match stride {
+        1 => body.copy_from_slice(&src[..inside]),
+        // Pairs, so the compiler sees a de-interleave it can vectorise (ld2 on NEON).
+        2 if src.len() >= 2 * inside => {
+            for (v, pair) in body.iter_mut().zip(src.chunks_exact(2)) {
+                *v = pair[0];
+            }
+        }
+        _ => {
+            for (j, v) in body.iter_mut().enumerate() {
+                *v = src[j * stride];
+            }
         }
     }
 }
