@@ -1,0 +1,452 @@
+//! NEON pooling kernels. One output per lane: 4 per `float32x4_t`, 16 per `int8x16_t` (8 per
+//! `int8x8_t` at row ends), several vectors per loop iteration so the in-order Cortex-A53
+//! has independent work between the dependent compare-selects / adds of one window.
+//! Horizontal stride 2 loads with `ld2`, which splits `2 x lanes` consecutive inputs into
+//! even and odd columns; a kernel column without a partner (the last of an odd-width kernel)
+//! takes the odd half of the `ld2` one element earlier, so no load reaches past the last
+//! input of its window. A row's last outputs that do not fill a vector are done by a vector
+//! overlapping the previous one (same values written twice), or in scalar code for rows
+//! narrower than one vector.
+
+use super::{generic_avg_cols, generic_max_cols, plane_avg, plane_max, Windows};
+use std::arch::aarch64::*;
+
+/// A vector of one output per lane.
+trait Lanes: Copy {
+    type E: Copy;
+    const N: usize;
+    /// `p[0..N]`.
+    unsafe fn ld(p: *const Self::E) -> Self;
+    /// (even, odd) elements of `p[0..2N]`.
+    unsafe fn ld2(p: *const Self::E) -> (Self, Self);
+}
+
+impl Lanes for float32x4_t {
+    type E = f32;
+    const N: usize = 4;
+    #[inline(always)]
+    unsafe fn ld(p: *const f32) -> Self {
+        vld1q_f32(p)
+    }
+    #[inline(always)]
+    unsafe fn ld2(p: *const f32) -> (Self, Self) {
+        let v = vld2q_f32(p);
+        (v.0, v.1)
+    }
+}
+
+impl Lanes for int8x16_t {
+    type E = i8;
+    const N: usize = 16;
+    #[inline(always)]
+    unsafe fn ld(p: *const i8) -> Self {
+        vld1q_s8(p)
+    }
+    #[inline(always)]
+    unsafe fn ld2(p: *const i8) -> (Self, Self) {
+        let v = vld2q_s8(p);
+        (v.0, v.1)
+    }
+}
+
+impl Lanes for int8x8_t {
+    type E = i8;
+    const N: usize = 8;
+    #[inline(always)]
+    unsafe fn ld(p: *const i8) -> Self {
+        vld1_s8(p)
+    }
+    #[inline(always)]
+    unsafe fn ld2(p: *const i8) -> (Self, Self) {
+        let v = vld2_s8(p);
+        (v.0, v.1)
+    }
+}
+
+/// How a window is folded, per lane.
+trait Fold<V: Lanes>: Copy {
+    /// Whether the first element is folded into the start value (average: 0 + first) or is
+    /// the start value (max).
+    const STEP_FIRST: bool;
+    fn start(self, first: V) -> V;
+    fn step(self, acc: V, v: V) -> V;
+    unsafe fn store(self, acc: V, p: *mut V::E);
+}
+
+/// `if m < v { m = v }` per lane: `fcmgt` + `bsl` (NaN compares false and keeps `m`).
+#[derive(Clone, Copy)]
+struct MaxF32;
+
+impl Fold<float32x4_t> for MaxF32 {
+    const STEP_FIRST: bool = false;
+    #[inline(always)]
+    fn start(self, first: float32x4_t) -> float32x4_t {
+        first
+    }
+    #[inline(always)]
+    fn step(self, m: float32x4_t, v: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { vbslq_f32(vcgtq_f32(v, m), v, m) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, m: float32x4_t, p: *mut f32) {
+        vst1q_f32(p, m)
+    }
+}
+
+/// `sum = 0; sum += v ...; sum / divisor` per lane.
+#[derive(Clone, Copy)]
+struct AvgF32(float32x4_t);
+
+impl Fold<float32x4_t> for AvgF32 {
+    const STEP_FIRST: bool = true;
+    #[inline(always)]
+    fn start(self, _first: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { vdupq_n_f32(0.0) }
+    }
+    #[inline(always)]
+    fn step(self, s: float32x4_t, v: float32x4_t) -> float32x4_t {
+        // SAFETY: as above.
+        unsafe { vaddq_f32(s, v) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, s: float32x4_t, p: *mut f32) {
+        vst1q_f32(p, vdivq_f32(s, self.0))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct MaxI8;
+
+impl Fold<int8x16_t> for MaxI8 {
+    const STEP_FIRST: bool = false;
+    #[inline(always)]
+    fn start(self, first: int8x16_t) -> int8x16_t {
+        first
+    }
+    #[inline(always)]
+    fn step(self, m: int8x16_t, v: int8x16_t) -> int8x16_t {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { vmaxq_s8(m, v) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, m: int8x16_t, p: *mut i8) {
+        vst1q_s8(p, m)
+    }
+}
+
+impl Fold<int8x8_t> for MaxI8 {
+    const STEP_FIRST: bool = false;
+    #[inline(always)]
+    fn start(self, first: int8x8_t) -> int8x8_t {
+        first
+    }
+    #[inline(always)]
+    fn step(self, m: int8x8_t, v: int8x8_t) -> int8x8_t {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { vmax_s8(m, v) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, m: int8x8_t, p: *mut i8) {
+        vst1_s8(p, m)
+    }
+}
+
+/// Folds the windows of `C` vectors of outputs side by side; vector `c`'s first window
+/// starts at `p + c * V::N * S` (`S` the horizontal stride, 1 or 2). Row by row, column by
+/// column, as the reference.
+#[inline(always)]
+unsafe fn fold<V: Lanes, F: Fold<V>, const C: usize, const S: usize>(
+    f: F,
+    p: *const V::E,
+    in_w: usize,
+    kw: usize,
+    kh: usize,
+) -> [V; C] {
+    let at = |c: usize, off: usize| p.add(c * V::N * S + off);
+    let mut acc: [V; C] = std::array::from_fn(|c| {
+        f.start(if S == 1 {
+            V::ld(at(c, 0))
+        } else {
+            V::ld2(at(c, 0)).0
+        })
+    });
+    for ky in 0..kh {
+        let row = ky * in_w;
+        if S == 1 {
+            for kx in 0..kw {
+                if ky == 0 && kx == 0 && !F::STEP_FIRST {
+                    continue;
+                }
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a = f.step(*a, V::ld(at(c, row + kx)));
+                }
+            }
+        } else {
+            let mut kx = 0;
+            while kx + 1 < kw {
+                for (c, a) in acc.iter_mut().enumerate() {
+                    let (even, odd) = V::ld2(at(c, row + kx));
+                    if !(ky == 0 && kx == 0 && !F::STEP_FIRST) {
+                        *a = f.step(*a, even);
+                    }
+                    *a = f.step(*a, odd);
+                }
+                kx += 2;
+            }
+            if kx < kw {
+                // The last column of an odd width: odd half of the pair one column back.
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a = f.step(*a, V::ld2(at(c, row + kx - 1)).1);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Outputs `j..` of row `r` in blocks of `C` vectors, then single vectors; returns the first
+/// output not done.
+#[inline(always)]
+unsafe fn row_blocks<V: Lanes, F: Fold<V>, const C: usize, const S: usize>(
+    f: F,
+    w: &Windows,
+    src: *const V::E,
+    out: *mut V::E,
+    r: usize,
+    mut j: usize,
+) -> usize {
+    let o = out.add(r * w.out_stride);
+    while j + C * V::N <= w.cols {
+        let acc = fold::<V, F, C, S>(f, src.add(w.start(r, j)), w.in_w, w.kernel_w, w.kernel_h);
+        for (c, a) in acc.iter().enumerate() {
+            f.store(*a, o.add(j + c * V::N));
+        }
+        j += C * V::N;
+    }
+    while j + V::N <= w.cols {
+        let [a] = fold::<V, F, 1, S>(f, src.add(w.start(r, j)), w.in_w, w.kernel_w, w.kernel_h);
+        f.store(a, o.add(j));
+        j += V::N;
+    }
+    j
+}
+
+/// The last outputs `j..cols` of row `r`, by one vector ending at the row's last output
+/// (when the row holds one); `Err` when the row is narrower than a vector.
+#[inline(always)]
+unsafe fn row_tail<V: Lanes, F: Fold<V>, const S: usize>(
+    f: F,
+    w: &Windows,
+    src: *const V::E,
+    out: *mut V::E,
+    r: usize,
+    j: usize,
+) -> Result<(), ()> {
+    if j >= w.cols {
+        return Ok(());
+    }
+    if w.cols < V::N {
+        return Err(());
+    }
+    let j = w.cols - V::N;
+    let [a] = fold::<V, F, 1, S>(f, src.add(w.start(r, j)), w.in_w, w.kernel_w, w.kernel_h);
+    f.store(a, out.add(r * w.out_stride + j));
+    Ok(())
+}
+
+/// Whether the SIMD window code takes this geometry.
+fn simd_geometry(w: &Windows) -> bool {
+    w.stride_w == 1 || (w.stride_w == 2 && w.kernel_w >= 2)
+}
+
+/// Calls `$body::<S>(windows, args..)` with the stride `S` as a constant, and with the
+/// common kernel sizes as constant fields of the windows so their loops unroll.
+macro_rules! specialised {
+    ($w:ident, $body:ident($($arg:expr),*)) => {
+        match ($w.stride_w, $w.kernel_w, $w.kernel_h) {
+            (2, 2, 2) => $body::<2>(&Windows { kernel_w: 2, kernel_h: 2, ..*$w }, $($arg),*),
+            (2, 3, 3) => $body::<2>(&Windows { kernel_w: 3, kernel_h: 3, ..*$w }, $($arg),*),
+            (2, _, _) => $body::<2>($w, $($arg),*),
+            (1, 3, 3) => $body::<1>(&Windows { kernel_w: 3, kernel_h: 3, ..*$w }, $($arg),*),
+            (1, 2, 2) => $body::<1>(&Windows { kernel_w: 2, kernel_h: 2, ..*$w }, $($arg),*),
+            _ => $body::<1>($w, $($arg),*),
+        }
+    };
+}
+
+/// Callers have checked the windows against the buffers (`Windows::check`).
+pub fn max_f32(w: &Windows, src: &[f32], out: &mut [f32]) {
+    if !simd_geometry(w) {
+        return (0..w.rows).for_each(|r| generic_max_cols(w, src, r, 0..w.cols, out));
+    }
+    #[inline(always)]
+    fn body<const S: usize>(w: &Windows, src: &[f32], out: &mut [f32]) {
+        for r in 0..w.rows {
+            // SAFETY: every window lies inside `src` and every output inside `out`
+            // (checked by the caller); the loads read only elements of their windows.
+            let done = unsafe {
+                let (s, o) = (src.as_ptr(), out.as_mut_ptr());
+                let j = row_blocks::<float32x4_t, _, 2, S>(MaxF32, w, s, o, r, 0);
+                row_tail::<float32x4_t, _, S>(MaxF32, w, s, o, r, j).map_err(|_| j)
+            };
+            if let Err(j) = done {
+                generic_max_cols(w, src, r, j..w.cols, out);
+            }
+        }
+    }
+    specialised!(w, body(src, out))
+}
+
+/// Callers have checked the windows against the buffers (`Windows::check`).
+pub fn avg_f32(w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]) {
+    if !simd_geometry(w) {
+        return (0..w.rows).for_each(|r| generic_avg_cols(w, src, divisor, r, 0..w.cols, out));
+    }
+    #[inline(always)]
+    fn body<const S: usize>(w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]) {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        let f = AvgF32(unsafe { vdupq_n_f32(divisor) });
+        for r in 0..w.rows {
+            // SAFETY: as in `max_f32`.
+            let done = unsafe {
+                let (s, o) = (src.as_ptr(), out.as_mut_ptr());
+                let j = row_blocks::<float32x4_t, _, 2, S>(f, w, s, o, r, 0);
+                row_tail::<float32x4_t, _, S>(f, w, s, o, r, j).map_err(|_| j)
+            };
+            if let Err(j) = done {
+                generic_avg_cols(w, src, divisor, r, j..w.cols, out);
+            }
+        }
+    }
+    specialised!(w, body(src, divisor, out))
+}
+
+/// Callers have checked the windows against the buffers (`Windows::check`).
+pub fn max_i8(w: &Windows, src: &[i8], out: &mut [i8]) {
+    if !simd_geometry(w) {
+        return (0..w.rows).for_each(|r| generic_max_cols(w, src, r, 0..w.cols, out));
+    }
+    #[inline(always)]
+    fn body<const S: usize>(w: &Windows, src: &[i8], out: &mut [i8]) {
+        for r in 0..w.rows {
+            // SAFETY: as in `max_f32`.
+            let done = unsafe {
+                let (s, o) = (src.as_ptr(), out.as_mut_ptr());
+                let j = row_blocks::<int8x16_t, _, 2, S>(MaxI8, w, s, o, r, 0);
+                let j = row_blocks::<int8x8_t, _, 1, S>(MaxI8, w, s, o, r, j);
+                row_tail::<int8x8_t, _, S>(MaxI8, w, s, o, r, j).map_err(|_| j)
+            };
+            if let Err(j) = done {
+                generic_max_cols(w, src, r, j..w.cols, out);
+            }
+        }
+    }
+    specialised!(w, body(src, out))
+}
+
+/// Element `i` of 4 planes `plane` apart, as one vector.
+#[inline(always)]
+unsafe fn gather4(p: *const f32, plane: usize, i: usize) -> float32x4_t {
+    let v = [
+        *p.add(i),
+        *p.add(plane + i),
+        *p.add(2 * plane + i),
+        *p.add(3 * plane + i),
+    ];
+    vld1q_f32(v.as_ptr())
+}
+
+/// Folds 4 planes `plane` apart, lane `k` = plane `k`, each in memory order: 4 elements of
+/// each at a time, transposed so that every vector holds one element index.
+#[inline(always)]
+unsafe fn fold_planes4<F: Fold<float32x4_t>>(f: F, p: *const f32, plane: usize) -> float32x4_t {
+    let mut acc = f.start(gather4(p, plane, 0));
+    let mut i = 0;
+    if !F::STEP_FIRST {
+        // The start value is the first element: fold the rest.
+        i = 1;
+        while i < plane.min(4) {
+            acc = f.step(acc, gather4(p, plane, i));
+            i += 1;
+        }
+    }
+    while i + 4 <= plane {
+        let r0 = vld1q_f32(p.add(i));
+        let r1 = vld1q_f32(p.add(plane + i));
+        let r2 = vld1q_f32(p.add(2 * plane + i));
+        let r3 = vld1q_f32(p.add(3 * plane + i));
+        let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));
+        let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
+        let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));
+        let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
+        acc = f.step(acc, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+        acc = f.step(acc, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+        acc = f.step(acc, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+        acc = f.step(acc, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+        i += 4;
+    }
+    while i < plane {
+        acc = f.step(acc, gather4(p, plane, i));
+        i += 1;
+    }
+    acc
+}
+
+/// Callers have checked the planes against the buffers.
+pub fn global_max_f32(src: &[f32], plane: usize, out: &mut [f32]) {
+    let quads = out.len() / 4;
+    for g in 0..quads {
+        // SAFETY: planes 4g..4g+4 lie inside `src`, outputs 4g..4g+4 inside `out`.
+        unsafe {
+            let m = fold_planes4(MaxF32, src.as_ptr().add(4 * g * plane), plane);
+            MaxF32.store(m, out.as_mut_ptr().add(4 * g));
+        }
+    }
+    for q in 4 * quads..out.len() {
+        out[q] = plane_max(&src[q * plane..][..plane]);
+    }
+}
+
+/// Callers have checked the planes against the buffers.
+pub fn global_avg_f32(src: &[f32], plane: usize, out: &mut [f32]) {
+    let quads = out.len() / 4;
+    // SAFETY: NEON is part of the aarch64 baseline.
+    let f = AvgF32(unsafe { vdupq_n_f32(plane as f32) });
+    for g in 0..quads {
+        // SAFETY: as in `global_max_f32`.
+        unsafe {
+            let s = fold_planes4(f, src.as_ptr().add(4 * g * plane), plane);
+            f.store(s, out.as_mut_ptr().add(4 * g));
+        }
+    }
+    for q in 4 * quads..out.len() {
+        out[q] = plane_avg(&src[q * plane..][..plane]);
+    }
+}
+
+/// Callers have checked the planes against the buffers. Int8 max is exact in any order:
+/// 16 lanes per step, the last step overlapping the previous one, then across the lanes.
+pub fn global_max_i8(src: &[i8], plane: usize, out: &mut [i8]) {
+    for (q, o) in out.iter_mut().enumerate() {
+        let p = &src[q * plane..][..plane];
+        if plane < 16 {
+            *o = plane_max(p);
+            continue;
+        }
+        // SAFETY: every load reads 16 elements of `p` (plane >= 16).
+        unsafe {
+            let mut m = vld1q_s8(p.as_ptr());
+            let mut i = 16;
+            while i + 16 <= plane {
+                m = vmaxq_s8(m, vld1q_s8(p.as_ptr().add(i)));
+                i += 16;
+            }
+            if i < plane {
+                m = vmaxq_s8(m, vld1q_s8(p.as_ptr().add(plane - 16)));
+            }
+            *o = vmaxvq_s8(m);
+        }
+    }
+}
