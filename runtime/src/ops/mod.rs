@@ -115,6 +115,15 @@ pub trait Op: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Whether this op, as configured, can carry int8 values through unchanged in scale:
+    /// it may then read an int8 input and write an int8 output (same scale, same grid).
+    /// Such an op accepts `set_int8_io(true, true)` (its inputs and outputs all int8) and
+    /// refuses a mix of int8 and fp32. Unlike `accepts_int8_input`, it does not make the
+    /// op a reader that ends an int8 chain: the graph must decide its whole chain.
+    fn int8_passthrough(&self) -> bool {
+        false
+    }
+
     /// Tells the layer that its input / output blob holds int8 values.
     fn set_int8_io(&mut self, input: bool, output: bool) -> LayerResult<()> {
         if input || output {
