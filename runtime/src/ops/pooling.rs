@@ -319,9 +319,36 @@ impl Pooling {
         }
     }
 
-    /// Output `(oy, ox)` of a max pooling, `pad` standing for positions outside the input:
-    /// the first position of the window, then every position row by row, replacing the
-    /// running max when it is smaller (a NaN first stays, later NaNs are skipped).
+    /// The part of output `(oy, ox)`'s window inside the input: rows `y0..y1`, columns
+    /// `x0..x1` (empty ranges when none), and whether the window reaches outside.
+    fn clip(
+        &self,
+        (w, h): (usize, usize),
+        gx: Axis,
+        gy: Axis,
+        oy: usize,
+        ox: usize,
+    ) -> (std::ops::Range<usize>, std::ops::Range<usize>, bool) {
+        let range = |o: usize, s: usize, k: usize, a: Axis, n: usize| {
+            let start = (o * s) as isize - a.before;
+            let end = start + k as isize;
+            let lo = start.clamp(0, n as isize) as usize;
+            let hi = end.clamp(0, n as isize) as usize;
+            (lo..hi.max(lo), start < 0 || end > n as isize)
+        };
+        let (ys, ypad) = range(oy, self.stride_h, self.kernel_h, gy, h);
+        let (xs, xpad) = range(ox, self.stride_w, self.kernel_w, gx, w);
+        (ys, xs, ypad || xpad)
+    }
+
+    /// Output `(oy, ox)` of a max pooling, `pad` standing for positions outside the input.
+    /// The reference folds every position of the window row by row from the first one,
+    /// replacing the running max when it is smaller (a NaN first stays, later NaNs are
+    /// skipped). Folding only the inside positions gives the same bits: started from `pad`
+    /// when the first position is outside; and when it is inside, the padding can change
+    /// the fold only while the running max is below `pad` (-inf for fp32), which a pad
+    /// position (always after the first) then lifts to `pad`, and nothing inside lifts
+    /// further.
     #[allow(clippy::too_many_arguments)]
     fn max_window<T: Copy + PartialOrd>(
         &self,
@@ -334,30 +361,33 @@ impl Pooling {
         ox: usize,
         pad: T,
     ) -> T {
-        let (kw, kh) = (self.kernel_w as isize, self.kernel_h as isize);
-        let (iw, ih) = (w as isize, h as isize);
-        let y0 = (oy * self.stride_h) as isize - gy.before;
-        let x0 = (ox * self.stride_w) as isize - gx.before;
-        let value = |y: isize, x: isize| {
-            if y >= 0 && y < ih && x >= 0 && x < iw {
-                src[(y * iw + x) as usize]
-            } else {
-                pad
-            }
+        let (ys, xs, padded) = self.clip((w, h), gx, gy, oy, ox);
+        if ys.is_empty() || xs.is_empty() {
+            return pad;
+        }
+        let first_inside = (oy * self.stride_h) as isize >= gy.before
+            && (ox * self.stride_w) as isize >= gx.before;
+        let mut m = if first_inside {
+            src[ys.start * w + xs.start]
+        } else {
+            pad
         };
-        let mut m = value(y0, x0);
-        for y in y0..y0 + kh {
-            for x in x0..x0 + kw {
-                let v = value(y, x);
+        for y in ys {
+            for &v in &src[y * w + xs.start..y * w + xs.end] {
                 if m < v {
                     m = v;
                 }
             }
         }
+        if padded && m < pad {
+            m = pad;
+        }
         m
     }
 
-    /// Output `(oy, ox)` of an average pooling, ncnn's divisor rules (module doc).
+    /// Output `(oy, ox)` of an average pooling, ncnn's divisor rules (module doc). Padding
+    /// adds +0.0, which changes no sum started from +0.0 (such a sum is never -0.0), so only
+    /// the inside positions are added, in the reference order.
     #[allow(clippy::too_many_arguments)]
     fn avg_window(
         &self,
@@ -370,37 +400,35 @@ impl Pooling {
         ox: usize,
     ) -> f32 {
         let (kw, kh) = (self.kernel_w as isize, self.kernel_h as isize);
-        let (iw, ih) = (w as isize, h as isize);
+        let (ih, iw) = (h as isize, w as isize);
         let y0 = (oy * self.stride_h) as isize - gy.before;
         let x0 = (ox * self.stride_w) as isize - gx.before;
-        let value = |y: isize, x: isize| {
-            if y >= 0 && y < ih && x >= 0 && x < iw {
-                src[(y * iw + x) as usize]
-            } else {
-                0.0
+        let (ys, xs, _) = self.clip((w, h), gx, gy, oy, ox);
+        let sum_over = |ys: std::ops::Range<usize>, xs: std::ops::Range<usize>| {
+            let mut sum = 0.0f32;
+            for y in ys {
+                for &v in &src[y * w + xs.start..y * w + xs.end.max(xs.start)] {
+                    sum += v;
+                }
             }
+            sum
         };
         let inside = y0 >= 0 && y0 + kh <= ih && x0 >= 0 && x0 + kw <= iw;
         let counted_all =
             y0 >= gy.count.0 && y0 + kh <= gy.count.1 && x0 >= gx.count.0 && x0 + kw <= gx.count.1;
         if self.count_include_pad || (inside && counted_all) {
-            let mut sum = 0.0f32;
-            for y in y0..y0 + kh {
-                for x in x0..x0 + kw {
-                    sum += value(y, x);
-                }
-            }
-            sum / (kw * kh) as f32
-        } else {
-            let (mut sum, mut area) = (0.0f32, 0usize);
-            for y in y0.max(gy.count.0)..(y0 + kh).min(gy.count.1) {
-                for x in x0.max(gx.count.0)..(x0 + kw).min(gx.count.1) {
-                    sum += value(y, x);
-                    area += 1;
-                }
-            }
-            sum / area as f32
+            return sum_over(ys, xs) / (kw * kh) as f32;
         }
+        // Only the counted region (ncnn's, which in the SAME modes may differ from the
+        // input) adds and counts; its part outside the input adds 0.
+        let counted = |r: std::ops::Range<usize>, c: (isize, isize)| {
+            let lo = c.0.clamp(0, isize::MAX) as usize;
+            let hi = c.1.clamp(0, isize::MAX) as usize;
+            r.start.max(lo)..r.end.min(hi)
+        };
+        let span = |a: isize, k: isize, c: (isize, isize)| ((a + k).min(c.1) - a.max(c.0)).max(0);
+        let area = span(y0, kh, gy.count) * span(x0, kw, gx.count);
+        sum_over(counted(ys, gy.count), counted(xs, gx.count)) / area as f32
     }
 
     /// One channel of windowed fp32 pooling: the interior with the kernels, the partial
@@ -1207,6 +1235,31 @@ mod tests {
         let out = run(&p, &[(Shape::d3(4, 2, 1), x)]).unwrap();
         assert_eq!(out[0].1[0].to_bits(), (-0.0f32).to_bits());
         assert_eq!(out[0].1[1].to_bits(), 0.0f32.to_bits());
+        // Partial windows (kernel 2x1, stride 2): -inf first then padding gives -FLT_MAX,
+        // NaN first stays, padding first stays -FLT_MAX against -inf, padding only too.
+        let inf = f32::INFINITY;
+        let m = -f32::MAX;
+        for (left, right, x, want) in [
+            (0, 1, vec![1.0, -inf, -inf], vec![1.0, m]),
+            (0, 1, vec![-inf, -inf, nan], vec![-inf, nan]),
+            (0, 1, vec![2.0, -inf, -inf, -inf], vec![2.0, -inf, m]),
+            (1, 0, vec![-inf, 3.0, 4.0], vec![m, 4.0]),
+        ] {
+            let p = op(&[
+                (1, int(2)),
+                (11, int(1)),
+                (2, int(2)),
+                (12, int(1)),
+                (3, int(left)),
+                (14, int(right)),
+                (13, int(0)),
+                (15, int(0)),
+            ]);
+            let s = Shape::d3(x.len(), 1, 1);
+            let got = run(&p, &[(s, x.clone())]).unwrap();
+            same_bits(&got[0].1, &want, &format!("{x:?}"));
+            same_bits(&got[0].1, &scalar_reference(&p, &x, s), "reference");
+        }
     }
 
     /// Runs `p` on an int8 blob (4 values per float slot, as in the arena).
