@@ -47,6 +47,24 @@ pub struct Pooling {
     int8: bool,
 }
 
+/// A run of outputs along one axis whose windows add the same positions relative to their
+/// start: outputs `first..first + count`, output `first + i` adding the `len` input
+/// positions from `start + i * stride`.
+#[derive(Clone, Copy, Debug)]
+struct Band {
+    first: usize,
+    count: usize,
+    start: usize,
+    /// 0: the windows add nothing.
+    len: usize,
+    /// Positions an average without count_include_pad divides by along this axis.
+    span: usize,
+    /// Some window positions lie outside the input.
+    clipped: bool,
+    /// The window's first position lies inside the input.
+    first_inside: bool,
+}
+
 /// Where the windows of one axis fall, in input coordinates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Axis {
@@ -264,63 +282,96 @@ impl Pooling {
         (lo.min(hi), hi)
     }
 
-    /// The interior windows of one channel (every element inside the input and, for an
-    /// average without count_include_pad, counted), as kernel windows, and the first
-    /// output row / column they cover; None when there are none.
-    fn interior_windows(&self, w: usize, h: usize, gx: Axis, gy: Axis) -> Option<Windows> {
-        let bounds = |n: usize, count: (isize, isize)| {
+    /// The bands of one axis (length `n`, kernel `k`, stride `s`): the outputs whose
+    /// windows lie inside `bound` (the positions that are added: the input, for an average
+    /// without count_include_pad its counted part) as one band, the others one by one.
+    fn bands(
+        &self,
+        a: Axis,
+        n: usize,
+        k: usize,
+        s: usize,
+        bound: (isize, isize),
+    ) -> impl Iterator<Item = Band> {
+        let (lo, hi) = Self::interior(a, k, s, bound);
+        let (lo, hi) = if lo < hi { (lo, hi) } else { (a.out, a.out) };
+        let count_only = !self.max && !self.count_include_pad;
+        let single = move |o: usize| {
+            let start = (o * s) as isize - a.before;
+            let end = start + k as isize;
+            let (from, to) = (start.max(bound.0), end.min(bound.1));
+            let span = if count_only {
+                (end.min(a.count.1) - start.max(a.count.0)).max(0) as usize
+            } else {
+                k
+            };
+            Band {
+                first: o,
+                count: 1,
+                start: from.max(0) as usize,
+                len: (to - from).max(0) as usize,
+                span,
+                clipped: start < 0 || end > n as isize,
+                first_inside: start >= 0 && start < n as isize,
+            }
+        };
+        let interior = Band {
+            first: lo,
+            count: hi - lo,
+            start: (lo as isize * s as isize - a.before) as usize,
+            len: k,
+            span: k,
+            clipped: false,
+            first_inside: true,
+        };
+        (0..lo)
+            .map(single)
+            .chain((lo < hi).then_some(interior))
+            .chain((hi..a.out).map(single))
+    }
+
+    /// Calls `visit(rows, columns)` for every pair of bands: together they cover every
+    /// output once, each pair a rectangle of windows with the same added part.
+    fn for_each_band(
+        &self,
+        (w, h): (usize, usize),
+        gx: Axis,
+        gy: Axis,
+        mut visit: impl FnMut(Band, Band),
+    ) {
+        let bound = |n: usize, count: (isize, isize)| {
             if self.max || self.count_include_pad {
                 (0, n as isize)
             } else {
                 (count.0.max(0), count.1.min(n as isize))
             }
         };
-        let (x0, x1) = Self::interior(gx, self.kernel_w, self.stride_w, bounds(w, gx.count));
-        let (y0, y1) = Self::interior(gy, self.kernel_h, self.stride_h, bounds(h, gy.count));
-        if x0 >= x1 || y0 >= y1 {
-            return None;
-        }
-        Some(Windows {
-            in_w: w,
-            kernel_w: self.kernel_w,
-            kernel_h: self.kernel_h,
-            stride_w: self.stride_w,
-            stride_h: self.stride_h,
-            x: (x0 as isize * self.stride_w as isize - gx.before) as usize,
-            y: (y0 as isize * self.stride_h as isize - gy.before) as usize,
-            cols: x1 - x0,
-            rows: y1 - y0,
-            out_stride: gx.out,
-        })
-    }
-
-    /// Where the interior windows start in the output (row, column).
-    fn interior_origin(&self, win: &Windows, gx: Axis, gy: Axis) -> (usize, usize) {
-        (
-            ((win.y as isize + gy.before) / self.stride_h as isize) as usize,
-            ((win.x as isize + gx.before) / self.stride_w as isize) as usize,
-        )
-    }
-
-    /// Calls `edge(oy, ox)` for every output outside the interior rectangle.
-    fn for_each_edge(
-        gx: Axis,
-        gy: Axis,
-        interior: Option<(usize, usize, usize, usize)>,
-        mut edge: impl FnMut(usize, usize),
-    ) {
-        let (r0, c0, rows, cols) = interior.unwrap_or((0, 0, 0, 0));
-        for oy in 0..gy.out {
-            if (r0..r0 + rows).contains(&oy) {
-                (0..c0).chain(c0 + cols..gx.out).for_each(|ox| edge(oy, ox));
-            } else {
-                (0..gx.out).for_each(|ox| edge(oy, ox));
+        let (bx, by) = (bound(w, gx.count), bound(h, gy.count));
+        for yb in self.bands(gy, h, self.kernel_h, self.stride_h, by) {
+            for xb in self.bands(gx, w, self.kernel_w, self.stride_w, bx) {
+                visit(yb, xb);
             }
         }
     }
 
+    /// The kernel windows of a band pair (`None` when its windows add nothing).
+    fn band_windows(&self, w: usize, out_w: usize, yb: Band, xb: Band) -> Option<Windows> {
+        (yb.len > 0 && xb.len > 0).then_some(Windows {
+            in_w: w,
+            kernel_w: xb.len,
+            kernel_h: yb.len,
+            stride_w: self.stride_w,
+            stride_h: self.stride_h,
+            x: xb.start,
+            y: yb.start,
+            cols: xb.count,
+            rows: yb.count,
+            out_stride: out_w,
+        })
+    }
+
     /// The part of output `(oy, ox)`'s window inside the input: rows `y0..y1`, columns
-    /// `x0..x1` (empty ranges when none), and whether the window reaches outside.
+    /// `x0..x1` (empty ranges when none).
     fn clip(
         &self,
         (w, h): (usize, usize),
@@ -328,50 +379,33 @@ impl Pooling {
         gy: Axis,
         oy: usize,
         ox: usize,
-    ) -> (std::ops::Range<usize>, std::ops::Range<usize>, bool) {
+    ) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
         let range = |o: usize, s: usize, k: usize, a: Axis, n: usize| {
             let start = (o * s) as isize - a.before;
-            let end = start + k as isize;
             let lo = start.clamp(0, n as isize) as usize;
-            let hi = end.clamp(0, n as isize) as usize;
-            (lo..hi.max(lo), start < 0 || end > n as isize)
+            let hi = (start + k as isize).clamp(0, n as isize) as usize;
+            lo..hi.max(lo)
         };
-        let (ys, ypad) = range(oy, self.stride_h, self.kernel_h, gy, h);
-        let (xs, xpad) = range(ox, self.stride_w, self.kernel_w, gx, w);
-        (ys, xs, ypad || xpad)
+        (
+            range(oy, self.stride_h, self.kernel_h, gy, h),
+            range(ox, self.stride_w, self.kernel_w, gx, w),
+        )
     }
 
-    /// Output `(oy, ox)` of a max pooling, `pad` standing for positions outside the input.
-    /// The reference folds every position of the window row by row from the first one,
-    /// replacing the running max when it is smaller (a NaN first stays, later NaNs are
-    /// skipped). Folding only the inside positions gives the same bits: started from `pad`
-    /// when the first position is outside; and when it is inside, the padding can change
-    /// the fold only while the running max is below `pad` (-inf for fp32), which a pad
-    /// position (always after the first) then lifts to `pad`, and nothing inside lifts
-    /// further.
+    /// Output `(oy, ox)` of a max pooling whose first window position is outside the input:
+    /// the reference fold starts from the padding value, so it skips NaNs inside.
     #[allow(clippy::too_many_arguments)]
-    fn max_window<T: Copy + PartialOrd>(
+    fn max_from_pad(
         &self,
-        src: &[T],
-        w: usize,
-        h: usize,
+        src: &[f32],
+        (w, h): (usize, usize),
         gx: Axis,
         gy: Axis,
         oy: usize,
         ox: usize,
-        pad: T,
-    ) -> T {
-        let (ys, xs, padded) = self.clip((w, h), gx, gy, oy, ox);
-        if ys.is_empty() || xs.is_empty() {
-            return pad;
-        }
-        let first_inside = (oy * self.stride_h) as isize >= gy.before
-            && (ox * self.stride_w) as isize >= gx.before;
-        let mut m = if first_inside {
-            src[ys.start * w + xs.start]
-        } else {
-            pad
-        };
+    ) -> f32 {
+        let (ys, xs) = self.clip((w, h), gx, gy, oy, ox);
+        let mut m = -f32::MAX;
         for y in ys {
             for &v in &src[y * w + xs.start..y * w + xs.end] {
                 if m < v {
@@ -379,95 +413,91 @@ impl Pooling {
                 }
             }
         }
-        if padded && m < pad {
-            m = pad;
-        }
         m
     }
 
-    /// Output `(oy, ox)` of an average pooling, ncnn's divisor rules (module doc). Padding
-    /// adds +0.0, which changes no sum started from +0.0 (such a sum is never -0.0), so only
-    /// the inside positions are added, in the reference order.
-    #[allow(clippy::too_many_arguments)]
-    fn avg_window(
-        &self,
-        src: &[f32],
-        w: usize,
-        h: usize,
-        gx: Axis,
-        gy: Axis,
-        oy: usize,
-        ox: usize,
-    ) -> f32 {
-        let (kw, kh) = (self.kernel_w as isize, self.kernel_h as isize);
-        let (ih, iw) = (h as isize, w as isize);
-        let y0 = (oy * self.stride_h) as isize - gy.before;
-        let x0 = (ox * self.stride_w) as isize - gx.before;
-        let (ys, xs, _) = self.clip((w, h), gx, gy, oy, ox);
-        let sum_over = |ys: std::ops::Range<usize>, xs: std::ops::Range<usize>| {
-            let mut sum = 0.0f32;
-            for y in ys {
-                for &v in &src[y * w + xs.start..y * w + xs.end.max(xs.start)] {
-                    sum += v;
-                }
-            }
-            sum
-        };
-        let inside = y0 >= 0 && y0 + kh <= ih && x0 >= 0 && x0 + kw <= iw;
-        let counted_all =
-            y0 >= gy.count.0 && y0 + kh <= gy.count.1 && x0 >= gx.count.0 && x0 + kw <= gx.count.1;
-        if self.count_include_pad || (inside && counted_all) {
-            return sum_over(ys, xs) / (kw * kh) as f32;
-        }
-        // Only the counted region (ncnn's, which in the SAME modes may differ from the
-        // input) adds and counts; its part outside the input adds 0.
-        let counted = |r: std::ops::Range<usize>, c: (isize, isize)| {
-            let lo = c.0.clamp(0, isize::MAX) as usize;
-            let hi = c.1.clamp(0, isize::MAX) as usize;
-            r.start.max(lo)..r.end.min(hi)
-        };
-        let span = |a: isize, k: isize, c: (isize, isize)| ((a + k).min(c.1) - a.max(c.0)).max(0);
-        let area = span(y0, kh, gy.count) * span(x0, kw, gx.count);
-        sum_over(counted(ys, gy.count), counted(xs, gx.count)) / area as f32
-    }
-
-    /// One channel of windowed fp32 pooling: the interior with the kernels, the partial
-    /// windows at the edges here.
+    /// One channel of windowed fp32 pooling, every band pair through the kernels.
+    ///
+    /// The reference folds every position of a window, the padding too (max: -FLT_MAX,
+    /// average: 0). The kernels fold only the positions inside, which gives the same bits:
+    /// * average: adding +0.0 changes no sum started from +0.0 (such a sum is never -0.0);
+    /// * max, first position inside: the padding changes the fold only while the running
+    ///   max is below -FLT_MAX (-inf), and then lifts it to -FLT_MAX, which nothing inside
+    ///   lifts further: so a cut window's -inf becomes -FLT_MAX;
+    /// * max, first position outside: the reference starts from -FLT_MAX, the kernel from
+    ///   the first inside value, which agrees after the same -inf fix-up unless that value
+    ///   is NaN (a result of NaN): those windows are folded again from -FLT_MAX.
     fn pool_channel(&self, src: &[f32], w: usize, h: usize, gx: Axis, gy: Axis, out: &mut [f32]) {
-        let interior = self.interior_windows(w, h, gx, gy).map(|win| {
-            let (r0, c0) = self.interior_origin(&win, gx, gy);
-            let dst = &mut out[r0 * gx.out + c0..];
-            if self.max {
-                pooling::max_f32(self.isa, &win, src, dst);
-            } else {
-                let divisor = (self.kernel_w * self.kernel_h) as f32;
-                pooling::avg_f32(self.isa, &win, src, divisor, dst);
-            }
-            (r0, c0, win.rows, win.cols)
-        });
-        Self::for_each_edge(gx, gy, interior, |oy, ox| {
-            out[oy * gx.out + ox] = if self.max {
-                self.max_window(src, w, h, gx, gy, oy, ox, -f32::MAX)
-            } else {
-                self.avg_window(src, w, h, gx, gy, oy, ox)
+        let out_w = gx.out;
+        self.for_each_band((w, h), gx, gy, |yb, xb| {
+            let at = yb.first * out_w + xb.first;
+            let outputs = |out: &mut [f32], f: &mut dyn FnMut(usize, usize, &mut f32)| {
+                for r in 0..yb.count {
+                    let row = &mut out[at + r * out_w..][..xb.count];
+                    row.iter_mut()
+                        .enumerate()
+                        .for_each(|(j, o)| f(yb.first + r, xb.first + j, o));
+                }
             };
+            let win = self.band_windows(w, out_w, yb, xb);
+            if !self.max {
+                let divisor = if self.count_include_pad {
+                    (self.kernel_w * self.kernel_h) as f32
+                } else {
+                    (yb.span * xb.span) as f32
+                };
+                match win {
+                    Some(win) => pooling::avg_f32(self.isa, &win, src, divisor, &mut out[at..]),
+                    None => outputs(out, &mut |_, _, o| *o = 0.0 / divisor),
+                }
+                return;
+            }
+            let Some(win) = win else {
+                return outputs(out, &mut |_, _, o| *o = -f32::MAX);
+            };
+            pooling::max_f32(self.isa, &win, src, &mut out[at..]);
+            if yb.clipped || xb.clipped {
+                let first_inside = yb.first_inside && xb.first_inside;
+                outputs(out, &mut |oy, ox, o| {
+                    if o.is_nan() && !first_inside {
+                        *o = self.max_from_pad(src, (w, h), gx, gy, oy, ox);
+                    } else if *o < -f32::MAX {
+                        *o = -f32::MAX;
+                    }
+                });
+            }
         });
     }
 
     /// One channel of windowed int8 max pooling. Positions outside the input count as
     /// -128: quantized values lie in [-127, 127] (symmetric quantization clamps to ±qmax),
-    /// so -128 is below every real value, as -FLT_MAX is below every float, and since every
-    /// window holds a real value (`windows_never_empty`, required by `set_int8_io`) it never
-    /// reaches the output.
+    /// so -128 is below every real value, as -FLT_MAX is below every float; and since every
+    /// window holds a real value (`windows_never_empty`, required by `set_int8_io`), it
+    /// never reaches the output. Folding only the positions inside is then exact (int8 max
+    /// does not depend on order).
     fn pool_channel_i8(&self, src: &[i8], w: usize, h: usize, gx: Axis, gy: Axis, out: &mut [i8]) {
-        let interior = self.interior_windows(w, h, gx, gy).map(|win| {
-            let (r0, c0) = self.interior_origin(&win, gx, gy);
-            pooling::max_i8(self.isa, &win, src, &mut out[r0 * gx.out + c0..]);
-            (r0, c0, win.rows, win.cols)
+        let out_w = gx.out;
+        self.for_each_band((w, h), gx, gy, |yb, xb| {
+            let at = yb.first * out_w + xb.first;
+            match self.band_windows(w, out_w, yb, xb) {
+                Some(win) => pooling::max_i8(self.isa, &win, src, &mut out[at..]),
+                None => {
+                    for r in 0..yb.count {
+                        out[at + r * out_w..][..xb.count].fill(i8::MIN);
+                    }
+                }
+            }
         });
-        Self::for_each_edge(gx, gy, interior, |oy, ox| {
-            out[oy * gx.out + ox] = self.max_window(src, w, h, gx, gy, oy, ox, i8::MIN);
-        });
+    }
+
+    /// Whether the only window of each channel is the whole plane (1x1 output, no padding,
+    /// every position counted): then it is a global pooling, done across channels.
+    fn whole_plane(&self, w: usize, h: usize, gx: Axis, gy: Axis) -> bool {
+        (gx.out, gy.out, gx.before, gy.before) == (1, 1, 0, 0)
+            && (self.kernel_w, self.kernel_h) == (w, h)
+            && (self.max
+                || self.count_include_pad
+                || (gx.count == (0, w as isize) && gy.count == (0, h as isize)))
     }
 
     /// Adaptive max pooling of one channel (any element type).
@@ -534,6 +564,7 @@ impl Pooling {
         } else {
             Some(self.geometry(w, h)?)
         };
+        let global = self.global || geometry.is_some_and(|(gx, gy)| self.whole_plane(w, h, gx, gy));
         let work = x.shape.len().max(out.len() * self.kernel_w * self.kernel_h);
         let tasks = self.tasks(ctx, c, work);
         let out = SharedMut::new(out);
@@ -543,7 +574,7 @@ impl Pooling {
                 // SAFETY: each task writes its own channels' outputs.
                 let dst = unsafe { out.slice(q0 * out_plane, (q1 - q0) * out_plane) };
                 let src = &x.data[q0 * plane..q1 * plane];
-                if self.global {
+                if global {
                     if self.max {
                         pooling::global_max_f32(self.isa, src, plane, dst);
                     } else {
@@ -577,6 +608,7 @@ impl Pooling {
         } else {
             Some(self.geometry(w, h)?)
         };
+        let global = self.global || geometry.is_some_and(|(gx, gy)| self.whole_plane(w, h, gx, gy));
         let work = x.shape.len().max(out_len * self.kernel_w * self.kernel_h);
         let tasks = self.tasks(ctx, c, work);
         let out = SharedMut::new(as_i8_mut(out.data, out_len)?);
@@ -586,7 +618,7 @@ impl Pooling {
                 // SAFETY: each task writes its own channels' outputs.
                 let dst = unsafe { out.slice(q0 * out_plane, (q1 - q0) * out_plane) };
                 let src = &src_all[q0 * plane..q1 * plane];
-                if self.global {
+                if global {
                     pooling::global_max_i8(self.isa, src, plane, dst);
                     return;
                 }
@@ -1112,6 +1144,7 @@ mod tests {
                     (5, 4, 2, 3),
                     (1, 1, 2, 2),
                     (3, 2, 3, 1),
+                    (7, 7, 1, 1),
                 ] {
                     for (pl, pr, pt, pb) in [(0, 0, 0, 0), (1, 1, 1, 1), (1, 0, 2, 1)] {
                         for include in [0, 1] {
@@ -1200,6 +1233,17 @@ mod tests {
             (
                 Shape::d3(30, 30, 20),
                 vec![(0, int(1)), (1, int(3)), (2, int(2))],
+            ),
+            // ResNet-50's final pooling: one 7x7 window per channel, a global average.
+            (Shape::d3(7, 7, 2048), vec![(0, int(1)), (1, int(7))]),
+            (Shape::d3(7, 7, 300), vec![(1, int(7))]),
+            (
+                Shape::d3(7, 5, 30),
+                vec![(0, int(1)), (1, int(7)), (11, int(5)), (5, int(2))],
+            ),
+            (
+                Shape::d3(6, 6, 30),
+                vec![(0, int(1)), (1, int(6)), (5, int(3)), (3, int(1))],
             ),
         ];
         for (s, config) in big {
@@ -1291,10 +1335,19 @@ mod tests {
     fn int8_max_is_the_quantized_fp32_max() {
         use crate::quant::quantize;
         let mut rng = Rng::new(23);
-        let mut shapes: Vec<Shape> = [(7, 5), (8, 8), (1, 3), (9, 4), (13, 11), (14, 14), (33, 9)]
-            .iter()
-            .map(|&(w, h)| Shape::d3(w, h, 3))
-            .collect();
+        let mut shapes: Vec<Shape> = [
+            (7, 5),
+            (8, 8),
+            (1, 3),
+            (9, 4),
+            (13, 11),
+            (14, 14),
+            (33, 9),
+            (7, 7),
+        ]
+        .iter()
+        .map(|&(w, h)| Shape::d3(w, h, 3))
+        .collect();
         shapes.extend([
             Shape::d3(113, 113, 3),
             Shape::d3(56, 56, 4),
