@@ -2,9 +2,11 @@
 //! `int8x8_t` at row ends), several vectors per loop iteration so the in-order Cortex-A53
 //! has independent work between the dependent compare-selects / adds of one window.
 //! Horizontal stride 2 loads with `ld2`, which splits `2 x lanes` consecutive inputs into
-//! even and odd columns; a kernel column without a partner (the last of an odd-width kernel)
-//! takes the odd half of the `ld2` one element earlier, so no load reaches past the last
-//! input of its window. A row's last outputs that do not fill a vector are done by a vector
+//! even and odd columns; a kernel column without a partner (the last of an odd-width kernel,
+//! e.g. 3x3 stride 2) is the previous pair's evens shifted by one lane (`ext`), the lane
+//! shifted in being the next vector's first even or, for the last vector, one element
+//! loaded on its own: the last input of the last lane's window, so no load reaches past
+//! the windows. A row's last outputs that do not fill a vector are done by a vector
 //! overlapping the previous one (same values written twice), or in scalar code for rows
 //! narrower than one vector.
 
@@ -19,6 +21,10 @@ trait Lanes: Copy {
     unsafe fn ld(p: *const Self::E) -> Self;
     /// (even, odd) elements of `p[0..2N]`.
     unsafe fn ld2(p: *const Self::E) -> (Self, Self);
+    /// `p[0]` in every lane.
+    unsafe fn ld_dup(p: *const Self::E) -> Self;
+    /// Lanes `1..N` of `a`, then lane 0 of `b`.
+    fn ext1(a: Self, b: Self) -> Self;
 }
 
 impl Lanes for float32x4_t {
@@ -32,6 +38,15 @@ impl Lanes for float32x4_t {
     unsafe fn ld2(p: *const f32) -> (Self, Self) {
         let v = vld2q_f32(p);
         (v.0, v.1)
+    }
+    #[inline(always)]
+    unsafe fn ld_dup(p: *const f32) -> Self {
+        vld1q_dup_f32(p)
+    }
+    #[inline(always)]
+    fn ext1(a: Self, b: Self) -> Self {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { vextq_f32::<1>(a, b) }
     }
 }
 
@@ -47,6 +62,15 @@ impl Lanes for int8x16_t {
         let v = vld2q_s8(p);
         (v.0, v.1)
     }
+    #[inline(always)]
+    unsafe fn ld_dup(p: *const i8) -> Self {
+        vld1q_dup_s8(p)
+    }
+    #[inline(always)]
+    fn ext1(a: Self, b: Self) -> Self {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { vextq_s8::<1>(a, b) }
+    }
 }
 
 impl Lanes for int8x8_t {
@@ -60,6 +84,15 @@ impl Lanes for int8x8_t {
     unsafe fn ld2(p: *const i8) -> (Self, Self) {
         let v = vld2_s8(p);
         (v.0, v.1)
+    }
+    #[inline(always)]
+    unsafe fn ld_dup(p: *const i8) -> Self {
+        vld1_dup_s8(p)
+    }
+    #[inline(always)]
+    fn ext1(a: Self, b: Self) -> Self {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { vext_s8::<1>(a, b) }
     }
 }
 
@@ -186,27 +219,39 @@ unsafe fn fold<V: Lanes, F: Fold<V>, const C: usize, const S: usize>(
         } else {
             let mut kx = 0;
             while kx + 1 < kw {
+                let pairs: [(V, V); C] = std::array::from_fn(|c| V::ld2(at(c, row + kx)));
                 for (c, a) in acc.iter_mut().enumerate() {
-                    let (even, odd) = V::ld2(at(c, row + kx));
+                    let (even, odd) = pairs[c];
                     if !(ky == 0 && kx == 0 && !F::STEP_FIRST) {
                         *a = f.step(*a, even);
                     }
                     *a = f.step(*a, odd);
                 }
-                kx += 2;
-            }
-            if kx < kw {
-                // The last column of an odd width: odd half of the pair one column back.
-                for (c, a) in acc.iter_mut().enumerate() {
-                    *a = f.step(*a, V::ld2(at(c, row + kx - 1)).1);
+                if kx + 3 == kw {
+                    // The last column of an odd width: the evens shifted by one lane, the
+                    // lane shifted in being the next vector's first even (or, for the
+                    // last vector, the one element after this vector's pairs).
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        let next = if c + 1 < C {
+                            pairs[c + 1].0
+                        } else {
+                            V::ld_dup(at(c, row + kx + 2 * V::N))
+                        };
+                        *a = f.step(*a, V::ext1(pairs[c].0, next));
+                    }
+                    kx += 3;
+                } else {
+                    kx += 2;
                 }
             }
+            // Width 1 at stride 2 is not taken (`simd_geometry`): every column is done.
+            debug_assert_eq!(kx, kw);
         }
     }
     acc
 }
 
-/// Outputs `j..` of row `r` in blocks of `C` vectors, then single vectors; returns the first
+/// Outputs `j..` of row `r` in blocks of `C` vectors while they fit; returns the first
 /// output not done.
 #[inline(always)]
 unsafe fn row_blocks<V: Lanes, F: Fold<V>, const C: usize, const S: usize>(
@@ -225,35 +270,49 @@ unsafe fn row_blocks<V: Lanes, F: Fold<V>, const C: usize, const S: usize>(
         }
         j += C * V::N;
     }
-    while j + V::N <= w.cols {
-        let [a] = fold::<V, F, 1, S>(f, src.add(w.start(r, j)), w.in_w, w.kernel_w, w.kernel_h);
-        f.store(a, o.add(j));
-        j += V::N;
-    }
     j
 }
 
-/// The last outputs `j..cols` of row `r`, by one vector ending at the row's last output
-/// (when the row holds one); `Err` when the row is narrower than a vector.
+/// The last outputs `j..cols` of row `r` (fewer than `C` vectors), by one block of `C`
+/// vectors ending at the row's last output, overlapping outputs already done (the same
+/// values are written again); `Err(j)` when the row is narrower than the block.
 #[inline(always)]
-unsafe fn row_tail<V: Lanes, F: Fold<V>, const S: usize>(
+unsafe fn row_tail<V: Lanes, F: Fold<V>, const C: usize, const S: usize>(
     f: F,
     w: &Windows,
     src: *const V::E,
     out: *mut V::E,
     r: usize,
     j: usize,
-) -> Result<(), ()> {
+) -> Result<(), usize> {
     if j >= w.cols {
         return Ok(());
     }
-    if w.cols < V::N {
-        return Err(());
+    if w.cols < C * V::N {
+        return Err(j);
     }
-    let j = w.cols - V::N;
-    let [a] = fold::<V, F, 1, S>(f, src.add(w.start(r, j)), w.in_w, w.kernel_w, w.kernel_h);
-    f.store(a, out.add(r * w.out_stride + j));
+    row_blocks::<V, F, C, S>(f, w, src, out, r, w.cols - C * V::N);
     Ok(())
+}
+
+/// Row `r` of fp32 windows: blocks of 4 vectors (independent chains for the in-order
+/// cores), then 2, the rest by an overlapping block of 2 or, in rows narrower than 8, by
+/// single vectors; `Err(j)`: outputs `j..` remain (rows narrower than 4).
+#[inline(always)]
+unsafe fn row_f32<F: Fold<float32x4_t>, const S: usize>(
+    f: F,
+    w: &Windows,
+    src: *const f32,
+    out: *mut f32,
+    r: usize,
+) -> Result<(), usize> {
+    let j = row_blocks::<float32x4_t, F, 4, S>(f, w, src, out, r, 0);
+    let j = row_blocks::<float32x4_t, F, 2, S>(f, w, src, out, r, j);
+    if row_tail::<float32x4_t, F, 2, S>(f, w, src, out, r, j).is_ok() {
+        return Ok(());
+    }
+    let j = row_blocks::<float32x4_t, F, 1, S>(f, w, src, out, r, j);
+    row_tail::<float32x4_t, F, 1, S>(f, w, src, out, r, j)
 }
 
 /// Whether the SIMD window code takes this geometry.
@@ -286,11 +345,7 @@ pub fn max_f32(w: &Windows, src: &[f32], out: &mut [f32]) {
         for r in 0..w.rows {
             // SAFETY: every window lies inside `src` and every output inside `out`
             // (checked by the caller); the loads read only elements of their windows.
-            let done = unsafe {
-                let (s, o) = (src.as_ptr(), out.as_mut_ptr());
-                let j = row_blocks::<float32x4_t, _, 2, S>(MaxF32, w, s, o, r, 0);
-                row_tail::<float32x4_t, _, S>(MaxF32, w, s, o, r, j).map_err(|_| j)
-            };
+            let done = unsafe { row_f32::<_, S>(MaxF32, w, src.as_ptr(), out.as_mut_ptr(), r) };
             if let Err(j) = done {
                 generic_max_cols(w, src, r, j..w.cols, out);
             }
@@ -310,11 +365,7 @@ pub fn avg_f32(w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]) {
         let f = AvgF32(unsafe { vdupq_n_f32(divisor) });
         for r in 0..w.rows {
             // SAFETY: as in `max_f32`.
-            let done = unsafe {
-                let (s, o) = (src.as_ptr(), out.as_mut_ptr());
-                let j = row_blocks::<float32x4_t, _, 2, S>(f, w, s, o, r, 0);
-                row_tail::<float32x4_t, _, S>(f, w, s, o, r, j).map_err(|_| j)
-            };
+            let done = unsafe { row_f32::<_, S>(f, w, src.as_ptr(), out.as_mut_ptr(), r) };
             if let Err(j) = done {
                 generic_avg_cols(w, src, divisor, r, j..w.cols, out);
             }
@@ -335,8 +386,13 @@ pub fn max_i8(w: &Windows, src: &[i8], out: &mut [i8]) {
             let done = unsafe {
                 let (s, o) = (src.as_ptr(), out.as_mut_ptr());
                 let j = row_blocks::<int8x16_t, _, 2, S>(MaxI8, w, s, o, r, 0);
-                let j = row_blocks::<int8x8_t, _, 1, S>(MaxI8, w, s, o, r, j);
-                row_tail::<int8x8_t, _, S>(MaxI8, w, s, o, r, j).map_err(|_| j)
+                let j = row_blocks::<int8x16_t, _, 1, S>(MaxI8, w, s, o, r, j);
+                if row_tail::<int8x16_t, _, 1, S>(MaxI8, w, s, o, r, j).is_ok() {
+                    Ok(())
+                } else {
+                    let j = row_blocks::<int8x8_t, _, 1, S>(MaxI8, w, s, o, r, j);
+                    row_tail::<int8x8_t, _, 1, S>(MaxI8, w, s, o, r, j)
+                }
             };
             if let Err(j) = done {
                 generic_max_cols(w, src, r, j..w.cols, out);
