@@ -414,72 +414,99 @@ unsafe fn gather4(p: *const f32, plane: usize, i: usize) -> float32x4_t {
     vld1q_f32(v.as_ptr())
 }
 
-/// Folds 4 planes `plane` apart, lane `k` = plane `k`, each in memory order: 4 elements of
-/// each at a time, transposed so that every vector holds one element index.
+/// Folds `G` groups of 4 planes `plane` apart (group `g` starting at plane `4g`), lane `k`
+/// of vector `g` = plane `4g + k`, each plane in memory order: 4 elements of each at a
+/// time, transposed so that every vector holds one element index. The groups are
+/// independent chains for the in-order cores.
 #[inline(always)]
-unsafe fn fold_planes4<F: Fold<float32x4_t>>(f: F, p: *const f32, plane: usize) -> float32x4_t {
-    let mut acc = f.start(gather4(p, plane, 0));
+unsafe fn fold_planes<F: Fold<float32x4_t>, const G: usize>(
+    f: F,
+    p: *const f32,
+    plane: usize,
+) -> [float32x4_t; G] {
+    let base = |g: usize| p.add(4 * g * plane);
+    let mut acc: [float32x4_t; G] = std::array::from_fn(|g| f.start(gather4(base(g), plane, 0)));
     let mut i = 0;
     if !F::STEP_FIRST {
         // The start value is the first element: fold the rest.
         i = 1;
         while i < plane.min(4) {
-            acc = f.step(acc, gather4(p, plane, i));
+            for (g, a) in acc.iter_mut().enumerate() {
+                *a = f.step(*a, gather4(base(g), plane, i));
+            }
             i += 1;
         }
     }
     while i + 4 <= plane {
-        let r0 = vld1q_f32(p.add(i));
-        let r1 = vld1q_f32(p.add(plane + i));
-        let r2 = vld1q_f32(p.add(2 * plane + i));
-        let r3 = vld1q_f32(p.add(3 * plane + i));
-        let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));
-        let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
-        let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));
-        let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
-        acc = f.step(acc, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
-        acc = f.step(acc, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
-        acc = f.step(acc, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
-        acc = f.step(acc, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+        for (g, a) in acc.iter_mut().enumerate() {
+            let q = base(g);
+            let r0 = vld1q_f32(q.add(i));
+            let r1 = vld1q_f32(q.add(plane + i));
+            let r2 = vld1q_f32(q.add(2 * plane + i));
+            let r3 = vld1q_f32(q.add(3 * plane + i));
+            let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));
+            let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
+            let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));
+            let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
+            *a = f.step(*a, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+            *a = f.step(*a, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+            *a = f.step(*a, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+            *a = f.step(*a, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+        }
         i += 4;
     }
     while i < plane {
-        acc = f.step(acc, gather4(p, plane, i));
+        for (g, a) in acc.iter_mut().enumerate() {
+            *a = f.step(*a, gather4(base(g), plane, i));
+        }
         i += 1;
     }
     acc
 }
 
-/// Callers have checked the planes against the buffers.
-pub fn global_max_f32(src: &[f32], plane: usize, out: &mut [f32]) {
+/// Global pooling of every 4 planes (8 at a time, then 4), the last `out.len() % 4` planes
+/// by `rest`.
+#[inline(always)]
+fn global_f32<F: Fold<float32x4_t>>(
+    f: F,
+    src: &[f32],
+    plane: usize,
+    out: &mut [f32],
+    rest: impl Fn(&[f32]) -> f32,
+) {
     let quads = out.len() / 4;
-    for g in 0..quads {
-        // SAFETY: planes 4g..4g+4 lie inside `src`, outputs 4g..4g+4 inside `out`.
+    let mut g = 0;
+    // SAFETY (both loops): planes 4g.. of the groups lie inside `src` and outputs 4g.. inside
+    // `out`, as the caller checked `out.len()` planes.
+    while g + 2 <= quads {
         unsafe {
-            let m = fold_planes4(MaxF32, src.as_ptr().add(4 * g * plane), plane);
-            MaxF32.store(m, out.as_mut_ptr().add(4 * g));
+            let acc = fold_planes::<F, 2>(f, src.as_ptr().add(4 * g * plane), plane);
+            f.store(acc[0], out.as_mut_ptr().add(4 * g));
+            f.store(acc[1], out.as_mut_ptr().add(4 * g + 4));
+        }
+        g += 2;
+    }
+    if g < quads {
+        unsafe {
+            let [a] = fold_planes::<F, 1>(f, src.as_ptr().add(4 * g * plane), plane);
+            f.store(a, out.as_mut_ptr().add(4 * g));
         }
     }
     for q in 4 * quads..out.len() {
-        out[q] = plane_max(&src[q * plane..][..plane]);
+        out[q] = rest(&src[q * plane..][..plane]);
     }
 }
 
 /// Callers have checked the planes against the buffers.
+pub fn global_max_f32(src: &[f32], plane: usize, out: &mut [f32]) {
+    global_f32(MaxF32, src, plane, out, plane_max);
+}
+
+/// Callers have checked the planes against the buffers.
 pub fn global_avg_f32(src: &[f32], plane: usize, out: &mut [f32]) {
-    let quads = out.len() / 4;
     // SAFETY: NEON is part of the aarch64 baseline.
     let f = AvgF32(unsafe { vdupq_n_f32(plane as f32) });
-    for g in 0..quads {
-        // SAFETY: as in `global_max_f32`.
-        unsafe {
-            let s = fold_planes4(f, src.as_ptr().add(4 * g * plane), plane);
-            f.store(s, out.as_mut_ptr().add(4 * g));
-        }
-    }
-    for q in 4 * quads..out.len() {
-        out[q] = plane_avg(&src[q * plane..][..plane]);
-    }
+    global_f32(f, src, plane, out, plane_avg);
 }
 
 /// Callers have checked the planes against the buffers. Int8 max is exact in any order:
