@@ -1,10 +1,11 @@
 //! Pooling kernels: max and average over rectangles of windows that lie inside one channel
 //! plane, and global max / average over whole planes; fp32, and int8 for max.
 //!
-//! The op (`ops::pooling`) works out where the windows fall, runs the kernels on the
-//! interior (every window inside the input, and for an average every element counted) and
-//! does the partial windows at the edges itself. The kernels keep the op's reference
-//! semantics bit for bit:
+//! The op (`ops::pooling`) works out where the windows fall and hands the kernels
+//! rectangles of windows cut to their part inside the input (the whole window in the
+//! interior, fewer rows / columns at the edges), fixing up the few cases where leaving the
+//! padding out changes a max (see `Pooling::pool_channel`). The kernels keep the op's
+//! reference semantics bit for bit:
 //!
 //! * A max is `m = first; for v in window (row by row) { if m < v { m = v } }`: a NaN in the
 //!   first element is the result, a NaN anywhere else is skipped, and among equal values
