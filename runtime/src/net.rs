@@ -189,7 +189,9 @@ impl Net {
         let simulate = opts.precision == PrecisionChoice::Simulate;
         let mut grids = int8_grids(&graph, &ops);
         for (li, op) in ops.iter_mut().enumerate() {
-            if graph.layers[li].kind == "Split" || (simulate && op.int8_passthrough()) {
+            // Alias ops (Split, Flatten, …) only rename memory; pass-through ops keep fp32 in
+            // the simulation, which rounds in the quantized layers.
+            if op.storage() == Storage::Alias || (simulate && op.int8_passthrough()) {
                 continue;
             }
             let input = graph.inputs[li]
@@ -366,6 +368,11 @@ impl Net {
         Ok(self.plan.int8[self.find_blob(name)?])
     }
 
+    /// The grid of an int8 blob (its values are `quantize(x, scale, qmax)`), None for fp32.
+    pub fn int8_grid(&self, name: &str) -> Result<Option<Int8Grid>> {
+        Ok(self.grids[self.find_blob(name)?])
+    }
+
     fn check_readable(&self, b: usize, name: &str) -> Result<()> {
         if !self.keep_all && !self.output_ids.contains(&b) && !self.input_ids.contains(&b) {
             return Err(Error::Input {
@@ -476,8 +483,9 @@ impl Net {
 
 /// Decides which blobs hold int8 values, and on which grid.
 ///
-/// Blobs joined by ops that carry int8 values unchanged (Split, and ops whose
-/// `int8_passthrough` is true: max pooling, Concat, ReLU) form a region. A region is int8
+/// Blobs joined by ops that carry int8 values unchanged (alias ops such as Split, Flatten
+/// and Dropout, and ops whose `int8_passthrough` is true: max pooling, Concat, ReLU) form a
+/// region. A region is int8
 /// when every blob in it is produced by such an op or by a layer that can requantize its
 /// output, and every layer reading it from outside those ops takes int8 input on one common
 /// grid (bottom scale and clamp); the producers then requantize onto that grid. This is the
@@ -486,7 +494,7 @@ impl Net {
 /// the net outputs stay fp32.
 fn int8_grids(graph: &Graph, ops: &[Box<dyn Op>]) -> Vec<Option<Int8Grid>> {
     let n = graph.blobs.len();
-    let through = |li: usize| graph.layers[li].kind == "Split" || ops[li].int8_passthrough();
+    let through = |li: usize| ops[li].storage() == Storage::Alias || ops[li].int8_passthrough();
     // Union-find over blobs linked by pass-through ops.
     let mut parent: Vec<usize> = (0..n).collect();
     fn root(parent: &mut [usize], mut b: usize) -> usize {

@@ -124,6 +124,9 @@ pub trait Op: Send + Sync + std::fmt::Debug {
 
     /// Whether this op, as configured, can carry int8 values through unchanged in scale:
     /// it may then read an int8 input and write an int8 output (same scale, same grid).
+    /// Such an op accepts `set_int8_io(true, Some(grid))` (its inputs and outputs all int8)
+    /// and refuses a mix of int8 and fp32. It does not end an int8 region: the graph decides
+    /// the whole region (`net::int8_grids`).
     fn int8_passthrough(&self) -> bool {
         false
     }
