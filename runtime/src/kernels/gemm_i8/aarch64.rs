@@ -22,7 +22,7 @@
 
 use super::{store_acc, Acc, Kernel, Layout, Micro, OutKind, Tile, NR_MAX};
 use crate::ops::activation::Activation;
-use crate::quant::Precision;
+use crate::quant::{quantize_scaled, Precision};
 use std::arch::aarch64::*;
 
 static INT8_A53: Kernel = Kernel {
@@ -89,6 +89,8 @@ const RELU: u8 = 1;
 const LEAKY: u8 = 2;
 const CLIP: u8 = 3;
 const GENERIC: u8 = 4;
+/// Clip of an int8 output whose range holds 0: applied to the int8 values (see `Epi::new`).
+const CLIP_INT: u8 = 5;
 
 /// The epilogue constants of one A panel (up to 8 rows from `t.row0`).
 struct Epi {
@@ -98,7 +100,9 @@ struct Epi {
     lo: float32x4_t,
     hi: float32x4_t,
     top: f32,
-    qmax: int8x16_t,
+    /// The int8 result's clamp: ±qmax, or the activation's range on the int8 grid.
+    qlo: int8x16_t,
+    qhi: int8x16_t,
 }
 
 impl Epi {
@@ -119,6 +123,19 @@ impl Epi {
             Activation::Clip { min, max } => (0.0, min, max),
             _ => (0.0, 0.0, 0.0),
         };
+        // An int8 output under ReLU or a Clip whose range holds 0 takes the activation on
+        // the int8 values: quantizing is monotonic with q(0) = 0, so q(max(y, 0)) =
+        // max(q(y), 0) and q(clip(y)) = clamp(q(y), q(min), q(max)), NaN included (q(NaN) =
+        // 0 lies inside). `dispatch!` picks these paths (RELU with I8, CLIP_INT).
+        let q = r.qmax;
+        let (qlo, qhi) = match r.act {
+            Activation::ReLU => (0, q),
+            Activation::Clip { min, max } if min <= 0.0 && max >= 0.0 => (
+                quantize_scaled(min * r.top_scale, q) as i32,
+                quantize_scaled(max * r.top_scale, q) as i32,
+            ),
+            _ => (-q, q),
+        };
         Epi {
             scales: [
                 vld1q_f32(scales.as_ptr()),
@@ -132,14 +149,19 @@ impl Epi {
             lo: vdupq_n_f32(lo),
             hi: vdupq_n_f32(hi),
             top: r.top_scale,
-            qmax: vdupq_n_s8(r.qmax as i8),
+            qlo: vdupq_n_s8(qlo as i8),
+            qhi: vdupq_n_s8(qhi as i8),
         }
     }
 
     /// As `Activation::apply`: selects written as its comparisons (NaN and −0 included).
+    /// `K`: the output kind (an int8 output takes ReLU and CLIP_INT on its int8 values).
     #[inline(always)]
-    unsafe fn act<const A: u8>(&self, y: float32x4_t) -> float32x4_t {
+    unsafe fn act<const K: u8, const A: u8>(&self, y: float32x4_t) -> float32x4_t {
         let zero = vdupq_n_f32(0.0);
+        if K == I8 && (A == RELU || A == CLIP_INT) {
+            return y;
+        }
         match A {
             RELU => vbslq_f32(vcltq_f32(y, zero), zero, y),
             LEAKY => vbslq_f32(vcltq_f32(y, zero), vmulq_n_f32(y, self.slope), y),
@@ -154,25 +176,29 @@ impl Epi {
     /// `act(fma(acc, scale, bias))` of four rows (`half`: rows 0..4 or 4..8; one int32x4 of
     /// columns each): one fused multiply-add, as `Requant::dequant`.
     #[inline(always)]
-    unsafe fn dequant4<const A: u8>(&self, v: [int32x4_t; 4], half: usize) -> [float32x4_t; 4] {
+    unsafe fn dequant4<const K: u8, const A: u8>(
+        &self,
+        v: [int32x4_t; 4],
+        half: usize,
+    ) -> [float32x4_t; 4] {
         let (s, b) = (self.scales[half], self.biases[half]);
         [
-            self.act::<A>(vfmaq_laneq_f32::<0>(
+            self.act::<K, A>(vfmaq_laneq_f32::<0>(
                 vdupq_laneq_f32::<0>(b),
                 vcvtq_f32_s32(v[0]),
                 s,
             )),
-            self.act::<A>(vfmaq_laneq_f32::<1>(
+            self.act::<K, A>(vfmaq_laneq_f32::<1>(
                 vdupq_laneq_f32::<1>(b),
                 vcvtq_f32_s32(v[1]),
                 s,
             )),
-            self.act::<A>(vfmaq_laneq_f32::<2>(
+            self.act::<K, A>(vfmaq_laneq_f32::<2>(
                 vdupq_laneq_f32::<2>(b),
                 vcvtq_f32_s32(v[2]),
                 s,
             )),
-            self.act::<A>(vfmaq_laneq_f32::<3>(
+            self.act::<K, A>(vfmaq_laneq_f32::<3>(
                 vdupq_laneq_f32::<3>(b),
                 vcvtq_f32_s32(v[3]),
                 s,
@@ -189,7 +215,7 @@ impl Epi {
         let lo = vqmovn_high_s32(vqmovn_s32(q[0]), q[1]);
         let hi = vqmovn_high_s32(vqmovn_s32(q[2]), q[3]);
         let b = vqmovn_high_s16(vqmovn_s16(lo), hi);
-        vminq_s8(vmaxq_s8(b, vnegq_s8(self.qmax)), self.qmax)
+        vminq_s8(vmaxq_s8(b, self.qlo), self.qhi)
     }
 }
 
@@ -213,7 +239,12 @@ macro_rules! dispatch {
             (OutKind::I8, NONE) => $f::<I8, NONE>($($arg),*),
             (OutKind::I8, RELU) => $f::<I8, RELU>($($arg),*),
             (OutKind::I8, LEAKY) => $f::<I8, LEAKY>($($arg),*),
-            (OutKind::I8, _) => $f::<I8, CLIP>($($arg),*),
+            (OutKind::I8, _) => match $row.requant.act {
+                Activation::Clip { min, max } if min <= 0.0 && max >= 0.0 => {
+                    $f::<I8, CLIP_INT>($($arg),*)
+                }
+                _ => $f::<I8, CLIP>($($arg),*),
+            },
         }
     }};
 }
@@ -241,12 +272,12 @@ unsafe fn store_4x4<const K: u8, const A: u8>(sums: [int32x4_t; 4], e: &Epi, t: 
             }
         }
         F32 => {
-            for (r, y) in e.dequant4::<A>(sums, 0).into_iter().enumerate() {
+            for (r, y) in e.dequant4::<K, A>(sums, 0).into_iter().enumerate() {
                 vst1q_f32((t.out as *mut f32).add(r * t.stride), y);
             }
         }
         _ => {
-            let b = vreinterpretq_u32_s8(e.requant16(e.dequant4::<A>(sums, 0)));
+            let b = vreinterpretq_u32_s8(e.requant16(e.dequant4::<K, A>(sums, 0)));
             let dst = |r: usize| t.out.add(r * t.stride) as *mut u32;
             dst(0).write_unaligned(vgetq_lane_u32::<0>(b));
             dst(1).write_unaligned(vgetq_lane_u32::<1>(b));
@@ -270,8 +301,8 @@ unsafe fn store_8x8<const K: u8, const A: u8>(c: &[[int32x4_t; 2]; 8], e: &Epi, 
     }
     for half in 0..2 {
         let rows = &c[4 * half..4 * half + 4];
-        let left = e.dequant4::<A>(std::array::from_fn(|r| rows[r][0]), half);
-        let right = e.dequant4::<A>(std::array::from_fn(|r| rows[r][1]), half);
+        let left = e.dequant4::<K, A>(std::array::from_fn(|r| rows[r][0]), half);
+        let right = e.dequant4::<K, A>(std::array::from_fn(|r| rows[r][1]), half);
         if K == F32 {
             for r in 0..4 {
                 let dst = (t.out as *mut f32).add((4 * half + r) * t.stride);
@@ -404,12 +435,28 @@ macro_rules! k_loop {
     }};
 }
 
-/// Accumulators v16..v31 as `[row][column]` (4 x 4, lanes along K) summed over their lanes.
+/// Accumulators v16..v31 as `[row][column]` (4 x 4, lanes along K) summed over their lanes:
+/// three `addp` per row (written out: the compiler turns the second level into `uzp` pairs,
+/// which cost the A72 three times as much).
 #[inline(always)]
 unsafe fn reduce_4x4(c: [int32x4_t; 16]) -> [int32x4_t; 4] {
     std::array::from_fn(|r| {
         let row = &c[4 * r..4 * r + 4];
-        vpaddq_s32(vpaddq_s32(row[0], row[1]), vpaddq_s32(row[2], row[3]))
+        let out: int32x4_t;
+        std::arch::asm!(
+            "addp {t0:v}.4s, {a:v}.4s, {b:v}.4s",
+            "addp {t1:v}.4s, {c:v}.4s, {d:v}.4s",
+            "addp {o:v}.4s, {t0:v}.4s, {t1:v}.4s",
+            a = in(vreg) row[0],
+            b = in(vreg) row[1],
+            c = in(vreg) row[2],
+            d = in(vreg) row[3],
+            t0 = out(vreg) _,
+            t1 = out(vreg) _,
+            o = lateout(vreg) out,
+            options(pure, nomem, nostack),
+        );
+        out
     })
 }
 
