@@ -287,9 +287,18 @@ fn zero_row(dst: &mut [u8], panels: usize, panel: usize, base: usize, ks: usize,
 unsafe fn widen8_panels(src: &[i8], panels: usize, panel: usize, dst: *mut u8) -> usize {
     debug_assert!(src.len() >= 8 * panels);
     for p in 0..panels {
-        let v: [i8; 8] = src.as_ptr().add(8 * p).cast::<[i8; 8]>().read_unaligned();
-        let w: [i16; 8] = v.map(i16::from);
-        dst.add(p * panel).cast::<[i16; 8]>().write_unaligned(w);
+        let from = src.as_ptr().add(8 * p);
+        let to = dst.add(p * panel);
+        #[cfg(target_arch = "aarch64")]
+        {
+            use std::arch::aarch64::{vld1_s8, vmovl_s8, vst1q_s16};
+            vst1q_s16(to as *mut i16, vmovl_s8(vld1_s8(from)));
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            let v: [i8; 8] = from.cast::<[i8; 8]>().read_unaligned();
+            to.cast::<[i16; 8]>().write_unaligned(v.map(i16::from));
+        }
     }
     panels
 }

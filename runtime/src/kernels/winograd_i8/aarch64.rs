@@ -9,6 +9,7 @@ use super::{Geometry, PANEL};
 use crate::kernels::gemm_i8::OutKind;
 use crate::kernels::requant::Requant;
 use crate::ops::activation::Activation;
+use crate::quant::quantize_scaled;
 use std::arch::aarch64::*;
 
 /// `Bᵀ z` of six vectors (rows 4·z0 − 5·z2 + z4, …; see `BT` in mod.rs).
@@ -319,8 +320,19 @@ unsafe fn store_channel(
     let scale = *requant.scale_in.get_unchecked(c);
     let bias = vdupq_n_f32(requant.bias.map_or(0.0, |b| *b.get_unchecked(c)));
     let zero = vdupq_n_f32(0.0);
+    // An int8 output takes ReLU and a Clip that holds 0 on its int8 values (exact: quantizing
+    // is monotonic with q(0) = 0, as in the GEMM epilogue).
+    let int_act = kind == OutKind::I8
+        && match act {
+            Activation::ReLU => true,
+            Activation::Clip { min, max } => min <= 0.0 && max >= 0.0,
+            _ => false,
+        };
     let y = |v: int32x4_t| {
         let y = vfmaq_n_f32(bias, vcvtq_f32_s32(v), scale);
+        if int_act {
+            return y;
+        }
         match act {
             Activation::ReLU => vbslq_f32(vcltq_f32(y, zero), zero, y),
             Activation::LeakyReLU(k) => vbslq_f32(vcltq_f32(y, zero), vmulq_n_f32(y, k), y),
@@ -336,16 +348,27 @@ unsafe fn store_channel(
     let (ty0, tx0) = (t0 / g.tiles_x, t0 % g.tiles_x);
     match kind {
         OutKind::I8 => {
-            let (top, qmax) = (requant.top_scale, vdup_n_s8(requant.qmax as i8));
-            let q = |v: int32x4_t| vcvtaq_s32_f32(vmulq_n_f32(y(v), top));
-            // Per position: 8 tiles' bytes, clamped to ±qmax.
-            let b: [int8x8_t; 16] = std::array::from_fn(|p| {
-                let n = vqmovn_high_s32(vqmovn_s32(q(s[p][0])), q(s[p][1]));
-                let n = vqmovn_s16(n);
-                vmin_s8(vmax_s8(n, vneg_s8(qmax)), qmax)
-            });
+            let (top, q) = (requant.top_scale, requant.qmax);
+            let (lo, hi) = match act {
+                _ if !int_act => (-q, q),
+                Activation::Clip { min, max } => (
+                    quantize_scaled(min * top, q) as i32,
+                    quantize_scaled(max * top, q) as i32,
+                ),
+                _ => (0, q),
+            };
+            let (lo, hi) = (vdup_n_s8(lo as i8), vdup_n_s8(hi as i8));
             for i in 0..4 {
-                let rows = int8x8x4_t(b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]);
+                // The row's 4 positions side by side (8 independent chains for the in-order
+                // core): 8 tiles' bytes each, clamped.
+                let v: [int32x4_t; 8] = std::array::from_fn(|k| s[4 * i + k / 2][k % 2]);
+                let f: [float32x4_t; 8] = v.map(|v| vmulq_n_f32(y(v), top));
+                let n: [int32x4_t; 8] = f.map(|f| vcvtaq_s32_f32(f));
+                let b: [int8x8_t; 4] = std::array::from_fn(|k| {
+                    let h = vqmovn_high_s32(vqmovn_s32(n[2 * k]), n[2 * k + 1]);
+                    vmin_s8(vmax_s8(vqmovn_s16(h), lo), hi)
+                });
+                let rows = int8x8x4_t(b[0], b[1], b[2], b[3]);
                 if straight {
                     let dst = (out as *mut i8).add(c * plane + (ty0 * 4 + i) * g.out_w + tx0 * 4);
                     vst4_s8(dst, rows);
