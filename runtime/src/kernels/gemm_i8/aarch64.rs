@@ -211,7 +211,10 @@ impl Epi {
     /// order, and the final byte clamp makes −128 impossible.
     #[inline(always)]
     unsafe fn requant16(&self, y: [float32x4_t; 4]) -> int8x16_t {
-        let q = y.map(|v| vcvtaq_s32_f32(vmulq_n_f32(v, self.top)));
+        let mut q = [vdupq_n_s32(0); 4];
+        for (q, y) in q.iter_mut().zip(y) {
+            *q = vcvtaq_s32_f32(vmulq_n_f32(y, self.top));
+        }
         let lo = vqmovn_high_s32(vqmovn_s32(q[0]), q[1]);
         let hi = vqmovn_high_s32(vqmovn_s32(q[2]), q[3]);
         let b = vqmovn_high_s16(vqmovn_s16(lo), hi);
@@ -922,6 +925,32 @@ unsafe fn int8_a53_sums(kp: usize, a: *const u8, b: *const u8) -> [int32x4_t; 16
     )
 }
 
+/// Raw int32 products of int16 operands on the Cortex-A53 for the Winograd convolution: the
+/// [`Layout::Wide16`] 8 x 8 INT8 K loop run for `n` positions ξ in one call (A and B `kp` pairs
+/// of k each, `a_stride` / `b_stride` bytes apart; out 8 rows of 8 int32 per ξ, `out_stride`
+/// int32 apart), so the register saves, the epilogue dispatch and the tile set-up of a
+/// kernel call happen once rather than per ξ. Everything wraps modulo 2³², which the Winograd
+/// scheme wants.
+///
+/// # Safety
+/// Every A and B panel holds `kp` pairs of k plus [`super::OVERREAD`] readable bytes; `out`
+/// holds `n` blocks of 64 int32 at its stride.
+pub unsafe fn wide16_a53_batch(
+    kp: usize,
+    (a, a_stride): (*const u8, usize),
+    (b, b_stride): (*const u8, usize),
+    (out, out_stride): (*mut i32, usize),
+    n: usize,
+) {
+    for xi in 0..n {
+        let c = int8_a53_sums(kp, a.add(xi * a_stride), b.add(xi * b_stride));
+        let dst = out.add(xi * out_stride);
+        for (i, v) in c.iter().enumerate() {
+            vst1q_s32(dst.add(4 * i), *v);
+        }
+    }
+}
+
 /// One k of the INT7 kernel: `$op` (`mul` or `mla`) of B `$b` by the lanes of A `$a` into the
 /// int16 accumulators v4..v11, with the next k (byte offset `$o`) loaded into (`$nb`, `$na`)
 /// right after the first two multiplies.
@@ -1075,7 +1104,8 @@ pub unsafe fn transpose16(rows: &[&[i8]; 16], c: usize) -> [[u8; 16]; 16] {
         s[i] = vtrn1q_u8(x, y);
         s[i + 1] = vtrn2q_u8(x, y);
     }
-    let mut u: [uint16x8_t; 16] = s.map(|x| vreinterpretq_u16_u8(x));
+    // Reinterpreting casts of whole arrays (array `map` can be left out of line).
+    let mut u: [uint16x8_t; 16] = std::mem::transmute(s);
     for base in (0..16).step_by(4) {
         for i in base..base + 2 {
             let (x, y) = (u[i], u[i + 2]);
@@ -1083,7 +1113,7 @@ pub unsafe fn transpose16(rows: &[&[i8]; 16], c: usize) -> [[u8; 16]; 16] {
             u[i + 2] = vtrn2q_u16(x, y);
         }
     }
-    let mut w: [uint32x4_t; 16] = u.map(|x| vreinterpretq_u32_u16(x));
+    let mut w: [uint32x4_t; 16] = std::mem::transmute(u);
     for base in (0..16).step_by(8) {
         for i in base..base + 4 {
             let (x, y) = (w[i], w[i + 4]);
@@ -1091,7 +1121,7 @@ pub unsafe fn transpose16(rows: &[&[i8]; 16], c: usize) -> [[u8; 16]; 16] {
             w[i + 4] = vtrn2q_u32(x, y);
         }
     }
-    let mut d: [uint64x2_t; 16] = w.map(|x| vreinterpretq_u64_u32(x));
+    let mut d: [uint64x2_t; 16] = std::mem::transmute(w);
     for i in 0..8 {
         let (x, y) = (d[i], d[i + 8]);
         d[i] = vtrn1q_u64(x, y);

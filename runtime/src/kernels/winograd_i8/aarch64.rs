@@ -47,11 +47,13 @@ unsafe fn at(z: [int32x4_t; 6]) -> [int32x4_t; 4] {
     ]
 }
 
-/// `div576` of four lanes.
+/// `64 · S` of four lanes from `576 · S mod 2³²`: one multiply by 9⁻¹ (exact for
+/// `|S| < 2²⁵`, where `64 · S` fits an int32). `>> 6` gives `div576`; an epilogue that
+/// converts to float can take the 1/64 into its scale instead (scaling by a power of two
+/// commutes with rounding, so the result is the same bit for bit).
 #[inline(always)]
-unsafe fn div576(t: int32x4_t) -> int32x4_t {
-    let q = vmulq_n_u32(vshrq_n_u32::<6>(vreinterpretq_u32_s32(t)), super::INV9);
-    vshrq_n_s32::<6>(vreinterpretq_s32_u32(vshlq_n_u32::<6>(q)))
+unsafe fn times64_div576(t: int32x4_t) -> int32x4_t {
+    vreinterpretq_s32_u32(vmulq_n_u32(vreinterpretq_u32_s32(t), super::INV9))
 }
 
 /// Eight rows of 8 bytes transposed: element `[k][j]` of the result is `rows[j][k]`.
@@ -63,7 +65,8 @@ unsafe fn transpose8(r: [int8x8_t; 8]) -> [int8x8_t; 8] {
         s[i] = vtrn1_s8(x, y);
         s[i + 1] = vtrn2_s8(x, y);
     }
-    let mut h: [int16x4_t; 8] = s.map(|v| vreinterpret_s16_s8(v));
+    // Reinterpreting casts of whole arrays (array `map` can be left out of line).
+    let mut h: [int16x4_t; 8] = std::mem::transmute(s);
     for base in [0, 4] {
         for i in base..base + 2 {
             let (x, y) = (h[i], h[i + 2]);
@@ -71,13 +74,13 @@ unsafe fn transpose8(r: [int8x8_t; 8]) -> [int8x8_t; 8] {
             h[i + 2] = vtrn2_s16(x, y);
         }
     }
-    let mut w: [int32x2_t; 8] = h.map(|v| vreinterpret_s32_s16(v));
+    let mut w: [int32x2_t; 8] = std::mem::transmute(h);
     for i in 0..4 {
         let (x, y) = (w[i], w[i + 4]);
         w[i] = vtrn1_s32(x, y);
         w[i + 4] = vtrn2_s32(x, y);
     }
-    w.map(|v| vreinterpret_s8_s32(v))
+    std::mem::transmute(w)
 }
 
 /// Six bytes of input row `y` from column `x0` (0 outside the input), as a vector.
@@ -162,7 +165,14 @@ pub unsafe fn input_transform(
                     let p = src.offset((y0 + r as isize) * g.w as isize + x0);
                     let a = vld4_s8(p);
                     let b = vld4_s8(p.add(4));
-                    *dr = [a.0, a.1, a.2, a.3, b.0, b.1].map(|v| vmovl_s8(v));
+                    *dr = [
+                        vmovl_s8(a.0),
+                        vmovl_s8(a.1),
+                        vmovl_s8(a.2),
+                        vmovl_s8(a.3),
+                        vmovl_s8(b.0),
+                        vmovl_s8(b.1),
+                    ];
                     continue;
                 }
                 let mut rows = [zero8; PANEL];
@@ -208,10 +218,10 @@ pub unsafe fn input_transform(
     }
 }
 
-/// The transformed sums of output channel `m` of the panel: `S` at the 16 output positions of
-/// each tile, 8 tiles as two int32x4 each.
+/// The transformed sums of output channel `m` of the panel: `S` (`64 · S` if `TIMES64`) at
+/// the 16 output positions of each tile, 8 tiles as two int32x4 each.
 #[inline(always)]
-unsafe fn sums_of(mbuf: &[i32], m: usize) -> [[int32x4_t; 2]; 16] {
+unsafe fn sums_of<const TIMES64: bool>(mbuf: &[i32], m: usize) -> [[int32x4_t; 2]; 16] {
     let z = |xi: usize, h: usize| vld1q_s32(mbuf.as_ptr().add((xi * PANEL + m) * PANEL + 4 * h));
     let mut out = [[vdupq_n_s32(0); 2]; 16];
     for h in 0..2 {
@@ -226,7 +236,8 @@ unsafe fn sums_of(mbuf: &[i32], m: usize) -> [[int32x4_t; 2]; 16] {
         for (i, ti) in t.iter().enumerate() {
             let r = at(*ti);
             for j in 0..4 {
-                out[i * 4 + j][h] = div576(r[j]);
+                let t = times64_div576(r[j]);
+                out[i * 4 + j][h] = if TIMES64 { t } else { vshrq_n_s32::<6>(t) };
             }
         }
     }
@@ -266,8 +277,15 @@ pub unsafe fn output(
         && tx0 + PANEL <= g.tiles_x
         && (tx0 + PANEL) * 4 <= g.out_w
         && ty0 * 4 + 4 <= g.out_h;
+    let place = Placement::new(g, t0, ntiles);
+    // One chunk and a vector epilogue: the sums stay `64 · S`, the scale takes the 1/64.
+    let times64 = first && last && act.is_some();
     for m in 0..PANEL.min(outch - m0) {
-        let mut s = sums_of(mbuf, m);
+        let mut s = if times64 {
+            sums_of::<true>(mbuf, m)
+        } else {
+            sums_of::<false>(mbuf, m)
+        };
         let acc = sums[m * 16 * PANEL..].as_mut_ptr();
         if !(first && last) {
             for (p, sp) in s.iter_mut().enumerate() {
@@ -287,7 +305,13 @@ pub unsafe fn output(
         }
         let c = m0 + m;
         match act {
-            Some(act) => store_channel(&s, c, act, g, t0, ntiles, straight, requant, kind, out),
+            Some(act) => {
+                let unit = if times64 { 1.0 / 64.0 } else { 1.0 };
+                let scale = requant.scale_in.get_unchecked(c) * unit;
+                store_channel(
+                    &s, c, scale, act, g, t0, &place, straight, requant, kind, out,
+                )
+            }
             None => {
                 // Activations the vector code does not do: scalar epilogue per value.
                 let mut vals = [0i32; 16 * PANEL];
@@ -302,22 +326,23 @@ pub unsafe fn output(
     }
 }
 
-/// The epilogue of one output channel's 8 tiles, vectorised.
+/// The epilogue of one output channel's 8 tiles, vectorised; `s · scale` is the dequantized
+/// sum (`scale` takes the 1/64 of sums kept as `64 · S`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn store_channel(
     s: &[[int32x4_t; 2]; 16],
     c: usize,
+    scale: f32,
     act: Activation,
     g: &Geometry,
     t0: usize,
-    ntiles: usize,
+    place: &Placement,
     straight: bool,
     requant: &Requant,
     kind: OutKind,
     out: *mut u8,
 ) {
-    let scale = *requant.scale_in.get_unchecked(c);
     let bias = vdupq_n_f32(requant.bias.map_or(0.0, |b| *b.get_unchecked(c)));
     let zero = vdupq_n_f32(0.0);
     // An int8 output takes ReLU and a Clip that holds 0 on its int8 values (exact: quantizing
@@ -361,13 +386,20 @@ unsafe fn store_channel(
             for i in 0..4 {
                 // The row's 4 positions side by side (8 independent chains for the in-order
                 // core): 8 tiles' bytes each, clamped.
-                let v: [int32x4_t; 8] = std::array::from_fn(|k| s[4 * i + k / 2][k % 2]);
-                let f: [float32x4_t; 8] = v.map(|v| vmulq_n_f32(y(v), top));
-                let n: [int32x4_t; 8] = f.map(|f| vcvtaq_s32_f32(f));
-                let b: [int8x8_t; 4] = std::array::from_fn(|k| {
+                // (Plain loops: array `map` here was left out of line.)
+                let mut f = [vdupq_n_f32(0.0); 8];
+                for k in 0..8 {
+                    f[k] = vmulq_n_f32(y(s[4 * i + k / 2][k % 2]), top);
+                }
+                let mut n = [vdupq_n_s32(0); 8];
+                for k in 0..8 {
+                    n[k] = vcvtaq_s32_f32(f[k]);
+                }
+                let mut b = [vdup_n_s8(0); 4];
+                for k in 0..4 {
                     let h = vqmovn_high_s32(vqmovn_s32(n[2 * k]), n[2 * k + 1]);
-                    vmin_s8(vmax_s8(vqmovn_s16(h), lo), hi)
-                });
+                    b[k] = vmin_s8(vmax_s8(vqmovn_s16(h), lo), hi);
+                }
                 let rows = int8x8x4_t(b[0], b[1], b[2], b[3]);
                 if straight {
                     let dst = (out as *mut i8).add(c * plane + (ty0 * 4 + i) * g.out_w + tx0 * 4);
@@ -375,7 +407,16 @@ unsafe fn store_channel(
                 } else {
                     let mut buf = [0i8; 4 * PANEL];
                     vst4_s8(buf.as_mut_ptr(), rows);
-                    scatter_row(bytemuck::cast_slice(&buf), 1, c, i, g, t0, ntiles, out);
+                    let plane = out.add(c * plane);
+                    scatter_row(
+                        bytemuck::cast_slice(&buf),
+                        1,
+                        plane,
+                        i,
+                        g.out_w,
+                        place,
+                        0..PANEL,
+                    );
                 }
             }
         }
@@ -393,16 +434,8 @@ unsafe fn store_channel(
                         let mut buf = [0f32; 16];
                         vst4q_f32(buf.as_mut_ptr(), rows);
                         let bytes: &[u8] = bytemuck::cast_slice(&buf);
-                        scatter_row(
-                            bytes,
-                            4,
-                            c,
-                            i,
-                            g,
-                            t0 + 4 * h,
-                            4.min(ntiles.saturating_sub(4 * h)),
-                            out,
-                        );
+                        let plane = out.add(c * plane * 4);
+                        scatter_row(bytes, 4, plane, i, g.out_w, place, 4 * h..4 * h + 4);
                     }
                 }
             }
@@ -410,45 +443,65 @@ unsafe fn store_channel(
     }
 }
 
-/// Copies row `i` of tiles `t0..t0 + ntiles` (4 values of `elem` bytes each, consecutive in
-/// `buf`) to their places, clipped at the output's edges.
-#[allow(clippy::too_many_arguments)]
+/// Where a panel's tiles go in an output plane: each tile's top-left offset and how many of
+/// its rows and columns lie inside, worked out once per panel rather than per channel and row.
+struct Placement {
+    at: [usize; PANEL],
+    rows: [usize; PANEL],
+    cols: [usize; PANEL],
+}
+
+impl Placement {
+    fn new(g: &Geometry, t0: usize, ntiles: usize) -> Self {
+        let mut p = Placement {
+            at: [0; PANEL],
+            rows: [0; PANEL],
+            cols: [0; PANEL],
+        };
+        let (mut ty, mut tx) = (t0 / g.tiles_x, t0 % g.tiles_x);
+        for l in 0..ntiles {
+            p.at[l] = ty * 4 * g.out_w + tx * 4;
+            p.rows[l] = 4.min(g.out_h.saturating_sub(ty * 4));
+            p.cols[l] = 4.min(g.out_w.saturating_sub(tx * 4));
+            tx += 1;
+            if tx == g.tiles_x {
+                (ty, tx) = (ty + 1, 0);
+            }
+        }
+        p
+    }
+}
+
+/// Copies row `i` of the panel's tiles `tiles` (4 values of `elem` bytes each, consecutive in
+/// `buf` from the range's first tile) into the channel's output `plane`, clipped at its edges.
 #[inline(always)]
 unsafe fn scatter_row(
     buf: &[u8],
     elem: usize,
-    c: usize,
+    plane: *mut u8,
     i: usize,
-    g: &Geometry,
-    t0: usize,
-    ntiles: usize,
-    out: *mut u8,
+    out_w: usize,
+    place: &Placement,
+    tiles: std::ops::Range<usize>,
 ) {
-    let plane = g.out_w * g.out_h;
-    let (mut ty, mut tx) = (t0 / g.tiles_x, t0 % g.tiles_x);
-    for l in 0..ntiles {
-        let oy = ty * 4 + i;
-        if oy < g.out_h {
-            let dst = out.add((c * plane + oy * g.out_w + tx * 4) * elem);
-            let src = buf.as_ptr().add(l * 4 * elem);
-            if tx * 4 + 4 <= g.out_w {
-                // A whole row of the tile: one 4- or 16-byte copy.
-                if elem == 1 {
-                    dst.cast::<[u8; 4]>()
-                        .write_unaligned(src.cast::<[u8; 4]>().read_unaligned());
-                } else {
-                    dst.cast::<[u8; 16]>()
-                        .write_unaligned(src.cast::<[u8; 16]>().read_unaligned());
-                }
-            } else {
-                for b in 0..(g.out_w - tx * 4) * elem {
-                    *dst.add(b) = *src.add(b);
-                }
-            }
+    let first = tiles.start;
+    for l in tiles {
+        if i >= place.rows[l] {
+            continue;
         }
-        tx += 1;
-        if tx == g.tiles_x {
-            (ty, tx) = (ty + 1, 0);
+        let dst = plane.add((place.at[l] + i * out_w) * elem);
+        let src = buf.as_ptr().add((l - first) * 4 * elem);
+        if place.cols[l] == 4 {
+            // A whole row of the tile: one 4- or 16-byte copy.
+            if elem == 1 {
+                dst.cast::<[u8; 4]>()
+                    .write_unaligned(src.cast::<[u8; 4]>().read_unaligned());
+            } else {
+                dst.cast::<[u8; 16]>()
+                    .write_unaligned(src.cast::<[u8; 16]>().read_unaligned());
+            }
+        } else {
+            std::ptr::copy_nonoverlapping(src, dst, place.cols[l] * elem);
         }
     }
 }
@@ -462,7 +515,8 @@ unsafe fn transpose8x16(r: [int16x8_t; 8]) -> [int16x8_t; 8] {
         s[i] = vtrn1q_s16(x, y);
         s[i + 1] = vtrn2q_s16(x, y);
     }
-    let mut w: [int32x4_t; 8] = s.map(|v| vreinterpretq_s32_s16(v));
+    // Reinterpreting casts of whole arrays, as in `transpose8`.
+    let mut w: [int32x4_t; 8] = std::mem::transmute(s);
     for base in [0, 4] {
         for i in base..base + 2 {
             let (x, y) = (w[i], w[i + 2]);
@@ -470,13 +524,13 @@ unsafe fn transpose8x16(r: [int16x8_t; 8]) -> [int16x8_t; 8] {
             w[i + 2] = vtrn2q_s32(x, y);
         }
     }
-    let mut d: [int64x2_t; 8] = w.map(|v| vreinterpretq_s64_s32(v));
+    let mut d: [int64x2_t; 8] = std::mem::transmute(w);
     for i in 0..4 {
         let (x, y) = (d[i], d[i + 4]);
         d[i] = vtrn1q_s64(x, y);
         d[i + 4] = vtrn2q_s64(x, y);
     }
-    d.map(|v| vreinterpretq_s16_s64(v))
+    std::mem::transmute(d)
 }
 
 /// As `super::repack_pairs`: 16 channels at a time, the 8 even and the 8 odd ones each

@@ -29,9 +29,9 @@
 
 use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult};
-use crate::kernels::gemm_i8::{
-    self, AlignedBytes, Kernel, KernelSet, Micro, OutKind, Tile, OVERREAD,
-};
+use crate::kernels::gemm_i8::{self, AlignedBytes, KernelSet, OutKind, OVERREAD};
+#[cfg(not(target_arch = "aarch64"))]
+use crate::kernels::gemm_i8::{Micro, Tile};
 use crate::kernels::requant::{OutBuf, Requant};
 use crate::pool::Pool;
 use crate::quant::Precision;
@@ -109,14 +109,6 @@ impl Products {
             Products::Wide
         }
     }
-}
-
-/// The `Wide16` kernel of this target.
-fn wide16_kernel() -> &'static Kernel {
-    #[cfg(target_arch = "aarch64")]
-    return gemm_i8::aarch64::kernels(Precision::Int8).0;
-    #[cfg(not(target_arch = "aarch64"))]
-    gemm_i8::generic::kernel_wide16(Precision::Int8)
 }
 
 /// A 3x3 stride-1 convolution's weights, transformed and packed for the product kernels the
@@ -414,15 +406,29 @@ impl WinogradI8 {
 
     /// The 36 transform-domain products of output-channel panel `mp` and the tile panel in
     /// `v`, over input channels `c0..c1`, into `mbuf` (`[ξ][8 channels][8 tiles]`, int32), with
-    /// the `Wide16` kernel.
+    /// the `Wide16` K loop (on aarch64 the Cortex-A53's, all ξ in one call).
     fn gemm_wide(&self, mp: usize, c0: usize, c1: usize, v: &[u8], mbuf: &mut [i32]) {
-        let kern = wide16_kernel();
         let per_xi = self.outch.div_ceil(PANEL) * self.cpad * PANEL * 2;
         let u = self.wide.as_ref().expect("packed for Wide16").as_slice();
         let kp = (c1 - c0) / 2;
+        let a = u[(mp * self.cpad + c0) * PANEL * 2..].as_ptr();
+        let b = v[c0 * PANEL * 2..].as_ptr();
+        let b_stride = self.cpad * PANEL * 2;
+        assert!(mbuf.len() >= XI * PANEL * PANEL);
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the panels hold kp pairs of k plus OVERREAD bytes; mbuf 64 int32 per ξ.
+        unsafe {
+            gemm_i8::aarch64::wide16_a53_batch(
+                kp,
+                (a, per_xi),
+                (b, b_stride),
+                (mbuf.as_mut_ptr(), PANEL * PANEL),
+                XI,
+            );
+        }
+        #[cfg(not(target_arch = "aarch64"))]
         for xi in 0..XI {
-            let a = u[xi * per_xi + (mp * self.cpad + c0) * PANEL * 2..].as_ptr();
-            let b = v[(xi * self.cpad + c0) * PANEL * 2..].as_ptr();
+            let kern = gemm_i8::generic::kernel_wide16(Precision::Int8);
             let tile = raw_tile(
                 mbuf[xi * PANEL * PANEL..].as_mut_ptr(),
                 PANEL,
@@ -431,6 +437,7 @@ impl WinogradI8 {
             );
             // SAFETY: the panels hold kp pairs of k plus OVERREAD bytes.
             unsafe {
+                let (a, b) = (a.add(xi * per_xi), b.add(xi * b_stride));
                 match kern.micro {
                     Micro::Fused(f) => f(kp, a, b, 1, &tile),
                     Micro::Acc(f) => {
@@ -494,6 +501,7 @@ impl WinogradI8 {
 }
 
 /// A tile row of raw int32 output: `rows` rows of 8 columns at `out`, row stride 8.
+#[cfg(not(target_arch = "aarch64"))]
 fn raw_tile<'a>(
     out: *mut i32,
     rows: usize,

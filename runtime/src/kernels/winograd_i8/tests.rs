@@ -228,14 +228,15 @@ fn matches_direct_convolution_on_random_shapes() {
     }
 }
 
-/// All-±qmax operands over more channels than one chunk: sums at the bound of each chunk.
+/// All-±qmax operands over one whole chunk and over more channels than one chunk: sums at the
+/// bound of each chunk (one chunk keeps `64 · S` in an int32 on NEON).
 #[test]
 fn matches_direct_convolution_at_the_extremes() {
     let mut rng = Rng::new(22);
     for p in [Precision::Int8, Precision::Int7] {
         let q = p.qmax() as i8;
         let c = chunk_channels(p);
-        for inch in [c, c + 1, 2 * c + 3] {
+        for inch in [c / STEP * STEP, c, c + 1, 2 * c + 3] {
             let (w, h, outch) = (6, 5, 9);
             let alt = |i: usize| if i.is_multiple_of(2) { q } else { -q };
             // Rows and columns q, 0, -q, 0, … from each tile origin (pad 1): V at ξ = (0, 0)
