@@ -35,7 +35,7 @@ usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
   --workers    also run --loops more times counting each worker's tasks and busy time
                (how the work spreads over the cores, e.g. big and little clusters)
   --gemm-shapes  time nothing: print each Convolution's GEMM (M outputs, N pixels,
-               K inputs x kernel), as scripts/model-rk3399.sh reads them";
+               K inputs x kernel), one line each";
 
 /// The git commit this binary was built from (runtime/build.rs), "unknown" outside a checkout.
 pub const GIT_COMMIT: &str = env!("EQ_GIT_COMMIT");
