@@ -35,10 +35,10 @@ class Variant:
 
 
 VARIANTS = [
-    Variant("fp32", "little", "eq_runtime::kernels::gemm_f32::aarch64::micro", 8, 8, 1),
+    Variant("fp32", "little", "eq_runtime::kernels::gemm_f32::aarch64::micro_a53", 8, 8, 1),
     Variant("int8", "little", "eq_runtime::kernels::gemm_i8::aarch64::int8_a53", 4, 4, 16),
     Variant("int7", "little", "eq_runtime::kernels::gemm_i8::aarch64::int7_a53", 4, 4, 16),
-    Variant("fp32", "big", "eq_runtime::kernels::gemm_f32::aarch64::micro", 8, 8, 1),
+    Variant("fp32", "big", "eq_runtime::kernels::gemm_f32::aarch64::micro_a72", 8, 8, 1),
     Variant("int8", "big", "eq_runtime::kernels::gemm_i8::aarch64::int8_a72", 4, 4, 16),
     Variant("int7", "big", "eq_runtime::kernels::gemm_i8::aarch64::int7_a72", 4, 4, 16),
 ]

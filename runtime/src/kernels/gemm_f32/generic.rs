@@ -10,7 +10,9 @@ pub const KERNEL: Kernel = Kernel {
     name: "generic 4x8",
     mr: MR,
     nr: NR,
-    micro,
+    a53: micro,
+    a72: micro,
+    other: micro,
 };
 
 /// # Safety
@@ -19,6 +21,13 @@ unsafe fn micro(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
     let a = std::slice::from_raw_parts(a, kc * MR);
     let b = std::slice::from_raw_parts(b, kc * NR);
     let mut acc = [[0.0f32; NR]; MR];
+    for (r, acc_row) in acc.iter_mut().enumerate() {
+        *acc_row = if tile.accumulate {
+            std::ptr::read_unaligned(tile.rows[r] as *const [f32; NR])
+        } else {
+            [*tile.bias.add(r); NR]
+        };
+    }
     for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
         for r in 0..MR {
             for j in 0..NR {
@@ -29,12 +38,7 @@ unsafe fn micro(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
     for (r, acc_row) in acc.iter().enumerate() {
         let row = std::slice::from_raw_parts_mut(tile.rows[r], NR);
         for (o, &v) in row.iter_mut().zip(acc_row) {
-            let v = v + if tile.accumulate {
-                *o
-            } else {
-                *tile.bias.add(r)
-            };
-            *o = if tile.relu && v < 0.0 { 0.0 } else { v };
+            *o = tile.act.apply(v);
         }
     }
 }

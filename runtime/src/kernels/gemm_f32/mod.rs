@@ -1,16 +1,26 @@
 //! Single-precision GEMM `C[M x N] = A[M x K] · B[K x N] + bias`, then an activation, as used
-//! by convolutions (A = weights, B = im2col of the input, never materialised).
+//! by convolutions (A = weights, B = im2col of the input, never materialised) and by the
+//! Winograd convolution's transform-domain products (`kernels::winograd`, which calls the
+//! micro-kernels directly).
 //!
 //! Structure (the usual packed-panel design):
 //! * A is packed once at load ([`PackedA`]) into panels of `MR` rows, k-major.
 //! * B is packed per call, one `KC x NC` block at a time, into the worker's scratch as panels
-//!   of `NR` columns, k-major ([`PackB`]). Im2col happens inside that packing.
-//! * A micro-kernel computes one `MR x NR` tile over `KC` and applies bias / ReLU on store.
-//!   Variants: [`generic`] (portable Rust), `x86_64` (AVX2 + FMA), `aarch64` (NEON); the
-//!   best one is chosen at run time by [`Kernel::best`].
+//!   of `NR` columns, k-major ([`PackB`]). Im2col happens inside that packing, with no
+//!   division per element: the column runs of a panel are stepped from the previous panel's,
+//!   and the strided case divides by shifts when the stride is a power of two.
+//! * A micro-kernel computes one `MR x NR` tile over `KC`, starting from the bias (or the
+//!   previous K block's sums), and applies ReLU / LeakyReLU / Clip vectorised on its store
+//!   ([`TileAct`]); other activations run over the stored rows.
+//! * A [`Kernel`] is a family of micro-kernels with one tile shape and one variant per core
+//!   type (Cortex-A53, Cortex-A72, other): every worker runs the variant for the core it is
+//!   on (`Pool::core_kind`), all reading the same packed panels and summing in the same order,
+//!   so results do not depend on which core computed a tile. Variants: [`generic`] (portable
+//!   Rust), `x86_64` (AVX2 + FMA), `aarch64` (NEON, hand-scheduled `asm!` K loops).
 //! * Work is split into column blocks (and row blocks when there are few columns) that run on
 //!   the pool; each task writes a disjoint set of output row pieces.
 
+use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult};
 use crate::kernels::im2col::Grid;
 use crate::ops::activation::Activation;
@@ -67,33 +77,81 @@ impl Blocking {
     }
 }
 
-/// What the micro-kernel does with its `MR x NR` tile after the K loop:
-/// `row[r][j] = relu?(acc[r][j] + (accumulate ? row[r][j] : bias[r]))`.
+/// The activations a micro-kernel applies itself, vectorised, on its last K block; the
+/// others (Sigmoid, Mish, HardSwish) run over the stored rows afterwards.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TileAct {
+    None,
+    /// `x < 0 -> 0`, NaN kept.
+    Relu,
+    /// `x < 0 -> x * slope`.
+    Leaky(f32),
+    /// `x < min -> min`, then `x > max -> max`, NaN kept.
+    Clip(f32, f32),
+}
+
+impl TileAct {
+    /// What a kernel fuses of `act`, and whether `act` still has to run over the output.
+    pub fn split(act: Activation) -> (TileAct, bool) {
+        match act {
+            Activation::None => (TileAct::None, false),
+            Activation::ReLU => (TileAct::Relu, false),
+            Activation::LeakyReLU(s) => (TileAct::Leaky(s), false),
+            Activation::Clip { min, max } => (TileAct::Clip(min, max), false),
+            _ => (TileAct::None, true),
+        }
+    }
+
+    /// The scalar definition, the formulas of [`Activation::apply`].
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            TileAct::None => x,
+            TileAct::Relu => Activation::ReLU.apply(x),
+            TileAct::Leaky(s) => Activation::LeakyReLU(s).apply(x),
+            TileAct::Clip(min, max) => Activation::Clip { min, max }.apply(x),
+        }
+    }
+}
+
+/// What the micro-kernel computes for its `MR x NR` tile:
+/// `row[r][j] = act(start[r][j] + Σ_k a[k][r] · b[k][j])` with
+/// `start = accumulate ? row[r][j] : bias[r]`, the products added one k at a time in order
+/// with fused multiply-adds. Every variant of a family sums in this order, so they give
+/// bit-identical results.
 pub struct Tile {
     /// Output rows, each writable for `NR` floats (rows past `MR` unused).
     pub rows: [*mut f32; MR_MAX],
-    /// Add to the values already in `rows` (a later K block) instead of `bias`.
+    /// Start from the values already in `rows` (a later K block) instead of `bias`.
     pub accumulate: bool,
     /// `MR` per-row biases, used when not accumulating.
     pub bias: *const f32,
-    /// Clamp negatives to 0 (`x < 0 -> 0`, NaN kept).
-    pub relu: bool,
+    /// Applied before the store ([`TileAct::None`] on all but the last K block).
+    pub act: TileAct,
 }
 
-/// `kc` steps of `a` (k-major, `MR` per step) times `b` (k-major, `NR` per step) into `tile`.
+/// `kc` (≥ 1) steps of `a` (k-major, `MR` per step) times `b` (k-major, `NR` per step) into
+/// `tile`.
 ///
 /// # Safety
-/// `a` holds `kc * MR` floats, `b` `kc * NR` floats, `tile.bias` `MR` floats and every
-/// `tile.rows[r]` (r < MR) `NR` writable floats.
+/// `kc ≥ 1`; `a` holds `kc * MR` floats, `b` `kc * NR` floats, `tile.bias` `MR` floats and
+/// every `tile.rows[r]` (r < MR) `NR` writable floats; the CPU supports the kernel's
+/// instructions (true for every variant of a [`Kernel`] handed out on this machine).
 pub type MicroKernel = unsafe fn(kc: usize, a: *const f32, b: *const f32, tile: &Tile);
 
-/// A micro-kernel with its tile shape; A and B packing follow `mr` / `nr`.
+/// A family of micro-kernels sharing one tile shape, so one [`PackedA`] and one B packing
+/// serve them all, with one variant per core type.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernel {
     pub name: &'static str,
     pub mr: usize,
     pub nr: usize,
-    pub micro: MicroKernel,
+    /// For the in-order Cortex-A53 (scheduled for its dual issue).
+    pub a53: MicroKernel,
+    /// For the out-of-order Cortex-A72.
+    pub a72: MicroKernel,
+    /// For any other core.
+    pub other: MicroKernel,
 }
 
 impl Kernel {
@@ -102,7 +160,7 @@ impl Kernel {
         generic::KERNEL
     }
 
-    /// The fastest kernel this CPU supports.
+    /// The fastest kernel family this CPU supports.
     pub fn best() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         if let Some(k) = x86_64::detect() {
@@ -112,6 +170,27 @@ impl Kernel {
         return aarch64::KERNEL;
         #[allow(unreachable_code)]
         generic::KERNEL
+    }
+
+    /// The variant for a worker running on `core`.
+    #[inline]
+    pub fn micro_for(&self, core: CoreKind) -> MicroKernel {
+        match core {
+            CoreKind::CortexA53 => self.a53,
+            CoreKind::CortexA72 => self.a72,
+            CoreKind::Other => self.other,
+        }
+    }
+
+    /// The family with every core running `core`'s variant (tests run each variant).
+    pub fn forced(&self, core: CoreKind) -> Kernel {
+        let m = self.micro_for(core);
+        Kernel {
+            a53: m,
+            a72: m,
+            other: m,
+            ..*self
+        }
     }
 }
 
@@ -224,6 +303,17 @@ impl PackB for Im2colB<'_> {
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
         let plane = self.w * self.h;
         let taps = self.kernel_w * self.kernel_h;
+        let grid = Grid {
+            out_w: self.out_w,
+            stride_w: self.stride_w,
+            stride_h: self.stride_h,
+            pad_left: self.pad_left,
+            pad_top: self.pad_top,
+        };
+        // The only divisions of the call: the block's first column and first row. Later
+        // panels step the output position, rows step (ch, ky, kx).
+        let (mut oy, mut ox) = (n0 / self.out_w, n0 % self.out_w);
+        let start = (k0 / taps, (k0 % taps) / self.kernel_w, k0 % self.kernel_w);
         for (j, panel) in dst
             .chunks_exact_mut(kc * nr)
             .take(nc.div_ceil(nr))
@@ -231,16 +321,13 @@ impl PackB for Im2colB<'_> {
         {
             let c0 = n0 + j * nr;
             let cols = nr.min(n0 + nc - c0);
-            let grid = Grid {
-                out_w: self.out_w,
-                stride_w: self.stride_w,
-                stride_h: self.stride_h,
-                pad_left: self.pad_left,
-                pad_top: self.pad_top,
-            };
-            let (runs, n_runs) = grid.runs(c0, cols);
-            let (mut ch, mut ky, mut kx) =
-                (k0 / taps, (k0 % taps) / self.kernel_w, k0 % self.kernel_w);
+            let (runs, n_runs) = grid.runs_at(oy, ox, cols);
+            ox += nr;
+            while ox >= self.out_w {
+                ox -= self.out_w;
+                oy += 1;
+            }
+            let (mut ch, mut ky, mut kx) = start;
             for out in panel.chunks_exact_mut(nr) {
                 let channel = &self.input[ch * plane..(ch + 1) * plane];
                 for &(start, len, y0, x0) in &runs[..n_runs] {
@@ -293,12 +380,20 @@ fn inside(x: isize, stride: usize, w: usize, len: usize) -> (usize, usize) {
         let hi = (w as isize - x).clamp(0, len as isize) as usize;
         return (lo.min(hi), hi);
     }
+    // ceil(v / stride) for v > 0, by a shift for power-of-two strides (the usual 2).
     let s = stride as isize;
-    let lo = if x >= 0 { 0 } else { (-x + s - 1) / s } as usize;
+    let ceil_div = |v: isize| {
+        if stride.is_power_of_two() {
+            (v + s - 1) >> stride.trailing_zeros()
+        } else {
+            (v + s - 1) / s
+        }
+    };
+    let lo = if x >= 0 { 0 } else { ceil_div(-x) as usize };
     let hi = if x >= w as isize {
         0
     } else {
-        ((w as isize - x + s - 1) / s) as usize
+        ceil_div(w as isize - x) as usize
     };
     let hi = hi.min(len);
     (lo.min(hi), hi)
@@ -393,9 +488,12 @@ pub fn gemm_blocked(
     let m_blocks = panels.div_ceil(panels_per_block);
     let kc_max = k_block(k);
 
+    let (tile_act, post) = TileAct::split(act);
+    let post = post.then_some(act);
     let out = SharedMut::new(c);
     let scratch = SharedMut::new(&mut scratch[..per_worker * threads]);
     let task = |t: usize, worker: usize| {
+        let micro = a.kernel.micro_for(pool.core_kind(worker));
         let mut local = LocalTile([0.0; MR_MAX * NR_MAX]);
         let (nb, mb) = (t % n_blocks, t / n_blocks);
         let n0 = nb * nc;
@@ -409,6 +507,12 @@ pub fn gemm_blocked(
             let kc = kc_max.min(k - k0);
             b.pack(k0, kc, n0, ncur, nr, packed_b);
             let last = k0 + kc == k;
+            let step = Step {
+                kc,
+                accumulate: k0 > 0,
+                act: if last { tile_act } else { TileAct::None },
+                post: if last { post } else { None },
+            };
             let mc_panels = (blocking.mc / mr).max(1);
             let mut pb = p0;
             while pb < p1 {
@@ -421,19 +525,7 @@ pub fn gemm_blocked(
                         let a_panel = &a.data[(p * k + k0) * mr..(p * k + k0 + kc) * mr];
                         let rows = mr.min(m - p * mr);
                         run_tile(
-                            a,
-                            p,
-                            rows,
-                            col,
-                            cols,
-                            n,
-                            kc,
-                            a_panel,
-                            b_panel,
-                            k0 > 0,
-                            last,
-                            act,
-                            &out,
+                            a, micro, p, rows, col, cols, n, a_panel, b_panel, &step, &out,
                             &mut local,
                         );
                     }
@@ -451,71 +543,79 @@ pub fn gemm_blocked(
 /// as a short-K micro-kernel call).
 struct LocalTile([f32; MR_MAX * NR_MAX]);
 
+/// What every tile of one K block does.
+struct Step {
+    kc: usize,
+    accumulate: bool,
+    /// Fused into the kernel's store.
+    act: TileAct,
+    /// Run over the stored rows afterwards.
+    post: Option<Activation>,
+}
+
 /// One micro-kernel call for panel `p` (its first `rows` rows) at output columns
 /// `col..col+cols`, plus the activations the kernel does not fuse.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn run_tile(
     a: &PackedA,
+    micro: MicroKernel,
     p: usize,
     rows: usize,
     col: usize,
     cols: usize,
     n: usize,
-    kc: usize,
     a_panel: &[f32],
     b_panel: &[f32],
-    accumulate: bool,
-    last: bool,
-    act: Activation,
+    step: &Step,
     out: &SharedMut<f32>,
     local: &mut LocalTile,
 ) {
     let (mr, nr) = (a.kernel.mr, a.kernel.nr);
+    let kc = step.kc;
     // Partial tiles go through the task's local buffer; padding rows land there and are
     // dropped.
-    let local = &mut local.0;
+    let base = local.0.as_mut_ptr();
     let full = cols == nr;
-    let mut dst: [&mut [f32]; MR_MAX] = Default::default();
-    for (r, d) in dst.iter_mut().enumerate().take(rows) {
-        // SAFETY: (row, col..col+cols) pieces are disjoint across tiles and tasks.
-        *d = unsafe { out.slice((p * mr + r) * n + col, cols) };
-    }
-    if accumulate && !full {
-        for r in 0..rows {
-            local[r * NR_MAX..r * NR_MAX + cols].copy_from_slice(dst[r]);
-        }
-    }
-    let base = local.as_mut_ptr();
     let mut tile = Tile {
         rows: [base; MR_MAX],
-        accumulate,
+        accumulate: step.accumulate,
         bias: a.bias[p * mr..].as_ptr(),
-        relu: last && act == Activation::ReLU,
+        act: step.act,
     };
-    for (r, (row, d)) in tile
-        .rows
-        .iter_mut()
-        .zip(dst.iter_mut())
-        .take(mr)
-        .enumerate()
-    {
-        *row = if full && r < rows {
-            d.as_mut_ptr()
+    for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
+        *row = if r < rows {
+            // SAFETY: (row, col..col+cols) pieces are disjoint across tiles and tasks.
+            let d = unsafe { out.slice((p * mr + r) * n + col, cols) };
+            if full {
+                d.as_mut_ptr()
+            } else {
+                if step.accumulate {
+                    local.0[r * NR_MAX..r * NR_MAX + cols].copy_from_slice(d);
+                }
+                // SAFETY: r < MR_MAX rows of NR_MAX floats.
+                unsafe { base.add(r * NR_MAX) }
+            }
         } else {
-            // SAFETY: r < MR_MAX rows of NR_MAX floats.
+            // SAFETY: as above.
             unsafe { base.add(r * NR_MAX) }
         };
     }
-    debug_assert!(a_panel.len() == kc * mr && b_panel.len() == kc * nr);
-    // SAFETY: panel sizes checked above; every row pointer has NR writable floats.
-    unsafe { (a.kernel.micro)(kc, a_panel.as_ptr(), b_panel.as_ptr(), &tile) };
+    debug_assert!(kc > 0 && a_panel.len() == kc * mr && b_panel.len() == kc * nr);
+    // SAFETY: panel sizes checked above; every row pointer has NR writable floats; the
+    // kernel came from this machine's family.
+    unsafe { micro(kc, a_panel.as_ptr(), b_panel.as_ptr(), &tile) };
+    if full && step.post.is_none() {
+        return;
+    }
     for r in 0..rows {
+        // SAFETY: as above.
+        let d = unsafe { out.slice((p * mr + r) * n + col, cols) };
         if !full {
-            dst[r].copy_from_slice(&local[r * NR_MAX..r * NR_MAX + cols]);
+            d.copy_from_slice(&local.0[r * NR_MAX..r * NR_MAX + cols]);
         }
-        if last && !matches!(act, Activation::None | Activation::ReLU) {
-            act.apply_slice(dst[r]);
+        if let Some(act) = step.post {
+            act.apply_slice(d);
         }
     }
 }

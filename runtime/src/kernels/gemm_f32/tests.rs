@@ -1,4 +1,5 @@
 use super::*;
+use crate::cpu::CoreKind;
 use crate::rng::Rng;
 
 /// Plain triple loop in f64.
@@ -16,11 +17,15 @@ fn naive(a: &[f32], b: &[f32], bias: Option<&[f32]>, m: usize, n: usize, k: usiz
     c
 }
 
+/// The generic kernel and every per-core variant of the best family, each forced on all
+/// workers.
 fn kernels() -> Vec<Kernel> {
     let mut v = vec![Kernel::generic()];
     let best = Kernel::best();
     if best.name != Kernel::generic().name {
-        v.push(best);
+        for core in [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other] {
+            v.push(best.forced(core));
+        }
     }
     v
 }
@@ -291,6 +296,115 @@ fn inside_range_matches_a_scan() {
                         "x={x} s={stride} w={w} len={len}"
                     );
                 }
+            }
+        }
+    }
+}
+
+/// Every variant of the best family against the scalar definition of [`Tile`] computed with
+/// `mul_add` in the same order: bit for bit, for K lengths covering every path of the
+/// unrolled and software-pipelined loops, both start values and every fused activation.
+#[test]
+fn variants_match_the_fused_definition_bit_for_bit() {
+    let best = Kernel::best();
+    if best.name == Kernel::generic().name {
+        return;
+    }
+    let (mr, nr) = (best.mr, best.nr);
+    let mut rng = Rng::new(11);
+    let acts = [
+        TileAct::None,
+        TileAct::Relu,
+        TileAct::Leaky(0.125),
+        TileAct::Clip(-0.25, 0.5),
+    ];
+    for kc in (1..=21).chain([64, 383]) {
+        for (i, &act) in acts.iter().enumerate() {
+            let accumulate = i % 2 == 1;
+            let a = rng.vec(kc * mr, -1.0, 1.0);
+            let b = rng.vec(kc * nr, -1.0, 1.0);
+            let bias = rng.vec(mr, -1.0, 1.0);
+            let init = rng.vec(mr * NR_MAX, -1.0, 1.0);
+            let mut want = vec![0.0f32; mr * nr];
+            for r in 0..mr {
+                for j in 0..nr {
+                    let mut v = if accumulate {
+                        init[r * NR_MAX + j]
+                    } else {
+                        bias[r]
+                    };
+                    for k in 0..kc {
+                        v = a[k * mr + r].mul_add(b[k * nr + j], v);
+                    }
+                    want[r * nr + j] = act.apply(v);
+                }
+            }
+            for core in [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other] {
+                let mut out = init.clone();
+                let base = out.as_mut_ptr();
+                let mut tile = Tile {
+                    rows: [base; MR_MAX],
+                    accumulate,
+                    bias: bias.as_ptr(),
+                    act,
+                };
+                for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
+                    // SAFETY: r < mr <= MR_MAX rows of NR_MAX floats.
+                    *row = unsafe { base.add(r * NR_MAX) };
+                }
+                // SAFETY: sizes as the kernel requires; the family is this machine's.
+                unsafe { (best.micro_for(core))(kc, a.as_ptr(), b.as_ptr(), &tile) };
+                for r in 0..mr {
+                    for j in 0..nr {
+                        let (g, w) = (out[r * NR_MAX + j], want[r * nr + j]);
+                        assert!(
+                            g.to_bits() == w.to_bits(),
+                            "{} {core:?} kc={kc} {act:?} acc={accumulate} ({r},{j}): {g} vs {w}",
+                            best.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_activations_keep_nan_and_match_the_scalar_formulas() {
+    let kernel = Kernel::best();
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    for act in [
+        TileAct::Relu,
+        TileAct::Leaky(0.5),
+        TileAct::Clip(-1.0, 2.0),
+        TileAct::Clip(3.0, 1.0),
+    ] {
+        // One k step with a = 1: the tile is bias + b.
+        let a = vec![1.0; mr];
+        let mut b: Vec<f32> = (0..nr).map(|j| j as f32 - 3.5).collect();
+        b[1] = f32::NAN;
+        let bias = vec![0.0; mr];
+        for core in [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other] {
+            let mut out = vec![0.0f32; mr * NR_MAX];
+            let base = out.as_mut_ptr();
+            let mut tile = Tile {
+                rows: [base; MR_MAX],
+                accumulate: false,
+                bias: bias.as_ptr(),
+                act,
+            };
+            for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
+                // SAFETY: as above.
+                *row = unsafe { base.add(r * NR_MAX) };
+            }
+            // SAFETY: as above.
+            unsafe { (kernel.micro_for(core))(1, a.as_ptr(), b.as_ptr(), &tile) };
+            for j in 0..nr {
+                let (g, w) = (out[j], act.apply(b[j]));
+                assert!(
+                    g == w || (g.is_nan() && w.is_nan()),
+                    "{act:?} {j}: {g} vs {w}"
+                );
             }
         }
     }
