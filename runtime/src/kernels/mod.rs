@@ -10,3 +10,4 @@ pub mod gemv_i8;
 pub mod im2col;
 pub mod quantize;
 pub mod requant;
+pub mod winograd;

@@ -1,5 +1,10 @@
-//! Convolution (ncnn type 6) in fp32: a direct reference loop and the im2col + GEMM fast path
-//! (`kernels::gemm_f32`). Parameters and weight order follow ncnn-format.md §5.1 and §4.4.
+//! Convolution (ncnn type 6) in fp32: a direct reference loop and the fast paths:
+//! im2col + GEMM (`kernels::gemm_f32`; 1x1 stride-1 unpadded convolutions read the input as
+//! the GEMM's B directly) and, for 3x3 stride-1 dilation-1 convolutions, Winograd
+//! (`kernels::winograd`, F(2,3) / F(4,3) / F(6,3) chosen at load by a cost model from the
+//! output size the model file states, else by channel counts; `EQ_WINOGRAD` overrides).
+//! A Winograd layer keeps only its transformed weights. Parameters and weight order follow
+//! ncnn-format.md §5.1 and §4.4.
 //!
 //! The geometry ([`ConvParams`]), the reference ([`conv2d_reference`]) and the fast path
 //! ([`Conv2dGemm`]) work on one group's slices, so grouped convolutions can reuse them.
@@ -8,6 +13,7 @@ use super::activation::Activation;
 use super::{expect_inputs, Ctx, Op};
 use crate::error::{invalid, LayerResult, Result};
 use crate::kernels::gemm_f32::{self, DenseB, Im2colB, Kernel, PackedA};
+use crate::kernels::winograd::{self, Choice, Winograd};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
@@ -171,6 +177,16 @@ impl ConvParams {
     }
 }
 
+/// The output size (w, h) a model file states for the layer (ncnn's shape hint, key -23330:
+/// `dims, w, h, c` per output), if it does.
+pub fn output_size_hint(pd: &ParamDict) -> Option<(usize, usize)> {
+    let v = pd.int_array(30).ok()?;
+    match v.as_slice() {
+        [dims, w, h, ..] if *dims >= 2 && *w > 0 && *h > 0 => Some((*w as usize, *h as usize)),
+        _ => None,
+    }
+}
+
 /// The plain reference: `out[o][y][x] = act(bias[o] + Σ_c,ky,kx w[o][c][ky][kx] · in[c][iy][ix])`
 /// with `iy = y·SH + ky·DH − pad_top`, `ix = x·SW + kx·DW − pad_left`, and `pad_value` outside
 /// the input. `input` is `inch x h x w`, `weights` `[outch][inch][kh][kw]`, `output`
@@ -227,18 +243,25 @@ pub fn conv2d_reference(
 }
 
 /// The fast path for one group: weights packed once for the GEMM kernel, then
-/// im2col-in-packing + GEMM per call.
+/// im2col-in-packing + GEMM per call; or, for 3x3 stride-1 layers where it is cheaper,
+/// the weights transformed once for Winograd.
 #[derive(Debug)]
 pub struct Conv2dGemm {
     pub params: ConvParams,
     pub inch: usize,
     pub outch: usize,
     pub act: Activation,
-    packed: PackedA,
+    path: FastPath,
+}
+
+#[derive(Debug)]
+enum FastPath {
+    Gemm(PackedA),
+    Winograd(Winograd),
 }
 
 impl Conv2dGemm {
-    /// `weights` `[outch][inch][kh][kw]`, `bias` `outch` values.
+    /// `weights` `[outch][inch][kh][kw]`, `bias` `outch` values; im2col + GEMM only.
     pub fn new(
         params: ConvParams,
         weights: &[f32],
@@ -248,21 +271,73 @@ impl Conv2dGemm {
         act: Activation,
         kernel: Kernel,
     ) -> Conv2dGemm {
-        let k = inch * params.kernel_w * params.kernel_h;
+        Self::with_choice(
+            params,
+            weights,
+            bias,
+            outch,
+            inch,
+            act,
+            kernel,
+            Choice::Gemm,
+        )
+    }
+
+    /// Whether Winograd can run this geometry.
+    pub fn winograd_eligible(params: &ConvParams) -> bool {
+        params.kernel_w == 3
+            && params.kernel_h == 3
+            && params.stride_w == 1
+            && params.stride_h == 1
+            && params.dilation_w == 1
+            && params.dilation_h == 1
+    }
+
+    /// As [`Conv2dGemm::new`] with the algorithm chosen (`Choice::Winograd` needs a 3x3
+    /// stride-1 dilation-1 geometry, else the GEMM is used).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_choice(
+        params: ConvParams,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        outch: usize,
+        inch: usize,
+        act: Activation,
+        kernel: Kernel,
+        choice: Choice,
+    ) -> Conv2dGemm {
+        let path = match choice {
+            Choice::Winograd(v) if Self::winograd_eligible(&params) => FastPath::Winograd(
+                Winograd::new(v, kernel, weights, bias, outch, inch, act, params.pad_value),
+            ),
+            _ => {
+                let k = inch * params.kernel_w * params.kernel_h;
+                FastPath::Gemm(PackedA::new(kernel, weights, outch, k, bias))
+            }
+        };
         Conv2dGemm {
             params,
             inch,
             outch,
             act,
-            packed: PackedA::new(kernel, weights, outch, k, bias),
+            path,
+        }
+    }
+
+    /// The Winograd variant this layer runs, if any.
+    pub fn winograd(&self) -> Option<winograd::Variant> {
+        match &self.path {
+            FastPath::Winograd(w) => Some(w.variant()),
+            FastPath::Gemm(_) => None,
         }
     }
 
     /// Scratch floats per worker for a `w x h` input.
     pub fn scratch_len(&self, w: usize, h: usize) -> usize {
-        match self.params.resolve(w, h) {
-            Ok(r) => self.packed.scratch_len(r.out_w * r.out_h),
-            Err(_) => 0,
+        match (self.params.resolve(w, h), &self.path) {
+            (Ok(r), FastPath::Gemm(packed)) => packed.scratch_len(r.out_w * r.out_h),
+            (Ok(r), FastPath::Winograd(wg)) => wg.scratch_len(r.out_w, r.out_h),
+            (Err(_), _) => 0,
         }
     }
 
@@ -285,10 +360,24 @@ impl Conv2dGemm {
         if input.len() != self.inch * w * h {
             return Err(invalid("convolution input size does not match its shape"));
         }
+        let packed = match &self.path {
+            FastPath::Gemm(packed) => packed,
+            FastPath::Winograd(wg) => {
+                let g = winograd::Geometry {
+                    w,
+                    h,
+                    out_w: r.out_w,
+                    out_h: r.out_h,
+                    pad_left: r.pad_left,
+                    pad_top: r.pad_top,
+                };
+                return wg.run(input, &g, output, pool, scratch);
+            }
+        };
         let n = r.out_w * r.out_h;
         if self.is_pointwise(&r) {
             let b = DenseB { data: input, n };
-            return gemm_f32::gemm(&self.packed, &b, n, output, self.act, pool, scratch);
+            return gemm_f32::gemm(packed, &b, n, output, self.act, pool, scratch);
         }
         let p = &self.params;
         let b = Im2colB {
@@ -306,7 +395,7 @@ impl Conv2dGemm {
             out_w: r.out_w,
             pad_value: p.pad_value,
         };
-        gemm_f32::gemm(&self.packed, &b, n, output, self.act, pool, scratch)
+        gemm_f32::gemm(packed, &b, n, output, self.act, pool, scratch)
     }
 }
 
@@ -331,6 +420,8 @@ pub struct Convolution {
     /// released then).
     fast: Option<Conv2dGemm>,
     kernel: Kernel,
+    /// The fp32 algorithm (Winograd or im2col + GEMM), chosen once at load.
+    choice: Choice,
     int8: Option<int8::ConvInt8>,
     sim: Option<Simulation>,
 }
@@ -345,6 +436,17 @@ impl Convolution {
         pd: &ParamDict,
         wr: &mut WeightReader,
         kernel: Kernel,
+    ) -> Result<Convolution> {
+        Self::with_options(pd, wr, kernel, None)
+    }
+
+    /// As [`Convolution::with_kernel`], with the fp32 algorithm forced (`None`: chosen by
+    /// `winograd::choose`; Winograd applies to 3x3 stride-1 dilation-1 layers only).
+    pub fn with_options(
+        pd: &ParamDict,
+        wr: &mut WeightReader,
+        kernel: Kernel,
+        choice: Option<Choice>,
     ) -> Result<Convolution> {
         let num_output = pd.usize(0, 0)?;
         let params = ConvParams::from_params(pd)?;
@@ -390,7 +492,14 @@ impl Convolution {
         }
         let keep = int8_scales.is_some().then(|| stored.clone());
         let weights = float_weights(stored, int8_scales.as_ref())?;
-        let fast = Conv2dGemm::new(
+        let choice = if Conv2dGemm::winograd_eligible(&params) {
+            choice.unwrap_or_else(|| {
+                winograd::choose(k / taps, num_output, output_size_hint(pd), kernel.nr)
+            })
+        } else {
+            Choice::Gemm
+        };
+        let fast = Conv2dGemm::with_choice(
             params,
             &weights,
             bias.as_deref(),
@@ -398,6 +507,7 @@ impl Convolution {
             k / taps,
             activation,
             kernel,
+            choice,
         );
         Ok(Convolution {
             num_output,
@@ -413,9 +523,15 @@ impl Convolution {
             stored: keep,
             fast: Some(fast),
             kernel,
+            choice,
             int8: None,
             sim: None,
         })
+    }
+
+    /// The Winograd variant the fp32 path runs, if any.
+    pub fn winograd(&self) -> Option<winograd::Variant> {
+        self.fast.as_ref().and_then(|f| f.winograd())
     }
 
     pub fn inch(&self) -> usize {
@@ -504,8 +620,10 @@ impl Op for Convolution {
         let restore = self.fast.is_none() || self.sim.is_some();
         self.int8 = None;
         self.sim = None;
-        let gemm = |this: &Self, weights: &[f32]| {
-            Conv2dGemm::new(
+        // The float simulation of a quantized layer stays on the GEMM (the products the
+        // integer kernels compute, no transform rounding).
+        let gemm = |this: &Self, weights: &[f32], choice: Choice| {
+            Conv2dGemm::with_choice(
                 this.params,
                 weights,
                 this.bias.as_deref(),
@@ -513,13 +631,14 @@ impl Op for Convolution {
                 this.inch(),
                 this.activation,
                 this.kernel,
+                choice,
             )
         };
         let (precision, q) = match plan {
             QuantPlan::Fp32 => {
                 if restore {
                     self.weights = fp32_weights(&self.stored, self.int8_scales.as_ref())?;
-                    self.fast = Some(gemm(self, &self.weights));
+                    self.fast = Some(gemm(self, &self.weights, self.choice));
                 }
                 return Ok(None);
             }
@@ -528,7 +647,7 @@ impl Op for Convolution {
                 weights,
                 sim,
             } => {
-                self.fast = Some(gemm(self, &weights));
+                self.fast = Some(gemm(self, &weights, Choice::Gemm));
                 self.sim = Some(sim);
                 return Ok(Some(precision));
             }
