@@ -39,29 +39,6 @@ impl Grid {
         }
         (runs, n)
     }
-
-    /// As [`Grid::runs`] for the columns starting at output position (`oy`, `ox`), with no
-    /// division (packers step the position from panel to panel).
-    #[inline]
-    pub fn runs_at(&self, mut oy: usize, mut ox: usize, cols: usize) -> ([Run; MAX_COLS], usize) {
-        debug_assert!(cols <= MAX_COLS && ox < self.out_w);
-        let mut runs = [(0usize, 0usize, 0isize, 0isize); MAX_COLS];
-        let (mut n, mut col) = (0, 0);
-        while col < cols {
-            let len = (self.out_w - ox).min(cols - col);
-            runs[n] = (
-                col,
-                len,
-                (oy * self.stride_h) as isize - self.pad_top as isize,
-                (ox * self.stride_w) as isize - self.pad_left as isize,
-            );
-            n += 1;
-            col += len;
-            ox = 0;
-            oy += 1;
-        }
-        (runs, n)
-    }
 }
 
 #[cfg(test)]
@@ -83,11 +60,5 @@ mod tests {
         assert_eq!(runs[0], (0, 2, -2, 5));
         assert_eq!(runs[1], (2, 5, 1, -1));
         assert_eq!(runs[2], (7, 1, 4, -1));
-        assert_eq!(g.runs_at(0, 3, 8), (runs, n));
-        for c0 in 0..40 {
-            for cols in 1..=MAX_COLS {
-                assert_eq!(g.runs_at(c0 / 5, c0 % 5, cols), g.runs(c0, cols));
-            }
-        }
     }
 }

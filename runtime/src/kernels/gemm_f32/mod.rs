@@ -22,7 +22,6 @@
 
 use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult};
-use crate::kernels::im2col::Grid;
 use crate::ops::activation::Activation;
 use crate::pool::{Pool, SharedMut};
 
@@ -264,18 +263,64 @@ pub struct DenseB<'a> {
 
 impl PackB for DenseB<'_> {
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
-        for (j, panel) in dst
-            .chunks_exact_mut(kc * nr)
-            .take(nc.div_ceil(nr))
-            .enumerate()
-        {
-            let c0 = n0 + j * nr;
-            let cols = nr.min(n0 + nc - c0);
-            for (kk, out) in panel.chunks_exact_mut(nr).enumerate() {
-                let src = &self.data[(k0 + kk) * self.n + c0..][..cols];
-                copy_short(&mut out[..cols], src);
-                out[cols..].fill(0.0);
-            }
+        let src = &self.data[k0 * self.n..(k0 + kc) * self.n];
+        match nr {
+            8 => pack_dense::<8>(src, self.n, kc, n0, nc, dst),
+            16 => pack_dense::<16>(src, self.n, kc, n0, nc, dst),
+            _ => pack_dense_any(src, self.n, kc, n0, nc, nr, dst),
+        }
+    }
+}
+
+/// [`DenseB`] packing for a compile-time panel width: whole panels copy `NR` floats per
+/// row with no length checks in the loop.
+#[inline(always)]
+fn pack_dense<const NR: usize>(
+    src: &[f32],
+    n: usize,
+    kc: usize,
+    n0: usize,
+    nc: usize,
+    dst: &mut [f32],
+) {
+    let full = nc / NR;
+    for (j, panel) in dst.chunks_exact_mut(kc * NR).take(full).enumerate() {
+        let c0 = n0 + j * NR;
+        for (row, out) in src.chunks_exact(n).zip(panel.chunks_exact_mut(NR)) {
+            let v: &[f32; NR] = row[c0..c0 + NR].try_into().expect("NR floats");
+            out.copy_from_slice(v);
+        }
+    }
+    if full * NR < nc {
+        let c0 = n0 + full * NR;
+        let cols = nc - full * NR;
+        let panel = &mut dst[full * kc * NR..(full + 1) * kc * NR];
+        for (row, out) in src.chunks_exact(n).zip(panel.chunks_exact_mut(NR)) {
+            out[..cols].copy_from_slice(&row[c0..c0 + cols]);
+            out[cols..].fill(0.0);
+        }
+    }
+}
+
+fn pack_dense_any(
+    src: &[f32],
+    n: usize,
+    kc: usize,
+    n0: usize,
+    nc: usize,
+    nr: usize,
+    dst: &mut [f32],
+) {
+    for (j, panel) in dst
+        .chunks_exact_mut(kc * nr)
+        .take(nc.div_ceil(nr))
+        .enumerate()
+    {
+        let c0 = n0 + j * nr;
+        let cols = nr.min(n0 + nc - c0);
+        for (row, out) in src.chunks_exact(n).zip(panel.chunks_exact_mut(nr)) {
+            out[..cols].copy_from_slice(&row[c0..c0 + cols]);
+            out[cols..].fill(0.0);
         }
     }
 }
@@ -300,70 +345,90 @@ pub struct Im2colB<'a> {
 }
 
 impl PackB for Im2colB<'_> {
+    /// Row by row: each im2col row (one input channel and kernel tap) is, over the block's
+    /// columns, one strided run of an input row per output row, copied in pieces that stay
+    /// within one panel. The block's first output position is the only division.
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
         let plane = self.w * self.h;
         let taps = self.kernel_w * self.kernel_h;
-        let grid = Grid {
-            out_w: self.out_w,
-            stride_w: self.stride_w,
-            stride_h: self.stride_h,
-            pad_left: self.pad_left,
-            pad_top: self.pad_top,
-        };
-        // The only divisions of the call: the block's first column and first row. Later
-        // panels step the output position, rows step (ch, ky, kx).
-        let (mut oy, mut ox) = (n0 / self.out_w, n0 % self.out_w);
-        let start = (k0 / taps, (k0 % taps) / self.kernel_w, k0 % self.kernel_w);
-        for (j, panel) in dst
-            .chunks_exact_mut(kc * nr)
-            .take(nc.div_ceil(nr))
-            .enumerate()
-        {
-            let c0 = n0 + j * nr;
-            let cols = nr.min(n0 + nc - c0);
-            let (runs, n_runs) = grid.runs_at(oy, ox, cols);
-            ox += nr;
-            while ox >= self.out_w {
-                ox -= self.out_w;
-                oy += 1;
+        let panel_len = kc * nr;
+        let (oy0, ox0) = (n0 / self.out_w, n0 % self.out_w);
+        let (mut ch, mut ky, mut kx) = (k0 / taps, (k0 % taps) / self.kernel_w, k0 % self.kernel_w);
+        // Columns past nc in the last panel are zero.
+        let tail = nc % nr;
+        if tail != 0 {
+            let last = (nc / nr) * panel_len;
+            for row in dst[last..last + panel_len].chunks_exact_mut(nr) {
+                row[tail..].fill(0.0);
             }
-            let (mut ch, mut ky, mut kx) = start;
-            for out in panel.chunks_exact_mut(nr) {
-                let channel = &self.input[ch * plane..(ch + 1) * plane];
-                for &(start, len, y0, x0) in &runs[..n_runs] {
-                    let seg = &mut out[start..start + len];
-                    let y = y0 + (ky * self.dilation_h) as isize;
-                    if y < 0 || y >= self.h as isize {
-                        seg.fill(self.pad_value);
-                        continue;
-                    }
-                    let row = &channel[y as usize * self.w..][..self.w];
-                    let x = x0 + (kx * self.dilation_w) as isize;
-                    // Columns lo..hi read inside the row; the ones before and after are padding.
-                    let (lo, hi) = inside(x, self.stride_w, self.w, len);
-                    seg[..lo].fill(self.pad_value);
-                    seg[hi..].fill(self.pad_value);
-                    if lo < hi {
-                        let first = (x + (lo * self.stride_w) as isize) as usize;
-                        if self.stride_w == 1 {
-                            copy_short(&mut seg[lo..hi], &row[first..first + hi - lo]);
-                        } else {
-                            let src = row[first..].iter().step_by(self.stride_w);
-                            for (v, &r) in seg[lo..hi].iter_mut().zip(src) {
-                                *v = r;
-                            }
+        }
+        for kk in 0..kc {
+            let channel = &self.input[ch * plane..(ch + 1) * plane];
+            let (dy, dx) = (
+                (ky * self.dilation_h) as isize - self.pad_top as isize,
+                (kx * self.dilation_w) as isize - self.pad_left as isize,
+            );
+            let (mut oy, mut ox, mut col) = (oy0, ox0, 0);
+            // Column `col` is in panel `panel` at `within`.
+            let (mut panel, mut within) = (0, 0);
+            while col < nc {
+                let len = (self.out_w - ox).min(nc - col);
+                let y = (oy * self.stride_h) as isize + dy;
+                let x = (ox * self.stride_w) as isize + dx;
+                // Columns lo..hi of this run read inside the input row; the rest is padding.
+                let (lo, hi) = if y < 0 || y >= self.h as isize {
+                    (0, 0)
+                } else {
+                    inside(x, self.stride_w, self.w, len)
+                };
+                let row =
+                    &channel[(y.max(0) as usize * self.w).min(plane.saturating_sub(self.w))..];
+                let mut i = 0;
+                if lo == 0 && hi == len {
+                    // The whole run reads inside the row: copies only.
+                    let mut at = x as usize;
+                    while i < len {
+                        let piece = (nr - within).min(len - i);
+                        let out = &mut dst[panel * panel_len + kk * nr + within..][..piece];
+                        copy_strided(out, &row[at..], self.stride_w);
+                        at += piece * self.stride_w;
+                        i += piece;
+                        within += piece;
+                        if within == nr {
+                            within = 0;
+                            panel += 1;
                         }
                     }
                 }
-                out[cols..].fill(0.0);
-                kx += 1;
-                if kx == self.kernel_w {
-                    kx = 0;
-                    ky += 1;
-                    if ky == self.kernel_h {
-                        ky = 0;
-                        ch += 1;
+                while i < len {
+                    // A piece within one panel.
+                    let piece = (nr - within).min(len - i);
+                    let out = &mut dst[panel * panel_len + kk * nr + within..][..piece];
+                    let (a, b) = (lo.clamp(i, i + piece) - i, hi.clamp(i, i + piece) - i);
+                    out[..a].fill(self.pad_value);
+                    out[b.max(a)..].fill(self.pad_value);
+                    if a < b {
+                        let first = (x + ((i + a) * self.stride_w) as isize) as usize;
+                        copy_strided(&mut out[a..b], &row[first..], self.stride_w);
                     }
+                    i += piece;
+                    within += piece;
+                    if within == nr {
+                        within = 0;
+                        panel += 1;
+                    }
+                }
+                col += len;
+                ox = 0;
+                oy += 1;
+            }
+            kx += 1;
+            if kx == self.kernel_w {
+                kx = 0;
+                ky += 1;
+                if ky == self.kernel_h {
+                    ky = 0;
+                    ch += 1;
                 }
             }
         }
@@ -397,6 +462,25 @@ fn inside(x: isize, stride: usize, w: usize, len: usize) -> (usize, usize) {
     };
     let hi = hi.min(len);
     (lo.min(hi), hi)
+}
+
+/// `dst[i] = src[i * stride]` for a run of at most `NR_MAX` floats; stride 2 (the usual
+/// downsampling) eight at a time without a loop.
+#[inline(always)]
+fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+    match stride {
+        1 => copy_short(dst, &src[..dst.len()]),
+        2 if dst.len() == 8 && src.len() >= 15 => {
+            let s: &[f32; 15] = src[..15].try_into().expect("15 floats");
+            let v: [f32; 8] = std::array::from_fn(|i| s[2 * i]);
+            dst.copy_from_slice(&v);
+        }
+        _ => {
+            for (v, &r) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+                *v = r;
+            }
+        }
+    }
 }
 
 /// Copies a run of at most `NR_MAX` floats in 8-wide blocks: a memcpy call costs more.
@@ -490,6 +574,7 @@ pub fn gemm_blocked(
 
     let (tile_act, post) = TileAct::split(act);
     let post = post.then_some(act);
+    let out_ptr = OutPtr(c.as_mut_ptr());
     let out = SharedMut::new(c);
     let scratch = SharedMut::new(&mut scratch[..per_worker * threads]);
     let task = |t: usize, worker: usize| {
@@ -524,6 +609,25 @@ pub fn gemm_blocked(
                     for p in pb..pe {
                         let a_panel = &a.data[(p * k + k0) * mr..(p * k + k0 + kc) * mr];
                         let rows = mr.min(m - p * mr);
+                        if cols == nr && rows == mr && step.post.is_none() {
+                            // The common whole tile: rows straight into the output.
+                            let mut tile = Tile {
+                                rows: [std::ptr::null_mut(); MR_MAX],
+                                accumulate: step.accumulate,
+                                bias: a.bias[p * mr..].as_ptr(),
+                                act: step.act,
+                            };
+                            // SAFETY: rows p*mr..p*mr+mr of m, columns col..col+nr of n:
+                            // inside c, and no other tile or task writes them.
+                            unsafe {
+                                let base = out_ptr.get().add(p * mr * n + col);
+                                for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
+                                    *row = base.add(r * n);
+                                }
+                                micro(kc, a_panel.as_ptr(), b_panel.as_ptr(), &tile);
+                            }
+                            continue;
+                        }
                         run_tile(
                             a, micro, p, rows, col, cols, n, a_panel, b_panel, &step, &out,
                             &mut local,
@@ -537,6 +641,19 @@ pub fn gemm_blocked(
     };
     pool.run(n_blocks * m_blocks, &task)
         .map_err(|e| invalid(e.to_string()))
+}
+
+/// The output's base pointer, shared by the tasks (each writes its own tiles).
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint tiles through it.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// (A method, so closures capture the wrapper and not its raw-pointer field.)
+    #[inline(always)]
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
 }
 
 /// A tile buffer for partial tiles, set up once per task (zeroing it per tile costs as much

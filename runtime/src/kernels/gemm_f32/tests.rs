@@ -175,12 +175,34 @@ fn relu_keeps_nan_and_zeroes_negatives() {
 
 #[test]
 fn im2col_packing_matches_explicit_matrix() {
-    // 2 channels 4x5, kernel 3x2, stride (2, 1), dilation (1, 2), pads left 1 top 2.
-    let (c, h, w) = (2usize, 4usize, 5usize);
+    // 2 channels 4x5, kernel 3x2, stride (2, 1), dilation (1, 2), pads left 1 top 2; and a
+    // wide stride-2 input whose runs fill whole panels inside the rows.
+    for (c, h, w, kw, kh, sw, sh, dw, dh, pl, pt) in [
+        (
+            2usize, 4usize, 5usize, 3usize, 2usize, 2usize, 1usize, 1usize, 2usize, 1usize, 2usize,
+        ),
+        (2, 5, 41, 3, 3, 2, 2, 1, 1, 1, 0),
+        (1, 3, 37, 1, 1, 3, 1, 1, 1, 0, 0),
+    ] {
+        im2col_case(c, h, w, kw, kh, sw, sh, dw, dh, pl, pt);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn im2col_case(
+    c: usize,
+    h: usize,
+    w: usize,
+    kw: usize,
+    kh: usize,
+    sw: usize,
+    sh: usize,
+    dw: usize,
+    dh: usize,
+    pl: usize,
+    pt: usize,
+) {
     let input: Vec<f32> = (0..c * h * w).map(|v| v as f32).collect();
-    let (kw, kh, sw, sh, dw, dh, pl, pt) = (
-        3usize, 2usize, 2usize, 1usize, 1usize, 2usize, 1usize, 2usize,
-    );
     let (out_w, out_h) = (
         (w + pl + 1 - (dw * (kw - 1) + 1)) / sw + 1,
         (h + pt - (dh * (kh - 1) + 1)) / sh + 1,
@@ -200,26 +222,59 @@ fn im2col_packing_matches_explicit_matrix() {
         out_w,
         pad_value: -1.0,
     };
-    let (k, n, nr) = (c * kh * kw, out_w * out_h, 4);
-    let mut packed = vec![f32::NAN; k * n.div_ceil(nr) * nr];
-    b.pack(0, k, 0, n, nr, &mut packed);
-    for row in 0..k {
-        let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
-        for col in 0..n.div_ceil(nr) * nr {
-            let got = packed[(col / nr) * k * nr + row * nr + col % nr];
-            let want = if col >= n {
-                0.0
-            } else {
-                let (oy, ox) = (col / out_w, col % out_w);
-                let iy = (oy * sh + ky * dh) as isize - pt as isize;
-                let ix = (ox * sw + kx * dw) as isize - pl as isize;
-                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                    -1.0
+    let (k, n) = (c * kh * kw, out_w * out_h);
+    // Whole matrix and sub-blocks starting mid-row and mid-panel, several panel widths.
+    for (k0, kc, n0, nc, nr) in [
+        (0, k, 0, n, 4),
+        (0, k, 0, n, 8),
+        (3, 5, 7, n.saturating_sub(7), 4),
+        (5, 4, 2, n.saturating_sub(2), 8),
+        (1, k.saturating_sub(1), 3, n.saturating_sub(3), 16),
+    ]
+    .into_iter()
+    .filter(|&(k0, kc, n0, nc, _)| kc > 0 && nc > 0 && k0 + kc <= k && n0 + nc <= n)
+    {
+        let mut packed = vec![f32::NAN; kc * nc.div_ceil(nr) * nr];
+        b.pack(k0, kc, n0, nc, nr, &mut packed);
+        for kk in 0..kc {
+            let row = k0 + kk;
+            let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
+            for j in 0..nc.div_ceil(nr) * nr {
+                let got = packed[(j / nr) * kc * nr + kk * nr + j % nr];
+                let want = if j >= nc {
+                    0.0
                 } else {
-                    input[(ch * h + iy as usize) * w + ix as usize]
-                }
-            };
-            assert_eq!(got, want, "row {row} col {col}");
+                    let col = n0 + j;
+                    let (oy, ox) = (col / out_w, col % out_w);
+                    let iy = (oy * sh + ky * dh) as isize - pt as isize;
+                    let ix = (ox * sw + kx * dw) as isize - pl as isize;
+                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                        -1.0
+                    } else {
+                        input[(ch * h + iy as usize) * w + ix as usize]
+                    }
+                };
+                assert_eq!(
+                    got, want,
+                    "block {k0},{kc},{n0},{nc},{nr}: row {row} col {j}"
+                );
+            }
+        }
+        // Dense packing of the same shape's plain matrix.
+        let dense: Vec<f32> = (0..k * n).map(|v| v as f32).collect();
+        let d = DenseB { data: &dense, n };
+        let mut packed = vec![f32::NAN; kc * nc.div_ceil(nr) * nr];
+        d.pack(k0, kc, n0, nc, nr, &mut packed);
+        for kk in 0..kc {
+            for j in 0..nc.div_ceil(nr) * nr {
+                let got = packed[(j / nr) * kc * nr + kk * nr + j % nr];
+                let want = if j >= nc {
+                    0.0
+                } else {
+                    dense[(k0 + kk) * n + n0 + j]
+                };
+                assert_eq!(got, want, "dense block {k0},{kc},{n0},{nc},{nr}: {kk} {j}");
+            }
         }
     }
 }

@@ -333,32 +333,48 @@ impl Winograd {
         let t_stride = block.nb * k;
         self.transform_input(input, g, block, v, t_stride);
         let all_panels = self.outch.div_ceil(mr);
-        let m_cols = block.nb;
+        let tile_panels = cols / nr;
+        // M[r][jp][t][j]: for output channel r of the panel and tile panel jp, the α²
+        // positions' `nr` tiles back to back, so the output transform reads one
+        // contiguous block with constant offsets.
+        assert!(mbuf.len() >= mr * tile_panels * a2 * nr && v.len() >= a2 * t_stride);
+        let m_base = mbuf.as_mut_ptr();
+        // The bias enters as the start value of position (1, 1): Aᵀ's column for the
+        // point 1 is all ones, so it adds the bias to every output of the tile.
+        let bias_t = a + 1;
         for p in panels {
-            // M[t][r][j]: row (t, r) at (t * mr + r) * m_cols.
             for t in 0..a2 {
                 let u_panel = &self.u[(t * all_panels + p) * k * mr..][..k * mr];
-                for jp in 0..cols / nr {
+                let bias = if t == bias_t {
+                    self.bias[p * mr..].as_ptr()
+                } else {
+                    ZEROS.as_ptr()
+                };
+                for jp in 0..tile_panels {
                     let b_panel = &v[t * t_stride + jp * k * nr..][..k * nr];
-                    let mut rows = [mbuf.as_mut_ptr(); MR_MAX];
-                    for (r, row) in rows.iter_mut().enumerate().take(mr) {
-                        *row = mbuf[(t * mr + r) * m_cols + jp * nr..][..nr].as_mut_ptr();
-                    }
-                    let tile = Tile {
-                        rows,
+                    let mut tile = Tile {
+                        rows: [m_base; MR_MAX],
                         accumulate: false,
-                        bias: ZEROS.as_ptr(),
+                        bias,
                         act: TileAct::None,
                     };
-                    // SAFETY: panels of k * mr and k * nr floats, k ≥ 1; every row has nr
-                    // writable floats; the kernel is this machine's.
-                    unsafe { micro(k, u_panel.as_ptr(), b_panel.as_ptr(), &tile) };
+                    // SAFETY: (r, jp, t) < (mr, tile_panels, a2): rows inside mbuf
+                    // (asserted); panels of k * mr and k * nr floats, k ≥ 1; the kernel is
+                    // this machine's.
+                    unsafe {
+                        let row0 = m_base.add((jp * a2 + t) * nr);
+                        for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
+                            *row = row0.add(r * tile_panels * a2 * nr);
+                        }
+                        micro(k, u_panel.as_ptr(), b_panel.as_ptr(), &tile);
+                    }
                 }
             }
             let rows = mr.min(self.outch - p * mr);
             for r in 0..rows {
                 let oc = p * mr + r;
-                self.transform_output(&mbuf[r * m_cols..], mr * m_cols, g, block, oc, out);
+                let mrow = &mbuf[r * tile_panels * a2 * nr..][..tile_panels * a2 * nr];
+                self.transform_output(mrow, g, block, oc, out);
             }
         }
     }
@@ -457,12 +473,11 @@ impl Winograd {
         }
     }
 
-    /// Output transform of channel `oc` for every tile of `block`: `mrow` is M's row for
-    /// (t = 0, this channel), `t_stride` the distance between positions.
+    /// Output transform of channel `oc` for every tile of `block`: `mrow` holds the
+    /// channel's `M[jp][t][j]` (see [`Winograd::run_block`]), bias included.
     fn transform_output(
         &self,
         mrow: &[f32],
-        t_stride: usize,
         g: &Geometry,
         block: &Block,
         oc: usize,
@@ -470,37 +485,38 @@ impl Winograd {
     ) {
         let (tact, post) = TileAct::split(self.act);
         let post = post.then_some(self.act);
-        let bias = self.bias[oc];
         let plane = g.out_w * g.out_h;
         // SAFETY: each task writes the tiles of its own block for its own channels.
         let chan = unsafe { out.slice(oc * plane, plane) };
-        let epi = Epilogue { bias, tact, post };
-        match self.variant {
-            Variant::F23 => self.output_tiles::<4, 2>(mrow, t_stride, g, block, chan, &epi, |x| {
-                transforms::output_f23(x)
-            }),
-            Variant::F43 => self.output_tiles::<6, 4>(mrow, t_stride, g, block, chan, &epi, |x| {
-                transforms::output_f43(x)
-            }),
-            Variant::F63 => self.output_tiles::<8, 6>(mrow, t_stride, g, block, chan, &epi, |x| {
-                transforms::output_f63(x)
-            }),
+        let epi = Epilogue { tact, post };
+        macro_rules! go {
+            ($a:literal, $m:literal, $nr:literal, $f:path) => {
+                self.output_tiles::<$a, $m, $nr>(mrow, g, block, chan, &epi, |x| $f(x))
+            };
+        }
+        match (self.variant, self.kernel.nr) {
+            (Variant::F23, 8) => go!(4, 2, 8, transforms::output_f23),
+            (Variant::F43, 8) => go!(6, 4, 8, transforms::output_f43),
+            (Variant::F63, 8) => go!(8, 6, 8, transforms::output_f63),
+            (Variant::F23, 16) => go!(4, 2, 16, transforms::output_f23),
+            (Variant::F43, 16) => go!(6, 4, 16, transforms::output_f43),
+            (Variant::F63, 16) => go!(8, 6, 16, transforms::output_f63),
+            (_, nr) => panic!("winograd: no output transform for panels of {nr}"),
         }
     }
 
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn output_tiles<const A: usize, const M: usize>(
+    fn output_tiles<const A: usize, const M: usize, const NR: usize>(
         &self,
         mrow: &[f32],
-        t_stride: usize,
         g: &Geometry,
         block: &Block,
         chan: &mut [f32],
         epi: &Epilogue,
         f: impl Fn(&[F4; A]) -> [F4; M] + Copy,
     ) {
-        assert!(mrow.len() > (A * A - 1) * t_stride + block.count.next_multiple_of(4) - 1);
+        assert!(mrow.len() >= block.count.div_ceil(NR) * A * A * NR);
         let mut local = [[0.0f32; ROW * ROW]; 4];
         for j0 in (0..block.count).step_by(4) {
             let mut dst = [Dest {
@@ -517,12 +533,9 @@ impl Winograd {
                 } else {
                     (0, 0, 0)
                 };
-                if rows == M
-                    && cols == M
-                    && at + (M - 1) * g.out_w + M.next_multiple_of(2) <= chan.len()
-                {
+                if rows == M && cols == M {
                     dst[lane] = Dest {
-                        ptr: chan[at..].as_mut_ptr(),
+                        ptr: chan[at..at + (M - 1) * g.out_w + M].as_mut_ptr(),
                         stride: g.out_w,
                     };
                 } else {
@@ -533,10 +546,12 @@ impl Winograd {
                     clip[lane] = (rows, cols);
                 }
             }
-            // SAFETY: M rows of `mrow` at t_stride apart hold four tiles from j0 (asserted);
-            // in-place destinations have M rows of M writable floats (checked), local
-            // ones ROW x ROW.
-            unsafe { output_group::<A, M>(mrow[j0..].as_ptr(), t_stride, f, epi, &dst) };
+            // The group's M block: tile panel j0 / NR, lanes from j0 % NR.
+            let m = mrow[(j0 / NR) * A * A * NR + j0 % NR..].as_ptr();
+            // SAFETY: A² positions NR floats apart from m are inside mrow (asserted);
+            // in-place destinations have M rows of M writable floats (sliced above),
+            // local ones ROW x ROW.
+            unsafe { output_group::<A, M, NR>(m, f, epi, &dst) };
             for lane in 0..4 {
                 let (rows, cols) = clip[lane];
                 if rows == 0 || cols == 0 {
@@ -564,7 +579,6 @@ struct Block {
 }
 
 struct Epilogue {
-    bias: f32,
     tact: TileAct,
     post: Option<Activation>,
 }
@@ -618,7 +632,7 @@ unsafe fn gather_row<const A: usize>(win: &[Window; 4], y: usize) -> [F4; A] {
 }
 
 /// The 2-D input transform of four windows of one channel; position `t` goes to
-/// `dst + t * t_stride` (four floats, one per window).
+/// `dst + t * t_stride` (four floats, one per window), written in order of `t`.
 ///
 /// # Safety
 /// As [`gather_row`] for rows `0..A`; `dst + t * t_stride` writable for four floats for
@@ -630,25 +644,23 @@ unsafe fn input_group<const A: usize>(
     dst: *mut f32,
     t_stride: usize,
 ) {
-    // Along rows first: r[y][k] = (d[y] Bᵀ-transformed)[k].
-    let mut r = [[F4::splat(0.0); A]; A];
-    for (y, ry) in r.iter_mut().enumerate() {
-        *ry = f(&gather_row::<A>(win, y));
-    }
-    // Then along columns.
-    for k in 0..A {
-        let col: [F4; A] = std::array::from_fn(|y| r[y][k]);
-        let v = f(&col);
-        for (i, vi) in v.iter().enumerate() {
-            vi.store(dst.add((i * A + k) * t_stride));
+    let d: [[F4; A]; A] = std::array::from_fn(|y| gather_row::<A>(win, y));
+    // Along columns first: c[x][i] = (Bᵀ d)[i][x].
+    let c: [[F4; A]; A] = std::array::from_fn(|x| f(&std::array::from_fn(|y| d[y][x])));
+    // Then along rows, row i of the result giving positions t = i·A .. i·A + A - 1.
+    let mut p = dst;
+    for i in 0..A {
+        let v = f(&std::array::from_fn(|x| c[x][i]));
+        for vk in v {
+            vk.store(p);
+            p = p.add(t_stride);
         }
     }
 }
 
-/// Bias and activation on four lanes.
+/// The activation on four lanes.
 #[inline(always)]
 fn epilogue(v: F4, e: &Epilogue) -> F4 {
-    let v = v + F4::splat(e.bias);
     let v = match e.tact {
         TileAct::None => v,
         TileAct::Relu => v.max(F4::splat(0.0)),
@@ -667,47 +679,38 @@ fn epilogue(v: F4, e: &Epilogue) -> F4 {
     }
 }
 
-/// The 2-D output transform of four tiles of one channel, with the epilogue, stored to
-/// `dst` (tile `l`'s row `p` at `dst[l].ptr + p * dst[l].stride`, M floats).
+/// The 2-D output transform of four tiles of one channel, with the activation, stored to
+/// `dst` (tile `l`'s row `p` at `dst[l].ptr + p * dst[l].stride`, M floats). Position `t`
+/// of the four tiles is at `m + t * NR`.
 ///
 /// # Safety
-/// `m + t * t_stride` readable for four floats for every `t < A²`; every destination
-/// writable for M rows of `M.next_multiple_of(2)` floats.
+/// `m + t * NR` readable for four floats for every `t < A²`; every destination writable
+/// for M rows of M floats.
 #[inline(always)]
-unsafe fn output_group<const A: usize, const M: usize>(
+unsafe fn output_group<const A: usize, const M: usize, const NR: usize>(
     m: *const f32,
-    t_stride: usize,
     f: impl Fn(&[F4; A]) -> [F4; M],
     e: &Epilogue,
     dst: &[Dest; 4],
 ) {
     // Along rows: s[i][q].
-    let mut s = [[F4::splat(0.0); M]; A];
-    for (i, si) in s.iter_mut().enumerate() {
-        let row: [F4; A] = std::array::from_fn(|k| F4::load(m.add((i * A + k) * t_stride)));
-        *si = f(&row);
-    }
-    // Along columns: y[p][q].
-    let mut y = [[F4::splat(0.0); M]; M];
-    for q in 0..M {
-        let col: [F4; A] = std::array::from_fn(|i| s[i][q]);
-        let c = f(&col);
-        for p in 0..M {
-            y[p][q] = epilogue(c[p], e);
-        }
-    }
-    for (p, yp) in y.iter().enumerate() {
+    let s: [[F4; M]; A] =
+        std::array::from_fn(|i| f(&std::array::from_fn(|k| F4::load(m.add((i * A + k) * NR)))));
+    // Along columns: y[q][p].
+    let y: [[F4; M]; M] = std::array::from_fn(|q| f(&std::array::from_fn(|i| s[i][q])));
+    for p in 0..M {
         let at = |l: usize| dst[l].ptr.add(p * dst[l].stride);
+        let row: [F4; M] = std::array::from_fn(|q| epilogue(y[q][p], e));
         let mut q0 = 0;
         if M >= 4 {
-            let t = transpose([yp[0], yp[1], yp[2], yp[3]]);
+            let t = transpose([row[0], row[1], row[2], row[3]]);
             for (l, tl) in t.iter().enumerate() {
                 tl.store(at(l));
             }
             q0 = 4;
         }
         if M - q0 == 2 {
-            let (lo, hi) = zip(yp[q0], yp[q0 + 1]);
+            let (lo, hi) = zip(row[q0], row[q0 + 1]);
             lo.store_lo2(at(0).add(q0));
             lo.store_hi2(at(1).add(q0));
             hi.store_lo2(at(2).add(q0));
