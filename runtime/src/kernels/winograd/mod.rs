@@ -39,6 +39,8 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod lanes;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod transforms;
 
 use crate::error::{invalid, LayerResult};
@@ -155,6 +157,8 @@ pub struct Winograd {
     bias: Vec<f32>,
     act: Activation,
     pad_value: f32,
+    /// Run the portable transforms even where NEON ones exist (tests).
+    portable: bool,
 }
 
 /// Geometry of one call.
@@ -231,7 +235,14 @@ impl Winograd {
             bias: padded_bias,
             act,
             pad_value,
+            portable: false,
         }
+    }
+
+    /// The same layer on the portable transforms (tests compare both).
+    pub fn with_portable_transforms(mut self) -> Winograd {
+        self.portable = true;
+        self
     }
 
     pub fn variant(&self) -> Variant {
@@ -467,7 +478,17 @@ impl Winograd {
                 // (checked above for in-place windows; local windows are ROW x ROW); the
                 // destination offsets stay inside v (t < A², panel < nb / nr, ch < k).
                 unsafe {
-                    input_group::<A>(&win, f, v.as_mut_ptr().add(dst0 + ch * nr), t_stride);
+                    let dst = v.as_mut_ptr().add(dst0 + ch * nr);
+                    #[cfg(target_arch = "aarch64")]
+                    if !self.portable {
+                        match A {
+                            4 => neon::input23(&win, dst, t_stride),
+                            6 => neon::input43(&win, dst, t_stride),
+                            _ => neon::input63(&win, dst, t_stride),
+                        }
+                        continue;
+                    }
+                    input_group::<A>(&win, f, dst, t_stride);
                 }
             }
         }
@@ -551,7 +572,22 @@ impl Winograd {
             // SAFETY: A² positions NR floats apart from m are inside mrow (asserted);
             // in-place destinations have M rows of M writable floats (sliced above),
             // local ones ROW x ROW.
-            unsafe { output_group::<A, M, NR>(m, f, epi, &dst) };
+            unsafe {
+                #[cfg(target_arch = "aarch64")]
+                let done = !self.portable && epi.post.is_none() && {
+                    match A {
+                        4 => neon::output23::<NR>(m, epi.tact, &dst),
+                        6 => neon::output43::<NR>(m, epi.tact, &dst),
+                        _ => neon::output63::<NR>(m, epi.tact, &dst),
+                    }
+                    true
+                };
+                #[cfg(not(target_arch = "aarch64"))]
+                let done = false;
+                if !done {
+                    output_group::<A, M, NR>(m, f, epi, &dst);
+                }
+            }
             for lane in 0..4 {
                 let (rows, cols) = clip[lane];
                 if rows == 0 || cols == 0 {

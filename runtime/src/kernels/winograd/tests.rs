@@ -250,8 +250,8 @@ fn run_case(c: &Case, rng: &mut Rng, threads: usize) {
         let s = bound(v, c, &r, &x, &wts, &bias);
         let eps = f32::EPSILON as f64;
         let depth = (c.inch + 4 * v.alpha() + 4) as f64;
-        for &kernel in &kernels {
-            let wg = Winograd::new(
+        for (&kernel, portable) in kernels.iter().flat_map(|k| [(k, false), (k, true)]) {
+            let mut wg = Winograd::new(
                 v,
                 kernel,
                 &wts,
@@ -261,6 +261,9 @@ fn run_case(c: &Case, rng: &mut Rng, threads: usize) {
                 c.act,
                 c.pad_value,
             );
+            if portable {
+                wg = wg.with_portable_transforms();
+            }
             let mut scratch = vec![f32::NAN; wg.scratch_len(r.out_w, r.out_h) * threads];
             let mut got = vec![f32::NAN; want.len()];
             wg.run(&x, &g, &mut got, &pool, &mut scratch).unwrap();
@@ -269,7 +272,7 @@ fn run_case(c: &Case, rng: &mut Rng, threads: usize) {
                 let err = (gv as f64 - wv as f64).abs();
                 assert!(
                     err <= tol,
-                    "{} {} in {}x{}x{} out {} pads {:?} act {:?} at {i}: {gv} vs {wv} (err {err:e}, bound {tol:e})",
+                    "{} {} portable={portable} in {}x{}x{} out {} pads {:?} act {:?} at {i}: {gv} vs {wv} (err {err:e}, bound {tol:e})",
                     v.name(),
                     kernel.name,
                     c.w,
