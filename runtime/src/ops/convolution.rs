@@ -252,6 +252,9 @@ pub struct Conv2dGemm {
     pub outch: usize,
     pub act: Activation,
     path: FastPath,
+    /// 1x1 kernels: per output channel, the pre-activation value where the kernel reads
+    /// only padding (`bias + pad_value · Σ weights`).
+    border: Vec<f32>,
 }
 
 #[derive(Debug)]
@@ -315,13 +318,36 @@ impl Conv2dGemm {
                 FastPath::Gemm(PackedA::new(kernel, weights, outch, k, bias))
             }
         };
+        let border = if params.kernel_w == 1 && params.kernel_h == 1 {
+            (0..outch)
+                .map(|o| {
+                    let sum: f32 = weights[o * inch..(o + 1) * inch].iter().sum();
+                    bias.map_or(0.0, |b| b[o]) + params.pad_value * sum
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Conv2dGemm {
             params,
             inch,
             outch,
             act,
             path,
+            border,
         }
+    }
+
+    /// A padded 1x1 stride-1 convolution: the product runs over the input alone (no
+    /// im2col, no products with padding) and the border is the per-channel constant.
+    fn is_padded_pointwise(&self, r: &Resolved) -> bool {
+        let p = &self.params;
+        p.kernel_w == 1
+            && p.kernel_h == 1
+            && p.stride_w == 1
+            && p.stride_h == 1
+            && !self.is_pointwise(r)
+            && matches!(self.path, FastPath::Gemm(_))
     }
 
     /// The Winograd variant this layer runs, if any.
@@ -335,6 +361,10 @@ impl Conv2dGemm {
     /// Scratch floats per worker for a `w x h` input.
     pub fn scratch_len(&self, w: usize, h: usize) -> usize {
         match (self.params.resolve(w, h), &self.path) {
+            // The interior product first goes to scratch shared by the workers.
+            (Ok(r), FastPath::Gemm(packed)) if self.is_padded_pointwise(&r) => {
+                packed.scratch_len(w * h) + self.outch * w * h
+            }
             (Ok(r), FastPath::Gemm(packed)) => packed.scratch_len(r.out_w * r.out_h),
             (Ok(r), FastPath::Winograd(wg)) => wg.scratch_len(r.out_w, r.out_h),
             (Err(_), _) => 0,
@@ -375,6 +405,9 @@ impl Conv2dGemm {
             }
         };
         let n = r.out_w * r.out_h;
+        if self.is_padded_pointwise(&r) {
+            return self.run_padded_pointwise(packed, input, w, h, &r, output, pool, scratch);
+        }
         if self.is_pointwise(&r) {
             let b = DenseB { data: input, n };
             return gemm_f32::gemm(packed, &b, n, output, self.act, pool, scratch);
@@ -396,6 +429,41 @@ impl Conv2dGemm {
             pad_value: p.pad_value,
         };
         gemm_f32::gemm(packed, &b, n, output, self.act, pool, scratch)
+    }
+
+    /// See [`Conv2dGemm::is_padded_pointwise`]: `scratch` starts with the `outch x h x w`
+    /// interior, the GEMM's worker slices follow.
+    #[allow(clippy::too_many_arguments)]
+    fn run_padded_pointwise(
+        &self,
+        packed: &PackedA,
+        input: &[f32],
+        w: usize,
+        h: usize,
+        r: &Resolved,
+        output: &mut [f32],
+        pool: &Pool,
+        scratch: &mut [f32],
+    ) -> LayerResult<()> {
+        let n = w * h;
+        let (inner, rest) = scratch
+            .split_at_mut_checked(self.outch * n)
+            .ok_or_else(|| invalid("convolution scratch too small"))?;
+        let b = DenseB { data: input, n };
+        gemm_f32::gemm(packed, &b, n, inner, self.act, pool, rest)?;
+        let plane = r.out_w * r.out_h;
+        for (o, (dst, src)) in output
+            .chunks_exact_mut(plane)
+            .zip(inner.chunks_exact(n))
+            .enumerate()
+        {
+            dst.fill(self.act.apply(self.border[o]));
+            for (y, row) in src.chunks_exact(w).enumerate() {
+                let at = (r.pad_top + y) * r.out_w + r.pad_left;
+                dst[at..at + w].copy_from_slice(row);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -494,7 +562,7 @@ impl Convolution {
         let weights = float_weights(stored, int8_scales.as_ref())?;
         let choice = if Conv2dGemm::winograd_eligible(&params) {
             choice.unwrap_or_else(|| {
-                winograd::choose(k / taps, num_output, output_size_hint(pd), kernel.nr)
+                winograd::choose(k / taps, num_output, output_size_hint(pd), kernel.panels())
             })
         } else {
             Choice::Gemm

@@ -27,7 +27,7 @@
 //!
 //! The epilogue (start values, activation, stores) is intrinsics around the `asm!` block.
 
-use super::{Kernel, Tile, TileAct};
+use super::{Kernel, TailKernel, Tile, TileAct};
 use std::arch::aarch64::*;
 use std::arch::asm;
 
@@ -41,6 +41,12 @@ pub const KERNEL: Kernel = Kernel {
     a53: micro_a53,
     a72: micro_a72,
     other: micro_a72,
+    tail: Some(TailKernel {
+        nr: 4,
+        a53: tail_a53,
+        a72: tail_a72,
+        other: tail_a72,
+    }),
 };
 
 /// One `fmla` of the 8x8 step: accumulator `c`, B register `b`, A register `a` lane `l`.
@@ -274,4 +280,165 @@ pub unsafe fn micro_a72(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
         ],
         tile,
     );
+}
+
+/// The eight `fmla`s of one 8 x 4 tail step from A in (`a0`, `a1`) and B in `b`, with `l0`
+/// after the second and `l1` after the sixth.
+macro_rules! step4 {
+    ($a0:literal, $a1:literal, $b:literal, $l0:expr, $l1:expr) => {
+        concat!(
+            fm!(16, $b, $a0, 0),
+            fm!(17, $b, $a0, 1),
+            $l0,
+            fm!(18, $b, $a0, 2),
+            fm!(19, $b, $a0, 3),
+            fm!(20, $b, $a1, 0),
+            fm!(21, $b, $a1, 1),
+            $l1,
+            fm!(22, $b, $a1, 2),
+            fm!(23, $b, $a1, 3),
+        )
+    };
+}
+
+/// Tail step from set 0 (v0, v1; v2) loading the step `off` bytes of A / `boff` of B ahead
+/// into set 1 (v3, v4; v5).
+macro_rules! step4_0 {
+    ($off:literal, $off16:literal, $boff:literal) => {
+        step4!(
+            0,
+            1,
+            2,
+            concat!(ld!(3, "a", $off), ld!(4, "a", $off16)),
+            ld!(5, "b", $boff)
+        )
+    };
+}
+
+/// Tail step from set 1 loading into set 0.
+macro_rules! step4_1 {
+    ($off:literal, $off16:literal, $boff:literal) => {
+        step4!(
+            3,
+            4,
+            5,
+            concat!(ld!(0, "a", $off), ld!(1, "a", $off16)),
+            ld!(2, "b", $boff)
+        )
+    };
+}
+
+/// Start values of the 8 x 4 tail.
+#[inline(always)]
+unsafe fn start4(tile: &Tile) -> [float32x4_t; 8] {
+    if tile.accumulate {
+        std::array::from_fn(|r| vld1q_f32(tile.rows[r]))
+    } else {
+        let lo = vld1q_f32(tile.bias);
+        let hi = vld1q_f32(tile.bias.add(4));
+        [
+            vdupq_laneq_f32::<0>(lo),
+            vdupq_laneq_f32::<1>(lo),
+            vdupq_laneq_f32::<2>(lo),
+            vdupq_laneq_f32::<3>(lo),
+            vdupq_laneq_f32::<0>(hi),
+            vdupq_laneq_f32::<1>(hi),
+            vdupq_laneq_f32::<2>(hi),
+            vdupq_laneq_f32::<3>(hi),
+        ]
+    }
+}
+
+#[inline(always)]
+unsafe fn finish4(c: [float32x4_t; 8], tile: &Tile) {
+    for (r, v) in c.into_iter().enumerate() {
+        vst1q_f32(tile.rows[r], act4(v, tile.act));
+    }
+}
+
+/// Cortex-A53 8 x 4 tail (B panels 4 wide): the 8 x 8 kernel's schedule with one B register.
+///
+/// # Safety
+/// See [`super::MicroKernel`] (B panels 4 wide).
+pub unsafe fn tail_a53(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
+    debug_assert!(kc >= 1);
+    let [mut c0, mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7] = start4(tile);
+    asm!(
+        ld!(0, "a", 0),
+        ld!(1, "a", 16),
+        ld!(2, "b", 0),
+        "subs {n}, {n}, #5",
+        "b.lt 2f",
+        "1:",
+        step4_0!(32, 48, 16),
+        step4_1!(64, 80, 32),
+        step4_0!(96, 112, 48),
+        step4_1!(128, 144, 64),
+        "add {a}, {a}, #128",
+        "add {b}, {b}, #64",
+        "subs {n}, {n}, #4",
+        "b.ge 1b",
+        "2:",
+        "adds {n}, {n}, #3",
+        "b.lt 4f",
+        "3:",
+        step4_0!(32, 48, 16),
+        "b.eq 5f",
+        step4_1!(64, 80, 32),
+        "add {a}, {a}, #64",
+        "add {b}, {b}, #32",
+        "subs {n}, {n}, #2",
+        "b.ge 3b",
+        "4:",
+        step4!(0, 1, 2, "", ""),
+        "b 6f",
+        "5:",
+        step4!(3, 4, 5, "", ""),
+        "6:",
+        a = inout(reg) a => _,
+        b = inout(reg) b => _,
+        n = inout(reg) kc => _,
+        out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
+        inout("v16") c0, inout("v17") c1, inout("v18") c2, inout("v19") c3,
+        inout("v20") c4, inout("v21") c5, inout("v22") c6, inout("v23") c7,
+        options(nostack, readonly),
+    );
+    finish4([c0, c1, c2, c3, c4, c5, c6, c7], tile);
+}
+
+/// Cortex-A72 8 x 4 tail.
+///
+/// # Safety
+/// See [`super::MicroKernel`] (B panels 4 wide).
+pub unsafe fn tail_a72(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
+    debug_assert!(kc >= 1);
+    let [mut c0, mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7] = start4(tile);
+    asm!(
+        "subs {n}, {n}, #2",
+        "b.lt 2f",
+        "1:",
+        "ldp q0, q1, [{a}], #32",
+        "ldr q2, [{b}], #16",
+        "ldp q3, q4, [{a}], #32",
+        "ldr q5, [{b}], #16",
+        step4!(0, 1, 2, "", ""),
+        step4!(3, 4, 5, "", ""),
+        "subs {n}, {n}, #2",
+        "b.ge 1b",
+        "2:",
+        "adds {n}, {n}, #2",
+        "b.eq 3f",
+        "ldp q0, q1, [{a}]",
+        "ldr q2, [{b}]",
+        step4!(0, 1, 2, "", ""),
+        "3:",
+        a = inout(reg) a => _,
+        b = inout(reg) b => _,
+        n = inout(reg) kc => _,
+        out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
+        inout("v16") c0, inout("v17") c1, inout("v18") c2, inout("v19") c3,
+        inout("v20") c4, inout("v21") c5, inout("v22") c6, inout("v23") c7,
+        options(nostack, readonly),
+    );
+    finish4([c0, c1, c2, c3, c4, c5, c6, c7], tile);
 }

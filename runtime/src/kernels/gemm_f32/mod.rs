@@ -151,6 +151,46 @@ pub struct Kernel {
     pub a72: MicroKernel,
     /// For any other core.
     pub other: MicroKernel,
+    /// A narrower kernel for a block's last panel when the columns left fit it.
+    pub tail: Option<TailKernel>,
+}
+
+/// An `MR x nr` micro-kernel family for the last panel of a block, `nr` < the main
+/// kernel's (same A panels; its B panel is `nr` wide per k step).
+#[derive(Clone, Copy, Debug)]
+pub struct TailKernel {
+    pub nr: usize,
+    pub a53: MicroKernel,
+    pub a72: MicroKernel,
+    pub other: MicroKernel,
+}
+
+/// How a block of columns is cut into B panels: whole panels `nr` wide, the last one `tail`
+/// wide when the columns left fit it (`tail` 0: never). Panel `j` starts at `j * kc * nr`
+/// floats whatever its width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Panels {
+    pub nr: usize,
+    pub tail: usize,
+}
+
+impl Panels {
+    /// Panels of `nc` columns.
+    #[inline]
+    pub fn count(&self, nc: usize) -> usize {
+        nc.div_ceil(self.nr)
+    }
+
+    /// Width of panel `j` of `nc` columns.
+    #[inline]
+    pub fn width(&self, j: usize, nc: usize) -> usize {
+        let left = nc - j * self.nr;
+        if left < self.nr && left <= self.tail {
+            self.tail
+        } else {
+            self.nr
+        }
+    }
 }
 
 impl Kernel {
@@ -181,14 +221,66 @@ impl Kernel {
         }
     }
 
-    /// The family with every core running `core`'s variant (tests run each variant).
+    /// The main and tail variants for a worker on `core` (the tail is the main kernel when
+    /// the family has none: it is then never asked for a narrower panel).
+    #[inline]
+    pub fn micros_for(&self, core: CoreKind) -> Micros {
+        let main = self.micro_for(core);
+        let tail = match (self.tail, core) {
+            (Some(t), CoreKind::CortexA53) => t.a53,
+            (Some(t), CoreKind::CortexA72) => t.a72,
+            (Some(t), CoreKind::Other) => t.other,
+            (None, _) => main,
+        };
+        Micros {
+            nr: self.nr,
+            main,
+            tail,
+        }
+    }
+
+    /// The panel layout B is packed in for this family.
+    pub fn panels(&self) -> Panels {
+        Panels {
+            nr: self.nr,
+            tail: self.tail.map_or(0, |t| t.nr),
+        }
+    }
+
+    /// The family with every core running `core`'s variants (tests run each variant).
     pub fn forced(&self, core: CoreKind) -> Kernel {
-        let m = self.micro_for(core);
+        let m = self.micros_for(core);
         Kernel {
-            a53: m,
-            a72: m,
-            other: m,
+            a53: m.main,
+            a72: m.main,
+            other: m.main,
+            tail: self.tail.map(|t| TailKernel {
+                a53: m.tail,
+                a72: m.tail,
+                other: m.tail,
+                ..t
+            }),
             ..*self
+        }
+    }
+}
+
+/// One worker's micro-kernels: `main` for `nr`-wide panels, `tail` for the narrow last one.
+#[derive(Clone, Copy)]
+pub struct Micros {
+    pub nr: usize,
+    pub main: MicroKernel,
+    pub tail: MicroKernel,
+}
+
+impl Micros {
+    /// The kernel for a panel `width` wide.
+    #[inline(always)]
+    pub fn for_width(&self, width: usize) -> MicroKernel {
+        if width == self.nr {
+            self.main
+        } else {
+            self.tail
         }
     }
 }
@@ -250,9 +342,10 @@ impl PackedA {
 
 /// Columns of B, produced straight into packed panels.
 pub trait PackB: Sync {
-    /// Rows `k0..k0+kc` and columns `n0..n0+nc` of B into `dst`, as `ceil(nc/nr)` panels of
-    /// `kc * nr` floats each, k-major; columns past `nc` in the last panel are zero.
-    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]);
+    /// Rows `k0..k0+kc` and columns `n0..n0+nc` of B into `dst`, as `panels.count(nc)`
+    /// panels `kc * panels.nr` floats apart, each k-major and `panels.width(j, nc)` wide;
+    /// columns past `nc` in the last panel are zero.
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, panels: Panels, dst: &mut [f32]);
 }
 
 /// A dense row-major `K x N` matrix (e.g. a 1x1 stride-1 convolution's input).
@@ -262,28 +355,39 @@ pub struct DenseB<'a> {
 }
 
 impl PackB for DenseB<'_> {
-    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, panels: Panels, dst: &mut [f32]) {
         let src = &self.data[k0 * self.n..(k0 + kc) * self.n];
+        let nr = panels.nr;
+        let full = nc / nr;
         match nr {
-            8 => pack_dense::<8>(src, self.n, kc, n0, nc, dst),
-            16 => pack_dense::<16>(src, self.n, kc, n0, nc, dst),
-            _ => pack_dense_any(src, self.n, kc, n0, nc, nr, dst),
+            8 => pack_dense::<8>(src, self.n, kc, n0, full, dst),
+            16 => pack_dense::<16>(src, self.n, kc, n0, full, dst),
+            _ => {
+                for j in 0..full {
+                    pack_dense_panel(src, self.n, n0 + j * nr, nr, nr, &mut dst[j * kc * nr..]);
+                }
+            }
+        }
+        if full * nr < nc {
+            let width = panels.width(full, nc);
+            let c0 = n0 + full * nr;
+            let panel = &mut dst[full * kc * nr..];
+            pack_dense_panel(src, self.n, c0, nc - full * nr, width, panel);
         }
     }
 }
 
-/// [`DenseB`] packing for a compile-time panel width: whole panels copy `NR` floats per
-/// row with no length checks in the loop.
+/// Whole `NR`-wide panels of [`DenseB`]: `NR` floats per row with no length checks in the
+/// loop.
 #[inline(always)]
 fn pack_dense<const NR: usize>(
     src: &[f32],
     n: usize,
     kc: usize,
     n0: usize,
-    nc: usize,
+    full: usize,
     dst: &mut [f32],
 ) {
-    let full = nc / NR;
     for (j, panel) in dst.chunks_exact_mut(kc * NR).take(full).enumerate() {
         let c0 = n0 + j * NR;
         for (row, out) in src.chunks_exact(n).zip(panel.chunks_exact_mut(NR)) {
@@ -291,37 +395,13 @@ fn pack_dense<const NR: usize>(
             out.copy_from_slice(v);
         }
     }
-    if full * NR < nc {
-        let c0 = n0 + full * NR;
-        let cols = nc - full * NR;
-        let panel = &mut dst[full * kc * NR..(full + 1) * kc * NR];
-        for (row, out) in src.chunks_exact(n).zip(panel.chunks_exact_mut(NR)) {
-            out[..cols].copy_from_slice(&row[c0..c0 + cols]);
-            out[cols..].fill(0.0);
-        }
-    }
 }
 
-fn pack_dense_any(
-    src: &[f32],
-    n: usize,
-    kc: usize,
-    n0: usize,
-    nc: usize,
-    nr: usize,
-    dst: &mut [f32],
-) {
-    for (j, panel) in dst
-        .chunks_exact_mut(kc * nr)
-        .take(nc.div_ceil(nr))
-        .enumerate()
-    {
-        let c0 = n0 + j * nr;
-        let cols = nr.min(n0 + nc - c0);
-        for (row, out) in src.chunks_exact(n).zip(panel.chunks_exact_mut(nr)) {
-            out[..cols].copy_from_slice(&row[c0..c0 + cols]);
-            out[cols..].fill(0.0);
-        }
+/// One panel `width` wide holding `cols` columns from `c0`, zeros after them.
+fn pack_dense_panel(src: &[f32], n: usize, c0: usize, cols: usize, width: usize, dst: &mut [f32]) {
+    for (row, out) in src.chunks_exact(n).zip(dst.chunks_exact_mut(width)) {
+        out[..cols].copy_from_slice(&row[c0..c0 + cols]);
+        out[cols..].fill(0.0);
     }
 }
 
@@ -348,18 +428,25 @@ impl PackB for Im2colB<'_> {
     /// Row by row: each im2col row (one input channel and kernel tap) is, over the block's
     /// columns, one strided run of an input row per output row, copied in pieces that stay
     /// within one panel. The block's first output position is the only division.
-    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, panels: Panels, dst: &mut [f32]) {
         let plane = self.w * self.h;
         let taps = self.kernel_w * self.kernel_h;
+        let nr = panels.nr;
         let panel_len = kc * nr;
         let (oy0, ox0) = (n0 / self.out_w, n0 % self.out_w);
         let (mut ch, mut ky, mut kx) = (k0 / taps, (k0 % taps) / self.kernel_w, k0 % self.kernel_w);
-        // Columns past nc in the last panel are zero.
-        let tail = nc % nr;
-        if tail != 0 {
-            let last = (nc / nr) * panel_len;
-            for row in dst[last..last + panel_len].chunks_exact_mut(nr) {
-                row[tail..].fill(0.0);
+        // The last panel's width, and its columns past nc zero.
+        let last = nc / nr;
+        let last_w = if last * nr < nc {
+            panels.width(last, nc)
+        } else {
+            nr
+        };
+        let rem = nc - last * nr;
+        if rem != 0 {
+            let at = last * panel_len;
+            for row in dst[at..at + kc * last_w].chunks_exact_mut(last_w) {
+                row[rem..].fill(0.0);
             }
         }
         for kk in 0..kc {
@@ -369,8 +456,9 @@ impl PackB for Im2colB<'_> {
                 (kx * self.dilation_w) as isize - self.pad_left as isize,
             );
             let (mut oy, mut ox, mut col) = (oy0, ox0, 0);
-            // Column `col` is in panel `panel` at `within`.
+            // Column `col` is in panel `panel` (`width` wide) at `within`.
             let (mut panel, mut within) = (0, 0);
+            let mut width = if last == 0 { last_w } else { nr };
             while col < nc {
                 let len = (self.out_w - ox).min(nc - col);
                 let y = (oy * self.stride_h) as isize + dy;
@@ -388,22 +476,23 @@ impl PackB for Im2colB<'_> {
                     // The whole run reads inside the row: copies only.
                     let mut at = x as usize;
                     while i < len {
-                        let piece = (nr - within).min(len - i);
-                        let out = &mut dst[panel * panel_len + kk * nr + within..][..piece];
+                        let piece = (width - within).min(len - i);
+                        let out = &mut dst[panel * panel_len + kk * width + within..][..piece];
                         copy_strided(out, &row[at..], self.stride_w);
                         at += piece * self.stride_w;
                         i += piece;
                         within += piece;
-                        if within == nr {
+                        if within == width {
                             within = 0;
                             panel += 1;
+                            width = if panel == last { last_w } else { nr };
                         }
                     }
                 }
                 while i < len {
                     // A piece within one panel.
-                    let piece = (nr - within).min(len - i);
-                    let out = &mut dst[panel * panel_len + kk * nr + within..][..piece];
+                    let piece = (width - within).min(len - i);
+                    let out = &mut dst[panel * panel_len + kk * width + within..][..piece];
                     let (a, b) = (lo.clamp(i, i + piece) - i, hi.clamp(i, i + piece) - i);
                     out[..a].fill(self.pad_value);
                     out[b.max(a)..].fill(self.pad_value);
@@ -413,9 +502,10 @@ impl PackB for Im2colB<'_> {
                     }
                     i += piece;
                     within += piece;
-                    if within == nr {
+                    if within == width {
                         within = 0;
                         panel += 1;
+                        width = if panel == last { last_w } else { nr };
                     }
                 }
                 col += len;
@@ -577,8 +667,9 @@ pub fn gemm_blocked(
     let out_ptr = OutPtr(c.as_mut_ptr());
     let out = SharedMut::new(c);
     let scratch = SharedMut::new(&mut scratch[..per_worker * threads]);
+    let layout = a.kernel.panels();
     let task = |t: usize, worker: usize| {
-        let micro = a.kernel.micro_for(pool.core_kind(worker));
+        let micros = a.kernel.micros_for(pool.core_kind(worker));
         let mut local = LocalTile([0.0; MR_MAX * NR_MAX]);
         let (nb, mb) = (t % n_blocks, t / n_blocks);
         let n0 = nb * nc;
@@ -590,7 +681,7 @@ pub fn gemm_blocked(
         let mut k0 = 0;
         while k0 < k {
             let kc = kc_max.min(k - k0);
-            b.pack(k0, kc, n0, ncur, nr, packed_b);
+            b.pack(k0, kc, n0, ncur, layout, packed_b);
             let last = k0 + kc == k;
             let step = Step {
                 kc,
@@ -602,34 +693,44 @@ pub fn gemm_blocked(
             let mut pb = p0;
             while pb < p1 {
                 let pe = p1.min(pb + mc_panels);
-                for jr in 0..ncur.div_ceil(nr) {
+                for jr in 0..layout.count(ncur) {
                     let col = n0 + jr * nr;
-                    let cols = nr.min(n0 + ncur - col);
-                    let b_panel = &packed_b[jr * kc * nr..(jr + 1) * kc * nr];
-                    for p in pb..pe {
+                    let width = layout.width(jr, ncur);
+                    let micro = micros.for_width(width);
+                    let cols = width.min(n0 + ncur - col);
+                    let b_panel = &packed_b[jr * kc * nr..][..kc * width];
+                    // Panels whose tiles are whole (all mr rows, all columns) go straight
+                    // into the output; the rest through `run_tile`.
+                    let mut first = pb;
+                    if cols == width && step.post.is_none() {
+                        let whole_end = pe.min(m / mr);
+                        if whole_end > pb {
+                            // SAFETY: panels pb..whole_end have mr rows inside m and the
+                            // columns col..col+width inside n; A panels p*k+k0.. hold kc
+                            // steps; no other tile or task writes these pieces of c.
+                            unsafe {
+                                whole_tiles(
+                                    micro,
+                                    kc,
+                                    a.data[(pb * k + k0) * mr..].as_ptr(),
+                                    k * mr,
+                                    b_panel.as_ptr(),
+                                    out_ptr.get().add(pb * mr * n + col),
+                                    n,
+                                    mr,
+                                    a.bias[pb * mr..].as_ptr(),
+                                    &step,
+                                    whole_end - pb,
+                                );
+                            }
+                            first = whole_end;
+                        }
+                    }
+                    for p in first..pe {
                         let a_panel = &a.data[(p * k + k0) * mr..(p * k + k0 + kc) * mr];
                         let rows = mr.min(m - p * mr);
-                        if cols == nr && rows == mr && step.post.is_none() {
-                            // The common whole tile: rows straight into the output.
-                            let mut tile = Tile {
-                                rows: [std::ptr::null_mut(); MR_MAX],
-                                accumulate: step.accumulate,
-                                bias: a.bias[p * mr..].as_ptr(),
-                                act: step.act,
-                            };
-                            // SAFETY: rows p*mr..p*mr+mr of m, columns col..col+nr of n:
-                            // inside c, and no other tile or task writes them.
-                            unsafe {
-                                let base = out_ptr.get().add(p * mr * n + col);
-                                for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
-                                    *row = base.add(r * n);
-                                }
-                                micro(kc, a_panel.as_ptr(), b_panel.as_ptr(), &tile);
-                            }
-                            continue;
-                        }
                         run_tile(
-                            a, micro, p, rows, col, cols, n, a_panel, b_panel, &step, &out,
+                            a, micro, p, rows, col, cols, width, n, a_panel, b_panel, &step, &out,
                             &mut local,
                         );
                     }
@@ -641,6 +742,45 @@ pub fn gemm_blocked(
     };
     pool.run(n_blocks * m_blocks, &task)
         .map_err(|e| invalid(e.to_string()))
+}
+
+/// `count` whole tiles down one column panel: A panels `a_step` floats apart from `a`, the
+/// output tile of the first at `out` (rows `n` apart), the next `mr` rows further.
+///
+/// # Safety
+/// Every tile's A panel, biases and `mr` output rows of the panel's width are valid; the
+/// micro-kernel is this machine's.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn whole_tiles(
+    micro: MicroKernel,
+    kc: usize,
+    mut a: *const f32,
+    a_step: usize,
+    b: *const f32,
+    mut out: *mut f32,
+    n: usize,
+    mr: usize,
+    mut bias: *const f32,
+    step: &Step,
+    count: usize,
+) {
+    let mut tile = Tile {
+        rows: [out; MR_MAX],
+        accumulate: step.accumulate,
+        bias,
+        act: step.act,
+    };
+    for _ in 0..count {
+        for (r, row) in tile.rows.iter_mut().enumerate() {
+            *row = out.wrapping_add(r * n);
+        }
+        tile.bias = bias;
+        micro(kc, a, b, &tile);
+        a = a.add(a_step);
+        bias = bias.add(mr);
+        out = out.wrapping_add(mr * n);
+    }
 }
 
 /// The output's base pointer, shared by the tasks (each writes its own tiles).
@@ -681,6 +821,7 @@ fn run_tile(
     rows: usize,
     col: usize,
     cols: usize,
+    width: usize,
     n: usize,
     a_panel: &[f32],
     b_panel: &[f32],
@@ -688,12 +829,12 @@ fn run_tile(
     out: &SharedMut<f32>,
     local: &mut LocalTile,
 ) {
-    let (mr, nr) = (a.kernel.mr, a.kernel.nr);
+    let mr = a.kernel.mr;
     let kc = step.kc;
     // Partial tiles go through the task's local buffer; padding rows land there and are
     // dropped.
     let base = local.0.as_mut_ptr();
-    let full = cols == nr;
+    let full = cols == width;
     let mut tile = Tile {
         rows: [base; MR_MAX],
         accumulate: step.accumulate,
@@ -718,8 +859,8 @@ fn run_tile(
             unsafe { base.add(r * NR_MAX) }
         };
     }
-    debug_assert!(kc > 0 && a_panel.len() == kc * mr && b_panel.len() == kc * nr);
-    // SAFETY: panel sizes checked above; every row pointer has NR writable floats; the
+    debug_assert!(kc > 0 && a_panel.len() == kc * mr && b_panel.len() == kc * width);
+    // SAFETY: panel sizes checked above; every row pointer has `width` writable floats; the
     // kernel came from this machine's family.
     unsafe { micro(kc, a_panel.as_ptr(), b_panel.as_ptr(), &tile) };
     if full && step.post.is_none() {

@@ -223,7 +223,8 @@ fn im2col_case(
         pad_value: -1.0,
     };
     let (k, n) = (c * kh * kw, out_w * out_h);
-    // Whole matrix and sub-blocks starting mid-row and mid-panel, several panel widths.
+    // Whole matrix and sub-blocks starting mid-row and mid-panel, several panel widths,
+    // with and without a narrow last panel.
     for (k0, kc, n0, nc, nr) in [
         (0, k, 0, n, 4),
         (0, k, 0, n, 8),
@@ -234,46 +235,43 @@ fn im2col_case(
     .into_iter()
     .filter(|&(k0, kc, n0, nc, _)| kc > 0 && nc > 0 && k0 + kc <= k && n0 + nc <= n)
     {
-        let mut packed = vec![f32::NAN; kc * nc.div_ceil(nr) * nr];
-        b.pack(k0, kc, n0, nc, nr, &mut packed);
-        for kk in 0..kc {
-            let row = k0 + kk;
-            let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
-            for j in 0..nc.div_ceil(nr) * nr {
-                let got = packed[(j / nr) * kc * nr + kk * nr + j % nr];
-                let want = if j >= nc {
-                    0.0
-                } else {
-                    let col = n0 + j;
-                    let (oy, ox) = (col / out_w, col % out_w);
-                    let iy = (oy * sh + ky * dh) as isize - pt as isize;
-                    let ix = (ox * sw + kx * dw) as isize - pl as isize;
-                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                        -1.0
+        for tail in [0, nr / 2] {
+            let panels = Panels { nr, tail };
+            // (panel, width, offset in the panel) of column j < count * nr.
+            let at = |kk: usize, j: usize| {
+                let p = j / nr;
+                let w = panels.width(p, nc);
+                (j % nr < w).then(|| p * kc * nr + kk * w + j % nr)
+            };
+            let len = kc * nc.div_ceil(nr) * nr;
+            let mut packed = vec![f32::NAN; len];
+            b.pack(k0, kc, n0, nc, panels, &mut packed);
+            let dense: Vec<f32> = (0..k * n).map(|v| v as f32).collect();
+            let mut dpacked = vec![f32::NAN; len];
+            DenseB { data: &dense, n }.pack(k0, kc, n0, nc, panels, &mut dpacked);
+            for kk in 0..kc {
+                let row = k0 + kk;
+                let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
+                for j in 0..nc.div_ceil(nr) * nr {
+                    let Some(i) = at(kk, j) else { continue };
+                    let (want, dwant) = if j >= nc {
+                        (0.0, 0.0)
                     } else {
-                        input[(ch * h + iy as usize) * w + ix as usize]
-                    }
-                };
-                assert_eq!(
-                    got, want,
-                    "block {k0},{kc},{n0},{nc},{nr}: row {row} col {j}"
-                );
-            }
-        }
-        // Dense packing of the same shape's plain matrix.
-        let dense: Vec<f32> = (0..k * n).map(|v| v as f32).collect();
-        let d = DenseB { data: &dense, n };
-        let mut packed = vec![f32::NAN; kc * nc.div_ceil(nr) * nr];
-        d.pack(k0, kc, n0, nc, nr, &mut packed);
-        for kk in 0..kc {
-            for j in 0..nc.div_ceil(nr) * nr {
-                let got = packed[(j / nr) * kc * nr + kk * nr + j % nr];
-                let want = if j >= nc {
-                    0.0
-                } else {
-                    dense[(k0 + kk) * n + n0 + j]
-                };
-                assert_eq!(got, want, "dense block {k0},{kc},{n0},{nc},{nr}: {kk} {j}");
+                        let col = n0 + j;
+                        let (oy, ox) = (col / out_w, col % out_w);
+                        let iy = (oy * sh + ky * dh) as isize - pt as isize;
+                        let ix = (ox * sw + kx * dw) as isize - pl as isize;
+                        let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            -1.0
+                        } else {
+                            input[(ch * h + iy as usize) * w + ix as usize]
+                        };
+                        (v, dense[row * n + n0 + j])
+                    };
+                    let what = format!("block {k0},{kc},{n0},{nc},{panels:?}: row {row} col {j}");
+                    assert_eq!(packed[i], want, "{what}");
+                    assert_eq!(dpacked[i], dwant, "dense {what}");
+                }
             }
         }
     }
@@ -365,7 +363,7 @@ fn variants_match_the_fused_definition_bit_for_bit() {
     if best.name == Kernel::generic().name {
         return;
     }
-    let (mr, nr) = (best.mr, best.nr);
+    let mr = best.mr;
     let mut rng = Rng::new(11);
     let acts = [
         TileAct::None,
@@ -373,50 +371,59 @@ fn variants_match_the_fused_definition_bit_for_bit() {
         TileAct::Leaky(0.125),
         TileAct::Clip(-0.25, 0.5),
     ];
-    for kc in (1..=21).chain([64, 383]) {
-        for (i, &act) in acts.iter().enumerate() {
-            let accumulate = i % 2 == 1;
-            let a = rng.vec(kc * mr, -1.0, 1.0);
-            let b = rng.vec(kc * nr, -1.0, 1.0);
-            let bias = rng.vec(mr, -1.0, 1.0);
-            let init = rng.vec(mr * NR_MAX, -1.0, 1.0);
-            let mut want = vec![0.0f32; mr * nr];
-            for r in 0..mr {
-                for j in 0..nr {
-                    let mut v = if accumulate {
-                        init[r * NR_MAX + j]
-                    } else {
-                        bias[r]
-                    };
-                    for k in 0..kc {
-                        v = a[k * mr + r].mul_add(b[k * nr + j], v);
-                    }
-                    want[r * nr + j] = act.apply(v);
-                }
-            }
-            for core in [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other] {
-                let mut out = init.clone();
-                let base = out.as_mut_ptr();
-                let mut tile = Tile {
-                    rows: [base; MR_MAX],
-                    accumulate,
-                    bias: bias.as_ptr(),
-                    act,
-                };
-                for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
-                    // SAFETY: r < mr <= MR_MAX rows of NR_MAX floats.
-                    *row = unsafe { base.add(r * NR_MAX) };
-                }
-                // SAFETY: sizes as the kernel requires; the family is this machine's.
-                unsafe { (best.micro_for(core))(kc, a.as_ptr(), b.as_ptr(), &tile) };
+    let widths = [Some(best.nr), best.tail.map(|t| t.nr)];
+    for nr in widths.into_iter().flatten() {
+        for kc in (1..=21).chain([64, 383]) {
+            for (i, &act) in acts.iter().enumerate() {
+                let accumulate = i % 2 == 1;
+                let a = rng.vec(kc * mr, -1.0, 1.0);
+                let b = rng.vec(kc * nr, -1.0, 1.0);
+                let bias = rng.vec(mr, -1.0, 1.0);
+                let init = rng.vec(mr * NR_MAX, -1.0, 1.0);
+                let mut want = vec![0.0f32; mr * nr];
                 for r in 0..mr {
                     for j in 0..nr {
-                        let (g, w) = (out[r * NR_MAX + j], want[r * nr + j]);
-                        assert!(
-                            g.to_bits() == w.to_bits(),
-                            "{} {core:?} kc={kc} {act:?} acc={accumulate} ({r},{j}): {g} vs {w}",
-                            best.name
-                        );
+                        let mut v = if accumulate {
+                            init[r * NR_MAX + j]
+                        } else {
+                            bias[r]
+                        };
+                        for k in 0..kc {
+                            v = a[k * mr + r].mul_add(b[k * nr + j], v);
+                        }
+                        want[r * nr + j] = act.apply(v);
+                    }
+                }
+                for core in [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other] {
+                    let mut out = init.clone();
+                    let base = out.as_mut_ptr();
+                    let mut tile = Tile {
+                        rows: [base; MR_MAX],
+                        accumulate,
+                        bias: bias.as_ptr(),
+                        act,
+                    };
+                    for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
+                        // SAFETY: r < mr <= MR_MAX rows of NR_MAX floats.
+                        *row = unsafe { base.add(r * NR_MAX) };
+                    }
+                    let micro = best.micros_for(core).for_width(nr);
+                    // SAFETY: sizes as the kernel requires; the family is this machine's.
+                    unsafe { micro(kc, a.as_ptr(), b.as_ptr(), &tile) };
+                    for r in 0..mr {
+                        for j in 0..NR_MAX {
+                            let g = out[r * NR_MAX + j];
+                            let w = if j < nr {
+                                want[r * nr + j]
+                            } else {
+                                init[r * NR_MAX + j]
+                            };
+                            assert!(
+                                g.to_bits() == w.to_bits(),
+                                "{} {core:?} nr={nr} kc={kc} {act:?} acc={accumulate} ({r},{j}): {g} vs {w}",
+                                best.name
+                            );
+                        }
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! AVX2 + FMA micro-kernel, 6 x 16: twelve ymm accumulators, two B loads and six A
 //! broadcasts per k step (the classic Haswell/Zen shape, 12 of 16 registers on C).
 
-use super::{Kernel, Tile, TileAct};
+use super::{Kernel, TailKernel, Tile, TileAct};
 use std::arch::x86_64::*;
 
 const MR: usize = 6;
@@ -14,6 +14,12 @@ pub const AVX2_FMA: Kernel = Kernel {
     a53: micro,
     a72: micro,
     other: micro,
+    tail: Some(TailKernel {
+        nr: 8,
+        a53: micro8,
+        a72: micro8,
+        other: micro8,
+    }),
 };
 
 /// The AVX2 kernel when this CPU has AVX2 and FMA.
@@ -78,6 +84,40 @@ unsafe fn micro_avx2(kc: usize, mut a: *const f32, mut b: *const f32, tile: &Til
         for h in 0..2 {
             _mm256_storeu_ps(row.add(8 * h), act_avx2(acc[2 * r + h], tile.act));
         }
+    }
+}
+
+/// # Safety
+/// See [`super::MicroKernel`] (B panels 8 wide); the CPU must support AVX2 and FMA.
+unsafe fn micro8(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
+    micro8_avx2(kc, a, b, tile)
+}
+
+/// The 6 x 8 tail: one ymm per row.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn micro8_avx2(kc: usize, mut a: *const f32, mut b: *const f32, tile: &Tile) {
+    let mut c = [_mm256_setzero_ps(); MR];
+    for (r, cr) in c.iter_mut().enumerate() {
+        *cr = if tile.accumulate {
+            _mm256_loadu_ps(tile.rows[r])
+        } else {
+            _mm256_broadcast_ss(&*tile.bias.add(r))
+        };
+    }
+    let [mut c0, mut c1, mut c2, mut c3, mut c4, mut c5] = c;
+    for _ in 0..kc {
+        let b0 = _mm256_loadu_ps(b);
+        c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a), b0, c0);
+        c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a.add(1)), b0, c1);
+        c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a.add(2)), b0, c2);
+        c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a.add(3)), b0, c3);
+        c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a.add(4)), b0, c4);
+        c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a.add(5)), b0, c5);
+        a = a.add(MR);
+        b = b.add(8);
+    }
+    for (r, v) in [c0, c1, c2, c3, c4, c5].into_iter().enumerate() {
+        _mm256_storeu_ps(tile.rows[r], act_avx2(v, tile.act));
     }
 }
 

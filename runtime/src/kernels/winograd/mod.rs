@@ -44,7 +44,7 @@ mod neon;
 pub mod transforms;
 
 use crate::error::{invalid, LayerResult};
-use crate::kernels::gemm_f32::{Kernel, Tile, TileAct, MR_MAX};
+use crate::kernels::gemm_f32::{Kernel, MicroKernel, Micros, Panels, Tile, TileAct, MR_MAX};
 use crate::ops::activation::Activation;
 use crate::pool::{Pool, SharedMut};
 use lanes::{transpose, zip, F4};
@@ -86,34 +86,44 @@ pub fn env_override() -> Option<Choice> {
     }
 }
 
-/// Modelled cost (arbitrary units, `fmla`-equivalents) of one convolution by `choice`.
-/// `nr`: the GEMM kernel's panel width (columns are padded to it).
+/// Columns a GEMM with `panels` computes for `n` (whole panels, a narrow last one when the
+/// remainder fits it).
+fn padded(n: usize, panels: Panels) -> usize {
+    let full = n / panels.nr * panels.nr;
+    if full == n {
+        n
+    } else {
+        full + panels.width(n / panels.nr, n)
+    }
+}
+
+/// Modelled cost (arbitrary units, `fmla`-equivalents) of one convolution by `choice`, with
+/// the GEMM kernel's panel layout (columns are padded to whole panels).
 pub fn cost(
     choice: Choice,
     inch: usize,
     outch: usize,
     out_w: usize,
     out_h: usize,
-    nr: usize,
+    panels: Panels,
 ) -> f64 {
     let (k, oc) = (inch as f64, outch as f64);
     match choice {
         Choice::Gemm => {
-            let n = (out_w * out_h).div_ceil(nr) * nr;
+            let n = padded(out_w * out_h, panels);
             // 9K x N panel packing plus the product.
             9.0 * k * n as f64 * (oc / 4.0 + 0.5)
         }
         Choice::Winograd(v) => {
             let (m, a) = (v.m(), v.alpha());
             let tiles = out_w.div_ceil(m) * out_h.div_ceil(m);
-            let cols = tiles.div_ceil(nr) * nr;
+            let cols = padded(tiles, panels);
             let t = (a * a) as f64;
-            // Per transformed element: input ~ (2α ops / 4 lanes + gather), output likewise;
-            // the GEMM's per-call overhead ~ 24 steps' worth per micro-kernel call.
-            let per = 0.5 * a as f64 / 4.0 + 0.5;
-            let gemm = t * cols as f64 * oc * (k + 24.0) / 4.0;
-            let input = t * tiles as f64 * k * per;
-            let output = t * tiles as f64 * oc * per;
+            // Per transformed element about one operation for each transform; the GEMM's
+            // per-call overhead ~ 8 steps' worth per micro-kernel call.
+            let gemm = t * cols as f64 * oc * (k + 8.0) / 4.0;
+            let input = t * tiles as f64 * k * 1.5;
+            let output = t * tiles as f64 * oc * 1.0;
             gemm + input + output
         }
     }
@@ -121,15 +131,20 @@ pub fn cost(
 
 /// The algorithm for a 3x3 stride-1 dilation-1 convolution: by [`cost`] when the output size
 /// is known, else by channels as ncnn chooses.
-pub fn choose(inch: usize, outch: usize, out_size: Option<(usize, usize)>, nr: usize) -> Choice {
+pub fn choose(
+    inch: usize,
+    outch: usize,
+    out_size: Option<(usize, usize)>,
+    panels: Panels,
+) -> Choice {
     if let Some(c) = env_override() {
         return c;
     }
     match out_size {
         Some((w, h)) if w > 0 && h > 0 => {
-            let mut best = (Choice::Gemm, cost(Choice::Gemm, inch, outch, w, h, nr));
+            let mut best = (Choice::Gemm, cost(Choice::Gemm, inch, outch, w, h, panels));
             for v in Variant::ALL {
-                let c = cost(Choice::Winograd(v), inch, outch, w, h, nr);
+                let c = cost(Choice::Winograd(v), inch, outch, w, h, panels);
                 if c < best.1 {
                     best = (Choice::Winograd(v), c);
                 }
@@ -175,6 +190,47 @@ pub struct Geometry {
 impl Geometry {
     fn tiles(&self, m: usize) -> (usize, usize) {
         (self.out_w.div_ceil(m), self.out_h.div_ceil(m))
+    }
+}
+
+/// The α² transform-domain products of one output channel panel and one tile panel:
+/// position `t`'s A panel at `a + t * a_step`, B panel at `b + t * b_step`, output row `r`
+/// at `out + t * nr + r * row_stride` (the M layout), starting from the bias at position
+/// `bias_t` and from zero elsewhere.
+///
+/// # Safety
+/// Every panel and row valid for the kernel's sizes; the kernel is this machine's.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn products(
+    micro: MicroKernel,
+    k: usize,
+    mut a: *const f32,
+    a_step: usize,
+    mut b: *const f32,
+    b_step: usize,
+    mut out: *mut f32,
+    nr: usize,
+    row_stride: usize,
+    positions: usize,
+    bias_t: usize,
+    bias: *const f32,
+) {
+    let mut tile = Tile {
+        rows: [out; MR_MAX],
+        accumulate: false,
+        bias: ZEROS.as_ptr(),
+        act: TileAct::None,
+    };
+    for t in 0..positions {
+        for (r, row) in tile.rows.iter_mut().enumerate() {
+            *row = out.wrapping_add(r * row_stride);
+        }
+        tile.bias = if t == bias_t { bias } else { ZEROS.as_ptr() };
+        micro(k, a, b, &tile);
+        a = a.add(a_step);
+        b = b.add(b_step);
+        out = out.add(nr);
     }
 }
 
@@ -308,16 +364,11 @@ impl Winograd {
             let (b, grp) = (t % blocks, t / blocks);
             // SAFETY: each worker index is used by one thread at a time.
             let buf = unsafe { scratch.slice(worker * per_worker, per_worker) };
-            let micro = self.kernel.micro_for(pool.core_kind(worker));
-            let block = Block {
-                first: b * nb,
-                count: nb.min(tiles - b * nb),
-                nb,
-                tiles_x,
-            };
+            let micros = self.kernel.micros_for(pool.core_kind(worker));
+            let block = Block::new(b * nb, nb.min(tiles - b * nb), nb, tiles_x);
             let p0 = grp * per_group;
             let p1 = panels.min(p0 + per_group);
-            self.run_block(input, g, &block, p0..p1, micro, buf, &out);
+            self.run_block(input, g, &block, p0..p1, micros, buf, &out);
         };
         pool.run(blocks * groups, &task)
             .map_err(|e| invalid(e.to_string()))
@@ -331,20 +382,20 @@ impl Winograd {
         g: &Geometry,
         block: &Block,
         panels: std::ops::Range<usize>,
-        micro: crate::kernels::gemm_f32::MicroKernel,
+        micros: Micros,
         buf: &mut [f32],
         out: &SharedMut<f32>,
     ) {
         let (a, mr, nr) = (self.variant.alpha(), self.kernel.mr, self.kernel.nr);
         let a2 = a * a;
         let k = self.inch;
-        let cols = block.count.div_ceil(nr) * nr;
+        let layout = self.kernel.panels();
         let (v, mbuf) = buf.split_at_mut(a2 * block.nb * k);
         // V[t][panel][k][j]: position t's B panels start at t * t_stride.
         let t_stride = block.nb * k;
         self.transform_input(input, g, block, v, t_stride);
         let all_panels = self.outch.div_ceil(mr);
-        let tile_panels = cols / nr;
+        let tile_panels = layout.count(block.count);
         // M[r][jp][t][j]: for output channel r of the panel and tile panel jp, the α²
         // positions' `nr` tiles back to back, so the output transform reads one
         // contiguous block with constant offsets.
@@ -353,32 +404,29 @@ impl Winograd {
         // The bias enters as the start value of position (1, 1): Aᵀ's column for the
         // point 1 is all ones, so it adds the bias to every output of the tile.
         let bias_t = a + 1;
+        let row_stride = tile_panels * a2 * nr;
         for p in panels {
-            for t in 0..a2 {
-                let u_panel = &self.u[(t * all_panels + p) * k * mr..][..k * mr];
-                let bias = if t == bias_t {
-                    self.bias[p * mr..].as_ptr()
-                } else {
-                    ZEROS.as_ptr()
-                };
-                for jp in 0..tile_panels {
-                    let b_panel = &v[t * t_stride + jp * k * nr..][..k * nr];
-                    let mut tile = Tile {
-                        rows: [m_base; MR_MAX],
-                        accumulate: false,
-                        bias,
-                        act: TileAct::None,
-                    };
-                    // SAFETY: (r, jp, t) < (mr, tile_panels, a2): rows inside mbuf
-                    // (asserted); panels of k * mr and k * nr floats, k ≥ 1; the kernel is
-                    // this machine's.
-                    unsafe {
-                        let row0 = m_base.add((jp * a2 + t) * nr);
-                        for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
-                            *row = row0.add(r * tile_panels * a2 * nr);
-                        }
-                        micro(k, u_panel.as_ptr(), b_panel.as_ptr(), &tile);
-                    }
+            for jp in 0..tile_panels {
+                let width = layout.width(jp, block.count);
+                // SAFETY: for t < a2: A panels (t * all_panels + p) * k * mr inside u, B
+                // panels t * t_stride + jp * k * nr (k * width floats) inside v, output rows
+                // (jp * a2 + t) * nr + r * row_stride (r < mr, width floats) inside mbuf
+                // (asserted); k ≥ 1; the kernel is this machine's.
+                unsafe {
+                    products(
+                        micros.for_width(width),
+                        k,
+                        self.u[p * k * mr..].as_ptr(),
+                        all_panels * k * mr,
+                        v[jp * k * nr..].as_ptr(),
+                        t_stride,
+                        m_base.add(jp * a2 * nr),
+                        nr,
+                        row_stride,
+                        a2,
+                        bias_t,
+                        self.bias[p * mr..].as_ptr(),
+                    );
                 }
             }
             let rows = mr.min(self.outch - p * mr);
@@ -444,8 +492,7 @@ impl Winograd {
             let mut origin = [(0isize, 0isize); 4];
             let mut inside = [true; 4];
             for (lane, o) in origin.iter_mut().enumerate() {
-                let tile = block.first + (j0 + lane).min(block.count - 1);
-                let (ty, tx) = (tile / block.tiles_x, tile % block.tiles_x);
+                let (ty, tx) = block.pos[(j0 + lane).min(block.count - 1)];
                 let y0 = (ty * m) as isize - g.pad_top as isize;
                 let x0 = (tx * m) as isize - g.pad_left as isize;
                 *o = (y0, x0);
@@ -455,6 +502,7 @@ impl Winograd {
                     && x0 as usize + A.next_multiple_of(4) <= g.w;
             }
             let (panel, j) = ((j0 / nr), j0 % nr);
+            let width = self.kernel.panels().width(panel, block.count);
             let dst0 = panel * k * nr + j;
             for ch in 0..k {
                 let chan = &input[ch * plane..(ch + 1) * plane];
@@ -478,7 +526,7 @@ impl Winograd {
                 // (checked above for in-place windows; local windows are ROW x ROW); the
                 // destination offsets stay inside v (t < A², panel < nb / nr, ch < k).
                 unsafe {
-                    let dst = v.as_mut_ptr().add(dst0 + ch * nr);
+                    let dst = v.as_mut_ptr().add(dst0 + ch * width);
                     #[cfg(target_arch = "aarch64")]
                     if !self.portable {
                         match A {
@@ -547,8 +595,7 @@ impl Winograd {
             let mut clip = [(0usize, 0usize); 4];
             for lane in 0..4 {
                 let (rows, cols, at) = if j0 + lane < block.count {
-                    let tile = block.first + j0 + lane;
-                    let (ty, tx) = (tile / block.tiles_x, tile % block.tiles_x);
+                    let (ty, tx) = block.pos[j0 + lane];
                     let (y0, x0) = (ty * M, tx * M);
                     (M.min(g.out_h - y0), M.min(g.out_w - x0), y0 * g.out_w + x0)
                 } else {
@@ -593,8 +640,7 @@ impl Winograd {
                 if rows == 0 || cols == 0 {
                     continue;
                 }
-                let tile = block.first + j0 + lane;
-                let (ty, tx) = (tile / block.tiles_x, tile % block.tiles_x);
+                let (ty, tx) = block.pos[j0 + lane];
                 let at = ty * M * g.out_w + tx * M;
                 for r in 0..rows {
                     chan[at + r * g.out_w..][..cols]
@@ -607,11 +653,28 @@ impl Winograd {
 
 /// A block of consecutive tiles (row-major over the tile grid).
 struct Block {
-    first: usize,
     count: usize,
     /// Capacity in tiles (columns of V and M).
     nb: usize,
-    tiles_x: usize,
+    /// Each tile's (row, column) in the tile grid.
+    pos: [(usize, usize); NB_MAX],
+}
+
+impl Block {
+    /// Tiles `first..first + count` of a grid `tiles_x` wide (one division, then steps).
+    fn new(first: usize, count: usize, nb: usize, tiles_x: usize) -> Block {
+        let mut pos = [(0, 0); NB_MAX];
+        let (mut ty, mut tx) = (first / tiles_x, first % tiles_x);
+        for p in pos.iter_mut().take(count) {
+            *p = (ty, tx);
+            tx += 1;
+            if tx == tiles_x {
+                tx = 0;
+                ty += 1;
+            }
+        }
+        Block { count, nb, pos }
+    }
 }
 
 struct Epilogue {

@@ -372,19 +372,20 @@ fn scratch_and_blocks_cover_many_tiles_and_threads() {
 
 #[test]
 fn choice_follows_the_cost_model() {
+    let p = Panels { nr: 8, tail: 4 };
     // Large maps with enough channels: Winograd; a 3-channel input with few outputs: GEMM.
     assert!(matches!(
-        choose(64, 64, Some((56, 56)), 8),
+        choose(64, 64, Some((56, 56)), p),
         Choice::Winograd(_)
     ));
     assert!(matches!(
-        choose(256, 256, Some((14, 14)), 8),
+        choose(256, 256, Some((14, 14)), p),
         Choice::Winograd(_)
     ));
-    assert_eq!(choose(3, 4, Some((20, 20)), 8), Choice::Gemm);
+    assert_eq!(choose(3, 4, Some((20, 20)), p), Choice::Gemm);
     // Without a size: by channels, as ncnn.
     if env_override().is_none() {
-        assert_eq!(choose(64, 128, None, 8), Choice::Winograd(Variant::F63));
-        assert_eq!(choose(256, 512, None, 8), Choice::Winograd(Variant::F43));
+        assert_eq!(choose(64, 128, None, p), Choice::Winograd(Variant::F63));
+        assert_eq!(choose(256, 512, None, p), Choice::Winograd(Variant::F43));
     }
 }

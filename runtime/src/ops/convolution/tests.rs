@@ -374,6 +374,18 @@ fn pointwise_and_edge_sizes() {
         c.sh = 2;
         compare(&c, w, h, &mut rng);
     }
+    // 1x1 with padding (the product over the interior only, a constant border).
+    for (pads, pad_value, act) in [
+        ([1, 1, 1, 1], 0.0, (1, vec![])),
+        ([2, 0, 1, 3], 0.5, (3, vec![-0.2, 0.3])),
+    ] {
+        let mut c = Case::simple(20, 13, 1);
+        c.pads = pads;
+        c.pad_value = pad_value;
+        c.bias = true;
+        c.act = act;
+        compare(&c, 7, 5, &mut rng);
+    }
     for (outch, inch, w, h) in [(5, 3, 16, 16), (17, 8, 33, 7), (24, 5, 1, 9)] {
         let mut c = Case::simple(outch, inch, 3);
         c.pads = [1; 4];
