@@ -6,8 +6,12 @@
 //!
 //! Variants: `generic` (plain Rust, any geometry), `x86_64` (AVX2 + FMA) and `aarch64`
 //! (NEON), each with specialised 3x3 stride 1 / stride 2 paths and a general k x k path;
-//! strides above 2 fall back to the generic code.
+//! strides above 2 fall back to the generic code. The NEON kernels apply ReLU / LeakyReLU /
+//! Clip in their stores (no second pass over the output); the others apply the activation
+//! afterwards.
 
+#[cfg(target_arch = "aarch64")]
+use crate::kernels::gemm_f32::TileAct;
 use crate::ops::activation::Activation;
 
 pub mod generic;
@@ -126,7 +130,15 @@ pub fn channel(
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => x86_64::channel(g, input, inputs, kernel, bias, out),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::channel(g, input, inputs, kernel, bias, out),
+        Isa::Neon => {
+            // ReLU / LeakyReLU / Clip are applied in the kernel's stores.
+            let (tact, post) = TileAct::split(act);
+            aarch64::channel(g, input, inputs, kernel, bias, tact, out);
+            if post {
+                act.apply_slice(out);
+            }
+            return;
+        }
     }
     act.apply_slice(out);
 }
