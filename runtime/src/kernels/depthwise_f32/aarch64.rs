@@ -27,7 +27,11 @@ pub fn channel(
     let (i, o) = (input.as_ptr(), out.as_mut_ptr());
     // SAFETY: NEON is part of the aarch64 baseline; bounds checked by the caller.
     unsafe {
-        match (inputs == 1 && g.is_3x3() && g.out_w >= 4, g.stride_w, g.stride_h) {
+        match (
+            inputs == 1 && g.is_3x3() && g.out_w >= 4,
+            g.stride_w,
+            g.stride_h,
+        ) {
             (true, 1, 1) => conv3x3s1(g, i, kernel, bias, act, o),
             (true, 2, 2) => conv3x3s2(g, i, kernel, bias, act, o),
             (_, 1 | 2, _) => general(g, i, inputs, kernel, bias, act, o),

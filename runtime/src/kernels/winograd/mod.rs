@@ -368,7 +368,8 @@ impl Winograd {
             let block = Block::new(b * nb, nb.min(tiles - b * nb), nb, tiles_x);
             let p0 = grp * per_group;
             let p1 = panels.min(p0 + per_group);
-            self.run_block(input, g, &block, p0..p1, micros, buf, &out);
+            let mut local = Local([[0.0; ROW * ROW]; 4]);
+            self.run_block(input, g, &block, p0..p1, micros, buf, &mut local, &out);
         };
         pool.run(blocks * groups, &task)
             .map_err(|e| invalid(e.to_string()))
@@ -384,6 +385,7 @@ impl Winograd {
         panels: std::ops::Range<usize>,
         micros: Micros,
         buf: &mut [f32],
+        local: &mut Local,
         out: &SharedMut<f32>,
     ) {
         let (a, mr, nr) = (self.variant.alpha(), self.kernel.mr, self.kernel.nr);
@@ -393,7 +395,7 @@ impl Winograd {
         let (v, mbuf) = buf.split_at_mut(a2 * block.nb * k);
         // V[t][panel][k][j]: position t's B panels start at t * t_stride.
         let t_stride = block.nb * k;
-        self.transform_input(input, g, block, v, t_stride);
+        self.transform_input(input, g, block, v, t_stride, local);
         let all_panels = self.outch.div_ceil(mr);
         let tile_panels = layout.count(block.count);
         // M[r][jp][t][j]: for output channel r of the panel and tile panel jp, the α²
@@ -433,7 +435,7 @@ impl Winograd {
             for r in 0..rows {
                 let oc = p * mr + r;
                 let mrow = &mbuf[r * tile_panels * a2 * nr..][..tile_panels * a2 * nr];
-                self.transform_output(mrow, g, block, oc, out);
+                self.transform_output(mrow, g, block, oc, local, out);
             }
         }
     }
@@ -446,23 +448,24 @@ impl Winograd {
         block: &Block,
         v: &mut [f32],
         t_stride: usize,
+        local: &mut Local,
     ) {
         let plane = g.w * g.h;
         let nr = self.kernel.nr;
         let k = self.inch;
         match self.variant {
             Variant::F23 => {
-                self.input_tiles::<4>(input, plane, g, block, v, t_stride, nr, k, |d| {
+                self.input_tiles::<4>(input, plane, g, block, v, t_stride, nr, k, local, |d| {
                     transforms::input_f23(d)
                 })
             }
             Variant::F43 => {
-                self.input_tiles::<6>(input, plane, g, block, v, t_stride, nr, k, |d| {
+                self.input_tiles::<6>(input, plane, g, block, v, t_stride, nr, k, local, |d| {
                     transforms::input_f43(d)
                 })
             }
             Variant::F63 => {
-                self.input_tiles::<8>(input, plane, g, block, v, t_stride, nr, k, |d| {
+                self.input_tiles::<8>(input, plane, g, block, v, t_stride, nr, k, local, |d| {
                     transforms::input_f63(d)
                 })
             }
@@ -481,11 +484,12 @@ impl Winograd {
         t_stride: usize,
         nr: usize,
         k: usize,
+        local: &mut Local,
         f: impl Fn(&[F4; A]) -> [F4; A] + Copy,
     ) {
         let m = A - 2;
         // Local windows for tiles that cross the border, one per lane.
-        let mut local = [[0.0f32; ROW * ROW]; 4];
+        let local = &mut local.0;
         for j0 in (0..block.count).step_by(4) {
             // Tile origins (input coordinates of the window's corner) of the four lanes;
             // lanes past the block's last tile repeat it (their columns are never read).
@@ -550,6 +554,7 @@ impl Winograd {
         g: &Geometry,
         block: &Block,
         oc: usize,
+        local: &mut Local,
         out: &SharedMut<f32>,
     ) {
         let (tact, post) = TileAct::split(self.act);
@@ -560,7 +565,7 @@ impl Winograd {
         let epi = Epilogue { tact, post };
         macro_rules! go {
             ($a:literal, $m:literal, $nr:literal, $f:path) => {
-                self.output_tiles::<$a, $m, $nr>(mrow, g, block, chan, &epi, |x| $f(x))
+                self.output_tiles::<$a, $m, $nr>(mrow, g, block, chan, &epi, local, |x| $f(x))
             };
         }
         match (self.variant, self.kernel.nr) {
@@ -583,10 +588,11 @@ impl Winograd {
         block: &Block,
         chan: &mut [f32],
         epi: &Epilogue,
+        local: &mut Local,
         f: impl Fn(&[F4; A]) -> [F4; M] + Copy,
     ) {
         assert!(mrow.len() >= block.count.div_ceil(NR) * A * A * NR);
-        let mut local = [[0.0f32; ROW * ROW]; 4];
+        let local = &mut local.0;
         for j0 in (0..block.count).step_by(4) {
             let mut dst = [Dest {
                 ptr: local[0].as_mut_ptr(),
@@ -651,6 +657,10 @@ impl Winograd {
     }
 }
 
+/// Per-task windows / output tiles for the tiles crossing the border, one per lane (set up
+/// once per task: zeroing them per call showed up as `memset` in the profile).
+struct Local([[f32; ROW * ROW]; 4]);
+
 /// A block of consecutive tiles (row-major over the tile grid).
 struct Block {
     count: usize,
@@ -696,18 +706,20 @@ fn fill_window<const A: usize>(
 ) {
     let lo = (-x0).clamp(0, A as isize) as usize;
     let hi = (w as isize - x0).clamp(lo as isize, A as isize) as usize;
+    // Element by element (A ≤ 8): `fill` / `copy_from_slice` on these few floats become
+    // `memset` / `memcpy` calls, which cost more than the window.
     for y in 0..A {
         let row = &mut dst[y * ROW..y * ROW + A];
         let iy = y0 + y as isize;
-        if iy < 0 || iy >= h as isize {
-            row.fill(pad);
+        if iy < 0 || iy >= h as isize || lo == hi {
+            for v in row.iter_mut() {
+                *v = pad;
+            }
             continue;
         }
-        row[..lo].fill(pad);
-        row[hi..].fill(pad);
-        if lo < hi {
-            let src = &chan[iy as usize * w..][(x0 + lo as isize) as usize..][..hi - lo];
-            row[lo..hi].copy_from_slice(src);
+        let src = &chan[iy as usize * w..][(x0 + lo as isize) as usize..][..hi - lo];
+        for (x, v) in row.iter_mut().enumerate() {
+            *v = if x >= lo && x < hi { src[x - lo] } else { pad };
         }
     }
 }
