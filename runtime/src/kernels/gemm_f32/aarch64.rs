@@ -41,12 +41,20 @@ pub const KERNEL: Kernel = Kernel {
     a53: micro_a53,
     a72: micro_a72,
     other: micro_a72,
-    tail: Some(TailKernel {
-        nr: 4,
-        a53: tail_a53,
-        a72: tail_a72,
-        other: tail_a72,
-    }),
+    tails: [
+        Some(TailKernel {
+            nr: 4,
+            a53: tail_a53,
+            a72: tail_a72,
+            other: tail_a72,
+        }),
+        Some(TailKernel {
+            nr: 1,
+            a53: tail1,
+            a72: tail1,
+            other: tail1,
+        }),
+    ],
 };
 
 /// One `fmla` of the 8x8 step: accumulator `c`, B register `b`, A register `a` lane `l`.
@@ -441,4 +449,94 @@ pub unsafe fn tail_a72(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
         options(nostack, readonly),
     );
     finish4([c0, c1, c2, c3, c4, c5, c6, c7], tile);
+}
+
+/// One 8 x 1 step: A (8 floats) from `a` at `off` into `ra` / `rb`, times lane `l` of v0
+/// (B), into accumulators `cl` / `ch` (phase `l`: v(16+2l), v(17+2l)).
+macro_rules! step1 {
+    ($l:literal, $cl:literal, $ch:literal, $ra:literal, $rb:literal, $off:literal, $off16:literal) => {
+        concat!(
+            ld!($ra, "a", $off),
+            ld!($rb, "a", $off16),
+            fm!($cl, $ra, 0, $l),
+            fm!($ch, $rb, 0, $l),
+        )
+    };
+}
+
+/// The 8 x 1 tail (B panels 1 wide), for every core: steps `4q + l` of the whole groups of
+/// four go to phase `l`'s accumulators, the last `kc mod 4` steps to phase 0, and the
+/// phases are summed at the end as `(p0 + p1) + (p2 + p3)` (`p0` starting from the bias or
+/// the previous sums): four chains keep it from waiting on the `fmla` latency (a single
+/// chain waits one latency per k step). The columns this runs are always the matrix's last
+/// `n mod 8` (whole panels before them whatever the blocking), so every blocking sums each
+/// output the same way.
+///
+/// # Safety
+/// See [`super::MicroKernel`] (B panels 1 wide).
+pub unsafe fn tail1(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
+    debug_assert!(kc >= 1);
+    let z = vdupq_n_f32(0.0);
+    let (mut p0l, mut p0h) = if tile.accumulate {
+        let mut c = [0.0f32; 8];
+        for (r, v) in c.iter_mut().enumerate() {
+            *v = *tile.rows[r];
+        }
+        (vld1q_f32(c.as_ptr()), vld1q_f32(c.as_ptr().add(4)))
+    } else {
+        (vld1q_f32(tile.bias), vld1q_f32(tile.bias.add(4)))
+    };
+    let (mut p1l, mut p1h, mut p2l, mut p2h, mut p3l, mut p3h) = (z, z, z, z, z, z);
+    let steps = kc / 4;
+    let rest = kc % 4;
+    asm!(
+        "cbz {n}, 2f",
+        "1:",
+        "ldr q0, [{b}]",
+        step1!(0, 16, 17, 1, 2, 0, 16),
+        step1!(1, 18, 19, 3, 4, 32, 48),
+        step1!(2, 20, 21, 5, 6, 64, 80),
+        step1!(3, 22, 23, 1, 2, 96, 112),
+        "add {a}, {a}, #128",
+        "add {b}, {b}, #16",
+        "subs {n}, {n}, #1",
+        "b.ne 1b",
+        "2:",
+        // The last kc mod 4 steps, into phase 0.
+        "cbz {r}, 3f",
+        "ldr s0, [{b}]",
+        step1!(0, 16, 17, 1, 2, 0, 16),
+        "cmp {r}, #2",
+        "b.lt 3f",
+        "ldr s0, [{b}, #4]",
+        step1!(0, 16, 17, 3, 4, 32, 48),
+        "cmp {r}, #3",
+        "b.lt 3f",
+        "ldr s0, [{b}, #8]",
+        step1!(0, 16, 17, 5, 6, 64, 80),
+        "3:",
+        a = inout(reg) a => _,
+        b = inout(reg) b => _,
+        n = inout(reg) steps => _,
+        r = in(reg) rest,
+        out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
+        out("v6") _,
+        inout("v16") p0l, inout("v17") p0h, inout("v18") p1l, inout("v19") p1h,
+        inout("v20") p2l, inout("v21") p2h, inout("v22") p3l, inout("v23") p3h,
+        options(nostack, readonly),
+    );
+    let lo = act4(
+        vaddq_f32(vaddq_f32(p0l, p1l), vaddq_f32(p2l, p3l)),
+        tile.act,
+    );
+    let hi = act4(
+        vaddq_f32(vaddq_f32(p0h, p1h), vaddq_f32(p2h, p3h)),
+        tile.act,
+    );
+    let mut c = [0.0f32; 8];
+    vst1q_f32(c.as_mut_ptr(), lo);
+    vst1q_f32(c.as_mut_ptr().add(4), hi);
+    for (r, v) in c.into_iter().enumerate() {
+        *tile.rows[r] = v;
+    }
 }

@@ -1,5 +1,5 @@
 //! Portable micro-kernels: plain Rust over fixed-size arrays (the compiler vectorises them
-//! with whatever the baseline target offers), 4 x 8 with a 4 x 4 tail. Reference for the
+//! with whatever the baseline target offers), 4 x 8 with 4 x 4 and 4 x 1 tails. Reference for the
 //! SIMD kernels and fallback.
 
 use super::{Kernel, TailKernel, Tile};
@@ -15,12 +15,20 @@ pub const KERNEL: Kernel = Kernel {
     a53: micro::<NR>,
     a72: micro::<NR>,
     other: micro::<NR>,
-    tail: Some(TailKernel {
-        nr: TAIL,
-        a53: micro::<TAIL>,
-        a72: micro::<TAIL>,
-        other: micro::<TAIL>,
-    }),
+    tails: [
+        Some(TailKernel {
+            nr: TAIL,
+            a53: micro::<TAIL>,
+            a72: micro::<TAIL>,
+            other: micro::<TAIL>,
+        }),
+        Some(TailKernel {
+            nr: 1,
+            a53: micro::<1>,
+            a72: micro::<1>,
+            other: micro::<1>,
+        }),
+    ],
 };
 
 /// # Safety

@@ -151,8 +151,9 @@ pub struct Kernel {
     pub a72: MicroKernel,
     /// For any other core.
     pub other: MicroKernel,
-    /// A narrower kernel for a block's last panel when the columns left fit it.
-    pub tail: Option<TailKernel>,
+    /// Narrower kernels for a block's last panel, widest first: the narrowest that the
+    /// columns left fit runs it.
+    pub tails: [Option<TailKernel>; 2],
 }
 
 /// An `MR x nr` micro-kernel family for the last panel of a block, `nr` < the main
@@ -165,13 +166,23 @@ pub struct TailKernel {
     pub other: MicroKernel,
 }
 
-/// How a block of columns is cut into B panels: whole panels `nr` wide, the last one `tail`
-/// wide when the columns left fit it (`tail` 0: never). Panel `j` starts at `j * kc * nr`
-/// floats whatever its width.
+impl TailKernel {
+    fn for_core(&self, core: CoreKind) -> MicroKernel {
+        match core {
+            CoreKind::CortexA53 => self.a53,
+            CoreKind::CortexA72 => self.a72,
+            CoreKind::Other => self.other,
+        }
+    }
+}
+
+/// How a block of columns is cut into B panels: whole panels `nr` wide, the last one as
+/// narrow as a tail kernel allows (`tails`, widest first, 0: none). Panel `j` starts at
+/// `j * kc * nr` floats whatever its width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Panels {
     pub nr: usize,
-    pub tail: usize,
+    pub tails: [usize; 2],
 }
 
 impl Panels {
@@ -185,11 +196,16 @@ impl Panels {
     #[inline]
     pub fn width(&self, j: usize, nc: usize) -> usize {
         let left = nc - j * self.nr;
-        if left < self.nr && left <= self.tail {
-            self.tail
-        } else {
-            self.nr
+        if left >= self.nr {
+            return self.nr;
         }
+        let mut w = self.nr;
+        for t in self.tails {
+            if t != 0 && left <= t {
+                w = t;
+            }
+        }
+        w
     }
 }
 
@@ -221,21 +237,16 @@ impl Kernel {
         }
     }
 
-    /// The main and tail variants for a worker on `core` (the tail is the main kernel when
-    /// the family has none: it is then never asked for a narrower panel).
+    /// The main and tail variants for a worker on `core`.
     #[inline]
     pub fn micros_for(&self, core: CoreKind) -> Micros {
         let main = self.micro_for(core);
-        let tail = match (self.tail, core) {
-            (Some(t), CoreKind::CortexA53) => t.a53,
-            (Some(t), CoreKind::CortexA72) => t.a72,
-            (Some(t), CoreKind::Other) => t.other,
-            (None, _) => main,
-        };
         Micros {
             nr: self.nr,
             main,
-            tail,
+            tails: self
+                .tails
+                .map(|t| t.map_or((0, main), |t| (t.nr, t.for_core(core)))),
         }
     }
 
@@ -243,44 +254,53 @@ impl Kernel {
     pub fn panels(&self) -> Panels {
         Panels {
             nr: self.nr,
-            tail: self.tail.map_or(0, |t| t.nr),
+            tails: self.tails.map(|t| t.map_or(0, |t| t.nr)),
         }
     }
 
     /// The family with every core running `core`'s variants (tests run each variant).
     pub fn forced(&self, core: CoreKind) -> Kernel {
-        let m = self.micros_for(core);
+        let m = self.micro_for(core);
         Kernel {
-            a53: m.main,
-            a72: m.main,
-            other: m.main,
-            tail: self.tail.map(|t| TailKernel {
-                a53: m.tail,
-                a72: m.tail,
-                other: m.tail,
-                ..t
+            a53: m,
+            a72: m,
+            other: m,
+            tails: self.tails.map(|t| {
+                t.map(|t| {
+                    let k = t.for_core(core);
+                    TailKernel {
+                        a53: k,
+                        a72: k,
+                        other: k,
+                        ..t
+                    }
+                })
             }),
             ..*self
         }
     }
 }
 
-/// One worker's micro-kernels: `main` for `nr`-wide panels, `tail` for the narrow last one.
+/// One worker's micro-kernels: `main` for `nr`-wide panels, the tails for narrower last
+/// ones.
 #[derive(Clone, Copy)]
 pub struct Micros {
     pub nr: usize,
     pub main: MicroKernel,
-    pub tail: MicroKernel,
+    /// (width, kernel); width 0: none.
+    pub tails: [(usize, MicroKernel); 2],
 }
 
 impl Micros {
-    /// The kernel for a panel `width` wide.
+    /// The kernel for a panel `width` wide (a width from [`Kernel::panels`]).
     #[inline(always)]
     pub fn for_width(&self, width: usize) -> MicroKernel {
         if width == self.nr {
             self.main
+        } else if width == self.tails[0].0 {
+            self.tails[0].1
         } else {
-            self.tail
+            self.tails[1].1
         }
     }
 }

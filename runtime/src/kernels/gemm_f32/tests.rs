@@ -235,8 +235,8 @@ fn im2col_case(
     .into_iter()
     .filter(|&(k0, kc, n0, nc, _)| kc > 0 && nc > 0 && k0 + kc <= k && n0 + nc <= n)
     {
-        for tail in [0, nr / 2] {
-            let panels = Panels { nr, tail };
+        for tails in [[0, 0], [nr / 2, 0], [nr / 2, 1]] {
+            let panels = Panels { nr, tails };
             // (panel, width, offset in the panel) of column j < count * nr.
             let at = |kk: usize, j: usize| {
                 let p = j / nr;
@@ -371,7 +371,11 @@ fn variants_match_the_fused_definition_bit_for_bit() {
         TileAct::Leaky(0.125),
         TileAct::Clip(-0.25, 0.5),
     ];
-    let widths = [Some(best.nr), best.tail.map(|t| t.nr)];
+    let widths = [
+        Some(best.nr),
+        best.tails[0].map(|t| t.nr),
+        best.tails[1].map(|t| t.nr),
+    ];
     for nr in widths.into_iter().flatten() {
         for kc in (1..=21).chain([64, 383]) {
             for (i, &act) in acts.iter().enumerate() {
@@ -383,14 +387,26 @@ fn variants_match_the_fused_definition_bit_for_bit() {
                 let mut want = vec![0.0f32; mr * nr];
                 for r in 0..mr {
                     for j in 0..nr {
-                        let mut v = if accumulate {
+                        let start = if accumulate {
                             init[r * NR_MAX + j]
                         } else {
                             bias[r]
                         };
-                        for k in 0..kc {
-                            v = a[k * mr + r].mul_add(b[k * nr + j], v);
-                        }
+                        let v = if nr == 1 && cfg!(target_arch = "aarch64") {
+                            // aarch64's 8 x 1 tail: four phases (see `aarch64::tail1`).
+                            let mut p = [start, 0.0, 0.0, 0.0];
+                            for k in 0..kc {
+                                let ph = if k < kc / 4 * 4 { k % 4 } else { 0 };
+                                p[ph] = a[k * mr + r].mul_add(b[k], p[ph]);
+                            }
+                            (p[0] + p[1]) + (p[2] + p[3])
+                        } else {
+                            let mut v = start;
+                            for k in 0..kc {
+                                v = a[k * mr + r].mul_add(b[k * nr + j], v);
+                            }
+                            v
+                        };
                         want[r * nr + j] = act.apply(v);
                     }
                 }

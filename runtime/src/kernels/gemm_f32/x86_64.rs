@@ -14,12 +14,15 @@ pub const AVX2_FMA: Kernel = Kernel {
     a53: micro,
     a72: micro,
     other: micro,
-    tail: Some(TailKernel {
-        nr: 8,
-        a53: micro8,
-        a72: micro8,
-        other: micro8,
-    }),
+    tails: [
+        Some(TailKernel {
+            nr: 8,
+            a53: micro8,
+            a72: micro8,
+            other: micro8,
+        }),
+        None,
+    ],
 };
 
 /// The AVX2 kernel when this CPU has AVX2 and FMA.

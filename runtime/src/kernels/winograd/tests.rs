@@ -372,7 +372,10 @@ fn scratch_and_blocks_cover_many_tiles_and_threads() {
 
 #[test]
 fn choice_follows_the_cost_model() {
-    let p = Panels { nr: 8, tail: 4 };
+    let p = Panels {
+        nr: 8,
+        tails: [4, 1],
+    };
     // Large maps with enough channels: Winograd; a 3-channel input with few outputs: GEMM.
     assert!(matches!(
         choose(64, 64, Some((56, 56)), p),
