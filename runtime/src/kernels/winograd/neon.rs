@@ -149,18 +149,17 @@ unsafe fn gather<const W: usize>(win: &[Window; 4], y: usize) -> [V; W] {
         vld1q_f32(p[2]),
         vld1q_f32(p[3]),
     );
-    let mut out = [zero(); W];
-    out[..4].copy_from_slice(&lo);
-    if W == 8 {
-        let hi = transpose(
+    let hi = if W == 8 {
+        transpose(
             vld1q_f32(p[0].add(4)),
             vld1q_f32(p[1].add(4)),
             vld1q_f32(p[2].add(4)),
             vld1q_f32(p[3].add(4)),
-        );
-        out[4..].copy_from_slice(&hi);
-    }
-    out
+        )
+    } else {
+        lo
+    };
+    std::array::from_fn(|x| if x < 4 { lo[x] } else { hi[x - 4] })
 }
 
 /// Stores `v` at `*p` and steps `p` by `stride` floats.
@@ -194,14 +193,9 @@ pub unsafe fn input23(win: &[Window; 4], dst: *mut f32, t_stride: usize) {
 /// As `super::input_group`.
 pub unsafe fn input43(win: &[Window; 4], dst: *mut f32, t_stride: usize) {
     let k = consts([4.0, 5.0, 2.0, 0.0]);
-    let mut d = [[zero(); 8]; 6];
-    for (y, dy) in d.iter_mut().enumerate() {
-        *dy = gather::<8>(win, y);
-    }
-    let mut c = [[zero(); 6]; 6];
-    for x in 0..6 {
-        c[x] = in43([d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x]], k);
-    }
+    let d: [[V; 8]; 6] = std::array::from_fn(|y| gather::<8>(win, y));
+    let c: [[V; 6]; 6] =
+        std::array::from_fn(|x| in43([d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x]], k));
     let mut p = dst;
     for i in 0..6 {
         for v in in43([c[0][i], c[1][i], c[2][i], c[3][i], c[4][i], c[5][i]], k) {
@@ -217,26 +211,18 @@ pub unsafe fn input43(win: &[Window; 4], dst: *mut f32, t_stride: usize) {
 pub unsafe fn input63(win: &[Window; 4], dst: *mut f32, t_stride: usize) {
     let k0 = consts([5.25, 4.25, 1.25, 0.25]);
     let k1 = consts([2.5, 2.0, 0.5, 4.0]);
-    let mut d = [[zero(); 8]; 8];
-    for (y, dy) in d.iter_mut().enumerate() {
-        *dy = gather::<8>(win, y);
-    }
-    let mut c = [[zero(); 8]; 8];
-    for x in 0..8 {
-        c[x] = in63(
-            [
-                d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x], d[6][x], d[7][x],
-            ],
+    let d: [[V; 8]; 8] = std::array::from_fn(|y| gather::<8>(win, y));
+    let c: [[V; 8]; 8] = std::array::from_fn(|x| {
+        in63(
+            [d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x], d[6][x], d[7][x]],
             k0,
             k1,
-        );
-    }
+        )
+    });
     let mut p = dst;
     for i in 0..8 {
         let v = in63(
-            [
-                c[0][i], c[1][i], c[2][i], c[3][i], c[4][i], c[5][i], c[6][i], c[7][i],
-            ],
+            [c[0][i], c[1][i], c[2][i], c[3][i], c[4][i], c[5][i], c[6][i], c[7][i]],
             k0,
             k1,
         );
@@ -302,25 +288,14 @@ pub unsafe fn output23<const NR: usize>(m: *const f32, a: TileAct, dst: &[Dest; 
 pub unsafe fn output43<const NR: usize>(m: *const f32, a: TileAct, dst: &[Dest; 4]) {
     let k = consts([2.0, 4.0, 8.0, 0.0]);
     let ld = |t: usize| vld1q_f32(m.add(t * NR));
-    let mut s = [[zero(); 4]; 6];
-    for (i, si) in s.iter_mut().enumerate() {
+    let s: [[V; 4]; 6] = std::array::from_fn(|i| {
         let b = 6 * i;
-        *si = out43(
-            [ld(b), ld(b + 1), ld(b + 2), ld(b + 3), ld(b + 4), ld(b + 5)],
-            k,
-        );
-    }
-    let mut y = [[zero(); 4]; 4];
-    for q in 0..4 {
-        y[q] = out43([s[0][q], s[1][q], s[2][q], s[3][q], s[4][q], s[5][q]], k);
-    }
+        out43([ld(b), ld(b + 1), ld(b + 2), ld(b + 3), ld(b + 4), ld(b + 5)], k)
+    });
+    let y: [[V; 4]; 4] =
+        std::array::from_fn(|q| out43([s[0][q], s[1][q], s[2][q], s[3][q], s[4][q], s[5][q]], k));
     for p in 0..4 {
-        let row = [
-            act(y[0][p], a),
-            act(y[1][p], a),
-            act(y[2][p], a),
-            act(y[3][p], a),
-        ];
+        let row = [act(y[0][p], a), act(y[1][p], a), act(y[2][p], a), act(y[3][p], a)];
         store_row::<4>(row, dst, p);
     }
 }
@@ -334,10 +309,9 @@ pub unsafe fn output63<const NR: usize>(m: *const f32, a: TileAct, dst: &[Dest; 
     let k1 = consts([0.5, 0.25, 0.125, 0.0625]);
     let k2 = consts([32.0, 0.03125, 0.0, 0.0]);
     let ld = |t: usize| vld1q_f32(m.add(t * NR));
-    let mut s = [[zero(); 6]; 8];
-    for (i, si) in s.iter_mut().enumerate() {
+    let s: [[V; 6]; 8] = std::array::from_fn(|i| {
         let b = 8 * i;
-        *si = out63(
+        out63(
             [
                 ld(b),
                 ld(b + 1),
@@ -351,19 +325,16 @@ pub unsafe fn output63<const NR: usize>(m: *const f32, a: TileAct, dst: &[Dest; 
             k0,
             k1,
             k2,
-        );
-    }
-    let mut y = [[zero(); 6]; 6];
-    for q in 0..6 {
-        y[q] = out63(
-            [
-                s[0][q], s[1][q], s[2][q], s[3][q], s[4][q], s[5][q], s[6][q], s[7][q],
-            ],
+        )
+    });
+    let y: [[V; 6]; 6] = std::array::from_fn(|q| {
+        out63(
+            [s[0][q], s[1][q], s[2][q], s[3][q], s[4][q], s[5][q], s[6][q], s[7][q]],
             k0,
             k1,
             k2,
-        );
-    }
+        )
+    });
     for p in 0..6 {
         let row: [V; 6] = std::array::from_fn(|q| act(y[q][p], a));
         store_row::<6>(row, dst, p);
