@@ -214,7 +214,9 @@ pub unsafe fn input63(win: &[Window; 4], dst: *mut f32, t_stride: usize) {
     let d: [[V; 8]; 8] = std::array::from_fn(|y| gather::<8>(win, y));
     let c: [[V; 8]; 8] = std::array::from_fn(|x| {
         in63(
-            [d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x], d[6][x], d[7][x]],
+            [
+                d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x], d[6][x], d[7][x],
+            ],
             k0,
             k1,
         )
@@ -222,7 +224,9 @@ pub unsafe fn input63(win: &[Window; 4], dst: *mut f32, t_stride: usize) {
     let mut p = dst;
     for i in 0..8 {
         let v = in63(
-            [c[0][i], c[1][i], c[2][i], c[3][i], c[4][i], c[5][i], c[6][i], c[7][i]],
+            [
+                c[0][i], c[1][i], c[2][i], c[3][i], c[4][i], c[5][i], c[6][i], c[7][i],
+            ],
             k0,
             k1,
         );
@@ -290,12 +294,20 @@ pub unsafe fn output43<const NR: usize>(m: *const f32, a: TileAct, dst: &[Dest; 
     let ld = |t: usize| vld1q_f32(m.add(t * NR));
     let s: [[V; 4]; 6] = std::array::from_fn(|i| {
         let b = 6 * i;
-        out43([ld(b), ld(b + 1), ld(b + 2), ld(b + 3), ld(b + 4), ld(b + 5)], k)
+        out43(
+            [ld(b), ld(b + 1), ld(b + 2), ld(b + 3), ld(b + 4), ld(b + 5)],
+            k,
+        )
     });
     let y: [[V; 4]; 4] =
         std::array::from_fn(|q| out43([s[0][q], s[1][q], s[2][q], s[3][q], s[4][q], s[5][q]], k));
     for p in 0..4 {
-        let row = [act(y[0][p], a), act(y[1][p], a), act(y[2][p], a), act(y[3][p], a)];
+        let row = [
+            act(y[0][p], a),
+            act(y[1][p], a),
+            act(y[2][p], a),
+            act(y[3][p], a),
+        ];
         store_row::<4>(row, dst, p);
     }
 }
@@ -329,7 +341,9 @@ pub unsafe fn output63<const NR: usize>(m: *const f32, a: TileAct, dst: &[Dest; 
     });
     let y: [[V; 6]; 6] = std::array::from_fn(|q| {
         out63(
-            [s[0][q], s[1][q], s[2][q], s[3][q], s[4][q], s[5][q], s[6][q], s[7][q]],
+            [
+                s[0][q], s[1][q], s[2][q], s[3][q], s[4][q], s[5][q], s[6][q], s[7][q],
+            ],
             k0,
             k1,
             k2,
