@@ -11,4 +11,5 @@ pub mod im2col;
 pub mod pooling;
 pub mod quantize;
 pub mod requant;
+pub mod winograd;
 pub mod winograd_i8;

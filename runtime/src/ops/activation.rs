@@ -87,13 +87,20 @@ impl Activation {
         }
     }
 
+    /// [`Activation::apply`] over a slice; ReLU, LeakyReLU and Clip as selects (every
+    /// element written), which vectorise (a conditional store does not).
     pub fn apply_slice(self, xs: &mut [f32]) {
         match self {
             Activation::None => {}
-            Activation::ReLU => xs.iter_mut().for_each(|x| {
-                if *x < 0.0 {
-                    *x = 0.0
-                }
+            Activation::ReLU => xs
+                .iter_mut()
+                .for_each(|x| *x = if *x < 0.0 { 0.0 } else { *x }),
+            Activation::LeakyReLU(s) => xs
+                .iter_mut()
+                .for_each(|x| *x = if *x < 0.0 { *x * s } else { *x }),
+            Activation::Clip { min, max } => xs.iter_mut().for_each(|x| {
+                let v = if *x < min { min } else { *x };
+                *x = if v > max { max } else { v };
             }),
             a => xs.iter_mut().for_each(|x| *x = a.apply(*x)),
         }

@@ -1,5 +1,10 @@
-//! Convolution (ncnn type 6) in fp32: a direct reference loop and the im2col + GEMM fast path
-//! (`kernels::gemm_f32`). Parameters and weight order follow ncnn-format.md §5.1 and §4.4.
+//! Convolution (ncnn type 6) in fp32: a direct reference loop and the fast paths:
+//! im2col + GEMM (`kernels::gemm_f32`; 1x1 stride-1 unpadded convolutions read the input as
+//! the GEMM's B directly) and, for 3x3 stride-1 dilation-1 convolutions, Winograd
+//! (`kernels::winograd`, F(2,3) / F(4,3) / F(6,3) chosen at load by a cost model from the
+//! output size the model file states, else by channel counts; `EQ_WINOGRAD` overrides).
+//! A Winograd layer keeps only its transformed weights. Parameters and weight order follow
+//! ncnn-format.md §5.1 and §4.4.
 //!
 //! The geometry ([`ConvParams`]), the reference ([`conv2d_reference`]) and the fast path
 //! ([`Conv2dGemm`]) work on one group's slices, so grouped convolutions can reuse them.
@@ -9,6 +14,7 @@ use super::{expect_inputs, Ctx, Op};
 use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult, Result};
 use crate::kernels::gemm_f32::{self, DenseB, Im2colB, Kernel, PackedA};
+use crate::kernels::winograd::{self, Choice, Winograd};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::net::PrecisionChoice;
@@ -172,6 +178,16 @@ impl ConvParams {
     }
 }
 
+/// The output size (w, h) a model file states for the layer (ncnn's shape hint, key -23330:
+/// `dims, w, h, c` per output), if it does.
+pub fn output_size_hint(pd: &ParamDict) -> Option<(usize, usize)> {
+    let v = pd.int_array(30).ok()?;
+    match v.as_slice() {
+        [dims, w, h, ..] if *dims >= 2 && *w > 0 && *h > 0 => Some((*w as usize, *h as usize)),
+        _ => None,
+    }
+}
+
 /// The plain reference: `out[o][y][x] = act(bias[o] + Σ_c,ky,kx w[o][c][ky][kx] · in[c][iy][ix])`
 /// with `iy = y·SH + ky·DH − pad_top`, `ix = x·SW + kx·DW − pad_left`, and `pad_value` outside
 /// the input. `input` is `inch x h x w`, `weights` `[outch][inch][kh][kw]`, `output`
@@ -228,18 +244,28 @@ pub fn conv2d_reference(
 }
 
 /// The fast path for one group: weights packed once for the GEMM kernel, then
-/// im2col-in-packing + GEMM per call.
+/// im2col-in-packing + GEMM per call; or, for 3x3 stride-1 layers where it is cheaper,
+/// the weights transformed once for Winograd.
 #[derive(Debug)]
 pub struct Conv2dGemm {
     pub params: ConvParams,
     pub inch: usize,
     pub outch: usize,
     pub act: Activation,
-    packed: PackedA,
+    path: FastPath,
+    /// 1x1 kernels: per output channel, the pre-activation value where the kernel reads
+    /// only padding (`bias + pad_value · Σ weights`).
+    border: Vec<f32>,
+}
+
+#[derive(Debug)]
+enum FastPath {
+    Gemm(PackedA),
+    Winograd(Winograd),
 }
 
 impl Conv2dGemm {
-    /// `weights` `[outch][inch][kh][kw]`, `bias` `outch` values.
+    /// `weights` `[outch][inch][kh][kw]`, `bias` `outch` values; im2col + GEMM only.
     pub fn new(
         params: ConvParams,
         weights: &[f32],
@@ -249,21 +275,100 @@ impl Conv2dGemm {
         act: Activation,
         kernel: Kernel,
     ) -> Conv2dGemm {
-        let k = inch * params.kernel_w * params.kernel_h;
+        Self::with_choice(
+            params,
+            weights,
+            bias,
+            outch,
+            inch,
+            act,
+            kernel,
+            Choice::Gemm,
+        )
+    }
+
+    /// Whether Winograd can run this geometry.
+    pub fn winograd_eligible(params: &ConvParams) -> bool {
+        params.kernel_w == 3
+            && params.kernel_h == 3
+            && params.stride_w == 1
+            && params.stride_h == 1
+            && params.dilation_w == 1
+            && params.dilation_h == 1
+    }
+
+    /// As [`Conv2dGemm::new`] with the algorithm chosen (`Choice::Winograd` needs a 3x3
+    /// stride-1 dilation-1 geometry, else the GEMM is used).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_choice(
+        params: ConvParams,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        outch: usize,
+        inch: usize,
+        act: Activation,
+        kernel: Kernel,
+        choice: Choice,
+    ) -> Conv2dGemm {
+        let path = match choice {
+            Choice::Winograd(v) if Self::winograd_eligible(&params) => FastPath::Winograd(
+                Winograd::new(v, kernel, weights, bias, outch, inch, act, params.pad_value),
+            ),
+            _ => {
+                let k = inch * params.kernel_w * params.kernel_h;
+                FastPath::Gemm(PackedA::new(kernel, weights, outch, k, bias))
+            }
+        };
+        let border = if params.kernel_w == 1 && params.kernel_h == 1 {
+            (0..outch)
+                .map(|o| {
+                    let sum: f32 = weights[o * inch..(o + 1) * inch].iter().sum();
+                    bias.map_or(0.0, |b| b[o]) + params.pad_value * sum
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Conv2dGemm {
             params,
             inch,
             outch,
             act,
-            packed: PackedA::new(kernel, weights, outch, k, bias),
+            path,
+            border,
+        }
+    }
+
+    /// A padded 1x1 stride-1 convolution: the product runs over the input alone (no
+    /// im2col, no products with padding) and the border is the per-channel constant.
+    fn is_padded_pointwise(&self, r: &Resolved) -> bool {
+        let p = &self.params;
+        p.kernel_w == 1
+            && p.kernel_h == 1
+            && p.stride_w == 1
+            && p.stride_h == 1
+            && !self.is_pointwise(r)
+            && matches!(self.path, FastPath::Gemm(_))
+    }
+
+    /// The Winograd variant this layer runs, if any.
+    pub fn winograd(&self) -> Option<winograd::Variant> {
+        match &self.path {
+            FastPath::Winograd(w) => Some(w.variant()),
+            FastPath::Gemm(_) => None,
         }
     }
 
     /// Scratch floats per worker for a `w x h` input.
     pub fn scratch_len(&self, w: usize, h: usize) -> usize {
-        match self.params.resolve(w, h) {
-            Ok(r) => self.packed.scratch_len(r.out_w * r.out_h),
-            Err(_) => 0,
+        match (self.params.resolve(w, h), &self.path) {
+            // The interior product first goes to scratch shared by the workers.
+            (Ok(r), FastPath::Gemm(packed)) if self.is_padded_pointwise(&r) => {
+                packed.scratch_len(w * h) + self.outch * w * h
+            }
+            (Ok(r), FastPath::Gemm(packed)) => packed.scratch_len(r.out_w * r.out_h),
+            (Ok(r), FastPath::Winograd(wg)) => wg.scratch_len(r.out_w, r.out_h),
+            (Err(_), _) => 0,
         }
     }
 
@@ -286,10 +391,27 @@ impl Conv2dGemm {
         if input.len() != self.inch * w * h {
             return Err(invalid("convolution input size does not match its shape"));
         }
+        let packed = match &self.path {
+            FastPath::Gemm(packed) => packed,
+            FastPath::Winograd(wg) => {
+                let g = winograd::Geometry {
+                    w,
+                    h,
+                    out_w: r.out_w,
+                    out_h: r.out_h,
+                    pad_left: r.pad_left,
+                    pad_top: r.pad_top,
+                };
+                return wg.run(input, &g, output, pool, scratch);
+            }
+        };
         let n = r.out_w * r.out_h;
+        if self.is_padded_pointwise(&r) {
+            return self.run_padded_pointwise(packed, input, w, h, &r, output, pool, scratch);
+        }
         if self.is_pointwise(&r) {
             let b = DenseB { data: input, n };
-            return gemm_f32::gemm(&self.packed, &b, n, output, self.act, pool, scratch);
+            return gemm_f32::gemm(packed, &b, n, output, self.act, pool, scratch);
         }
         let p = &self.params;
         let b = Im2colB {
@@ -307,7 +429,42 @@ impl Conv2dGemm {
             out_w: r.out_w,
             pad_value: p.pad_value,
         };
-        gemm_f32::gemm(&self.packed, &b, n, output, self.act, pool, scratch)
+        gemm_f32::gemm(packed, &b, n, output, self.act, pool, scratch)
+    }
+
+    /// See [`Conv2dGemm::is_padded_pointwise`]: `scratch` starts with the `outch x h x w`
+    /// interior, the GEMM's worker slices follow.
+    #[allow(clippy::too_many_arguments)]
+    fn run_padded_pointwise(
+        &self,
+        packed: &PackedA,
+        input: &[f32],
+        w: usize,
+        h: usize,
+        r: &Resolved,
+        output: &mut [f32],
+        pool: &Pool,
+        scratch: &mut [f32],
+    ) -> LayerResult<()> {
+        let n = w * h;
+        let (inner, rest) = scratch
+            .split_at_mut_checked(self.outch * n)
+            .ok_or_else(|| invalid("convolution scratch too small"))?;
+        let b = DenseB { data: input, n };
+        gemm_f32::gemm(packed, &b, n, inner, self.act, pool, rest)?;
+        let plane = r.out_w * r.out_h;
+        for (o, (dst, src)) in output
+            .chunks_exact_mut(plane)
+            .zip(inner.chunks_exact(n))
+            .enumerate()
+        {
+            dst.fill(self.act.apply(self.border[o]));
+            for (y, row) in src.chunks_exact(w).enumerate() {
+                let at = (r.pad_top + y) * r.out_w + r.pad_left;
+                dst[at..at + w].copy_from_slice(row);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -332,6 +489,8 @@ pub struct Convolution {
     /// released then).
     fast: Option<Conv2dGemm>,
     kernel: Kernel,
+    /// The fp32 algorithm (Winograd or im2col + GEMM), chosen once at load.
+    choice: Choice,
     int8: Option<int8::ConvInt8>,
     sim: Option<Simulation>,
     /// The pool's core types (`Op::set_cores`): the integer path packs for their kernels.
@@ -348,6 +507,17 @@ impl Convolution {
         pd: &ParamDict,
         wr: &mut WeightReader,
         kernel: Kernel,
+    ) -> Result<Convolution> {
+        Self::with_options(pd, wr, kernel, None)
+    }
+
+    /// As [`Convolution::with_kernel`], with the fp32 algorithm forced (`None`: chosen by
+    /// `winograd::choose`; Winograd applies to 3x3 stride-1 dilation-1 layers only).
+    pub fn with_options(
+        pd: &ParamDict,
+        wr: &mut WeightReader,
+        kernel: Kernel,
+        choice: Option<Choice>,
     ) -> Result<Convolution> {
         let num_output = pd.usize(0, 0)?;
         let params = ConvParams::from_params(pd)?;
@@ -393,7 +563,14 @@ impl Convolution {
         }
         let keep = int8_scales.is_some().then(|| stored.clone());
         let weights = float_weights(stored, int8_scales.as_ref())?;
-        let fast = Conv2dGemm::new(
+        let choice = if Conv2dGemm::winograd_eligible(&params) {
+            choice.unwrap_or_else(|| {
+                winograd::choose(k / taps, num_output, output_size_hint(pd), kernel.panels())
+            })
+        } else {
+            Choice::Gemm
+        };
+        let fast = Conv2dGemm::with_choice(
             params,
             &weights,
             bias.as_deref(),
@@ -401,6 +578,7 @@ impl Convolution {
             k / taps,
             activation,
             kernel,
+            choice,
         );
         Ok(Convolution {
             num_output,
@@ -416,10 +594,16 @@ impl Convolution {
             stored: keep,
             fast: Some(fast),
             kernel,
+            choice,
             int8: None,
             sim: None,
             cores: Vec::new(),
         })
+    }
+
+    /// The Winograd variant the fp32 path runs, if any.
+    pub fn winograd(&self) -> Option<winograd::Variant> {
+        self.fast.as_ref().and_then(|f| f.winograd())
     }
 
     pub fn inch(&self) -> usize {
@@ -512,8 +696,10 @@ impl Op for Convolution {
         let restore = self.fast.is_none() || self.sim.is_some();
         self.int8 = None;
         self.sim = None;
-        let gemm = |this: &Self, weights: &[f32]| {
-            Conv2dGemm::new(
+        // The float simulation of a quantized layer stays on the GEMM (the products the
+        // integer kernels compute, no transform rounding).
+        let gemm = |this: &Self, weights: &[f32], choice: Choice| {
+            Conv2dGemm::with_choice(
                 this.params,
                 weights,
                 this.bias.as_deref(),
@@ -521,13 +707,14 @@ impl Op for Convolution {
                 this.inch(),
                 this.activation,
                 this.kernel,
+                choice,
             )
         };
         let (precision, q) = match plan {
             QuantPlan::Fp32 => {
                 if restore {
                     self.weights = fp32_weights(&self.stored, self.int8_scales.as_ref())?;
-                    self.fast = Some(gemm(self, &self.weights));
+                    self.fast = Some(gemm(self, &self.weights, self.choice));
                 }
                 return Ok(None);
             }
@@ -536,7 +723,7 @@ impl Op for Convolution {
                 weights,
                 sim,
             } => {
-                self.fast = Some(gemm(self, &weights));
+                self.fast = Some(gemm(self, &weights, Choice::Gemm));
                 self.sim = Some(sim);
                 return Ok(Some(precision));
             }

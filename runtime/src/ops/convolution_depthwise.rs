@@ -346,8 +346,23 @@ fn pad_plane(
     tail.fill(value);
     for (row, d) in src.chunks_exact(w).zip(body.chunks_exact_mut(pw)) {
         d[..left].fill(value);
-        d[left..left + w].copy_from_slice(row);
+        copy_row(&mut d[left..left + w], row);
         d[left + w..].fill(value);
+    }
+}
+
+/// A row copy in 8-float blocks: the rows here are short (7 to 112 floats), where a
+/// `memcpy` call costs more than the copy.
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d8, s8) in (&mut d).zip(&mut s) {
+        let block: [f32; 8] = s8.try_into().expect("8 floats");
+        d8.copy_from_slice(&block);
+    }
+    for (x, &y) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *x = y;
     }
 }
 
@@ -373,6 +388,14 @@ impl ConvolutionDepthWise {
         let prepare = |c: usize, buf: &mut [f32]| {
             pad_plane(x.channel(c), s.w, left, top, g.in_w, self.pad_value, buf);
         };
+        // 3x3 with one pixel of padding: the kernels read the unpadded plane.
+        let pad1 = self.kernel_w == 3
+            && self.kernel_h == 3
+            && self.dilation_w == 1
+            && self.dilation_h == 1
+            && self.stride_w == self.stride_h
+            && self.pads(s.w, s.h) == (1, 1, 1, 1)
+            && per_worker >= s.w;
         let result = if self.is_depthwise() {
             ctx.pool.run(s.c, &|c, worker| {
                 // SAFETY: each worker index is used by one thread at a time and each task
@@ -380,6 +403,25 @@ impl ConvolutionDepthWise {
                 let o = unsafe { out.slice(c * plane_out, plane_out) };
                 let kernel = &self.weight[c * taps..(c + 1) * taps];
                 let bias = self.bias_of(c);
+                if pad1 {
+                    // SAFETY: as above.
+                    let buf = unsafe { scratch.slice(worker * per_worker, s.w) };
+                    if depthwise_f32::channel_pad1(
+                        self.isa,
+                        x.channel(c),
+                        s.w,
+                        s.h,
+                        self.stride_w,
+                        kernel,
+                        bias,
+                        self.activation,
+                        self.pad_value,
+                        buf,
+                        o,
+                    ) {
+                        return;
+                    }
+                }
                 let input = if padded == 0 {
                     x.channel(c)
                 } else {
@@ -687,6 +729,51 @@ mod tests {
         pd.set(18, Value::Float(-1.0)).unwrap();
         let mut op = build(&pd, &bin(&[1.0; 9], &[])).unwrap();
         assert_eq!(run_all(&mut op, Shape::d3(1, 1, 1), &[2.0]), [2.0 - 8.0]);
+    }
+
+    #[test]
+    fn padded_3x3_kernels_with_pad_value_and_activation() {
+        // The kernels that read the unpadded plane (3x3, one pixel of padding, stride 1
+        // and 2) at widths around their vector and border cases, odd and even heights.
+        let mut rng = Rng::new(5);
+        for stride in [1, 2] {
+            for (w, h) in [
+                (6, 1),
+                (7, 2),
+                (9, 3),
+                (10, 4),
+                (11, 5),
+                (13, 6),
+                (21, 7),
+                (34, 9),
+            ] {
+                for (pad_value, act) in [(0.0, 1), (0.5, 2), (-0.25, 3)] {
+                    let mut pd = params(&[
+                        (0, 4),
+                        (1, 3),
+                        (3, stride),
+                        (4, 1),
+                        (5, 1),
+                        (6, 36),
+                        (7, 4),
+                        (9, act),
+                    ]);
+                    pd.set(18, Value::Float(pad_value)).unwrap();
+                    let act_params = match act {
+                        2 => vec![0.1],
+                        3 => vec![-0.3, 0.4],
+                        _ => vec![],
+                    };
+                    pd.set(10, Value::FloatArray(act_params)).unwrap();
+                    let bytes = bin(&rng.vec(36, -1.0, 1.0), &[&rng.vec(4, -1.0, 1.0)]);
+                    let mut op = build(&pd, &bytes).unwrap();
+                    let shape = Shape::d3(w, h, 4);
+                    if op.output_shapes(&[shape]).is_ok() {
+                        run_all(&mut op, shape, &rng.vec(shape.len(), -1.0, 1.0));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,8 +6,12 @@
 //!
 //! Variants: `generic` (plain Rust, any geometry), `x86_64` (AVX2 + FMA) and `aarch64`
 //! (NEON), each with specialised 3x3 stride 1 / stride 2 paths and a general k x k path;
-//! strides above 2 fall back to the generic code.
+//! strides above 2 fall back to the generic code. The NEON kernels apply ReLU / LeakyReLU /
+//! Clip in their stores (no second pass over the output); the others apply the activation
+//! afterwards.
 
+#[cfg(target_arch = "aarch64")]
+use crate::kernels::gemm_f32::TileAct;
 use crate::ops::activation::Activation;
 
 pub mod generic;
@@ -126,7 +130,70 @@ pub fn channel(
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => x86_64::channel(g, input, inputs, kernel, bias, out),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::channel(g, input, inputs, kernel, bias, out),
+        Isa::Neon => {
+            // ReLU / LeakyReLU / Clip are applied in the kernel's stores.
+            let (tact, post) = TileAct::split(act);
+            aarch64::channel(g, input, inputs, kernel, bias, tact, out);
+            if post {
+                act.apply_slice(out);
+            }
+            return;
+        }
     }
     act.apply_slice(out);
+}
+
+/// Depthwise 3x3 (dilation 1) with one pixel of padding on every side, stride 1 or 2, read
+/// from the unpadded `w x h` plane `input`: `out = act(bias + conv)`, the padding taps
+/// reading `pad`. `pad_row` is scratch of at least `w` floats. Returns false (writing
+/// nothing) when no kernel of `isa` does this geometry; then pad the plane and use
+/// [`channel`].
+#[allow(clippy::too_many_arguments)]
+pub fn channel_pad1(
+    isa: Isa,
+    input: &[f32],
+    w: usize,
+    h: usize,
+    stride: usize,
+    kernel: &[f32],
+    bias: f32,
+    act: Activation,
+    pad: f32,
+    pad_row: &mut [f32],
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "aarch64")]
+    if isa == Isa::Neon && kernel.len() >= 9 && input.len() >= w * h && pad_row.len() >= w {
+        let (tact, post) = TileAct::split(act);
+        let fits = match stride {
+            1 => w >= 5 && out.len() >= w * h,
+            2 => w >= 10 && out.len() >= w.div_ceil(2) * h.div_ceil(2),
+            _ => false,
+        };
+        if fits && h >= 1 {
+            pad_row[..w].fill(pad);
+            // SAFETY: sizes checked above; NEON is baseline.
+            unsafe {
+                let (i, r, o) = (input.as_ptr(), pad_row.as_ptr(), out.as_mut_ptr());
+                if stride == 1 {
+                    aarch64::pad1_s1(i, w, h, kernel, bias, tact, pad, r, o);
+                } else {
+                    aarch64::pad1_s2(i, w, h, kernel, bias, tact, pad, r, o);
+                }
+            }
+            if post {
+                let n = if stride == 1 {
+                    w * h
+                } else {
+                    w.div_ceil(2) * h.div_ceil(2)
+                };
+                act.apply_slice(&mut out[..n]);
+            }
+            return true;
+        }
+    }
+    let _ = (
+        isa, input, w, h, stride, kernel, bias, act, pad, pad_row, out,
+    );
+    false
 }

@@ -1,18 +1,27 @@
 //! Single-precision GEMM `C[M x N] = A[M x K] · B[K x N] + bias`, then an activation, as used
-//! by convolutions (A = weights, B = im2col of the input, never materialised).
+//! by convolutions (A = weights, B = im2col of the input, never materialised) and by the
+//! Winograd convolution's transform-domain products (`kernels::winograd`, which calls the
+//! micro-kernels directly).
 //!
 //! Structure (the usual packed-panel design):
 //! * A is packed once at load ([`PackedA`]) into panels of `MR` rows, k-major.
 //! * B is packed per call, one `KC x NC` block at a time, into the worker's scratch as panels
-//!   of `NR` columns, k-major ([`PackB`]). Im2col happens inside that packing.
-//! * A micro-kernel computes one `MR x NR` tile over `KC` and applies bias / ReLU on store.
-//!   Variants: [`generic`] (portable Rust), `x86_64` (AVX2 + FMA), `aarch64` (NEON); the
-//!   best one is chosen at run time by [`Kernel::best`].
+//!   of `NR` columns, k-major ([`PackB`]). Im2col happens inside that packing, with no
+//!   division per element: the column runs of a panel are stepped from the previous panel's,
+//!   and the strided case divides by shifts when the stride is a power of two.
+//! * A micro-kernel computes one `MR x NR` tile over `KC`, starting from the bias (or the
+//!   previous K block's sums), and applies ReLU / LeakyReLU / Clip vectorised on its store
+//!   ([`TileAct`]); other activations run over the stored rows.
+//! * A [`Kernel`] is a family of micro-kernels with one tile shape and one variant per core
+//!   type (Cortex-A53, Cortex-A72, other): every worker runs the variant for the core it is
+//!   on (`Pool::core_kind`), all reading the same packed panels and summing in the same order,
+//!   so results do not depend on which core computed a tile. Variants: [`generic`] (portable
+//!   Rust), `x86_64` (AVX2 + FMA), `aarch64` (NEON, hand-scheduled `asm!` K loops).
 //! * Work is split into column blocks (and row blocks when there are few columns) that run on
 //!   the pool; each task writes a disjoint set of output row pieces.
 
+use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult};
-use crate::kernels::im2col::Grid;
 use crate::ops::activation::Activation;
 use crate::pool::{Pool, SharedMut};
 
@@ -27,11 +36,13 @@ pub mod x86_64;
 pub const MR_MAX: usize = 8;
 pub const NR_MAX: usize = 16;
 
-/// K block: one `KC x NR` B panel (≤ 24 KiB) stays in L1 while A streams from L2. Fixed (not
-/// derived from the cache sizes) so every blocking sums in the same order: results are
-/// bit-identical whatever L2 the pool reports. (256 measured ~4 % slower in total on the
-/// x86_64 host: more K blocks mean more passes over C.)
-const KC_MAX: usize = 384;
+/// K block: one `KC x NR` B panel (16 KiB for NEON's 8 columns, 32 KiB for AVX2's 16) stays
+/// in L1 while A streams from L2. Fixed (not derived from the cache sizes) so every blocking
+/// sums in the same order: results are bit-identical whatever L2 the pool reports. Every
+/// further K block re-reads and re-writes C and costs each tile another micro-kernel call
+/// (ResNet-50's 1x1 layers with K = 512..2048: 512 instead of 384 saves a third of those
+/// calls; 256 measured ~4 % slower in total on the x86_64 host).
+const KC_MAX: usize = 512;
 /// Upper limits of the L2-derived block sizes; scratch is sized for `NC_LIMIT` (kept near the
 /// 1 MiB value so per-worker scratch stays small on the board).
 const MC_LIMIT: usize = 384;
@@ -67,33 +78,137 @@ impl Blocking {
     }
 }
 
-/// What the micro-kernel does with its `MR x NR` tile after the K loop:
-/// `row[r][j] = relu?(acc[r][j] + (accumulate ? row[r][j] : bias[r]))`.
+/// The activations a micro-kernel applies itself, vectorised, on its last K block; the
+/// others (Sigmoid, Mish, HardSwish) run over the stored rows afterwards.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TileAct {
+    None,
+    /// `x < 0 -> 0`, NaN kept.
+    Relu,
+    /// `x < 0 -> x * slope`.
+    Leaky(f32),
+    /// `x < min -> min`, then `x > max -> max`, NaN kept.
+    Clip(f32, f32),
+}
+
+impl TileAct {
+    /// What a kernel fuses of `act`, and whether `act` still has to run over the output.
+    pub fn split(act: Activation) -> (TileAct, bool) {
+        match act {
+            Activation::None => (TileAct::None, false),
+            Activation::ReLU => (TileAct::Relu, false),
+            Activation::LeakyReLU(s) => (TileAct::Leaky(s), false),
+            Activation::Clip { min, max } => (TileAct::Clip(min, max), false),
+            _ => (TileAct::None, true),
+        }
+    }
+
+    /// The scalar definition, the formulas of [`Activation::apply`].
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            TileAct::None => x,
+            TileAct::Relu => Activation::ReLU.apply(x),
+            TileAct::Leaky(s) => Activation::LeakyReLU(s).apply(x),
+            TileAct::Clip(min, max) => Activation::Clip { min, max }.apply(x),
+        }
+    }
+}
+
+/// What the micro-kernel computes for its `MR x NR` tile:
+/// `row[r][j] = act(start[r][j] + Σ_k a[k][r] · b[k][j])` with
+/// `start = accumulate ? row[r][j] : bias[r]`, the products added one k at a time in order
+/// with fused multiply-adds. Every variant of a family sums in this order, so they give
+/// bit-identical results.
 pub struct Tile {
     /// Output rows, each writable for `NR` floats (rows past `MR` unused).
     pub rows: [*mut f32; MR_MAX],
-    /// Add to the values already in `rows` (a later K block) instead of `bias`.
+    /// Start from the values already in `rows` (a later K block) instead of `bias`.
     pub accumulate: bool,
     /// `MR` per-row biases, used when not accumulating.
     pub bias: *const f32,
-    /// Clamp negatives to 0 (`x < 0 -> 0`, NaN kept).
-    pub relu: bool,
+    /// Applied before the store ([`TileAct::None`] on all but the last K block).
+    pub act: TileAct,
 }
 
-/// `kc` steps of `a` (k-major, `MR` per step) times `b` (k-major, `NR` per step) into `tile`.
+/// `kc` (≥ 1) steps of `a` (k-major, `MR` per step) times `b` (k-major, `NR` per step) into
+/// `tile`.
 ///
 /// # Safety
-/// `a` holds `kc * MR` floats, `b` `kc * NR` floats, `tile.bias` `MR` floats and every
-/// `tile.rows[r]` (r < MR) `NR` writable floats.
+/// `kc ≥ 1`; `a` holds `kc * MR` floats, `b` `kc * NR` floats, `tile.bias` `MR` floats and
+/// every `tile.rows[r]` (r < MR) `NR` writable floats; the CPU supports the kernel's
+/// instructions (true for every variant of a [`Kernel`] handed out on this machine).
 pub type MicroKernel = unsafe fn(kc: usize, a: *const f32, b: *const f32, tile: &Tile);
 
-/// A micro-kernel with its tile shape; A and B packing follow `mr` / `nr`.
+/// A family of micro-kernels sharing one tile shape, so one [`PackedA`] and one B packing
+/// serve them all, with one variant per core type.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernel {
     pub name: &'static str,
     pub mr: usize,
     pub nr: usize,
-    pub micro: MicroKernel,
+    /// For the in-order Cortex-A53 (scheduled for its dual issue).
+    pub a53: MicroKernel,
+    /// For the out-of-order Cortex-A72.
+    pub a72: MicroKernel,
+    /// For any other core.
+    pub other: MicroKernel,
+    /// Narrower kernels for a block's last panel, widest first: the narrowest that the
+    /// columns left fit runs it.
+    pub tails: [Option<TailKernel>; 2],
+}
+
+/// An `MR x nr` micro-kernel family for the last panel of a block, `nr` < the main
+/// kernel's (same A panels; its B panel is `nr` wide per k step).
+#[derive(Clone, Copy, Debug)]
+pub struct TailKernel {
+    pub nr: usize,
+    pub a53: MicroKernel,
+    pub a72: MicroKernel,
+    pub other: MicroKernel,
+}
+
+impl TailKernel {
+    fn for_core(&self, core: CoreKind) -> MicroKernel {
+        match core {
+            CoreKind::CortexA53 => self.a53,
+            CoreKind::CortexA72 => self.a72,
+            CoreKind::Other => self.other,
+        }
+    }
+}
+
+/// How a block of columns is cut into B panels: whole panels `nr` wide, the last one as
+/// narrow as a tail kernel allows (`tails`, widest first, 0: none). Panel `j` starts at
+/// `j * kc * nr` floats whatever its width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Panels {
+    pub nr: usize,
+    pub tails: [usize; 2],
+}
+
+impl Panels {
+    /// Panels of `nc` columns.
+    #[inline]
+    pub fn count(&self, nc: usize) -> usize {
+        nc.div_ceil(self.nr)
+    }
+
+    /// Width of panel `j` of `nc` columns.
+    #[inline]
+    pub fn width(&self, j: usize, nc: usize) -> usize {
+        let left = nc - j * self.nr;
+        if left >= self.nr {
+            return self.nr;
+        }
+        let mut w = self.nr;
+        for t in self.tails {
+            if t != 0 && left <= t {
+                w = t;
+            }
+        }
+        w
+    }
 }
 
 impl Kernel {
@@ -102,7 +217,7 @@ impl Kernel {
         generic::KERNEL
     }
 
-    /// The fastest kernel this CPU supports.
+    /// The fastest kernel family this CPU supports.
     pub fn best() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         if let Some(k) = x86_64::detect() {
@@ -112,6 +227,83 @@ impl Kernel {
         return aarch64::KERNEL;
         #[allow(unreachable_code)]
         generic::KERNEL
+    }
+
+    /// The variant for a worker running on `core`.
+    #[inline]
+    pub fn micro_for(&self, core: CoreKind) -> MicroKernel {
+        match core {
+            CoreKind::CortexA53 => self.a53,
+            CoreKind::CortexA72 => self.a72,
+            CoreKind::Other => self.other,
+        }
+    }
+
+    /// The main and tail variants for a worker on `core`.
+    #[inline]
+    pub fn micros_for(&self, core: CoreKind) -> Micros {
+        let main = self.micro_for(core);
+        Micros {
+            nr: self.nr,
+            main,
+            tails: self
+                .tails
+                .map(|t| t.map_or((0, main), |t| (t.nr, t.for_core(core)))),
+        }
+    }
+
+    /// The panel layout B is packed in for this family.
+    pub fn panels(&self) -> Panels {
+        Panels {
+            nr: self.nr,
+            tails: self.tails.map(|t| t.map_or(0, |t| t.nr)),
+        }
+    }
+
+    /// The family with every core running `core`'s variants (tests run each variant).
+    pub fn forced(&self, core: CoreKind) -> Kernel {
+        let m = self.micro_for(core);
+        Kernel {
+            a53: m,
+            a72: m,
+            other: m,
+            tails: self.tails.map(|t| {
+                t.map(|t| {
+                    let k = t.for_core(core);
+                    TailKernel {
+                        a53: k,
+                        a72: k,
+                        other: k,
+                        ..t
+                    }
+                })
+            }),
+            ..*self
+        }
+    }
+}
+
+/// One worker's micro-kernels: `main` for `nr`-wide panels, the tails for narrower last
+/// ones.
+#[derive(Clone, Copy)]
+pub struct Micros {
+    pub nr: usize,
+    pub main: MicroKernel,
+    /// (width, kernel); width 0: none.
+    pub tails: [(usize, MicroKernel); 2],
+}
+
+impl Micros {
+    /// The kernel for a panel `width` wide (a width from [`Kernel::panels`]).
+    #[inline(always)]
+    pub fn for_width(&self, width: usize) -> MicroKernel {
+        if width == self.nr {
+            self.main
+        } else if width == self.tails[0].0 {
+            self.tails[0].1
+        } else {
+            self.tails[1].1
+        }
     }
 }
 
@@ -172,9 +364,10 @@ impl PackedA {
 
 /// Columns of B, produced straight into packed panels.
 pub trait PackB: Sync {
-    /// Rows `k0..k0+kc` and columns `n0..n0+nc` of B into `dst`, as `ceil(nc/nr)` panels of
-    /// `kc * nr` floats each, k-major; columns past `nc` in the last panel are zero.
-    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]);
+    /// Rows `k0..k0+kc` and columns `n0..n0+nc` of B into `dst`, as `panels.count(nc)`
+    /// panels `kc * panels.nr` floats apart, each k-major and `panels.width(j, nc)` wide;
+    /// columns past `nc` in the last panel are zero.
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, panels: Panels, dst: &mut [f32]);
 }
 
 /// A dense row-major `K x N` matrix (e.g. a 1x1 stride-1 convolution's input).
@@ -184,20 +377,53 @@ pub struct DenseB<'a> {
 }
 
 impl PackB for DenseB<'_> {
-    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
-        for (j, panel) in dst
-            .chunks_exact_mut(kc * nr)
-            .take(nc.div_ceil(nr))
-            .enumerate()
-        {
-            let c0 = n0 + j * nr;
-            let cols = nr.min(n0 + nc - c0);
-            for (kk, out) in panel.chunks_exact_mut(nr).enumerate() {
-                let src = &self.data[(k0 + kk) * self.n + c0..][..cols];
-                copy_short(&mut out[..cols], src);
-                out[cols..].fill(0.0);
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, panels: Panels, dst: &mut [f32]) {
+        let src = &self.data[k0 * self.n..(k0 + kc) * self.n];
+        let nr = panels.nr;
+        let full = nc / nr;
+        match nr {
+            8 => pack_dense::<8>(src, self.n, kc, n0, full, dst),
+            16 => pack_dense::<16>(src, self.n, kc, n0, full, dst),
+            _ => {
+                for j in 0..full {
+                    pack_dense_panel(src, self.n, n0 + j * nr, nr, nr, &mut dst[j * kc * nr..]);
+                }
             }
         }
+        if full * nr < nc {
+            let width = panels.width(full, nc);
+            let c0 = n0 + full * nr;
+            let panel = &mut dst[full * kc * nr..];
+            pack_dense_panel(src, self.n, c0, nc - full * nr, width, panel);
+        }
+    }
+}
+
+/// Whole `NR`-wide panels of [`DenseB`]: `NR` floats per row with no length checks in the
+/// loop.
+#[inline(always)]
+fn pack_dense<const NR: usize>(
+    src: &[f32],
+    n: usize,
+    kc: usize,
+    n0: usize,
+    full: usize,
+    dst: &mut [f32],
+) {
+    for (j, panel) in dst.chunks_exact_mut(kc * NR).take(full).enumerate() {
+        let c0 = n0 + j * NR;
+        for (row, out) in src.chunks_exact(n).zip(panel.chunks_exact_mut(NR)) {
+            let v: &[f32; NR] = row[c0..c0 + NR].try_into().expect("NR floats");
+            out.copy_from_slice(v);
+        }
+    }
+}
+
+/// One panel `width` wide holding `cols` columns from `c0`, zeros after them.
+fn pack_dense_panel(src: &[f32], n: usize, c0: usize, cols: usize, width: usize, dst: &mut [f32]) {
+    for (row, out) in src.chunks_exact(n).zip(dst.chunks_exact_mut(width)) {
+        out[..cols].copy_from_slice(&row[c0..c0 + cols]);
+        zero_short(&mut out[cols..]);
     }
 }
 
@@ -221,64 +447,159 @@ pub struct Im2colB<'a> {
 }
 
 impl PackB for Im2colB<'_> {
-    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+    /// Row by row: each im2col row (one input channel and kernel tap) is, over the block's
+    /// columns, one strided run of an input row per output row, copied in pieces that stay
+    /// within one panel. The block's first output position is the only division.
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, panels: Panels, dst: &mut [f32]) {
         let plane = self.w * self.h;
         let taps = self.kernel_w * self.kernel_h;
-        for (j, panel) in dst
-            .chunks_exact_mut(kc * nr)
-            .take(nc.div_ceil(nr))
-            .enumerate()
-        {
-            let c0 = n0 + j * nr;
-            let cols = nr.min(n0 + nc - c0);
-            let grid = Grid {
-                out_w: self.out_w,
-                stride_w: self.stride_w,
-                stride_h: self.stride_h,
-                pad_left: self.pad_left,
-                pad_top: self.pad_top,
-            };
-            let (runs, n_runs) = grid.runs(c0, cols);
-            let (mut ch, mut ky, mut kx) =
-                (k0 / taps, (k0 % taps) / self.kernel_w, k0 % self.kernel_w);
-            for out in panel.chunks_exact_mut(nr) {
-                let channel = &self.input[ch * plane..(ch + 1) * plane];
-                for &(start, len, y0, x0) in &runs[..n_runs] {
-                    let seg = &mut out[start..start + len];
-                    let y = y0 + (ky * self.dilation_h) as isize;
-                    if y < 0 || y >= self.h as isize {
-                        seg.fill(self.pad_value);
-                        continue;
-                    }
-                    let row = &channel[y as usize * self.w..][..self.w];
-                    let x = x0 + (kx * self.dilation_w) as isize;
-                    // Columns lo..hi read inside the row; the ones before and after are padding.
-                    let (lo, hi) = inside(x, self.stride_w, self.w, len);
-                    seg[..lo].fill(self.pad_value);
-                    seg[hi..].fill(self.pad_value);
-                    if lo < hi {
-                        let first = (x + (lo * self.stride_w) as isize) as usize;
-                        if self.stride_w == 1 {
-                            copy_short(&mut seg[lo..hi], &row[first..first + hi - lo]);
-                        } else {
-                            let src = row[first..].iter().step_by(self.stride_w);
-                            for (v, &r) in seg[lo..hi].iter_mut().zip(src) {
-                                *v = r;
-                            }
-                        }
-                    }
+        let nr = panels.nr;
+        let panel_len = kc * nr;
+        let (oy0, ox0) = (n0 / self.out_w, n0 % self.out_w);
+        let (mut ch, mut ky, mut kx) = (k0 / taps, (k0 % taps) / self.kernel_w, k0 % self.kernel_w);
+        // The last panel's width, and its columns past nc zero.
+        let last = nc / nr;
+        let last_w = if last * nr < nc {
+            panels.width(last, nc)
+        } else {
+            nr
+        };
+        let rem = nc - last * nr;
+        if rem != 0 {
+            let at = last * panel_len;
+            for row in dst[at..at + kc * last_w].chunks_exact_mut(last_w) {
+                zero_short(&mut row[rem..]);
+            }
+        }
+        for kk in 0..kc {
+            let channel = &self.input[ch * plane..(ch + 1) * plane];
+            let (dy, dx) = (
+                (ky * self.dilation_h) as isize - self.pad_top as isize,
+                (kx * self.dilation_w) as isize - self.pad_left as isize,
+            );
+            let (mut oy, mut ox, mut col) = (oy0, ox0, 0);
+            // Column `col` is in panel `panel` (`width` wide) at `within`.
+            let (mut panel, mut within) = (0, 0);
+            let mut width = if last == 0 { last_w } else { nr };
+            while col < nc {
+                let len = (self.out_w - ox).min(nc - col);
+                let y = (oy * self.stride_h) as isize + dy;
+                let x = (ox * self.stride_w) as isize + dx;
+                // Columns lo..hi of this run read inside the input row; the rest is padding.
+                let (lo, hi) = if y < 0 || y >= self.h as isize {
+                    (0, 0)
+                } else {
+                    inside(x, self.stride_w, self.w, len)
+                };
+                let row =
+                    &channel[(y.max(0) as usize * self.w).min(plane.saturating_sub(self.w))..];
+                let mut cur = Cursor {
+                    panel,
+                    within,
+                    width,
+                    last,
+                    last_w,
+                    nr,
+                    base: kk,
+                    panel_len,
+                };
+                // Padding, the columns reading inside the row, padding.
+                cur.fill(dst, lo, self.pad_value);
+                if lo < hi {
+                    let first = (x + (lo * self.stride_w) as isize) as usize;
+                    cur.copy(dst, &row[first..], hi - lo, self.stride_w);
                 }
-                out[cols..].fill(0.0);
-                kx += 1;
-                if kx == self.kernel_w {
-                    kx = 0;
-                    ky += 1;
-                    if ky == self.kernel_h {
-                        ky = 0;
-                        ch += 1;
-                    }
+                cur.fill(dst, len - hi, self.pad_value);
+                (panel, within, width) = (cur.panel, cur.within, cur.width);
+                col += len;
+                ox = 0;
+                oy += 1;
+            }
+            kx += 1;
+            if kx == self.kernel_w {
+                kx = 0;
+                ky += 1;
+                if ky == self.kernel_h {
+                    ky = 0;
+                    ch += 1;
                 }
             }
+        }
+    }
+}
+
+/// Where the next column of an im2col row goes in the packed panels: panel `panel`
+/// (`width` wide), column `within`; row `base` of each panel.
+struct Cursor {
+    panel: usize,
+    within: usize,
+    width: usize,
+    last: usize,
+    last_w: usize,
+    nr: usize,
+    base: usize,
+    panel_len: usize,
+}
+
+impl Cursor {
+    #[inline(always)]
+    fn at(&self) -> usize {
+        self.panel * self.panel_len + self.base * self.width + self.within
+    }
+
+    #[inline(always)]
+    fn advance(&mut self, n: usize) {
+        self.within += n;
+        if self.within == self.width {
+            self.within = 0;
+            self.panel += 1;
+            self.width = if self.panel == self.last {
+                self.last_w
+            } else {
+                self.nr
+            };
+        }
+    }
+
+    /// `n` columns of `value`.
+    #[inline(always)]
+    fn fill(&mut self, dst: &mut [f32], mut n: usize, value: f32) {
+        while n > 0 {
+            let piece = (self.width - self.within).min(n);
+            for v in &mut dst[self.at()..][..piece] {
+                *v = value;
+            }
+            self.advance(piece);
+            n -= piece;
+        }
+    }
+
+    /// `n` columns from `src` every `stride`; whole 8-wide panels without the piece logic.
+    #[inline(always)]
+    fn copy(&mut self, dst: &mut [f32], src: &[f32], mut n: usize, stride: usize) {
+        let mut at = 0;
+        while n > 0 {
+            if self.within == 0 && self.width == 8 && n >= 8 && src.len() >= at + 8 * stride + 8 {
+                // Whole panels: 8 columns per panel, panel_len floats apart.
+                let mut d = self.at();
+                while n >= 8 && self.width == 8 && src.len() >= at + 8 * stride + 8 {
+                    copy_strided(&mut dst[d..d + 8], &src[at..], stride);
+                    at += 8 * stride;
+                    n -= 8;
+                    self.panel += 1;
+                    d += self.panel_len;
+                    if self.panel == self.last {
+                        self.width = self.last_w;
+                    }
+                }
+                continue;
+            }
+            let piece = (self.width - self.within).min(n);
+            let d = self.at();
+            copy_strided(&mut dst[d..d + piece], &src[at..], stride);
+            at += piece * stride;
+            self.advance(piece);
+            n -= piece;
         }
     }
 }
@@ -293,15 +614,66 @@ fn inside(x: isize, stride: usize, w: usize, len: usize) -> (usize, usize) {
         let hi = (w as isize - x).clamp(0, len as isize) as usize;
         return (lo.min(hi), hi);
     }
+    // ceil(v / stride) for v > 0, by a shift for power-of-two strides (the usual 2).
     let s = stride as isize;
-    let lo = if x >= 0 { 0 } else { (-x + s - 1) / s } as usize;
+    let ceil_div = |v: isize| {
+        if stride.is_power_of_two() {
+            (v + s - 1) >> stride.trailing_zeros()
+        } else {
+            (v + s - 1) / s
+        }
+    };
+    let lo = if x >= 0 { 0 } else { ceil_div(-x) as usize };
     let hi = if x >= w as isize {
         0
     } else {
-        ((w as isize - x + s - 1) / s) as usize
+        ceil_div(w as isize - x) as usize
     };
     let hi = hi.min(len);
     (lo.min(hi), hi)
+}
+
+/// `dst[i] = src[i * stride]` for a run of at most `NR_MAX` floats; stride 2 (the usual
+/// downsampling) eight at a time without a loop.
+#[inline(always)]
+fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+    match stride {
+        1 => copy_short(dst, &src[..dst.len()]),
+        #[cfg(target_arch = "aarch64")]
+        2 if dst.len() == 8 && src.len() >= 16 => {
+            use std::arch::aarch64::*;
+            // SAFETY: 16 floats readable, 8 writable (checked); NEON is baseline. (Plain
+            // loads and `uzp1`: `ld2` costs the A72 more.)
+            unsafe {
+                let p = src.as_ptr();
+                let lo = vuzp1q_f32(vld1q_f32(p), vld1q_f32(p.add(4)));
+                let hi = vuzp1q_f32(vld1q_f32(p.add(8)), vld1q_f32(p.add(12)));
+                vst1q_f32(dst.as_mut_ptr(), lo);
+                vst1q_f32(dst.as_mut_ptr().add(4), hi);
+            }
+        }
+        2 if dst.len() == 8 && src.len() >= 15 => {
+            let s: &[f32; 15] = src[..15].try_into().expect("15 floats");
+            let v: [f32; 8] = std::array::from_fn(|i| s[2 * i]);
+            dst.copy_from_slice(&v);
+        }
+        _ => {
+            for (v, &r) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+                *v = r;
+            }
+        }
+    }
+}
+
+/// Zeroes a few floats (a panel's padding columns) with stores in place: `fill(0.0)`
+/// becomes a `memset` call per row, which costs more than the stores.
+#[inline(always)]
+fn zero_short(xs: &mut [f32]) {
+    // An opaque zero, so the loop stays stores instead of turning into `memset`.
+    let z = std::hint::black_box(0.0f32);
+    for x in xs {
+        *x = z;
+    }
 }
 
 /// Copies a run of at most `NR_MAX` floats in 8-wide blocks: a memcpy call costs more.
@@ -393,9 +765,14 @@ pub fn gemm_blocked(
     let m_blocks = panels.div_ceil(panels_per_block);
     let kc_max = k_block(k);
 
+    let (tile_act, post) = TileAct::split(act);
+    let post = post.then_some(act);
+    let out_ptr = OutPtr(c.as_mut_ptr());
     let out = SharedMut::new(c);
     let scratch = SharedMut::new(&mut scratch[..per_worker * threads]);
+    let layout = a.kernel.panels();
     let task = |t: usize, worker: usize| {
+        let micros = a.kernel.micros_for(pool.core_kind(worker));
         let mut local = LocalTile([0.0; MR_MAX * NR_MAX]);
         let (nb, mb) = (t % n_blocks, t / n_blocks);
         let n0 = nb * nc;
@@ -407,33 +784,56 @@ pub fn gemm_blocked(
         let mut k0 = 0;
         while k0 < k {
             let kc = kc_max.min(k - k0);
-            b.pack(k0, kc, n0, ncur, nr, packed_b);
+            b.pack(k0, kc, n0, ncur, layout, packed_b);
             let last = k0 + kc == k;
+            let step = Step {
+                kc,
+                accumulate: k0 > 0,
+                act: if last { tile_act } else { TileAct::None },
+                post: if last { post } else { None },
+            };
             let mc_panels = (blocking.mc / mr).max(1);
             let mut pb = p0;
             while pb < p1 {
                 let pe = p1.min(pb + mc_panels);
-                for jr in 0..ncur.div_ceil(nr) {
+                for jr in 0..layout.count(ncur) {
                     let col = n0 + jr * nr;
-                    let cols = nr.min(n0 + ncur - col);
-                    let b_panel = &packed_b[jr * kc * nr..(jr + 1) * kc * nr];
-                    for p in pb..pe {
+                    let width = layout.width(jr, ncur);
+                    let micro = micros.for_width(width);
+                    let cols = width.min(n0 + ncur - col);
+                    let b_panel = &packed_b[jr * kc * nr..][..kc * width];
+                    // Panels whose tiles are whole (all mr rows, all columns) go straight
+                    // into the output; the rest through `run_tile`.
+                    let mut first = pb;
+                    if cols == width && step.post.is_none() {
+                        let whole_end = pe.min(m / mr);
+                        if whole_end > pb {
+                            // SAFETY: panels pb..whole_end have mr rows inside m and the
+                            // columns col..col+width inside n; A panels p*k+k0.. hold kc
+                            // steps; no other tile or task writes these pieces of c.
+                            unsafe {
+                                whole_tiles(
+                                    micro,
+                                    kc,
+                                    a.data[(pb * k + k0) * mr..].as_ptr(),
+                                    k * mr,
+                                    b_panel.as_ptr(),
+                                    out_ptr.get().add(pb * mr * n + col),
+                                    n,
+                                    mr,
+                                    a.bias[pb * mr..].as_ptr(),
+                                    &step,
+                                    whole_end - pb,
+                                );
+                            }
+                            first = whole_end;
+                        }
+                    }
+                    for p in first..pe {
                         let a_panel = &a.data[(p * k + k0) * mr..(p * k + k0 + kc) * mr];
                         let rows = mr.min(m - p * mr);
                         run_tile(
-                            a,
-                            p,
-                            rows,
-                            col,
-                            cols,
-                            n,
-                            kc,
-                            a_panel,
-                            b_panel,
-                            k0 > 0,
-                            last,
-                            act,
-                            &out,
+                            a, micro, p, rows, col, cols, width, n, a_panel, b_panel, &step, &out,
                             &mut local,
                         );
                     }
@@ -447,9 +847,71 @@ pub fn gemm_blocked(
         .map_err(|e| invalid(e.to_string()))
 }
 
+/// `count` whole tiles down one column panel: A panels `a_step` floats apart from `a`, the
+/// output tile of the first at `out` (rows `n` apart), the next `mr` rows further.
+///
+/// # Safety
+/// Every tile's A panel, biases and `mr` output rows of the panel's width are valid; the
+/// micro-kernel is this machine's.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn whole_tiles(
+    micro: MicroKernel,
+    kc: usize,
+    mut a: *const f32,
+    a_step: usize,
+    b: *const f32,
+    mut out: *mut f32,
+    n: usize,
+    mr: usize,
+    mut bias: *const f32,
+    step: &Step,
+    count: usize,
+) {
+    let mut tile = Tile {
+        rows: [out; MR_MAX],
+        accumulate: step.accumulate,
+        bias,
+        act: step.act,
+    };
+    for _ in 0..count {
+        for (r, row) in tile.rows.iter_mut().enumerate() {
+            *row = out.wrapping_add(r * n);
+        }
+        tile.bias = bias;
+        micro(kc, a, b, &tile);
+        a = a.add(a_step);
+        bias = bias.add(mr);
+        out = out.wrapping_add(mr * n);
+    }
+}
+
+/// The output's base pointer, shared by the tasks (each writes its own tiles).
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint tiles through it.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// (A method, so closures capture the wrapper and not its raw-pointer field.)
+    #[inline(always)]
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// A tile buffer for partial tiles, set up once per task (zeroing it per tile costs as much
 /// as a short-K micro-kernel call).
 struct LocalTile([f32; MR_MAX * NR_MAX]);
+
+/// What every tile of one K block does.
+struct Step {
+    kc: usize,
+    accumulate: bool,
+    /// Fused into the kernel's store.
+    act: TileAct,
+    /// Run over the stored rows afterwards.
+    post: Option<Activation>,
+}
 
 /// One micro-kernel call for panel `p` (its first `rows` rows) at output columns
 /// `col..col+cols`, plus the activations the kernel does not fuse.
@@ -457,65 +919,64 @@ struct LocalTile([f32; MR_MAX * NR_MAX]);
 #[inline]
 fn run_tile(
     a: &PackedA,
+    micro: MicroKernel,
     p: usize,
     rows: usize,
     col: usize,
     cols: usize,
+    width: usize,
     n: usize,
-    kc: usize,
     a_panel: &[f32],
     b_panel: &[f32],
-    accumulate: bool,
-    last: bool,
-    act: Activation,
+    step: &Step,
     out: &SharedMut<f32>,
     local: &mut LocalTile,
 ) {
-    let (mr, nr) = (a.kernel.mr, a.kernel.nr);
+    let mr = a.kernel.mr;
+    let kc = step.kc;
     // Partial tiles go through the task's local buffer; padding rows land there and are
     // dropped.
-    let local = &mut local.0;
-    let full = cols == nr;
-    let mut dst: [&mut [f32]; MR_MAX] = Default::default();
-    for (r, d) in dst.iter_mut().enumerate().take(rows) {
-        // SAFETY: (row, col..col+cols) pieces are disjoint across tiles and tasks.
-        *d = unsafe { out.slice((p * mr + r) * n + col, cols) };
-    }
-    if accumulate && !full {
-        for r in 0..rows {
-            local[r * NR_MAX..r * NR_MAX + cols].copy_from_slice(dst[r]);
-        }
-    }
-    let base = local.as_mut_ptr();
+    let base = local.0.as_mut_ptr();
+    let full = cols == width;
     let mut tile = Tile {
         rows: [base; MR_MAX],
-        accumulate,
+        accumulate: step.accumulate,
         bias: a.bias[p * mr..].as_ptr(),
-        relu: last && act == Activation::ReLU,
+        act: step.act,
     };
-    for (r, (row, d)) in tile
-        .rows
-        .iter_mut()
-        .zip(dst.iter_mut())
-        .take(mr)
-        .enumerate()
-    {
-        *row = if full && r < rows {
-            d.as_mut_ptr()
+    for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
+        *row = if r < rows {
+            // SAFETY: (row, col..col+cols) pieces are disjoint across tiles and tasks.
+            let d = unsafe { out.slice((p * mr + r) * n + col, cols) };
+            if full {
+                d.as_mut_ptr()
+            } else {
+                if step.accumulate {
+                    local.0[r * NR_MAX..r * NR_MAX + cols].copy_from_slice(d);
+                }
+                // SAFETY: r < MR_MAX rows of NR_MAX floats.
+                unsafe { base.add(r * NR_MAX) }
+            }
         } else {
-            // SAFETY: r < MR_MAX rows of NR_MAX floats.
+            // SAFETY: as above.
             unsafe { base.add(r * NR_MAX) }
         };
     }
-    debug_assert!(a_panel.len() == kc * mr && b_panel.len() == kc * nr);
-    // SAFETY: panel sizes checked above; every row pointer has NR writable floats.
-    unsafe { (a.kernel.micro)(kc, a_panel.as_ptr(), b_panel.as_ptr(), &tile) };
+    debug_assert!(kc > 0 && a_panel.len() == kc * mr && b_panel.len() == kc * width);
+    // SAFETY: panel sizes checked above; every row pointer has `width` writable floats; the
+    // kernel came from this machine's family.
+    unsafe { micro(kc, a_panel.as_ptr(), b_panel.as_ptr(), &tile) };
+    if full && step.post.is_none() {
+        return;
+    }
     for r in 0..rows {
+        // SAFETY: as above.
+        let d = unsafe { out.slice((p * mr + r) * n + col, cols) };
         if !full {
-            dst[r].copy_from_slice(&local[r * NR_MAX..r * NR_MAX + cols]);
+            d.copy_from_slice(&local.0[r * NR_MAX..r * NR_MAX + cols]);
         }
-        if last && !matches!(act, Activation::None | Activation::ReLU) {
-            act.apply_slice(dst[r]);
+        if let Some(act) = step.post {
+            act.apply_slice(d);
         }
     }
 }

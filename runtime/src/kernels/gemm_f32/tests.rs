@@ -1,4 +1,5 @@
 use super::*;
+use crate::cpu::CoreKind;
 use crate::rng::Rng;
 
 /// Plain triple loop in f64.
@@ -16,11 +17,15 @@ fn naive(a: &[f32], b: &[f32], bias: Option<&[f32]>, m: usize, n: usize, k: usiz
     c
 }
 
+/// The generic kernel and every per-core variant of the best family, each forced on all
+/// workers.
 fn kernels() -> Vec<Kernel> {
     let mut v = vec![Kernel::generic()];
     let best = Kernel::best();
     if best.name != Kernel::generic().name {
-        v.push(best);
+        for core in [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other] {
+            v.push(best.forced(core));
+        }
     }
     v
 }
@@ -170,12 +175,34 @@ fn relu_keeps_nan_and_zeroes_negatives() {
 
 #[test]
 fn im2col_packing_matches_explicit_matrix() {
-    // 2 channels 4x5, kernel 3x2, stride (2, 1), dilation (1, 2), pads left 1 top 2.
-    let (c, h, w) = (2usize, 4usize, 5usize);
+    // 2 channels 4x5, kernel 3x2, stride (2, 1), dilation (1, 2), pads left 1 top 2; and a
+    // wide stride-2 input whose runs fill whole panels inside the rows.
+    for (c, h, w, kw, kh, sw, sh, dw, dh, pl, pt) in [
+        (
+            2usize, 4usize, 5usize, 3usize, 2usize, 2usize, 1usize, 1usize, 2usize, 1usize, 2usize,
+        ),
+        (2, 5, 41, 3, 3, 2, 2, 1, 1, 1, 0),
+        (1, 3, 37, 1, 1, 3, 1, 1, 1, 0, 0),
+    ] {
+        im2col_case(c, h, w, kw, kh, sw, sh, dw, dh, pl, pt);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn im2col_case(
+    c: usize,
+    h: usize,
+    w: usize,
+    kw: usize,
+    kh: usize,
+    sw: usize,
+    sh: usize,
+    dw: usize,
+    dh: usize,
+    pl: usize,
+    pt: usize,
+) {
     let input: Vec<f32> = (0..c * h * w).map(|v| v as f32).collect();
-    let (kw, kh, sw, sh, dw, dh, pl, pt) = (
-        3usize, 2usize, 2usize, 1usize, 1usize, 2usize, 1usize, 2usize,
-    );
     let (out_w, out_h) = (
         (w + pl + 1 - (dw * (kw - 1) + 1)) / sw + 1,
         (h + pt - (dh * (kh - 1) + 1)) / sh + 1,
@@ -195,26 +222,57 @@ fn im2col_packing_matches_explicit_matrix() {
         out_w,
         pad_value: -1.0,
     };
-    let (k, n, nr) = (c * kh * kw, out_w * out_h, 4);
-    let mut packed = vec![f32::NAN; k * n.div_ceil(nr) * nr];
-    b.pack(0, k, 0, n, nr, &mut packed);
-    for row in 0..k {
-        let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
-        for col in 0..n.div_ceil(nr) * nr {
-            let got = packed[(col / nr) * k * nr + row * nr + col % nr];
-            let want = if col >= n {
-                0.0
-            } else {
-                let (oy, ox) = (col / out_w, col % out_w);
-                let iy = (oy * sh + ky * dh) as isize - pt as isize;
-                let ix = (ox * sw + kx * dw) as isize - pl as isize;
-                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                    -1.0
-                } else {
-                    input[(ch * h + iy as usize) * w + ix as usize]
-                }
+    let (k, n) = (c * kh * kw, out_w * out_h);
+    // Whole matrix and sub-blocks starting mid-row and mid-panel, several panel widths,
+    // with and without a narrow last panel.
+    for (k0, kc, n0, nc, nr) in [
+        (0, k, 0, n, 4),
+        (0, k, 0, n, 8),
+        (3, 5, 7, n.saturating_sub(7), 4),
+        (5, 4, 2, n.saturating_sub(2), 8),
+        (1, k.saturating_sub(1), 3, n.saturating_sub(3), 16),
+    ]
+    .into_iter()
+    .filter(|&(k0, kc, n0, nc, _)| kc > 0 && nc > 0 && k0 + kc <= k && n0 + nc <= n)
+    {
+        for tails in [[0, 0], [nr / 2, 0], [nr / 2, 1]] {
+            let panels = Panels { nr, tails };
+            // (panel, width, offset in the panel) of column j < count * nr.
+            let at = |kk: usize, j: usize| {
+                let p = j / nr;
+                let w = panels.width(p, nc);
+                (j % nr < w).then(|| p * kc * nr + kk * w + j % nr)
             };
-            assert_eq!(got, want, "row {row} col {col}");
+            let len = kc * nc.div_ceil(nr) * nr;
+            let mut packed = vec![f32::NAN; len];
+            b.pack(k0, kc, n0, nc, panels, &mut packed);
+            let dense: Vec<f32> = (0..k * n).map(|v| v as f32).collect();
+            let mut dpacked = vec![f32::NAN; len];
+            DenseB { data: &dense, n }.pack(k0, kc, n0, nc, panels, &mut dpacked);
+            for kk in 0..kc {
+                let row = k0 + kk;
+                let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
+                for j in 0..nc.div_ceil(nr) * nr {
+                    let Some(i) = at(kk, j) else { continue };
+                    let (want, dwant) = if j >= nc {
+                        (0.0, 0.0)
+                    } else {
+                        let col = n0 + j;
+                        let (oy, ox) = (col / out_w, col % out_w);
+                        let iy = (oy * sh + ky * dh) as isize - pt as isize;
+                        let ix = (ox * sw + kx * dw) as isize - pl as isize;
+                        let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            -1.0
+                        } else {
+                            input[(ch * h + iy as usize) * w + ix as usize]
+                        };
+                        (v, dense[row * n + n0 + j])
+                    };
+                    let what = format!("block {k0},{kc},{n0},{nc},{panels:?}: row {row} col {j}");
+                    assert_eq!(packed[i], want, "{what}");
+                    assert_eq!(dpacked[i], dwant, "dense {what}");
+                }
+            }
         }
     }
 }
@@ -291,6 +349,140 @@ fn inside_range_matches_a_scan() {
                         "x={x} s={stride} w={w} len={len}"
                     );
                 }
+            }
+        }
+    }
+}
+
+/// Every variant of the best family against the scalar definition of [`Tile`] computed with
+/// `mul_add` in the same order: bit for bit, for K lengths covering every path of the
+/// unrolled and software-pipelined loops, both start values and every fused activation.
+#[test]
+fn variants_match_the_fused_definition_bit_for_bit() {
+    let best = Kernel::best();
+    if best.name == Kernel::generic().name {
+        return;
+    }
+    let mr = best.mr;
+    let mut rng = Rng::new(11);
+    let acts = [
+        TileAct::None,
+        TileAct::Relu,
+        TileAct::Leaky(0.125),
+        TileAct::Clip(-0.25, 0.5),
+    ];
+    let widths = [
+        Some(best.nr),
+        best.tails[0].map(|t| t.nr),
+        best.tails[1].map(|t| t.nr),
+    ];
+    for nr in widths.into_iter().flatten() {
+        for kc in (1..=21).chain([64, 383]) {
+            for (i, &act) in acts.iter().enumerate() {
+                let accumulate = i % 2 == 1;
+                let a = rng.vec(kc * mr, -1.0, 1.0);
+                let b = rng.vec(kc * nr, -1.0, 1.0);
+                let bias = rng.vec(mr, -1.0, 1.0);
+                let init = rng.vec(mr * NR_MAX, -1.0, 1.0);
+                let mut want = vec![0.0f32; mr * nr];
+                for r in 0..mr {
+                    for j in 0..nr {
+                        let start = if accumulate {
+                            init[r * NR_MAX + j]
+                        } else {
+                            bias[r]
+                        };
+                        let v = if nr == 1 && cfg!(target_arch = "aarch64") {
+                            // aarch64's 8 x 1 tail: four phases (see `aarch64::tail1`).
+                            let mut p = [start, 0.0, 0.0, 0.0];
+                            for k in 0..kc {
+                                let ph = if k < kc / 4 * 4 { k % 4 } else { 0 };
+                                p[ph] = a[k * mr + r].mul_add(b[k], p[ph]);
+                            }
+                            (p[0] + p[1]) + (p[2] + p[3])
+                        } else {
+                            let mut v = start;
+                            for k in 0..kc {
+                                v = a[k * mr + r].mul_add(b[k * nr + j], v);
+                            }
+                            v
+                        };
+                        want[r * nr + j] = act.apply(v);
+                    }
+                }
+                for core in [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other] {
+                    let mut out = init.clone();
+                    let base = out.as_mut_ptr();
+                    let mut tile = Tile {
+                        rows: [base; MR_MAX],
+                        accumulate,
+                        bias: bias.as_ptr(),
+                        act,
+                    };
+                    for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
+                        // SAFETY: r < mr <= MR_MAX rows of NR_MAX floats.
+                        *row = unsafe { base.add(r * NR_MAX) };
+                    }
+                    let micro = best.micros_for(core).for_width(nr);
+                    // SAFETY: sizes as the kernel requires; the family is this machine's.
+                    unsafe { micro(kc, a.as_ptr(), b.as_ptr(), &tile) };
+                    for r in 0..mr {
+                        for j in 0..NR_MAX {
+                            let g = out[r * NR_MAX + j];
+                            let w = if j < nr {
+                                want[r * nr + j]
+                            } else {
+                                init[r * NR_MAX + j]
+                            };
+                            assert!(
+                                g.to_bits() == w.to_bits(),
+                                "{} {core:?} nr={nr} kc={kc} {act:?} acc={accumulate} ({r},{j}): {g} vs {w}",
+                                best.name
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_activations_keep_nan_and_match_the_scalar_formulas() {
+    let kernel = Kernel::best();
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    for act in [
+        TileAct::Relu,
+        TileAct::Leaky(0.5),
+        TileAct::Clip(-1.0, 2.0),
+        TileAct::Clip(3.0, 1.0),
+    ] {
+        // One k step with a = 1: the tile is bias + b.
+        let a = vec![1.0; mr];
+        let mut b: Vec<f32> = (0..nr).map(|j| j as f32 - 3.5).collect();
+        b[1] = f32::NAN;
+        let bias = vec![0.0; mr];
+        for core in [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other] {
+            let mut out = vec![0.0f32; mr * NR_MAX];
+            let base = out.as_mut_ptr();
+            let mut tile = Tile {
+                rows: [base; MR_MAX],
+                accumulate: false,
+                bias: bias.as_ptr(),
+                act,
+            };
+            for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {
+                // SAFETY: as above.
+                *row = unsafe { base.add(r * NR_MAX) };
+            }
+            // SAFETY: as above.
+            unsafe { (kernel.micro_for(core))(1, a.as_ptr(), b.as_ptr(), &tile) };
+            for j in 0..nr {
+                let (g, w) = (out[j], act.apply(b[j]));
+                assert!(
+                    g == w || (g.is_nan() && w.is_nan()),
+                    "{act:?} {j}: {g} vs {w}"
+                );
             }
         }
     }

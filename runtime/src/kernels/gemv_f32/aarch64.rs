@@ -1,7 +1,8 @@
-//! NEON GEMV: four rows share each 4-wide load of `x`; two accumulators per row (8 inputs
-//! per step) hide the FMA latency.
+//! NEON GEMV: four rows share each 4-wide load of `x`; four accumulators per row (16
+//! inputs per step, `asm!`) hide the FMA latency and keep one load issuing per cycle.
 
 use std::arch::aarch64::*;
+use std::arch::asm;
 
 /// Callers have checked the buffer sizes (`super::gemv`).
 pub fn gemv(w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
@@ -23,31 +24,102 @@ pub fn gemv(w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     }
 }
 
+/// Four rows' dot products with `x`. The 16-input steps are `asm!`: sixteen accumulators
+/// (four per row, so no `fmla` waits for another) and each weight loaded a few
+/// instructions before its `fmla`. LLVM's own loop paired the loads into `ldp q`, which
+/// LLVM's Cortex-A55 model charges heavily: 34 cycles per 32 products there against 25 per
+/// 64 for this loop, which issues one load per cycle, the A55's bound for a GEMV (every
+/// weight is used once). 20 cycles per 64 on the A72 model.
 #[target_feature(enable = "neon")]
 unsafe fn rows4(w: *const f32, k: usize, x: *const f32) -> [f32; 4] {
     let rows = [w, w.add(k), w.add(2 * k), w.add(3 * k)];
-    let mut a = [vdupq_n_f32(0.0); 4];
-    let mut b = [vdupq_n_f32(0.0); 4];
+    let z = vdupq_n_f32(0.0);
+    let mut acc = [[z; 4]; 4];
+    let steps = k / 16;
     let mut i = 0;
-    while i + 8 <= k {
-        let x0 = vld1q_f32(x.add(i));
-        let x1 = vld1q_f32(x.add(i + 4));
-        for j in 0..4 {
-            a[j] = vfmaq_f32(a[j], vld1q_f32(rows[j].add(i)), x0);
-            b[j] = vfmaq_f32(b[j], vld1q_f32(rows[j].add(i + 4)), x1);
-        }
-        i += 8;
+    if steps > 0 {
+        let [[mut a0, mut a1, mut a2, mut a3], [mut a4, mut a5, mut a6, mut a7], [mut a8, mut a9, mut a10, mut a11], [mut a12, mut a13, mut a14, mut a15]] =
+            acc;
+        asm!(
+            "1:",
+            "ldr q0, [{x}, #0]",
+            "ldr q1, [{x}, #16]",
+            "ldr q2, [{x}, #32]",
+            "ldr q3, [{x}, #48]",
+            "ldr q4, [{w0}, #0]",
+            "ldr q5, [{w0}, #16]",
+            "ldr q6, [{w0}, #32]",
+            "ldr q7, [{w0}, #48]",
+            "fmla v16.4s, v4.4s, v0.4s",
+            "ldr q8, [{w1}, #0]",
+            "fmla v17.4s, v5.4s, v1.4s",
+            "ldr q9, [{w1}, #16]",
+            "fmla v18.4s, v6.4s, v2.4s",
+            "ldr q10, [{w1}, #32]",
+            "fmla v19.4s, v7.4s, v3.4s",
+            "ldr q11, [{w1}, #48]",
+            "fmla v20.4s, v8.4s, v0.4s",
+            "ldr q12, [{w2}, #0]",
+            "fmla v21.4s, v9.4s, v1.4s",
+            "ldr q13, [{w2}, #16]",
+            "fmla v22.4s, v10.4s, v2.4s",
+            "ldr q14, [{w2}, #32]",
+            "fmla v23.4s, v11.4s, v3.4s",
+            "ldr q15, [{w2}, #48]",
+            "fmla v24.4s, v12.4s, v0.4s",
+            "ldr q4, [{w3}, #0]",
+            "fmla v25.4s, v13.4s, v1.4s",
+            "ldr q5, [{w3}, #16]",
+            "fmla v26.4s, v14.4s, v2.4s",
+            "ldr q6, [{w3}, #32]",
+            "fmla v27.4s, v15.4s, v3.4s",
+            "ldr q7, [{w3}, #48]",
+            "fmla v28.4s, v4.4s, v0.4s",
+            "fmla v29.4s, v5.4s, v1.4s",
+            "fmla v30.4s, v6.4s, v2.4s",
+            "fmla v31.4s, v7.4s, v3.4s",
+            "add {x}, {x}, #64",
+            "add {w0}, {w0}, #64",
+            "add {w1}, {w1}, #64",
+            "add {w2}, {w2}, #64",
+            "add {w3}, {w3}, #64",
+            "subs {n}, {n}, #1",
+            "b.ne 1b",
+            x = inout(reg) x => _,
+            w0 = inout(reg) rows[0] => _,
+            w1 = inout(reg) rows[1] => _,
+            w2 = inout(reg) rows[2] => _,
+            w3 = inout(reg) rows[3] => _,
+            n = inout(reg) steps => _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            inout("v16") a0, inout("v17") a1, inout("v18") a2, inout("v19") a3,
+            inout("v20") a4, inout("v21") a5, inout("v22") a6, inout("v23") a7,
+            inout("v24") a8, inout("v25") a9, inout("v26") a10, inout("v27") a11,
+            inout("v28") a12, inout("v29") a13, inout("v30") a14, inout("v31") a15,
+            options(nostack, readonly),
+        );
+        acc = [
+            [a0, a1, a2, a3],
+            [a4, a5, a6, a7],
+            [a8, a9, a10, a11],
+            [a12, a13, a14, a15],
+        ];
+        i = steps * 16;
     }
-    if i + 4 <= k {
-        let x0 = vld1q_f32(x.add(i));
-        for j in 0..4 {
-            a[j] = vfmaq_f32(a[j], vld1q_f32(rows[j].add(i)), x0);
+    while i + 4 <= k {
+        let xv = vld1q_f32(x.add(i));
+        for (j, a) in acc.iter_mut().enumerate() {
+            a[0] = vfmaq_f32(a[0], vld1q_f32(rows[j].add(i)), xv);
         }
         i += 4;
     }
     let mut out = [0.0; 4];
     for j in 0..4 {
-        let mut s = vaddvq_f32(vaddq_f32(a[j], b[j]));
+        let a = &acc[j];
+        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
         for t in i..k {
             s += *rows[j].add(t) * *x.add(t);
         }

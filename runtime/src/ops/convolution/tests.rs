@@ -374,6 +374,18 @@ fn pointwise_and_edge_sizes() {
         c.sh = 2;
         compare(&c, w, h, &mut rng);
     }
+    // 1x1 with padding (the product over the interior only, a constant border).
+    for (pads, pad_value, act) in [
+        ([1, 1, 1, 1], 0.0, (1, vec![])),
+        ([2, 0, 1, 3], 0.5, (3, vec![-0.2, 0.3])),
+    ] {
+        let mut c = Case::simple(20, 13, 1);
+        c.pads = pads;
+        c.pad_value = pad_value;
+        c.bias = true;
+        c.act = act;
+        compare(&c, 7, 5, &mut rng);
+    }
     for (outch, inch, w, h) in [(5, 3, 16, 16), (17, 8, 33, 7), (24, 5, 1, 9)] {
         let mut c = Case::simple(outch, inch, 3);
         c.pads = [1; 4];
@@ -485,6 +497,90 @@ fn runs_inside_a_net_with_threads() {
         assert_eq!(out.shape, Shape::d3(9, 7, 5));
         for (g, w) in out.data.iter().zip(&want) {
             assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+    }
+}
+
+#[test]
+fn winograd_is_chosen_for_3x3_stride_1_and_follows_the_shape_hint() {
+    use crate::kernels::winograd::{env_override, Choice, Variant};
+    if env_override().is_some() {
+        return;
+    }
+    let mut c = Case::simple(64, 64, 3);
+    c.pads = [1; 4];
+    let build = |pd: &ParamDict| Convolution::new(pd, &mut WeightReader::zeros()).unwrap();
+    // No size: by channels (F(6,3) up to 128).
+    assert_eq!(build(&c.params()).winograd(), Some(Variant::F63));
+    // A 7x7 output: the cost model takes a smaller tile than F(6,3).
+    let mut pd = c.params();
+    pd.set(30, Value::IntArray(vec![3, 7, 7, 64])).unwrap();
+    assert!(matches!(
+        build(&pd).winograd(),
+        Some(Variant::F23 | Variant::F43) | None
+    ));
+    // Strided, dilated or 1x1: never.
+    c.sw = 2;
+    assert_eq!(build(&c.params()).winograd(), None);
+    c.sw = 1;
+    c.dw = 2;
+    assert_eq!(build(&c.params()).winograd(), None);
+    // Forced.
+    let c = Case::simple(4, 3, 3);
+    for v in Variant::ALL {
+        let conv = Convolution::with_options(
+            &c.params(),
+            &mut WeightReader::zeros(),
+            Kernel::best(),
+            Some(Choice::Winograd(v)),
+        )
+        .unwrap();
+        assert_eq!(conv.winograd(), Some(v));
+    }
+}
+
+/// Every Winograd variant through the op (forced), against the reference: a tolerance
+/// relative to the output's magnitude for these sizes (K ≤ 40 here: F(6,3) stays below
+/// 1e-4, see `kernels::winograd::tests` for the bound per element).
+#[test]
+fn forced_winograd_variants_match_the_reference() {
+    use crate::kernels::winograd::{Choice, Variant};
+    let mut rng = Rng::new(31);
+    for (i, v) in Variant::ALL.into_iter().enumerate() {
+        for (outch, inch, w, h) in [(9, 5, 13, 11), (16, 40, 8, 8), (3, 2, 30, 4)] {
+            let c = Case {
+                bias: true,
+                pads: [1, (i % 2) as i32, 1, 1],
+                act: (1, vec![]),
+                ..Case::simple(outch, inch, 3)
+            };
+            let (_, _, bytes) = c.weight_file(&mut rng);
+            let x = rng.vec(inch * w * h, -1.0, 1.0);
+            let t = Tensor {
+                shape: Shape::d3(w, h, inch),
+                data: &x,
+            };
+            for kernel in kernels() {
+                let mut wr = WeightReader::new(Arc::new(Source::from_bytes(&bytes)), "t");
+                let conv = Convolution::with_options(
+                    &c.params(),
+                    &mut wr,
+                    kernel,
+                    Some(Choice::Winograd(v)),
+                )
+                .unwrap();
+                assert_eq!(conv.winograd(), Some(v));
+                let want = run_reference(&conv, &t);
+                let max = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+                let (_, got) = run_fast(&conv, &t, 1 + i % 2);
+                for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * max,
+                        "{v:?} {} at {j}: {g} vs {w}",
+                        kernel.name
+                    );
+                }
+            }
         }
     }
 }
