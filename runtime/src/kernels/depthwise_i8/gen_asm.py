@@ -1,0 +1,771 @@
+#!/usr/bin/env python3
+"""Generates `asm_loops.rs`: the software-pipelined NEON loops of the unpadded 3x3 depthwise
+path (`mod.rs` describes the data they walk), one per (core, precision, stride).
+
+Each loop iteration convolves block i (16 outputs of one row) and runs the requant epilogue
+and store of block i - 1, so the epilogue's dependency chains overlap the next block's
+multiplies. One iteration is written below as two instruction streams over virtual NEON
+registers; a list scheduler orders them for an in-order dual-issue core, a linear-scan
+allocator assigns v0..v31, and a local search keeps the reorderings that llvm-mca's model
+of the target core (the tool behind the project's cycle estimates) times faster.
+
+    python3 gen_asm.py [--search ROUNDS] [--seed S] > asm_loops.rs
+
+The output is committed; run this only to change the loops (needs llvm-mca 14+). The search
+is deterministic for a given seed and llvm-mca version.
+"""
+
+import argparse
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+
+# ---------------------------------------------------------------------------------------
+# Instructions: NEON operands are %0, %1, .. (virtual registers, in `regs`); GPR operands are
+# Rust asm placeholders {name} / {name:w}; literal braces are doubled as Rust asm wants.
+
+
+class V:
+    """A virtual NEON register: a variable that instructions may update in place."""
+
+    def __init__(self, name, pinned=None):
+        self.name = name
+        self.pinned = pinned
+
+    def __repr__(self):
+        return self.name
+
+
+class I:
+    def __init__(self, fmt, regs=(), defs=(), uses=(), kind="vq", gdefs=(), guses=(), pair=None):
+        self.fmt = fmt
+        self.regs = list(regs)
+        self.defs = list(defs)
+        self.uses = list(uses)
+        self.kind = kind
+        self.gdefs = list(gdefs)
+        self.guses = list(guses)
+        self.pair = pair  # ld2: its two destinations need consecutive registers
+
+    def text(self, phys):
+        t = self.fmt
+        for i in reversed(range(len(self.regs))):
+            t = t.replace(f"%q{i}", f"q{phys[self.regs[i]]}")
+            t = t.replace(f"%{i}", f"v{phys[self.regs[i]]}")
+        return t
+
+    def __repr__(self):
+        return self.fmt
+
+
+def vop(fmt, d, *srcs, kind="vq", acc=False):
+    """NEON op writing `d` (%0) from `srcs` (%1..), also reading `d` when `acc`."""
+    return I(fmt, [d] + list(srcs), [d], list(srcs) + ([d] if acc else []), kind)
+
+
+def gop(fmt, defs=(), uses=(), kind="alu"):
+    return I(fmt, kind=kind, gdefs=defs, guses=uses)
+
+
+# ---------------------------------------------------------------------------------------
+# One iteration: the epilogue of the pending block, then the conv of the current one.
+
+PINNED = {"E0": 16, "E1": 17, "E2": 18, "E3": 19, "C": 28, "QLO": 30, "QHI": 31}
+
+
+def streams(prec, stride, split7=False, bias="dup", loads="ld1"):
+    """(epilogue, conv, tail-of-iteration) instruction lists and the pinned variables.
+
+    `loads`: "ld1" loads 16 bytes with `ld1` (which in-order cores pair with NEON
+    arithmetic) from explicit addresses and the taps three vectors per `ld1`; "ldr" uses
+    `ldr`/`ldur q` with immediate offsets (fewer instructions, for out-of-order cores)."""
+    E = [V(f"E{i}", PINNED[f"E{i}"]) for i in range(4)]  # int32 sums, carried over
+    C = V("C", PINNED["C"])  # [scale, bias, top, 0] of the pending block's channel
+    QLO, QHI = V("QLO", PINNED["QLO"]), V("QHI", PINNED["QHI"])
+
+    epi = []
+    F = [V(f"F{i}") for i in range(4)]
+    B = [V(f"B{i}") for i in range(4)]
+    for i in range(4):
+        epi.append(vop("scvtf %0.4s, %1.4s", F[i], E[i], kind="vf"))
+    for i in range(4):
+        if bias == "ld1r":
+            epi.append(I("ld1r {{%0.4s}}, [{cb}]", [B[i]], [B[i]], [], "ld1r", guses=["cb"]))
+        else:
+            epi.append(vop("dup %0.4s, %1.s[1]", B[i], C, kind="vf"))
+    for i in range(4):
+        epi.append(vop("fmla %0.4s, %1.4s, %2.s[0]", B[i], F[i], C, kind="vf", acc=True))
+    for i in range(4):
+        epi.append(vop("fmul %0.4s, %1.4s, %2.s[2]", B[i], B[i], C, kind="vf"))
+    for i in range(4):
+        epi.append(vop("fcvtas %0.4s, %1.4s", B[i], B[i], kind="vf"))
+    H0, H1, Q = V("H0"), V("H1"), V("Q")
+    epi += [
+        vop("sqxtn %0.4h, %1.4s", H0, B[0]),
+        vop("sqxtn2 %0.8h, %1.4s", H0, B[1], acc=True),
+        vop("sqxtn %0.4h, %1.4s", H1, B[2]),
+        vop("sqxtn2 %0.8h, %1.4s", H1, B[3], acc=True),
+        vop("sqxtn %0.8b, %1.8h", Q, H0),
+        vop("sqxtn2 %0.16b, %1.8h", Q, H1, acc=True),
+        vop("smax %0.16b, %1.16b, %2.16b", Q, Q, QLO),
+        vop("smin %0.16b, %1.16b, %2.16b", Q, Q, QHI),
+        I("str %q0, [{oprev}]", [Q], [], [Q], "st", guses=["oprev"]),
+    ]
+
+    conv = []
+    # The pointers of this block (r0..r2: its three input rows, tp: its tap set) were
+    # computed during the previous iteration; this one computes the next block's.
+    rows = ["r0", "r1", "r2"]
+    inp, tap = {}, {}
+    nadr = [0]
+
+    def address(base, off):
+        """A register holding base + off (round robin over eight temporaries)."""
+        if off == 0:
+            return base
+        a = f"a{nadr[0] % 8}"
+        nadr[0] += 1
+        conv.append(gop(f"add {{{a}}}, {{{base}}}, #{off}", [a], [base]))
+        return a
+
+    def load16(v, base, off):
+        if loads == "ld1":
+            a = address(base, off)
+            conv.append(I(f"ld1 {{{{%0.16b}}}}, [{{{a}}}]", [v], [v], [], "ld1", guses=[a]))
+        else:
+            op = f"ldur %q0, [{{{base}}}, #{off}]" if off % 16 else f"ldr %q0, [{{{base}}}, #{off}]"
+            conv.append(I(op.replace(", #0]", "]"), [v], [v], [], "ldq", guses=[base]))
+
+    for ky in range(3):
+        if stride == 1:
+            for kx in range(3):
+                v = V(f"in{ky}{kx}")
+                load16(v, rows[ky], kx)
+                inp[ky, kx] = v
+        else:
+            # Even bytes of [r] are kx 0, odd ones kx 1; even bytes of [r + 2] are kx 2.
+            a, b, c, d = V(f"in{ky}0"), V(f"in{ky}1"), V(f"in{ky}2"), V(f"odd{ky}")
+            conv.append(I(f"ld2 {{{{%0.16b, %1.16b}}}}, [{{{rows[ky]}}}]", [a, b], [a, b], [],
+                          "ld2", guses=[rows[ky]], pair=(a, b)))
+            q = address(rows[ky], 2)
+            conv.append(I(f"ld2 {{{{%0.16b, %1.16b}}}}, [{{{q}}}]", [c, d], [c, d], [],
+                          "ld2", guses=[q], pair=(c, d)))
+            inp[ky, 0], inp[ky, 1], inp[ky, 2] = a, b, c
+        for kx in range(3):
+            t = V(f"t{ky}{kx}")
+            load16(t, "tp", 16 * (3 * ky + kx))
+            tap[ky, kx] = t
+
+    if prec == 8:
+        # Two products per int16 lane (2 · 127² = 32258 ≤ 32767): (0,1) (2,3) (4,5) (6,7), 8.
+        groups = [[0, 1], [2, 3], [4, 5], [6, 7], [8]]
+    elif split7:
+        # Eight per lane (8 · 63² = 31752 ≤ 32767) as two chains of four, then tap 8.
+        groups = [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+    else:
+        # Eight products per int16 lane (8 · 63² = 31752 ≤ 32767), then tap 8.
+        groups = [[0, 1, 2, 3, 4, 5, 6, 7], [8]]
+    parts = []
+    for gi, g in enumerate(groups):
+        lo, hi = V(f"p{gi}l"), V(f"p{gi}h")
+        for n, j in enumerate(g):
+            x, t = inp[divmod(j, 3)], tap[divmod(j, 3)]
+            if n == 0:
+                conv.append(vop("smull %0.8h, %1.8b, %2.8b", lo, x, t))
+                conv.append(vop("smull2 %0.8h, %1.16b, %2.16b", hi, x, t))
+            else:
+                conv.append(vop("smlal %0.8h, %1.8b, %2.8b", lo, x, t, acc=True))
+                conv.append(vop("smlal2 %0.8h, %1.16b, %2.16b", hi, x, t, acc=True))
+        parts.append((lo, hi))
+
+    def widen(d, a, b):
+        return [
+            vop("saddl %0.4s, %1.4h, %2.4h", d[0], a[0], b[0]),
+            vop("saddl2 %0.4s, %1.8h, %2.8h", d[1], a[0], b[0]),
+            vop("saddl %0.4s, %1.4h, %2.4h", d[2], a[1], b[1]),
+            vop("saddl2 %0.4s, %1.8h, %2.8h", d[3], a[1], b[1]),
+        ]
+
+    if prec == 8:
+        S = [V(f"S{i}") for i in range(4)]
+        X = [V(f"X{i}") for i in range(4)]
+        conv += widen(S, parts[0], parts[1])
+        conv += widen(X, parts[2], parts[3])
+        p8 = parts[4]
+        conv += [
+            vop("saddw %0.4s, %1.4s, %2.4h", S[0], S[0], p8[0]),
+            vop("saddw2 %0.4s, %1.4s, %2.8h", S[1], S[1], p8[0]),
+            vop("saddw %0.4s, %1.4s, %2.4h", S[2], S[2], p8[1]),
+            vop("saddw2 %0.4s, %1.4s, %2.8h", S[3], S[3], p8[1]),
+        ]
+        conv += [vop("add %0.4s, %1.4s, %2.4s", E[i], S[i], X[i]) for i in range(4)]
+    else:
+        a = parts[0]
+        if split7:
+            b = parts[1]
+            conv += [vop("add %0.8h, %1.8h, %2.8h", a[0], a[0], b[0]),
+                     vop("add %0.8h, %1.8h, %2.8h", a[1], a[1], b[1])]
+        conv += widen(E, a, parts[-1])
+    # The next block's pointers, from its descriptor: in offset | out offset << 32, then
+    # the offset of its tap set in the channel's tap table.
+    conv.append(gop("ldp {da}, {db}, [{desc}]", ["da", "db"], ["desc"], "ldg"))
+    conv.append(gop("add {desc}, {desc}, #16", ["desc"], ["desc"]))
+    conv.append(gop("add {r0}, {inb}, {da:w}, sxtw", ["r0"], ["inb", "da"]))
+    conv.append(gop("add {r1}, {r0}, {w}", ["r1"], ["r0", "w"]))
+    conv.append(gop("add {r2}, {r1}, {w}", ["r2"], ["r1", "w"]))
+    conv.append(gop("add {tp}, {tb}, {db}", ["tp"], ["tb", "db"]))
+    # This block's channel constants replace the pending block's.
+    if loads == "ld1":
+        conv.append(I("ld1 {{%0.16b}}, [{cp}]", [C], [C], [], "ld1", guses=["cp"]))
+    else:
+        conv.append(I("ldr %q0, [{cp}]", [C], [C], [], "ldq", guses=["cp"]))
+    # This block becomes the pending one; the next block's output address.
+    last = [gop("mov {oprev}, {ocur}", ["oprev"], ["ocur"]),
+            gop("add {ocur}, {ob}, {da}, asr #32", ["ocur"], ["ob", "da"])]
+    return epi, conv, last, [E[0], E[1], E[2], E[3], C, QLO, QHI]
+
+
+# ---------------------------------------------------------------------------------------
+# Dependencies, scheduling, register allocation
+
+LAT = {"vq": 4, "vf": 4, "ldq": 3, "ld1": 5, "ld1x3": 7, "ld2": 7, "ld1r": 4, "ldg": 3,
+       "alu": 3, "st": 1}
+# Load-unit cycles per load (Cortex-A55 model)
+LDC = {"ldq": 1, "ld1": 2, "ld1x3": 6, "ld2": 4, "ld1r": 1, "ldg": 1}
+
+
+def deps(insns):
+    """Edges (a, b, latency) of the sequential order: RAW (latency), WAR (0), WAW (1)."""
+    edges = []
+    last_w, reads = {}, {}
+    for i, ins in enumerate(insns):
+        rs = [("v", v) for v in ins.uses] + [("g", g) for g in ins.guses]
+        ws = [("v", v) for v in ins.defs] + [("g", g) for g in ins.gdefs]
+        for r in rs:
+            if r in last_w:
+                edges.append((last_w[r], i, LAT[insns[last_w[r]].kind]))
+        for r in ws:
+            for j in reads.get(r, []):
+                if j != i:
+                    edges.append((j, i, 0))
+            if r in last_w and last_w[r] != i:
+                edges.append((last_w[r], i, 1))
+        for r in rs:
+            reads.setdefault(r, []).append(i)
+        for r in ws:
+            last_w[r] = i
+            reads[r] = []
+    return edges
+
+
+def list_schedule(insns, budget=32):
+    """Greedy in-order dual-issue schedule (Cortex-A55-like resources): longest path first,
+    keeping the number of live NEON registers within `budget`."""
+    n = len(insns)
+    succ = [[] for _ in range(n)]
+    npred = [0] * n
+    for a, b, l in deps(insns):
+        succ[a].append((b, l))
+        npred[b] += 1
+    prio = [0] * n
+    for i in reversed(range(n)):
+        prio[i] = max([l + prio[b] for b, l in succ[i]] + [LAT[insns[i].kind]])
+    ready = [0] * n
+    done = [False] * n
+    order = []
+    cycle, ld_busy = 0, 0
+    users = {}
+    for i, ins in enumerate(insns):
+        for v in ins.uses:
+            users.setdefault(v, set()).add(i)
+    live = set()
+    pinned = set(v for ins in insns for v in ins.defs + ins.uses if v.pinned is not None)
+    while len(order) < n:
+        issued, fp, alu, st = 0, 2, 2, 1
+        cands = [i for i in range(n) if not done[i] and npred[i] == 0 and ready[i] <= cycle]
+        cands.sort(key=lambda i: (-prio[i], i))
+        for i in cands:
+            if issued == 2:
+                break
+            ins = insns[i]
+            new = [v for v in ins.defs if v not in live and v not in pinned]
+            if new and len(live) + len(new) > budget - len(pinned):
+                continue
+            k = ins.kind
+            if k == "vq":
+                if fp < 2:
+                    continue
+                fp = 0
+            elif k == "vf":
+                if fp < 1:
+                    continue
+                fp -= 1
+            elif k in LDC:
+                if ld_busy > cycle:
+                    continue
+                ld_busy = cycle + LDC[k]
+            elif k == "alu":
+                if alu == 0:
+                    continue
+                alu -= 1
+            elif k == "st":
+                if st == 0:
+                    continue
+                st -= 1
+            issued += 1
+            done[i] = True
+            order.append(i)
+            for v in new:
+                live.add(v)
+            for v in ins.uses:
+                if v in users:
+                    users[v].discard(i)
+                    if not users[v] and v in live:
+                        live.discard(v)
+            for b, l in succ[i]:
+                npred[b] -= 1
+                ready[b] = max(ready[b], cycle + l)
+        cycle += 1
+        if cycle > 10000:
+            raise RuntimeError("schedule stuck (register budget too small?)")
+    return order
+
+
+def allocate(insns, pinned_vars):
+    """Linear scan: each variable one register from its first write to its last read; ld2
+    pairs consecutive. Returns {var: reg} or None when 32 do not suffice."""
+    first, last = {}, {}
+    for i, ins in enumerate(insns):
+        for v in ins.defs + ins.uses:
+            first.setdefault(v, i)
+            last[v] = i
+    phys = {v: v.pinned for v in pinned_vars}
+    free = sorted(set(range(32)) - set(phys.values()))
+    active = []
+    groups = {ins.pair[0]: ins.pair for ins in insns if ins.pair}
+    seconds = {v for g in groups.values() for v in g[1:]}
+    for i, ins in enumerate(insns):
+        for end, v in list(active):
+            if end < i:
+                active.remove((end, v))
+                free.append(phys[v])
+        free.sort()
+        for v in ins.defs:
+            if v in phys or v in seconds:
+                continue
+            if v in groups:
+                g = groups[v]
+                got = next((r for r in free if all(r + k in free for k in range(len(g)))), None)
+                if got is None:
+                    return None
+                for k, w in enumerate(g):
+                    phys[w] = got + k
+                    free.remove(got + k)
+                    active.append((last[w], w))
+            else:
+                if not free:
+                    return None
+                # v8..v15 last: their low halves are callee-saved
+                r = next((r for r in free if not 8 <= r <= 15), free[0])
+                phys[v] = r
+                free.remove(r)
+                active.append((last[v], v))
+    return phys
+
+
+# ---------------------------------------------------------------------------------------
+# llvm-mca
+
+
+def to_mca(lines):
+    """Rust asm text -> plain assembly for llvm-mca (GPR placeholders become x/w regs)."""
+    names = {}
+
+    def sub(m):
+        n = m.group(1)
+        names.setdefault(n, len(names))
+        r = names[n]
+        return f"w{r}" if m.group(2) else f"x{r}"
+
+    text = "\n".join(lines)
+    text = re.sub(r"\{(\w+)(:w)?\}", sub, text.replace("{{", "\x01").replace("}}", "\x02"))
+    return text.replace("\x01", "{").replace("\x02", "}").replace("1b", "0")
+
+
+_cache = {}
+
+
+def mca(lines, cpu):
+    text = to_mca(lines)
+    key = (cpu, text)
+    if key not in _cache:
+        with tempfile.NamedTemporaryFile("w", suffix=".s", delete=False) as f:
+            f.write(text + "\n")
+        out = subprocess.run(["llvm-mca", "-mtriple=aarch64", f"-mcpu={cpu}", "-iterations=200",
+                              f.name], capture_output=True, text=True).stdout
+        os.unlink(f.name)
+        m = re.search(r"Total Cycles:\s+(\d+)", out)
+        if "error" in out or not m:
+            raise RuntimeError("llvm-mca rejected:\n" + text)
+        _cache[key] = int(m.group(1)) / 200 if m else 1e9
+    return _cache[key]
+
+
+LOOP_END = ["subs {cnt}, {cnt}, #1", "b.ne 1b"]
+
+
+def body_lines(insns, order, pinned):
+    seq = [insns[i] for i in order]
+    phys = allocate(seq, pinned)
+    if phys is None:
+        return None
+    return [ins.text(phys) for ins in seq] + LOOP_END
+
+
+def valid(edges, order):
+    pos = [0] * len(order)
+    for p, j in enumerate(order):
+        pos[j] = p
+    return all(pos[a] < pos[b] for a, b, _ in edges)
+
+
+def search(insns, order, pinned, cost, rounds, rng):
+    """Local search over dependency-respecting reorderings (move one instruction)."""
+    edges = deps(insns)
+    lines = body_lines(insns, order, pinned)
+    best = cost(lines) if lines else 1e9
+    n = len(order)
+    for _ in range(rounds):
+        cand = list(order)
+        i = rng.randrange(n)
+        j = max(0, min(n - 1, i + rng.randint(-12, 12)))
+        x = cand.pop(i)
+        cand.insert(j, x)
+        if not valid(edges, cand):
+            continue
+        lines = body_lines(insns, cand, pinned)
+        if lines is None:
+            continue
+        c = cost(lines)
+        if c <= best:
+            best, order = c, cand
+    return order, best
+
+
+# ---------------------------------------------------------------------------------------
+# List scheduling with llvm-mca as the machine model
+
+
+def gpr_map(insns):
+    names = {}
+    for ins in insns:
+        for m in re.finditer(r"\{(\w+)(:w)?\}", ins.fmt.replace("{{", "").replace("}}", "")):
+            names.setdefault(m.group(1), len(names))
+    for extra in ("cnt",):
+        names.setdefault(extra, len(names))
+    return names
+
+
+def plain(lines, names):
+    """Rust asm lines -> llvm-mca input with a fixed GPR numbering."""
+    def sub(m):
+        r = names[m.group(1)]
+        return f"w{r}" if m.group(2) else f"x{r}"
+    out = []
+    for l in lines:
+        l = l.replace("{{", "\x01").replace("}}", "\x02")
+        l = re.sub(r"\{(\w+)(:w)?\}", sub, l)
+        out.append(l.replace("\x01", "{").replace("\x02", "}").replace("1b", "0"))
+    return out
+
+
+def issue_cycles(regions, cpu):
+    """Issue cycle of the last instruction of each region (one pass, in-order models)."""
+    text = []
+    for k, lines in enumerate(regions):
+        text += [f"# LLVM-MCA-BEGIN r{k}"] + lines + ["# LLVM-MCA-END"]
+    with tempfile.NamedTemporaryFile("w", suffix=".s", delete=False) as f:
+        f.write("\n".join(text) + "\n")
+    out = subprocess.run(["llvm-mca", "-mtriple=aarch64", f"-mcpu={cpu}", "-iterations=1",
+                          "-timeline", "-timeline-max-cycles=100000", f.name],
+                         capture_output=True, text=True)
+    os.unlink(f.name)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[:2000])
+    res = []
+    for sec in out.stdout.split("Code Region - ")[1:]:
+        tl = sec.split("Timeline view:")[1]
+        last = None
+        for l in tl.split("\n"):
+            m = re.match(r"^\[0,(\d+)\]\s", l)
+            if m:
+                last = l[10:].find("D")
+        res.append(last)
+    return res
+
+
+def mca_list_schedule(insns, pinned, cpu, names, context=()):
+    """Greedy list schedule: among the ready instructions that fit in the registers, the one
+    llvm-mca can issue earliest after the instructions already placed (and `context`, the
+    end of the previous iteration); ties to the longest path to the end."""
+    n = len(insns)
+    edges = deps(insns)
+    preds = [set() for _ in range(n)]
+    succ = [[] for _ in range(n)]
+    for a, b, l in edges:
+        preds[b].add(a)
+        succ[a].append((b, l))
+    prio = [0] * n
+    for i in reversed(range(n)):
+        prio[i] = max([l + prio[b] for b, l in succ[i]] + [LAT[insns[i].kind]])
+    uses_left = {}
+    for ins in insns:
+        for v in ins.uses:
+            uses_left[v] = uses_left.get(v, 0) + 1
+    phys = {v: v.pinned for v in pinned}
+    owner = {v.pinned: v for v in pinned}
+    groups = {ins.pair[0]: ins.pair for ins in insns if ins.pair}
+    done = set()
+    order = []
+    lines = []
+
+    def free_regs():
+        fr = []
+        for r in range(32):
+            v = owner.get(r)
+            if v is None or (v.pinned is None and uses_left.get(v, 0) == 0 and v in phys):
+                fr.append(r)
+        return fr
+
+    def try_alloc(ins):
+        fr = free_regs()
+        # registers read by this instruction whose var dies here may be reused by its defs
+        dying = [phys[v] for v in ins.uses if v in phys and v.pinned is None
+                 and uses_left[v] == sum(1 for u in ins.uses if u is v)]
+        prov = {}
+        for v in ins.defs:
+            if v in phys:
+                continue
+            if v in prov:
+                continue
+            if v in groups:
+                g = groups[v]
+                got = next((r for r in fr if all(r + k in fr and r + k < 32 for k in range(len(g)))), None)
+                if got is None:
+                    return None
+                for k, w in enumerate(g):
+                    prov[w] = got + k
+                    fr.remove(got + k)
+            else:
+                cand = [r for r in fr if not 8 <= r <= 15] or fr
+                if not cand:
+                    if dying:
+                        cand = dying
+                    else:
+                        return None
+                prov[v] = cand[0]
+                if cand[0] in fr:
+                    fr.remove(cand[0])
+        return prov
+
+    while len(order) < n:
+        ready = [i for i in range(n) if i not in done and preds[i] <= done]
+        cands = []
+        for i in ready:
+            prov = try_alloc(insns[i])
+            if prov is not None:
+                cands.append((i, prov))
+        if not cands:
+            raise RuntimeError("no schedulable instruction (registers)")
+        regions = []
+        for i, prov in cands:
+            m = dict(phys)
+            m.update(prov)
+            regions.append(list(context) + plain(lines + [insns[i].text(m)], names))
+        cyc = issue_cycles(regions, cpu)
+        k = min(range(len(cands)), key=lambda k: (cyc[k], -prio[cands[k][0]], cands[k][0]))
+        i, prov = cands[k]
+        for v, r in prov.items():
+            phys[v] = r
+            owner[r] = v
+        lines.append(insns[i].text(phys))
+        for v in insns[i].uses:
+            uses_left[v] -= 1
+        done.add(i)
+        order.append(i)
+    return order
+
+
+# ---------------------------------------------------------------------------------------
+# Rust output
+
+# LoopArgs field offsets (see asm_loops.rs).
+ARGS = {"desc0": 0, "nblk": 8, "plane": 16, "oplane": 24, "tstride": 32, "nch": 40, "dummy": 48,
+        "input": 56, "out": 64, "taps": 72, "consts": 80, "w": 88, "clamp": 96}
+
+PROLOGUE_PTRS = [
+    "ldp {da}, {db}, [{desc}]",
+    "add {desc}, {desc}, #16",
+    "add {r0}, {inb}, {da:w}, sxtw",
+    "add {r1}, {r0}, {w}",
+    "add {r2}, {r1}, {w}",
+    "add {tp}, {tb}, {db}",
+    "add {ocur}, {ob}, {da}, asr #32",
+]
+
+
+def emit(fn, doc, body, tail, counts):
+    """One Rust function running the loop over `LoopArgs`."""
+    pro = [
+        "movi v16.4s, #0", "movi v17.4s, #0", "movi v18.4s, #0", "movi v19.4s, #0",
+        "movi v28.4s, #0",
+        f"ldr q30, [{{args}}, #{ARGS['clamp']}]",
+        f"ldr q31, [{{args}}, #{ARGS['clamp'] + 16}]",
+        f"ldr {{inb}}, [{{args}}, #{ARGS['input']}]",
+        f"ldr {{ob}}, [{{args}}, #{ARGS['out']}]",
+        f"ldr {{tb}}, [{{args}}, #{ARGS['taps']}]",
+        f"ldr {{cp}}, [{{args}}, #{ARGS['consts']}]",
+        f"ldr {{w}}, [{{args}}, #{ARGS['w']}]",
+        f"ldr {{oprev}}, [{{args}}, #{ARGS['dummy']}]",
+        f"ldr {{desc}}, [{{args}}, #{ARGS['desc0']}]",
+        f"ldr {{cnt}}, [{{args}}, #{ARGS['nblk']}]",
+    ] + PROLOGUE_PTRS
+    nxt = [
+        f"ldr {{da}}, [{{args}}, #{ARGS['nch']}]",
+        "subs {da}, {da}, #1",
+        f"str {{da}}, [{{args}}, #{ARGS['nch']}]",
+        "b.eq 3f",
+        f"ldr {{da}}, [{{args}}, #{ARGS['plane']}]",
+        "add {inb}, {inb}, {da}",
+        f"ldr {{da}}, [{{args}}, #{ARGS['oplane']}]",
+        "add {ob}, {ob}, {da}",
+        f"ldr {{da}}, [{{args}}, #{ARGS['tstride']}]",
+        "add {tb}, {tb}, {da}",
+        "add {cp}, {cp}, #16",
+        f"ldr {{desc}}, [{{args}}, #{ARGS['desc0']}]",
+        f"ldr {{cnt}}, [{{args}}, #{ARGS['nblk']}]",
+    ] + PROLOGUE_PTRS + ["b 2b"]
+    lines = pro + ["2:"] + [l.replace("1b", "2b") for l in body] + nxt + ["3:"] + tail
+    names = []
+    for l in lines:
+        for m in re.finditer(r"\{(\w+)(:w)?\}", l.replace("{{", "").replace("}}", "")):
+            if m.group(1) not in names:
+                names.append(m.group(1))
+    inputs = {"args": "in(reg) args"}
+    inouts = {}
+    out = [f"/// {l}" if l else "///" for l in doc.split("\n")]
+    out.append(f"/// ({counts})")
+    out.append("///")
+    out.append("/// # Safety")
+    out.append("/// See [`LoopArgs`].")
+    out.append(f"pub unsafe fn {fn}(")
+    out.append("    args: *mut LoopArgs,")
+    out.append(") {")
+    out.append("    std::arch::asm!(")
+    for l in lines:
+        out.append(f"        \"{l}\",")
+    for n in names:
+        if n in inputs:
+            out.append(f"        {n} = {inputs[n]},")
+        elif n in inouts:
+            out.append(f"        {n} = {inouts[n]},")
+        else:
+            out.append(f"        {n} = out(reg) _,")
+    clob = [f"out(\"v{i}\") _" for i in range(32)]
+    for k in range(0, len(clob), 6):
+        out.append("        " + ", ".join(clob[k:k + 6]) + ",")
+    out.append("        options(nostack),")
+    out.append("    );")
+    out.append("}")
+    return "\n".join(out)
+
+
+VARIANTS = [
+    # (core, llvm-mca cpu, loads)
+    ("a55", "cortex-a55", "ldr"),
+    ("a72", "cortex-a72", "ldr"),
+]
+
+
+def build(core, cpu, loads, prec, stride, rounds, seed):
+    epi, conv, last, pinned = streams(prec, stride, loads=loads)
+    insns = epi + conv + last
+    names = gpr_map(insns)
+    if cpu == "cortex-a72":
+        order = list_schedule(insns)
+    else:
+        order = mca_list_schedule(insns, pinned, cpu, names)
+    if rounds:
+        order, _ = search(insns, order, pinned, lambda ls: mca(ls, cpu), rounds,
+                          random.Random(seed))
+    seq = [insns[i] for i in order]
+    phys = allocate(seq, pinned)
+    body = [ins.text(phys) for ins in seq] + LOOP_END
+    # The tail: the last pending block's epilogue alone.
+    tail_order = list_schedule(epi)
+    tseq = [epi[i] for i in tail_order]
+    tphys = allocate(tseq, pinned)
+    tail = [ins.text(tphys) for ins in tseq]
+    cyc = {c: mca(body, c) for c in ("cortex-a53", "cortex-a55", "cortex-a72")}
+    return body, tail, cyc
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--search", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    out = [HEADER]
+    for core, cpu, loads in VARIANTS:
+        for prec in (8, 7):
+            for stride in (1, 2):
+                body, tail, cyc = build(core, cpu, loads, prec, stride, a.search, a.seed)
+                fn = f"loop_{core}_int{prec}_s{stride}"
+                doc = (f"INT{prec}, stride {stride}, int8 output: the loop scheduled for "
+                       f"{cpu} (llvm-mca).")
+                counts = "llvm-mca cycles per block: " + ", ".join(
+                    f"{c.replace('cortex-', '')} {v:.1f}" for c, v in cyc.items())
+                out.append(emit(fn, doc, body, tail, counts))
+                print(fn, counts, file=sys.stderr)
+    print("\n\n".join(out))
+
+
+HEADER = '''//! GENERATED by `gen_asm.py` (do not edit): the software-pipelined NEON loops of the
+//! unpadded 3x3 depthwise path. See `gen_asm.py` for how they are built and `mod.rs` for
+//! the data they walk.
+
+/// What a loop walks: `nch` channels of `nblk` blocks each, from channel 0's `input`,
+/// `out`, `taps` (its tap table) and `consts`, the next channel's `plane` input bytes,
+/// `oplane` output bytes, `tstride` tap-table bytes and 16 constant bytes further. Blocks
+/// are described by `desc0[..nblk]` plus one readable entry after them: two words, the
+/// block's input offset (its first input row, column of its first tap; i32) | its output
+/// offset << 32 (bytes, i32), then the byte offset of its tap set (9 vectors of 16 taps) in
+/// the channel's tap table. A channel's constants are `[scale, bias, top, 0]`; `clamp` the
+/// 16 lower then the 16 upper bounds of the int8 result. Before its first block a loop
+/// stores 16 bytes to `dummy`. `nch` counts down.
+///
+/// Every input row a block reads (rows 0..3 of `w` bytes from its input offset, 18 bytes
+/// each, 34 for stride 2) must be readable, its 16 outputs writable.
+#[repr(C)]
+pub struct LoopArgs {
+    pub desc0: *const [u64; 2],
+    pub nblk: usize,
+    pub plane: usize,
+    pub oplane: usize,
+    pub tstride: usize,
+    pub nch: usize,
+    pub dummy: *mut u8,
+    pub input: *const i8,
+    pub out: *mut u8,
+    pub taps: *const u8,
+    pub consts: *const f32,
+    pub w: usize,
+    pub clamp: [i8; 32],
+}'''
+
+
+if __name__ == "__main__":
+    main()
