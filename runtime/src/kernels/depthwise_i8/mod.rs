@@ -136,7 +136,7 @@ impl Plan {
             hi: hi.max(0) as usize,
         };
         #[cfg(target_arch = "aarch64")]
-        if neon3x3::ZERO_AT + spans.hi > neon3x3::ZERO_LEN {
+        if neon3x3::ZERO_AT + spans.hi.max(l.w + 16) > neon3x3::ZERO_LEN {
             return None;
         }
         let mut masks = [[[0u8; 16]; 3]; 3];
@@ -160,28 +160,6 @@ impl Plan {
             spans,
         })
     }
-}
-
-/// The int32 sum of output pixel (`x`, `y`) of channel `c` on the unpadded input.
-pub fn pixel_unpadded(l: &Layer, input: &[i8], taps: &[i8], c: usize, x: usize, y: usize) -> i32 {
-    let g = &l.g;
-    let plane = &input[c * l.w * l.h..(c + 1) * l.w * l.h];
-    let k = &taps[c * g.taps()..(c + 1) * g.taps()];
-    let mut sum = 0;
-    for ky in 0..g.kernel_h {
-        let iy = (y * g.stride_h + ky * g.dilation_h) as isize - l.pad_top as isize;
-        if iy < 0 || iy >= l.h as isize {
-            continue;
-        }
-        for kx in 0..g.kernel_w {
-            let ix = (x * g.stride_w + kx * g.dilation_w) as isize - l.pad_left as isize;
-            if ix >= 0 && ix < l.w as isize {
-                let v = plane[iy as usize * l.w + ix as usize] as i32;
-                sum += v * k[ky * g.kernel_w + kx] as i32;
-            }
-        }
-    }
-    sum
 }
 
 /// Runs the unpadded path over channels `chans`, output rows `rows` of each: `out` is the
@@ -365,31 +343,23 @@ mod neon {
         };
         // The software-pipelined loops: int8 output, clamp epilogue, rows wider than 8.
         let folded = layer_clamp(rq);
-        if let (true, false, Some((qlo, qhi))) = (i8_out, plan.narrow, folded) {
-            let channel = |c: usize| {
-                let (kind, act, a, b) = variant(rq, c, true);
-                pipelined::Channel {
-                    consts: [
-                        rq.scale_in[c],
-                        rq.bias.map_or(0.0, |b| b[c]),
-                        rq.top_scale,
-                        0.0,
-                    ],
-                    pipelined: kind == I8 && act == NONE && (a, b) == (qlo, qhi),
-                }
-            };
+        if let (true, Some((qlo, qhi))) = (i8_out, folded) {
+            // A folded Clip needs finite scale and bias (see `variant`); None and ReLU fold
+            // for every channel.
+            let clip = matches!(rq.act, Activation::Clip { .. });
             pipelined::run(
                 plan,
                 precision,
                 core,
                 input,
                 taps,
+                rq,
+                clip,
                 dst,
                 chans,
                 rows,
                 qlo as i8,
                 qhi as i8,
-                &channel,
                 &intrinsics,
             );
             return;

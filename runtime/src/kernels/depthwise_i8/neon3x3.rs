@@ -108,13 +108,15 @@ pub unsafe fn channel<const S: usize, const I7: bool, const OUT: u8, const ACT: 
             let two = y < last;
             let iy = y as isize * sh - pt;
             let iy2 = if two { iy + sh } else { iy };
-            if !safe(iy, iy2 + 2) {
-                scalar_rows::<OUT>(plan, input, taps, c, y..y + 1 + two as usize, rq, dst);
-                y += 2;
-                continue;
-            }
-            let r0 = [row_ptr(iy), row_ptr(iy + 1), row_ptr(iy + 2)];
-            let r1 = [row_ptr(iy2), row_ptr(iy2 + 1), row_ptr(iy2 + 2)];
+            let (r0, r1) = if safe(iy, iy2 + 2) {
+                (
+                    [row_ptr(iy), row_ptr(iy + 1), row_ptr(iy + 2)],
+                    [row_ptr(iy2), row_ptr(iy2 + 1), row_ptr(iy2 + 2)],
+                )
+            } else {
+                let st = staged(l, base, [iy, iy + 1, iy + 2, iy2, iy2 + 1, iy2 + 2]);
+                ([st[0], st[1], st[2]], [st[3], st[4], st[5]])
+            };
             let v = |j: usize| -> int8x16_t {
                 let (ky, kx) = (j / 3, j % 3);
                 let (a, b) = (r0[ky].offset(off), r1[ky].offset(off));
@@ -145,11 +147,12 @@ pub unsafe fn channel<const S: usize, const I7: bool, const OUT: u8, const ACT: 
     }
     for y in rows.clone() {
         let iy = y as isize * sh - pt;
-        if !safe(iy, iy + 2) {
-            scalar_rows::<OUT>(plan, input, taps, c, y..y + 1, rq, dst);
-            continue;
-        }
-        let r = [row_ptr(iy), row_ptr(iy + 1), row_ptr(iy + 2)];
+        let r = if safe(iy, iy + 2) {
+            [row_ptr(iy), row_ptr(iy + 1), row_ptr(iy + 2)]
+        } else {
+            let st = staged(l, base, [iy, iy + 1, iy + 2, iy, iy, iy]);
+            [st[0], st[1], st[2]]
+        };
         let block = |x0: usize, kind: usize, n: usize, exact: bool| {
             let o = off + (x0 * S) as isize;
             let v = |j: usize| -> int8x16_t {
@@ -389,29 +392,30 @@ unsafe fn spill(
     }
 }
 
-/// Rows `rows` of channel `c` one pixel at a time, for rows whose vector loads would leave
-/// the input (the first rows of the first channel, the last of the last).
+thread_local! {
+    /// Copies of input rows with zero margins, for rows whose loads would leave the input.
+    static STAGE: std::cell::UnsafeCell<[[i8; ZERO_LEN]; 6]> =
+        const { std::cell::UnsafeCell::new([[0; ZERO_LEN]; 6]) };
+}
+
+/// Pointers to copies of input rows `iys` of the plane at `base` (zero rows outside it),
+/// laid out as the zero rows (`ZERO_AT` zero bytes before the row, zeros after it): for
+/// the few rows whose loads would leave the input (the first rows of the first channel,
+/// the last of the last).
+#[cold]
 #[inline(never)]
-unsafe fn scalar_rows<const OUT: u8>(
-    plan: &Plan,
-    input: &[i8],
-    taps: &[i8],
-    c: usize,
-    rows: std::ops::Range<usize>,
-    rq: &Requant,
-    dst: Dst,
-) {
-    let l = &plan.layer;
-    let i8_out = OUT == I8 || OUT == SPILL_I8;
-    for y in rows {
-        for x in 0..plan.out_w {
-            let a = super::pixel_unpadded(l, input, taps, c, x, y);
-            let i = ((c - dst.c0) * plan.out_h + y - dst.y0) * plan.out_w + x;
-            if i8_out {
-                *(dst.out as *mut i8).add(i) = rq.requant(c, a);
-            } else {
-                *(dst.out as *mut f32).add(i) = rq.dequant(c, a);
+unsafe fn staged(l: &super::Layer, base: *const i8, iys: [isize; 6]) -> [*const i8; 6] {
+    STAGE.with(|s| {
+        let s = &mut *s.get();
+        std::array::from_fn(|k| {
+            let row = &mut s[k];
+            row.fill(0);
+            let iy = iys[k];
+            if iy >= 0 && (iy as usize) < l.h {
+                let src = std::slice::from_raw_parts(base.add(iy as usize * l.w), l.w);
+                row[ZERO_AT..ZERO_AT + l.w].copy_from_slice(src);
             }
-        }
-    }
+            row.as_ptr().add(ZERO_AT)
+        })
+    })
 }

@@ -13,6 +13,7 @@ use super::asm_loops::{self, LoopArgs};
 use super::neon3x3::Dst;
 use super::Plan;
 use crate::cpu::CoreKind;
+use crate::kernels::requant::Requant;
 use crate::quant::Precision;
 use std::arch::aarch64::*;
 use std::ops::Range;
@@ -41,16 +42,9 @@ fn loop_fn(core: CoreKind, p: Precision, s2: bool) -> LoopFn {
     }
 }
 
-/// One channel's part of the work.
-pub struct Channel {
-    /// `[scale, bias, top, 0]`.
-    pub consts: [f32; 4],
-    /// Whether its epilogue is the loops' (int8 clamp to the task's `qlo..=qhi`).
-    pub pipelined: bool,
-}
-
-/// Runs channels `chans`, rows `rows` of the task; `channel(c)` describes channel `c`,
-/// `intrinsics(c, rows)` does rows of a channel the loops do not.
+/// Runs channels `chans`, rows `rows` of the task; `intrinsics(c, rows)` does rows of a
+/// channel the loops do not. `clip`: the layer's activation is a Clip folded into the
+/// clamp, which only channels with finite scale and bias take.
 ///
 /// # Safety
 /// As `neon3x3::channel` (the plan checked against the buffers, `dst` the task's region of
@@ -62,12 +56,13 @@ pub unsafe fn run(
     core: CoreKind,
     input: &[i8],
     taps: &[i8],
+    rq: &Requant,
+    clip: bool,
     dst: Dst,
     chans: Range<usize>,
     rows: Range<usize>,
     qlo: i8,
     qhi: i8,
-    channel: &dyn Fn(usize) -> Channel,
     intrinsics: &dyn Fn(usize, Range<usize>),
 ) {
     let l = &plan.layer;
@@ -76,12 +71,18 @@ pub unsafe fn run(
     let s = l.g.stride_w;
     let (sh, pt, pl) = (l.g.stride_h, l.pad_top as isize, l.pad_left as isize);
     let out_w = plan.out_w;
+    // Rows of up to 16 outputs are one block (narrow rows too, 8 lanes idle).
     let single = out_w <= 16;
+    // Bytes a row's loads reach past its block's first column.
+    let reach = if plan.narrow {
+        (16 * s + 2) as isize - pl
+    } else {
+        plan.spans.hi as isize
+    };
     // Block starts of a row and their kinds (0 first, 1 middle, 2 last).
     let mut xs = [(0usize, 0usize); MAX_DESC];
     let mut bpr = 0;
     if single {
-        xs[0] = (0, 0);
         bpr = 1;
     } else {
         let mut x0 = 0;
@@ -95,20 +96,40 @@ pub unsafe fn run(
     }
     assert!(bpr < MAX_DESC);
     let iy0 = |y: usize| (y * sh) as isize - pt;
-    // Rows of channel c whose loop reads stay inside `input`.
+    // Whether the loop's reads for row y of channel c stay inside `input`.
     let len = input.len() as isize;
     let readable = |c: usize, y: usize| {
         let base = (c * plane) as isize + iy0(y) * w as isize;
-        base - pl >= 0 && base + 2 * w as isize + plan.spans.hi as isize <= len
+        base - pl >= 0 && base + 2 * w as isize + reach <= len
     };
-    let last_c = chans.end - 1;
+    let pipelined = |c: usize| {
+        !clip || (rq.scale_in[c].is_finite() && rq.bias.is_none_or(|b| b[c].is_finite()))
+    };
+    let consts = |c: usize| {
+        [
+            rq.scale_in[c],
+            rq.bias.map_or(0.0, |b| b[c]),
+            rq.top_scale,
+            0.0,
+        ]
+    };
+    let plane_out = plan.out_w * plan.out_h;
+    let region = if rows.len() == plan.out_h {
+        chans.len() * plane_out
+    } else {
+        rows.len() * out_w
+    };
     let f = loop_fn(core, precision, s == 2);
+    // Column masks per block kind and tap, as vectors.
+    let cm: [[int8x16_t; 9]; 3] = std::array::from_fn(|k| {
+        std::array::from_fn(|j| vreinterpretq_s8_u8(vld1q_u8(plan.masks[k][j % 3].as_ptr())))
+    });
     let mut clamp = [qlo; 32];
     clamp[16..].fill(qhi);
     let mut dummy = [0i8; 16];
     let mut desc = [[0u64; 2]; MAX_DESC + 1];
     let mut table = [0u8; TABLE_BYTES];
-    let mut consts = [[0f32; 4]; TABLE_BYTES / SET];
+    let mut cvals = [[0f32; 4]; TABLE_BYTES / SET];
     let rows_per_pass = (MAX_DESC / bpr).max(1);
     // Single-block rows store past their end: keep the task's rows in one pass (in order).
     assert!(
@@ -140,9 +161,9 @@ pub unsafe fn run(
                     nsets += 1;
                 }
                 let in_off = iy0(yy) * w as isize + (x0 * s) as isize - pl;
-                let out_off = ((yy - rows.start) * out_w + x0) as i64;
+                let out_off = ((yy - rows.start) * out_w + x0) as u64;
                 desc[n] = [
-                    (in_off as i32 as u32 as u64) | ((out_off as u64) << 32),
+                    (in_off as i32 as u32 as u64) | (out_off << 32),
                     (set_of[key] * SET) as u64,
                 ];
                 n += 1;
@@ -151,26 +172,42 @@ pub unsafe fn run(
         desc[n] = desc[n - 1];
         let tstride = nsets * SET;
         let per_call = (TABLE_BYTES / tstride).max(1);
+        // Channels whose every row of the pass the loops can read: an interval (reads only
+        // leave the input at its ends).
+        let mut c_lo = chans.start;
+        while c_lo < chans.end && !readable(c_lo, pass.start) {
+            c_lo += 1;
+        }
+        let mut c_hi = chans.end;
+        while c_hi > c_lo && !readable(c_hi - 1, pass.end - 1) {
+            c_hi -= 1;
+        }
         // Rows of channel c the loops do in this pass.
         let loop_rows = |c: usize| {
             let mut yr = pass.clone();
-            while yr.start < yr.end && !readable(c, yr.start) {
-                yr.start += 1;
+            if c < c_lo || c >= c_hi {
+                while yr.start < yr.end && !readable(c, yr.start) {
+                    yr.start += 1;
+                }
+                while yr.end > yr.start && !readable(c, yr.end - 1) {
+                    yr.end -= 1;
+                }
             }
-            while yr.end > yr.start && !readable(c, yr.end - 1) {
-                yr.end -= 1;
-            }
-            if single && c == last_c && yr.end == rows.end {
-                yr.end -= 1;
+            if single {
+                // 16-byte stores run past narrow rows onto outputs written later, but must
+                // not leave the task's region.
+                let at = (c - chans.start) * plane_out;
+                while yr.end > yr.start && at + (yr.end - 1 - rows.start) * out_w + 16 > region {
+                    yr.end -= 1;
+                }
             }
             yr
         };
         // Runs of channels the loops do in one call: same rows, the loops' epilogue.
         let mut c = chans.start;
         while c < chans.end {
-            let info = channel(c);
             let yr = loop_rows(c);
-            if !info.pipelined || yr.is_empty() {
+            if !pipelined(c) || yr.is_empty() {
                 intrinsics(c, pass.clone());
                 c += 1;
                 continue;
@@ -182,20 +219,16 @@ pub unsafe fn run(
             if yr == pass {
                 while end < chans.end
                     && end - c < per_call
-                    && channel(end).pipelined
+                    && pipelined(end)
                     && loop_rows(end) == pass
                 {
                     end += 1;
                 }
             }
             for (k, cc) in (c..end).enumerate() {
-                consts[k] = if cc == c {
-                    info.consts
-                } else {
-                    channel(cc).consts
-                };
+                cvals[k] = consts(cc);
                 build_sets(
-                    plan,
+                    &cm,
                     taps,
                     cc,
                     &sets[..nsets],
@@ -214,10 +247,18 @@ pub unsafe fn run(
                 input: input.as_ptr().add(c * plane),
                 out: dst.out.add((c - dst.c0) * plan.out_w * plan.out_h),
                 taps: table.as_ptr(),
-                consts: consts.as_ptr() as *const f32,
+                consts: cvals.as_ptr() as *const f32,
                 w,
                 clamp,
             };
+            #[cfg(debug_assertions)]
+            for cc in c..end {
+                for d in &desc[first..first + yr.len() * bpr] {
+                    let o = (cc - dst.c0) * plan.out_w * plan.out_h + (d[0] >> 32) as usize;
+                    let o = dst.out.add(o);
+                    debug_assert!(o.add(16) <= dst.end, "store past the region: c {cc}");
+                }
+            }
             f(&mut args);
             let last = end - 1;
             if yr.end < pass.end {
@@ -229,20 +270,31 @@ pub unsafe fn run(
 }
 
 /// Channel `c`'s tap sets at `out`: per set, 9 vectors of its taps with the lanes that
-/// read padding (block kind's column masks, row mask's rows) zeroed.
-unsafe fn build_sets(plan: &Plan, taps: &[i8], c: usize, sets: &[(u8, usize)], out: *mut u8) {
+/// read padding (block kind's column masks `cm`, row mask's rows) zeroed.
+#[inline(always)]
+unsafe fn build_sets(
+    cm: &[[int8x16_t; 9]; 3],
+    taps: &[i8],
+    c: usize,
+    sets: &[(u8, usize)],
+    out: *mut u8,
+) {
     let t = taps.as_ptr().add(c * 9);
-    let dup: [int8x16_t; 9] = std::array::from_fn(|j| vdupq_n_s8(*t.add(j)));
+    let dup: [int8x16_t; 9] = std::array::from_fn(|j| vld1q_dup_s8(t.add(j)));
+    let kinds: [[int8x16_t; 9]; 3] =
+        std::array::from_fn(|k| std::array::from_fn(|j| vandq_s8(dup[j], cm[k][j])));
+    let zero = vdupq_n_s8(0);
     for (i, &(mask, kind)) in sets.iter().enumerate() {
-        for (j, &d) in dup.iter().enumerate() {
-            let m = vld1q_u8(plan.masks[kind][j % 3].as_ptr());
-            let keep = if mask & (1 << (j / 3)) != 0 {
-                m
-            } else {
-                vdupq_n_u8(0)
-            };
-            let v = vandq_s8(d, vreinterpretq_s8_u8(keep));
-            vst1q_s8(out.add(i * SET + 16 * j) as *mut i8, v);
+        let o = out.add(i * SET) as *mut i8;
+        let v = &kinds[kind];
+        for ky in 0..3 {
+            let on = mask & (1 << ky) != 0;
+            for kx in 0..3 {
+                vst1q_s8(
+                    o.add(16 * (3 * ky + kx)),
+                    if on { v[3 * ky + kx] } else { zero },
+                );
+            }
         }
     }
 }
