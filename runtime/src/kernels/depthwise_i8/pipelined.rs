@@ -120,9 +120,9 @@ pub unsafe fn run(
         rows.len() * out_w
     };
     let f = loop_fn(core, precision, s == 2);
-    // Column masks per block kind and tap, as vectors.
-    let cm: [[int8x16_t; 9]; 3] = std::array::from_fn(|k| {
-        std::array::from_fn(|j| vreinterpretq_s8_u8(vld1q_u8(plan.masks[k][j % 3].as_ptr())))
+    // Column masks per block kind and kx.
+    let cm: [[int8x16_t; 3]; 3] = std::array::from_fn(|k| {
+        std::array::from_fn(|kx| vreinterpretq_s8_u8(vld1q_u8(plan.masks[k][kx].as_ptr())))
     });
     let mut clamp = [qlo; 32];
     clamp[16..].fill(qhi);
@@ -172,6 +172,7 @@ pub unsafe fn run(
         desc[n] = desc[n - 1];
         let tstride = nsets * SET;
         let per_call = (TABLE_BYTES / tstride).max(1);
+        let one_kind = sets[..nsets].iter().all(|&(_, k)| k == sets[0].1);
         // Channels whose every row of the pass the loops can read: an interval (reads only
         // leave the input at its ends).
         let mut c_lo = chans.start;
@@ -229,9 +230,10 @@ pub unsafe fn run(
                 cvals[k] = consts(cc);
                 build_sets(
                     &cm,
+                    &sets[..nsets],
+                    one_kind,
                     taps,
                     cc,
-                    &sets[..nsets],
                     table.as_mut_ptr().add(k * tstride),
                 );
             }
@@ -269,31 +271,34 @@ pub unsafe fn run(
     }
 }
 
-/// Channel `c`'s tap sets at `out`: per set, 9 vectors of its taps with the lanes that
-/// read padding (block kind's column masks `cm`, row mask's rows) zeroed.
+/// Channel `c`'s tap sets at `out`: per set `(row mask, kind)`, its taps with the lanes
+/// that read padding zeroed (the kind's column masks `cm`, the rows outside the mask).
+/// `one_kind`: every set has kind `sets[0].1`.
 #[inline(always)]
 unsafe fn build_sets(
-    cm: &[[int8x16_t; 9]; 3],
+    cm: &[[int8x16_t; 3]; 3],
+    sets: &[(u8, usize)],
+    one_kind: bool,
     taps: &[i8],
     c: usize,
-    sets: &[(u8, usize)],
     out: *mut u8,
 ) {
     let t = taps.as_ptr().add(c * 9);
     let dup: [int8x16_t; 9] = std::array::from_fn(|j| vld1q_dup_s8(t.add(j)));
-    let kinds: [[int8x16_t; 9]; 3] =
-        std::array::from_fn(|k| std::array::from_fn(|j| vandq_s8(dup[j], cm[k][j])));
-    let zero = vdupq_n_s8(0);
-    for (i, &(mask, kind)) in sets.iter().enumerate() {
+    let k0 = sets[0].1;
+    let common: [int8x16_t; 9] = std::array::from_fn(|j| vandq_s8(dup[j], cm[k0][j % 3]));
+    for (i, &(mask, k)) in sets.iter().enumerate() {
         let o = out.add(i * SET) as *mut i8;
-        let v = &kinds[kind];
         for ky in 0..3 {
-            let on = mask & (1 << ky) != 0;
-            for kx in 0..3 {
-                vst1q_s8(
-                    o.add(16 * (3 * ky + kx)),
-                    if on { v[3 * ky + kx] } else { zero },
-                );
+            let on = vdupq_n_s8(if mask & (1 << ky) != 0 { -1 } else { 0 });
+            for (kx, &col) in cm[k].iter().enumerate() {
+                let j = 3 * ky + kx;
+                let v = if one_kind {
+                    common[j]
+                } else {
+                    vandq_s8(dup[j], col)
+                };
+                vst1q_s8(o.add(16 * j), vandq_s8(v, on));
             }
         }
     }
