@@ -22,8 +22,8 @@ use std::ops::Range;
 const MAX_DESC: usize = 512;
 /// Tap-table bytes per call (on the stack): channels per call.
 const TABLE_BYTES: usize = 8192;
-/// Bytes of one tap set: 9 vectors of 16.
-const SET: usize = 144;
+/// Bytes of one tap row: 3 vectors of 16.
+const ROW: usize = 48;
 
 type LoopFn = unsafe fn(*mut LoopArgs);
 
@@ -95,11 +95,31 @@ pub unsafe fn run(
         bpr += 1;
     }
     assert!(bpr < MAX_DESC);
+    // Vertical padding: a row whose receptive field leaves the plane reads the input rows
+    // `iy0 + d ..= iy0 + d + 2` with the tap rows `d ..= d + 2` (rows outside `0..3` are
+    // zero), for the shift `d` that keeps exactly its valid tap rows: -1 at the bottom, 1 at
+    // the top. `None`: no shift does (only the middle tap row valid).
     let iy0 = |y: usize| (y * sh) as isize - pt;
-    // Whether the loop's reads for row y of channel c stay inside `input`.
+    let shift = |y: usize| -> Option<isize> {
+        let valid = |ky: isize| {
+            let r = iy0(y) + ky;
+            r >= 0 && (r as usize) < h
+        };
+        let (a, b) = (
+            (0..3).find(|&k| valid(k))?,
+            (0..3).rev().find(|&k| valid(k))?,
+        );
+        match (a, b) {
+            (0, 2) => Some(0),
+            (_, 2) => Some(a),
+            (0, _) => Some(b - 2),
+            _ => None,
+        }
+    };
+    // Whether the loop's reads for row y (shifted by d) of channel c stay inside `input`.
     let len = input.len() as isize;
-    let readable = |c: usize, y: usize| {
-        let base = (c * plane) as isize + iy0(y) * w as isize;
+    let readable = |c: usize, y: usize, d: isize| {
+        let base = (c * plane) as isize + (iy0(y) + d) * w as isize;
         base - pl >= 0 && base + 2 * w as isize + reach <= len
     };
     let pipelined = |c: usize| {
@@ -129,7 +149,7 @@ pub unsafe fn run(
     let mut dummy = [0i8; 16];
     let mut desc = [[0u64; 2]; MAX_DESC + 1];
     let mut table = [0u8; TABLE_BYTES];
-    let mut cvals = [[0f32; 4]; TABLE_BYTES / SET];
+    let mut cvals = [[0f32; 4]; TABLE_BYTES / ROW];
     let rows_per_pass = (MAX_DESC / bpr).max(1);
     // Single-block rows store past their end: keep the task's rows in one pass (in order).
     assert!(
@@ -140,59 +160,70 @@ pub unsafe fn run(
     while y < rows.end {
         let pass = y..(y + rows_per_pass).min(rows.end);
         y = pass.end;
-        // Tap sets used in the pass: (row mask, block kind) -> set index.
-        let mut set_of = [usize::MAX; 24];
-        let mut sets = [(0u8, 0usize); 24];
-        let mut nsets = 0;
-        let mut n = 0;
-        for yy in pass.clone() {
-            let mut mask = 0u8;
-            for ky in 0..3 {
-                let r = iy0(yy) + ky as isize;
-                if r >= 0 && (r as usize) < h {
-                    mask |= 1 << ky;
-                }
+        // The pass's rows the loops can do (shiftable; readable for middle channels: rows
+        // only fail at the input's ends, checked per channel below), and the shifts used.
+        let mut lo = pass.start;
+        while lo < pass.end && shift(lo).is_none() {
+            lo += 1;
+        }
+        let mut hi = lo;
+        let (mut dmin, mut dmax) = (0, 0);
+        while hi < pass.end {
+            let Some(d) = shift(hi) else { break };
+            dmin = dmin.min(d);
+            dmax = dmax.max(d);
+            hi += 1;
+        }
+        let loop_pass = lo..hi;
+        if loop_pass.is_empty() {
+            for c in chans.clone() {
+                intrinsics(c, pass.clone());
             }
+            continue;
+        }
+        // Each channel's tap table: per block kind used, its tap rows R0, R1, R2 between
+        // `zl` zero rows before and `zr` after; a block's window starts at row `zl + d`.
+        let (zl, zr) = ((-dmin) as usize, dmax as usize);
+        debug_assert!(zl <= 2 && zr <= 2);
+        let mut used = [false; 3];
+        for &(_, k) in &xs[..bpr] {
+            used[k] = true;
+        }
+        let mut kind_at = [0usize; 3];
+        let mut nrows = 0;
+        for k in 0..3 {
+            if used[k] {
+                kind_at[k] = nrows;
+                nrows += zl + 3 + zr;
+            }
+        }
+        let tstride = nrows * ROW;
+        assert!(tstride <= TABLE_BYTES);
+        let mut n = 0;
+        for yy in loop_pass.clone() {
+            let d = shift(yy).unwrap_or(0);
             for &(x0, kind) in &xs[..bpr] {
-                let key = mask as usize * 3 + kind;
-                if set_of[key] == usize::MAX {
-                    set_of[key] = nsets;
-                    sets[nsets] = (mask, kind);
-                    nsets += 1;
-                }
-                let in_off = iy0(yy) * w as isize + (x0 * s) as isize - pl;
+                let in_off = (iy0(yy) + d) * w as isize + (x0 * s) as isize - pl;
                 let out_off = ((yy - rows.start) * out_w + x0) as u64;
+                let window = (kind_at[kind] as isize + zl as isize + d) as usize;
                 desc[n] = [
                     (in_off as i32 as u32 as u64) | (out_off << 32),
-                    (set_of[key] * SET) as u64,
+                    (window * ROW) as u64,
                 ];
                 n += 1;
             }
         }
         desc[n] = desc[n - 1];
-        let tstride = nsets * SET;
         let per_call = (TABLE_BYTES / tstride).max(1);
-        let one_kind = sets[..nsets].iter().all(|&(_, k)| k == sets[0].1);
-        // Channels whose every row of the pass the loops can read: an interval (reads only
-        // leave the input at its ends).
-        let mut c_lo = chans.start;
-        while c_lo < chans.end && !readable(c_lo, pass.start) {
-            c_lo += 1;
-        }
-        let mut c_hi = chans.end;
-        while c_hi > c_lo && !readable(c_hi - 1, pass.end - 1) {
-            c_hi -= 1;
-        }
         // Rows of channel c the loops do in this pass.
         let loop_rows = |c: usize| {
-            let mut yr = pass.clone();
-            if c < c_lo || c >= c_hi {
-                while yr.start < yr.end && !readable(c, yr.start) {
-                    yr.start += 1;
-                }
-                while yr.end > yr.start && !readable(c, yr.end - 1) {
-                    yr.end -= 1;
-                }
+            let mut yr = loop_pass.clone();
+            let ok = |y: usize| readable(c, y, shift(y).unwrap_or(0));
+            while yr.start < yr.end && !ok(yr.start) {
+                yr.start += 1;
+            }
+            while yr.end > yr.start && !ok(yr.end - 1) {
+                yr.end -= 1;
             }
             if single {
                 // 16-byte stores run past narrow rows onto outputs written later, but must
@@ -204,102 +235,144 @@ pub unsafe fn run(
             }
             yr
         };
-        // Runs of channels the loops do in one call: same rows, the loops' epilogue.
-        let mut c = chans.start;
-        while c < chans.end {
-            let yr = loop_rows(c);
-            if !pipelined(c) || yr.is_empty() {
-                intrinsics(c, pass.clone());
-                c += 1;
-                continue;
-            }
-            if yr.start > pass.start {
-                intrinsics(c, pass.start..yr.start);
-            }
-            let mut end = c + 1;
-            if yr == pass {
-                while end < chans.end
-                    && end - c < per_call
-                    && pipelined(end)
-                    && loop_rows(end) == pass
-                {
-                    end += 1;
-                }
-            }
-            for (k, cc) in (c..end).enumerate() {
+        // Channels the loops do whole (every row of the pass): an interval, as rows only
+        // fail at the input's and the region's ends; the others one at a time.
+        let whole = |c: usize| loop_rows(c) == pass;
+        let mut lo = chans.start;
+        while lo < chans.end && !whole(lo) {
+            lo += 1;
+        }
+        let mut hi = chans.end;
+        while hi > lo && !whole(hi - 1) {
+            hi -= 1;
+        }
+        // One call of the loops over channels `c..e`, rows `yr` of the pass.
+        let mut call = |c: usize, e: usize, yr: Range<usize>| {
+            for (k, cc) in (c..e).enumerate() {
                 cvals[k] = consts(cc);
-                build_sets(
-                    &cm,
-                    &sets[..nsets],
-                    one_kind,
-                    taps,
-                    cc,
-                    table.as_mut_ptr().add(k * tstride),
-                );
+                let t = table.as_mut_ptr().add(k * tstride);
+                build_table(&cm, used, (zl, zr), taps, cc, t);
             }
-            let first = (yr.start - pass.start) * bpr;
+            let first = (yr.start - loop_pass.start) * bpr;
             let mut args = LoopArgs {
                 desc0: desc.as_ptr().add(first),
                 nblk: yr.len() * bpr,
                 plane,
-                oplane: plan.out_w * plan.out_h,
+                oplane: plane_out,
                 tstride,
-                nch: end - c,
+                nch: e - c,
                 dummy: dummy.as_mut_ptr() as *mut u8,
                 input: input.as_ptr().add(c * plane),
-                out: dst.out.add((c - dst.c0) * plan.out_w * plan.out_h),
+                out: dst.out.add((c - dst.c0) * plane_out),
                 taps: table.as_ptr(),
                 consts: cvals.as_ptr() as *const f32,
                 w,
                 clamp,
             };
             #[cfg(debug_assertions)]
-            for cc in c..end {
+            for cc in c..e {
                 for d in &desc[first..first + yr.len() * bpr] {
-                    let o = (cc - dst.c0) * plan.out_w * plan.out_h + (d[0] >> 32) as usize;
+                    let o = (cc - dst.c0) * plane_out + (d[0] >> 32) as usize;
                     let o = dst.out.add(o);
                     debug_assert!(o.add(16) <= dst.end, "store past the region: c {cc}");
                 }
             }
             f(&mut args);
-            let last = end - 1;
-            if yr.end < pass.end {
-                intrinsics(last, yr.end..pass.end);
+        };
+        let one = |c: usize, call: &mut dyn FnMut(usize, usize, Range<usize>)| {
+            let yr = loop_rows(c);
+            if !pipelined(c) || yr.is_empty() {
+                intrinsics(c, pass.clone());
+                return;
             }
-            c = end;
+            if yr.start > pass.start {
+                intrinsics(c, pass.start..yr.start);
+            }
+            let tail = yr.end..pass.end;
+            call(c, c + 1, yr);
+            if !tail.is_empty() {
+                intrinsics(c, tail);
+            }
+        };
+        for c in chans.start..lo {
+            one(c, &mut call);
+        }
+        let mut c = lo;
+        while c < hi {
+            if !pipelined(c) {
+                intrinsics(c, pass.clone());
+                c += 1;
+                continue;
+            }
+            let mut e = c + 1;
+            while e < hi && e - c < per_call && pipelined(e) {
+                e += 1;
+            }
+            call(c, e, pass.clone());
+            c = e;
+        }
+        for c in hi.max(lo)..chans.end {
+            one(c, &mut call);
         }
     }
 }
 
-/// Channel `c`'s tap sets at `out`: per set `(row mask, kind)`, its taps with the lanes
-/// that read padding zeroed (the kind's column masks `cm`, the rows outside the mask).
-/// `one_kind`: every set has kind `sets[0].1`.
+/// Channel `c`'s tap table at `out`: per block kind used, `z.0` zero tap rows, its three
+/// tap rows (3 vectors each, lanes that read padding zeroed by the kind's column masks
+/// `cm`), `z.1` zero rows.
 #[inline(always)]
-unsafe fn build_sets(
+unsafe fn build_table(
     cm: &[[int8x16_t; 3]; 3],
-    sets: &[(u8, usize)],
-    one_kind: bool,
+    used: [bool; 3],
+    z: (usize, usize),
     taps: &[i8],
     c: usize,
     out: *mut u8,
 ) {
     let t = taps.as_ptr().add(c * 9);
-    let dup: [int8x16_t; 9] = std::array::from_fn(|j| vld1q_dup_s8(t.add(j)));
-    let k0 = sets[0].1;
-    let common: [int8x16_t; 9] = std::array::from_fn(|j| vandq_s8(dup[j], cm[k0][j % 3]));
-    for (i, &(mask, k)) in sets.iter().enumerate() {
-        let o = out.add(i * SET) as *mut i8;
+    let lo = vld1_s8(t);
+    let dup = [
+        vdupq_lane_s8::<0>(lo),
+        vdupq_lane_s8::<1>(lo),
+        vdupq_lane_s8::<2>(lo),
+        vdupq_lane_s8::<3>(lo),
+        vdupq_lane_s8::<4>(lo),
+        vdupq_lane_s8::<5>(lo),
+        vdupq_lane_s8::<6>(lo),
+        vdupq_lane_s8::<7>(lo),
+        vld1q_dup_s8(t.add(8)),
+    ];
+    let zero = vdupq_n_s8(0);
+    let mut o = out as *mut i8;
+    let mut row = |a: int8x16_t, b: int8x16_t, c: int8x16_t| {
+        vst1q_s8(o, a);
+        vst1q_s8(o.add(16), b);
+        vst1q_s8(o.add(32), c);
+        o = o.add(48);
+    };
+    for (k, m) in cm.iter().enumerate() {
+        if !used[k] {
+            continue;
+        }
+        // (At most two zero rows a side, written out: a loop would become a memset call.)
+        if z.0 > 0 {
+            row(zero, zero, zero);
+        }
+        if z.0 > 1 {
+            row(zero, zero, zero);
+        }
         for ky in 0..3 {
-            let on = vdupq_n_s8(if mask & (1 << ky) != 0 { -1 } else { 0 });
-            for (kx, &col) in cm[k].iter().enumerate() {
-                let j = 3 * ky + kx;
-                let v = if one_kind {
-                    common[j]
-                } else {
-                    vandq_s8(dup[j], col)
-                };
-                vst1q_s8(o.add(16 * j), vandq_s8(v, on));
-            }
+            row(
+                vandq_s8(dup[3 * ky], m[0]),
+                vandq_s8(dup[3 * ky + 1], m[1]),
+                vandq_s8(dup[3 * ky + 2], m[2]),
+            );
+        }
+        if z.1 > 0 {
+            row(zero, zero, zero);
+        }
+        if z.1 > 1 {
+            row(zero, zero, zero);
         }
     }
 }
