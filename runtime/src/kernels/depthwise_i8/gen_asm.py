@@ -1,18 +1,28 @@
 #!/usr/bin/env python3
 """Generates `asm_loops.rs`: the software-pipelined NEON loops of the unpadded 3x3 depthwise
-path (`mod.rs` describes the data they walk), one per (core, precision, stride).
+path (`mod.rs` describes the data they walk), per core (Cortex-A53, A72), precision (INT8,
+INT7) and stride (1, 2), for int8 output with the clamp epilogue.
 
-Each loop iteration convolves block i (16 outputs of one row) and runs the requant epilogue
-and store of block i - 1, so the epilogue's dependency chains overlap the next block's
-multiplies. One iteration is written below as two instruction streams over virtual NEON
-registers; a list scheduler orders them for an in-order dual-issue core, a linear-scan
-allocator assigns v0..v31, and a local search keeps the reorderings that llvm-mca's model
-of the target core (the tool behind the project's cycle estimates) times faster.
+Each loop iteration convolves block i (16 outputs of one row) and requantizes and stores
+block i - 1, so the epilogue's dependency chains overlap the next block's multiplies; the
+next block's pointers are computed from its descriptor during the iteration before. One
+iteration is written below as instruction streams over virtual NEON registers (`streams`).
 
-    python3 gen_asm.py [--search ROUNDS] [--seed S] > asm_loops.rs
+Scheduling is done against the cycle models the project measures with (armcycles: llvm-mca
+14 on LLVM's Cortex-A53, A55 and A57/A72 models):
+* Cortex-A53 loops: a replica of llvm-mca's in-order issue stage (`simulate`, with the
+  per-form timings of `TIMING` read from llvm-mca; it reproduces llvm-mca's cycle counts on
+  these loops exactly) times thousands of orders a second, and simulated annealing
+  (`anneal`) minimises the A55 model's cycles plus 0.3 x the A53 model's. Both models are
+  in order with in-order write-back; the A55 model's 128-bit NEON ops start an issue group
+  and pair only with loads of latency >= 4, stores and FP multiply-accumulates.
+* Cortex-A72 loops (out of order): a list schedule plus a short llvm-mca guided search.
+A linear-scan allocator (`allocate`) assigns v0..v31 to the chosen order.
 
-The output is committed; run this only to change the loops (needs llvm-mca 14+). The search
-is deterministic for a given seed and llvm-mca version.
+    python3 gen_asm.py [--rounds N] [--seed S] [--jobs J] > asm_loops.rs
+
+The output is committed; run this only to change the loops (needs llvm-mca 14; about 6
+minutes on 2 cores). It prints each loop's llvm-mca cycles per block next to the replica's.
 """
 
 import argparse

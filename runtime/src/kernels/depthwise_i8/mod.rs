@@ -1,32 +1,51 @@
-//! Quantized (INT8 / INT7) depthwise convolution of one channel plane, with the requant
-//! epilogue fused per output row.
+//! Quantized (INT8 / INT7) depthwise convolution, the requant epilogue fused in.
 //!
-//! # Interface
-//! [`channel_i8`] convolves one channel: `input` is the channel's plane **already padded**
-//! with 0 (the quantized pad value) to `g.in_w x g.in_h`, exactly as for the fp32 kernel
-//! (`depthwise_f32::Geometry`), and `taps` its `kernel_h x kernel_w` int8 weights. Every
-//! output pixel's int32 sum `acc` goes through `requant.store(c, ..)` (the SIMD variants use
-//! `quantize::store_requant`, its bit-identical vectorised twin), so the fp32 output is
-//! `Requant::dequant(c, acc)` and the int8 output `Requant::requant(c, acc)`, bit for bit.
-//! `out` holds the whole output tensor; channel `c`'s plane starts at `out_offset`.
-//!
-//! Values must lie in `±precision.qmax()` (what `quant::quantize` produces; never −128):
-//! the SIMD variants sum products in int16 lanes and rely on that bound.
+//! Every output is `Requant::dequant(c, acc)` (fp32) or `Requant::requant(c, acc)` (int8) of
+//! its exact int32 sum `acc`, bit for bit. Values must lie in `±precision.qmax()` (what
+//! `quant::quantize` produces; never −128): the SIMD code sums products in int16 lanes.
 //!
 //! # int16 flush intervals (products summed in an int16 lane before widening to int32)
-//! * INT8: 2 products (2 · 127² = 32258 ≤ 32767).
-//! * INT7: 8 products (8 · 63² = 31752 ≤ 32767); a 3x3 kernel sums 8 taps in int16, widens,
-//!   then adds the 9th (9 · 63² = 35721 would overflow).
+//! * INT8: 2 products (2 · 127² = 32258 ≤ 32767). A 3x3 kernel pairs taps (0, 1) (2, 3)
+//!   (4, 5) (6, 7), widens pairs of pairs with `saddl` and adds tap 8 with `saddw`.
+//! * INT7: 8 products (8 · 63² = 31752 ≤ 32767); a 3x3 kernel sums taps 0..8 in int16 and
+//!   widens them together with tap 8 (`saddl`; 9 · 63² = 35721 would overflow).
 //!
 //! The interval is `Precision::products_per_i16`; the `extremes_*` tests drive every lane to
-//! its bound with all values at ±qmax.
+//! its bound with all values at ±qmax, through every path.
 //!
-//! # Variants
-//! `generic` (plain Rust, int32 throughout), `x86_64` (AVX2: 16 pixels per vector, int8
-//! sign-extended to int16, `vpmullw` + `vpaddw`), `aarch64` (NEON: 16 pixels per vector,
-//! `smull`/`smlal` into int16, `saddw` into int32; the same code for Cortex-A53 and A72).
-//! Both SIMD variants specialise 3x3 stride 1 and stride 2 and have a general path for any
-//! kernel and dilation at stride 1 or 2; other strides use the generic code.
+//! # The unpadded 3x3 path (aarch64: [`Plan`], [`run`])
+//! 3x3 undilated kernels, stride 1 or 2 across (any down), pads across up to 15: the planes
+//! are read where they are, no padded copy. Work comes in blocks of 16 outputs of a row
+//! (starts 0, 16, .., and `out_w - 16` for the last, overlapping the one before; rows of up
+//! to 16 outputs are one block, the lanes past the row compute outputs of the rows after
+//! it, which are stored over later). A block's taps that read padding across have their
+//! lanes zeroed (`Plan::masks`: first, middle and last block kinds). Tasks are whole
+//! channels, or row ranges of one channel when channels are fewer than the workers want.
+//!
+//! * int8 output with the activation folded into the int8 clamp (none, ReLU, and Clip where
+//!   the fold is exact: see `variant`): the generated software-pipelined loops of
+//!   `asm_loops.rs` (see `gen_asm.py`), one iteration convolving block i while
+//!   requantizing and storing block i - 1, over a list of block descriptors shared by a
+//!   task's channels (`pipelined.rs`). A row whose receptive field leaves the plane
+//!   vertically reads input rows shifted by one (or two) with its tap window shifted over
+//!   zero tap rows, so its padding contributes nothing and the loop needs no branch. Loops
+//!   scheduled for the Cortex-A53 (in order, LLVM's A55 and A53 models) and the A72 (the
+//!   A57 model) are picked per worker (`pool.core_kind`).
+//! * Otherwise (fp32 output, LeakyReLU, Clip on non-finite constants, other activations,
+//!   and the rows whose loads would leave the input: the first of the first channel, the
+//!   last of the last): `neon3x3.rs`, intrinsics with the same sums and the epilogue per 16
+//!   outputs (zero rows for vertical padding; rows at the input's ends on zero-margined
+//!   copies).
+//!
+//! # The padded-plane path ([`channel_i8`], [`row`])
+//! Other kernels and strides, and every architecture: the channel's plane **already
+//! padded** with 0 to `g.in_w x g.in_h` (`depthwise_f32::Geometry`), rows summed in chunks
+//! and stored through `quantize::store_requant`. Variants: `generic` (plain Rust, int32
+//! throughout), `x86_64` (AVX2: 16 pixels per vector, int8 sign-extended to int16,
+//! `vpmullw` and `vpaddw`), `aarch64` (NEON: 16 pixels per vector, `smull`/`smlal` into
+//! int16, `saddw` into int32). Both SIMD variants specialise 3x3 stride 1 and stride 2 and
+//! have a general path for any kernel and dilation at stride 1 or 2; other strides use the
+//! generic code.
 
 use crate::cpu::CoreKind;
 use crate::kernels::quantize::store_requant;

@@ -1,6 +1,8 @@
 //! NEON 3x3 depthwise INT8 / INT7 convolution on unpadded planes, stride 1 or 2 across,
-//! with the requant epilogue fused per 16 outputs. See the module docs of `super` for the
-//! layout of the work; this file holds the intrinsics version used on every core.
+//! with the requant epilogue fused per 16 outputs: the intrinsics half of the unpadded path
+//! (see the module docs of `super`), for every output kind and activation. Rows of up to 8
+//! outputs take two rows per block (lanes 0..8 and 8..16); vertical padding reads zero
+//! rows; rows whose loads would leave the input read zero-margined copies (`staged`).
 
 use super::Plan;
 use crate::kernels::requant::Requant;

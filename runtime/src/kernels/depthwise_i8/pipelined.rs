@@ -79,21 +79,20 @@ pub unsafe fn run(
     } else {
         plan.spans.hi as isize
     };
-    // Block starts of a row and their kinds (0 first, 1 middle, 2 last).
-    let mut xs = [(0usize, 0usize); MAX_DESC];
-    let mut bpr = 0;
-    if single {
-        bpr = 1;
+    // Blocks of a row: starts 0, 16, .. and the last at `last_x0` (overlapping the one
+    // before); kinds 0 first, 1 middle, 2 last (a row of one block: kind 0).
+    let bpr = if single {
+        1
     } else {
-        let mut x0 = 0;
-        while x0 < plan.last_x0 {
-            xs[bpr] = (x0, if x0 == 0 { 0 } else { 1 });
-            bpr += 1;
-            x0 += 16;
+        plan.last_x0.div_ceil(16) + 1
+    };
+    let block = |b: usize| -> (usize, usize) {
+        match b {
+            0 => (0, 0),
+            _ if b == bpr - 1 => (plan.last_x0, 2),
+            _ => (16 * b, 1),
         }
-        xs[bpr] = (plan.last_x0, 2);
-        bpr += 1;
-    }
+    };
     assert!(bpr < MAX_DESC);
     // Vertical padding: a row whose receptive field leaves the plane reads the input rows
     // `iy0 + d ..= iy0 + d + 2` with the tap rows `d ..= d + 2` (rows outside `0..3` are
@@ -186,8 +185,8 @@ pub unsafe fn run(
         let (zl, zr) = ((-dmin) as usize, dmax as usize);
         debug_assert!(zl <= 2 && zr <= 2);
         let mut used = [false; 3];
-        for &(_, k) in &xs[..bpr] {
-            used[k] = true;
+        for b in 0..bpr {
+            used[block(b).1] = true;
         }
         let mut kind_at = [0usize; 3];
         let mut nrows = 0;
@@ -202,7 +201,8 @@ pub unsafe fn run(
         let mut n = 0;
         for yy in loop_pass.clone() {
             let d = shift(yy).unwrap_or(0);
-            for &(x0, kind) in &xs[..bpr] {
+            for b in 0..bpr {
+                let (x0, kind) = block(b);
                 let in_off = (iy0(yy) + d) * w as isize + (x0 * s) as isize - pl;
                 let out_off = ((yy - rows.start) * out_w + x0) as u64;
                 let window = (kind_at[kind] as isize + zl as isize + d) as usize;

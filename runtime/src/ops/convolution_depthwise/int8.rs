@@ -1,7 +1,9 @@
 //! ConvolutionDepthWise in INT8 / INT7: the input is quantized once with the bottom scale
-//! (unless an int8 blob arrives); true depthwise layers run the int8 depthwise kernel per
-//! channel, other grouped layers one int8 GEMM convolution per group. Dequantize /
-//! requantize is fused into each kernel's epilogue.
+//! (unless an int8 blob arrives); true depthwise layers run the int8 depthwise kernels
+//! (`kernels::depthwise_i8`: on aarch64 3x3 layers read the unpadded planes, in tasks of
+//! whole channels, or of row ranges when channels are few; otherwise one task per channel
+//! on a padded copy of its plane), other grouped layers one int8 GEMM convolution per
+//! group. Dequantize / requantize is fused into each kernel's epilogue.
 
 use super::ConvolutionDepthWise;
 use crate::error::{invalid, LayerResult};
