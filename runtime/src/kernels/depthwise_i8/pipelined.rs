@@ -6,8 +6,10 @@
 //!
 //! The loops read all three input rows of a block, padding rows too (their taps are zero),
 //! so a row whose reads would leave the input (the first rows of the first channel, the
-//! last of the last) goes through the intrinsics of `neon3x3`, as does the task's last row
-//! when rows are narrower than 16 (its store must not run past the task's region).
+//! last of the last) goes through the intrinsics of `neon3x3`, as do, when rows are
+//! narrower than 16, the last rows whose 16-byte stores would run past the task's region
+//! or, when the task's rows take several passes, past the channel's plane (a channel's last
+//! rows are stored in the last pass, the next channel's first rows in the first).
 
 use super::asm_loops::{self, LoopArgs};
 use super::neon3x3::Dst;
@@ -19,7 +21,7 @@ use std::arch::aarch64::*;
 use std::ops::Range;
 
 /// Descriptors per pass (16 bytes each, on the stack); rows are cut into passes.
-const MAX_DESC: usize = 512;
+pub(super) const MAX_DESC: usize = 512;
 /// Tap-table bytes per call (on the stack): channels per call.
 const TABLE_BYTES: usize = 8192;
 /// Bytes of one tap row: 3 vectors of 16.
@@ -150,11 +152,10 @@ pub unsafe fn run(
     let mut table = [0u8; TABLE_BYTES];
     let mut cvals = [[0f32; 4]; TABLE_BYTES / ROW];
     let rows_per_pass = (MAX_DESC / bpr).max(1);
-    // Single-block rows store past their end: keep the task's rows in one pass (in order).
-    assert!(
-        !single || rows.len() <= rows_per_pass,
-        "rows too many for one pass"
-    );
+    // Single-block rows store past their end onto rows written later: within a pass, rows
+    // and channels go in order; with several passes a channel's last rows (in the last pass)
+    // must not reach the next channel (written in the first).
+    let passes = rows.len().div_ceil(rows_per_pass);
     let mut y = rows.start;
     while y < rows.end {
         let pass = y..(y + rows_per_pass).min(rows.end);
@@ -227,9 +228,14 @@ pub unsafe fn run(
             }
             if single {
                 // 16-byte stores run past narrow rows onto outputs written later, but must
-                // not leave the task's region.
+                // not leave the task's region (nor, over several passes, the channel's).
                 let at = (c - chans.start) * plane_out;
-                while yr.end > yr.start && at + (yr.end - 1 - rows.start) * out_w + 16 > region {
+                let end = if passes > 1 {
+                    region.min(at + plane_out)
+                } else {
+                    region
+                };
+                while yr.end > yr.start && at + (yr.end - 1 - rows.start) * out_w + 16 > end {
                     yr.end -= 1;
                 }
             }
@@ -271,8 +277,13 @@ pub unsafe fn run(
             };
             #[cfg(debug_assertions)]
             for cc in c..e {
+                let plane_end = (cc - dst.c0 + 1) * plane_out;
                 for d in &desc[first..first + yr.len() * bpr] {
                     let o = (cc - dst.c0) * plane_out + (d[0] >> 32) as usize;
+                    debug_assert!(
+                        passes == 1 || o + 16 <= plane_end,
+                        "store past the channel: c {cc}"
+                    );
                     let o = dst.out.add(o);
                     debug_assert!(o.add(16) <= dst.end, "store past the region: c {cc}");
                 }

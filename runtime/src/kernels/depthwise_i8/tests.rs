@@ -475,22 +475,31 @@ impl Outputs<'_> {
             for y in 0..g.out_h {
                 for x in 0..g.out_w {
                     let i = c * plane + y * g.out_w + x;
-                    let what = format!(
-                        "{core:?} {p:?} {case:?} {requant:?} c {c} y {y} x {x} acc {}",
-                        want[i]
-                    );
+                    // (Formatted only on failure: tall planes have many outputs.)
+                    let what = || {
+                        format!(
+                            "{core:?} {p:?} {case:?} {requant:?} c {c} y {y} x {x} acc {}",
+                            want[i]
+                        )
+                    };
                     if written(c, y) {
                         let wf = requant.dequant(c, want[i]);
                         assert_eq!(
                             f[i].to_bits(),
                             wf.to_bits(),
-                            "fp32 {wf} got {}: {what}",
-                            f[i]
+                            "fp32 {wf} got {}: {}",
+                            f[i],
+                            what()
                         );
-                        assert_eq!(q[i], requant.requant(c, want[i]), "int8: {what}");
+                        assert_eq!(q[i], requant.requant(c, want[i]), "int8: {}", what());
                     } else {
-                        assert_eq!(f[i].to_bits(), 0x7fc0_1234, "fp32 written outside: {what}");
-                        assert_eq!(q[i], -128, "int8 written outside: {what}");
+                        assert_eq!(
+                            f[i].to_bits(),
+                            0x7fc0_1234,
+                            "fp32 written outside: {}",
+                            what()
+                        );
+                        assert_eq!(q[i], -128, "int8 written outside: {}", what());
                     }
                 }
             }
@@ -697,6 +706,103 @@ fn unpadded_path_extremes_do_not_overflow() {
                     let g = case.geometry();
                     let tasks = random_tasks(&mut rng, channels, g.out_h);
                     check_run(&case, p, channels, &input, &taps, &requant, &tasks);
+                }
+            }
+        }
+    }
+}
+
+/// Descriptors per pass of the pipelined loops (`pipelined::MAX_DESC`; the host has no
+/// unpadded path, the value only sizes the planes there).
+#[cfg(target_arch = "aarch64")]
+const MAX_DESC: usize = super::pipelined::MAX_DESC;
+#[cfg(not(target_arch = "aarch64"))]
+const MAX_DESC: usize = 512;
+
+/// Rows of `out_w` outputs the pipelined loops take per pass: `MAX_DESC` over the blocks of
+/// 16 of a row (one for rows of up to 16, else starts 0, 16, .. and `out_w - 16`).
+fn rows_per_pass(out_w: usize) -> usize {
+    let bpr = if out_w <= 16 {
+        1
+    } else {
+        (out_w - 16).div_ceil(16) + 1
+    };
+    (MAX_DESC / bpr).max(1)
+}
+
+/// Tall narrow planes: rows of up to 17 outputs, more rows than one pass of the pipelined
+/// loops holds, so a task's rows take several passes. Rows of up to 16 outputs store 16
+/// bytes, past the row end onto outputs written later; a channel's last rows, done in the
+/// last pass, must not reach the next channel's first rows, done in the first. Heights with
+/// a last pass of one row, a last pass shorter than the rows a store reaches over, and three
+/// passes; stride 1 and 2, pads 0 and 1, INT8 / INT7, int8 output through the loops (folded
+/// activations) and fp32 output; tasks of several channels, of one channel, and row ranges
+/// of more than a pass.
+#[test]
+fn unpadded_path_tall_narrow_planes_take_several_passes() {
+    let mut rng = Rng::new(79);
+    let mut n = 0;
+    for out_w in [1, 2, 3, 5, 8, 9, 15, 16, 17] {
+        let rpp = rows_per_pass(out_w);
+        for s in [1, 2] {
+            for pad in [0, 1] {
+                for out_h in [rpp + 1, rpp + 7, 2 * rpp + 23] {
+                    n += 1;
+                    let case = Case {
+                        w: (out_w - 1) * s + 3 - 2 * pad,
+                        // Stride 2 with and without a row the last output does not reach.
+                        h: (out_h - 1) * s + 3 - 2 * pad + (n % 2) * (s - 1),
+                        pads: (pad, pad, pad, pad),
+                        kw: 3,
+                        kh: 3,
+                        sw: s,
+                        sh: s,
+                        dw: 1,
+                        dh: 1,
+                    };
+                    let g = case.geometry();
+                    assert_eq!((g.out_w, g.out_h), (out_w, out_h), "{case:?}");
+                    let p = if n % 2 == 0 {
+                        Precision::Int8
+                    } else {
+                        Precision::Int7
+                    };
+                    let channels = 4;
+                    let input = random_values(&mut rng, channels * case.w * case.h, p.qmax());
+                    let taps = random_values(&mut rng, channels * 9, p.qmax());
+                    let (scales, bias) = requant_parts(&mut rng, channels, false);
+                    let act = [
+                        Activation::None,
+                        Activation::ReLU,
+                        Activation::Clip { min: 0.0, max: 6.0 },
+                    ][n % 3];
+                    let requant = Requant {
+                        scale_in: &scales,
+                        bias: Some(&bias[..]),
+                        act,
+                        top_scale: rng.uniform(5.0, 60.0),
+                        qmax: p.qmax(),
+                    };
+                    let all = 0..out_h;
+                    let a = rng.range(1, 5) as usize;
+                    let b = out_h - rng.range(1, 20) as usize;
+                    let task_sets: [Vec<Task>; 2] = [
+                        vec![(0..channels, all.clone())],
+                        vec![
+                            (0..2, all.clone()),
+                            (2..3, 0..a),
+                            (2..3, a..b),
+                            (2..3, b..out_h),
+                            (3..4, 0..b),
+                            (3..4, b..out_h),
+                        ],
+                    ];
+                    for tasks in &task_sets {
+                        let ran = check_run(&case, p, channels, &input, &taps, &requant, tasks);
+                        #[cfg(target_arch = "aarch64")]
+                        assert!(ran, "no unpadded plan for {case:?}");
+                        let _ = ran;
+                    }
                 }
             }
         }
