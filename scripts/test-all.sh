@@ -38,8 +38,6 @@ if [ "${EQ_SKIP_DEPLOY:-0}" = 1 ] || [ "${EQ_SKIP_AARCH64:-0}" = 1 ]; then
 else
     step "deploy to a board over ssh: local sshd, qemu board (scripts/test-deploy.sh)"
     scripts/test-deploy.sh
-    step "RK3399 cycle model of the GEMM kernels (scripts/test-model.sh)"
-    scripts/test-model.sh
     step "armcycles model of whole inferences, quick mode (scripts/test-arm-model.sh)"
     scripts/test-arm-model.sh
 fi

@@ -128,9 +128,14 @@ pub fn run(req: &Request, report: &mut dyn Write) -> Result<()> {
         }
         ensure_parent(&o.path)?;
         npy::write(&o.path, &dims, values)?;
+        // An int8 intermediate says its grid: its values are quantize(x, scale) / scale.
+        let grid = match net.int8_grid(&o.blob)? {
+            Some(g) => format!(" (int8 grid: scale {:e} qmax {})", g.scale, g.qmax),
+            None => String::new(),
+        };
         writeln!(
             report,
-            "wrote {} {} -> {}",
+            "wrote {} {} -> {}{grid}",
             o.blob,
             npy::shape_text(&dims),
             o.path.display()

@@ -16,6 +16,7 @@ pub const USAGE: &str = "\
 usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
                 --precision fp32,int8,int7 --threads 1,2 [--cluster big|little|all|cpus=0,1]
                 --loops N --warmup N [--cooldown S] [--json FILE] [--target T.toml] [--layers]
+                [--workers]
        eq-bench --model P.param[,...] [--shape W,H,C] --gemm-shapes
   --model      ncnn .param or .param.bin files
   --bin        weights, one per model; without it weights are all zeros (as benchncnn)
@@ -31,8 +32,10 @@ usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
   --json       also write the results as a JSON list
   --target     board description (targets/*.toml); default: detected from sysfs
   --layers     also time every layer (one more set of --loops runs) and print them
+  --workers    also run --loops more times counting each worker's tasks and busy time
+               (how the work spreads over the cores, e.g. big and little clusters)
   --gemm-shapes  time nothing: print each Convolution's GEMM (M outputs, N pixels,
-               K inputs x kernel), as scripts/model-rk3399.sh reads them";
+               K inputs x kernel), one line each";
 
 /// The git commit this binary was built from (runtime/build.rs), "unknown" outside a checkout.
 pub const GIT_COMMIT: &str = env!("EQ_GIT_COMMIT");
@@ -113,6 +116,8 @@ pub struct Args {
     pub target: Option<PathBuf>,
     /// Print per-layer times.
     pub layers: bool,
+    /// Print per-worker task counts and busy time.
+    pub workers: bool,
     /// Print the GEMM shapes instead of timing.
     pub gemm_shapes: bool,
 }
@@ -161,6 +166,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
     let mut json = None;
     let mut target = None;
     let mut layers = false;
+    let mut workers = false;
     let mut gemm_shapes = false;
 
     let mut it = args.into_iter();
@@ -170,6 +176,10 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
         }
         if arg == "--layers" {
             layers = true;
+            continue;
+        }
+        if arg == "--workers" {
+            workers = true;
             continue;
         }
         if arg == "--gemm-shapes" {
@@ -290,6 +300,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
         json,
         target,
         layers,
+        workers,
         gemm_shapes,
     })))
 }
@@ -471,6 +482,38 @@ pub struct LayerTime {
     pub kind: String,
     /// Mean per run.
     pub ms: f64,
+}
+
+/// How the work of `loops` runs spreads over the pool's workers: one line per worker with its
+/// core type, tasks per run, busy time per run and its share of the parallel sections' wall
+/// time (100 % = busy whenever a layer ran in parallel).
+pub fn profile_workers(net: &mut Net, loops: usize) -> Result<Vec<String>, String> {
+    net.pool().set_stats(true);
+    let mut result = Ok(());
+    for _ in 0..loops.max(1) {
+        result = net.run().map_err(|e| e.to_string());
+        if result.is_err() {
+            break;
+        }
+    }
+    let (per, wall) = net.pool().stats();
+    net.pool().set_stats(false);
+    result?;
+    let n = loops.max(1) as f64;
+    Ok(per
+        .iter()
+        .enumerate()
+        .map(|(w, (core, tasks, busy))| {
+            format!(
+                "  worker {w:>2}  {:<10}  tasks/run {:>8.1}  busy/run {:>9.3} ms  {:>5.1} % of {:.3} ms",
+                core.name(),
+                *tasks as f64 / n,
+                busy.as_secs_f64() * 1e3 / n,
+                100.0 * busy.as_secs_f64() / wall.as_secs_f64().max(1e-12),
+                wall.as_secs_f64() * 1e3 / n,
+            )
+        })
+        .collect())
 }
 
 /// Mean time of every layer over `loops` runs, slowest first (layers that take no time,
@@ -778,7 +821,7 @@ mod tests {
         let a = run_args(
             "--model a.param,dir/b.param --bin a.bin,b.bin --shape 224,224,3 \
              --precision fp32,int8,int7 --threads 1,2 --cluster cpus=4,5 --loops 10 \
-             --warmup 3 --cooldown 0.5 --json out.json --target t.toml --layers",
+             --warmup 3 --cooldown 0.5 --json out.json --target t.toml --layers --workers",
         );
         assert_eq!(
             a,
@@ -795,6 +838,7 @@ mod tests {
                 json: Some("out.json".into()),
                 target: Some("t.toml".into()),
                 layers: true,
+                workers: true,
                 gemm_shapes: false,
             }
         );
@@ -804,7 +848,7 @@ mod tests {
         assert_eq!(b.precisions, vec![Precision::Fp32]);
         assert_eq!((b.threads.clone(), b.loops, b.warmup), (vec![1], 8, 2));
         assert!(b.bins.is_empty() && b.shape.is_none() && b.json.is_none());
-        assert!(b.target.is_none() && !b.layers);
+        assert!(b.target.is_none() && !b.layers && !b.workers);
         assert_eq!(b.cooldown, Duration::ZERO);
         assert_eq!(parse("--model m --help"), Ok(Command::Help));
         assert_eq!(parse("-h"), Ok(Command::Help));

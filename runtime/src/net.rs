@@ -160,6 +160,7 @@ impl Net {
                 opts.precision,
                 PrecisionChoice::Int8 | PrecisionChoice::Int7
             );
+        let cores = crate::pool::planned_cores(opts.threads, &opts.cpus);
         let mut ops = Vec::with_capacity(graph.layers.len());
         let mut precisions = Vec::with_capacity(graph.layers.len());
         for (li, l) in graph.layers.iter().enumerate() {
@@ -177,6 +178,7 @@ impl Net {
             if synthetic {
                 op.synthesize_int8_scales();
             }
+            op.set_cores(&cores);
             precisions.push(
                 op.set_precision(opts.precision)
                     .map_err(|e| layer_err(li, e))?,
@@ -187,7 +189,9 @@ impl Net {
         let simulate = opts.precision == PrecisionChoice::Simulate;
         let mut grids = int8_grids(&graph, &ops);
         for (li, op) in ops.iter_mut().enumerate() {
-            if graph.layers[li].kind == "Split" || (simulate && op.int8_passthrough()) {
+            // Alias ops (Split, Flatten, …) only rename memory; pass-through ops keep fp32 in
+            // the simulation, which rounds in the quantized layers.
+            if op.storage() == Storage::Alias || (simulate && op.int8_passthrough()) {
                 continue;
             }
             let input = graph.inputs[li]
@@ -267,6 +271,11 @@ impl Net {
 
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// The thread pool the layers run on.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     pub fn threads(&self) -> usize {
@@ -357,6 +366,11 @@ impl Net {
     /// Whether a blob holds int8 values (a requantized output on its way to quantized layers).
     pub fn is_int8_blob(&self, name: &str) -> Result<bool> {
         Ok(self.plan.int8[self.find_blob(name)?])
+    }
+
+    /// The grid of an int8 blob (its values are `quantize(x, scale, qmax)`), None for fp32.
+    pub fn int8_grid(&self, name: &str) -> Result<Option<Int8Grid>> {
+        Ok(self.grids[self.find_blob(name)?])
     }
 
     fn check_readable(&self, b: usize, name: &str) -> Result<()> {
@@ -469,8 +483,9 @@ impl Net {
 
 /// Decides which blobs hold int8 values, and on which grid.
 ///
-/// Blobs joined by ops that carry int8 values unchanged (Split, and ops whose
-/// `int8_passthrough` is true: max pooling, Concat, ReLU) form a region. A region is int8
+/// Blobs joined by ops that carry int8 values unchanged (alias ops such as Split, Flatten
+/// and Dropout, and ops whose `int8_passthrough` is true: max pooling, Concat, ReLU) form a
+/// region. A region is int8
 /// when every blob in it is produced by such an op or by a layer that can requantize its
 /// output, and every layer reading it from outside those ops takes int8 input on one common
 /// grid (bottom scale and clamp); the producers then requantize onto that grid. This is the
@@ -479,7 +494,7 @@ impl Net {
 /// the net outputs stay fp32.
 fn int8_grids(graph: &Graph, ops: &[Box<dyn Op>]) -> Vec<Option<Int8Grid>> {
     let n = graph.blobs.len();
-    let through = |li: usize| graph.layers[li].kind == "Split" || ops[li].int8_passthrough();
+    let through = |li: usize| ops[li].storage() == Storage::Alias || ops[li].int8_passthrough();
     // Union-find over blobs linked by pass-through ops.
     let mut parent: Vec<usize> = (0..n).collect();
     fn root(parent: &mut [usize], mut b: usize) -> usize {

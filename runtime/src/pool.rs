@@ -8,7 +8,7 @@
 use crate::cpu::{self, CoreKind};
 use crate::error::{Error, Result};
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
@@ -46,6 +46,11 @@ struct Shared {
     panic: Mutex<Option<String>>,
     panicked: AtomicBool,
     shutdown: AtomicBool,
+    /// Per-worker task counts and busy time, kept only while `stats_on` (see `Pool::stats`).
+    stats_on: AtomicBool,
+    stats: Vec<(AtomicU64, AtomicU64)>,
+    /// Wall time of the jobs run while `stats_on`, in nanoseconds.
+    jobs_ns: AtomicU64,
 }
 
 // SAFETY: `job` is written only by `run` before the epoch is published (Release) and read by
@@ -83,6 +88,11 @@ impl Pool {
             panic: Mutex::new(None),
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            stats_on: AtomicBool::new(false),
+            stats: (0..threads)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
+            jobs_ns: AtomicU64::new(0),
         });
         let known = cpu::detect();
         let cores = worker_cores(threads, cpus, &known);
@@ -146,6 +156,40 @@ impl Pool {
         self.cores = cores;
     }
 
+    /// Starts (clearing them) or stops keeping per-worker statistics: how many tasks each
+    /// worker ran and how long they took, against the jobs' wall time. Costs two clock reads
+    /// per task while on.
+    pub fn set_stats(&self, on: bool) {
+        let s = &*self.shared;
+        if on {
+            for (tasks, busy) in &s.stats {
+                tasks.store(0, Ordering::Relaxed);
+                busy.store(0, Ordering::Relaxed);
+            }
+            s.jobs_ns.store(0, Ordering::Relaxed);
+        }
+        s.stats_on.store(on, Ordering::Release);
+    }
+
+    /// Per worker (core type, tasks run, busy time), and the wall time of the jobs, since
+    /// `set_stats(true)`.
+    pub fn stats(&self) -> (Vec<(CoreKind, u64, Duration)>, Duration) {
+        let s = &*self.shared;
+        let per = s
+            .stats
+            .iter()
+            .enumerate()
+            .map(|(w, (tasks, busy))| {
+                (
+                    self.core_kind(w),
+                    tasks.load(Ordering::Relaxed),
+                    Duration::from_nanos(busy.load(Ordering::Relaxed)),
+                )
+            })
+            .collect();
+        (per, Duration::from_nanos(s.jobs_ns.load(Ordering::Relaxed)))
+    }
+
     /// Number of workers; task closures receive a worker index below this.
     pub fn threads(&self) -> usize {
         self.workers.len() + 1
@@ -158,13 +202,23 @@ impl Pool {
         if tasks == 0 {
             return Ok(());
         }
+        let stats = self.shared.stats_on.load(Ordering::Acquire);
+        let job_start = stats.then(Instant::now);
         if self.workers.is_empty() || tasks == 1 {
-            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 (0..tasks).for_each(|t| f(t, 0))
             }))
             .map_err(|p| Error::Panic {
                 msg: panic_message(&*p),
             });
+            if let Some(t0) = job_start {
+                let ns = t0.elapsed().as_nanos() as u64;
+                let (count, busy) = &self.shared.stats[0];
+                count.fetch_add(tasks as u64, Ordering::Relaxed);
+                busy.fetch_add(ns, Ordering::Relaxed);
+                self.shared.jobs_ns.fetch_add(ns, Ordering::Relaxed);
+            }
+            return r;
         }
         let _guard = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let s = &*self.shared;
@@ -190,6 +244,10 @@ impl Pool {
         }
         // SAFETY: every worker has finished with the job.
         unsafe { *s.job.get() = None };
+        if let Some(t0) = job_start {
+            s.jobs_ns
+                .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
         if s.panicked.swap(false, Ordering::AcqRel) {
             let msg = s.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
             return Err(Error::Panic {
@@ -202,6 +260,13 @@ impl Pool {
 
 /// Core type per worker: pinned workers take their CPU's part number; worker 0 (the caller)
 /// and unpinned workers the part of the CPU the caller is on now.
+/// The core type of each worker a pool of `threads` workers pinned to `cpus` will have (as
+/// [`Pool::with_cpus`] decides), known before the pool exists: layers pack their weights for
+/// these cores' kernels only.
+pub fn planned_cores(threads: usize, cpus: &[usize]) -> Vec<CoreKind> {
+    worker_cores(threads.max(1), cpus, &cpu::detect())
+}
+
 fn worker_cores(threads: usize, cpus: &[usize], known: &[cpu::CpuInfo]) -> Vec<CoreKind> {
     if let Some(kind) = CoreKind::from_env() {
         return vec![kind; threads];
@@ -239,11 +304,13 @@ fn run_tasks(s: &Shared, worker: usize) {
     // SAFETY: called only between the epoch publication and `finished` reaching its target.
     let f = unsafe { (*s.job.get()).expect("job published") };
     let tasks = s.tasks.load(Ordering::Relaxed);
+    let stats = s.stats_on.load(Ordering::Relaxed);
     loop {
         let t = s.next.fetch_add(1, Ordering::Relaxed);
         if t >= tasks {
             break;
         }
+        let start = stats.then(Instant::now);
         // SAFETY: see `Shared`; the closure outlives this call.
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (*f)(t, worker) }));
@@ -253,6 +320,11 @@ fn run_tasks(s: &Shared, worker: usize) {
                 *slot = Some(panic_message(&*p));
             }
             s.panicked.store(true, Ordering::Release);
+        }
+        if let Some(start) = start {
+            let (count, busy) = &s.stats[worker];
+            count.fetch_add(1, Ordering::Relaxed);
+            busy.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
     }
 }

@@ -2,6 +2,10 @@
 //! shape inferred for every blob against the `-23330=` output shape hints (key 30) that
 //! ncnnoptimize wrote into the files.
 //!
+//! Detection layers (DetectionOutput, Yolov3DetectionOutput) size their output to the most
+//! detections possible, while ncnn's hint holds the rows its own run found: their hint only
+//! bounds the row count from below.
+//!
 //! Layers still being written on other branches (see `PENDING`) make a model fail to load
 //! with an unknown-layer error; such a model is skipped with a message. Any other load error
 //! or shape mismatch fails. With `CI=true`, a missing shared model folder fails too.
@@ -92,11 +96,29 @@ fn hint_matches(s: Shape, hint: &[i32]) -> bool {
         && (dims < 4 || eq(s.d, d))
 }
 
-/// Output blobs of the data models, which carry no shape hints.
-const EXPECTED_OUTPUTS: [(&str, &str, Shape); 3] = [
+/// Layers whose output row count depends on the data. ncnn sizes their output to the
+/// detections found, so a hint records what ncnnoptimize's run happened to find; ours holds
+/// the most detections possible (padding rows after the last one).
+const DETECTION_LAYERS: [&str; 2] = ["DetectionOutput", "Yolov3DetectionOutput"];
+
+/// A detection output against its hint: 2-D rows of 6, at least as many as the hint's.
+fn detection_hint_matches(s: Shape, hint: &[i32]) -> bool {
+    match *hint {
+        [2, 6, rows, _] | [2, 6, rows, _, _] => {
+            s.dims == 2 && s.w == 6 && s.h as i64 >= rows as i64
+        }
+        _ => false,
+    }
+}
+
+/// Output blobs of the data models, which carry no shape hints (or, for a detection layer,
+/// a data-dependent one).
+const EXPECTED_OUTPUTS: [(&str, &str, Shape); 4] = [
     ("mobilefacenet", "fc1", Shape::d1(128)),
     ("mobilenet_v2", "out0", Shape::d1(1000)),
     ("squeezenet_v1.1", "prob", Shape::d1(1000)),
+    // One row per (scale, anchor, cell): 3 x (10 x 10 + 20 x 20).
+    ("yolo-fastest-1.1", "output", Shape::d2(6, 1500)),
 ];
 
 enum Outcome {
@@ -139,7 +161,12 @@ fn check_model(path: &Path, mismatches: &mut Vec<String>) -> Outcome {
         let stride = hints.len() / outs.len();
         for (k, &b) in outs.iter().enumerate() {
             let hint = &hints[k * stride..(k + 1) * stride];
-            if !hint_matches(shapes[b], hint) {
+            let matches = if DETECTION_LAYERS.contains(&l.kind.as_str()) {
+                detection_hint_matches(shapes[b], hint)
+            } else {
+                hint_matches(shapes[b], hint)
+            };
+            if !matches {
                 mismatches.push(format!(
                     "{}: layer `{}` ({}) blob `{}`: inferred {}, hint {hint:?}",
                     path.display(),
@@ -224,4 +251,15 @@ fn hint_comparison_reads_both_strides() {
     assert!(hint_matches(Shape::d3(2, 3, 5), &[3, 2, 3, 1, 5]));
     assert!(!hint_matches(Shape::d3(113, 113, 64), &[3, 113, 112, 64]));
     assert!(!hint_matches(Shape::d2(21, 1917), &[1, 21, 1917, 1]));
+    assert!(detection_hint_matches(Shape::d2(6, 1500), &[2, 6, 1431, 1]));
+    assert!(detection_hint_matches(Shape::d2(6, 1431), &[2, 6, 1431, 1]));
+    assert!(!detection_hint_matches(
+        Shape::d2(6, 1430),
+        &[2, 6, 1431, 1]
+    ));
+    assert!(!detection_hint_matches(
+        Shape::d2(7, 1500),
+        &[2, 6, 1431, 1]
+    ));
+    assert!(!detection_hint_matches(Shape::d1(6), &[1, 6, 1, 1]));
 }

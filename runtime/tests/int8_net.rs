@@ -110,7 +110,8 @@ fn int8_blobs_only_between_quantized_convolutions() {
     .into_iter()
     .filter(|b| net.is_int8_blob(b).unwrap())
     .collect();
-    assert_eq!(int8, ["c0", "s0", "s1", "d1"]);
+    // conv1 -> ReLU -> dw: ReLU carries int8, so c1 and r1 are int8 too.
+    assert_eq!(int8, ["c0", "s0", "s1", "c1", "r1", "d1"]);
     assert!(net.blob("c0").unwrap_err().to_string().contains("int8"));
     // The dequantized view of an int8 blob is on the producer's output grid.
     let (_, c0) = net.blob_f32("c0").unwrap();
@@ -189,14 +190,27 @@ fn benchmark_int8_models_keep_int8_between_convolutions() {
         return;
     }
     let net = Net::load_zero_weights(&path, &Options::default()).unwrap();
-    // Each fire module: squeeze (8=102) -> Split -> expand 1x1 / 3x3.
+    // Each fire module: squeeze (8=102) -> Split -> expand 1x1 / 3x3 -> Concat -> (max pool)
+    // -> the next squeeze: int8 all the way (the expands write on the next squeeze's grid);
+    // fire9's concat feeds conv10, also int8.
     for fire in 2..=9 {
         let squeeze = format!("fire{fire}/squeeze1x1_fire{fire}/relu_squeeze1x1");
         assert!(net.is_int8_blob(&squeeze).unwrap(), "{squeeze}");
         assert!(net.is_int8_blob(&format!("{squeeze}_splitncnn_0")).unwrap());
         let expand = format!("fire{fire}/expand1x1_fire{fire}/relu_expand1x1");
-        assert!(!net.is_int8_blob(&expand).unwrap(), "{expand}");
+        assert!(net.is_int8_blob(&expand).unwrap(), "{expand}");
+        let concat = if fire == 9 {
+            "fire9/concat_drop9".to_string()
+        } else {
+            format!("fire{fire}/concat")
+        };
+        assert!(net.is_int8_blob(&concat).unwrap(), "{concat}");
     }
+    for pool in ["pool1", "pool3", "pool5"] {
+        assert!(net.is_int8_blob(pool).unwrap(), "{pool}");
+    }
+    // conv10 feeds the global average pool (not int8): fp32 from there on.
+    assert!(!net.is_int8_blob("conv10_relu_conv10").unwrap());
     assert!(net
         .layer_precisions()
         .iter()

@@ -67,6 +67,15 @@ fn text_param_cases() {
             "detection_shape_mismatch",
             "layer `det` (DetectionOutput): conf input",
         ),
+        (
+            "interp_empty_output",
+            "layer `up` (Interp): output width 0 for input [w=2 h=2 c=3] is not positive",
+        ),
+        (
+            // ncnn reads the mask as float bits: 1 and 2 are denormals, not indices.
+            "yolo_mask_small_ints",
+            "layer `det` (Yolov3DetectionOutput): mask (key 5) entry 1e-45",
+        ),
     ];
     let mut failures = Vec::new();
     for (case, want) in cases {

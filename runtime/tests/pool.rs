@@ -252,3 +252,34 @@ fn outputs_do_not_depend_on_the_thread_count() {
         }
     }
 }
+
+#[test]
+fn worker_statistics_count_every_task_while_on() {
+    let pool = Pool::new(3).unwrap();
+    let work = |_t: usize, _w: usize| {
+        std::hint::black_box((0..2000).sum::<u64>());
+    };
+    pool.run(50, &work).unwrap();
+    let (per, wall) = pool.stats();
+    assert!(
+        per.iter().all(|&(_, tasks, _)| tasks == 0),
+        "off by default"
+    );
+    assert_eq!(wall, std::time::Duration::ZERO);
+    pool.set_stats(true);
+    for _ in 0..4 {
+        pool.run(50, &work).unwrap();
+    }
+    pool.run(1, &work).unwrap();
+    let (per, wall) = pool.stats();
+    assert_eq!(per.len(), 3);
+    assert_eq!(per.iter().map(|&(_, t, _)| t).sum::<u64>(), 4 * 50 + 1);
+    let busy: std::time::Duration = per.iter().map(|&(_, _, b)| b).sum();
+    assert!(busy > std::time::Duration::ZERO && wall > std::time::Duration::ZERO);
+    // Off again: nothing more is counted; on again: cleared.
+    pool.set_stats(false);
+    pool.run(50, &work).unwrap();
+    assert_eq!(pool.stats().0.iter().map(|&(_, t, _)| t).sum::<u64>(), 201);
+    pool.set_stats(true);
+    assert_eq!(pool.stats().0.iter().map(|&(_, t, _)| t).sum::<u64>(), 0);
+}

@@ -51,6 +51,27 @@ const TEXT_MODELS: &[(&str, &str)] = &[
         "7767517\n4 4\nInput i0 0 1 x 0=100\nInput i1 0 1 y 0=7 1=3\n\
          ReLU r0 1 1 x x1\nReLU r1 1 1 y y1\n",
     ),
+    (
+        // Every Interp form: nearest x2, aligned bilinear by size, bicubic by non-integer
+        // scales, the dynamic size of a reference blob, a 2-D width resize, the small-input
+        // rule, a 1-D fill.
+        "interp_forms",
+        "7767517\n13 17\nInput in 0 1 x 0=5 1=4 2=3\nInput small 0 1 s 0=3 1=2 2=2\n\
+         Input vec 0 1 v 0=4\nInput rows 0 1 r 0=6 1=9\nSplit sx 1 4 x x0 x1 x2 x3\n\
+         Split sr 1 2 r r0 r1\nInterp n 1 1 x0 yn 0=1 1=2.0 2=2.0\n\
+         Interp b 1 1 x1 yb 0=2 3=3 4=7 6=1\nInterp c 1 1 x2 yc 0=3 1=1.5 2=0.75\n\
+         Interp d 2 1 x3 r0 yd 0=2 5=1\nInterp e 1 1 r1 ye 0=3 3=2 4=11\n\
+         Interp f 1 1 s yf 0=3 3=5 4=4\nInterp g 1 1 v yg 0=1 3=2 4=3\n",
+    ),
+    (
+        // Random maps in [-1, 1] give confidences up to ~0.66: many candidates to sort and
+        // suppress.
+        "yolov3_head",
+        "7767517\n3 3\nInput a 0 1 a 0=3 1=2 2=27\nInput b 0 1 b 0=6 1=4 2=27\n\
+         Yolov3DetectionOutput det 2 1 a b out 0=4 1=3 2=0.3 \
+         -23304=12,10.0,14.0,23.0,27.0,37.0,58.0,81.0,82.0,135.0,169.0,34.0,31.0 \
+         -23305=6,3.0,4.0,5.0,0.0,1.0,2.0 -23306=2,32.0,16.0\n",
+    ),
 ];
 
 /// ncnn's benchmark networks under the shared data directory (`$EQ_SHARED`, default
@@ -118,6 +139,14 @@ const REAL_MODELS: &[RealModel] = &[
         "data",
         112,
         112,
+        3,
+    ),
+    (
+        "data/models/yolo-fastest-1.1/yolo-fastest-1.1.param",
+        "data/models/yolo-fastest-1.1/yolo-fastest-1.1.bin",
+        "data",
+        320,
+        320,
         3,
     ),
 ];

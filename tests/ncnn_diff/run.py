@@ -3,12 +3,14 @@
 
 Usage: python3 tests/ncnn_diff/run.py [--ncnn-only] [--threads N] [MODEL ...]
 
-For every model it feeds the same seeded random input to ncnn and to
-`eq infer`, and compares every output blob plus a few intermediate ones
-(the inputs of the output layers, e.g. the logits before Softmax and the SSD
-mbox_* blobs). The error of a blob is max|ours - ncnn| / max|ncnn|; a model
-passes when every blob is within 1e-4. Benchmark params get deterministic
-random weights (see ncnn_bin.py), cached under target/ncnn_diff/.
+For every model it feeds the same seeded random input (and, for
+yolo-fastest, a few images) to ncnn and to `eq infer`, and compares every
+output blob plus a few intermediate ones (the inputs of the output layers,
+e.g. the logits before Softmax and the SSD mbox_* blobs). The error of a blob
+is max|ours - ncnn| / max|ncnn|; a model passes when every blob is within
+1e-4 (1e-5 for the single-op nets of op_nets.py). Benchmark params get
+deterministic random weights (see ncnn_bin.py), cached under
+target/ncnn_diff/.
 
 Environment:
   EQ_BIN            path to the `eq` binary (default target/release/eq)
@@ -33,6 +35,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import ncnn_bin  # noqa: E402
+import op_nets  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 TOLERANCE = 1e-4
@@ -49,9 +52,19 @@ class Model:
     fp16_weights: bool = False  # only for generated weights
     extra_blobs: list = field(default_factory=list)
     generated_by_eq: bool = False  # param/bin written by `eq demo` (the README's main job)
+    # Images (relative to shared) fed after the random input, resized to the input's h x w,
+    # RGB, value = pixel / 255 (yolo-fastest's preprocessing).
+    images: list = field(default_factory=list)
+    # A net of single ops written here: generator(cache_dir) -> (param, bin, [inputs]).
+    generator: object = None
+    tolerance: float = TOLERANCE
+    # Fewer detections from ncnn over all inputs fails: the case would test nothing.
+    min_detections: int = 0
 
 
 BENCH = "models/ncnn-benchmark"
+YOLO_IMAGES = [f"data/images/imagenet_val1300/images/ILSVRC2012_val_0000{n}.JPEG"
+               for n in ("0556", "1133", "1750", "2581", "2810")]
 SSD_EXTRA = ["mbox_loc", "mbox_conf", "mbox_priorbox", "mbox_conf_flatten"]
 
 MODELS = [
@@ -79,6 +92,21 @@ MODELS = [
           "data/models/mobilenet_v2/mobilenet_v2.fp32.bin", (3, 224, 224), (-2.0, 2.0)),
     Model("mobilefacenet", "data/models/mobilefacenet/mobilefacenet.param",
           "data/models/mobilefacenet/mobilefacenet.bin", (3, 112, 112), (0.0, 255.0)),
+    # A real detector with fp16 weights: Interp (nearest x2) and Yolov3DetectionOutput.
+    # Random input finds nothing (the empty result); the images hold people, animals, cars.
+    Model("yolo-fastest-1.1", "data/models/yolo-fastest-1.1/yolo-fastest-1.1.param",
+          "data/models/yolo-fastest-1.1/yolo-fastest-1.1.bin", (3, 320, 320), (0.0, 1.0),
+          extra_blobs=["123_882"], images=YOLO_IMAGES, min_detections=10),
+    # Single-op nets (op_nets.py), compared to 1e-5.
+    Model("interp_nearest", None, generator=op_nets.interp_net("nearest"), tolerance=1e-5),
+    Model("interp_bilinear", None, generator=op_nets.interp_net("bilinear"), tolerance=1e-5),
+    Model("interp_bicubic", None, generator=op_nets.interp_net("bicubic"), tolerance=1e-5),
+    Model("interp_dynamic", None, generator=op_nets.interp_dynamic_net(), tolerance=1e-5),
+    Model("yolov3_three_scales", None, min_detections=20, tolerance=1e-5,
+          generator=op_nets.yolov3_net("yolov3_three_scales", 6, [(5, 4, 32), (10, 8, 16),
+                                                                  (20, 16, 8)])),
+    Model("yolov3_one_class", None, min_detections=5, tolerance=1e-5,
+          generator=op_nets.yolov3_net("yolov3_one_class", 1, [(7, 5, 16)], mask_as_bits=True)),
 ]
 
 
@@ -260,8 +288,44 @@ def make_inputs(model, layers):
     return {n: rng.uniform(lo, hi, model.shape).astype(np.float32) for n in names}
 
 
+def image_inputs(path, model, layers):
+    """One image as every Input: resized to (h, w) bilinear, RGB, pixel / 255."""
+    try:
+        from PIL import Image
+    except ImportError:
+        message = "the images need Pillow (pip install pillow)"
+        raise (Failure if os.environ.get("CI") == "true" else Skip)(message)
+    _, h, w = model.shape
+    image = Image.open(path).convert("RGB").resize((w, h), Image.BILINEAR)
+    array = (np.asarray(image, dtype=np.float32) / 255.0).transpose(2, 0, 1).copy()
+    names = [t for l in layers if l.type == "Input" for t in l.tops]
+    return {n: array for n in names}
+
+
+def compare(blobs, detection, ours, ref, tolerance):
+    """(worst error, its blob, failures) over the blobs of one input."""
+    worst, worst_blob, bad = 0.0, blobs[0], []
+    for blob in blobs:
+        try:
+            if blob in detection:
+                err = detection_error(ours[blob], ref[blob])
+            else:
+                err = relative_error(ours[blob], ref[blob])
+        except Failure as e:
+            bad.append(f"{blob}: {e}")
+            continue
+        if not err <= tolerance:
+            bad.append(f"{blob}: error {err:.3g}")
+        if not err <= worst:
+            worst, worst_blob = err, blob
+    return worst, worst_blob, bad
+
+
 def run_model(model, args, shared, cache_dir, eq):
-    if model.generated_by_eq:
+    runs = None
+    if model.generator:
+        param, binary, runs = model.generator(cache_dir)
+    elif model.generated_by_eq:
         if eq is None:
             raise Failure("eq binary not found (cargo build --release -p eq-tools, or set EQ_BIN)")
         out = os.path.join(cache_dir, model.name)
@@ -276,42 +340,52 @@ def run_model(model, args, shared, cache_dir, eq):
     layers = ncnn_bin.parse_param(open(param).read())
     with_intermediates = os.environ.get("EQ_DIFF_OUTPUTS_ONLY") != "1"
     blobs, outputs, detection = blobs_to_compare(layers, with_intermediates, model.extra_blobs)
-    inputs = make_inputs(model, layers)
-
-    t0 = time.time()
-    ref = run_ncnn(param, binary, inputs, blobs, outputs)
-    ncnn_time = time.time() - t0
-    if args.ncnn_only:
-        shapes = ", ".join(f"{b}{list(ref[b].shape)}" for b in blobs)
-        return None, None, f"ncnn only {ncnn_time:.2f}s; {shapes}"
-    if eq is None:
-        raise Failure("eq binary not found (cargo build --release -p eq-tools, or set EQ_BIN)")
-
-    workdir = tempfile.mkdtemp(prefix=f"{model.name}-", dir=cache_dir)
-    try:
-        t0 = time.time()
-        ours = run_eq(eq, param, binary, inputs, blobs, workdir, args.threads)
-        eq_time = time.time() - t0
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    if runs is None:
+        runs = [make_inputs(model, layers)]
+        runs += [image_inputs(shared_file(shared, rel), model, layers) for rel in model.images]
 
     worst, worst_blob, bad = 0.0, blobs[0], []
-    for blob in blobs:
-        try:
-            if blob in detection:
-                err = detection_error(ours[blob], ref[blob])
-            else:
-                err = relative_error(ours[blob], ref[blob])
-        except Failure as e:
-            bad.append(f"{blob}: {e}")
+    ncnn_time = eq_time = 0.0
+    detections = 0
+    for k, inputs in enumerate(runs):
+        t0 = time.time()
+        ref = run_ncnn(param, binary, inputs, blobs, outputs)
+        ncnn_time += time.time() - t0
+        detections += sum(len(detection_rows(ref[b])) for b in detection)
+        if args.ncnn_only:
+            if k == 0:
+                shapes = ", ".join(f"{b}{list(ref[b].shape)}" for b in blobs)
             continue
-        if not err <= TOLERANCE:
-            bad.append(f"{blob}: error {err:.3g}")
+        if eq is None:
+            raise Failure("eq binary not found (cargo build --release -p eq-tools, or set EQ_BIN)")
+
+        workdir = tempfile.mkdtemp(prefix=f"{model.name}-", dir=cache_dir)
+        try:
+            t0 = time.time()
+            ours = run_eq(eq, param, binary, inputs, blobs, workdir, args.threads)
+            eq_time += time.time() - t0
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+        err, blob, failures = compare(blobs, detection, ours, ref, model.tolerance)
+        where = f"input {k}: " if len(runs) > 1 else ""
+        bad += [where + f for f in failures]
         if not err <= worst:
-            worst, worst_blob = err, blob
+            worst, worst_blob = err, (where + blob)
+    if detections < model.min_detections:
+        bad.append(f"ncnn found {detections} detections, the case needs {model.min_detections}")
+    detail = f"ncnn {ncnn_time:.2f}s eq {eq_time:.2f}s"
+    if len(runs) > 1:
+        detail += f", {len(runs)} inputs"
+    if detection:
+        detail += f", {detections} detections"
+    if args.ncnn_only:
+        if bad:
+            raise Failure("; ".join(bad))
+        return None, None, f"ncnn only {ncnn_time:.2f}s; {shapes}; {detail}"
     if bad:
         raise Failure(f"worst {worst:.2e} ({worst_blob}); " + "; ".join(bad))
-    return worst, worst_blob, f"ncnn {ncnn_time:.2f}s eq {eq_time:.2f}s"
+    return worst, worst_blob, detail
 
 
 def main():

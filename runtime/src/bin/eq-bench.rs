@@ -139,6 +139,13 @@ fn run(args: Args) -> Result<(), String> {
                         say(&line);
                     }
                 }
+                if args.workers {
+                    let lines = bench::profile_workers(&mut net, args.loops)
+                        .map_err(|e| format!("{}: {e}", model.name))?;
+                    for line in lines {
+                        say(&line);
+                    }
+                }
                 drop(net);
                 records.push(Record {
                     model: model.name.clone(),

@@ -8,6 +8,7 @@ pub mod depthwise_i8;
 pub mod gemv_f32;
 pub mod gemv_i8;
 pub mod im2col;
+pub mod pooling;
 pub mod quantize;
 pub mod requant;
 pub mod winograd_i8;

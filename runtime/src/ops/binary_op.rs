@@ -104,6 +104,54 @@ impl BinaryKind {
     }
 }
 
+/// Binds `$op` to `$kind`'s operation as a closure of a constant kind and evaluates `$body`
+/// with it, so the loops in `$body` are compiled per operation (and vectorised where the
+/// operation allows) instead of matching on the kind for every element.
+macro_rules! per_kind {
+    ($kind:expr, $op:ident => $body:expr) => {{
+        use BinaryKind::*;
+        match $kind {
+            Add => {
+                let $op = |x: f32, y: f32| Add.apply(x, y);
+                $body
+            }
+            Sub => {
+                let $op = |x: f32, y: f32| Sub.apply(x, y);
+                $body
+            }
+            Mul => {
+                let $op = |x: f32, y: f32| Mul.apply(x, y);
+                $body
+            }
+            Div => {
+                let $op = |x: f32, y: f32| Div.apply(x, y);
+                $body
+            }
+            Max => {
+                let $op = |x: f32, y: f32| Max.apply(x, y);
+                $body
+            }
+            Min => {
+                let $op = |x: f32, y: f32| Min.apply(x, y);
+                $body
+            }
+            RSub => {
+                let $op = |x: f32, y: f32| RSub.apply(x, y);
+                $body
+            }
+            RDiv => {
+                let $op = |x: f32, y: f32| RDiv.apply(x, y);
+                $body
+            }
+            // Library calls per element whatever the loop: one instance.
+            k @ (Pow | RPow | Atan2 | RAtan2) => {
+                let $op = |x: f32, y: f32| k.apply(x, y);
+                $body
+            }
+        }
+    }};
+}
+
 #[derive(Debug)]
 pub struct BinaryOp {
     pub kind: BinaryKind,
@@ -172,7 +220,7 @@ fn broadcast_shapes(a: Shape, b: Shape) -> LayerResult<(Shape, Shape, Shape)> {
 /// Writes output rows `rows` (each `out.w` long, rows counted over c, d, h) of
 /// `kind(a, b)` with size-1 axes of `a` and `b` repeated.
 fn broadcast_rows(
-    kind: BinaryKind,
+    kind: impl Fn(f32, f32) -> f32,
     a: &Tensor,
     b: &Tensor,
     out_shape: Shape,
@@ -195,17 +243,17 @@ fn broadcast_rows(
         match (pa.len(), pb.len()) {
             (x, y) if x == y => {
                 for ((o, x), y) in dst.iter_mut().zip(pa).zip(pb) {
-                    *o = kind.apply(*x, *y);
+                    *o = kind(*x, *y);
                 }
             }
             (_, 1) => dst
                 .iter_mut()
                 .zip(pa)
-                .for_each(|(o, x)| *o = kind.apply(*x, pb[0])),
+                .for_each(|(o, x)| *o = kind(*x, pb[0])),
             _ => dst
                 .iter_mut()
                 .zip(pb)
-                .for_each(|(o, y)| *o = kind.apply(pa[0], *y)),
+                .for_each(|(o, y)| *o = kind(pa[0], *y)),
         }
     }
 }
@@ -233,10 +281,9 @@ impl Op for BinaryOp {
         let b = self
             .scalar
             .ok_or_else(|| invalid("binary op without a scalar runs out of place"))?;
-        let kind = self.kind;
-        for_each_chunk(ctx.pool, x.data, &|part| {
-            part.iter_mut().for_each(|v| *v = kind.apply(*v, b))
-        })
+        per_kind!(self.kind, op => for_each_chunk(ctx.pool, x.data, &|part| {
+            part.iter_mut().for_each(|v| *v = op(*v, b))
+        }))
     }
 
     fn forward(
@@ -273,7 +320,7 @@ impl Op for BinaryOp {
                 let (lo, hi) = (rows * t / chunks, rows * (t + 1) / chunks);
                 // SAFETY: each task writes its own rows.
                 let dst = unsafe { shared.slice(lo * w, (hi - lo) * w) };
-                broadcast_rows(kind, &a, &b, out_shape, lo..hi, dst);
+                per_kind!(kind, op => broadcast_rows(op, &a, &b, out_shape, lo..hi, dst));
             })
             .map_err(|e| invalid(e.to_string()))
     }

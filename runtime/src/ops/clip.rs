@@ -34,13 +34,10 @@ impl Op for Clip {
     fn forward_inplace(&self, x: &mut TensorMut, ctx: &mut Ctx) -> LayerResult<()> {
         // Two comparisons in ncnn's order (lower bound first), so NaN passes through.
         for_each_chunk(ctx.pool, x.data, &|part| {
+            // Selects on every element (not conditional stores): vectorises.
             for v in part.iter_mut() {
-                if *v < self.min {
-                    *v = self.min;
-                }
-                if *v > self.max {
-                    *v = self.max;
-                }
+                let lo = if *v < self.min { self.min } else { *v };
+                *v = if lo > self.max { self.max } else { lo };
             }
         })
     }

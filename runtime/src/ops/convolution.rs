@@ -6,6 +6,7 @@
 
 use super::activation::Activation;
 use super::{expect_inputs, Ctx, Op};
+use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult, Result};
 use crate::kernels::gemm_f32::{self, DenseB, Im2colB, Kernel, PackedA};
 use crate::model::paramdict::ParamDict;
@@ -333,6 +334,8 @@ pub struct Convolution {
     kernel: Kernel,
     int8: Option<int8::ConvInt8>,
     sim: Option<Simulation>,
+    /// The pool's core types (`Op::set_cores`): the integer path packs for their kernels.
+    cores: Vec<CoreKind>,
 }
 
 impl Convolution {
@@ -415,6 +418,7 @@ impl Convolution {
             kernel,
             int8: None,
             sim: None,
+            cores: Vec::new(),
         })
     }
 
@@ -488,6 +492,10 @@ impl Op for Convolution {
         }
     }
 
+    fn set_cores(&mut self, cores: &[CoreKind]) {
+        self.cores = cores.to_vec();
+    }
+
     fn synthesize_int8_scales(&mut self) {
         synthesize(
             &mut self.int8_scales,
@@ -537,7 +545,7 @@ impl Op for Convolution {
         let scales = self.int8_scales.as_ref().expect("integer plan has scales");
         self.int8 = Some(int8::ConvInt8::new(
             precision,
-            crate::kernels::gemm_i8::KernelSet::best(precision),
+            crate::kernels::gemm_i8::KernelSet::for_cores(precision, &self.cores),
             self.params,
             &q,
             &scales.weight,

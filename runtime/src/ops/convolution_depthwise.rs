@@ -9,6 +9,7 @@
 
 use super::activation::Activation;
 use super::{expect_inputs, Ctx, Op};
+use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult, Result};
 use crate::kernels::depthwise_f32::{self, Geometry, Isa};
 use crate::model::paramdict::ParamDict;
@@ -49,6 +50,8 @@ pub struct ConvolutionDepthWise {
     isa: Isa,
     int8: Option<int8::DwInt8>,
     sim: Option<Simulation>,
+    /// The pool's core types (`Op::set_cores`): grouped integer paths pack for their kernels.
+    pub cores: Vec<CoreKind>,
 }
 
 fn positive(pd: &ParamDict, key: usize, default: usize, name: &str) -> LayerResult<usize> {
@@ -166,6 +169,7 @@ impl ConvolutionDepthWise {
             isa: Isa::detect(),
             int8: None,
             sim: None,
+            cores: Vec::new(),
         })
     }
 
@@ -430,6 +434,10 @@ impl ConvolutionDepthWise {
 }
 
 impl Op for ConvolutionDepthWise {
+    fn set_cores(&mut self, cores: &[CoreKind]) {
+        self.cores = cores.to_vec();
+    }
+
     fn synthesize_int8_scales(&mut self) {
         synthesize(
             &mut self.int8_scales,

@@ -1,6 +1,7 @@
 //! Layers. Each op lives in its own file with a plain reference implementation; optimised
 //! paths call into `crate::kernels` and are tested against the reference.
 
+use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult, Result};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::WeightReader;
@@ -25,6 +26,7 @@ pub mod flatten;
 pub mod harness;
 pub mod inner_product;
 pub mod input;
+pub mod interp;
 pub mod lrn;
 pub mod noop;
 pub mod normalize;
@@ -39,6 +41,7 @@ pub mod scale;
 pub mod sigmoid;
 pub mod softmax;
 pub mod split;
+pub mod yolov3_detection_output;
 
 /// How an op's outputs relate to its inputs in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +103,10 @@ pub trait Op: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
+    /// The core types of the pool that will run this layer, told before `set_precision`:
+    /// integer paths pack their weights only for those cores' kernels (none: for all).
+    fn set_cores(&mut self, _cores: &[CoreKind]) {}
+
     /// Benchmarks of fp32 models with synthetic weights in INT8 / INT7: give a layer that has
     /// no int8 scales fixed ones (all 1), as if it had been quantized.
     fn synthesize_int8_scales(&mut self) {}
@@ -117,6 +124,9 @@ pub trait Op: Send + Sync + std::fmt::Debug {
 
     /// Whether this op, as configured, can carry int8 values through unchanged in scale:
     /// it may then read an int8 input and write an int8 output (same scale, same grid).
+    /// Such an op accepts `set_int8_io(true, Some(grid))` (its inputs and outputs all int8)
+    /// and refuses a mix of int8 and fp32. It does not end an int8 region: the graph decides
+    /// the whole region (`net::int8_grids`).
     fn int8_passthrough(&self) -> bool {
         false
     }
@@ -158,6 +168,10 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Normalize" => Box::new(normalize::Normalize::new(pd, w)?),
         "PriorBox" => Box::new(prior_box::PriorBox::new(pd)?),
         "DetectionOutput" => Box::new(detection_output::DetectionOutput::new(pd)?),
+        "Interp" => Box::new(interp::Interp::new(pd)?),
+        "Yolov3DetectionOutput" => {
+            Box::new(yolov3_detection_output::Yolov3DetectionOutput::new(pd)?)
+        }
         "Convolution" => Box::new(convolution::Convolution::new(pd, w)?),
         "ConvolutionDepthWise" => {
             Box::new(convolution_depthwise::ConvolutionDepthWise::new(pd, w)?)

@@ -54,11 +54,10 @@ impl Op for PReLU {
                 } else {
                     self.slopes[first + i]
                 };
-                group.iter_mut().for_each(|v| {
-                    if *v < 0.0 {
-                        *v *= slope
-                    }
-                });
+                // A select on every element (not a conditional store): vectorises.
+                group
+                    .iter_mut()
+                    .for_each(|v| *v = if *v < 0.0 { *v * slope } else { *v });
             }
         })
     }

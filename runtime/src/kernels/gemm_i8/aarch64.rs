@@ -22,7 +22,7 @@
 
 use super::{store_acc, Acc, Kernel, Layout, Micro, OutKind, Tile, NR_MAX};
 use crate::ops::activation::Activation;
-use crate::quant::Precision;
+use crate::quant::{quantize_scaled, Precision};
 use std::arch::aarch64::*;
 
 static INT8_A53: Kernel = Kernel {
@@ -89,6 +89,8 @@ const RELU: u8 = 1;
 const LEAKY: u8 = 2;
 const CLIP: u8 = 3;
 const GENERIC: u8 = 4;
+/// Clip of an int8 output whose range holds 0: applied to the int8 values (see `Epi::new`).
+const CLIP_INT: u8 = 5;
 
 /// The epilogue constants of one A panel (up to 8 rows from `t.row0`).
 struct Epi {
@@ -98,7 +100,9 @@ struct Epi {
     lo: float32x4_t,
     hi: float32x4_t,
     top: f32,
-    qmax: int8x16_t,
+    /// The int8 result's clamp: ±qmax, or the activation's range on the int8 grid.
+    qlo: int8x16_t,
+    qhi: int8x16_t,
 }
 
 impl Epi {
@@ -119,6 +123,19 @@ impl Epi {
             Activation::Clip { min, max } => (0.0, min, max),
             _ => (0.0, 0.0, 0.0),
         };
+        // An int8 output under ReLU or a Clip whose range holds 0 takes the activation on
+        // the int8 values: quantizing is monotonic with q(0) = 0, so q(max(y, 0)) =
+        // max(q(y), 0) and q(clip(y)) = clamp(q(y), q(min), q(max)), NaN included (q(NaN) =
+        // 0 lies inside). `dispatch!` picks these paths (RELU with I8, CLIP_INT).
+        let q = r.qmax;
+        let (qlo, qhi) = match r.act {
+            Activation::ReLU => (0, q),
+            Activation::Clip { min, max } if min <= 0.0 && max >= 0.0 => (
+                quantize_scaled(min * r.top_scale, q) as i32,
+                quantize_scaled(max * r.top_scale, q) as i32,
+            ),
+            _ => (-q, q),
+        };
         Epi {
             scales: [
                 vld1q_f32(scales.as_ptr()),
@@ -132,14 +149,19 @@ impl Epi {
             lo: vdupq_n_f32(lo),
             hi: vdupq_n_f32(hi),
             top: r.top_scale,
-            qmax: vdupq_n_s8(r.qmax as i8),
+            qlo: vdupq_n_s8(qlo as i8),
+            qhi: vdupq_n_s8(qhi as i8),
         }
     }
 
     /// As `Activation::apply`: selects written as its comparisons (NaN and −0 included).
+    /// `K`: the output kind (an int8 output takes ReLU and CLIP_INT on its int8 values).
     #[inline(always)]
-    unsafe fn act<const A: u8>(&self, y: float32x4_t) -> float32x4_t {
+    unsafe fn act<const K: u8, const A: u8>(&self, y: float32x4_t) -> float32x4_t {
         let zero = vdupq_n_f32(0.0);
+        if K == I8 && (A == RELU || A == CLIP_INT) {
+            return y;
+        }
         match A {
             RELU => vbslq_f32(vcltq_f32(y, zero), zero, y),
             LEAKY => vbslq_f32(vcltq_f32(y, zero), vmulq_n_f32(y, self.slope), y),
@@ -154,25 +176,29 @@ impl Epi {
     /// `act(fma(acc, scale, bias))` of four rows (`half`: rows 0..4 or 4..8; one int32x4 of
     /// columns each): one fused multiply-add, as `Requant::dequant`.
     #[inline(always)]
-    unsafe fn dequant4<const A: u8>(&self, v: [int32x4_t; 4], half: usize) -> [float32x4_t; 4] {
+    unsafe fn dequant4<const K: u8, const A: u8>(
+        &self,
+        v: [int32x4_t; 4],
+        half: usize,
+    ) -> [float32x4_t; 4] {
         let (s, b) = (self.scales[half], self.biases[half]);
         [
-            self.act::<A>(vfmaq_laneq_f32::<0>(
+            self.act::<K, A>(vfmaq_laneq_f32::<0>(
                 vdupq_laneq_f32::<0>(b),
                 vcvtq_f32_s32(v[0]),
                 s,
             )),
-            self.act::<A>(vfmaq_laneq_f32::<1>(
+            self.act::<K, A>(vfmaq_laneq_f32::<1>(
                 vdupq_laneq_f32::<1>(b),
                 vcvtq_f32_s32(v[1]),
                 s,
             )),
-            self.act::<A>(vfmaq_laneq_f32::<2>(
+            self.act::<K, A>(vfmaq_laneq_f32::<2>(
                 vdupq_laneq_f32::<2>(b),
                 vcvtq_f32_s32(v[2]),
                 s,
             )),
-            self.act::<A>(vfmaq_laneq_f32::<3>(
+            self.act::<K, A>(vfmaq_laneq_f32::<3>(
                 vdupq_laneq_f32::<3>(b),
                 vcvtq_f32_s32(v[3]),
                 s,
@@ -185,11 +211,14 @@ impl Epi {
     /// order, and the final byte clamp makes −128 impossible.
     #[inline(always)]
     unsafe fn requant16(&self, y: [float32x4_t; 4]) -> int8x16_t {
-        let q = y.map(|v| vcvtaq_s32_f32(vmulq_n_f32(v, self.top)));
+        let mut q = [vdupq_n_s32(0); 4];
+        for (q, y) in q.iter_mut().zip(y) {
+            *q = vcvtaq_s32_f32(vmulq_n_f32(y, self.top));
+        }
         let lo = vqmovn_high_s32(vqmovn_s32(q[0]), q[1]);
         let hi = vqmovn_high_s32(vqmovn_s32(q[2]), q[3]);
         let b = vqmovn_high_s16(vqmovn_s16(lo), hi);
-        vminq_s8(vmaxq_s8(b, vnegq_s8(self.qmax)), self.qmax)
+        vminq_s8(vmaxq_s8(b, self.qlo), self.qhi)
     }
 }
 
@@ -213,7 +242,12 @@ macro_rules! dispatch {
             (OutKind::I8, NONE) => $f::<I8, NONE>($($arg),*),
             (OutKind::I8, RELU) => $f::<I8, RELU>($($arg),*),
             (OutKind::I8, LEAKY) => $f::<I8, LEAKY>($($arg),*),
-            (OutKind::I8, _) => $f::<I8, CLIP>($($arg),*),
+            (OutKind::I8, _) => match $row.requant.act {
+                Activation::Clip { min, max } if min <= 0.0 && max >= 0.0 => {
+                    $f::<I8, CLIP_INT>($($arg),*)
+                }
+                _ => $f::<I8, CLIP>($($arg),*),
+            },
         }
     }};
 }
@@ -241,12 +275,12 @@ unsafe fn store_4x4<const K: u8, const A: u8>(sums: [int32x4_t; 4], e: &Epi, t: 
             }
         }
         F32 => {
-            for (r, y) in e.dequant4::<A>(sums, 0).into_iter().enumerate() {
+            for (r, y) in e.dequant4::<K, A>(sums, 0).into_iter().enumerate() {
                 vst1q_f32((t.out as *mut f32).add(r * t.stride), y);
             }
         }
         _ => {
-            let b = vreinterpretq_u32_s8(e.requant16(e.dequant4::<A>(sums, 0)));
+            let b = vreinterpretq_u32_s8(e.requant16(e.dequant4::<K, A>(sums, 0)));
             let dst = |r: usize| t.out.add(r * t.stride) as *mut u32;
             dst(0).write_unaligned(vgetq_lane_u32::<0>(b));
             dst(1).write_unaligned(vgetq_lane_u32::<1>(b));
@@ -270,8 +304,8 @@ unsafe fn store_8x8<const K: u8, const A: u8>(c: &[[int32x4_t; 2]; 8], e: &Epi, 
     }
     for half in 0..2 {
         let rows = &c[4 * half..4 * half + 4];
-        let left = e.dequant4::<A>(std::array::from_fn(|r| rows[r][0]), half);
-        let right = e.dequant4::<A>(std::array::from_fn(|r| rows[r][1]), half);
+        let left = e.dequant4::<K, A>(std::array::from_fn(|r| rows[r][0]), half);
+        let right = e.dequant4::<K, A>(std::array::from_fn(|r| rows[r][1]), half);
         if K == F32 {
             for r in 0..4 {
                 let dst = (t.out as *mut f32).add((4 * half + r) * t.stride);
@@ -404,12 +438,28 @@ macro_rules! k_loop {
     }};
 }
 
-/// Accumulators v16..v31 as `[row][column]` (4 x 4, lanes along K) summed over their lanes.
+/// Accumulators v16..v31 as `[row][column]` (4 x 4, lanes along K) summed over their lanes:
+/// three `addp` per row (written out: the compiler turns the second level into `uzp` pairs,
+/// which cost the A72 three times as much).
 #[inline(always)]
 unsafe fn reduce_4x4(c: [int32x4_t; 16]) -> [int32x4_t; 4] {
     std::array::from_fn(|r| {
         let row = &c[4 * r..4 * r + 4];
-        vpaddq_s32(vpaddq_s32(row[0], row[1]), vpaddq_s32(row[2], row[3]))
+        let out: int32x4_t;
+        std::arch::asm!(
+            "addp {t0:v}.4s, {a:v}.4s, {b:v}.4s",
+            "addp {t1:v}.4s, {c:v}.4s, {d:v}.4s",
+            "addp {o:v}.4s, {t0:v}.4s, {t1:v}.4s",
+            a = in(vreg) row[0],
+            b = in(vreg) row[1],
+            c = in(vreg) row[2],
+            d = in(vreg) row[3],
+            t0 = out(vreg) _,
+            t1 = out(vreg) _,
+            o = lateout(vreg) out,
+            options(pure, nomem, nostack),
+        );
+        out
     })
 }
 
@@ -627,6 +677,147 @@ unsafe fn int7_a72_sums(kp: usize, a: *const u8, b: *const u8, t: &Tile) -> [int
 }
 
 // ---------------------------------------------------------------------------------------
+// Cortex-A72, int16 operands: the transform-domain products of the Winograd convolution
+
+/// One output of [`wino16_a72`]: `p = a_even + b_odd`, `q = a_odd + b_even` (int16 lanes,
+/// exact: |a| + |b| ≤ 18288 + 12700 < 32768), then `Σ p·q` straight into int32 accumulator
+/// `$c` (4 lanes per `smlal`, each lane a pair of k).
+#[rustfmt::skip]
+macro_rules! wino16_mac {
+    ($ae:literal, $ao:literal, $c:literal) => {
+        concat!(
+            "add    v10.8h, v", $ae, ".8h, v9.8h\n",
+            "add    v11.8h, v", $ao, ".8h, v8.8h\n",
+            "smlal  v", $c, ".4s, v10.4h, v11.4h\n",
+            "smlal2 v", $c, ".4s, v10.8h, v11.8h\n",
+        )
+    };
+}
+
+/// Column `j` (B slot at byte `$o`) of one [`wino16_a72`] step: accumulators v(16 + 4r + j).
+#[rustfmt::skip]
+macro_rules! wino16_col {
+    ($o:literal, $oo:literal, $c0:literal, $c1:literal, $c2:literal, $c3:literal) => {
+        concat!(
+            "ldr q8, [{b}, #", $o, "]\n",
+            "ldr q9, [{b}, #", $oo, "]\n",
+            wino16_mac!("0", "1", $c0),
+            wino16_mac!("2", "3", $c1),
+            wino16_mac!("4", "5", $c2),
+            wino16_mac!("6", "7", $c3),
+        )
+    };
+}
+
+/// Where a batch of [`wino16_a72`] products lives: for each of `n` positions ξ (strides in
+/// bytes for A and B, in int32 for the rest) and each of `quads` quads of 4 rows, 8 columns
+/// in two B panels (4 columns each, `kp · 128` bytes apart).
+pub struct Wino16Batch {
+    pub n: usize,
+    pub a_stride: usize,
+    pub b_stride: usize,
+    pub out_stride: usize,
+    pub rows_stride: usize,
+    pub cols_stride: usize,
+    pub quads: usize,
+    pub a_quad: usize,
+    pub out_quad: usize,
+    pub rows_quad: usize,
+    /// Output row stride (int32).
+    pub out_row: usize,
+}
+
+/// Raw int32 products of int16 operands for the Winograd convolution on the Cortex-A72, 4 x
+/// 4 tiles, K in steps of 16 stored even k first (positions 0..8 hold k 0, 2, …, 14, as
+/// [`Layout::Pairs32`] does with bytes): the pair-sum identity
+/// `Σ a·b = Σ (a₂ᵢ + b₂ᵢ₊₁)(a₂ᵢ₊₁ + b₂ᵢ) − Σ a₂ᵢa₂ᵢ₊₁ − Σ b₂ᵢb₂ᵢ₊₁` halves the multiplies
+/// (8 MACs per `smlal` instead of 4 by element), the additions go to the second NEON pipe.
+/// Everything wraps modulo 2³², which the Winograd scheme wants. One call runs a whole
+/// batch (every ξ), so the register saves and setup happen once.
+///
+/// # Safety
+/// Every A panel holds `kp` steps of 4 rows (128 bytes each) and every B block two panels of
+/// `kp` steps, followed by readable bytes to the step's end; `rows` / `cols` hold the pair
+/// terms (4 per quad, 8 per ξ); `out` 4 rows of 8 int32 per quad and ξ.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn wino16_a72(
+    kp: usize,
+    a: *const u8,
+    b: *const u8,
+    out: *mut i32,
+    rows: *const i32,
+    cols: *const i32,
+    batch: &Wino16Batch,
+) {
+    for xi in 0..batch.n {
+        let (a, b) = (a.add(xi * batch.a_stride), b.add(xi * batch.b_stride));
+        let cols = cols.add(xi * batch.cols_stride);
+        for q in 0..batch.quads {
+            let a = a.add(q * batch.a_quad);
+            let rows = vld1q_s32(rows.add(xi * batch.rows_stride + q * batch.rows_quad));
+            let out = out.add(xi * batch.out_stride + q * batch.out_quad);
+            for tq in 0..2 {
+                let c = k_loop!(
+                    a,
+                    b.add(tq * kp * 128),
+                    kp,
+                    concat!(
+                        "1:\n",
+                        "ldr q0, [{a}]\n",
+                        "ldr q1, [{a}, #16]\n",
+                        "ldr q2, [{a}, #32]\n",
+                        "ldr q3, [{a}, #48]\n",
+                        "ldr q4, [{a}, #64]\n",
+                        "ldr q5, [{a}, #80]\n",
+                        "ldr q6, [{a}, #96]\n",
+                        "ldr q7, [{a}, #112]\n",
+                        wino16_col!("0", "16", "16", "20", "24", "28"),
+                        wino16_col!("32", "48", "17", "21", "25", "29"),
+                        wino16_col!("64", "80", "18", "22", "26", "30"),
+                        wino16_col!("96", "112", "19", "23", "27", "31"),
+                        "add {a}, {a}, #128\n",
+                        "add {b}, {b}, #128\n",
+                        "subs {k}, {k}, #1\n",
+                        "b.ne 1b\n",
+                    ),
+                    "v0",
+                    "v1",
+                    "v2",
+                    "v3",
+                    "v4",
+                    "v5",
+                    "v6",
+                    "v7",
+                    "v8",
+                    "v9",
+                    "v10",
+                    "v11"
+                );
+                let cv = vld1q_s32(cols.add(4 * tq));
+                let s = reduce_4x4(c);
+                let dst = out.add(4 * tq);
+                vst1q_s32(
+                    dst,
+                    vsubq_s32(vsubq_s32(s[0], cv), vdupq_laneq_s32::<0>(rows)),
+                );
+                vst1q_s32(
+                    dst.add(batch.out_row),
+                    vsubq_s32(vsubq_s32(s[1], cv), vdupq_laneq_s32::<1>(rows)),
+                );
+                vst1q_s32(
+                    dst.add(2 * batch.out_row),
+                    vsubq_s32(vsubq_s32(s[2], cv), vdupq_laneq_s32::<2>(rows)),
+                );
+                vst1q_s32(
+                    dst.add(3 * batch.out_row),
+                    vsubq_s32(vsubq_s32(s[3], cv), vdupq_laneq_s32::<3>(rows)),
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Cortex-A53: Wide16, 8 x 8
 
 /// One k of the INT8 kernel: `smlal` / `smlal2` of B register `$b` (8 columns) by the 8 lanes
@@ -732,6 +923,32 @@ unsafe fn int8_a53_sums(kp: usize, a: *const u8, b: *const u8) -> [int32x4_t; 16
         "v2",
         "v3"
     )
+}
+
+/// Raw int32 products of int16 operands on the Cortex-A53 for the Winograd convolution: the
+/// [`Layout::Wide16`] 8 x 8 INT8 K loop run for `n` positions ξ in one call (A and B `kp` pairs
+/// of k each, `a_stride` / `b_stride` bytes apart; out 8 rows of 8 int32 per ξ, `out_stride`
+/// int32 apart), so the register saves, the epilogue dispatch and the tile set-up of a
+/// kernel call happen once rather than per ξ. Everything wraps modulo 2³², which the Winograd
+/// scheme wants.
+///
+/// # Safety
+/// Every A and B panel holds `kp` pairs of k plus [`super::OVERREAD`] readable bytes; `out`
+/// holds `n` blocks of 64 int32 at its stride.
+pub unsafe fn wide16_a53_batch(
+    kp: usize,
+    (a, a_stride): (*const u8, usize),
+    (b, b_stride): (*const u8, usize),
+    (out, out_stride): (*mut i32, usize),
+    n: usize,
+) {
+    for xi in 0..n {
+        let c = int8_a53_sums(kp, a.add(xi * a_stride), b.add(xi * b_stride));
+        let dst = out.add(xi * out_stride);
+        for (i, v) in c.iter().enumerate() {
+            vst1q_s32(dst.add(4 * i), *v);
+        }
+    }
 }
 
 /// One k of the INT7 kernel: `$op` (`mul` or `mla`) of B `$b` by the lanes of A `$a` into the
@@ -887,7 +1104,8 @@ pub unsafe fn transpose16(rows: &[&[i8]; 16], c: usize) -> [[u8; 16]; 16] {
         s[i] = vtrn1q_u8(x, y);
         s[i + 1] = vtrn2q_u8(x, y);
     }
-    let mut u: [uint16x8_t; 16] = s.map(|x| vreinterpretq_u16_u8(x));
+    // Reinterpreting casts of whole arrays (array `map` can be left out of line).
+    let mut u: [uint16x8_t; 16] = std::mem::transmute(s);
     for base in (0..16).step_by(4) {
         for i in base..base + 2 {
             let (x, y) = (u[i], u[i + 2]);
@@ -895,7 +1113,7 @@ pub unsafe fn transpose16(rows: &[&[i8]; 16], c: usize) -> [[u8; 16]; 16] {
             u[i + 2] = vtrn2q_u16(x, y);
         }
     }
-    let mut w: [uint32x4_t; 16] = u.map(|x| vreinterpretq_u32_u16(x));
+    let mut w: [uint32x4_t; 16] = std::mem::transmute(u);
     for base in (0..16).step_by(8) {
         for i in base..base + 4 {
             let (x, y) = (w[i], w[i + 4]);
@@ -903,7 +1121,7 @@ pub unsafe fn transpose16(rows: &[&[i8]; 16], c: usize) -> [[u8; 16]; 16] {
             w[i + 4] = vtrn2q_u32(x, y);
         }
     }
-    let mut d: [uint64x2_t; 16] = w.map(|x| vreinterpretq_u64_u32(x));
+    let mut d: [uint64x2_t; 16] = std::mem::transmute(w);
     for i in 0..8 {
         let (x, y) = (d[i], d[i + 8]);
         d[i] = vtrn1q_u64(x, y);

@@ -56,6 +56,8 @@ pub const OVERREAD: usize = 64;
 const B_BLOCK_BYTES: usize = 192 * 1024;
 /// Upper bound on columns per block (more only lengthens the tail task).
 pub(crate) const NC_MAX: usize = 512;
+/// Tasks per worker when the pool mixes core types.
+pub(crate) const TASKS_PER_MIXED_WORKER: usize = 4;
 
 /// Int32 accumulators of one tile, row stride [`NR_MAX`].
 pub type Acc = [i32; MR_MAX * NR_MAX];
@@ -297,6 +299,11 @@ impl KernelSet {
             self.used.iter().position(|&u| u).unwrap_or(s)
         };
         [self.a53, self.a72, self.other][s]
+    }
+
+    /// Whether a pool of this set has workers on `core` (their kernels' layouts are packed).
+    pub fn uses(&self, core: CoreKind) -> bool {
+        self.used[Self::slot(core)]
     }
 
     /// The kernels in use, each once (no allocation: products ask at run time).
@@ -613,14 +620,21 @@ fn run(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let Blocking { nc, unit_m } = a.blocking(n, threads);
+    // Tasks are claimed dynamically: one per worker on identical cores; on a big.LITTLE pool
+    // several per worker, so the big cores take the larger share instead of waiting.
+    let tasks = if pool.mixed_cores() {
+        TASKS_PER_MIXED_WORKER * threads
+    } else {
+        threads
+    };
+    let Blocking { nc, unit_m } = a.blocking(n, tasks);
     let n_blocks = n.div_ceil(nc);
     // Few column blocks (late small feature maps): split the rows as well.
     let units = m.div_ceil(unit_m);
-    let m_blocks = if n_blocks >= threads {
+    let m_blocks = if n_blocks >= tasks {
         1
     } else {
-        threads.div_ceil(n_blocks).min(units).max(1)
+        tasks.div_ceil(n_blocks).min(units).max(1)
     };
     let units_per_block = units.div_ceil(m_blocks);
     let m_blocks = units.div_ceil(units_per_block);

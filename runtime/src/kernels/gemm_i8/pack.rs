@@ -103,12 +103,19 @@ fn gather(line: &[i8], x0: isize, stride: usize, seg: &mut [i8]) {
     }
     let start = (x0 + lead as isize * s) as usize;
     let body = &mut seg[lead..lead + inside];
-    if stride == 1 {
-        body.copy_from_slice(&line[start..start + inside]);
-    } else {
-        let src = &line[start..];
-        for (j, v) in body.iter_mut().enumerate() {
-            *v = src[j * stride];
+    let src = &line[start..];
+    match stride {
+        1 => body.copy_from_slice(&src[..inside]),
+        // Pairs, so the compiler sees a de-interleave it can vectorise (ld2 on NEON).
+        2 if src.len() >= 2 * inside => {
+            for (v, pair) in body.iter_mut().zip(src.chunks_exact(2)) {
+                *v = pair[0];
+            }
+        }
+        _ => {
+            for (j, v) in body.iter_mut().enumerate() {
+                *v = src[j * stride];
+            }
         }
     }
 }
@@ -280,9 +287,18 @@ fn zero_row(dst: &mut [u8], panels: usize, panel: usize, base: usize, ks: usize,
 unsafe fn widen8_panels(src: &[i8], panels: usize, panel: usize, dst: *mut u8) -> usize {
     debug_assert!(src.len() >= 8 * panels);
     for p in 0..panels {
-        let v: [i8; 8] = src.as_ptr().add(8 * p).cast::<[i8; 8]>().read_unaligned();
-        let w: [i16; 8] = v.map(i16::from);
-        dst.add(p * panel).cast::<[i16; 8]>().write_unaligned(w);
+        let from = src.as_ptr().add(8 * p);
+        let to = dst.add(p * panel);
+        #[cfg(target_arch = "aarch64")]
+        {
+            use std::arch::aarch64::{vld1_s8, vmovl_s8, vst1q_s16};
+            vst1q_s16(to as *mut i16, vmovl_s8(vld1_s8(from)));
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            let v: [i8; 8] = from.cast::<[i8; 8]>().read_unaligned();
+            to.cast::<[i16; 8]>().write_unaligned(v.map(i16::from));
+        }
     }
     panels
 }

@@ -29,7 +29,9 @@
 
 use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult};
-use crate::kernels::gemm_i8::{self, AlignedBytes, Kernel, Micro, OutKind, Tile, OVERREAD};
+use crate::kernels::gemm_i8::{self, AlignedBytes, KernelSet, OutKind, OVERREAD};
+#[cfg(not(target_arch = "aarch64"))]
+use crate::kernels::gemm_i8::{Micro, Tile};
 use crate::kernels::requant::{OutBuf, Requant};
 use crate::pool::Pool;
 use crate::quant::Precision;
@@ -85,31 +87,46 @@ pub fn applies(kernel: (usize, usize), stride: (usize, usize), dilation: (usize,
     kernel == (3, 3) && stride == (1, 1) && dilation == (1, 1)
 }
 
-/// The kernels that multiply in the transform domain: the int8 GEMM's `Wide16` kernels on
-/// int16 operands with raw int32 output (their sums wrap, as the scheme wants).
-fn wide16_kernel(core: CoreKind) -> &'static Kernel {
-    #[cfg(target_arch = "aarch64")]
-    {
-        let _ = core;
-        gemm_i8::aarch64::kernels(Precision::Int8).0
-    }
-    #[cfg(not(target_arch = "aarch64"))]
-    {
-        let _ = core;
-        gemm_i8::generic::kernel_wide16(Precision::Int8)
+/// Input channels per step of the pair-sum kernel, and the unit of channel chunks.
+const STEP: usize = 16;
+
+/// How a worker multiplies in the transform domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Products {
+    /// The int8 GEMM's `Wide16` kernels on int16 operands (by-element multiply-accumulate;
+    /// raw int32 out, the sums wrap as the scheme wants): the Cortex-A53 and other targets.
+    Wide,
+    /// The pair-sum kernel (`gemm_i8::aarch64::wino16_a72`): the Cortex-A72 (and other
+    /// out-of-order ARM cores), where it halves the multiplies.
+    Pairs,
+}
+
+impl Products {
+    fn for_core(core: CoreKind) -> Products {
+        if cfg!(target_arch = "aarch64") && core != CoreKind::CortexA53 {
+            Products::Pairs
+        } else {
+            Products::Wide
+        }
     }
 }
 
-/// A 3x3 stride-1 convolution's weights, transformed and packed.
+/// A 3x3 stride-1 convolution's weights, transformed and packed for the product kernels the
+/// pool's cores run.
 #[derive(Debug)]
 pub struct WinogradI8 {
-    precision: Precision,
     inch: usize,
     outch: usize,
-    /// Input channels rounded up to pairs (the kernels' K step).
+    /// Input channels rounded up to whole steps (zero channels past `inch`).
     cpad: usize,
-    /// `[ξ][output-channel panel][cpad][8]` int16, then [`OVERREAD`] bytes.
-    u: AlignedBytes,
+    /// Channels per chunk (a multiple of [`STEP`]) whose sums stay exact.
+    chunk: usize,
+    /// `Wide16`: `[ξ][8-channel panel][cpad][8]` int16, then [`OVERREAD`] bytes.
+    wide: Option<AlignedBytes>,
+    /// Pair sums: `[ξ][chunk][4-channel quad][chunk steps][4][16]` int16 (even channels first
+    /// in each step), then [`OVERREAD`] bytes; and each row's pair term `Σ u₂ᵢu₂ᵢ₊₁`,
+    /// `[chunk][ξ][quads · 4]`.
+    pairs: Option<(AlignedBytes, Vec<i32>)>,
 }
 
 /// Output tile geometry of one call.
@@ -125,19 +142,32 @@ struct Geometry {
     tiles: usize,
 }
 
+/// Position of channel offset `o` (< 16) in a pair-sum step: even channels first.
+fn pair_pos(o: usize) -> usize {
+    if o.is_multiple_of(2) {
+        o / 2
+    } else {
+        8 + o / 2
+    }
+}
+
 impl WinogradI8 {
-    /// `weights` `[outch][inch][3][3]` int8.
-    pub fn new(precision: Precision, weights: &[i8], outch: usize, inch: usize) -> WinogradI8 {
+    /// `weights` `[outch][inch][3][3]` int8; packs for the kernels of `kernels`' cores.
+    pub fn new(
+        precision: Precision,
+        weights: &[i8],
+        outch: usize,
+        inch: usize,
+        kernels: &KernelSet,
+    ) -> WinogradI8 {
         assert_eq!(weights.len(), outch * inch * 9, "3x3 weights");
-        let cpad = inch.div_ceil(2) * 2;
-        let panels = outch.div_ceil(PANEL);
-        let per_xi = panels * cpad * PANEL;
-        let mut u = AlignedBytes::zeroed(XI * per_xi * 2 + OVERREAD);
-        let dst: &mut [i16] = bytemuck::cast_slice_mut(&mut u.as_mut_slice()[..XI * per_xi * 2]);
+        let cpad = inch.div_ceil(STEP) * STEP;
+        let chunk = chunk_channels(precision) / STEP * STEP;
+        // U = G′ g G′ᵀ of every (output, input) channel: [ξ][m][c], int16.
+        let mut u = vec![0i16; XI * outch * cpad];
         for m in 0..outch {
             for c in 0..inch {
                 let g = &weights[(m * inch + c) * 9..][..9];
-                // t = G′ g (6x3), then U = t G′ᵀ (6x6).
                 let mut t = [[0i32; 3]; 6];
                 for (i, row) in G.iter().enumerate() {
                     for j in 0..3 {
@@ -147,19 +177,67 @@ impl WinogradI8 {
                 for i in 0..6 {
                     for (j, gj) in G.iter().enumerate() {
                         let v: i32 = (0..3).map(|k| t[i][k] * gj[k]).sum();
-                        let xi = i * 6 + j;
-                        let at = xi * per_xi + (m / PANEL) * cpad * PANEL + c * PANEL + m % PANEL;
-                        dst[at] = v as i16;
+                        u[((i * 6 + j) * outch + m) * cpad + c] = v as i16;
                     }
                 }
             }
         }
+        let uses = |p: Products| {
+            [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other]
+                .iter()
+                .any(|&c| kernels.uses(c) && Products::for_core(c) == p)
+        };
+        let wide = uses(Products::Wide).then(|| {
+            let panels = outch.div_ceil(PANEL);
+            let per_xi = panels * cpad * PANEL;
+            let mut buf = AlignedBytes::zeroed(XI * per_xi * 2 + OVERREAD);
+            let dst: &mut [i16] =
+                bytemuck::cast_slice_mut(&mut buf.as_mut_slice()[..XI * per_xi * 2]);
+            for xi in 0..XI {
+                for m in 0..outch {
+                    for c in 0..cpad {
+                        dst[xi * per_xi + ((m / PANEL) * cpad + c) * PANEL + m % PANEL] =
+                            u[(xi * outch + m) * cpad + c];
+                    }
+                }
+            }
+            buf
+        });
+        let pairs = uses(Products::Pairs).then(|| {
+            let quads = outch.div_ceil(4);
+            let per_xi = quads * 4 * cpad;
+            let mut buf = AlignedBytes::zeroed(XI * per_xi * 2 + OVERREAD);
+            let dst: &mut [i16] =
+                bytemuck::cast_slice_mut(&mut buf.as_mut_slice()[..XI * per_xi * 2]);
+            let chunks = cpad.div_ceil(chunk);
+            let mut row_sums = vec![0i32; chunks * XI * quads * 4];
+            for xi in 0..XI {
+                for (k, c0) in (0..cpad).step_by(chunk).enumerate() {
+                    let c1 = (c0 + chunk).min(cpad);
+                    let steps = (c1 - c0) / STEP;
+                    let base = xi * per_xi + quads * 4 * c0;
+                    for m in 0..outch {
+                        let row = &u[(xi * outch + m) * cpad..][..cpad];
+                        let (q, r) = (m / 4, m % 4);
+                        for c in c0..c1 {
+                            let (s, o) = ((c - c0) / STEP, (c - c0) % STEP);
+                            dst[base + ((q * steps + s) * 4 + r) * STEP + pair_pos(o)] = row[c];
+                        }
+                        row_sums[(k * XI + xi) * quads * 4 + m] = row[c0..c1]
+                            .chunks_exact(2)
+                            .fold(0i32, |acc, p| acc.wrapping_add(p[0] as i32 * p[1] as i32));
+                    }
+                }
+            }
+            (buf, row_sums)
+        });
         WinogradI8 {
-            precision,
             inch,
             outch,
             cpad,
-            u,
+            chunk,
+            wide,
+            pairs,
         }
     }
 
@@ -184,16 +262,24 @@ impl WinogradI8 {
         }
     }
 
-    /// Bytes of one tile panel's transformed input: `[ξ][cpad][8]` int16.
-    fn v_bytes(&self) -> usize {
-        XI * self.cpad * PANEL * 2
+    fn chunks(&self) -> usize {
+        self.cpad.div_ceil(self.chunk)
     }
 
-    /// Scratch floats per worker.
+    /// Bytes of one tile panel's transformed input in either layout: `[ξ][cpad][8]` int16.
+    fn v_bytes(&self) -> usize {
+        XI * self.cpad * PANEL * 2 + OVERREAD
+    }
+
+    /// Scratch floats per worker: V (and its pair-sum copy with its column terms), the 36
+    /// int32 tiles of one product, and the chunk sums.
     pub fn scratch_len(&self) -> usize {
-        // V, the 36 int32 tiles of one GEMM, and the chunk sums.
-        (self.v_bytes() + OVERREAD + XI * PANEL * PANEL * 4 + PANEL * PANEL * 16 * 4).div_ceil(4)
-            + 16
+        let pairs = if self.pairs.is_some() {
+            self.v_bytes() + self.chunks() * XI * PANEL * 4
+        } else {
+            0
+        };
+        (self.v_bytes() + pairs + XI * PANEL * PANEL * 4 + PANEL * PANEL * 16 * 4).div_ceil(4) + 16
     }
 
     /// `out` (`outch x out_h x out_w`) = epilogue(conv(x)) for an int8 input `x` (`inch x h x
@@ -236,12 +322,25 @@ impl WinogradI8 {
         let scratch_ptr = scratch.as_mut_ptr() as usize;
         let tile_panels = g.tiles.div_ceil(PANEL);
         let m_panels = self.outch.div_ceil(PANEL);
-        // Enough tasks for every worker: split the output channels when tiles are few.
-        let m_split = (2 * threads).div_ceil(tile_panels).clamp(1, m_panels);
+        // Enough tasks for every worker (several per worker on a big.LITTLE pool, which the
+        // big cores claim more of): split the output channels when tiles are few.
+        let tasks = if pool.mixed_cores() {
+            gemm_i8::TASKS_PER_MIXED_WORKER * threads
+        } else {
+            2 * threads
+        };
+        let m_split = tasks.div_ceil(tile_panels).clamp(1, m_panels);
         let m_per_task = m_panels.div_ceil(m_split);
         let m_split = m_panels.div_ceil(m_per_task);
         let task = |t: usize, worker: usize| {
-            let kern = wide16_kernel(pool.core_kind(worker));
+            let mut products = Products::for_core(pool.core_kind(worker));
+            // A layout this net did not pack for (a pool other than the one it was built
+            // for): the other one computes the same sums.
+            if products == Products::Pairs && self.pairs.is_none() {
+                products = Products::Wide;
+            } else if products == Products::Wide && self.wide.is_none() {
+                products = Products::Pairs;
+            }
             let (tp, ms) = (t % tile_panels, t / tile_panels);
             // SAFETY: each worker index is used by one thread at a time; slices disjoint.
             let mine = unsafe {
@@ -251,22 +350,38 @@ impl WinogradI8 {
                 )
             };
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(mine);
-            let (v, rest) = bytes.split_at_mut(self.v_bytes() + OVERREAD);
+            let (v, rest) = bytes.split_at_mut(self.v_bytes());
             let (mbuf, rest) = rest.split_at_mut(XI * PANEL * PANEL * 4);
-            let sums: &mut [i32] = bytemuck::cast_slice_mut(&mut rest[..PANEL * PANEL * 16 * 4]);
+            let (sums, rest) = rest.split_at_mut(PANEL * PANEL * 16 * 4);
+            let sums: &mut [i32] = bytemuck::cast_slice_mut(sums);
             let mbuf: &mut [i32] = bytemuck::cast_slice_mut(mbuf);
             let t0 = tp * PANEL;
             let ntiles = PANEL.min(g.tiles - t0);
             let out = out_ptr as *mut u8;
             transform_input(x, &g, self.inch, self.cpad, t0, ntiles, v);
+            let (vp, col_sums) = rest.split_at_mut(if products == Products::Pairs {
+                self.v_bytes()
+            } else {
+                0
+            });
+            let col_sums: &mut [i32] = bytemuck::cast_slice_mut(
+                &mut col_sums[..if products == Products::Pairs {
+                    self.chunks() * XI * PANEL * 4
+                } else {
+                    0
+                }],
+            );
+            if products == Products::Pairs {
+                repack_pairs(v, self.cpad, self.chunk, vp, col_sums);
+            }
             for mp in ms * m_per_task..m_panels.min((ms + 1) * m_per_task) {
-                // Chunks of whole pairs (the kernels' step) whose sums stay exact.
-                let chunk = chunk_channels(self.precision) / 2 * 2;
-                let mut c0 = 0;
-                while c0 < self.inch {
-                    let c1 = (c0 + chunk).min(self.cpad);
-                    self.gemm_chunk(kern, mp, c0, c1, v, mbuf);
-                    let (first, last) = (c0 == 0, c1 >= self.inch);
+                for (k, c0) in (0..self.cpad).step_by(self.chunk).enumerate() {
+                    let c1 = (c0 + self.chunk).min(self.cpad);
+                    match products {
+                        Products::Wide => self.gemm_wide(mp, c0, c1, v, mbuf),
+                        Products::Pairs => self.gemm_pairs(mp, k, c0, c1, vp, col_sums, mbuf),
+                    }
+                    let (first, last) = (c0 == 0, c1 >= self.cpad);
                     // SAFETY: this task writes output channels of panel mp at its own tiles.
                     unsafe {
                         transform_output(
@@ -282,7 +397,6 @@ impl WinogradI8 {
                             out,
                         );
                     }
-                    c0 = c1;
                 }
             }
         };
@@ -291,43 +405,39 @@ impl WinogradI8 {
     }
 
     /// The 36 transform-domain products of output-channel panel `mp` and the tile panel in
-    /// `v`, over input channels `c0..c1`, into `mbuf` (`[ξ][8 channels][8 tiles]`, int32).
-    fn gemm_chunk(
-        &self,
-        kern: &Kernel,
-        mp: usize,
-        c0: usize,
-        c1: usize,
-        v: &[u8],
-        mbuf: &mut [i32],
-    ) {
+    /// `v`, over input channels `c0..c1`, into `mbuf` (`[ξ][8 channels][8 tiles]`, int32), with
+    /// the `Wide16` K loop (on aarch64 the Cortex-A53's, all ξ in one call).
+    fn gemm_wide(&self, mp: usize, c0: usize, c1: usize, v: &[u8], mbuf: &mut [i32]) {
         let per_xi = self.outch.div_ceil(PANEL) * self.cpad * PANEL * 2;
-        let u = self.u.as_slice();
-        let none = Requant {
-            scale_in: &[],
-            bias: None,
-            act: crate::ops::activation::Activation::None,
-            top_scale: 1.0,
-            qmax: 127,
-        };
+        let u = self.wide.as_ref().expect("packed for Wide16").as_slice();
         let kp = (c1 - c0) / 2;
+        let a = u[(mp * self.cpad + c0) * PANEL * 2..].as_ptr();
+        let b = v[c0 * PANEL * 2..].as_ptr();
+        let b_stride = self.cpad * PANEL * 2;
+        assert!(mbuf.len() >= XI * PANEL * PANEL);
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the panels hold kp pairs of k plus OVERREAD bytes; mbuf 64 int32 per ξ.
+        unsafe {
+            gemm_i8::aarch64::wide16_a53_batch(
+                kp,
+                (a, per_xi),
+                (b, b_stride),
+                (mbuf.as_mut_ptr(), PANEL * PANEL),
+                XI,
+            );
+        }
+        #[cfg(not(target_arch = "aarch64"))]
         for xi in 0..XI {
-            let a = u[xi * per_xi + (mp * self.cpad + c0) * PANEL * 2..].as_ptr();
-            let b = v[(xi * self.cpad + c0) * PANEL * 2..].as_ptr();
-            let out = mbuf[xi * PANEL * PANEL..].as_mut_ptr() as *mut u8;
-            let tile = Tile {
-                out,
-                stride: PANEL,
-                rows: PANEL,
-                cols: PANEL,
-                row0: 0,
-                requant: &none,
-                kind: OutKind::I32,
-                row_sums: std::ptr::null(),
-                col_sums: std::ptr::null(),
-            };
+            let kern = gemm_i8::generic::kernel_wide16(Precision::Int8);
+            let tile = raw_tile(
+                mbuf[xi * PANEL * PANEL..].as_mut_ptr(),
+                PANEL,
+                std::ptr::null(),
+                std::ptr::null(),
+            );
             // SAFETY: the panels hold kp pairs of k plus OVERREAD bytes.
             unsafe {
+                let (a, b) = (a.add(xi * per_xi), b.add(xi * b_stride));
                 match kern.micro {
                     Micro::Fused(f) => f(kp, a, b, 1, &tile),
                     Micro::Acc(f) => {
@@ -336,6 +446,117 @@ impl WinogradI8 {
                         gemm_i8::store_acc(&acc, &tile, false);
                     }
                 }
+            }
+        }
+    }
+
+    /// As [`Self::gemm_wide`] with the pair-sum kernel, on the repacked `vp` and its column
+    /// terms (chunk `k`).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_pairs(
+        &self,
+        mp: usize,
+        k: usize,
+        c0: usize,
+        c1: usize,
+        vp: &[u8],
+        col_sums: &[i32],
+        mbuf: &mut [i32],
+    ) {
+        #[cfg(target_arch = "aarch64")]
+        {
+            let (u, row_sums) = self.pairs.as_ref().expect("packed for pair sums");
+            let quads = self.outch.div_ceil(4);
+            let steps = (c1 - c0) / STEP;
+            let q0 = 2 * mp;
+            let batch = gemm_i8::aarch64::Wino16Batch {
+                n: XI,
+                a_stride: quads * 4 * self.cpad * 2,
+                b_stride: self.cpad * PANEL * 2,
+                out_stride: PANEL * PANEL,
+                rows_stride: quads * 4,
+                cols_stride: PANEL,
+                quads: quads.min(q0 + 2) - q0,
+                a_quad: steps * 4 * STEP * 2,
+                out_quad: 4 * PANEL,
+                rows_quad: 4,
+                out_row: PANEL,
+            };
+            let a = u.as_slice()[(quads * 4 * c0 + q0 * steps * 4 * STEP) * 2..].as_ptr();
+            let b = vp[c0 * PANEL * 2..].as_ptr();
+            let rows = row_sums[k * XI * quads * 4 + q0 * 4..].as_ptr();
+            let cols = col_sums[k * XI * PANEL..].as_ptr();
+            // SAFETY: the panels hold `steps` steps plus OVERREAD bytes; the batch's strides
+            // stay inside U, V, the pair terms and mbuf (36 x 8 x 8).
+            unsafe {
+                gemm_i8::aarch64::wino16_a72(steps, a, b, mbuf.as_mut_ptr(), rows, cols, &batch)
+            };
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            let _ = (mp, k, c0, c1, vp, col_sums, mbuf);
+            unreachable!("pair sums run on aarch64 only");
+        }
+    }
+}
+
+/// A tile row of raw int32 output: `rows` rows of 8 columns at `out`, row stride 8.
+#[cfg(not(target_arch = "aarch64"))]
+fn raw_tile<'a>(
+    out: *mut i32,
+    rows: usize,
+    row_sums: *const i32,
+    col_sums: *const i32,
+) -> Tile<'a> {
+    const NONE: Requant<'static> = Requant {
+        scale_in: &[],
+        bias: None,
+        act: crate::ops::activation::Activation::None,
+        top_scale: 1.0,
+        qmax: 127,
+    };
+    Tile {
+        out: out as *mut u8,
+        stride: PANEL,
+        rows,
+        cols: PANEL,
+        row0: 0,
+        requant: &NONE,
+        kind: OutKind::I32,
+        row_sums,
+        col_sums,
+    }
+}
+
+/// The pair-sum layout of V (`[ξ][chunk][2 tile quads][chunk steps][4][16]`, even channels
+/// first) from the `Wide16` one (`[ξ][cpad][8]`), and the column pair terms `Σ v₂ᵢv₂ᵢ₊₁`
+/// of every tile per chunk and ξ (`[chunk][ξ][8]`).
+fn repack_pairs(v: &[u8], cpad: usize, chunk: usize, vp: &mut [u8], col_sums: &mut [i32]) {
+    let v: &[i16] = bytemuck::cast_slice(&v[..XI * cpad * PANEL * 2]);
+    let vp: &mut [i16] = bytemuck::cast_slice_mut(&mut vp[..XI * cpad * PANEL * 2]);
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: sizes as documented; NEON is baseline on aarch64.
+    unsafe {
+        aarch64::repack_pairs(v, cpad, chunk, vp, col_sums)
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    for xi in 0..XI {
+        for (k, c0) in (0..cpad).step_by(chunk).enumerate() {
+            let c1 = (c0 + chunk).min(cpad);
+            let steps = (c1 - c0) / STEP;
+            let base = (xi * cpad + c0) * PANEL;
+            for j in 0..PANEL {
+                let mut sum = 0i32;
+                for c in c0..c1 {
+                    let val = v[(xi * cpad + c) * PANEL + j];
+                    let (s, o) = ((c - c0) / STEP, (c - c0) % STEP);
+                    vp[base + (((j / 4) * steps + s) * 4 + j % 4) * STEP + pair_pos(o)] = val;
+                    if o % 2 == 1 {
+                        let prev = v[(xi * cpad + c - 1) * PANEL + j];
+                        sum = sum.wrapping_add(prev as i32 * val as i32);
+                    }
+                }
+                col_sums[(k * XI + xi) * PANEL + j] = sum;
             }
         }
     }

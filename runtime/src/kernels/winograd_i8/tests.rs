@@ -2,6 +2,8 @@ use super::*;
 use crate::ops::activation::Activation;
 use crate::rng::Rng;
 
+const CORES: [CoreKind; 3] = [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other];
+
 #[test]
 fn division_by_576_is_exact_below_2_pow_25() {
     let limit = (1i64 << 25) - 1;
@@ -93,7 +95,7 @@ fn check(
     let (pr, pb) = (pads.0, pads.1);
     let out = (w + pads.0 + pr - 2, h + pads.1 + pb - 2);
     let want = direct(x, w, h, inch, wt, outch, pads, out);
-    let wg = WinogradI8::new(p, wt, outch, inch);
+    let wg = WinogradI8::new(p, wt, outch, inch, &KernelSet::best(p));
     let scale_in: Vec<f32> = (0..outch).map(|_| rng.uniform(1e-5, 1e-2)).collect();
     let bias: Vec<f32> = (0..outch).map(|_| rng.uniform(-1.0, 1.0)).collect();
     let acts = [
@@ -114,8 +116,20 @@ fn check(
         qmax: p.qmax(),
     };
     let n = out.0 * out.1;
-    for threads in [1, 3] {
-        let pool = Pool::new(threads).unwrap();
+    // Every product kernel: one thread per core type, then a mixed pool.
+    let mut pools: Vec<Pool> = CORES
+        .iter()
+        .map(|&c| {
+            let mut pool = Pool::new(1).unwrap();
+            pool.set_cores_for_test(vec![c]);
+            pool
+        })
+        .collect();
+    let mut mixed = Pool::new(3).unwrap();
+    mixed.set_cores_for_test(CORES.to_vec());
+    pools.push(mixed);
+    for pool in &pools {
+        let threads = pool.threads();
         let mut scratch = vec![f32::NAN; wg.scratch_len() * threads];
         let mut got = vec![f32::NAN; outch * n];
         wg.run(
@@ -126,7 +140,7 @@ fn check(
             pads,
             &requant,
             OutBuf::F32(&mut got),
-            &pool,
+            pool,
             &mut scratch,
         )
         .unwrap();
@@ -147,7 +161,7 @@ fn check(
             pads,
             &requant,
             OutBuf::I8(&mut got),
-            &pool,
+            pool,
             &mut scratch,
         )
         .unwrap();
@@ -179,6 +193,9 @@ fn matches_direct_convolution_on_random_shapes() {
             (32, 8, 8, 9, 1),
             (36, 11, 5, 16, 0),
             (70, 9, 3, 8, 1),
+            // Panels of 8 tiles in one tile row, read with two ld4 per row.
+            (64, 12, 8, 9, 0),
+            (66, 16, 9, 16, 1),
         ];
         for _ in 0..10 {
             shapes.push((
@@ -211,14 +228,15 @@ fn matches_direct_convolution_on_random_shapes() {
     }
 }
 
-/// All-±qmax operands over more channels than one chunk: sums at the bound of each chunk.
+/// All-±qmax operands over one whole chunk and over more channels than one chunk: sums at the
+/// bound of each chunk (one chunk keeps `64 · S` in an int32 on NEON).
 #[test]
 fn matches_direct_convolution_at_the_extremes() {
     let mut rng = Rng::new(22);
     for p in [Precision::Int8, Precision::Int7] {
         let q = p.qmax() as i8;
         let c = chunk_channels(p);
-        for inch in [c, c + 1, 2 * c + 3] {
+        for inch in [c / STEP * STEP, c, c + 1, 2 * c + 3] {
             let (w, h, outch) = (6, 5, 9);
             let alt = |i: usize| if i.is_multiple_of(2) { q } else { -q };
             // Rows and columns q, 0, -q, 0, … from each tile origin (pad 1): V at ξ = (0, 0)

@@ -73,7 +73,7 @@ impl ConvInt8 {
     ) -> ConvInt8 {
         let k = inch * params.kernel_w * params.kernel_h;
         let path = if use_winograd(&params, inch, outch) {
-            Path::Winograd(WinogradI8::new(precision, weights, outch, inch))
+            Path::Winograd(WinogradI8::new(precision, weights, outch, inch, &kernels))
         } else {
             Path::Gemm(PackedA8::new(kernels, weights, outch, k))
         };

@@ -81,7 +81,7 @@ impl DwInt8 {
                     let channels = g * outch_g..(g + 1) * outch_g;
                     let mut c = ConvInt8::new(
                         precision,
-                        KernelSet::best(precision),
+                        KernelSet::for_cores(precision, &op.cores),
                         params,
                         &q[g * per_group..(g + 1) * per_group],
                         &weight_scales[channels.clone()],
