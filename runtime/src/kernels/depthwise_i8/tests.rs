@@ -1,7 +1,9 @@
 use super::*;
+use crate::cpu::CoreKind;
 use crate::kernels::requant::scale_in;
 use crate::ops::activation::Activation;
 use crate::rng::Rng;
+use std::ops::Range;
 
 /// Unpadded problem: one `h x w` plane, pads (left, right, top, bottom), kernel, stride,
 /// dilation.
@@ -325,4 +327,484 @@ fn flush_intervals_are_the_int16_bounds() {
     assert_eq!(Precision::Int7.products_per_i16(), 8);
     assert!(2 * 127 * 127 <= i16::MAX as i32 && 3 * 127 * 127 > i16::MAX as i32);
     assert!(8 * 63 * 63 <= i16::MAX as i32 && 9 * 63 * 63 > i16::MAX as i32);
+}
+
+// ---------------------------------------------------------------------------------------
+// The unpadded path (`Plan` / `run`).
+
+impl Case {
+    fn layer(&self) -> Layer {
+        let (l, _, t, _) = self.pads;
+        Layer {
+            w: self.w,
+            h: self.h,
+            pad_left: l,
+            pad_top: t,
+            g: self.geometry(),
+        }
+    }
+}
+
+fn all_activations() -> [Activation; 8] {
+    [
+        Activation::None,
+        Activation::ReLU,
+        Activation::LeakyReLU(0.1),
+        Activation::Clip {
+            min: -0.5,
+            max: 2.0,
+        },
+        Activation::Clip { min: 0.0, max: 6.0 },
+        Activation::Clip {
+            min: 3.0,
+            max: -1.0,
+        },
+        Activation::Sigmoid,
+        Activation::HardSwish {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+    ]
+}
+
+/// One output region of a task: (channels, rows).
+type Task = (Range<usize>, Range<usize>);
+
+/// Runs `case` with `channels` planes through `run` split into `tasks`, for fp32 and int8
+/// output and the loops of every core, and checks every output against
+/// `Requant::dequant` / `requant` of the reference sums, and that nothing outside the task
+/// regions is written.
+#[allow(clippy::too_many_arguments)]
+fn check_run(
+    case: &Case,
+    p: Precision,
+    channels: usize,
+    input: &[i8],
+    taps: &[i8],
+    requant: &Requant,
+    tasks: &[Task],
+) -> bool {
+    let l = case.layer();
+    let Some(plan) = Plan::new(Isa::detect(), &l) else {
+        return false;
+    };
+    let plane_in = case.w * case.h;
+    let want: Vec<i32> = (0..channels)
+        .flat_map(|c| {
+            case.reference(
+                &input[c * plane_in..(c + 1) * plane_in],
+                &taps[c * 9..(c + 1) * 9],
+            )
+        })
+        .collect();
+    for core in [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other] {
+        let outputs = Outputs {
+            case,
+            plan: &plan,
+            p,
+            channels,
+            input,
+            taps,
+            requant,
+            tasks,
+        };
+        outputs.check(&want, core);
+    }
+    true
+}
+
+/// The inputs of one `check_run`.
+struct Outputs<'a> {
+    case: &'a Case,
+    plan: &'a Plan,
+    p: Precision,
+    channels: usize,
+    input: &'a [i8],
+    taps: &'a [i8],
+    requant: &'a Requant<'a>,
+    tasks: &'a [Task],
+}
+
+impl Outputs<'_> {
+    fn region(&self, (cs, ys): &Task) -> Range<usize> {
+        let g = self.case.geometry();
+        let plane = g.out_w * g.out_h;
+        let at = cs.start * plane + ys.start * g.out_w;
+        let len = if ys.len() == g.out_h {
+            cs.len() * plane
+        } else {
+            ys.len() * g.out_w
+        };
+        at..at + len
+    }
+
+    fn run(&self, out: &mut OutBuf, t: &Task, core: CoreKind) {
+        run(
+            self.plan,
+            self.p,
+            self.input,
+            self.taps,
+            self.requant,
+            out,
+            t.0.clone(),
+            t.1.clone(),
+            core,
+        );
+    }
+
+    fn check(&self, want: &[i32], core: CoreKind) {
+        let g = self.case.geometry();
+        let plane = g.out_w * g.out_h;
+        let (p, case, requant) = (self.p, self.case, self.requant);
+        let mut f = vec![f32::from_bits(0x7fc0_1234); self.channels * plane];
+        for t in self.tasks {
+            let r = self.region(t);
+            self.run(&mut OutBuf::F32(&mut f[r]), t, core);
+        }
+        let mut q = vec![-128i8; self.channels * plane];
+        for t in self.tasks {
+            let r = self.region(t);
+            self.run(&mut OutBuf::I8(&mut q[r]), t, core);
+        }
+        let written = |c: usize, y: usize| {
+            self.tasks
+                .iter()
+                .any(|(cs, ys)| cs.contains(&c) && ys.contains(&y))
+        };
+        for c in 0..self.channels {
+            for y in 0..g.out_h {
+                for x in 0..g.out_w {
+                    let i = c * plane + y * g.out_w + x;
+                    // (Formatted only on failure: tall planes have many outputs.)
+                    let what = || {
+                        format!(
+                            "{core:?} {p:?} {case:?} {requant:?} c {c} y {y} x {x} acc {}",
+                            want[i]
+                        )
+                    };
+                    if written(c, y) {
+                        let wf = requant.dequant(c, want[i]);
+                        assert_eq!(
+                            f[i].to_bits(),
+                            wf.to_bits(),
+                            "fp32 {wf} got {}: {}",
+                            f[i],
+                            what()
+                        );
+                        assert_eq!(q[i], requant.requant(c, want[i]), "int8: {}", what());
+                    } else {
+                        assert_eq!(
+                            f[i].to_bits(),
+                            0x7fc0_1234,
+                            "fp32 written outside: {}",
+                            what()
+                        );
+                        assert_eq!(q[i], -128, "int8 written outside: {}", what());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-channel scales and biases (some of them special when `special`), and a requant with
+/// activation `act`.
+fn requant_parts(rng: &mut Rng, channels: usize, special: bool) -> (Vec<f32>, Vec<f32>) {
+    let ws: Vec<f32> = (0..channels).map(|_| rng.uniform(1.0, 100.0)).collect();
+    let mut scales = scale_in(rng.uniform(1.0, 50.0), &ws);
+    let mut bias: Vec<f32> = (0..channels).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    if special {
+        let s = [0.0, f32::INFINITY, f32::NAN, -0.01, 1e-30, 0.5];
+        let b = [
+            -0.0,
+            0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.5,
+            -0.25,
+        ];
+        for c in 0..channels {
+            match rng.range(0, 3) {
+                0 => scales[c] = s[rng.range(0, s.len() as i64 - 1) as usize],
+                1 => bias[c] = b[rng.range(0, b.len() as i64 - 1) as usize],
+                _ => {}
+            }
+        }
+    }
+    (scales, bias)
+}
+
+/// Tasks covering every row of `channels`: whole channel ranges, or row ranges of one
+/// channel, chosen at random.
+fn random_tasks(rng: &mut Rng, channels: usize, out_h: usize) -> Vec<Task> {
+    let mut tasks = Vec::new();
+    let mut c = 0;
+    while c < channels {
+        if rng.range(0, 1) == 0 {
+            let n = rng.range(1, (channels - c) as i64) as usize;
+            tasks.push((c..c + n, 0..out_h));
+            c += n;
+        } else {
+            let mut y = 0;
+            while y < out_h {
+                let n = rng.range(1, (out_h - y) as i64) as usize;
+                tasks.push((c..c + 1, y..y + n));
+                y += n;
+            }
+            c += 1;
+        }
+    }
+    tasks
+}
+
+fn unpadded_case(rng: &mut Rng, w: usize, h: usize, s: usize, sh: usize, special: bool) {
+    let r = |rng: &mut Rng, hi: i64| rng.range(0, hi) as usize;
+    let case = Case {
+        w,
+        h,
+        pads: (r(rng, 2), r(rng, 2), r(rng, 2), r(rng, 2)),
+        kw: 3,
+        kh: 3,
+        sw: s,
+        sh,
+        dw: 1,
+        dh: 1,
+    };
+    if !case.fits() {
+        return;
+    }
+    let g = case.geometry();
+    let channels = rng.range(1, 4) as usize;
+    for p in [Precision::Int8, Precision::Int7] {
+        let input = random_values(rng, channels * w * h, p.qmax());
+        let taps = random_values(rng, channels * 9, p.qmax());
+        let (scales, bias) = requant_parts(rng, channels, special);
+        let acts = all_activations();
+        let act = acts[rng.range(0, acts.len() as i64 - 1) as usize];
+        let top = if special && rng.range(0, 3) == 0 {
+            [-2.0, 0.0, f32::INFINITY][rng.range(0, 2) as usize]
+        } else {
+            rng.uniform(5.0, 60.0)
+        };
+        let requant = Requant {
+            scale_in: &scales,
+            bias: (rng.range(0, 4) != 0).then_some(&bias[..]),
+            act,
+            top_scale: top,
+            qmax: p.qmax(),
+        };
+        let tasks = if rng.range(0, 2) == 0 {
+            vec![(0..channels, 0..g.out_h)]
+        } else {
+            random_tasks(rng, channels, g.out_h)
+        };
+        let ran = check_run(&case, p, channels, &input, &taps, &requant, &tasks);
+        #[cfg(target_arch = "aarch64")]
+        assert!(ran, "no unpadded plan for {case:?}");
+        let _ = ran;
+    }
+}
+
+/// Every width 1..=40 (narrow, single-block and several-block rows, all remainders), both
+/// strides, stride down 1..3, pads 0..2, INT8 / INT7, every activation, split tasks.
+#[test]
+fn unpadded_path_matches_reference_at_every_width() {
+    let mut rng = Rng::new(77);
+    for w in 1..=40 {
+        for s in [1, 2] {
+            for _ in 0..3 {
+                let h = rng.range(1, 7) as usize;
+                let sh = rng.range(1, 3) as usize;
+                unpadded_case(&mut rng, w, h, s, sh, false);
+            }
+        }
+    }
+    for (w, h) in [
+        (112, 5),
+        (56, 4),
+        (28, 6),
+        (14, 14),
+        (7, 7),
+        (113, 3),
+        (57, 5),
+    ] {
+        for s in [1, 2] {
+            unpadded_case(&mut rng, w, h, s, s, false);
+        }
+    }
+}
+
+/// Special scales, biases and top scales (0, ±inf, NaN, −0, negative top): the folded int8
+/// clamps are taken only where they are exact.
+#[test]
+fn unpadded_path_keeps_special_values_exact() {
+    let mut rng = Rng::new(78);
+    for _ in 0..300 {
+        let w = rng.range(1, 35) as usize;
+        let h = rng.range(1, 6) as usize;
+        let s = rng.range(1, 2) as usize;
+        unpadded_case(&mut rng, w, h, s, s, true);
+    }
+}
+
+/// All values at ±qmax so every int16 lane reaches its bound (see
+/// `extremes_do_not_overflow_int16_lanes`), through the unpadded path at several widths.
+#[test]
+fn unpadded_path_extremes_do_not_overflow() {
+    let mut rng = Rng::new(5);
+    for p in [Precision::Int8, Precision::Int7] {
+        let q = p.qmax();
+        for (w, h) in [(7, 7), (14, 6), (33, 5), (17, 4), (5, 9)] {
+            for s in [1, 2] {
+                for pattern in 0..4 {
+                    let case = Case {
+                        w,
+                        h,
+                        pads: (0, 0, 0, 0),
+                        kw: 3,
+                        kh: 3,
+                        sw: s,
+                        sh: s,
+                        dw: 1,
+                        dh: 1,
+                    };
+                    let sign = |x: usize, y: usize| if (x + y).is_multiple_of(2) { 1 } else { -1 };
+                    let channels = 2;
+                    let input: Vec<i8> = (0..channels * w * h)
+                        .map(|i| {
+                            let (x, y) = (i % w, (i / w) % h);
+                            (match pattern {
+                                0 => q,
+                                1 => -q,
+                                _ => q * sign(x, y),
+                            }) as i8
+                        })
+                        .collect();
+                    let taps: Vec<i8> = (0..channels * 9)
+                        .map(|i| {
+                            let i = i % 9;
+                            (match pattern {
+                                0 | 1 => q,
+                                2 => q * sign(i % 3, i / 3),
+                                _ => -q * sign(i % 3, i / 3),
+                            }) as i8
+                        })
+                        .collect();
+                    if pattern < 2 || s == 1 {
+                        let want = case.reference(&input[..w * h], &taps[..9]);
+                        assert!(want.iter().all(|&a| a.abs() == 9 * q * q), "{case:?}");
+                    }
+                    let scales = vec![1.0 / (9 * q * q) as f32; channels];
+                    let requant = Requant {
+                        scale_in: &scales,
+                        bias: None,
+                        act: Activation::None,
+                        top_scale: 100.0,
+                        qmax: q,
+                    };
+                    let g = case.geometry();
+                    let tasks = random_tasks(&mut rng, channels, g.out_h);
+                    check_run(&case, p, channels, &input, &taps, &requant, &tasks);
+                }
+            }
+        }
+    }
+}
+
+/// Descriptors per pass of the pipelined loops (`pipelined::MAX_DESC`; the host has no
+/// unpadded path, the value only sizes the planes there).
+#[cfg(target_arch = "aarch64")]
+const MAX_DESC: usize = super::pipelined::MAX_DESC;
+#[cfg(not(target_arch = "aarch64"))]
+const MAX_DESC: usize = 512;
+
+/// Rows of `out_w` outputs the pipelined loops take per pass: `MAX_DESC` over the blocks of
+/// 16 of a row (one for rows of up to 16, else starts 0, 16, .. and `out_w - 16`).
+fn rows_per_pass(out_w: usize) -> usize {
+    let bpr = if out_w <= 16 {
+        1
+    } else {
+        (out_w - 16).div_ceil(16) + 1
+    };
+    (MAX_DESC / bpr).max(1)
+}
+
+/// Tall narrow planes: rows of up to 17 outputs, more rows than one pass of the pipelined
+/// loops holds, so a task's rows take several passes. Rows of up to 16 outputs store 16
+/// bytes, past the row end onto outputs written later; a channel's last rows, done in the
+/// last pass, must not reach the next channel's first rows, done in the first. Heights with
+/// a last pass of one row, a last pass shorter than the rows a store reaches over, and three
+/// passes; stride 1 and 2, pads 0 and 1, INT8 / INT7, int8 output through the loops (folded
+/// activations) and fp32 output; tasks of several channels, of one channel, and row ranges
+/// of more than a pass.
+#[test]
+fn unpadded_path_tall_narrow_planes_take_several_passes() {
+    let mut rng = Rng::new(79);
+    let mut n = 0;
+    for out_w in [1, 2, 3, 5, 8, 9, 15, 16, 17] {
+        let rpp = rows_per_pass(out_w);
+        for s in [1, 2] {
+            for pad in [0, 1] {
+                for out_h in [rpp + 1, rpp + 7, 2 * rpp + 23] {
+                    n += 1;
+                    let case = Case {
+                        w: (out_w - 1) * s + 3 - 2 * pad,
+                        // Stride 2 with and without a row the last output does not reach.
+                        h: (out_h - 1) * s + 3 - 2 * pad + (n % 2) * (s - 1),
+                        pads: (pad, pad, pad, pad),
+                        kw: 3,
+                        kh: 3,
+                        sw: s,
+                        sh: s,
+                        dw: 1,
+                        dh: 1,
+                    };
+                    let g = case.geometry();
+                    assert_eq!((g.out_w, g.out_h), (out_w, out_h), "{case:?}");
+                    let p = if n % 2 == 0 {
+                        Precision::Int8
+                    } else {
+                        Precision::Int7
+                    };
+                    let channels = 4;
+                    let input = random_values(&mut rng, channels * case.w * case.h, p.qmax());
+                    let taps = random_values(&mut rng, channels * 9, p.qmax());
+                    let (scales, bias) = requant_parts(&mut rng, channels, false);
+                    let act = [
+                        Activation::None,
+                        Activation::ReLU,
+                        Activation::Clip { min: 0.0, max: 6.0 },
+                    ][n % 3];
+                    let requant = Requant {
+                        scale_in: &scales,
+                        bias: Some(&bias[..]),
+                        act,
+                        top_scale: rng.uniform(5.0, 60.0),
+                        qmax: p.qmax(),
+                    };
+                    let all = 0..out_h;
+                    let a = rng.range(1, 5) as usize;
+                    let b = out_h - rng.range(1, 20) as usize;
+                    let task_sets: [Vec<Task>; 2] = [
+                        vec![(0..channels, all.clone())],
+                        vec![
+                            (0..2, all.clone()),
+                            (2..3, 0..a),
+                            (2..3, a..b),
+                            (2..3, b..out_h),
+                            (3..4, 0..b),
+                            (3..4, b..out_h),
+                        ],
+                    ];
+                    for tasks in &task_sets {
+                        let ran = check_run(&case, p, channels, &input, &taps, &requant, tasks);
+                        #[cfg(target_arch = "aarch64")]
+                        assert!(ran, "no unpadded plan for {case:?}");
+                        let _ = ran;
+                    }
+                }
+            }
+        }
+    }
 }

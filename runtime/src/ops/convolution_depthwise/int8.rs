@@ -1,11 +1,13 @@
 //! ConvolutionDepthWise in INT8 / INT7: the input is quantized once with the bottom scale
-//! (unless an int8 blob arrives); true depthwise layers run the int8 depthwise kernel per
-//! channel, other grouped layers one int8 GEMM convolution per group. Dequantize /
-//! requantize is fused into each kernel's epilogue.
+//! (unless an int8 blob arrives); true depthwise layers run the int8 depthwise kernels
+//! (`kernels::depthwise_i8`: on aarch64 3x3 layers read the unpadded planes, in tasks of
+//! whole channels, or of row ranges when channels are few; otherwise one task per channel
+//! on a padded copy of its plane), other grouped layers one int8 GEMM convolution per
+//! group. Dequantize / requantize is fused into each kernel's epilogue.
 
 use super::ConvolutionDepthWise;
 use crate::error::{invalid, LayerResult};
-use crate::kernels::depthwise_i8::{self, Isa};
+use crate::kernels::depthwise_i8::{self, Isa, Layer, Plan};
 use crate::kernels::gemm_i8::KernelSet;
 use crate::kernels::requant::{self, OutBuf, Requant};
 use crate::ops::activation::Activation;
@@ -122,10 +124,29 @@ impl DwInt8 {
         }
     }
 
-    /// Scratch floats per worker: its padded plane (depthwise) or GEMM panels (grouped),
-    /// plus the shared quantized input (counted once per worker for simplicity).
+    /// The unpadded depthwise path's plan for input `s`, if it has one.
+    fn plan(&self, op: &ConvolutionDepthWise, s: Shape) -> Option<Plan> {
+        let Kind::Depthwise { isa, .. } = &self.kind else {
+            return None;
+        };
+        let g = op.geometry(s).ok()?;
+        let (left, _, top, _) = op.pads(s.w, s.h);
+        let layer = Layer {
+            w: s.w,
+            h: s.h,
+            pad_left: left,
+            pad_top: top,
+            g,
+        };
+        Plan::new(*isa, &layer)
+    }
+
+    /// Scratch floats per worker: its padded plane (depthwise without the unpadded path) or
+    /// GEMM panels (grouped), plus the shared quantized input (counted once per worker for
+    /// simplicity).
     pub fn scratch_len(&self, op: &ConvolutionDepthWise, s: Shape) -> usize {
         let own = match &self.kind {
+            Kind::Depthwise { .. } if self.plan(op, s).is_some() => 0,
             Kind::Depthwise { .. } => match op.geometry(s) {
                 Ok(g) => (g.in_w * g.in_h).div_ceil(4).next_multiple_of(16),
                 Err(_) => 0,
@@ -183,6 +204,9 @@ impl DwInt8 {
                     top_scale: self.top.map_or(1.0, |g| g.scale),
                     qmax: self.top.map_or(self.precision.qmax(), |g| g.qmax),
                 };
+                if let Some(plan) = self.plan(op, s) {
+                    return self.run_unpadded(&plan, s.c, x, taps, &requant, output, out_len, pool);
+                }
                 let plane_in = s.w * s.h;
                 let plane_out = g.out_w * g.out_h;
                 let ntaps = g.taps();
@@ -242,6 +266,110 @@ impl DwInt8 {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+impl DwInt8 {
+    /// The unpadded path: tasks of whole channels, or of row ranges of one channel when
+    /// there are too few channels for the workers.
+    #[allow(clippy::too_many_arguments)]
+    fn run_unpadded(
+        &self,
+        plan: &Plan,
+        channels: usize,
+        x: &[i8],
+        taps: &[i8],
+        requant: &Requant,
+        output: &mut [f32],
+        out_len: usize,
+        pool: &Pool,
+    ) -> LayerResult<()> {
+        let (out_w, out_h) = (plan.out_w, plan.out_h);
+        let plane = out_w * out_h;
+        let split = TaskSplit::new(channels, out_h, pool.threads(), pool.mixed_cores());
+        let out = if self.top.is_some() {
+            Dst::I8(SharedMut::new(as_i8_mut(output, out_len)?))
+        } else {
+            Dst::F32(SharedMut::new(&mut output[..out_len]))
+        };
+        let precision = self.precision;
+        let task = |t: usize, worker: usize| {
+            let (chans, rows) = split.task(t);
+            let (at, len) = if rows.len() == out_h {
+                (chans.start * plane, chans.len() * plane)
+            } else {
+                (chans.start * plane + rows.start * out_w, rows.len() * out_w)
+            };
+            // SAFETY: tasks write disjoint regions of the output.
+            let mut o = match &out {
+                Dst::I8(d) => OutBuf::I8(unsafe { d.slice(at, len) }),
+                Dst::F32(d) => OutBuf::F32(unsafe { d.slice(at, len) }),
+            };
+            let core = pool.core_kind(worker);
+            depthwise_i8::run(plan, precision, x, taps, requant, &mut o, chans, rows, core);
+        };
+        pool.run(split.tasks(), &task)
+            .map_err(|e| invalid(e.to_string()))
+    }
+}
+
+/// How the unpadded path cuts a layer into tasks: `per` channels per task, or when
+/// channels are few, each channel into `parts` row ranges of `rows` rows.
+struct TaskSplit {
+    channels: usize,
+    out_h: usize,
+    per: usize,
+    parts: usize,
+    rows: usize,
+}
+
+impl TaskSplit {
+    fn new(channels: usize, out_h: usize, threads: usize, mixed: bool) -> TaskSplit {
+        // Tasks per worker: enough for dynamic balancing (more on mixed clusters, where the
+        // faster cores claim more), few enough that a task is much more than its dispatch.
+        let want = if threads == 1 {
+            1
+        } else {
+            threads * if mixed { 8 } else { 4 }
+        };
+        if channels >= want || out_h == 1 {
+            let per = channels.div_ceil(want).max(1);
+            return TaskSplit {
+                channels,
+                out_h,
+                per,
+                parts: 1,
+                rows: out_h,
+            };
+        }
+        let parts = want.div_ceil(channels).min(out_h);
+        let rows = out_h.div_ceil(parts);
+        TaskSplit {
+            channels,
+            out_h,
+            per: 1,
+            parts: out_h.div_ceil(rows),
+            rows,
+        }
+    }
+
+    fn tasks(&self) -> usize {
+        if self.parts == 1 {
+            self.channels.div_ceil(self.per)
+        } else {
+            self.channels * self.parts
+        }
+    }
+
+    fn task(&self, t: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        if self.parts == 1 {
+            let c = t * self.per;
+            (c..(c + self.per).min(self.channels), 0..self.out_h)
+        } else {
+            let (c, part) = (t / self.parts, t % self.parts);
+            let y = part * self.rows;
+            (c..c + 1, y..(y + self.rows).min(self.out_h))
         }
     }
 }
