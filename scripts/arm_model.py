@@ -280,9 +280,15 @@ def cmd_report(a):
                  "int8 number; our INT8 / INT7 run the fp32 param with `--precision int8` / "
                  "`int7`, which eq-bench quantizes with synthetic scales (same layers and "
                  "kernels as a real quantized model)")
+    notes = os.path.join(os.path.dirname(os.path.abspath(a.out)), "arm-model-notes.md")
+    if os.path.exists(notes):
+        o.append("- what limits the numbers, the targets not met and the work split over the "
+                 "RK3399's clusters: [arm-model-notes.md](arm-model-notes.md)")
     o.append("")
 
     o.append("## Modeled ms per inference and ratios\n")
+    o.append("The targets are judged on the A53 run timed by LLVM's A55 model and on the A72 "
+             "run; the A53-model table marks them for reference only (see above).\n")
     tnames = " · ".join(t[0] for t in TARGETS)
     for q, m, title, sc in CORES:
         o.append(f"### {title}, `qemu -cpu {q}`, llvm-mca `-mcpu={m}`\n")

@@ -286,19 +286,40 @@ fn zero_row(dst: &mut [u8], panels: usize, panel: usize, base: usize, ks: usize,
 #[inline]
 unsafe fn widen8_panels(src: &[i8], panels: usize, panel: usize, dst: *mut u8) -> usize {
     debug_assert!(src.len() >= 8 * panels);
-    for p in 0..panels {
+    let mut p = 0;
+    #[cfg(target_arch = "aarch64")]
+    {
+        use std::arch::aarch64::{
+            vget_low_s8, vld1_s8, vld1q_s8, vmovl_high_s8, vmovl_s8, vst1q_s16,
+        };
+        // Four panels from two 16-byte loads: independent chains for the in-order cores
+        // (one panel at a time waits on each load and widening in turn).
+        while p + 4 <= panels {
+            let from = src.as_ptr().add(8 * p);
+            let (x, y) = (vld1q_s8(from), vld1q_s8(from.add(16)));
+            let to = |i: usize| dst.add((p + i) * panel) as *mut i16;
+            vst1q_s16(to(0), vmovl_s8(vget_low_s8(x)));
+            vst1q_s16(to(1), vmovl_high_s8(x));
+            vst1q_s16(to(2), vmovl_s8(vget_low_s8(y)));
+            vst1q_s16(to(3), vmovl_high_s8(y));
+            p += 4;
+        }
+        while p < panels {
+            let x = vld1_s8(src.as_ptr().add(8 * p));
+            vst1q_s16(dst.add(p * panel) as *mut i16, vmovl_s8(x));
+            p += 1;
+        }
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    while p < panels {
         let from = src.as_ptr().add(8 * p);
-        let to = dst.add(p * panel);
-        #[cfg(target_arch = "aarch64")]
-        {
-            use std::arch::aarch64::{vld1_s8, vmovl_s8, vst1q_s16};
-            vst1q_s16(to as *mut i16, vmovl_s8(vld1_s8(from)));
+        let v: [i8; 8] = from.cast::<[i8; 8]>().read_unaligned();
+        let mut w = [0i16; 8];
+        for (w, v) in w.iter_mut().zip(v) {
+            *w = v.into();
         }
-        #[cfg(not(target_arch = "aarch64"))]
-        {
-            let v: [i8; 8] = from.cast::<[i8; 8]>().read_unaligned();
-            to.cast::<[i16; 8]>().write_unaligned(v.map(i16::from));
-        }
+        dst.add(p * panel).cast::<[i16; 8]>().write_unaligned(w);
+        p += 1;
     }
     panels
 }
