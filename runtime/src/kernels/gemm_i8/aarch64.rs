@@ -899,23 +899,38 @@ unsafe fn int8_a53_sums(kp: usize, a: *const u8, b: *const u8) -> [int32x4_t; 16
         concat!(
             "ldr q0, [{a}]\n",
             "ldr q1, [{b}]\n",
-            // An odd pair first, then two pairs (4 k) per iteration.
+            // An odd pair, then an odd two pairs, then four pairs (8 k) per iteration: the
+            // in-order cores issue two instructions a cycle, so the loop's pointer and count
+            // updates cost as much as four multiply-adds.
             "tbz {k}, #0, 1f\n",
             int8_k!("1", "0", "3", "2", "16"),
             int8_k!("3", "2", "1", "0", "32"),
             "add {a}, {a}, #32\n",
             "add {b}, {b}, #32\n",
-            "subs {k}, {k}, #1\n",
-            "b.eq 2f\n",
             "1:\n",
+            "tbz {k}, #1, 3f\n",
             int8_k!("1", "0", "3", "2", "16"),
             int8_k!("3", "2", "1", "0", "32"),
             int8_k!("1", "0", "3", "2", "48"),
             int8_k!("3", "2", "1", "0", "64"),
             "add {a}, {a}, #64\n",
             "add {b}, {b}, #64\n",
-            "subs {k}, {k}, #2\n",
-            "b.ne 1b\n",
+            "3:\n",
+            "lsr {k}, {k}, #2\n",
+            "cbz {k}, 2f\n",
+            "4:\n",
+            int8_k!("1", "0", "3", "2", "16"),
+            int8_k!("3", "2", "1", "0", "32"),
+            int8_k!("1", "0", "3", "2", "48"),
+            int8_k!("3", "2", "1", "0", "64"),
+            int8_k!("1", "0", "3", "2", "80"),
+            int8_k!("3", "2", "1", "0", "96"),
+            int8_k!("1", "0", "3", "2", "112"),
+            int8_k!("3", "2", "1", "0", "128"),
+            "add {a}, {a}, #128\n",
+            "add {b}, {b}, #128\n",
+            "subs {k}, {k}, #1\n",
+            "b.ne 4b\n",
             "2:\n",
         ),
         "v0",
@@ -968,6 +983,24 @@ macro_rules! int7_k {
             $op, " v9.8h, v", $b, ".8h, v", $a, ".h[5]\n",
             $op, " v10.8h, v", $b, ".8h, v", $a, ".h[6]\n",
             $op, " v11.8h, v", $b, ".8h, v", $a, ".h[7]\n",
+        )
+    };
+}
+
+/// Eight k of the INT7 kernel (the next k loaded at byte offsets `$o..`): a `mul` then seven
+/// `mla`, at most 8 products of ±63 per int16 lane before [`int7_flush`].
+#[rustfmt::skip]
+macro_rules! int7_group {
+    ($o1:literal, $o2:literal, $o3:literal, $o4:literal, $o5:literal, $o6:literal, $o7:literal, $o8:literal) => {
+        concat!(
+            int7_k!("mul", "1", "0", "3", "2", $o1),
+            int7_k!("mla", "3", "2", "1", "0", $o2),
+            int7_k!("mla", "1", "0", "3", "2", $o3),
+            int7_k!("mla", "3", "2", "1", "0", $o4),
+            int7_k!("mla", "1", "0", "3", "2", $o5),
+            int7_k!("mla", "3", "2", "1", "0", $o6),
+            int7_k!("mla", "1", "0", "3", "2", $o7),
+            int7_k!("mla", "3", "2", "1", "0", $o8),
         )
     };
 }
@@ -1035,24 +1068,29 @@ unsafe fn int7_a53_sums(kp: usize, a: *const u8, b: *const u8) -> [int32x4_t; 16
             "ldr q0, [{a}]\n",
             "ldr q1, [{b}]\n",
             "movi v12.8h, #1\n",
-            // Whole groups of 4 pairs (8 k, 8 products per int16 lane), unrolled.
+            // Whole groups of 4 pairs (8 k, 8 products per int16 lane), unrolled: an odd
+            // group, then two per iteration (the loop's own instructions take issue slots).
             "cmp {k}, #4\n",
             "b.lo 3f\n",
-            "1:\n",
-            int7_k!("mul", "1", "0", "3", "2", "16"),
-            int7_k!("mla", "3", "2", "1", "0", "32"),
-            int7_k!("mla", "1", "0", "3", "2", "48"),
-            int7_k!("mla", "3", "2", "1", "0", "64"),
-            int7_k!("mla", "1", "0", "3", "2", "80"),
-            int7_k!("mla", "3", "2", "1", "0", "96"),
-            int7_k!("mla", "1", "0", "3", "2", "112"),
-            int7_k!("mla", "3", "2", "1", "0", "128"),
+            "tbz {k}, #2, 5f\n",
+            int7_group!("16", "32", "48", "64", "80", "96", "112", "128"),
             "add {a}, {a}, #128\n",
             "add {b}, {b}, #128\n",
             int7_flush!(),
-            "sub {k}, {k}, #4\n",
-            "cmp {k}, #4\n",
-            "b.hs 1b\n",
+            "5:\n",
+            "lsr {n}, {k}, #3\n",
+            "cbz {n}, 6f\n",
+            "1:\n",
+            int7_group!("16", "32", "48", "64", "80", "96", "112", "128"),
+            int7_flush!(),
+            int7_group!("144", "160", "176", "192", "208", "224", "240", "256"),
+            "add {a}, {a}, #256\n",
+            "add {b}, {b}, #256\n",
+            int7_flush!(),
+            "subs {n}, {n}, #1\n",
+            "b.ne 1b\n",
+            "6:\n",
+            "and {k}, {k}, #3\n",
             // The last 1..3 pairs.
             "3:\n",
             "cbz {k}, 4f\n",

@@ -131,6 +131,8 @@ fn products_are_exact_on_edge_and_random_shapes() {
                 (7, 33, 127),
                 (9, 40, 17),
             ];
+            // Every K remainder of the unrolled loops (up to 16 pairs of k per iteration).
+            shapes.extend((1..=40).map(|k| (mr, nr, k)));
             for _ in 0..20 {
                 shapes.push((
                     rng.range(1, 20) as usize,
