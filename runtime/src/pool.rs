@@ -141,6 +141,13 @@ impl Pool {
         self.cores.get(worker).copied().unwrap_or(CoreKind::Other)
     }
 
+    /// Tasks per worker for work cut into equal, dynamically claimed tasks on a pool that
+    /// mixes core types. With few tasks the last ones are what the slow cores end on: 4 per
+    /// worker left the modeled RK3399 layer (4 A53 + 2 A72, the A72 1.6x as fast) 1.20x its
+    /// ideal time, as long as a static split; 16 keep it within 1.06x for any speed ratio
+    /// from 1 to 2.5 (`scripts/work_split.py`).
+    pub const TASKS_PER_MIXED_WORKER: usize = 16;
+
     /// Whether the workers run on different core types (e.g. `--cluster all` on RK3399).
     /// Work is not split by a static speed ratio: tasks are claimed dynamically, so kernels
     /// that see mixed cores cut their work into more, smaller tasks and the faster cores

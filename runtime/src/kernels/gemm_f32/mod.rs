@@ -47,8 +47,6 @@ const KC_MAX: usize = 512;
 /// 1 MiB value so per-worker scratch stays small on the board).
 const MC_LIMIT: usize = 384;
 const NC_LIMIT: usize = 384;
-/// Tasks per worker when the pool mixes core types (see `gemm_blocked`).
-const TASKS_PER_MIXED_WORKER: usize = 4;
 /// L2 assumed when neither sysfs nor a target file gives one (the RK3399 little cluster).
 const DEFAULT_L2: usize = 512 * 1024;
 
@@ -747,7 +745,7 @@ pub fn gemm_blocked(
     // enough on identical cores; mixed clusters (big + little) get several per worker so the
     // big cores can take the larger share instead of waiting for the little ones.
     let tasks = if pool.mixed_cores() {
-        TASKS_PER_MIXED_WORKER * threads
+        Pool::TASKS_PER_MIXED_WORKER * threads
     } else {
         threads
     };

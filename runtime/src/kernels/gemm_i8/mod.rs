@@ -56,8 +56,6 @@ pub const OVERREAD: usize = 64;
 const B_BLOCK_BYTES: usize = 192 * 1024;
 /// Upper bound on columns per block (more only lengthens the tail task).
 pub(crate) const NC_MAX: usize = 512;
-/// Tasks per worker when the pool mixes core types.
-pub(crate) const TASKS_PER_MIXED_WORKER: usize = 4;
 
 /// Int32 accumulators of one tile, row stride [`NR_MAX`].
 pub type Acc = [i32; MR_MAX * NR_MAX];
@@ -623,7 +621,7 @@ fn run(
     // Tasks are claimed dynamically: one per worker on identical cores; on a big.LITTLE pool
     // several per worker, so the big cores take the larger share instead of waiting.
     let tasks = if pool.mixed_cores() {
-        TASKS_PER_MIXED_WORKER * threads
+        Pool::TASKS_PER_MIXED_WORKER * threads
     } else {
         threads
     };

@@ -325,7 +325,7 @@ impl WinogradI8 {
         // Enough tasks for every worker (several per worker on a big.LITTLE pool, which the
         // big cores claim more of): split the output channels when tiles are few.
         let tasks = if pool.mixed_cores() {
-            gemm_i8::TASKS_PER_MIXED_WORKER * threads
+            Pool::TASKS_PER_MIXED_WORKER * threads
         } else {
             2 * threads
         };

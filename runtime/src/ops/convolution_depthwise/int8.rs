@@ -328,10 +328,15 @@ impl TaskSplit {
     fn new(channels: usize, out_h: usize, threads: usize, mixed: bool) -> TaskSplit {
         // Tasks per worker: enough for dynamic balancing (more on mixed clusters, where the
         // faster cores claim more), few enough that a task is much more than its dispatch.
+        let per_worker = if mixed {
+            Pool::TASKS_PER_MIXED_WORKER
+        } else {
+            4
+        };
         let want = if threads == 1 {
             1
         } else {
-            threads * if mixed { 8 } else { 4 }
+            threads * per_worker
         };
         if channels >= want || out_h == 1 {
             let per = channels.div_ceil(want).max(1);
