@@ -21,7 +21,8 @@
 //! * Cortex-A53 (in order, dual issue): [`Layout::Wide16`], 8 x 8 tiles, multiply-accumulate
 //!   by element. INT8: `smlal` into int32. INT7: `mla` into int16 lanes, 8 products per lane
 //!   before one widening.
-//! * x86_64 AVX2 and the portable reference: [`Layout::Steps`].
+//! * x86_64 (AVX-512 VNNI, AVX-VNNI or AVX2, by CPU features; `EQ_X86_KERNEL` overrides)
+//!   and the portable reference: [`Layout::Steps`].
 //!
 //! Exactness: every kernel computes the exact int32 sum. Each documents its int16 flush
 //! interval next to the bound (`n · max|product| ≤ 32767`) that keeps it exact for values in
@@ -325,7 +326,7 @@ impl KernelSet {
 pub fn all_kernels(p: Precision) -> Vec<&'static Kernel> {
     let mut v = vec![generic::kernel(p), generic::kernel_wide16(p)];
     #[cfg(target_arch = "x86_64")]
-    v.extend(x86_64::detect(p));
+    v.extend(x86_64::supported(p));
     #[cfg(target_arch = "aarch64")]
     {
         let (a53, a72) = aarch64::kernels(p);

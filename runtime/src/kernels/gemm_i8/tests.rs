@@ -577,3 +577,45 @@ fn rejects_bad_sizes() {
     assert_eq!(raw, [3; 8]);
     assert!(gemm_i32(&packed, &dense, 4, &mut raw[..7], &pool, &mut scratch).is_err());
 }
+
+/// Every x86 path this CPU supports is in `all_kernels` (so every test above runs it), and
+/// the `EQ_X86_KERNEL` choice picks it, or falls back when the CPU lacks it.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_paths_are_all_tested_and_selectable() {
+    use x86_64::{choose, parse_choice, Choice, Path};
+    assert_eq!(
+        parse_choice("AVX512VNNI"),
+        Some(Choice::Path(Path::Avx512Vnni))
+    );
+    assert_eq!(parse_choice("avxvnni"), Some(Choice::Path(Path::AvxVnni)));
+    assert_eq!(parse_choice(" avx2 "), Some(Choice::Path(Path::Avx2)));
+    assert_eq!(parse_choice("generic"), Some(Choice::Generic));
+    assert_eq!(parse_choice("sse2"), None);
+    for p in PRECISIONS {
+        let all = all_kernels(p);
+        let best = x86_64::supported(p).next();
+        assert!(best.is_none_or(|b| std::ptr::eq(choose(p, None).unwrap(), b)));
+        assert!(choose(p, Some(Choice::Generic)).is_none());
+        for path in Path::ALL {
+            let kern = path.kernel(p);
+            assert_eq!(kern.precision, p);
+            let forced = choose(p, Some(Choice::Path(path)));
+            if path.supported() {
+                assert!(all.iter().any(|k| std::ptr::eq(*k, kern)), "{}", kern.name);
+                assert!(std::ptr::eq(forced.unwrap(), kern), "{}", kern.name);
+            } else {
+                assert!(!all.iter().any(|k| std::ptr::eq(*k, kern)), "{}", kern.name);
+                // Falls back to the best supported path (or generic), no crash.
+                assert_eq!(forced.map(|k| k.name), best.map(|k| k.name));
+            }
+        }
+        // Best first: AVX-512 VNNI over AVX-VNNI over AVX2.
+        let first = Path::ALL.into_iter().find(|path| path.supported());
+        assert_eq!(best.map(|k| k.name), first.map(|path| path.kernel(p).name));
+        eprintln!(
+            "{p:?}: {}",
+            all.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+        );
+    }
+}

@@ -1,5 +1,15 @@
-//! AVX2 kernels, 4 x 16 tiles (two ymm of eight int32 columns per row).
+//! x86_64 integer GEMM micro-kernels, chosen at run time from the CPU's features.
 //!
+//! Paths, best first ([`detect`] takes the first this CPU runs; [`supported`] lists all):
+//! * `avx512vnni`: AVX-512 VNNI, 8 x 16 tiles (one zmm of sixteen int32 columns per row).
+//! * `avxvnni`: AVX-VNNI (VEX, ymm), 4 x 16 tiles (two ymm per row).
+//! * `avx2`: AVX2, 4 x 16 tiles (two ymm per row).
+//!
+//! The `EQ_X86_KERNEL` environment variable (`avx512vnni`, `avxvnni`, `avx2` or `generic`)
+//! forces one path, so each can be run (and benchmarked) on one machine; a path this CPU
+//! does not support falls back to the best one it does, anything else is ignored.
+//!
+//! # AVX2
 //! * INT8, K in steps of 2: A pairs and B pairs are sign-extended to int16 and multiplied
 //!   with `vpmaddwd`, which sums each pair straight into int32. Flush interval: 1 (no int16
 //!   accumulation at all), so it is exact for any int8 values except two −128 in one pair
@@ -9,6 +19,37 @@
 //!   are added in int16 (`vpaddw`) before one `vpmaddwd` by ones widens pairs into int32.
 //!   Flush interval: 8 products per int16 lane; bound 8 · 63 · 63 = 31752 ≤ 32767 (and each
 //!   `vpmaddubsw` pair, 2 · 3969 = 7938, is far from its saturation).
+//!
+//! # VNNI (both precisions, one kernel per width)
+//! [`Layout::Steps`]`(4)`: a step holds, per A row and per B column, 4 consecutive k. The
+//! instruction `vpdpbusd acc, u, s` adds to each int32 lane the four products of its four
+//! *unsigned* bytes of `u` with the four *signed* bytes of `s`, in 32-bit wrapping
+//! arithmetic with no intermediate narrowing or saturation (unlike `vpmaddubsw`, and unlike
+//! `vpdpbusds`). One operand must be unsigned, so the kernels use the offset trick on B
+//! (B is the operand that is loaded once per step and shared by every row, so the fix-up
+//! costs one `vpxor` per step instead of work per row; AVX-512 has no `vpsignb`, so the
+//! sign trick would cost a mask and a masked negate per row there):
+//!
+//! * `u = b ⊕ 0x80` is the byte `b + 128` read as unsigned: b ∈ [−127, 127] (INT8; INT7 is
+//!   the subset [−63, 63]), so `b + 128` ∈ [1, 255] fits u8 exactly.
+//! * `s` = four k of one A row, broadcast to every column (embedded `{1to16}` broadcast
+//!   for zmm, `vpbroadcastd` for ymm), read as signed: exact.
+//! * Each lane then sums `Σ_k (b_kj + 128) · a_rk = Σ_k a_rk b_kj + 128 · Σ_k a_rk`. The
+//!   row sums `Σ_k a_rk` come from one more `vpdpbusd` per step with all-ones unsigned
+//!   bytes against the step's A bytes (lane r = row r's four k); at the end
+//!   `128 · Σ_k a_rk` is subtracted from every column of row r.
+//! * All of this is arithmetic modulo 2³², so the result is the exact `Σ_k a_rk b_kj`
+//!   whenever that fits int32, even if the biased running sum wraps on the way. It fits for
+//!   K · 127 · 127 < 2³¹, i.e. K ≤ 133 144 (INT7: K ≤ 541 064); the largest K of the
+//!   benchmark networks is 4608 (3 x 3 x 512), the tests use 8192 and 8203 at ±qmax. The generic reference wraps (or overflows) at the same bound.
+//! * K padding and rows / columns past the matrix are zero bytes in both packs: a padded
+//!   B byte becomes `u = 128` but meets `a = 0` (padded k) or only reaches discarded lanes
+//!   (columns past N); padded A rows are discarded.
+//!
+//! (The sign trick, `vpdpbusd(|a|, sign(b, a))`, is exact as well: |a| ≤ 127 fits u8 and
+//! sign(b, a) ∈ [−127, 127] since b ≠ −128; it needs `vpabsb` + two `vpsignb` per row and
+//! step on ymm, so on AVX-VNNI it was slower than the offset trick's one `vpxor` per B
+//! vector and step, and it has no AVX-512 form.)
 
 use super::{Acc, Kernel, Layout, Micro, NR_MAX};
 use crate::quant::Precision;
@@ -42,15 +83,100 @@ static INT7: Kernel = Kernel {
     micro: Micro::Acc(int7_micro),
 };
 
-/// The AVX2 kernel for `p` when this CPU has AVX2.
-pub fn detect(p: Precision) -> Option<&'static Kernel> {
-    if !is_x86_feature_detected!("avx2") {
-        return None;
+/// An x86_64 kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    Avx512Vnni,
+    AvxVnni,
+    Avx2,
+}
+
+impl Path {
+    /// Best first.
+    pub const ALL: [Path; 3] = [Path::Avx512Vnni, Path::AvxVnni, Path::Avx2];
+
+    /// The `EQ_X86_KERNEL` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Avx512Vnni => "avx512vnni",
+            Path::AvxVnni => "avxvnni",
+            Path::Avx2 => "avx2",
+        }
     }
-    Some(match p {
-        Precision::Int8 => &INT8,
-        Precision::Int7 => &INT7,
-    })
+
+    /// Whether this CPU runs the path's instructions.
+    pub fn supported(self) -> bool {
+        match self {
+            Path::Avx512Vnni => {
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
+            }
+            Path::AvxVnni => {
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("avxvnni")
+            }
+            Path::Avx2 => is_x86_feature_detected!("avx2"),
+        }
+    }
+
+    /// The path's kernel for `p`.
+    pub fn kernel(self, p: Precision) -> &'static Kernel {
+        match (self, p) {
+            (Path::Avx512Vnni, Precision::Int8) => &VNNI512_INT8,
+            (Path::Avx512Vnni, Precision::Int7) => &VNNI512_INT7,
+            (Path::AvxVnni, Precision::Int8) => &VNNI256_INT8,
+            (Path::AvxVnni, Precision::Int7) => &VNNI256_INT7,
+            (Path::Avx2, Precision::Int8) => &INT8,
+            (Path::Avx2, Precision::Int7) => &INT7,
+        }
+    }
+}
+
+/// What `EQ_X86_KERNEL` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    Path(Path),
+    Generic,
+}
+
+/// Parses an `EQ_X86_KERNEL` value (case-insensitive); `None` for anything else.
+pub fn parse_choice(s: &str) -> Option<Choice> {
+    let s = s.trim().to_ascii_lowercase();
+    if s == "generic" {
+        return Some(Choice::Generic);
+    }
+    Path::ALL
+        .into_iter()
+        .find(|p| p.name() == s)
+        .map(Choice::Path)
+}
+
+/// The kernels of every path this CPU supports, best first.
+pub fn supported(p: Precision) -> impl Iterator<Item = &'static Kernel> {
+    Path::ALL
+        .into_iter()
+        .filter(|path| path.supported())
+        .map(move |path| path.kernel(p))
+}
+
+/// The kernel for `p` given an override: the forced path when the CPU supports it, else the
+/// best supported path; `None` (the generic kernel) when forced or when nothing is
+/// supported.
+pub fn choose(p: Precision, choice: Option<Choice>) -> Option<&'static Kernel> {
+    match choice {
+        Some(Choice::Generic) => None,
+        Some(Choice::Path(path)) if path.supported() => Some(path.kernel(p)),
+        _ => supported(p).next(),
+    }
+}
+
+/// The kernel for `p` on this CPU, honouring `EQ_X86_KERNEL`; `None` without AVX2.
+pub fn detect(p: Precision) -> Option<&'static Kernel> {
+    let choice = std::env::var("EQ_X86_KERNEL")
+        .ok()
+        .and_then(|s| parse_choice(&s));
+    choose(p, choice)
 }
 
 /// # Safety
@@ -147,4 +273,163 @@ unsafe fn int7_avx2(kp: usize, mut a: *const i8, mut b: *const i8, acc: &mut Acc
     }
     int7_flush(&mut c, &mut t);
     store(&c, acc);
+}
+
+/// K values per VNNI step ([`Layout::Steps`]`(4)`, shared with the generic kernel).
+const VNNI_KSTEP: usize = 4;
+const MR512: usize = 8;
+const NR512: usize = 16;
+const MR256: usize = 4;
+const NR256: usize = 16;
+
+const fn vnni_kernel(
+    name: &'static str,
+    precision: Precision,
+    mr: usize,
+    nr: usize,
+    micro: super::AccFn,
+) -> Kernel {
+    Kernel {
+        name,
+        precision,
+        layout: Layout::Steps(VNNI_KSTEP),
+        mr,
+        nr,
+        pair_sums: false,
+        simd_store: true,
+        micro: Micro::Acc(micro),
+    }
+}
+
+static VNNI512_INT8: Kernel = vnni_kernel(
+    "avx512vnni int8 8x16 vpdpbusd",
+    Precision::Int8,
+    MR512,
+    NR512,
+    vnni512_micro,
+);
+static VNNI512_INT7: Kernel = vnni_kernel(
+    "avx512vnni int7 8x16 vpdpbusd",
+    Precision::Int7,
+    MR512,
+    NR512,
+    vnni512_micro,
+);
+static VNNI256_INT8: Kernel = vnni_kernel(
+    "avxvnni int8 4x16 vpdpbusd",
+    Precision::Int8,
+    MR256,
+    NR256,
+    vnni256_micro,
+);
+static VNNI256_INT7: Kernel = vnni_kernel(
+    "avxvnni int7 4x16 vpdpbusd",
+    Precision::Int7,
+    MR256,
+    NR256,
+    vnni256_micro,
+);
+
+/// # Safety
+/// See [`super::Kernel`]; needs AVX-512 F/BW/VL/VNNI (checked by [`Path::supported`]).
+unsafe fn vnni512_micro(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc) {
+    vnni512(kp, a, b, acc)
+}
+
+/// One step of the 8 x 16 AVX-512 kernel: `c[r] += Σ (b ⊕ 0x80) · a_r` over the step's 4 k.
+#[inline(always)]
+unsafe fn vnni512_step(c: &mut [__m512i; MR512], a: *const u8, b: *const u8, bias: __m512i) {
+    let bu = _mm512_xor_si512(_mm512_loadu_si512(b as *const _), bias);
+    for (r, cr) in c.iter_mut().enumerate() {
+        let ar = _mm512_set1_epi32((a.add(r * VNNI_KSTEP) as *const i32).read_unaligned());
+        *cr = _mm512_dpbusd_epi32(*cr, bu, ar);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn vnni512(kp: usize, mut a: *const u8, mut b: *const u8, acc: &mut Acc) {
+    let (a_step, b_step) = (MR512 * VNNI_KSTEP, NR512 * VNNI_KSTEP);
+    let bias = _mm512_set1_epi8(-128);
+    let ones = _mm512_set1_epi8(1);
+    let mut c = [_mm512_setzero_si512(); MR512];
+    // Lane r (r < 8): Σ a of row r over even steps; lane 8 + r: over odd steps.
+    let mut sums = _mm512_setzero_si512();
+    for _ in 0..kp / 2 {
+        vnni512_step(&mut c, a, b, bias);
+        vnni512_step(&mut c, a.add(a_step), b.add(b_step), bias);
+        sums = _mm512_dpbusd_epi32(sums, ones, _mm512_loadu_si512(a as *const _));
+        a = a.add(2 * a_step);
+        b = b.add(2 * b_step);
+    }
+    if kp % 2 == 1 {
+        vnni512_step(&mut c, a, b, bias);
+        // Only this step's 32 bytes (the rest of the 64 belong to the next panel).
+        sums = _mm512_dpbusd_epi32(sums, ones, _mm512_maskz_loadu_epi32(0xff, a as *const _));
+    }
+    let sums = _mm256_add_epi32(
+        _mm512_castsi512_si256(sums),
+        _mm512_extracti64x4_epi64::<1>(sums),
+    );
+    let mut row = [0i32; MR512];
+    _mm256_storeu_si256(
+        row.as_mut_ptr() as *mut __m256i,
+        _mm256_slli_epi32::<7>(sums),
+    );
+    for (r, cr) in c.iter().enumerate() {
+        let v = _mm512_sub_epi32(*cr, _mm512_set1_epi32(row[r]));
+        _mm512_storeu_si512(acc.as_mut_ptr().add(r * NR_MAX) as *mut _, v);
+    }
+}
+
+/// # Safety
+/// See [`super::Kernel`]; needs AVX2 and AVX-VNNI (checked by [`Path::supported`]).
+unsafe fn vnni256_micro(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc) {
+    vnni256(kp, a, b, acc)
+}
+
+/// One step of the 4 x 16 AVX-VNNI kernel: `c[r] += Σ (b ⊕ 0x80) · a_r` over the step's 4 k.
+#[inline(always)]
+unsafe fn vnni256_step(c: &mut [[__m256i; 2]; MR256], a: *const u8, b: *const u8, bias: __m256i) {
+    let b0 = _mm256_xor_si256(_mm256_loadu_si256(b as *const __m256i), bias);
+    let b1 = _mm256_xor_si256(_mm256_loadu_si256(b.add(32) as *const __m256i), bias);
+    for (r, cr) in c.iter_mut().enumerate() {
+        let ar = _mm256_set1_epi32((a.add(r * VNNI_KSTEP) as *const i32).read_unaligned());
+        cr[0] = _mm256_dpbusd_avx_epi32(cr[0], b0, ar);
+        cr[1] = _mm256_dpbusd_avx_epi32(cr[1], b1, ar);
+    }
+}
+
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn vnni256(kp: usize, mut a: *const u8, mut b: *const u8, acc: &mut Acc) {
+    let (a_step, b_step) = (MR256 * VNNI_KSTEP, NR256 * VNNI_KSTEP);
+    let bias = _mm256_set1_epi8(-128);
+    let ones = _mm256_set1_epi8(1);
+    let mut c = [[_mm256_setzero_si256(); 2]; MR256];
+    // Lane r (r < 4): Σ a of row r over even steps; lane 4 + r: over odd steps.
+    let mut sums = _mm256_setzero_si256();
+    for _ in 0..kp / 2 {
+        vnni256_step(&mut c, a, b, bias);
+        vnni256_step(&mut c, a.add(a_step), b.add(b_step), bias);
+        let a2 = _mm256_loadu_si256(a as *const __m256i);
+        sums = _mm256_dpbusd_avx_epi32(sums, ones, a2);
+        a = a.add(2 * a_step);
+        b = b.add(2 * b_step);
+    }
+    if kp % 2 == 1 {
+        vnni256_step(&mut c, a, b, bias);
+        let a1 = _mm256_zextsi128_si256(_mm_loadu_si128(a as *const __m128i));
+        sums = _mm256_dpbusd_avx_epi32(sums, ones, a1);
+    }
+    let sums = _mm_add_epi32(
+        _mm256_castsi256_si128(sums),
+        _mm256_extracti128_si256::<1>(sums),
+    );
+    let mut row = [0i32; MR256];
+    _mm_storeu_si128(row.as_mut_ptr() as *mut __m128i, _mm_slli_epi32::<7>(sums));
+    for (r, cr) in c.iter().enumerate() {
+        let fix = _mm256_set1_epi32(row[r]);
+        let dst = acc.as_mut_ptr().add(r * NR_MAX) as *mut __m256i;
+        _mm256_storeu_si256(dst, _mm256_sub_epi32(cr[0], fix));
+        _mm256_storeu_si256(dst.add(1), _mm256_sub_epi32(cr[1], fix));
+    }
 }
