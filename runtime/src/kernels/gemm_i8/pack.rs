@@ -208,6 +208,10 @@ pub fn pack_b(
         Layout::Steps(ks) => {
             let kpad = layout.k_padded(k);
             for g in 0..kpad / ks {
+                if ks == 4 && (g + 1) * 4 <= k && matches!(nr, 4 | 8 | 16) {
+                    steps4_group(src, g * 4, n0, nc, nr, panel, &mut dst[g * nr * 4..], rows);
+                    continue;
+                }
                 for o in 0..ks {
                     let kk = g * ks + o;
                     if kk >= k {
@@ -240,6 +244,82 @@ pub fn pack_b(
                 }
             }
         }
+    }
+}
+
+/// `Steps(4)`, one whole group of 4 rows `k0..k0 + 4`: column `c` of row `k0 + o` goes to
+/// byte `(c / nr) * panel + (c % nr) * 4 + o` of `dst` (`nr` is 4, 8 or 16). Sixteen columns at a time are interleaved in registers.
+#[allow(clippy::too_many_arguments)]
+fn steps4_group(
+    src: &dyn BSource,
+    k0: usize,
+    n0: usize,
+    nc: usize,
+    nr: usize,
+    panel: usize,
+    dst: &mut [u8],
+    rows: &mut [i8],
+) {
+    let (b0, rest) = rows[..4 * nc].split_at_mut(nc);
+    let (b1, rest) = rest.split_at_mut(nc);
+    let (b2, b3) = rest.split_at_mut(nc);
+    let r = [
+        row_of(src, k0, n0, nc, b0),
+        row_of(src, k0 + 1, n0, nc, b1),
+        row_of(src, k0 + 2, n0, nc, b2),
+        row_of(src, k0 + 3, n0, nc, b3),
+    ];
+    let mut c = 0;
+    while c + 16 <= nc {
+        let block = interleave4x16([&r[0][c..], &r[1][c..], &r[2][c..], &r[3][c..]]);
+        // 16 columns: one 16-wide panel step, or 16 / nr narrower ones.
+        for (i, part) in block.chunks_exact(4 * nr.min(16)).enumerate() {
+            let col = c + i * nr.min(16);
+            let at = (col / nr) * panel + (col % nr) * 4;
+            dst[at..at + part.len()].copy_from_slice(part);
+        }
+        c += 16;
+    }
+    for col in c..nc {
+        let at = (col / nr) * panel + (col % nr) * 4;
+        for (o, row) in r.iter().enumerate() {
+            dst[at + o] = row[col] as u8;
+        }
+    }
+}
+
+/// Byte `4j + o` of the result is `rows[o][j]` (j < 16): four rows of 16 columns interleaved.
+#[inline]
+fn interleave4x16(rows: [&[i8]; 4]) -> [u8; 64] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        assert!(rows.iter().all(|r| r.len() >= 16));
+        // SAFETY: SSE2 is part of x86_64; every row holds 16 bytes (checked above) and the
+        // result is 64 bytes.
+        unsafe {
+            let ld = |r: &[i8]| _mm_loadu_si128(r.as_ptr() as *const __m128i);
+            let (a, b, c, d) = (ld(rows[0]), ld(rows[1]), ld(rows[2]), ld(rows[3]));
+            let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+            let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+            let mut out = [0u8; 64];
+            let o = out.as_mut_ptr() as *mut __m128i;
+            _mm_storeu_si128(o, _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(o.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(o.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128(o.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
+            out
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut out = [0u8; 64];
+        for (j, v) in out.chunks_exact_mut(4).enumerate() {
+            for (o, x) in v.iter_mut().enumerate() {
+                *x = rows[o][j] as u8;
+            }
+        }
+        out
     }
 }
 
