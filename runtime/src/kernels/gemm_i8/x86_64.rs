@@ -47,9 +47,9 @@
 //!   (columns past N); padded A rows are discarded.
 //!
 //! (The sign trick, `vpdpbusd(|a|, sign(b, a))`, is exact as well: |a| ≤ 127 fits u8 and
-//! sign(b, a) ∈ [−127, 127] since b ≠ −128; it needs `vpabsb` + two `vpsignb` per row and
-//! step on ymm, so on AVX-VNNI it was slower than the offset trick's one `vpxor` per B
-//! vector and step, and it has no AVX-512 form.)
+//! sign(b, a) ∈ [−127, 127] since b ≠ −128; but it needs `vpabsb` + two `vpsignb` per row
+//! and step on ymm where the offset trick needs two `vpxor` per step for all rows, and it
+//! has no AVX-512 form.)
 
 use super::{Acc, Kernel, Layout, Micro, NR_MAX};
 use crate::quant::Precision;
