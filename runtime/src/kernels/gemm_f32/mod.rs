@@ -16,8 +16,10 @@
 //!   type (Cortex-A53, Cortex-A72, other): every worker runs the variant for the core it is
 //!   on (`Pool::core_kind`), all reading the same packed panels and summing in the same order,
 //!   so results do not depend on which core computed a tile. Variants: [`generic`] (portable
-//!   Rust), `x86_64` (AVX-512F 12x32 or AVX2 + FMA 6x16, by CPU features;
-//!   `EQ_X86_F32_KERNEL=avx512|avx2|generic` forces one), `aarch64` (NEON, hand-scheduled `asm!` K loops).
+//!   Rust), `x86_64` (AVX-512F 12x32 or AVX2 + FMA 6x16, by CPU features), `aarch64` (NEON,
+//!   hand-scheduled `asm!` K loops).
+//! * `EQ_X86_F32_KERNEL=avx512|avx2|generic` forces the x86_64 path ([`Kernel::best`]); a
+//!   path the CPU lacks falls back to the best it has, other values are ignored.
 //! * Work is split into column blocks (and row blocks when there are few columns) that run on
 //!   the pool; each task writes a disjoint set of output row pieces.
 
@@ -38,7 +40,8 @@ pub const MR_MAX: usize = 12;
 pub const NR_MAX: usize = 32;
 
 /// K block: one `KC x NR` B panel (16 KiB for NEON's 8 columns, 32 KiB for AVX2's 16) stays
-/// in L1 while A streams from L2. Fixed (not derived from the cache sizes) so every blocking
+/// in L1 while A streams from L2 (AVX-512's 32 columns make it 64 KiB, more than the x86_64
+/// host's 48 KiB L1; KC 256 showed no clear gain there, measured on a noisy shared machine). Fixed (not derived from the cache sizes) so every blocking
 /// sums in the same order: results are bit-identical whatever L2 the pool reports. Every
 /// further K block re-reads and re-writes C and costs each tile another micro-kernel call
 /// (ResNet-50's 1x1 layers with K = 512..2048: 512 instead of 384 saves a third of those
