@@ -42,10 +42,11 @@ pub const NR_MAX: usize = 32;
 /// K block: one `KC x NR` B panel (16 KiB for NEON's 8 columns, 32 KiB for AVX2's 16) stays
 /// in L1 while A streams from L2 (AVX-512's 32 columns make it 64 KiB, more than the x86_64
 /// host's 48 KiB L1; KC 256 showed no clear gain there, on a noisy shared machine). Fixed
-/// (not derived from the cache sizes) so every blocking sums in the same order: results are bit-identical whatever L2 the pool reports. Every
-/// further K block re-reads and re-writes C and costs each tile another micro-kernel call
-/// (ResNet-50's 1x1 layers with K = 512..2048: 512 instead of 384 saves a third of those
-/// calls; 256 measured ~4 % slower in total on the x86_64 host).
+/// (not derived from the cache sizes) so every blocking sums in the same order: results are
+/// bit-identical whatever L2 the pool reports. Every further K block re-reads and re-writes
+/// C and costs each tile another micro-kernel call (ResNet-50's 1x1 layers with K =
+/// 512..2048: 512 instead of 384 saves a third of those calls; 256 measured ~4 % slower in
+/// total on the x86_64 host with the AVX2 kernel).
 const KC_MAX: usize = 512;
 /// Upper limits of the L2-derived block sizes; scratch is sized for `NC_LIMIT` (kept near the
 /// 1 MiB value so per-worker scratch stays small on the board).
