@@ -16,7 +16,10 @@
 //!   type (Cortex-A53, Cortex-A72, other): every worker runs the variant for the core it is
 //!   on (`Pool::core_kind`), all reading the same packed panels and summing in the same order,
 //!   so results do not depend on which core computed a tile. Variants: [`generic`] (portable
-//!   Rust), `x86_64` (AVX2 + FMA), `aarch64` (NEON, hand-scheduled `asm!` K loops).
+//!   Rust), `x86_64` (AVX-512F 12x32 or AVX2 + FMA 6x16, by CPU features), `aarch64` (NEON,
+//!   hand-scheduled `asm!` K loops).
+//! * `EQ_X86_F32_KERNEL=avx512|avx2|generic` forces the x86_64 path ([`Kernel::best`]); a
+//!   path the CPU lacks falls back to the best it has, other values are ignored.
 //! * Work is split into column blocks (and row blocks when there are few columns) that run on
 //!   the pool; each task writes a disjoint set of output row pieces.
 
@@ -33,15 +36,17 @@ pub mod aarch64;
 pub mod x86_64;
 
 /// Largest tile any kernel uses.
-pub const MR_MAX: usize = 8;
-pub const NR_MAX: usize = 16;
+pub const MR_MAX: usize = 12;
+pub const NR_MAX: usize = 32;
 
 /// K block: one `KC x NR` B panel (16 KiB for NEON's 8 columns, 32 KiB for AVX2's 16) stays
-/// in L1 while A streams from L2. Fixed (not derived from the cache sizes) so every blocking
-/// sums in the same order: results are bit-identical whatever L2 the pool reports. Every
-/// further K block re-reads and re-writes C and costs each tile another micro-kernel call
-/// (ResNet-50's 1x1 layers with K = 512..2048: 512 instead of 384 saves a third of those
-/// calls; 256 measured ~4 % slower in total on the x86_64 host).
+/// in L1 while A streams from L2 (AVX-512's 32 columns make it 64 KiB, more than the x86_64
+/// host's 48 KiB L1; KC 256 showed no clear gain there, on a noisy shared machine). Fixed
+/// (not derived from the cache sizes) so every blocking sums in the same order: results are
+/// bit-identical whatever L2 the pool reports. Every further K block re-reads and re-writes
+/// C and costs each tile another micro-kernel call (ResNet-50's 1x1 layers with K =
+/// 512..2048: 512 instead of 384 saves a third of those calls; 256 measured ~4 % slower in
+/// total on the x86_64 host with the AVX2 kernel).
 const KC_MAX: usize = 512;
 /// Upper limits of the L2-derived block sizes; scratch is sized for `NC_LIMIT` (kept near the
 /// 1 MiB value so per-worker scratch stays small on the board).
@@ -215,7 +220,19 @@ impl Kernel {
         generic::KERNEL
     }
 
-    /// The fastest kernel family this CPU supports.
+    /// Every SIMD family this CPU runs, best first (x86_64: each supported path, whatever
+    /// `EQ_X86_F32_KERNEL` says; tests run them all).
+    pub fn supported_simd() -> Vec<Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        return x86_64::supported().collect();
+        #[cfg(target_arch = "aarch64")]
+        return vec![aarch64::KERNEL];
+        #[allow(unreachable_code)]
+        Vec::new()
+    }
+
+    /// The fastest kernel family this CPU supports (on x86_64 `EQ_X86_F32_KERNEL` can force
+    /// another path, see `x86_64`).
     pub fn best() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         if let Some(k) = x86_64::detect() {
@@ -382,6 +399,7 @@ impl PackB for DenseB<'_> {
         match nr {
             8 => pack_dense::<8>(src, self.n, kc, n0, full, dst),
             16 => pack_dense::<16>(src, self.n, kc, n0, full, dst),
+            32 => pack_dense::<32>(src, self.n, kc, n0, full, dst),
             _ => {
                 for j in 0..full {
                     pack_dense_panel(src, self.n, n0 + j * nr, nr, nr, &mut dst[j * kc * nr..]);

@@ -17,14 +17,13 @@ fn naive(a: &[f32], b: &[f32], bias: Option<&[f32]>, m: usize, n: usize, k: usiz
     c
 }
 
-/// The generic kernel and every per-core variant of the best family, each forced on all
-/// workers.
+/// The generic kernel and every per-core variant of every SIMD family this CPU runs, each
+/// forced on all workers.
 fn kernels() -> Vec<Kernel> {
     let mut v = vec![Kernel::generic()];
-    let best = Kernel::best();
-    if best.name != Kernel::generic().name {
+    for family in Kernel::supported_simd() {
         for core in [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other] {
-            v.push(best.forced(core));
+            v.push(family.forced(core));
         }
     }
     v
@@ -80,10 +79,20 @@ fn best_kernel_is_simd_where_available() {
     #[cfg(target_arch = "aarch64")]
     assert_eq!(best.name, aarch64::KERNEL.name);
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        assert_eq!(best.name, x86_64::AVX2_FMA.name);
+    if std::env::var_os("EQ_X86_F32_KERNEL").is_none() {
+        if let Some(first) = x86_64::supported().next() {
+            assert_eq!(best.name, first.name);
+        }
     }
-    assert!(best.mr <= MR_MAX && best.nr <= NR_MAX);
+    for k in Kernel::supported_simd()
+        .into_iter()
+        .chain([best, Kernel::generic()])
+    {
+        assert!(k.mr <= MR_MAX && k.nr <= NR_MAX, "{}", k.name);
+        for t in k.tails.into_iter().flatten() {
+            assert!(t.nr < k.nr, "{}", k.name);
+        }
+    }
 }
 
 #[test]
@@ -231,6 +240,8 @@ fn im2col_case(
         (3, 5, 7, n.saturating_sub(7), 4),
         (5, 4, 2, n.saturating_sub(2), 8),
         (1, k.saturating_sub(1), 3, n.saturating_sub(3), 16),
+        (2, k.saturating_sub(2), 1, n.saturating_sub(1), 32),
+        (0, k, 0, n, 32),
     ]
     .into_iter()
     .filter(|&(k0, kc, n0, nc, _)| kc > 0 && nc > 0 && k0 + kc <= k && n0 + nc <= n)
@@ -279,7 +290,15 @@ fn im2col_case(
 
 #[test]
 fn blocking_follows_l2_and_keeps_results_bit_identical() {
-    let kernel = Kernel::best();
+    for kernel in Kernel::supported_simd()
+        .into_iter()
+        .chain([Kernel::generic()])
+    {
+        blocking_case(kernel);
+    }
+}
+
+fn blocking_case(kernel: Kernel) {
     let small = Blocking::for_l2(Some(512 << 10), kernel);
     let big = Blocking::for_l2(Some(1 << 20), kernel);
     assert!(small.nc < big.nc && small.mc < big.mc, "{small:?} {big:?}");
@@ -359,10 +378,12 @@ fn inside_range_matches_a_scan() {
 /// unrolled and software-pipelined loops, both start values and every fused activation.
 #[test]
 fn variants_match_the_fused_definition_bit_for_bit() {
-    let best = Kernel::best();
-    if best.name == Kernel::generic().name {
-        return;
+    for family in Kernel::supported_simd() {
+        bit_for_bit_case(family);
     }
+}
+
+fn bit_for_bit_case(best: Kernel) {
     let mr = best.mr;
     let mut rng = Rng::new(11);
     let acts = [
@@ -449,7 +470,15 @@ fn variants_match_the_fused_definition_bit_for_bit() {
 
 #[test]
 fn fused_activations_keep_nan_and_match_the_scalar_formulas() {
-    let kernel = Kernel::best();
+    for kernel in Kernel::supported_simd()
+        .into_iter()
+        .chain([Kernel::generic()])
+    {
+        fused_activation_case(kernel);
+    }
+}
+
+fn fused_activation_case(kernel: Kernel) {
     let (mr, nr) = (kernel.mr, kernel.nr);
     for act in [
         TileAct::Relu,
@@ -486,4 +515,39 @@ fn fused_activations_keep_nan_and_match_the_scalar_formulas() {
             }
         }
     }
+}
+
+/// Every x86 path this CPU supports is in `Kernel::supported_simd` (so every test above runs
+/// it), and the `EQ_X86_F32_KERNEL` choice picks it, or falls back when the CPU lacks it.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_paths_are_all_tested_and_selectable() {
+    use x86_64::{choose, parse_choice, Choice, Path};
+    assert_eq!(parse_choice("AVX512"), Some(Choice::Path(Path::Avx512)));
+    assert_eq!(parse_choice(" avx2 "), Some(Choice::Path(Path::Avx2)));
+    assert_eq!(parse_choice("generic"), Some(Choice::Generic));
+    assert_eq!(parse_choice("sse2"), None);
+    let all = Kernel::supported_simd();
+    let best = x86_64::supported().next();
+    assert_eq!(choose(None).map(|k| k.name), best.map(|k| k.name));
+    assert!(choose(Some(Choice::Generic)).is_none());
+    for path in Path::ALL {
+        let kern = path.kernel();
+        let forced = choose(Some(Choice::Path(path)));
+        if path.supported() {
+            assert!(all.iter().any(|k| k.name == kern.name), "{}", kern.name);
+            assert_eq!(forced.map(|k| k.name), Some(kern.name));
+        } else {
+            assert!(!all.iter().any(|k| k.name == kern.name), "{}", kern.name);
+            // Falls back to the best supported path (or generic), no crash.
+            assert_eq!(forced.map(|k| k.name), best.map(|k| k.name));
+        }
+    }
+    // Best first: AVX-512 over AVX2.
+    let first = Path::ALL.into_iter().find(|path| path.supported());
+    assert_eq!(best.map(|k| k.name), first.map(|path| path.kernel().name));
+    eprintln!(
+        "fp32 x86 kernels: {}",
+        all.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+    );
 }

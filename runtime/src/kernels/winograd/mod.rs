@@ -575,6 +575,9 @@ impl Winograd {
             (Variant::F23, 16) => go!(4, 2, 16, transforms::output_f23),
             (Variant::F43, 16) => go!(6, 4, 16, transforms::output_f43),
             (Variant::F63, 16) => go!(8, 6, 16, transforms::output_f63),
+            (Variant::F23, 32) => go!(4, 2, 32, transforms::output_f23),
+            (Variant::F43, 32) => go!(6, 4, 32, transforms::output_f43),
+            (Variant::F63, 32) => go!(8, 6, 32, transforms::output_f63),
             (_, nr) => panic!("winograd: no output transform for panels of {nr}"),
         }
     }

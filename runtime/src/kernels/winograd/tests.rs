@@ -241,10 +241,9 @@ fn run_case(c: &Case, rng: &mut Rng, threads: usize) {
         pad_top: r.pad_top,
     };
     let pool = Pool::new(threads).unwrap();
-    let best = Kernel::best();
     let mut kernels = vec![Kernel::generic()];
-    if best.name != Kernel::generic().name {
-        kernels.extend([CoreKind::CortexA53, CoreKind::CortexA72].map(|k| best.forced(k)));
+    for family in Kernel::supported_simd() {
+        kernels.extend([CoreKind::CortexA53, CoreKind::CortexA72].map(|k| family.forced(k)));
     }
     for v in Variant::ALL {
         let s = bound(v, c, &r, &x, &wts, &bias);

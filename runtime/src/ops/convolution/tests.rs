@@ -121,7 +121,9 @@ fn run_reference(conv: &Convolution, input: &Tensor) -> Vec<f32> {
 }
 
 fn kernels() -> Vec<Kernel> {
-    vec![Kernel::generic(), Kernel::best()]
+    let mut v = vec![Kernel::generic()];
+    v.extend(Kernel::supported_simd());
+    v
 }
 
 /// Fast path (each kernel) against the reference; tolerance 1e-5 of max |pre-activation|.
