@@ -404,6 +404,10 @@ fn layer_clamp(rq: &Requant) -> Option<(i32, i32)> {
     }
 }
 
+/// Bytes past a padded plane that let the x86_64 3x3 path load every block with SIMD
+/// (`x86_64::channel3x3`; its contents do not matter).
+pub const IN_SLACK: usize = 64;
+
 /// Output pixels of a row summed before one epilogue call.
 pub const CHUNK: usize = 256;
 /// Room past a chunk, so a SIMD block may store a whole vector of 16 sums at its end.
@@ -446,6 +450,12 @@ pub fn channel_i8(
     out_offset: usize,
 ) {
     check(g, input, taps, out.len(), out_offset);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2Fma
+        && x86_64::channel3x3(g, precision, input, taps, c, requant, out, out_offset)
+    {
+        return;
+    }
     let input = &input[..g.in_w * g.in_h];
     let taps = &taps[..g.taps()];
     let mut acc = [0i32; CHUNK + SLACK];
