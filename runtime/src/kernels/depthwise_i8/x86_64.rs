@@ -7,6 +7,9 @@
 //! A block of 16 pixels runs whenever all its loads stay inside the input plane (lanes past
 //! the row's end read the next row and are discarded: only `n` sums are used); the rest of
 //! the row, at the plane's end, is done in scalar code.
+//!
+//! [`channel3x3`] is the whole-channel 3x3 path with the requant epilogue fused in (see its
+//! docs); `row` stays for other kernels and as the tested sums of the chunked path.
 
 use super::{generic, Geometry, CHUNK, SLACK};
 use crate::kernels::quantize::x86_64::{activate, round_clamp};
@@ -119,10 +122,10 @@ fn widen_add(lo: __m256i, hi: __m256i, part: __m256i) -> (__m256i, __m256i) {
 }
 
 /// The whole-channel 3x3 path (undilated, stride 1 or 2 across, any stride down) with the
-/// requantizing epilogue fused in: each block of 16 outputs of a row is summed as in
-/// [`row`] (int16 lanes flushed every `Precision::products_per_i16` products into int32:
-/// 2 · 127² = 32258 and 8 · 63² = 31752 fit int16, and the int32 total of 9 taps is at most
-/// 9 · 127² = 145161), then goes through `fma(acc, scale_in[c], bias[c])`, the activation,
+/// requantizing epilogue fused in: each block of 16 outputs of a row is summed (INT8: pairs
+/// of taps with `vpmaddwd` straight into int32, see [`sums3x3_madd`]; INT7: as in [`row`],
+/// 8 products in int16 lanes, 8 · 63² = 31752 ≤ 32767, then widened with the 9th; the int32
+/// total of 9 taps is at most 9 · 127² = 145161, far from overflow), then goes through `fma(acc, scale_in[c], bias[c])`, the activation,
 /// and for int8 output `round_half_away(y · top_scale)` clamped to ±qmax, in registers
 /// (`quantize::x86_64`, bit for bit `Requant::dequant` / `Requant::requant`).
 ///
@@ -177,6 +180,47 @@ pub fn channel3x3(
     true
 }
 
+/// INT8 sums of the 16 outputs whose first tap is at `p` (3x3, stride `S` across) with
+/// `vpmaddwd`: the int16 inputs of two taps interleaved, times the two taps, summed in
+/// int32 (each product at most 127² = 16129, so no int16 sum at all). Taps pair as (0, 3)
+/// (1, 4) (2, 5) (6, 7) (8, 0·). `unpacklo` / `unpackhi` work per 128-bit half, so the
+/// results are outputs 0..4 8..12 and 4..8 12..16, put back in order (0..8, 8..16) with
+/// two `vperm2i128`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn sums3x3_madd<const S: usize>(
+    p: *const i8,
+    in_w: usize,
+    t: &[__m256i; 5],
+) -> (__m256i, __m256i) {
+    let load = |q: *const i8| {
+        if S == 1 {
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(q as *const __m128i))
+        } else {
+            let w = _mm256_loadu_si256(q as *const __m256i);
+            _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(w))
+        }
+    };
+    let v = |ky: usize, kx: usize| load(p.add(ky * in_w + kx));
+    let zero = _mm256_setzero_si256();
+    let pairs = [
+        (v(0, 0), v(1, 0)),
+        (v(0, 1), v(1, 1)),
+        (v(0, 2), v(1, 2)),
+        (v(2, 0), v(2, 1)),
+        (v(2, 2), zero),
+    ];
+    let (mut a, mut b) = (zero, zero);
+    for (i, &(x, y)) in pairs.iter().enumerate() {
+        a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_unpacklo_epi16(x, y), t[i]));
+        b = _mm256_add_epi32(b, _mm256_madd_epi16(_mm256_unpackhi_epi16(x, y), t[i]));
+    }
+    (
+        _mm256_permute2x128_si256::<0x20>(a, b),
+        _mm256_permute2x128_si256::<0x31>(a, b),
+    )
+}
+
 /// The int32 sums of the 16 outputs whose first tap is at `p` (3x3, stride `S` across,
 /// int16 flush interval `F`): outputs 0..8 and 8..16.
 #[inline]
@@ -224,6 +268,15 @@ unsafe fn channel_avx2<const S: usize, const F: usize>(
 ) {
     let (in_w, ow, oh) = (g.in_w, g.out_w, g.out_h);
     let t: [__m256i; 9] = std::array::from_fn(|i| _mm256_set1_epi16(taps[i] as i16));
+    // Tap pairs of `sums3x3_madd`: the first tap in the low int16 of each int32 lane.
+    let pair = |a: i8, b: i8| _mm256_set1_epi32(((b as i32) << 16) | (a as i32 & 0xffff));
+    let t5 = [
+        pair(taps[0], taps[3]),
+        pair(taps[1], taps[4]),
+        pair(taps[2], taps[5]),
+        pair(taps[6], taps[7]),
+        pair(taps[8], 0),
+    ];
     let scale = _mm256_set1_ps(rq.scale_in[c]);
     let bias = _mm256_set1_ps(rq.bias.map_or(0.0, |b| b[c]));
     let top = _mm256_set1_ps(rq.top_scale);
@@ -247,7 +300,11 @@ unsafe fn channel_avx2<const S: usize, const F: usize>(
             let n = (ow - x0).min(16);
             let p = row + x0 * S;
             let (lo, hi) = if p + span <= input.len() {
-                sums3x3::<S, F>(input.as_ptr().add(p), in_w, &t)
+                if F == 2 {
+                    sums3x3_madd::<S>(input.as_ptr().add(p), in_w, &t5)
+                } else {
+                    sums3x3::<S, F>(input.as_ptr().add(p), in_w, &t)
+                }
             } else {
                 let mut a = [0i32; 16];
                 for (i, a) in a[..n].iter_mut().enumerate() {
