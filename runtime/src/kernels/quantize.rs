@@ -81,14 +81,14 @@ pub fn store_requant(requant: &Requant, c: usize, accs: &[i32], out: &mut OutBuf
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86_64 {
+pub(crate) mod x86_64 {
     use super::{Activation, OutBuf, Requant};
     use std::arch::x86_64::*;
 
     /// `clamp(round_half_away(v), ±qmax)` as int32 lanes, NaN → 0.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn round_clamp(v: __m256, qmax: f32) -> __m256i {
+    pub(crate) fn round_clamp(v: __m256, qmax: f32) -> __m256i {
         let sign = _mm256_set1_ps(-0.0);
         let v = _mm256_and_ps(v, _mm256_cmp_ps::<_CMP_ORD_Q>(v, v));
         let v = _mm256_min_ps(
@@ -100,6 +100,28 @@ mod x86_64 {
         let away = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5));
         let step = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0));
         _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(away, step)))
+    }
+
+    /// `act` on 8 lanes for the activations `super::store_requant` vectorises (none, ReLU,
+    /// LeakyReLU, Clip; others are returned unchanged): selects written as
+    /// `Activation::apply`'s comparisons (NaN and −0 included).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn activate(act: Activation, y: __m256) -> __m256 {
+        let zero = _mm256_setzero_ps();
+        match act {
+            Activation::ReLU => _mm256_blendv_ps(y, zero, _mm256_cmp_ps::<_CMP_LT_OQ>(y, zero)),
+            Activation::LeakyReLU(k) => {
+                let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(y, zero);
+                _mm256_blendv_ps(y, _mm256_mul_ps(y, _mm256_set1_ps(k)), neg)
+            }
+            Activation::Clip { min, max } => {
+                let (lo, hi) = (_mm256_set1_ps(min), _mm256_set1_ps(max));
+                let y = _mm256_blendv_ps(y, lo, _mm256_cmp_ps::<_CMP_LT_OQ>(y, lo));
+                _mm256_blendv_ps(y, hi, _mm256_cmp_ps::<_CMP_GT_OQ>(y, hi))
+            }
+            _ => y,
+        }
     }
 
     /// Quantizes whole groups of 32; returns how many elements it did.
@@ -127,25 +149,11 @@ mod x86_64 {
         let n = accs.len() / 8 * 8;
         let scale = _mm256_set1_ps(r.scale_in[c]);
         let bias = _mm256_set1_ps(r.bias.map_or(0.0, |b| b[c]));
-        let zero = _mm256_setzero_ps();
         let y = |i: usize| {
             let a = _mm256_loadu_si256(accs.as_ptr().add(i) as *const __m256i);
             // One fused multiply-add, as the scalar code (and ncnn's dequantize).
             let y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), scale, bias);
-            // Selects written as the scalar code's comparisons (NaN and −0 included).
-            match r.act {
-                Activation::ReLU => _mm256_blendv_ps(y, zero, _mm256_cmp_ps::<_CMP_LT_OQ>(y, zero)),
-                Activation::LeakyReLU(k) => {
-                    let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(y, zero);
-                    _mm256_blendv_ps(y, _mm256_mul_ps(y, _mm256_set1_ps(k)), neg)
-                }
-                Activation::Clip { min, max } => {
-                    let (lo, hi) = (_mm256_set1_ps(min), _mm256_set1_ps(max));
-                    let y = _mm256_blendv_ps(y, lo, _mm256_cmp_ps::<_CMP_LT_OQ>(y, lo));
-                    _mm256_blendv_ps(y, hi, _mm256_cmp_ps::<_CMP_GT_OQ>(y, hi))
-                }
-                _ => y,
-            }
+            activate(r.act, y)
         };
         match out {
             OutBuf::F32(o) => {

@@ -46,6 +46,14 @@
 //! int16, `saddw` into int32). Both SIMD variants specialise 3x3 stride 1 and stride 2 and
 //! have a general path for any kernel and dilation at stride 1 or 2; other strides use the
 //! generic code.
+//!
+//! On x86_64 with AVX2 and FMA, 3x3 undilated kernels at stride 1 or 2 across (any down)
+//! with the activations `store_requant` vectorises skip the row chunks: `channel_i8` hands
+//! the padded plane to `x86_64::channel3x3`, which sums blocks of 16 outputs and runs the
+//! epilogue on them in registers, storing int8 or fp32 directly (no int32 row buffer, no
+//! scalar tails). Planes followed by [`IN_SLACK`] more bytes (the op's padded copies have
+//! them) keep every block in SIMD; without them the blocks at the plane's end sum with
+//! scalar code.
 
 use crate::cpu::CoreKind;
 use crate::kernels::quantize::store_requant;
@@ -404,6 +412,10 @@ fn layer_clamp(rq: &Requant) -> Option<(i32, i32)> {
     }
 }
 
+/// Bytes past a padded plane that let the x86_64 3x3 path load every block with SIMD
+/// (`x86_64::channel3x3`; its contents do not matter).
+pub const IN_SLACK: usize = 64;
+
 /// Output pixels of a row summed before one epilogue call.
 pub const CHUNK: usize = 256;
 /// Room past a chunk, so a SIMD block may store a whole vector of 16 sums at its end.
@@ -446,6 +458,12 @@ pub fn channel_i8(
     out_offset: usize,
 ) {
     check(g, input, taps, out.len(), out_offset);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2Fma
+        && x86_64::channel3x3(g, precision, input, taps, c, requant, out, out_offset)
+    {
+        return;
+    }
     let input = &input[..g.in_w * g.in_h];
     let taps = &taps[..g.taps()];
     let mut acc = [0i32; CHUNK + SLACK];

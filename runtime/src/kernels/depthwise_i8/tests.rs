@@ -808,3 +808,173 @@ fn unpadded_path_tall_narrow_planes_take_several_passes() {
         }
     }
 }
+
+/// Runs `case` (3x3) on `channels` planes through `channel_i8` with `isa`, each plane
+/// followed by `slack` bytes of garbage (or by the next channel's plane), into one output
+/// tensor, and checks every output bit for bit against `Requant::dequant` / `requant` of
+/// the reference sums.
+#[allow(clippy::too_many_arguments)]
+fn check_channels(
+    rng: &mut Rng,
+    isa: Isa,
+    case: &Case,
+    p: Precision,
+    channels: usize,
+    slack: usize,
+    act: Activation,
+    special: bool,
+    extremes: bool,
+) {
+    let g = case.geometry();
+    let q = p.qmax();
+    let plane_in = g.in_w * g.in_h;
+    let plane = g.out_w * g.out_h;
+    let values = |rng: &mut Rng, n: usize| -> Vec<i8> {
+        if extremes {
+            let s = if rng.range(0, 1) == 0 { q } else { -q };
+            vec![s as i8; n]
+        } else {
+            random_values(rng, n, q)
+        }
+    };
+    let inputs: Vec<Vec<i8>> = (0..channels)
+        .map(|_| values(rng, case.w * case.h))
+        .collect();
+    let taps: Vec<i8> = (0..channels).flat_map(|_| values(rng, 9)).collect();
+    let (scales, bias) = requant_parts(rng, channels, special);
+    let requant = Requant {
+        scale_in: &scales,
+        bias: Some(&bias),
+        act,
+        top_scale: rng.uniform(5.0, 60.0),
+        qmax: q,
+    };
+    let mut f = vec![f32::NAN; plane * channels + 5];
+    let mut o = vec![99i8; plane * channels + 5];
+    for c in 0..channels {
+        let mut padded = case.pad(&inputs[c]);
+        padded.extend((0..slack).map(|_| rng.range(-128, 127) as i8));
+        assert_eq!(padded.len(), plane_in + slack);
+        let t = &taps[c * 9..][..9];
+        channel_i8(
+            isa,
+            p,
+            &g,
+            &padded,
+            t,
+            c,
+            &requant,
+            &mut OutBuf::F32(&mut f),
+            c * plane,
+        );
+        channel_i8(
+            isa,
+            p,
+            &g,
+            &padded,
+            t,
+            c,
+            &requant,
+            &mut OutBuf::I8(&mut o),
+            c * plane,
+        );
+    }
+    for c in 0..channels {
+        let want = case.reference(&inputs[c], &taps[c * 9..][..9]);
+        if extremes && case.pads == (0, 0, 0, 0) {
+            assert!(want.iter().all(|&a| a.abs() == 9 * q * q), "{case:?}");
+        }
+        for (i, &a) in want.iter().enumerate() {
+            let (wf, wq) = (requant.dequant(c, a), requant.requant(c, a));
+            let at = c * plane + i;
+            assert_eq!(
+                f[at].to_bits(),
+                wf.to_bits(),
+                "{isa:?} {p:?} {case:?} {act:?} c{c} {i}"
+            );
+            assert_eq!(o[at], wq, "{isa:?} {p:?} {case:?} {act:?} c{c} {i}");
+        }
+    }
+    assert!(f[plane * channels..].iter().all(|v| v.is_nan()));
+    assert!(o[plane * channels..].iter().all(|&v| v == 99));
+}
+
+/// The 3x3 stride 1 and 2 shapes at every width 1..40 (one block, partial blocks,
+/// overlapping last blocks), short and tall planes, pads 0 and 1 on each side, with and
+/// without a margin past the plane, several channels, every activation (the x86_64
+/// whole-channel path takes none, ReLU, LeakyReLU and Clip; the others fall back), both
+/// precisions and output types.
+#[test]
+fn fused_3x3_channels_match_reference_at_every_width() {
+    let mut rng = Rng::new(1234);
+    let acts = all_activations();
+    for isa in Isa::all_available() {
+        for w in 1..=40 {
+            for (h, s) in [(1, 1), (3, 1), (5, 2), (2, 2), (37, 1), (41, 2)] {
+                let r = |rng: &mut Rng| rng.range(0, 1) as usize;
+                let case = Case {
+                    w,
+                    h,
+                    pads: (r(&mut rng), r(&mut rng), r(&mut rng), r(&mut rng)),
+                    kw: 3,
+                    kh: 3,
+                    sw: s,
+                    sh: if rng.range(0, 3) == 0 { 3 - s } else { s },
+                    dw: 1,
+                    dh: 1,
+                };
+                if !case.fits() {
+                    continue;
+                }
+                let p = if rng.range(0, 1) == 0 {
+                    Precision::Int8
+                } else {
+                    Precision::Int7
+                };
+                let slack = [0, 1, 17, IN_SLACK][rng.range(0, 3) as usize];
+                let act = acts[rng.range(0, acts.len() as i64 - 1) as usize];
+                let channels = rng.range(1, 4) as usize;
+                let special = rng.range(0, 4) == 0;
+                check_channels(
+                    &mut rng, isa, &case, p, channels, slack, act, special, false,
+                );
+            }
+        }
+    }
+}
+
+/// All values at ±qmax (every product of a pixel of one sign): the int32 sums reach
+/// 9 · qmax² through the fused 3x3 path, for both strides, pads and precisions.
+#[test]
+fn fused_3x3_extremes_reach_the_bound() {
+    let mut rng = Rng::new(99);
+    for isa in Isa::all_available() {
+        for p in [Precision::Int8, Precision::Int7] {
+            for s in [1, 2] {
+                for pad in [0, 1] {
+                    for w in [1, 7, 16, 17, 33] {
+                        let case = Case {
+                            w,
+                            h: 9,
+                            pads: (pad, pad, pad, pad),
+                            kw: 3,
+                            kh: 3,
+                            sw: s,
+                            sh: s,
+                            dw: 1,
+                            dh: 1,
+                        };
+                        if !case.fits() {
+                            continue;
+                        }
+                        for slack in [0, IN_SLACK] {
+                            for act in activations() {
+                                check_channels(&mut rng, isa, &case, p, 3, slack, act, false, true);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

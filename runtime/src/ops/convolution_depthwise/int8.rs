@@ -148,7 +148,9 @@ impl DwInt8 {
         let own = match &self.kind {
             Kind::Depthwise { .. } if self.plan(op, s).is_some() => 0,
             Kind::Depthwise { .. } => match op.geometry(s) {
-                Ok(g) => (g.in_w * g.in_h).div_ceil(4).next_multiple_of(16),
+                Ok(g) => (g.in_w * g.in_h + depthwise_i8::IN_SLACK)
+                    .div_ceil(4)
+                    .next_multiple_of(16),
                 Err(_) => 0,
             },
             Kind::Grouped(convs) => convs
@@ -217,16 +219,19 @@ impl DwInt8 {
                 } else {
                     Dst::F32(SharedMut::new(&mut output[..out_len]))
                 };
+                // Each plane is followed by `IN_SLACK` bytes when they exist (the padded
+                // copy's margin, or the next channels), for the x86_64 3x3 path's loads.
+                let with_slack = g.in_w * g.in_h + depthwise_i8::IN_SLACK;
                 let task = |c: usize, worker: usize| {
                     let src = &x[c * plane_in..(c + 1) * plane_in];
                     let plane: &[i8] = if padded {
                         // SAFETY: each worker index is used by one thread at a time.
                         let buf = unsafe { work.slice(worker * per_worker, per_worker) };
-                        let buf: &mut [i8] = &mut bytemuck::cast_slice_mut(buf)[..g.in_w * g.in_h];
+                        let buf: &mut [i8] = &mut bytemuck::cast_slice_mut(buf)[..with_slack];
                         pad_plane_i8(src, s.w, left, top, g.in_w, buf);
                         buf
                     } else {
-                        src
+                        &x[c * plane_in..x.len().min(c * plane_in + with_slack)]
                     };
                     // SAFETY: each task writes only its own output channel's plane.
                     let mut o = match &out {
