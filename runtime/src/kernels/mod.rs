@@ -8,6 +8,8 @@ pub mod depthwise_i8;
 pub mod gemv_f32;
 pub mod gemv_i8;
 pub mod im2col;
+mod isa;
+pub use isa::Isa;
 pub mod pooling;
 pub mod quantize;
 pub mod requant;

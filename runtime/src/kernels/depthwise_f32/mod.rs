@@ -12,6 +12,7 @@
 
 #[cfg(target_arch = "aarch64")]
 use crate::kernels::gemm_f32::TileAct;
+pub use crate::kernels::Isa;
 use crate::ops::activation::Activation;
 
 pub mod generic;
@@ -20,40 +21,6 @@ pub mod generic;
 pub mod aarch64;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
-
-/// Which instruction set a kernel family uses; chosen once at load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isa {
-    Generic,
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-    #[cfg(target_arch = "aarch64")]
-    Neon,
-}
-
-impl Isa {
-    /// The fastest variant this CPU supports.
-    pub fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        if x86_64::available() {
-            return Isa::Avx2Fma;
-        }
-        #[cfg(target_arch = "aarch64")]
-        return Isa::Neon;
-        #[allow(unreachable_code)]
-        Isa::Generic
-    }
-
-    /// Every variant this CPU can run (tests compare them all against the reference).
-    pub fn all_available() -> Vec<Isa> {
-        let mut v = vec![Isa::Generic];
-        let best = Isa::detect();
-        if best != Isa::Generic {
-            v.push(best);
-        }
-        v
-    }
-}
 
 /// Shape of one channel's convolution; `in_w`/`in_h` are the padded plane's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

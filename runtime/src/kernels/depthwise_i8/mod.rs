@@ -65,7 +65,8 @@ use crate::quant::quantize_scaled;
 use crate::quant::Precision;
 use std::ops::Range;
 
-pub use crate::kernels::depthwise_f32::{Geometry, Isa};
+pub use crate::kernels::depthwise_f32::Geometry;
+pub use crate::kernels::Isa;
 
 pub mod generic;
 

@@ -4,7 +4,7 @@
 //! Variants: `generic` (plain Rust), `x86_64` (AVX2 + FMA), `aarch64` (NEON). The SIMD
 //! variants take four rows at a time so each load of `x` feeds four products.
 
-pub use super::depthwise_f32::Isa;
+pub use crate::kernels::Isa;
 
 pub mod generic;
 

@@ -31,7 +31,7 @@ use crate::kernels::requant::Requant;
 use crate::quant::Precision;
 use std::ops::Range;
 
-pub use crate::kernels::depthwise_f32::Isa;
+pub use crate::kernels::Isa;
 
 pub mod generic;
 

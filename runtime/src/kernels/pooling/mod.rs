@@ -31,39 +31,7 @@ pub mod x86_64;
 #[cfg(test)]
 mod tests;
 
-/// Which instruction set the pooling kernels use; chosen once at load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isa {
-    Generic,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "aarch64")]
-    Neon,
-}
-
-impl Isa {
-    /// The fastest variant this CPU supports.
-    pub fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        if x86_64::available() {
-            return Isa::Avx2;
-        }
-        #[cfg(target_arch = "aarch64")]
-        return Isa::Neon;
-        #[allow(unreachable_code)]
-        Isa::Generic
-    }
-
-    /// Every variant this CPU can run (tests compare them all against the generic code).
-    pub fn all_available() -> Vec<Isa> {
-        let mut v = vec![Isa::Generic];
-        let best = Isa::detect();
-        if best != Isa::Generic {
-            v.push(best);
-        }
-        v
-    }
-}
+pub use crate::kernels::Isa;
 
 /// A `rows x cols` rectangle of pooling windows inside one channel plane of row length
 /// `in_w`: output `(r, j)` pools the `kernel_h x kernel_w` elements whose top-left one is at
@@ -125,7 +93,7 @@ pub fn max_f32(isa: Isa, w: &Windows, src: &[f32], out: &mut [f32]) {
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::max_f32(w, src, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86_64::max_f32(w, src, out),
+        Isa::Avx2Fma => x86_64::max_f32(w, src, out),
     }
 }
 
@@ -137,7 +105,7 @@ pub fn avg_f32(isa: Isa, w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::avg_f32(w, src, divisor, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86_64::avg_f32(w, src, divisor, out),
+        Isa::Avx2Fma => x86_64::avg_f32(w, src, divisor, out),
     }
 }
 
@@ -149,7 +117,7 @@ pub fn max_i8(isa: Isa, w: &Windows, src: &[i8], out: &mut [i8]) {
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::max_i8(w, src, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86_64::max_i8(w, src, out),
+        Isa::Avx2Fma => x86_64::max_i8(w, src, out),
     }
 }
 
@@ -162,7 +130,7 @@ pub fn global_max_f32(isa: Isa, src: &[f32], plane: usize, out: &mut [f32]) {
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::global_max_f32(src, plane, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86_64::global_max_f32(src, plane, out),
+        Isa::Avx2Fma => x86_64::global_max_f32(src, plane, out),
     }
 }
 
@@ -174,7 +142,7 @@ pub fn global_avg_f32(isa: Isa, src: &[f32], plane: usize, out: &mut [f32]) {
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::global_avg_f32(src, plane, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86_64::global_avg_f32(src, plane, out),
+        Isa::Avx2Fma => x86_64::global_avg_f32(src, plane, out),
     }
 }
 
@@ -186,7 +154,7 @@ pub fn global_max_i8(isa: Isa, src: &[i8], plane: usize, out: &mut [i8]) {
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::global_max_i8(src, plane, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86_64::global_max_i8(src, plane, out),
+        Isa::Avx2Fma => x86_64::global_max_i8(src, plane, out),
     }
 }
 
