@@ -570,6 +570,33 @@ macro_rules! int7_mac {
     };
 }
 
+/// The K loop of the A72 pair-sum kernels: per pair of k, A's 8 rows (v0..v7, 16 bytes
+/// each) against B's four column slots, each by `$col` (`int7_a72_col` on int8 operands,
+/// `wino16_col` on int16 ones).
+macro_rules! a72_pair_loop {
+    ($col:ident) => {
+        concat!(
+            "1:\n",
+            "ldr q0, [{a}]\n",
+            "ldr q1, [{a}, #16]\n",
+            "ldr q2, [{a}, #32]\n",
+            "ldr q3, [{a}, #48]\n",
+            "ldr q4, [{a}, #64]\n",
+            "ldr q5, [{a}, #80]\n",
+            "ldr q6, [{a}, #96]\n",
+            "ldr q7, [{a}, #112]\n",
+            $col!("0", "16", "16", "20", "24", "28"),
+            $col!("32", "48", "17", "21", "25", "29"),
+            $col!("64", "80", "18", "22", "26", "30"),
+            $col!("96", "112", "19", "23", "27", "31"),
+            "add {a}, {a}, #128\n",
+            "add {b}, {b}, #128\n",
+            "subs {k}, {k}, #1\n",
+            "b.ne 1b\n",
+        )
+    };
+}
+
 /// Column `j` (B slot at byte `$o`) of one INT7 A72 step: accumulators v(16 + 4r + j).
 macro_rules! int7_a72_col {
     ($o:literal, $oo:literal, $c0:literal, $c1:literal, $c2:literal, $c3:literal) => {
@@ -629,25 +656,7 @@ unsafe fn int7_a72_sums(kp: usize, a: *const u8, b: *const u8, t: &Tile) -> [int
         a,
         b,
         kp,
-        concat!(
-            "1:\n",
-            "ldr q0, [{a}]\n",
-            "ldr q1, [{a}, #16]\n",
-            "ldr q2, [{a}, #32]\n",
-            "ldr q3, [{a}, #48]\n",
-            "ldr q4, [{a}, #64]\n",
-            "ldr q5, [{a}, #80]\n",
-            "ldr q6, [{a}, #96]\n",
-            "ldr q7, [{a}, #112]\n",
-            int7_a72_col!("0", "16", "16", "20", "24", "28"),
-            int7_a72_col!("32", "48", "17", "21", "25", "29"),
-            int7_a72_col!("64", "80", "18", "22", "26", "30"),
-            int7_a72_col!("96", "112", "19", "23", "27", "31"),
-            "add {a}, {a}, #128\n",
-            "add {b}, {b}, #128\n",
-            "subs {k}, {k}, #1\n",
-            "b.ne 1b\n",
-        ),
+        a72_pair_loop!(int7_a72_col),
         "v0",
         "v1",
         "v2",
@@ -761,25 +770,7 @@ pub unsafe fn wino16_a72(
                     a,
                     b.add(tq * kp * 128),
                     kp,
-                    concat!(
-                        "1:\n",
-                        "ldr q0, [{a}]\n",
-                        "ldr q1, [{a}, #16]\n",
-                        "ldr q2, [{a}, #32]\n",
-                        "ldr q3, [{a}, #48]\n",
-                        "ldr q4, [{a}, #64]\n",
-                        "ldr q5, [{a}, #80]\n",
-                        "ldr q6, [{a}, #96]\n",
-                        "ldr q7, [{a}, #112]\n",
-                        wino16_col!("0", "16", "16", "20", "24", "28"),
-                        wino16_col!("32", "48", "17", "21", "25", "29"),
-                        wino16_col!("64", "80", "18", "22", "26", "30"),
-                        wino16_col!("96", "112", "19", "23", "27", "31"),
-                        "add {a}, {a}, #128\n",
-                        "add {b}, {b}, #128\n",
-                        "subs {k}, {k}, #1\n",
-                        "b.ne 1b\n",
-                    ),
+                    a72_pair_loop!(wino16_col),
                     "v0",
                     "v1",
                     "v2",
