@@ -7,7 +7,7 @@
 #
 # Env overrides (defaults = the issue's counts):
 #   COUNT_CALIB  calibration images (of imagenet_sample1000_s256; of the LFW calibration half)  [1000]
-#   COUNT_FT     finetune images (the first of the calibration list)                         [50]
+#   COUNT_FT     finetune images (drawn with eq finetune's seed from the calibration list)   [50]
 #   COUNT_EVAL   evaluation images of imagenet_val1300 (first N by name)                     [1300]
 #   COUNT_LFW    evaluation pairs of the LFW evaluation half (first N)                       [all]
 #   MODELS       subset of "squeezenet mobilenet_v2 mobilefacenet"
@@ -58,7 +58,7 @@ json() { sed -n "s/^ *\"$1\": *\([-0-9.eE+]*\).*/\1/p" "$2"; }
 pct() { awk -v v="$1" 'BEGIN { printf "%.2f", 100 * v }'; }
 
 # Calibration list: COUNT_CALIB images spread evenly over the 1000 (one per class, sorted by
-# wnid), so a reduced count still covers the class range. Finetune uses its first COUNT_FT.
+# wnid), so a reduced count still covers the class range. Finetune draws COUNT_FT of them at random.
 CALIB_DIR=$DATA/images/imagenet_sample1000_s256/images
 ls "$CALIB_DIR" | sort | awk -v n="$COUNT_CALIB" -v d="$CALIB_DIR" '
     { f[NR] = $0 } END { if (n > NR) n = NR; for (i = 0; i < n; i++) print d "/" f[int(i * NR / n) + 1] }' \
@@ -130,10 +130,10 @@ pipeline() {
         run "$name-calibrate-$bits" "$EQ" calibrate --param "$param" --bin "$bin" --list "$calib" \
             "${common[@]}" --method kl --bits "$bits" --out "$w/kl$bits.table"
         run "$name-finetune-$bits" "$EQ" finetune --param "$param" --bin "$bin" --table "$w/kl$bits.table" \
-            --list "$calib" --count "$COUNT_FT" --samples "$COUNT_FT" --preset "$preset" \
+            --list "$calib" --samples "$COUNT_FT" --preset "$preset" \
             --bits "$bits" --out "$w/eq$bits.table"
         run "$name-finetune-ncnn-$bits" "$EQ" finetune --param "$param" --bin "$bin" --table "$w/kl$bits.table" \
-            --list "$calib" --count "$COUNT_FT" --samples "$COUNT_FT" --preset "$preset" \
+            --list "$calib" --samples "$COUNT_FT" --preset "$preset" \
             --bits "$bits" --variant ncnn --out "$w/eqncnn$bits.table"
         for t in kl eq eqncnn; do
             run "$name-quantize-$t$bits" "$EQ" quantize --param "$param" --bin "$bin" --table "$w/$t$bits.table" \
@@ -192,13 +192,13 @@ mkdir -p "$(dirname "$OUT")"
     echo "Issue's full counts reached: $full."
     echo
     echo "- ImageNet models: calibration images = $(wc -l <"$WORK/calib_imagenet.txt") of imagenet_sample1000_s256"
-    echo "  (spread evenly over the name-sorted 1000, one per class), finetune = the first $COUNT_FT of those;"
+    echo "  (spread evenly over the name-sorted 1000, one per class), finetune = $COUNT_FT of those drawn at random (seed 0);"
     echo "  evaluation = the first $(wc -l <"$WORK/eval_imagenet.txt") of imagenet_val1300 (by name). The sets are disjoint"
     echo "  (different source repositories; val images are ILSVRC2012_val_*)."
     echo "- MobileFaceNet: pairs.txt split by line: odd lines (1st, 3rd, …) = calibration half, even lines ="
     echo "  evaluation half ($(wc -l <"$WORK/lfw_eval_all.txt") pairs; $(wc -l <"$WORK/lfw_eval.txt") evaluated). Calibration images = images of the"
     echo "  calibration half that no evaluation pair uses ($LFW_CALIB_AVAILABLE available, $(wc -l <"$WORK/calib_lfw.txt") used, spread evenly);"
-    echo "  finetune = the first $COUNT_FT of those. No evaluation image is used for calibration or finetuning."
+    echo "  finetune = $COUNT_FT of those drawn at random (seed 0). No evaluation image is used for calibration or finetuning."
     echo "- INT8-KL / INT7-KL: \`eq calibrate --method kl --bits 8|7\`; INT8-EQ / INT7-EQ: \`eq finetune\` on that table"
     echo "  (the paper's Algorithm 1; defaults alpha 0.5, beta 2, 100 steps, 1 round); \"ncnn variant\": \`eq finetune --variant ncnn\`"
     echo "  (ncnn2table's eq: FP32 input to each layer, ncnn's grid and rules). Evaluated with the runtime's real INT8/INT7 kernels"

@@ -226,8 +226,8 @@ pub fn calibrate(req: &Request) -> Result<ScaleTable> {
         bits,
         ..
     } = *req;
-    if !(2..=8).contains(&bits) {
-        bail!("--bits {bits}: expected 8, 7 or 6");
+    if !(7..=8).contains(&bits) {
+        bail!("--bits {bits}: expected 8 or 7 (the runtime has no narrower kernels)");
     }
     if model.layers.is_empty() {
         bail!("the model has no Convolution, ConvolutionDepthWise or InnerProduct layer");

@@ -133,8 +133,9 @@ pub struct CalibrateArgs {
     /// Activation calibration: max, kl (as ncnn2table) or aciq.
     #[arg(long, value_enum, default_value = "kl")]
     pub method: Method,
-    /// Bit width: 8, 7 or 6 (qmax = 2^(bits-1) - 1).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(6..=8))]
+    /// Bit width: 8 or 7 (qmax = 2^(bits-1) - 1). Narrower tables are refused: neither
+    /// `eq quantize` nor the runtime's kernels take them.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(7..=8))]
     pub bits: u32,
     /// Scale table to write.
     #[arg(long)]
@@ -172,9 +173,13 @@ pub struct FinetuneArgs {
     /// Sweeps over all layers.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
-    /// Calibration images used (the first N).
+    /// Calibration images used: N drawn at random (with `--seed`) from the whole list, as the
+    /// paper draws its 50, so that a name-sorted folder does not give only its first classes.
     #[arg(long, default_value_t = 50)]
     pub samples: usize,
+    /// Seed of the image draw (the same seed and list give the same images).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// paper: Algorithm 1 (quantized upstream input; weight pass, then activation pass).
     /// ncnn: ncnn2table's eq (FP32 upstream input; per layer weights, then activation).
     #[arg(long, value_enum, default_value = "paper")]
@@ -509,8 +514,7 @@ fn run_eval_lfw(a: &EvalLfwArgs) -> Result<()> {
 
 fn run_finetune(a: &FinetuneArgs) -> Result<()> {
     let prep = a.prep.preprocess()?;
-    let mut paths = a.images.paths()?;
-    paths.truncate(a.samples.max(1));
+    let paths = crate::dataset::sample(a.images.paths()?, a.samples.max(1), a.seed);
     let model = crate::model::Model::load(&a.model.param, &a.model.bin)?;
     let spec = crate::runner::NetSpec::for_images(&a.model.param, &a.model.bin, &prep)?;
     let table = crate::table::ScaleTable::read(&a.table)?;

@@ -414,6 +414,24 @@ pub fn collect_images(source: &ImageSource, count: Option<usize>) -> Result<Vec<
     Ok(paths)
 }
 
+/// `n` of `paths` drawn uniformly without replacement, seeded, returned in their original
+/// order (all of them when there are no more than `n`).
+pub fn sample(paths: Vec<PathBuf>, n: usize, seed: u64) -> Vec<PathBuf> {
+    if paths.len() <= n {
+        return paths;
+    }
+    // Partial Fisher-Yates over the indices, then back to list order.
+    let mut rng = eq_runtime::rng::Rng::new(seed);
+    let mut idx: Vec<usize> = (0..paths.len()).collect();
+    for i in 0..n {
+        let j = rng.range(i as i64, idx.len() as i64 - 1) as usize;
+        idx.swap(i, j);
+    }
+    let mut chosen = idx[..n].to_vec();
+    chosen.sort_unstable();
+    chosen.into_iter().map(|i| paths[i].clone()).collect()
+}
+
 /// Handles a failed image load: in strict mode the error is returned; otherwise a warning
 /// naming the file is printed on stderr and the image is skipped (`Ok(None)`).
 pub fn skip_unreadable<T>(path: &Path, loaded: Result<T>, strict: bool) -> Result<Option<T>> {
@@ -447,6 +465,32 @@ pub fn load_all(
 mod tests {
     use super::*;
     use image::Rgb;
+
+    #[test]
+    fn sample_draws_from_the_whole_list_in_list_order() {
+        let paths: Vec<PathBuf> = (0..1000)
+            .map(|i| PathBuf::from(format!("{i:04}.jpg")))
+            .collect();
+        let a = sample(paths.clone(), 50, 3);
+        assert_eq!(a, sample(paths.clone(), 50, 3), "same seed, same draw");
+        assert_ne!(
+            a,
+            sample(paths.clone(), 50, 4),
+            "another seed, another draw"
+        );
+        assert_eq!(a.len(), 50);
+        assert!(a.windows(2).all(|w| w[0] < w[1]), "list order, no repeats");
+        // Spread over the list, not its first names: some draw from every fifth of it.
+        for fifth in 0..5 {
+            let lo = format!("{:04}", fifth * 200);
+            let hi = format!("{:04}", fifth * 200 + 200);
+            assert!(a.iter().any(|p| {
+                let n = p.to_str().unwrap();
+                n >= lo.as_str() && n < hi.as_str()
+            }));
+        }
+        assert_eq!(sample(paths[..7].to_vec(), 50, 3), paths[..7].to_vec());
+    }
 
     /// A fresh empty folder under the system temp dir for one test.
     fn temp_dir(name: &str) -> PathBuf {

@@ -410,6 +410,12 @@ fn image_errors_and_table_errors() {
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         &["w=16 h=16", "--size"],
     );
+    // 6-bit tables are refused up front (a usage error): nothing downstream could use them.
+    let args = base(&["--bits", "6"]);
+    let out = eq(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("'6' for '--bits"), "{err}");
 
     // Quantize: a table naming an unknown layer, a NaN scale.
     let q = |t: &str| {
