@@ -13,8 +13,9 @@
 //! round, each layer's weights then input scale, both searched on the FP32 network's input
 //! to the layer, on ncnn's grid and choice rules.
 //!
-//! Layers that read the same blob (directly or through a Split) share the first one's
-//! activation scale, as the requantized int8 blob between them can carry only one.
+//! Layers that read the same blob (directly or through a Split) share one activation scale,
+//! as the requantized int8 blob between them can carry only one: it is searched at the first
+//! of them, scoring each candidate by the mean cosine of all of them.
 
 mod layerwise;
 mod search;
@@ -29,7 +30,7 @@ use eq_runtime::quant::Precision;
 use eq_runtime::{Net, Options};
 use indicatif::{ProgressBar, ProgressStyle};
 use layerwise::{Blobs, Layerwise};
-use search::{candidates, LayerData, Rule};
+use search::{candidates, search_shared_activation, LayerData, Reader, Rule};
 use std::path::PathBuf;
 
 pub use search::POSITIONS;
@@ -259,6 +260,14 @@ impl Search<'_> {
                 None => lw.run(li, &m, &mut current)?,
                 Some(i) => {
                     bar.set_message(self.layers[i].name.clone());
+                    if pass.activations() {
+                        // The other readers of this layer's input are scored with it: their
+                        // FP32 outputs are needed now (recomputing them later is harmless).
+                        for j in self.co_readers(i) {
+                            let lj = self.layers[j].index;
+                            lw.run(lj, &lw.fp32_layer(lj)?, &mut fp32)?;
+                        }
+                    }
                     let input = if quantized_upstream { &current } else { &fp32 };
                     let (ws, sa) = self.tune(i, pass, input, &fp32, table, &mut reports[i])?;
                     if quantized_upstream {
@@ -274,17 +283,15 @@ impl Search<'_> {
         Ok(())
     }
 
-    /// Searches tuned layer `i` on its input from `input` and its target from `fp32`;
-    /// stores and returns its new scales.
-    fn tune(
-        &self,
-        i: usize,
-        pass: Pass,
-        input: &[Blobs],
-        fp32: &[Blobs],
-        table: &mut ScaleTable,
-        report: &mut LayerReport,
-    ) -> Result<(Vec<f32>, f32)> {
+    /// The later tuned layers that share layer `i`'s activation scale (`i` is the first).
+    fn co_readers(&self, i: usize) -> Vec<usize> {
+        (i + 1..self.layers.len())
+            .filter(|&j| self.shares_with[j] == i)
+            .collect()
+    }
+
+    /// Layer `i`'s sampled columns from `input` and targets from `fp32`.
+    fn layer_data(&self, i: usize, input: &[Blobs], fp32: &[Blobs]) -> Result<LayerData> {
         let l = self.layers[i];
         let lw = &self.lw;
         let (bottom, top) = (lw.blob_id(&l.bottom)?, lw.blob_id(&l.top)?);
@@ -303,13 +310,29 @@ impl Search<'_> {
                     .map_err(|e| anyhow!("{}: {}", l.name, e.0))?,
             ),
         };
-        let d = LayerData::sample(
+        LayerData::sample(
             l,
             params.as_ref(),
             (lw.shapes[bottom], &xs),
             (lw.shapes[top], &ts),
             self.precision,
-        )?;
+        )
+    }
+
+    /// Searches tuned layer `i` on its input from `input` and its target from `fp32`;
+    /// stores and returns its new scales. The activation scale of layers that read one blob
+    /// is searched once, at the first of them, on all of them together.
+    fn tune(
+        &self,
+        i: usize,
+        pass: Pass,
+        input: &[Blobs],
+        fp32: &[Blobs],
+        table: &mut ScaleTable,
+        report: &mut LayerReport,
+    ) -> Result<(Vec<f32>, f32)> {
+        let l = self.layers[i];
+        let d = self.layer_data(i, input, fp32)?;
         let mut ws = table.weight(&l.name).unwrap_or_default().to_vec();
         let mut sa = table.activation(&l.name).unwrap_or_default();
         if pass.weights() {
@@ -321,7 +344,33 @@ impl Search<'_> {
             let before = d.cosine(l, &ws, sa)?;
             let first = self.shares_with[i];
             if first == i {
-                d.search_activation(l, &ws, &mut sa, &self.factors, self.rule)?;
+                let others = self.co_readers(i);
+                let data = others
+                    .iter()
+                    .map(|&j| self.layer_data(j, input, fp32))
+                    .collect::<Result<Vec<_>>>()?;
+                let scales: Vec<Vec<f32>> = others
+                    .iter()
+                    .map(|&j| {
+                        table
+                            .weight(&self.layers[j].name)
+                            .unwrap_or_default()
+                            .to_vec()
+                    })
+                    .collect();
+                let mut readers = vec![Reader {
+                    data: &d,
+                    layer: l,
+                    ws: &ws,
+                }];
+                for ((&j, dj), wj) in others.iter().zip(&data).zip(&scales) {
+                    readers.push(Reader {
+                        data: dj,
+                        layer: self.layers[j],
+                        ws: wj,
+                    });
+                }
+                search_shared_activation(&readers, &mut sa, &self.factors, self.rule)?;
             } else {
                 sa = table
                     .activation(&self.layers[first].name)

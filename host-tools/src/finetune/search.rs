@@ -412,27 +412,42 @@ impl LayerData {
         }
         Ok(())
     }
+}
 
-    /// Searches the input scale with the weight scales fixed.
-    pub fn search_activation(
-        &self,
-        l: &QuantLayer,
-        ws: &[f32],
-        sa: &mut f32,
-        factors: &[f32],
-        rule: Rule,
-    ) -> Result<()> {
-        let wq = self.all_weights(l, ws);
-        let scores: Vec<f64> = factors
-            .par_iter()
-            .map(|&f| {
-                let s = *sa * f;
-                self.score(l, (&wq, ws), (&self.inputs(s), s))
-            })
-            .collect::<Result<_>>()?;
-        *sa *= factors[pick(rule, &scores)];
-        Ok(())
-    }
+/// One layer reading a blob whose activation scale is being searched.
+pub struct Reader<'a> {
+    pub data: &'a LayerData,
+    pub layer: &'a QuantLayer,
+    /// Its weight scales, fixed during the search.
+    pub ws: &'a [f32],
+}
+
+/// Searches the input scale with the weight scales fixed: the one scale all `readers` share
+/// (they read one blob, which ncnn requantizes once). A candidate's score is the mean of the
+/// readers' objectives.
+pub fn search_shared_activation(
+    readers: &[Reader],
+    sa: &mut f32,
+    factors: &[f32],
+    rule: Rule,
+) -> Result<()> {
+    let packed: Vec<Vec<PackedA8>> = readers
+        .iter()
+        .map(|r| r.data.all_weights(r.layer, r.ws))
+        .collect();
+    let scores: Vec<f64> = factors
+        .par_iter()
+        .map(|&f| {
+            let s = *sa * f;
+            let mut sum = 0.0;
+            for (r, wq) in readers.iter().zip(&packed) {
+                sum += r.data.score(r.layer, (wq, r.ws), (&r.data.inputs(s), s))?;
+            }
+            Ok(sum / readers.len() as f64)
+        })
+        .collect::<Result<_>>()?;
+    *sa *= factors[pick(rule, &scores)];
+    Ok(())
 }
 
 #[cfg(test)]
@@ -610,5 +625,78 @@ mod tests {
                 );
             }
         }
+    }
+    /// The shared scale maximises the readers' mean cosine over the candidates, which is not
+    /// what any one reader alone would choose here.
+    #[test]
+    fn shared_activation_scale_maximises_the_mean_over_readers() {
+        let mut b = NetBuilder::new(12);
+        let shape = Shape::d3(6, 5, 3);
+        let x = b.input("data", shape);
+        let s = b.split("sp", &x, 2);
+        b.conv("a", &s[0], Conv::new(4, 1)).unwrap();
+        b.conv("b", &s[1], Conv::new(4, 3).pad(1).relu()).unwrap();
+        let m = b.finish();
+        let model =
+            Model::from_memory(m.param.to_text().unwrap().as_bytes(), &m.bin.bytes).unwrap();
+        let mut rng = eq_runtime::rng::Rng::new(8);
+        let images: Vec<Vec<f32>> = (0..2).map(|_| rng.vec(shape.len(), -3.0, 3.0)).collect();
+        let xs: Vec<&[f32]> = images.iter().map(Vec::as_slice).collect();
+        let out = Shape::d3(6, 5, 4);
+        // Different targets per reader pull the scale different ways.
+        let targets: Vec<Vec<Vec<f32>>> = (0..2)
+            .map(|r| {
+                (0..2)
+                    .map(|_| rng.vec(out.len(), -1.0, 1.0 + 3.0 * r as f32))
+                    .collect()
+            })
+            .collect();
+        let data: Vec<LayerData> = model
+            .layers
+            .iter()
+            .zip(&targets)
+            .map(|(l, t)| {
+                let p = ConvParams::from_params(&model.param.layers[l.index].params).unwrap();
+                let ts: Vec<&[f32]> = t.iter().map(Vec::as_slice).collect();
+                LayerData::sample(l, Some(&p), (shape, &xs), (out, &ts), Precision::Int7).unwrap()
+            })
+            .collect();
+        let ws: Vec<Vec<f32>> = model
+            .layers
+            .iter()
+            .map(|l| vec![20.0; l.channels])
+            .collect();
+        let factors = candidates(Rule::Paper, 0.2, 4.0, 40);
+        let sa0 = 8.0;
+        let readers: Vec<Reader> = (0..2)
+            .map(|r| Reader {
+                data: &data[r],
+                layer: &model.layers[r],
+                ws: &ws[r],
+            })
+            .collect();
+        let best = |rs: &[Reader]| {
+            let scores: Vec<f64> = factors
+                .iter()
+                .map(|&f| {
+                    rs.iter()
+                        .map(|r| r.data.cosine(r.layer, r.ws, sa0 * f).unwrap())
+                        .sum::<f64>()
+                        / rs.len() as f64
+                })
+                .collect();
+            sa0 * factors[pick(Rule::Paper, &scores)]
+        };
+        let mut sa = sa0;
+        search_shared_activation(&readers, &mut sa, &factors, Rule::Paper).unwrap();
+        assert_eq!(sa, best(&readers));
+        let alone: Vec<f32> = (0..2).map(|r| best(&readers[r..r + 1])).collect();
+        assert!(
+            alone[0] != alone[1],
+            "the test needs readers that disagree: {alone:?}"
+        );
+        let mut first_only = sa0;
+        search_shared_activation(&readers[..1], &mut first_only, &factors, Rule::Paper).unwrap();
+        assert_eq!(first_only, alone[0]);
     }
 }
