@@ -17,6 +17,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The main job in one command: KL calibration, EasyQuant finetune, quantization,
+    /// per-layer comparison and timing, and evaluation when validation data is given.
+    /// Without --param/--bin: the built-in demo network on generated images.
+    Easyquant(EasyquantArgs),
     /// Run a model on float32 .npy inputs (numpy dims in ncnn order: (c,h,w), (h,w) or (w)).
     Infer(InferArgs),
     /// Write the built-in demo model (demo.param, demo.bin) and an input.npy to a directory.
@@ -38,6 +42,46 @@ pub enum Command {
     /// Per-layer cosine similarity of a quantized model against the fp32 model, and which
     /// layers ran INT8/INT7/FP32 and why (report.txt and cosine.svg).
     Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EasyquantArgs {
+    /// The fp32 model structure (.param); with --bin. Without both: the demo network.
+    #[arg(long, requires = "bin")]
+    pub param: Option<PathBuf>,
+    /// The fp32 model weights (.bin).
+    #[arg(long, requires = "param")]
+    pub bin: Option<PathBuf>,
+    #[command(flatten)]
+    pub images: ImageArgs,
+    #[command(flatten)]
+    pub prep: PrepArgs,
+    /// 8: INT8 (±127); 7: INT7 (±63, layers marked 27=7).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(7..=8))]
+    pub bits: u32,
+    /// Folder to write (replaced as a whole when the job succeeds).
+    #[arg(long, default_value = "target/easyquant")]
+    pub out: PathBuf,
+    /// Labelled validation images (with --labels).
+    #[arg(long, requires = "labels", conflicts_with = "val_lfw")]
+    pub val: Option<PathBuf>,
+    #[arg(long, requires = "val")]
+    pub labels: Option<PathBuf>,
+    /// LFW-style pairs file for validation (with --lfw-root).
+    #[arg(long, requires = "lfw_root")]
+    pub val_lfw: Option<PathBuf>,
+    #[arg(long, requires = "val_lfw")]
+    pub lfw_root: Option<PathBuf>,
+    /// Layers to keep in fp32.
+    #[arg(long, value_delimiter = ',')]
+    pub keep_fp32: Vec<String>,
+    /// Finetune images drawn from the calibration images.
+    #[arg(long, default_value_t = 50)]
+    pub samples: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -305,6 +349,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => run_eval(&a),
         Command::EvalLfw(a) => run_eval_lfw(&a),
         Command::Report(a) => run_report(&a),
+        Command::Easyquant(a) => run_easyquant(a),
     }
 }
 
@@ -316,6 +361,42 @@ fn model_pair(flag: &str, text: &str) -> Result<(PathBuf, PathBuf)> {
         }
         _ => Err(anyhow!("--{flag} {text}: expected PARAM,BIN")),
     }
+}
+
+fn run_easyquant(a: EasyquantArgs) -> Result<()> {
+    use crate::easyquant::Validation;
+    let has_images = a.images.images.is_some() || a.images.list.is_some();
+    if a.param.is_none() && has_images {
+        return Err(anyhow!(
+            "--images/--list need the model: give --param and --bin"
+        ));
+    }
+    let validation = match (a.val, a.labels, a.val_lfw, a.lfw_root) {
+        (Some(images), Some(labels), _, _) => Some(Validation::Labels { images, labels }),
+        (_, _, Some(pairs), Some(root)) => Some(Validation::Lfw { pairs, root }),
+        _ => None,
+    };
+    let threads = a.threads.unwrap_or_else(infer::default_threads);
+    let req = crate::easyquant::Request {
+        model: a.param.zip(a.bin),
+        images: has_images.then_some(a.images),
+        prep: a.prep,
+        bits: a.bits,
+        out: a.out.clone(),
+        validation,
+        keep_fp32: a.keep_fp32,
+        samples: a.samples,
+        seed: a.seed,
+        threads,
+        progress: true,
+    };
+    let s = crate::easyquant::run(&req)?;
+    println!("{}", crate::easyquant::summary_lines(&s));
+    println!(
+        "wrote {}/{{model.param,model.bin,model.table,report.md,cosine.svg,summary.json}}",
+        a.out.display()
+    );
+    Ok(())
 }
 
 fn run_report(a: &ReportArgs) -> Result<()> {
@@ -333,22 +414,7 @@ fn run_report(a: &ReportArgs) -> Result<()> {
     };
     let fspec = spec(&fp, &fb, PrecisionChoice::Fp32)?;
     let qspec = spec(&qp, &qb, a.precision)?;
-    let (mut fnet, mut qnet) = (fspec.load()?, qspec.load()?);
-    let mut cmp = crate::report::Comparison::new(&qnet);
-    for path in &paths {
-        let Some(input) = crate::dataset::skip_unreadable(path, prep.load(path), a.images.strict)?
-        else {
-            continue;
-        };
-        fnet.set_input(&fspec.input, &input)?;
-        qnet.set_input(&qspec.input, &input)?;
-        fnet.run()?;
-        qnet.run()?;
-        cmp.add(&fnet, &qnet)?;
-    }
-    if cmp.images == 0 {
-        return Err(anyhow!("none of the {} images could be read", paths.len()));
-    }
+    let cmp = crate::report::compare(&fspec, &qspec, &prep, &paths, a.images.strict)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;
     let text = cmp.text();
     for (name, body) in [("report.txt", &text), ("cosine.svg", &cmp.svg())] {

@@ -1,12 +1,13 @@
 //! EasyQuant host tools: inference on `.npy` files, image preprocessing, the demo model,
 //! calibration (max / KL / ACIQ), the int8 model writer, evaluation and the EasyQuant scale
-//! search.
+//! search, and `eq easyquant`, which runs them all.
 
 pub mod args;
 pub mod calibrate;
 pub mod cli;
 pub mod dataset;
 pub mod demo;
+pub mod easyquant;
 pub mod eval;
 pub mod finetune;
 pub mod infer;

@@ -17,6 +17,8 @@ pub struct LayerRow {
     /// "INT8", "INT7" or "FP32".
     pub precision: &'static str,
     pub reason: String,
+    /// The layer's index in the quantized net's graph.
+    pub layer: Option<usize>,
     sum: f64,
     min: f64,
     count: usize,
@@ -78,6 +80,33 @@ fn precision_and_reason(
     }
 }
 
+/// Runs the fp32 and the quantized net (both specs with `keep_all_blobs`) on every image and
+/// compares them layer by layer.
+pub fn compare(
+    fp32: &crate::runner::NetSpec,
+    quant: &crate::runner::NetSpec,
+    prep: &crate::dataset::Preprocess,
+    paths: &[std::path::PathBuf],
+    strict: bool,
+) -> Result<Comparison> {
+    let (mut fnet, mut qnet) = (fp32.load()?, quant.load()?);
+    let mut cmp = Comparison::new(&qnet);
+    for path in paths {
+        let Some(input) = crate::dataset::skip_unreadable(path, prep.load(path), strict)? else {
+            continue;
+        };
+        fnet.set_input(&fp32.input, &input)?;
+        qnet.set_input(&quant.input, &input)?;
+        fnet.run()?;
+        qnet.run()?;
+        cmp.add(&fnet, &qnet)?;
+    }
+    if cmp.images == 0 {
+        bail!("none of the {} images could be read", paths.len());
+    }
+    Ok(cmp)
+}
+
 /// Per-layer comparison of a quantized net against the fp32 net, accumulated image by image.
 /// Both nets must be loaded with `keep_all_blobs`.
 pub struct Comparison {
@@ -113,6 +142,7 @@ impl Comparison {
                     blob,
                     precision,
                     reason,
+                    layer: Some(li),
                     sum: 0.0,
                     min: f64::INFINITY,
                     count: 0,

@@ -851,3 +851,133 @@ fn finetune_improves_or_keeps_each_layer_and_is_deterministic() {
     assert!(tuned.activation("c2").is_none() && tuned.activation("c1").is_some());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `eq easyquant` on the tiny model: every file written, summary.json as documented, the
+/// model runs INT7, an earlier result is replaced only on success, a failure leaves nothing.
+#[test]
+fn easyquant_writes_everything_or_nothing() {
+    let dir = temp_dir("easyquant");
+    let (param, bin) = write_model(&dir);
+    let imgs = dir.join("images");
+    let images = write_images(&imgs, 20);
+    // Labels: the fp32 argmax of every image, so FP32 top-1 is 100 %.
+    let mut net = fp32_net(&param, &bin);
+    let mut labels = String::new();
+    for p in &images {
+        net.set_input("data", &prep().load(p).unwrap()).unwrap();
+        net.run().unwrap();
+        let best = eq_tools::eval::argmax(net.blob("prob").unwrap().data);
+        labels.push_str(&format!(
+            "{} {best}\n",
+            p.file_name().unwrap().to_string_lossy()
+        ));
+    }
+    let labels_path = dir.join("labels.txt");
+    std::fs::write(&labels_path, labels).unwrap();
+    let out = dir.join("eq");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("old.txt"), "an earlier run").unwrap();
+    let args = |out: &Path, labels: &Path| -> Vec<String> {
+        let mut a: Vec<String> = ["easyquant", "--param", &s(&param), "--bin", &s(&bin)]
+            .map(String::from)
+            .to_vec();
+        a.extend(PREP_FLAGS.map(String::from));
+        a.extend(
+            [
+                "--images",
+                &s(&imgs),
+                "--bits",
+                "7",
+                "--samples",
+                "8",
+                "--threads",
+                "1",
+                "--val",
+                &s(&imgs),
+                "--labels",
+                &s(labels),
+                "--out",
+                &s(out),
+            ]
+            .map(String::from),
+        );
+        a
+    };
+    let a = args(&out, &labels_path);
+    let text = eq_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(text.contains("tiny: 7 bits"), "{text}");
+    for f in [
+        "model.param",
+        "model.bin",
+        "model.table",
+        "report.md",
+        "cosine.svg",
+        "summary.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    assert!(
+        !out.join("old.txt").exists(),
+        "the earlier result is replaced"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(v["model"], "tiny");
+    assert_eq!(v["bits"], 7);
+    assert_eq!(v["int7_mac_fraction"], 1.0);
+    assert_eq!(v["finetune_images"], 8);
+    assert_eq!(v["compared_held_out"], true);
+    assert_eq!(v["fp32"]["top1"], 100.0);
+    let q1 = v["quantized"]["top1"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&q1), "{q1}");
+    let layers = v["layers"].as_array().unwrap();
+    let layer = |name: &str| layers.iter().find(|l| l["name"] == name).unwrap();
+    for name in ["c0", "c1", "c2", "dw", "c3", "fc"] {
+        let l = layer(name);
+        assert_eq!(l["precision"], "INT7", "{l}");
+        assert!(l["cosine"].as_f64().unwrap() > 0.9, "{l}");
+    }
+    assert_eq!(layer("c0")["type"], "Convolution");
+    assert_eq!(layer("c0")["macs"], (SIZE * SIZE * 8 * 27) as u64);
+    assert_eq!(layer("dw")["macs"], (SIZE * SIZE * 12 * 9) as u64);
+    assert_eq!(layer("fc")["macs"], (10 * 7) as u64);
+    assert_eq!(layer("gap")["precision"], "FP32");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| c2 | Convolution | INT7 |"), "{report}");
+    // The written model loads and runs in INT7.
+    let mut q = Net::load(
+        out.join("model.param"),
+        out.join("model.bin"),
+        &Options::default(),
+    )
+    .unwrap();
+    q.set_input("data", &prep().load(&images[0]).unwrap())
+        .unwrap();
+    q.run().unwrap();
+    assert_eq!(q.blob("prob").unwrap().data.len(), 7);
+
+    // A failure (unreadable labels, found after calibration and finetune) keeps the earlier
+    // result and leaves no temporary folder.
+    let a = args(&out, &dir.join("missing-labels.txt"));
+    eq_fails(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["missing-labels.txt"],
+    );
+    assert!(out.join("summary.json").is_file());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".eq."))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Without a model: the demo network on generated images.
+    let demo = dir.join("demo");
+    let text = eq_ok(&["easyquant", "--out", &s(&demo), "--threads", "1"]);
+    assert!(text.contains("demo: 7 bits"), "{text}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(demo.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(v["finetune_images"], 50);
+    assert!(v.get("fp32").is_none(), "no validation data, no accuracy");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,563 @@
+//! `eq easyquant`: the main job in one command. KL calibration, the EasyQuant scale search
+//! (the paper's Algorithm 1 on images drawn from the calibration set), quantization, a
+//! per-layer comparison against FP32 on held-out calibration images, per-layer timing on
+//! this machine and, when validation data is given, accuracy of both models.
+//!
+//! Everything is written to a temporary folder next to `--out` and renamed into place at
+//! the end, so a failure leaves nothing half-written: `model.param` / `model.bin` (loads in
+//! stock ncnn), `model.table`, `report.md`, `cosine.svg` and `summary.json`.
+//!
+//! Without `--param` / `--bin` it runs on the built-in demo network and generated images.
+
+use crate::args::PrepArgs;
+use crate::calibrate::Method;
+use crate::dataset::{self, Preprocess};
+use crate::finetune::Variant;
+use crate::model::Model;
+use crate::report::Comparison;
+use crate::runner::{NetSpec, RunOptions};
+use anyhow::{anyhow, bail, Context, Result};
+use eq_runtime::quant::Precision;
+use eq_runtime::PrecisionChoice;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Held-out calibration images the per-layer comparison runs on (at most).
+const COMPARE_IMAGES: usize = 32;
+/// Runs timed per precision for the per-layer host latency (median).
+const TIMED_RUNS: usize = 9;
+
+/// Validation data, when given.
+#[derive(Clone, Debug)]
+pub enum Validation {
+    /// Labelled images (ncnn's `labels.txt` form, as `eq eval`).
+    Labels { images: PathBuf, labels: PathBuf },
+    /// LFW-style pairs (as `eq eval-lfw`).
+    Lfw { pairs: PathBuf, root: PathBuf },
+}
+
+pub struct Request {
+    /// The fp32 model; None: the built-in demo network.
+    pub model: Option<(PathBuf, PathBuf)>,
+    /// Calibration images (folder or list); None only with the demo network.
+    pub images: Option<crate::args::ImageArgs>,
+    pub prep: PrepArgs,
+    pub bits: u32,
+    pub out: PathBuf,
+    pub validation: Option<Validation>,
+    pub keep_fp32: Vec<String>,
+    pub samples: usize,
+    pub seed: u64,
+    pub threads: usize,
+    pub progress: bool,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LayerSummary {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// "INT8", "INT7" or "FP32".
+    pub precision: String,
+    /// Mean cosine of this layer's output, FP32 model vs quantized model (None: no such
+    /// blob in the FP32 model).
+    pub cosine: Option<f64>,
+    /// Multiply-accumulates (0 for layers without weights).
+    pub macs: u64,
+    /// Why the layer runs in this precision.
+    pub reason: String,
+    /// Median time on this machine, quantized model and FP32 model, in ms.
+    pub host_ms: f64,
+    pub host_fp32_ms: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Accuracy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top1: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top5: Option<f64>,
+    /// LFW 10-fold accuracy, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    pub images: usize,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Summary {
+    pub model: String,
+    pub bits: u32,
+    /// Share of the convolution MACs (Convolution, ConvolutionDepthWise) that run INT7.
+    pub int7_mac_fraction: f64,
+    pub layers: Vec<LayerSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fp32: Option<Accuracy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantized: Option<Accuracy>,
+    pub calibration_images: usize,
+    pub finetune_images: usize,
+    pub compared_images: usize,
+    /// Whether the compared images are calibration images the finetune did not use (false
+    /// when it used them all).
+    pub compared_held_out: bool,
+    /// Host latency of the whole model (sum of layer medians), ms.
+    pub host_ms: f64,
+    pub host_fp32_ms: f64,
+    /// Wall time of each step, seconds.
+    pub seconds: Vec<(String, f64)>,
+}
+
+/// Runs the whole job; returns the summary (also written to `out/summary.json`).
+pub fn run(req: &Request) -> Result<Summary> {
+    if !(7..=8).contains(&req.bits) {
+        bail!("--bits {}: expected 8 or 7", req.bits);
+    }
+    let out = &req.out;
+    let name = out
+        .file_name()
+        .ok_or_else(|| anyhow!("--out {}: not a folder name", out.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("{}", parent.display()))?;
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).with_context(|| format!("{}", tmp.display()))?;
+    let result = run_in(req, &tmp);
+    match result {
+        Ok(summary) => {
+            // Replace an earlier result only now that the new one is complete.
+            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+            if out.exists() {
+                std::fs::rename(out, &old).with_context(|| format!("{}", out.display()))?;
+            }
+            std::fs::rename(&tmp, out).with_context(|| format!("{}", out.display()))?;
+            let _ = std::fs::remove_dir_all(&old);
+            Ok(summary)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// The demo network and 96 generated images (smooth colour fields with noise) in `dir`.
+fn demo_inputs(dir: &Path) -> Result<(PathBuf, PathBuf, Vec<PathBuf>, Preprocess)> {
+    let work = dir.join("demo-input");
+    std::fs::create_dir_all(&work)?;
+    let (param, bin) = crate::demo::build(crate::demo::SEED)?.save(&work, "demo")?;
+    let (w, h) = (crate::demo::INPUT.w as u32, crate::demo::INPUT.h as u32);
+    let mut rng = eq_runtime::rng::Rng::new(0xCA11B);
+    let mut paths = Vec::new();
+    for i in 0..96 {
+        let c: Vec<f32> = rng.vec(9, 0.0, 255.0);
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            let (u, v) = (x as f32 / w as f32, y as f32 / h as f32);
+            let px = |k: usize| {
+                let base = c[k] * (1.0 - u) + c[3 + k] * u * (1.0 - v) + c[6 + k] * u * v;
+                (base + (((x * 7 + y * 13 + k as u32 * 5) % 17) as f32 - 8.0) * 3.0)
+                    .clamp(0.0, 255.0) as u8
+            };
+            image::Rgb([px(0), px(1), px(2)])
+        });
+        let p = work.join(format!("img{i:03}.png"));
+        img.save(&p).with_context(|| format!("{}", p.display()))?;
+        paths.push(p);
+    }
+    let prep = Preprocess {
+        size: (w, h),
+        mean: [128.0; 3],
+        norm: [1.0 / 64.0; 3],
+        order: dataset::ColorOrder::Rgb,
+        resize: dataset::Resize::Stretch,
+    };
+    Ok((param, bin, paths, prep))
+}
+
+fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
+    let mut seconds = Vec::new();
+    let mut step =
+        |name: &str, t: Instant| seconds.push((name.to_string(), t.elapsed().as_secs_f64()));
+    let (param, bin, paths, prep, strict) = match (&req.model, &req.images) {
+        (Some((p, b)), Some(images)) => (
+            p.clone(),
+            b.clone(),
+            images.paths()?,
+            req.prep.preprocess()?,
+            images.strict,
+        ),
+        (Some(_), None) => bail!("give the calibration images with --images DIR or --list FILE"),
+        (None, _) => {
+            let (p, b, paths, prep) = demo_inputs(dir)?;
+            (p, b, paths, prep, true)
+        }
+    };
+    let model_name = param
+        .file_stem()
+        .map(|s| s.to_string_lossy().trim_end_matches(".param").to_string())
+        .unwrap_or_default();
+    let model = Model::load(&param, &bin)?;
+    let spec = NetSpec::for_images(&param, &bin, &prep)?;
+    let run_opts = |label: &str| RunOptions {
+        workers: req.threads,
+        strict,
+        progress: req.progress.then(|| label.to_string()),
+    };
+    let precision = if req.bits == 7 {
+        Precision::Int7
+    } else {
+        Precision::Int8
+    };
+
+    let t = Instant::now();
+    let kl = crate::calibrate::calibrate(&crate::calibrate::Request {
+        model: &model,
+        spec: spec.clone(),
+        prep: &prep,
+        paths: &paths,
+        run: run_opts("calibrate"),
+        method: Method::Kl,
+        bits: req.bits,
+    })?;
+    step("calibrate (KL)", t);
+
+    let t = Instant::now();
+    let ft_paths = dataset::sample(paths.clone(), req.samples.max(1), req.seed);
+    let (table, _) = crate::finetune::finetune(&crate::finetune::Request {
+        model: &model,
+        spec: spec.clone(),
+        prep: &prep,
+        paths: &ft_paths,
+        strict,
+        table: kl,
+        bits: req.bits,
+        alpha: 0.5,
+        beta: 2.0,
+        steps: 100,
+        rounds: 1,
+        variant: Variant::Paper,
+        progress: req.progress,
+    })?;
+    step("finetune (EasyQuant)", t);
+
+    let t = Instant::now();
+    let table_path = dir.join("model.table");
+    table.write(&table_path)?;
+    let (qparam_text, qbin, qreport) = crate::quantize::quantize_model(
+        &model,
+        &table,
+        &crate::quantize::Options {
+            precision,
+            keep_fp32: &req.keep_fp32,
+        },
+    )?;
+    for w in &qreport.warnings {
+        eprintln!("warning: {w}");
+    }
+    let (qparam, qbin_path) = (dir.join("model.param"), dir.join("model.bin"));
+    std::fs::write(&qparam, qparam_text).with_context(|| format!("{}", qparam.display()))?;
+    std::fs::write(&qbin_path, qbin).with_context(|| format!("{}", qbin_path.display()))?;
+    step("quantize", t);
+
+    // Per-layer comparison on calibration images the finetune did not use.
+    let t = Instant::now();
+    let held_out: Vec<PathBuf> = paths
+        .iter()
+        .filter(|p| !ft_paths.contains(p))
+        .cloned()
+        .collect();
+    let held_out_empty = held_out.is_empty();
+    let compare_paths = if held_out_empty {
+        ft_paths.clone()
+    } else {
+        dataset::sample(held_out, COMPARE_IMAGES, req.seed ^ 0xC0)
+    };
+    let with_blobs = |p: &Path, b: &Path, precision| -> Result<NetSpec> {
+        let mut s = NetSpec::for_images(p, b, &prep)?;
+        s.keep_all_blobs = true;
+        s.precision = precision;
+        s.threads = req.threads;
+        Ok(s)
+    };
+    let fspec = with_blobs(&param, &bin, PrecisionChoice::Fp32)?;
+    let qspec = with_blobs(&qparam, &qbin_path, PrecisionChoice::Auto)?;
+    let cmp = crate::report::compare(&fspec, &qspec, &prep, &compare_paths, strict)?;
+    step("compare layers", t);
+
+    let t = Instant::now();
+    let input = prep.load(&compare_paths[0])?;
+    let host = layer_times(&qspec, &input)?;
+    let host_fp32 = layer_times(&fspec, &input)?;
+    step("time layers", t);
+
+    let macs = layer_macs(&model, &qspec)?;
+    let layers = summarize(&cmp, &macs, &host, &host_fp32);
+    let conv = |l: &&LayerSummary| l.kind == "Convolution" || l.kind == "ConvolutionDepthWise";
+    let conv_macs: u64 = layers.iter().filter(conv).map(|l| l.macs).sum();
+    let int7_macs: u64 = layers
+        .iter()
+        .filter(conv)
+        .filter(|l| l.precision == "INT7")
+        .map(|l| l.macs)
+        .sum();
+
+    let (mut fp32_acc, mut q_acc) = (None, None);
+    if let Some(v) = &req.validation {
+        let t = Instant::now();
+        let mut f = spec.clone();
+        f.precision = PrecisionChoice::Fp32;
+        f.threads = 1;
+        let mut q = NetSpec::for_images(&qparam, &qbin_path, &prep)?;
+        q.precision = PrecisionChoice::Auto;
+        let acc = |s: &NetSpec, label: &str| evaluate(v, s, &prep, &run_opts(label));
+        fp32_acc = Some(acc(&f, "eval fp32")?);
+        q_acc = Some(acc(&q, "eval quantized")?);
+        step("evaluate", t);
+    }
+
+    let summary = Summary {
+        model: model_name,
+        bits: req.bits,
+        int7_mac_fraction: if conv_macs > 0 {
+            int7_macs as f64 / conv_macs as f64
+        } else {
+            0.0
+        },
+        host_ms: layers.iter().map(|l| l.host_ms).sum(),
+        host_fp32_ms: layers.iter().map(|l| l.host_fp32_ms).sum(),
+        layers,
+        fp32: fp32_acc,
+        quantized: q_acc,
+        calibration_images: paths.len(),
+        finetune_images: ft_paths.len(),
+        compared_images: cmp.images,
+        compared_held_out: !held_out_empty,
+        seconds,
+    };
+    let json = serde_json::to_string_pretty(&summary)? + "\n";
+    for (file, body) in [
+        ("summary.json", json),
+        ("report.md", report_md(&summary, req)),
+        ("cosine.svg", cmp.svg()),
+    ] {
+        let p = dir.join(file);
+        std::fs::write(&p, body).with_context(|| format!("{}", p.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(dir.join("demo-input"));
+    Ok(summary)
+}
+
+/// A few lines for the terminal: the model, the precision mix and accuracy when measured.
+pub fn summary_lines(s: &Summary) -> String {
+    let mut m = String::new();
+    let count = |p: &str| s.layers.iter().filter(|l| l.precision == p).count();
+    let _ = writeln!(
+        m,
+        "{}: {} bits, layers {} INT7 / {} INT8 / {} FP32, {:.1} % of convolution MACs in INT7",
+        s.model,
+        s.bits,
+        count("INT7"),
+        count("INT8"),
+        count("FP32"),
+        100.0 * s.int7_mac_fraction
+    );
+    let worst = s
+        .layers
+        .iter()
+        .filter(|l| l.precision != "FP32")
+        .filter_map(|l| l.cosine.map(|c| (c, &l.name)))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((c, name)) = worst {
+        let _ = writeln!(m, "lowest layer cosine vs FP32: {c:.5} (`{name}`)");
+    }
+    let _ = write!(
+        m,
+        "host latency: {:.3} ms quantized, {:.3} ms FP32",
+        s.host_ms, s.host_fp32_ms
+    );
+    for (label, a) in [("FP32", &s.fp32), ("quantized", &s.quantized)] {
+        if let Some(a) = a {
+            match (a.top1, a.top5, a.accuracy) {
+                (Some(t1), Some(t5), _) => {
+                    let _ = write!(m, "\n{label}: top-1 {t1:.2} %, top-5 {t5:.2} %");
+                }
+                (_, _, Some(x)) => {
+                    let _ = write!(m, "\n{label}: LFW accuracy {x:.2} %");
+                }
+                _ => {}
+            }
+        }
+    }
+    m
+}
+
+fn evaluate(
+    v: &Validation,
+    spec: &NetSpec,
+    prep: &Preprocess,
+    run: &RunOptions,
+) -> Result<Accuracy> {
+    match v {
+        Validation::Labels { images, labels } => {
+            let paths = dataset::list_dir(images)?;
+            let text = std::fs::read_to_string(labels)
+                .with_context(|| format!("cannot read {}", labels.display()))?;
+            let parsed = crate::eval::parse_labels(&text)
+                .with_context(|| format!("{}", labels.display()))?;
+            let matched = crate::eval::match_labels(&paths, &parsed)
+                .with_context(|| format!("{}", labels.display()))?;
+            let r = crate::eval::classify(spec, prep, &paths, &matched, None, run)?;
+            Ok(Accuracy {
+                top1: Some(100.0 * r.top1),
+                top5: Some(100.0 * r.top5),
+                accuracy: None,
+                images: r.n,
+            })
+        }
+        Validation::Lfw { pairs, root } => {
+            let text = std::fs::read_to_string(pairs)
+                .with_context(|| format!("cannot read {}", pairs.display()))?;
+            let parsed =
+                crate::eval::parse_pairs(&text).with_context(|| format!("{}", pairs.display()))?;
+            let r = crate::eval::lfw(spec, prep, &parsed, root, None, run)?;
+            Ok(Accuracy {
+                accuracy: Some(100.0 * r.accuracy),
+                images: r.pairs,
+                ..Accuracy::default()
+            })
+        }
+    }
+}
+
+/// Median time of each layer (by layer index of the graph) over `TIMED_RUNS` runs, in ms.
+fn layer_times(spec: &NetSpec, input: &[f32]) -> Result<Vec<f64>> {
+    let mut net = spec.load()?;
+    net.set_input(&spec.input, input)?;
+    net.run()?; // warm-up
+    let n = net.graph().layers.len();
+    let mut samples = vec![Vec::with_capacity(TIMED_RUNS); n];
+    let mut times = vec![std::time::Duration::ZERO; n];
+    for _ in 0..TIMED_RUNS {
+        times
+            .iter_mut()
+            .for_each(|t| *t = std::time::Duration::ZERO);
+        net.run_timed(&mut times)?;
+        for (s, t) in samples.iter_mut().zip(&times) {
+            s.push(t.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect())
+}
+
+/// MACs of every quantizable layer by name: weights × output positions.
+fn layer_macs(model: &Model, spec: &NetSpec) -> Result<std::collections::HashMap<String, u64>> {
+    let net = spec.load()?;
+    let mut macs = std::collections::HashMap::new();
+    for l in &model.layers {
+        let top = net.blob_shape(&l.top)?;
+        let positions = match l.kind {
+            crate::model::QuantKind::InnerProduct => 1,
+            _ => top.w * top.h * top.d,
+        };
+        macs.insert(l.name.clone(), (l.weights.len() * positions) as u64);
+    }
+    Ok(macs)
+}
+
+fn summarize(
+    cmp: &Comparison,
+    macs: &std::collections::HashMap<String, u64>,
+    host: &[f64],
+    host_fp32: &[f64],
+) -> Vec<LayerSummary> {
+    cmp.rows
+        .iter()
+        .map(|r| LayerSummary {
+            name: r.name.clone(),
+            kind: r.kind.clone(),
+            precision: r.precision.to_string(),
+            cosine: r.cosine(),
+            macs: macs.get(&r.name).copied().unwrap_or(0),
+            reason: r.reason.clone(),
+            host_ms: r.layer.map_or(0.0, |i| host.get(i).copied().unwrap_or(0.0)),
+            host_fp32_ms: r
+                .layer
+                .map_or(0.0, |i| host_fp32.get(i).copied().unwrap_or(0.0)),
+        })
+        .collect()
+}
+
+fn report_md(s: &Summary, req: &Request) -> String {
+    let mut m = String::new();
+    let _ = writeln!(m, "# EasyQuant report: {} at {} bits\n", s.model, s.bits);
+    let _ = writeln!(
+        m,
+        "KL calibration on {} images, EasyQuant finetune (the paper's Algorithm 1, alpha 0.5, \
+         beta 2, 100 steps) on {} of them drawn with seed {}, per-layer cosine on {} {}.\n",
+        s.calibration_images,
+        s.finetune_images,
+        req.seed,
+        s.compared_images,
+        if s.compared_held_out {
+            "held-out calibration images"
+        } else {
+            "calibration images (all were used by the finetune: none is held out)"
+        }
+    );
+    let _ = writeln!(
+        m,
+        "- Convolution MACs in INT7: {:.1} %",
+        100.0 * s.int7_mac_fraction
+    );
+    let _ = writeln!(
+        m,
+        "- Host latency ({} thread(s), sum of per-layer medians): quantized {:.3} ms, FP32 {:.3} ms",
+        req.threads, s.host_ms, s.host_fp32_ms
+    );
+    let acc = |a: &Accuracy| match (a.top1, a.top5, a.accuracy) {
+        (Some(t1), Some(t5), _) => {
+            format!("top-1 {t1:.2} %, top-5 {t5:.2} % ({} images)", a.images)
+        }
+        (_, _, Some(x)) => format!("LFW accuracy {x:.2} % ({} pairs)", a.images),
+        _ => "-".into(),
+    };
+    if let (Some(f), Some(q)) = (&s.fp32, &s.quantized) {
+        let _ = writeln!(m, "- FP32: {}\n- Quantized: {}", acc(f), acc(q));
+    }
+    let _ = writeln!(m, "\n![per-layer cosine](cosine.svg)\n");
+    let _ = writeln!(
+        m,
+        "| layer | type | precision | cosine | MMACs | host ms | host FP32 ms | why |\n|---|---|---|---:|---:|---:|---:|---|"
+    );
+    for l in &s.layers {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} | {:.2} | {:.3} | {:.3} | {} |",
+            l.name,
+            l.kind,
+            l.precision,
+            l.cosine.map_or("-".into(), |c| format!("{c:.5}")),
+            l.macs as f64 / 1e6,
+            l.host_ms,
+            l.host_fp32_ms,
+            l.reason
+        );
+    }
+    let _ = writeln!(m, "\nStep times (s):");
+    for (name, t) in &s.seconds {
+        let _ = writeln!(m, "- {name}: {t:.1}");
+    }
+    m
+}
