@@ -44,6 +44,12 @@ pub enum Command {
     Report(ReportArgs),
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mixed {
+    Auto,
+    Off,
+}
+
 #[derive(Args, Debug)]
 pub struct EasyquantArgs {
     /// The fp32 model structure (.param); with --bin. Without both: the demo network.
@@ -75,6 +81,15 @@ pub struct EasyquantArgs {
     /// Layers to keep in fp32.
     #[arg(long, value_delimiter = ',')]
     pub keep_fp32: Vec<String>,
+    /// auto: choose INT7 / INT8 / FP32 per layer for the least estimated latency within
+    /// --budget; off: every layer at --bits (except --keep-fp32).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mixed: Mixed,
+    /// Minimum mean cosine of the network output vs FP32 on held-out calibration images
+    /// (logits before a final Softmax). Default: 1 - 2 (1 - c8), c8 being that cosine with
+    /// every layer in INT8 (at most twice INT8's error).
+    #[arg(long, allow_hyphen_values = true)]
+    pub budget: Option<f64>,
     /// Finetune images drawn from the calibration images.
     #[arg(long, default_value_t = 50)]
     pub samples: usize,
@@ -385,6 +400,8 @@ fn run_easyquant(a: EasyquantArgs) -> Result<()> {
         out: a.out.clone(),
         validation,
         keep_fp32: a.keep_fp32,
+        mixed: a.mixed == Mixed::Auto,
+        budget: a.budget,
         samples: a.samples,
         seed: a.seed,
         threads,
@@ -475,6 +492,7 @@ fn run_quantize(a: &QuantizeArgs) -> Result<()> {
         &crate::quantize::Options {
             precision,
             keep_fp32: &a.keep_fp32,
+            overrides: &Default::default(),
         },
     )?;
     for w in &report.warnings {

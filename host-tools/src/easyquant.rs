@@ -26,8 +26,6 @@ use std::time::Instant;
 
 /// Held-out calibration images the per-layer comparison runs on (at most).
 const COMPARE_IMAGES: usize = 32;
-/// Runs timed per precision for the per-layer host latency (median).
-const TIMED_RUNS: usize = 9;
 
 /// Validation data, when given.
 #[derive(Clone, Debug)]
@@ -48,6 +46,9 @@ pub struct Request {
     pub out: PathBuf,
     pub validation: Option<Validation>,
     pub keep_fp32: Vec<String>,
+    /// Automatic mixed precision, and its budget (None: the default, see `mixed`).
+    pub mixed: bool,
+    pub budget: Option<f64>,
     pub samples: usize,
     pub seed: u64,
     pub threads: usize,
@@ -86,6 +87,16 @@ pub struct Accuracy {
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct MixedSummary {
+    /// The output cosine the search had to reach, where it started (everything at `bits`)
+    /// and where it ended, on `images` held-out calibration images.
+    pub budget: f64,
+    pub base_cosine: f64,
+    pub cosine: f64,
+    pub images: usize,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Summary {
     pub model: String,
     pub bits: u32,
@@ -102,6 +113,9 @@ pub struct Summary {
     /// Whether the compared images are calibration images the finetune did not use (false
     /// when it used them all).
     pub compared_held_out: bool,
+    /// The automatic mixed precision search, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixed: Option<MixedSummary>,
     /// Host latency of the whole model (sum of layer medians), ms.
     pub host_ms: f64,
     pub host_fp32_ms: f64,
@@ -246,27 +260,8 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
     })?;
     step("finetune (EasyQuant)", t);
 
-    let t = Instant::now();
-    let table_path = dir.join("model.table");
-    table.write(&table_path)?;
-    let (qparam_text, qbin, qreport) = crate::quantize::quantize_model(
-        &model,
-        &table,
-        &crate::quantize::Options {
-            precision,
-            keep_fp32: &req.keep_fp32,
-        },
-    )?;
-    for w in &qreport.warnings {
-        eprintln!("warning: {w}");
-    }
-    let (qparam, qbin_path) = (dir.join("model.param"), dir.join("model.bin"));
-    std::fs::write(&qparam, qparam_text).with_context(|| format!("{}", qparam.display()))?;
-    std::fs::write(&qbin_path, qbin).with_context(|| format!("{}", qbin_path.display()))?;
-    step("quantize", t);
-
-    // Per-layer comparison on calibration images the finetune did not use.
-    let t = Instant::now();
+    // Calibration images the finetune did not use: for the precision search and the
+    // per-layer comparison.
     let held_out: Vec<PathBuf> = paths
         .iter()
         .filter(|p| !ft_paths.contains(p))
@@ -278,6 +273,72 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
     } else {
         dataset::sample(held_out, COMPARE_IMAGES, req.seed ^ 0xC0)
     };
+
+    let mut table = table;
+    let mut keep_fp32 = req.keep_fp32.clone();
+    let mut overrides = std::collections::HashMap::new();
+    let mut reasons = std::collections::HashMap::new();
+    let mut mixed = None;
+    if req.mixed {
+        let t = Instant::now();
+        let mut inputs = Vec::new();
+        for p in &compare_paths {
+            if let Some(x) = dataset::skip_unreadable(p, prep.load(p), strict)? {
+                inputs.push(x);
+            }
+        }
+        let input_shape = spec
+            .input_shape
+            .ok_or_else(|| anyhow!("the model's input has no shape"))?;
+        let o = crate::mixed::choose(&crate::mixed::Request {
+            model: &model,
+            table: &table,
+            base: precision,
+            keep_fp32: &req.keep_fp32,
+            inputs: &inputs,
+            input: &spec.input,
+            input_shape,
+            budget: req.budget,
+            cost: None,
+            threads: req.threads,
+        })?;
+        table = o.table;
+        keep_fp32 = o.keep_fp32;
+        overrides = o.overrides;
+        for d in &o.decisions {
+            reasons.insert(d.name.clone(), d.why.clone());
+        }
+        mixed = Some(MixedSummary {
+            budget: o.budget,
+            base_cosine: o.base_cosine,
+            cosine: o.cosine,
+            images: inputs.len(),
+        });
+        step("mixed precision", t);
+    }
+
+    let t = Instant::now();
+    let table_path = dir.join("model.table");
+    table.write(&table_path)?;
+    let (qparam_text, qbin, qreport) = crate::quantize::quantize_model(
+        &model,
+        &table,
+        &crate::quantize::Options {
+            precision,
+            keep_fp32: &keep_fp32,
+            overrides: &overrides,
+        },
+    )?;
+    for w in &qreport.warnings {
+        eprintln!("warning: {w}");
+    }
+    let (qparam, qbin_path) = (dir.join("model.param"), dir.join("model.bin"));
+    std::fs::write(&qparam, qparam_text).with_context(|| format!("{}", qparam.display()))?;
+    std::fs::write(&qbin_path, qbin).with_context(|| format!("{}", qbin_path.display()))?;
+    step("quantize", t);
+
+    // Per-layer comparison.
+    let t = Instant::now();
     let with_blobs = |p: &Path, b: &Path, precision| -> Result<NetSpec> {
         let mut s = NetSpec::for_images(p, b, &prep)?;
         s.keep_all_blobs = true;
@@ -292,12 +353,17 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
 
     let t = Instant::now();
     let input = prep.load(&compare_paths[0])?;
-    let host = layer_times(&qspec, &input)?;
-    let host_fp32 = layer_times(&fspec, &input)?;
+    let host = crate::mixed::layer_times(&mut qspec.load()?, &qspec.input, &input)?;
+    let host_fp32 = crate::mixed::layer_times(&mut fspec.load()?, &fspec.input, &input)?;
     step("time layers", t);
 
     let macs = layer_macs(&model, &qspec)?;
-    let layers = summarize(&cmp, &macs, &host, &host_fp32);
+    let mut layers = summarize(&cmp, &macs, &host, &host_fp32);
+    for l in &mut layers {
+        if let Some(why) = reasons.get(&l.name) {
+            l.reason = why.clone();
+        }
+    }
     let conv = |l: &&LayerSummary| l.kind == "Convolution" || l.kind == "ConvolutionDepthWise";
     let conv_macs: u64 = layers.iter().filter(conv).map(|l| l.macs).sum();
     let int7_macs: u64 = layers
@@ -338,6 +404,7 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
         finetune_images: ft_paths.len(),
         compared_images: cmp.images,
         compared_held_out: !held_out_empty,
+        mixed,
         seconds,
     };
     let json = serde_json::to_string_pretty(&summary)? + "\n";
@@ -433,32 +500,6 @@ fn evaluate(
             })
         }
     }
-}
-
-/// Median time of each layer (by layer index of the graph) over `TIMED_RUNS` runs, in ms.
-fn layer_times(spec: &NetSpec, input: &[f32]) -> Result<Vec<f64>> {
-    let mut net = spec.load()?;
-    net.set_input(&spec.input, input)?;
-    net.run()?; // warm-up
-    let n = net.graph().layers.len();
-    let mut samples = vec![Vec::with_capacity(TIMED_RUNS); n];
-    let mut times = vec![std::time::Duration::ZERO; n];
-    for _ in 0..TIMED_RUNS {
-        times
-            .iter_mut()
-            .for_each(|t| *t = std::time::Duration::ZERO);
-        net.run_timed(&mut times)?;
-        for (s, t) in samples.iter_mut().zip(&times) {
-            s.push(t.as_secs_f64() * 1e3);
-        }
-    }
-    Ok(samples
-        .into_iter()
-        .map(|mut s| {
-            s.sort_by(f64::total_cmp);
-            s[s.len() / 2]
-        })
-        .collect())
 }
 
 /// MACs of every quantizable layer by name: weights × output positions.

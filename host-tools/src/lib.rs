@@ -11,6 +11,7 @@ pub mod easyquant;
 pub mod eval;
 pub mod finetune;
 pub mod infer;
+pub mod mixed;
 pub mod model;
 pub mod ncnn_writer;
 pub mod npy;

@@ -100,6 +100,20 @@ fn position(r: &mut WeightReader) -> Result<usize> {
 }
 
 impl Model {
+    /// The blob whose data layer `l` reads: its bottom, or the bottom of the Split that made
+    /// it. Layers with the same source share one requantized int8 blob, hence one scale.
+    pub fn input_source(&self, l: &QuantLayer) -> String {
+        let split = self
+            .param
+            .layers
+            .iter()
+            .find(|r| r.kind == "Split" && r.tops.contains(&l.bottom));
+        match split {
+            Some(r) => r.bottoms[0].clone(),
+            None => l.bottom.clone(),
+        }
+    }
+
     pub fn load(param: &Path, bin: &Path) -> Result<Model> {
         let pf = eq_runtime::model::read_param(param)?;
         let bytes = std::fs::read(bin).with_context(|| format!("cannot read {}", bin.display()))?;

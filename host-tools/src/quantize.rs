@@ -20,6 +20,9 @@ pub struct Options<'a> {
     pub precision: Precision,
     /// Layers to leave in fp32 even though the table has their scales.
     pub keep_fp32: &'a [String],
+    /// Layers quantized with another precision than `precision` (mixed precision); the
+    /// table's scales must already be on that layer's grid.
+    pub overrides: &'a HashMap<String, Precision>,
 }
 
 /// What happened to each quantizable layer (for the tool's report).
@@ -209,7 +212,12 @@ pub fn quantize_model(
             continue;
         };
         let top = top_scale.get(q.name.as_str()).copied();
-        write_quantized_layer(layer, &mut bin, q, wscales, *bottom, top, opts.precision);
+        let precision = opts
+            .overrides
+            .get(&q.name)
+            .copied()
+            .unwrap_or(opts.precision);
+        write_quantized_layer(layer, &mut bin, q, wscales, *bottom, top, precision);
         if top.is_some() {
             report.requantized.push(q.name.clone());
         }
@@ -296,6 +304,7 @@ mod tests {
         let opts = Options {
             precision: Precision::Int8,
             keep_fp32: &[],
+            overrides: &Default::default(),
         };
         let (text, bin, report) = quantize_model(&m, &t, &opts).unwrap();
         let p = parse(&text);
@@ -355,6 +364,7 @@ mod tests {
         let opts = Options {
             precision: Precision::Int7,
             keep_fp32: &keep,
+            overrides: &Default::default(),
         };
         let (text, bin, report) = quantize_model(&m, &t, &opts).unwrap();
         let p = parse(&text);
@@ -386,6 +396,7 @@ mod tests {
         let opts = Options {
             precision: Precision::Int8,
             keep_fp32: &[],
+            overrides: &Default::default(),
         };
         let err = |t: &ScaleTable| format!("{:#}", quantize_model(&m, t, &opts).unwrap_err());
         let mut t = table(&m);
@@ -414,6 +425,7 @@ mod tests {
         let opts = Options {
             precision: Precision::Int8,
             keep_fp32: &keep,
+            overrides: &Default::default(),
         };
         assert!(quantize_model(&m, &table(&m), &opts).is_err());
     }

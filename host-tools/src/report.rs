@@ -336,6 +336,7 @@ mod tests {
             &crate::quantize::Options {
                 precision: Precision::Int7,
                 keep_fp32: &keep,
+                overrides: &Default::default(),
             },
         )
         .unwrap();

@@ -892,6 +892,8 @@ fn easyquant_writes_everything_or_nothing() {
                 "8",
                 "--threads",
                 "1",
+                "--mixed",
+                "off",
                 "--val",
                 &s(&imgs),
                 "--labels",
@@ -970,6 +972,61 @@ fn easyquant_writes_everything_or_nothing() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".eq."))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Mixed precision: an unreachable budget ends with everything promoted to FP32; a
+    // budget any model meets keeps everything INT7; the default lands in between, above
+    // its budget, and says why each layer got its precision.
+    let mixed = |budget: Option<&str>, out: &Path| -> serde_json::Value {
+        let mut a: Vec<String> = args(out, &labels_path)
+            .into_iter()
+            .filter(|x| x != "--mixed" && x != "off")
+            .collect();
+        if let Some(b) = budget {
+            a.push(format!("--budget={b}"));
+        }
+        eq_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+    };
+    const QUANTIZABLE: [&str; 6] = ["c0", "c1", "c2", "dw", "c3", "fc"];
+    let precisions = |v: &serde_json::Value| -> Vec<String> {
+        QUANTIZABLE
+            .iter()
+            .map(|n| {
+                let l = v["layers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|l| l["name"] == *n);
+                l.unwrap()["precision"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let v = mixed(Some("1.0"), &dir.join("m-fp32"));
+    assert!(precisions(&v).iter().all(|p| p == "FP32"), "{v}");
+    assert_eq!(v["int7_mac_fraction"], 0.0);
+    let v = mixed(Some("-0.5"), &dir.join("m-int7"));
+    assert!(precisions(&v).iter().all(|p| p == "INT7"), "{v}");
+    assert!(
+        v["layers"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("met the budget"),
+        "{v}"
+    );
+    let v = mixed(Some("0.99999"), &dir.join("m-some"));
+    let m = &v["mixed"];
+    assert!(m["cosine"].as_f64().unwrap() >= 0.99999, "{m}");
+    assert!(m["base_cosine"].as_f64().unwrap() < 0.99999, "{m}");
+    let p = precisions(&v);
+    assert!(p.iter().any(|p| p != "INT7"), "{p:?}");
+    // c1 and c2 read one blob: one precision.
+    assert_eq!(p[1], p[2], "{p:?}");
+    for l in v["layers"].as_array().unwrap() {
+        let name = l["name"].as_str().unwrap();
+        if l["precision"] != "INT7" && QUANTIZABLE.contains(&name) {
+            assert!(l["reason"].as_str().unwrap().contains("promoted to"), "{l}");
+        }
+    }
 
     // Without a model: the demo network on generated images.
     let demo = dir.join("demo");

@@ -162,21 +162,8 @@ pub fn finetune(req: &Request) -> Result<(ScaleTable, Vec<LayerReport>)> {
             );
         }
     }
-    // The data a layer reads: its bottom, or the bottom of the Split that made it. ncnn
-    // fuses a requantization with the first reader's scale (easyquant.md §13.2 item 7).
-    let source = |l: &QuantLayer| -> String {
-        let split = req
-            .model
-            .param
-            .layers
-            .iter()
-            .find(|r| r.kind == "Split" && r.tops.contains(&l.bottom));
-        match split {
-            Some(r) => r.bottoms[0].clone(),
-            None => l.bottom.clone(),
-        }
-    };
-    let sources: Vec<String> = layers.iter().map(|l| source(l)).collect();
+    // ncnn fuses a requantization with the first reader's scale (easyquant.md §13.2 item 7).
+    let sources: Vec<String> = layers.iter().map(|l| req.model.input_source(l)).collect();
     let shares_with = (0..layers.len())
         .map(|i| (0..=i).find(|&j| sources[j] == sources[i]).unwrap_or(i))
         .collect();

@@ -1,0 +1,416 @@
+//! Automatic mixed precision (`eq easyquant --mixed auto`): the precision of every
+//! quantizable layer (INT7, INT8 or FP32) chosen to keep the network's output within an
+//! accuracy budget at the least estimated latency.
+//!
+//! The budget is the mean cosine between the quantized and the FP32 network's output over
+//! held-out calibration images (never validation images); the output compared is the input of
+//! a final Softmax (the logits), else the output blob itself, averaged over all outputs.
+//!
+//! Layers that read one blob (directly or through a Split) form one group: they share the
+//! blob's requantized int8 copy, hence one scale and one precision. The search:
+//! 1. everything at the base precision (`--bits`), `--keep-fp32` layers in FP32;
+//! 2. while the output cosine is below the budget: measure for every group the cosine with
+//!    that group alone one step up (INT7 → INT8, or INT8 → FP32), rank the groups by that
+//!    gain per estimated millisecond added, and promote them in that order, re-measuring
+//!    after each, until the budget holds (a whole round short of it starts the next step).
+//!
+//! An INT8 layer in a 7-bit run keeps the 7-bit clipping thresholds: its scales are the
+//! table's times 127/63.
+
+use crate::model::{Model, QuantLayer};
+use crate::quantize::{quantize_model, Options};
+use crate::report::cosine;
+use crate::table::ScaleTable;
+use anyhow::{bail, Result};
+use eq_runtime::quant::Precision;
+use eq_runtime::{Net, PrecisionChoice, Shape};
+use std::collections::HashMap;
+
+/// A layer's precision: INT7, INT8 or FP32 (None).
+pub type Level = Option<Precision>;
+
+pub fn level_name(l: Level) -> &'static str {
+    match l {
+        Some(Precision::Int7) => "INT7",
+        Some(Precision::Int8) => "INT8",
+        None => "FP32",
+    }
+}
+
+/// One step up in precision (None at FP32).
+fn promote(l: Level) -> Option<Level> {
+    match l {
+        Some(Precision::Int7) => Some(Some(Precision::Int8)),
+        Some(Precision::Int8) => Some(None),
+        None => None,
+    }
+}
+
+/// Estimated ms of a layer at a precision.
+pub type CostFn<'a> = &'a dyn Fn(&QuantLayer, Level) -> f64;
+
+pub struct Request<'a> {
+    pub model: &'a Model,
+    /// Scales tuned at `base`.
+    pub table: &'a ScaleTable,
+    pub base: Precision,
+    pub keep_fp32: &'a [String],
+    /// Held-out calibration inputs and the input blob they go to.
+    pub inputs: &'a [Vec<f32>],
+    pub input: &'a str,
+    pub input_shape: Shape,
+    /// Minimum mean output cosine; None: `1 - 2 (1 - c8)`, where c8 is the output cosine with
+    /// every layer in INT8 (on the same clipping thresholds): at most twice INT8's error.
+    pub budget: Option<f64>,
+    /// Estimated ms of a layer at a precision (the latency the search minimises); None: the
+    /// per-layer medians measured on this machine.
+    pub cost: Option<CostFn<'a>>,
+    pub threads: usize,
+}
+
+/// What the search chose for one layer, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub name: String,
+    pub level: Level,
+    pub why: String,
+}
+
+pub struct Outcome {
+    /// Scales for the chosen precisions (INT8 layers rescaled in a 7-bit run).
+    pub table: ScaleTable,
+    pub keep_fp32: Vec<String>,
+    pub overrides: HashMap<String, Precision>,
+    pub decisions: Vec<Decision>,
+    /// Output cosine with everything at the base precision, and as chosen.
+    pub base_cosine: f64,
+    pub cosine: f64,
+    pub budget: f64,
+    /// Per layer: estimated ms at INT7, INT8 and FP32.
+    pub costs: HashMap<String, [f64; 3]>,
+}
+
+fn level_index(l: Level) -> usize {
+    match l {
+        Some(Precision::Int7) => 0,
+        Some(Precision::Int8) => 1,
+        None => 2,
+    }
+}
+
+/// Runs of each variant timed for the measured costs (median per layer).
+const TIMED_RUNS: usize = 7;
+
+struct Search<'a> {
+    req: &'a Request<'a>,
+    /// Per quantizable layer (model order): its group.
+    group_of: Vec<usize>,
+    groups: usize,
+    /// Blobs compared, and the FP32 network's values of them per input.
+    compared: Vec<String>,
+    reference: Vec<Vec<Vec<f32>>>,
+}
+
+/// The blobs the budget compares: for each output, the input of a final Softmax, else the
+/// output itself.
+fn compared_blobs(model: &Model) -> Vec<String> {
+    let layers = &model.param.layers;
+    let read = |b: &str| layers.iter().any(|l| l.bottoms.iter().any(|x| x == b));
+    let mut out = Vec::new();
+    for l in layers {
+        for t in l.tops.iter().filter(|t| !read(t)) {
+            out.push(if l.kind == "Softmax" && l.bottoms.len() == 1 {
+                l.bottoms[0].clone()
+            } else {
+                t.clone()
+            });
+        }
+    }
+    out
+}
+
+impl Search<'_> {
+    fn net(&self, param: &[u8], bin: &[u8], precision: PrecisionChoice) -> Result<Net> {
+        let opts = eq_runtime::Options {
+            threads: self.req.threads,
+            input_shapes: vec![(self.req.input.to_string(), self.req.input_shape)],
+            keep_all_blobs: true,
+            precision,
+            ..eq_runtime::Options::default()
+        };
+        Ok(Net::from_memory(param, bin, &opts)?)
+    }
+
+    fn outputs(&self, net: &mut Net) -> Result<Vec<Vec<Vec<f32>>>> {
+        let mut all = Vec::with_capacity(self.req.inputs.len());
+        for x in self.req.inputs {
+            net.set_input(self.req.input, x)?;
+            net.run()?;
+            all.push(
+                self.compared
+                    .iter()
+                    .map(|b| Ok(net.blob_f32(b)?.1))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        }
+        Ok(all)
+    }
+
+    /// The model files, table and per-layer options for `levels` (one per group).
+    fn materialize(
+        &self,
+        levels: &[Level],
+    ) -> (ScaleTable, Vec<String>, HashMap<String, Precision>) {
+        let req = self.req;
+        let mut table = req.table.clone();
+        let mut keep = Vec::new();
+        let mut overrides = HashMap::new();
+        let widen = Precision::Int8.qmax() as f32 / req.base.qmax() as f32;
+        for (l, &g) in req.model.layers.iter().zip(&self.group_of) {
+            match levels[g] {
+                None => keep.push(l.name.clone()),
+                Some(p) if p == req.base => {}
+                Some(p) => {
+                    overrides.insert(l.name.clone(), p);
+                    if let (Some(w), Some(a)) = (table.weight(&l.name), table.activation(&l.name)) {
+                        let w: Vec<f32> = w.iter().map(|s| s * widen).collect();
+                        table.set_weight(&l.name, w);
+                        table.set_activation(&l.name, a * widen);
+                    }
+                }
+            }
+        }
+        (table, keep, overrides)
+    }
+
+    /// The model quantized at `levels`, loaded.
+    fn quantized_net(&self, levels: &[Level]) -> Result<Net> {
+        let (table, keep, overrides) = self.materialize(levels);
+        let (param, bin, _) = quantize_model(
+            self.req.model,
+            &table,
+            &Options {
+                precision: self.req.base,
+                keep_fp32: &keep,
+                overrides: &overrides,
+            },
+        )?;
+        self.net(param.as_bytes(), &bin, PrecisionChoice::Auto)
+    }
+
+    /// Mean output cosine of the model quantized at `levels`.
+    fn cosine(&self, levels: &[Level]) -> Result<f64> {
+        let mut net = self.quantized_net(levels)?;
+        let got = self.outputs(&mut net)?;
+        let (mut sum, mut n) = (0.0, 0usize);
+        for (g, r) in got.iter().zip(&self.reference) {
+            for (a, b) in g.iter().zip(r) {
+                sum += cosine(a, b);
+                n += 1;
+            }
+        }
+        Ok(sum / n.max(1) as f64)
+    }
+
+    /// Per quantizable layer: median ms at INT7, INT8 and FP32 on this machine.
+    fn measure_costs(&self, fp32: &mut Net) -> Result<HashMap<String, [f64; 3]>> {
+        let model = self.req.model;
+        let mut costs: HashMap<String, [f64; 3]> = HashMap::new();
+        for level in [Some(Precision::Int7), Some(Precision::Int8), None] {
+            let mut quantized;
+            let net = match level {
+                None => &mut *fp32,
+                Some(p) => {
+                    quantized = self.quantized_net(&vec![Some(p); self.groups])?;
+                    &mut quantized
+                }
+            };
+            let times = layer_times(net, self.req.input, &self.req.inputs[0])?;
+            let index: HashMap<&str, usize> = net
+                .graph()
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.name.as_str(), i))
+                .collect();
+            for l in &model.layers {
+                let t = index.get(l.name.as_str()).map_or(0.0, |&i| times[i]);
+                costs.entry(l.name.clone()).or_default()[level_index(level)] = t;
+            }
+        }
+        Ok(costs)
+    }
+}
+
+/// Median time of each layer (by graph index) over `TIMED_RUNS` runs after one warm-up, ms.
+pub fn layer_times(net: &mut Net, input: &str, x: &[f32]) -> Result<Vec<f64>> {
+    net.set_input(input, x)?;
+    net.run()?;
+    let n = net.graph().layers.len();
+    let mut samples = vec![Vec::with_capacity(TIMED_RUNS); n];
+    let mut times = vec![std::time::Duration::ZERO; n];
+    for _ in 0..TIMED_RUNS {
+        times
+            .iter_mut()
+            .for_each(|t| *t = std::time::Duration::ZERO);
+        net.run_timed(&mut times)?;
+        for (s, t) in samples.iter_mut().zip(&times) {
+            s.push(t.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect())
+}
+
+/// Chooses the precision of every quantizable layer.
+pub fn choose(req: &Request) -> Result<Outcome> {
+    if req.inputs.is_empty() {
+        bail!("mixed precision needs held-out calibration images");
+    }
+    if let Some(b) = req.budget {
+        if !(b > -1.0 && b <= 1.0) {
+            bail!("--budget {b}: expected an output cosine in (-1, 1]");
+        }
+    }
+    let model = req.model;
+    let sources: Vec<String> = model.layers.iter().map(|l| model.input_source(l)).collect();
+    let mut group_of = Vec::with_capacity(sources.len());
+    let mut firsts: Vec<&str> = Vec::new();
+    for s in &sources {
+        let g = match firsts.iter().position(|f| f == s) {
+            Some(g) => g,
+            None => {
+                firsts.push(s);
+                firsts.len() - 1
+            }
+        };
+        group_of.push(g);
+    }
+    let mut search = Search {
+        req,
+        group_of,
+        groups: firsts.len(),
+        compared: compared_blobs(model),
+        reference: Vec::new(),
+    };
+    let mut fp32 = search.net(&model_param(model)?, &model.bin, PrecisionChoice::Fp32)?;
+    search.reference = search.outputs(&mut fp32)?;
+    let costs = match req.cost {
+        Some(f) => model
+            .layers
+            .iter()
+            .map(|l| {
+                let c = [Some(Precision::Int7), Some(Precision::Int8), None].map(|v| f(l, v));
+                (l.name.clone(), c)
+            })
+            .collect(),
+        None => search.measure_costs(&mut fp32)?,
+    };
+    drop(fp32);
+    let group_cost = |g: usize, level: Level| -> f64 {
+        model
+            .layers
+            .iter()
+            .zip(&search.group_of)
+            .filter(|(_, &gi)| gi == g)
+            .map(|(l, _)| costs[&l.name][level_index(level)])
+            .sum()
+    };
+
+    // Start: the base precision, --keep-fp32 groups (any member named) in FP32, and layers
+    // without scales in FP32 (they stay so whatever the level says).
+    let mut levels: Vec<Level> = vec![Some(req.base); search.groups];
+    let mut why: Vec<String> = vec![String::new(); search.groups];
+    for (l, &g) in model.layers.iter().zip(&search.group_of) {
+        if req.keep_fp32.contains(&l.name) {
+            levels[g] = None;
+            why[g] = "--keep-fp32 (with the layers that share its input)".into();
+        }
+    }
+    let base_cosine = search.cosine(&levels)?;
+    let budget = match req.budget {
+        Some(b) => b,
+        None => {
+            let c8 = search.cosine(&vec![Some(Precision::Int8); search.groups])?;
+            1.0 - 2.0 * (1.0 - c8)
+        }
+    };
+    let mut current = base_cosine;
+    // Rounds: rank every group that can go one step up by its gain per estimated ms alone
+    // (one measurement each), then promote in that order, re-measuring after each, until
+    // the budget holds. A round that ends below the budget starts the next step up.
+    while current < budget {
+        let mut ranked = Vec::new();
+        for g in 0..search.groups {
+            let Some(up) = promote(levels[g]) else {
+                continue;
+            };
+            let mut trial = levels.clone();
+            trial[g] = up;
+            let gain = search.cosine(&trial)? - current;
+            let extra = (group_cost(g, up) - group_cost(g, levels[g])).max(1e-6);
+            ranked.push((gain / extra, g, up));
+        }
+        if ranked.is_empty() {
+            break; // everything is FP32
+        }
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, g, up) in ranked {
+            let mut trial = levels.clone();
+            trial[g] = up;
+            let c = search.cosine(&trial)?;
+            why[g] = format!(
+                "promoted to {}: output cosine {current:.5} -> {c:.5} (ranked by gain per estimated ms)",
+                level_name(up)
+            );
+            levels[g] = up;
+            current = c;
+            if current >= budget {
+                break;
+            }
+        }
+    }
+    let (table, keep_fp32, overrides) = search.materialize(&levels);
+    let decisions = model
+        .layers
+        .iter()
+        .zip(&search.group_of)
+        .map(|(l, &g)| Decision {
+            name: l.name.clone(),
+            level: levels[g],
+            why: if why[g].is_empty() {
+                format!(
+                    "{}: the output cosine met the budget {:.4} without promoting it",
+                    level_name(levels[g]),
+                    budget
+                )
+            } else {
+                why[g].clone()
+            },
+        })
+        .collect();
+    Ok(Outcome {
+        table,
+        keep_fp32,
+        overrides,
+        decisions,
+        base_cosine,
+        cosine: current,
+        budget,
+        costs,
+    })
+}
+
+/// The model's param as text (for loading it from memory next to quantized variants).
+fn model_param(model: &Model) -> Result<Vec<u8>> {
+    let mut w = crate::ncnn_writer::ParamWriter::new();
+    for rec in &model.param.layers {
+        w.copy_layer(rec)?;
+    }
+    Ok(w.to_text()?.into_bytes())
+}
