@@ -93,6 +93,9 @@ pub struct EasyquantArgs {
     /// Finetune images drawn from the calibration images.
     #[arg(long, default_value_t = 50)]
     pub samples: usize,
+    /// Output positions the finetune scores per image and layer (a number or `all`).
+    #[arg(long, default_value = "128", value_parser = parse_positions)]
+    pub positions: Positions,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long)]
@@ -243,6 +246,24 @@ pub struct FinetuneArgs {
     /// ncnn: ncnn2table's eq (FP32 upstream input; per layer weights, then activation).
     #[arg(long, value_enum, default_value = "paper")]
     pub variant: crate::finetune::Variant,
+    /// Output positions each candidate scale is scored on, per image and layer: a number
+    /// (evenly spaced from a seeded offset) or `all`.
+    #[arg(long, default_value = "128", value_parser = parse_positions)]
+    pub positions: Positions,
+}
+
+/// `--positions N|all`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Positions(pub Option<usize>);
+
+fn parse_positions(s: &str) -> std::result::Result<Positions, String> {
+    if s == "all" {
+        return Ok(Positions(None));
+    }
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(Positions(Some(n))),
+        _ => Err(format!("`{s}`: expected a positive number or `all`")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -403,6 +424,7 @@ fn run_easyquant(a: EasyquantArgs) -> Result<()> {
         mixed: a.mixed == Mixed::Auto,
         budget: a.budget,
         samples: a.samples,
+        positions: a.positions.0,
         seed: a.seed,
         threads,
         progress: true,
@@ -615,6 +637,7 @@ fn run_finetune(a: &FinetuneArgs) -> Result<()> {
         steps: a.steps,
         rounds: a.rounds,
         variant: a.variant,
+        positions: a.positions.0,
         progress: true,
     })?;
     let pair = |p: Option<(f64, f64)>| p.map_or("-".into(), |(a, b)| format!("{a:.6} -> {b:.6}"));
@@ -649,6 +672,14 @@ mod tests {
             Command::Infer(a) => a,
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn positions_flag() {
+        assert_eq!(parse_positions("all"), Ok(Positions(None)));
+        assert_eq!(parse_positions("64"), Ok(Positions(Some(64))));
+        assert!(parse_positions("0").is_err());
+        assert!(parse_positions("x").is_err());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Request {
     pub mixed: bool,
     pub budget: Option<f64>,
     pub samples: usize,
+    /// Output positions the finetune scores per image and layer (None: all).
+    pub positions: Option<usize>,
     pub seed: u64,
     pub threads: usize,
     pub progress: bool,
@@ -256,6 +258,7 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
         steps: 100,
         rounds: 1,
         variant: Variant::Paper,
+        positions: req.positions,
         progress: req.progress,
     })?;
     step("finetune (EasyQuant)", t);

@@ -57,6 +57,8 @@ pub struct Request<'a> {
     pub steps: usize,
     pub rounds: usize,
     pub variant: Variant,
+    /// Output positions scored per image and layer (None: all of them).
+    pub positions: Option<usize>,
     pub progress: bool,
 }
 
@@ -303,6 +305,7 @@ impl Search<'_> {
             (lw.shapes[bottom], &xs),
             (lw.shapes[top], &ts),
             self.precision,
+            self.req.positions.unwrap_or(usize::MAX),
         )
     }
 

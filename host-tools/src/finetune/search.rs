@@ -1,7 +1,7 @@
 //! The scale search of one layer, on data sampled from its input and its FP32 target.
 //!
 //! Candidates are evaluated on the single layer in float (fake quantization) from im2col
-//! columns at up to `POSITIONS` sampled output positions per image, so no candidate runs
+//! columns at up to `POSITIONS` (by default) sampled output positions per image, so no candidate runs
 //! the network. The objective is the paper's: the mean over images of the cosine between
 //! the FP32 layer output and the quantized one, over the whole output (all channels, the
 //! sampled positions), after the layer's fused activation.
@@ -19,7 +19,7 @@ use eq_runtime::quant::Precision;
 use eq_runtime::Shape;
 use rayon::prelude::*;
 
-/// Output positions sampled per image and layer.
+/// Output positions sampled per image and layer by default (`--positions`).
 pub const POSITIONS: usize = 128;
 
 /// How candidates are made and chosen.
@@ -97,6 +97,7 @@ impl LayerData {
         (in_shape, inputs): (Shape, &[&[f32]]),
         (out_shape, targets): (Shape, &[&[f32]]),
         precision: Precision,
+        max_positions: usize,
     ) -> Result<LayerData> {
         let groups = match l.kind {
             crate::model::QuantKind::ConvolutionDepthWise => l.channels,
@@ -127,7 +128,7 @@ impl LayerData {
                 l.name
             );
         }
-        let per_image = positions.min(POSITIONS);
+        let per_image = positions.min(max_positions.max(1));
         let n = per_image * inputs.len();
         // Evenly spaced positions from a seeded offset per image.
         let mut rng = eq_runtime::rng::Rng::new(0x5EED ^ l.index as u64);
@@ -600,6 +601,7 @@ mod tests {
                     (shape, &xs),
                     (out_shape, &ts),
                     precision,
+                    usize::MAX,
                 )
                 .unwrap();
                 let ws: Vec<f32> = (0..l.channels).map(|_| rng.uniform(10.0, 60.0)).collect();
@@ -658,7 +660,15 @@ mod tests {
             .map(|(l, t)| {
                 let p = ConvParams::from_params(&model.param.layers[l.index].params).unwrap();
                 let ts: Vec<&[f32]> = t.iter().map(Vec::as_slice).collect();
-                LayerData::sample(l, Some(&p), (shape, &xs), (out, &ts), Precision::Int7).unwrap()
+                LayerData::sample(
+                    l,
+                    Some(&p),
+                    (shape, &xs),
+                    (out, &ts),
+                    Precision::Int7,
+                    POSITIONS,
+                )
+                .unwrap()
             })
             .collect();
         let ws: Vec<Vec<f32>> = model
