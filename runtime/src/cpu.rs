@@ -121,20 +121,40 @@ pub fn parse_cache_size(s: &str) -> Option<usize> {
     num.trim().parse::<usize>().ok().map(|n| n * mul)
 }
 
-/// The part number of the CPU running this thread, from MIDR_EL1 (Linux emulates the read
-/// for user space). Used when sysfs and /proc/cpuinfo say nothing, as under qemu-user, which
-/// shows the host's /proc/cpuinfo.
-#[cfg(target_arch = "aarch64")]
+/// The part number of the CPU running this thread, from MIDR_EL1. Used when sysfs and
+/// /proc/cpuinfo say nothing, as under qemu-user, which shows the host's /proc/cpuinfo.
+/// Reading MIDR_EL1 at EL0 traps; only a Linux kernel that advertises `HWCAP_CPUID` emulates
+/// it, so anything else gets None instead of SIGILL.
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
 pub fn current_part() -> Option<u32> {
+    if !hwcap_cpuid(&std::fs::read("/proc/self/auxv").ok()?) {
+        return None;
+    }
     let midr: u64;
-    // SAFETY: reading MIDR_EL1 has no side effects; Linux traps and emulates it at EL0.
+    // SAFETY: reading MIDR_EL1 has no side effects, and the kernel said it emulates the read.
     unsafe { std::arch::asm!("mrs {}, midr_el1", out(reg) midr) };
     Some(((midr >> 4) & 0xfff) as u32)
 }
 
-#[cfg(not(target_arch = "aarch64"))]
+#[cfg(not(all(target_arch = "aarch64", target_os = "linux")))]
 pub fn current_part() -> Option<u32> {
     None
+}
+
+/// Whether an auxiliary vector (`/proc/self/auxv`: native-endian u64 key/value pairs) has
+/// `AT_HWCAP` with the `HWCAP_CPUID` bit (aarch64 Linux: MIDR_EL1 reads are emulated).
+#[cfg_attr(
+    not(all(target_arch = "aarch64", target_os = "linux")),
+    allow(dead_code)
+)]
+fn hwcap_cpuid(auxv: &[u8]) -> bool {
+    const AT_HWCAP: u64 = 16;
+    const HWCAP_CPUID: u64 = 1 << 11;
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+    auxv.chunks_exact(16)
+        .map(|pair| (word(&pair[..8]), word(&pair[8..])))
+        .take_while(|&(key, _)| key != 0)
+        .any(|(key, value)| key == AT_HWCAP && value & HWCAP_CPUID != 0)
 }
 
 fn read(path: impl AsRef<Path>) -> Option<String> {
@@ -183,6 +203,25 @@ pub fn detect() -> Vec<CpuInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hwcap_cpuid_reads_the_auxiliary_vector() {
+        let auxv = |pairs: &[(u64, u64)]| -> Vec<u8> {
+            pairs
+                .iter()
+                .flat_map(|&(k, v)| [k.to_ne_bytes(), v.to_ne_bytes()].concat())
+                .collect()
+        };
+        assert!(hwcap_cpuid(&auxv(&[
+            (6, 4096),
+            (16, 1 << 11 | 0xff),
+            (0, 0)
+        ])));
+        assert!(!hwcap_cpuid(&auxv(&[(6, 4096), (16, 0xff), (0, 0)])));
+        // After AT_NULL nothing counts; a truncated vector is no vector.
+        assert!(!hwcap_cpuid(&auxv(&[(0, 0), (16, 1 << 11)])));
+        assert!(!hwcap_cpuid(&[1, 2, 3]));
+    }
 
     #[test]
     fn parses_sysfs_and_cpuinfo_formats() {

@@ -14,6 +14,8 @@ fn runs_on_the_expected_cpu() {
     };
     println!("MIDR_EL1 = {midr:#x}, part {part:#x} ({expected})");
     assert_eq!(part, want, "expected {expected}, MIDR_EL1 = {midr:#x}");
+    // The runtime's own read, gated on the kernel's HWCAP_CPUID, sees the same core.
+    assert_eq!(eq_runtime::cpu::current_part(), Some(part as u32));
     #[cfg(target_arch = "aarch64")]
     assert!(
         !std::arch::is_aarch64_feature_detected!("dotprod"),
