@@ -78,6 +78,11 @@ impl Pool {
     /// A pool whose extra worker `i` (1-based) is pinned to `cpus[i % cpus.len()]`;
     /// an empty list pins nothing.
     pub fn with_cpus(threads: usize, cpus: &[usize]) -> Result<Pool> {
+        if threads > MAX_THREADS {
+            return Err(Error::Input {
+                msg: format!("{threads} threads requested; at most {MAX_THREADS}"),
+            });
+        }
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
             epoch: AtomicUsize::new(0),
@@ -101,20 +106,26 @@ impl Pool {
         for w in 1..threads {
             let s = Arc::clone(&shared);
             let cpu = (!cpus.is_empty()).then(|| cpus[w % cpus.len()]);
-            let handle = std::thread::Builder::new()
-                .name(format!("eq-worker-{w}"))
-                .spawn(move || {
-                    if let Some(id) = cpu {
-                        core_affinity::set_for_current(core_affinity::CoreId { id });
-                    }
-                    worker_loop(&s, w)
-                })
-                .map_err(|e| Error::Io {
-                    path: "thread pool".into(),
-                    msg: format!("cannot start worker: {e}"),
-                })?;
-            let thread = handle.thread().clone();
-            workers.push((handle, thread));
+            let spawned = spawn_worker(w, move || {
+                if let Some(id) = cpu {
+                    core_affinity::set_for_current(core_affinity::CoreId { id });
+                }
+                worker_loop(&s, w)
+            });
+            match spawned {
+                Ok(handle) => {
+                    let thread = handle.thread().clone();
+                    workers.push((handle, thread));
+                }
+                Err(e) => {
+                    // Stop the workers already started: nothing may outlive a failed pool.
+                    shut_down(&shared, &mut workers);
+                    return Err(Error::Io {
+                        path: "thread pool".into(),
+                        msg: format!("cannot start worker {w} of {threads}: {e}"),
+                    });
+                }
+            }
         }
         Ok(Pool {
             shared,
@@ -361,12 +372,43 @@ fn worker_loop(s: &Shared, worker: usize) {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::Release);
-        for (h, t) in self.workers.drain(..) {
-            t.unpark();
-            let _ = h.join();
+        shut_down(&self.shared, &mut self.workers);
+    }
+}
+
+/// Tells the workers to exit and waits for them.
+fn shut_down(shared: &Shared, workers: &mut Vec<(JoinHandle<()>, Thread)>) {
+    shared.shutdown.store(true, Ordering::Release);
+    for (h, t) in workers.drain(..) {
+        t.unpark();
+        let _ = h.join();
+    }
+}
+
+/// Most threads a pool may have: far above any board or host this runs on, and low enough
+/// that a wrong option cannot exhaust the process's threads.
+pub const MAX_THREADS: usize = 256;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: the worker index whose spawn fails (0: none).
+    static FAIL_SPAWN_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn spawn_worker(w: usize, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
+    #[allow(unused_mut)]
+    let mut name = format!("eq-worker-{w}");
+    #[cfg(test)]
+    {
+        let fail_at = FAIL_SPAWN_AT.with(|c| c.get());
+        if fail_at == w {
+            return Err(std::io::Error::other("injected spawn failure"));
+        }
+        if fail_at != 0 {
+            name = format!("eq-inject-{w}"); // found by the test, whatever else runs
         }
     }
+    std::thread::Builder::new().name(name).spawn(f)
 }
 
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -423,6 +465,39 @@ impl<'a, T> SharedMut<'a, T> {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
+
+    /// Live threads of this process whose name starts with `prefix` (Linux), or None.
+    fn live_threads(prefix: &str) -> Option<usize> {
+        let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+        Some(
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.starts_with(prefix))
+                .count(),
+        )
+    }
+
+    #[test]
+    fn a_failed_spawn_stops_the_workers_already_started() {
+        FAIL_SPAWN_AT.with(|c| c.set(3));
+        let err = Pool::new(6).err().expect("the injected failure");
+        FAIL_SPAWN_AT.with(|c| c.set(0));
+        assert!(
+            err.to_string().contains("cannot start worker 3 of 6"),
+            "{err}"
+        );
+        if let Some(n) = live_threads("eq-inject-") {
+            assert_eq!(n, 0, "workers 1 and 2 were joined");
+        }
+        assert!(Pool::new(6).is_ok());
+    }
+
+    #[test]
+    fn thread_count_is_capped() {
+        let err = Pool::new(MAX_THREADS + 1).err().expect("too many threads");
+        assert!(err.to_string().contains("at most 256"), "{err}");
+        assert!(Pool::new(1_000_000).is_err());
+    }
 
     #[test]
     fn every_task_runs_once_with_valid_worker_ids() {
