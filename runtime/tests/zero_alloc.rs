@@ -73,6 +73,15 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          Erf n 1 1 m n\nBNLL o 1 1 n o\nUnaryOp p 1 1 o p 0=16\n",
     ),
     (
+        // Shape ops (ShuffleChannel both ways, ExpandDims / Squeeze / Flatten aliases) and the
+        // newer BinaryOp types, broadcast and scalar.
+        "shape_and_binary_ops",
+        "7767517\n10 10\nInput in 0 1 x 0=6 1=5 2=8\nInput v 0 1 v 0=1 1=1 2=8\n\
+         ShuffleChannel s 1 1 x s 0=2\nShuffleChannel r 1 1 s r 0=2 1=1\n\
+         ExpandDims e 1 1 r e -23303=1,0\nSqueeze q 1 1 e q -23303=1,0\nSqueeze sv 1 1 v sv 0=1 1=1\n\
+         BinaryOp b 2 1 q sv o 0=17\nFlatten f 1 1 o f\nBinaryOp m 1 1 f p 0=14 1=1 2=0.5\n",
+    ),
+    (
         // Random maps in [-1, 1] give confidences up to ~0.66: many candidates to sort and
         // suppress.
         "yolov3_head",

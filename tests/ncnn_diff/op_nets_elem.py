@@ -94,9 +94,130 @@ def _unary_cases(rng):
     return out
 
 
+def _axes_text(axes):
+    return f"-23303={len(axes)}," + ",".join(str(a) for a in axes)
+
+
+def _ones_shape(rng, dims):
+    """A shape with many size-1 axes (for Squeeze)."""
+    return tuple(int(rng.choice([1, 1, 2, 3])) for _ in range(dims))
+
+
+def _squeeze_cases(rng):
+    out = []
+    for dims in (1, 2, 3, 4):
+        for _ in range(6):
+            shape = _ones_shape(rng, dims)
+            flags = [int(rng.integers(0, 2)) for _ in range(4)]
+            params = " ".join(f"{k}=1" for k, f in zip((0, 1, 11, 2), flags) if f)
+            out.append(("Squeeze", params, shape, (-1, 1)))
+        out.append(("Squeeze", "0=1 1=1 11=1 2=1", (1,) * dims, (-1, 1)))
+        for _ in range(6):
+            shape = _ones_shape(rng, dims)
+            n = int(rng.integers(1, dims + 1))
+            axes = [int(a) for a in rng.choice(dims, n, replace=False)]
+            axes = [a - dims if rng.random() < 0.5 else a for a in axes]
+            out.append(("Squeeze", _axes_text(axes), shape, (-1, 1)))
+    return out
+
+
+def _expand_dims_cases(rng):
+    out = []
+    for dims in (1, 2, 3):
+        for _ in range(6):
+            n = int(rng.integers(1, 5 - dims))
+            rank = dims + n
+            axes = [int(a) for a in rng.choice(rank, n, replace=False)]
+            axes = [a - rank if rng.random() < 0.5 else a for a in axes]
+            out.append(("ExpandDims", _axes_text(axes), random_shape(rng, dims), (-1, 1)))
+    return out
+
+
+def _shuffle_channel_cases(rng):
+    out = []
+    for dims in (3, 4):
+        for group in (1, 2, 3, 4):
+            for reverse in (0, 1):
+                c = group * int(rng.integers(1, 5))
+                shape = (c,) + random_shape(rng, dims - 1)
+                out.append(("ShuffleChannel", f"0={group} 1={reverse}", shape, (-1, 1)))
+    return out
+
+
+def _flatten_cases(rng):
+    return [("Flatten", "", random_shape(rng, dims), (-1, 1)) for dims in (1, 2, 3, 4, 4, 3)]
+
+
+# BinaryOp op types whose operands must stay away from zero / negative values.
+DIVIDING = {3, 8, 12, 13, 15, 16, 17, 18}
+POWERS = {6, 9}
+
+
+def _binary_values(rng, shape, op_type):
+    if op_type in POWERS:
+        return rng.uniform(0.5, 2.0, shape).astype(np.float32)
+    v = rng.uniform(-3.0, 3.0, shape)
+    if op_type in DIVIDING:
+        v = np.sign(v) * (0.3 + np.abs(v))
+    return v.astype(np.float32)
+
+
+def _broadcast_pairs(rng):
+    """(a, b) numpy shapes that broadcast under ncnn's rules, in both orders."""
+    pairs = []
+    for rank in (1, 2, 3, 4):
+        for _ in range(3):
+            full = random_shape(rng, rank, 1, 6)
+            # Same rank, size-1 axes on either side.
+            a = tuple(1 if rng.random() < 0.3 else s for s in full)
+            b = tuple(1 if (rng.random() < 0.3 and x != 1) else s for s, x in zip(full, a))
+            pairs.append((a, b))
+            # Lower ranks: a 1-D blob along the outer axis, along w, or of one element; 2-D /
+            # 3-D blobs along the outermost axes (with size-1 axes of their own).
+            if rank > 1:
+                pairs += [(full, (full[0],)), (full, (full[-1],)), (full, (1,))]
+            for low in range(2, rank):
+                lower = tuple(1 if rng.random() < 0.25 else s for s in full[:low])
+                pairs.append((full, lower))
+    return pairs + [(b, a) for a, b in pairs]
+
+
+def _binary_net(name):
+    def generate(cache_dir):
+        rng = np.random.Generator(np.random.PCG64(ncnn_bin.model_seed(name)))
+        layers, inputs, n = [], {}, 0
+        pairs = _broadcast_pairs(rng)
+        for op_type in range(19):
+            # Every op type over a slice of the pairs (all of them over the whole list), and
+            # the scalar form on both sides of zero.
+            for k in range(op_type % 3, len(pairs), 3):
+                sa, sb = pairs[k]
+                layers += [f"Input a{n} 0 1 a{n}", f"Input b{n} 0 1 b{n}",
+                           f"BinaryOp op{n} 2 1 a{n} b{n} out{n} 0={op_type}"]
+                inputs[f"a{n}"] = _binary_values(rng, sa, op_type)
+                inputs[f"b{n}"] = _binary_values(rng, sb, op_type)
+                n += 1
+            for scalar in (1.75, -0.6):
+                if op_type == 9 and scalar < 0:
+                    continue  # a negative base
+                shape = random_shape(rng, int(rng.integers(1, 5)))
+                layers += [f"Input a{n} 0 1 a{n}",
+                           f"BinaryOp op{n} 1 1 a{n} out{n} 0={op_type} 1=1 2={scalar}"]
+                inputs[f"a{n}"] = _binary_values(rng, shape, op_type)
+                n += 1
+        layers.sort(key=lambda l: not l.startswith("Input"))
+        return (*_write(cache_dir, name, layers, len(layers)), [inputs])
+
+    return generate
+
+
 def nets():
     """(run.py case name, generator) for every case of this file."""
     out = [(f"elem_{name}", single_op_net(f"elem_{name}", _every_rank(kind, forms, rng)))
            for name, (kind, forms, rng) in ACTIVATIONS.items()]
-    out.append(("elem_unaryop", single_op_net("elem_unaryop", _unary_cases)))
+    for name, cases in [("unaryop", _unary_cases), ("squeeze", _squeeze_cases),
+                        ("expanddims", _expand_dims_cases),
+                        ("shufflechannel", _shuffle_channel_cases), ("flatten", _flatten_cases)]:
+        out.append((f"elem_{name}", single_op_net(f"elem_{name}", cases)))
+    out.append(("elem_binaryop", _binary_net("elem_binaryop")))
     return out

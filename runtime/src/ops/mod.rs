@@ -26,6 +26,7 @@ pub mod eltwise;
 pub mod elu;
 pub mod erf;
 pub mod exp;
+pub mod expand_dims;
 pub mod flatten;
 pub mod gelu;
 pub mod hard_sigmoid;
@@ -50,9 +51,11 @@ pub mod relu;
 pub mod reshape;
 pub mod scale;
 pub mod selu;
+pub mod shuffle_channel;
 pub mod sigmoid;
 pub mod softmax;
 pub mod split;
+pub mod squeeze;
 pub mod swish;
 pub mod tanh;
 pub mod unary_op;
@@ -207,6 +210,9 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Erf" => Box::new(erf::Erf),
         "BNLL" => Box::new(bnll::Bnll),
         "UnaryOp" => Box::new(unary_op::UnaryOp::new(pd)?),
+        "ShuffleChannel" => Box::new(shuffle_channel::ShuffleChannel::new(pd)?),
+        "ExpandDims" => Box::new(expand_dims::ExpandDims::new(pd)?),
+        "Squeeze" => Box::new(squeeze::Squeeze::new(pd)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
