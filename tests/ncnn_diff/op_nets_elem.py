@@ -211,6 +211,45 @@ def _binary_net(name):
     return generate
 
 
+def _model_like_net(name):
+    """The ops as common models use them, without weights: a MobileNetV3 squeeze-excite block
+    (HardSwish, global pooling, HardSigmoid, a per-channel BinaryOp mul), a ShuffleNetV2
+    channel shuffle, YOLO's Swish and Mish, and a transformer MLP tail on a 2-D (tokens, dim)
+    blob (GELU, a bias add along w, a residual add, TanH), with ExpandDims / Squeeze around a
+    4-D BinaryOp."""
+    layers = [
+        "Input x 0 1 x",
+        "Input tok 0 1 tok",
+        "Input bias 0 1 bias",
+        "HardSwish hs 1 1 x a 0=1.666667e-01",
+        "Split sa 1 2 a a0 a1",
+        "Pooling gp 1 1 a0 p 0=1 4=1",
+        "HardSigmoid hsig 1 1 p q 0=1.666667e-01",
+        "BinaryOp se 2 1 a1 q r 0=2",
+        "ShuffleChannel sc 1 1 r s 0=2",
+        "Swish sw 1 1 s u",
+        "Mish mi 1 1 u v",
+        "ExpandDims ed 1 1 v v4 -23303=1,1",
+        "BinaryOp add4 1 1 v4 w4 0=0 1=1 2=2.5e-01",
+        "Squeeze sq 1 1 w4 out_cnn -23303=1,1",
+        "Split st 1 2 tok t0 t1",
+        "GELU ge 1 1 t0 g",
+        "BinaryOp ba 2 1 g bias gb 0=0",
+        "BinaryOp res 2 1 gb t1 y 0=0",
+        "TanH th 1 1 y out_tf",
+    ]
+
+    def generate(cache_dir):
+        rng = np.random.Generator(np.random.PCG64(ncnn_bin.model_seed(name)))
+        blobs = {b for l in layers for b in l.split()[4:] if "=" not in b}
+        runs = [{"x": rng.uniform(-4, 4, (16, 9, 11)).astype(np.float32),
+                 "tok": rng.uniform(-3, 3, (7, 24)).astype(np.float32),
+                 "bias": rng.uniform(-1, 1, (24,)).astype(np.float32)} for _ in range(2)]
+        return (*_write(cache_dir, name, layers, len(blobs)), runs)
+
+    return generate
+
+
 def nets():
     """(run.py case name, generator) for every case of this file."""
     out = [(f"elem_{name}", single_op_net(f"elem_{name}", _every_rank(kind, forms, rng)))
@@ -220,4 +259,5 @@ def nets():
                         ("shufflechannel", _shuffle_channel_cases), ("flatten", _flatten_cases)]:
         out.append((f"elem_{name}", single_op_net(f"elem_{name}", cases)))
     out.append(("elem_binaryop", _binary_net("elem_binaryop")))
+    out.append(("elem_model_blocks", _model_like_net("elem_model_blocks")))
     return out
