@@ -38,7 +38,7 @@ def single_op_net(name, cases, runs=1):
 
 def _every_rank(kind, forms, value_range, per_rank=2):
     """Cases of one op: every params form on `per_rank` random shapes of each rank 1..4,
-    plus a one-element blob of each rank."""
+    plus a one-element blob of random rank per form."""
 
     def cases(rng):
         out = []
