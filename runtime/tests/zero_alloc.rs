@@ -64,6 +64,24 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          Interp f 1 1 s yf 0=3 3=5 4=4\nInterp g 1 1 v yg 0=1 3=2 4=3\n",
     ),
     (
+        // Every activation / element-wise op of op_nets_elem.py, chained in place.
+        "elementwise_ops",
+        "7767517\n17 17\nInput in 0 1 x 0=40 1=40 2=12\nHardSwish a 1 1 x a\n\
+         HardSigmoid b 1 1 a b\nSwish c 1 1 b c\nMish d 1 1 c d\nGELU e 1 1 d e\n\
+         GELU f 1 1 e f 0=1\nTanH g 1 1 f g\nAbsVal h 1 1 g h\nELU i 1 1 h i\nSELU j 1 1 i j\n\
+         Power k 1 1 j k 0=2.0 2=1.0\nExp l 1 1 k l 0=2.0 1=0.5\nLog m 1 1 l m 0=10.0\n\
+         Erf n 1 1 m n\nBNLL o 1 1 n o\nUnaryOp p 1 1 o p 0=16\n",
+    ),
+    (
+        // Shape ops (ShuffleChannel both ways, ExpandDims / Squeeze / Flatten aliases) and the
+        // newer BinaryOp types, broadcast and scalar.
+        "shape_and_binary_ops",
+        "7767517\n10 10\nInput in 0 1 x 0=6 1=5 2=8\nInput v 0 1 v 0=1 1=1 2=8\n\
+         ShuffleChannel s 1 1 x s 0=2\nShuffleChannel r 1 1 s r 0=2 1=1\n\
+         ExpandDims e 1 1 r e -23303=1,0\nSqueeze q 1 1 e q -23303=1,0\nSqueeze sv 1 1 v sv 0=1 1=1\n\
+         BinaryOp b 2 1 q sv o 0=17\nFlatten f 1 1 o f\nBinaryOp m 1 1 f p 0=14 1=1 2=0.5\n",
+    ),
+    (
         // Random maps in [-1, 1] give confidences up to ~0.66: many candidates to sort and
         // suppress.
         "yolov3_head",

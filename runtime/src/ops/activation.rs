@@ -87,7 +87,7 @@ impl Activation {
         }
     }
 
-    /// [`Activation::apply`] over a slice; ReLU, LeakyReLU and Clip as selects (every
+    /// [`Activation::apply`] over a slice; ReLU, LeakyReLU, Clip and HardSwish as selects (every
     /// element written), which vectorise (a conditional store does not).
     pub fn apply_slice(self, xs: &mut [f32]) {
         match self {
@@ -102,6 +102,15 @@ impl Activation {
                 let v = if *x < min { min } else { *x };
                 *x = if v > max { max } else { v };
             }),
+            Activation::HardSwish { alpha, beta } => {
+                let lower = -beta / alpha;
+                let upper = 1.0 / alpha + lower;
+                xs.iter_mut().for_each(|x| {
+                    let v = *x;
+                    let y = if v > upper { v } else { v * (v * alpha + beta) };
+                    *x = if v < lower { 0.0 } else { y };
+                })
+            }
             a => xs.iter_mut().for_each(|x| *x = a.apply(*x)),
         }
     }

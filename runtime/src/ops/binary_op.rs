@@ -2,7 +2,9 @@
 //! a scalar (then in place).
 //!
 //! Params: `0 = op_type` (0 add, 1 sub, 2 mul, 3 div, 4 max, 5 min, 6 pow, 7 rsub, 8 rdiv,
-//! 9 rpow, 10 atan2, 11 ratan2), `1 = with_scalar`, `2 = b` (the scalar).
+//! 9 rpow, 10 atan2, 11 ratan2, 12 fmod (C's, truncating), 13 rfmod, 14 logaddexp,
+//! 15 floor_divide, 16 rfloor_divide, 17 remainder (IEEE: the quotient rounded half to even),
+//! 18 rremainder), `1 = with_scalar`, `2 = b` (the scalar).
 //!
 //! Broadcasting (ncnn's rules): a blob of lower rank is first lifted to the other's rank:
 //! a 1-D blob lines up with the other's outermost axis when its length equals that axis (h of a
@@ -33,6 +35,13 @@ pub enum BinaryKind {
     RPow,
     Atan2,
     RAtan2,
+    Fmod,
+    RFmod,
+    LogAddExp,
+    FloorDivide,
+    RFloorDivide,
+    Remainder,
+    RRemainder,
 }
 
 impl BinaryKind {
@@ -51,6 +60,13 @@ impl BinaryKind {
             9 => RPow,
             10 => Atan2,
             11 => RAtan2,
+            12 => Fmod,
+            13 => RFmod,
+            14 => LogAddExp,
+            15 => FloorDivide,
+            16 => RFloorDivide,
+            17 => Remainder,
+            18 => RRemainder,
             _ => return Err(invalid(format!("unknown binary op_type {t}"))),
         })
     }
@@ -67,6 +83,12 @@ impl BinaryKind {
             RDiv => Div,
             RPow => Pow,
             RAtan2 => Atan2,
+            Fmod => RFmod,
+            RFmod => Fmod,
+            FloorDivide => RFloorDivide,
+            RFloorDivide => FloorDivide,
+            Remainder => RRemainder,
+            RRemainder => Remainder,
             other => other,
         }
     }
@@ -100,6 +122,16 @@ impl BinaryKind {
             RPow => y.powf(x),
             Atan2 => x.atan2(y),
             RAtan2 => y.atan2(x),
+            Fmod => x % y,
+            RFmod => y % x,
+            LogAddExp => {
+                let (hi, lo) = (Max.apply(x, y), Min.apply(x, y));
+                hi + (lo - hi).exp().ln_1p()
+            }
+            FloorDivide => (x / y).floor(),
+            RFloorDivide => (y / x).floor(),
+            Remainder => remainder(x, y),
+            RRemainder => remainder(y, x),
         }
     }
 }
@@ -144,12 +176,40 @@ macro_rules! per_kind {
                 $body
             }
             // Library calls per element whatever the loop: one instance.
-            k @ (Pow | RPow | Atan2 | RAtan2) => {
+            k @ (Pow | RPow | Atan2 | RAtan2 | Fmod | RFmod | LogAddExp | FloorDivide
+            | RFloorDivide | Remainder | RRemainder) => {
                 let $op = |x: f32, y: f32| k.apply(x, y);
                 $body
             }
         }
     }};
+}
+
+/// C's `remainderf`: `x - n * y` with `n` the quotient `x / y` rounded half to even, computed
+/// exactly: `|x| mod 2|y|` (exact in f64) is in [0, 2|y|), where the nearest multiple of |y|
+/// is 0, |y| or 2|y| (ties at |y|/2 and 3|y|/2 go to the even 0 and 2|y|).
+fn remainder(x: f32, y: f32) -> f32 {
+    if x.is_nan() || y.is_nan() || x.is_infinite() || y == 0.0 {
+        return f32::NAN;
+    }
+    if y.is_infinite() {
+        return x;
+    }
+    let p = (y as f64).abs();
+    let r = ((x as f64) % (2.0 * p)).abs();
+    let r = if r >= 1.5 * p {
+        r - 2.0 * p
+    } else if r > 0.5 * p {
+        r - p
+    } else {
+        r
+    };
+    // remainder(-x, y) = -remainder(x, y), zero included.
+    if x.is_sign_negative() {
+        -r as f32
+    } else {
+        r as f32
+    }
 }
 
 #[derive(Debug)]
@@ -366,7 +426,7 @@ mod tests {
     fn all_operators_by_hand() {
         let a = vec![1.0f32, -2.0, 3.0];
         let b = vec![2.0f32, 4.0, -1.0];
-        let want: [[f32; 3]; 12] = [
+        let want: [[f32; 3]; 19] = [
             [3.0, 2.0, 2.0],
             [-1.0, -6.0, 4.0],
             [2.0, -8.0, -3.0],
@@ -379,12 +439,47 @@ mod tests {
             [2.0, 4.0f32.powf(-2.0), -1.0],
             [1.0f32.atan2(2.0), (-2.0f32).atan2(4.0), 3.0f32.atan2(-1.0)],
             [2.0f32.atan2(1.0), 4.0f32.atan2(-2.0), (-1.0f32).atan2(3.0)],
+            [1.0, -2.0, 0.0],
+            [0.0, 0.0, -1.0],
+            [2.313_261_7, 4.002_476, 3.018_15],
+            [0.0, -1.0, -3.0],
+            [2.0, -2.0, -1.0],
+            [1.0, -2.0, 0.0],
+            [0.0, 0.0, -1.0],
         ];
         for (t, w) in want.iter().enumerate() {
             let s = Shape::d1(3);
             let got = run(&op(t as i32), &[(s, a.clone()), (s, b.clone())]).unwrap();
             crate::ops::harness::assert_close(&got[0].1, w, 1e-6);
         }
+    }
+
+    #[test]
+    fn remainder_rounds_the_quotient_half_to_even() {
+        let cases = [
+            (7.0, 2.0, -1.0),
+            (5.0, 2.0, 1.0),
+            (-7.0, 2.0, 1.0),
+            (7.5, -2.0, -0.5),
+            (1.0, 3.0, 1.0),
+            (2.0, 3.0, -1.0),
+            (6.0, 3.0, 0.0),
+            (-6.0, 3.0, -0.0),
+            (0.5, 0.25, 0.0),
+            (1e20, 3.0, 1e20f32 % 3.0 - 3.0),
+            (1.0, f32::INFINITY, 1.0),
+        ];
+        for (x, y, want) in cases {
+            let got = remainder(x, y);
+            assert_eq!(got, want, "remainder({x}, {y})");
+            assert_eq!(
+                got.is_sign_negative(),
+                want.is_sign_negative(),
+                "sign of {x}, {y}"
+            );
+        }
+        assert!(remainder(1.0, 0.0).is_nan());
+        assert!(remainder(f32::INFINITY, 2.0).is_nan());
     }
 
     #[test]
@@ -491,7 +586,8 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(BinaryOp::new(&params(&[(0, int(12))])).is_err());
+        assert!(BinaryOp::new(&params(&[(0, int(19))])).is_err());
+        assert!(BinaryOp::new(&params(&[(0, int(-1))])).is_err());
         assert!(op(0).output_shapes(&[Shape::d1(2)]).is_err());
         let s = BinaryOp::new(&params(&[(1, int(1))])).unwrap();
         assert!(s.output_shapes(&[Shape::d1(2), Shape::d1(2)]).is_err());

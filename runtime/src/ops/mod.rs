@@ -10,9 +10,11 @@ use crate::pool::Pool;
 use crate::quant::{Int8Grid, Precision};
 use crate::tensor::{Shape, Tensor, TensorMut};
 
+pub mod abs_val;
 pub mod activation;
 pub mod batch_norm;
 pub mod binary_op;
+pub mod bnll;
 pub mod clip;
 pub mod concat;
 pub mod convolution;
@@ -21,26 +23,42 @@ pub mod detection_output;
 pub mod dropout;
 pub mod elementwise;
 pub mod eltwise;
+pub mod elu;
+pub mod erf;
+pub mod exp;
+pub mod expand_dims;
 pub mod flatten;
+pub mod gelu;
+pub mod hard_sigmoid;
+pub mod hard_swish;
 #[cfg(test)]
 pub mod harness;
 pub mod inner_product;
 pub mod input;
 pub mod interp;
+pub mod log;
 pub mod lrn;
+pub mod mish;
 pub mod noop;
 pub mod normalize;
 pub mod permute;
 pub mod pooling;
+pub mod power;
 pub mod prelu;
 pub mod prior_box;
 pub mod quantized;
 pub mod relu;
 pub mod reshape;
 pub mod scale;
+pub mod selu;
+pub mod shuffle_channel;
 pub mod sigmoid;
 pub mod softmax;
 pub mod split;
+pub mod squeeze;
+pub mod swish;
+pub mod tanh;
+pub mod unary_op;
 pub mod yolov3_detection_output;
 
 /// How an op's outputs relate to its inputs in memory.
@@ -177,6 +195,24 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
             Box::new(convolution_depthwise::ConvolutionDepthWise::new(pd, w)?)
         }
         "InnerProduct" => Box::new(inner_product::InnerProduct::new(pd, w)?),
+        "HardSwish" => Box::new(hard_swish::HardSwish::new(pd)?),
+        "HardSigmoid" => Box::new(hard_sigmoid::HardSigmoid::new(pd)?),
+        "Swish" => Box::new(swish::Swish),
+        "Mish" => Box::new(mish::Mish),
+        "GELU" => Box::new(gelu::Gelu::new(pd)?),
+        "TanH" => Box::new(tanh::TanH),
+        "AbsVal" => Box::new(abs_val::AbsVal),
+        "ELU" => Box::new(elu::Elu::new(pd)?),
+        "SELU" => Box::new(selu::Selu::new(pd)?),
+        "Power" => Box::new(power::Power::new(pd)?),
+        "Exp" => Box::new(exp::Exp::new(pd)?),
+        "Log" => Box::new(log::Log::new(pd)?),
+        "Erf" => Box::new(erf::Erf),
+        "BNLL" => Box::new(bnll::Bnll),
+        "UnaryOp" => Box::new(unary_op::UnaryOp::new(pd)?),
+        "ShuffleChannel" => Box::new(shuffle_channel::ShuffleChannel::new(pd)?),
+        "ExpandDims" => Box::new(expand_dims::ExpandDims::new(pd)?),
+        "Squeeze" => Box::new(squeeze::Squeeze::new(pd)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
