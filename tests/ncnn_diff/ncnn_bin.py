@@ -96,6 +96,8 @@ def parse_param(text):
                 # Old-style array: "count,v1,...,vN".
                 items = value.split(",")
                 params[-key - 23300] = [_scalar(v) for v in items[1:]]
+            elif value[:1].isalpha() or value.startswith('"'):
+                params[key] = value.strip('"')  # string (expression) parameter
             elif "," in value:
                 params[key] = [_scalar(v) for v in value.split(",")]
             else:

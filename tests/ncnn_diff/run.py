@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import ncnn_bin  # noqa: E402
 import op_nets  # noqa: E402
+import op_nets_loader  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 TOLERANCE = 1e-4
@@ -107,6 +108,8 @@ MODELS = [
                                                                   (20, 16, 8)])),
     Model("yolov3_one_class", None, min_detections=5, tolerance=1e-5,
           generator=op_nets.yolov3_net("yolov3_one_class", 1, [(7, 5, 16)], mask_as_bits=True)),
+    Model("reshape_expr", None, generator=op_nets_loader.reshape_expr_net(), tolerance=1e-5),
+    Model("interp_expr", None, generator=op_nets_loader.interp_expr_net(), tolerance=1e-5),
 ]
 
 

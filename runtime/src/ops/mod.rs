@@ -21,6 +21,7 @@ pub mod detection_output;
 pub mod dropout;
 pub mod elementwise;
 pub mod eltwise;
+pub mod expression;
 pub mod flatten;
 #[cfg(test)]
 pub mod harness;
