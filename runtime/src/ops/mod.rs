@@ -17,6 +17,7 @@ pub mod clip;
 pub mod concat;
 pub mod convolution;
 pub mod convolution_depthwise;
+pub mod custom;
 pub mod detection_output;
 pub mod dropout;
 pub mod elementwise;
