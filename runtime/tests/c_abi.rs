@@ -218,6 +218,20 @@ fn every_prototype_compiles_links_and_runs() {
 }
 
 #[test]
+fn c_custom_layer_runs_a_focus_model() {
+    let Some(lib) = c_toolchain() else { return };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/custom_layer.c");
+    let exe = build_c(&source, &lib, "custom_layer");
+    let out = Command::new(&exe).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn c_example_runs_the_builtin_model() {
     let Some(lib) = c_toolchain() else { return };
     let exe = build_c(&repo_root().join("examples/c/classify.c"), &lib, "classify");
