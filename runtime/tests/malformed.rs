@@ -38,7 +38,7 @@ fn text_param_cases() {
         ("layer_count_too_large", "expected 3 layers, found 2"),
         (
             "blob_count_mismatch",
-            "header declares 3 blobs but the layers name 2",
+            "header declares 1 blobs but the layers name 2",
         ),
         ("bad_key", "parameter key 40 out of range"),
         ("bad_int", "bad integer in `0=4x`"),
@@ -48,7 +48,10 @@ fn text_param_cases() {
             "unknown_type",
             "layer `frob` (Frobnicate): unknown layer type `Frobnicate`",
         ),
-        ("duplicate_layer_name", "duplicate layer name `relu`"),
+        (
+            "param_not_key_value",
+            "param_not_key_value.param:4: layer `relu`: expected a key=value parameter, found `slope`",
+        ),
         (
             "duplicate_output_blob",
             "output blob `out` is already produced by layer `relu1`",
@@ -91,8 +94,8 @@ fn text_param_cases() {
 fn errors_name_the_file_and_line() {
     let e = load_error("bad_int");
     assert!(e.contains("bad_int.param:3:"), "{e}");
-    let e = load_error("duplicate_layer_name");
-    assert!(e.contains("duplicate_layer_name.param:5:"), "{e}");
+    let e = load_error("duplicate_output_blob");
+    assert!(e.contains("duplicate_output_blob.param:"), "{e}");
 }
 
 /// A `.param.bin` under construction: little-endian words.
@@ -182,14 +185,15 @@ fn binary_param_cases() {
             "truncated at byte",
         ),
         (
-            "blob count disagreeing",
-            ParamBin::new(2, 3)
+            // ncnn accepts more declared blobs than used, not fewer.
+            "blob count too small",
+            ParamBin::new(2, 1)
                 .layer(INPUT, &[], &[0])
                 .end()
                 .layer(RELU, &[0], &[1])
                 .end()
                 .0,
-            "header declares 3 blobs but the layers name 2",
+            "blob index 1 out of range 0..1",
         ),
         (
             "blob index out of range",

@@ -98,8 +98,8 @@ def parse_param(text):
                 params[-key - 23300] = [_scalar(v) for v in items[1:]]
             elif value[:1].isalpha() or value.startswith('"'):
                 params[key] = value.strip('"')  # string (expression) parameter
-            elif "," in value:
-                params[key] = [_scalar(v) for v in value.split(",")]
+            elif "," in value:  # a trailing comma: a one-element array
+                params[key] = [_scalar(v) for v in value.rstrip(",").split(",")]
             else:
                 params[key] = _scalar(value)
             pos += 1

@@ -138,3 +138,39 @@ def interp_expr_net(cases=30):
         return (*_write(cache_dir, name, layers, blobs), [inputs])
 
     return generate
+
+
+# Every param-file form ncnn's loader accepts that a writer may produce: CRLF line ends, tabs
+# and runs of spaces, blank lines, a larger declared blob count, repeated layer names, `.5` /
+# `-1.` / `+2` numbers, a repeated key (the last wins), an old-style array on key 1, an empty
+# old-style array, a one-element array spelled `1,`, string parameters (unquoted, quoted with
+# a space) on keys the layer ignores, an expression, and records after the declared layers
+# (ignored), without a final newline.
+LOADER_FORMS = (
+    "7767517\r\n\r\n7 12\r\n"
+    "Input\tdata 0 1 data\r\n"
+    "ReLU  r   1 1 data a\t0=.5 \r\n"
+    "Clip r 1 1 a b 0=-1. 1=+2 0=-0.75\r\n"
+    "\r\n"
+    "Split r 1 2 b b0 b1\r\n"
+    "Eltwise e 2 1 b0 b1 c 0=1 -23301=2,1.5,-0.25 5=1,\r\n"
+    "Softmax s 1 1 c d 0=0 1=1 7=abc 8=\"x y\" -23309=0\r\n"
+    "Reshape re 1 1 d out 6=\"-1,0c\"\r\n"
+    "ReLU after 1 1 out more 0=1\n"
+    "not a layer at all"
+)
+
+
+def loader_forms_net():
+    def generate(cache_dir):
+        import os
+        param = os.path.join(cache_dir, "loader_forms.param")
+        binary = os.path.join(cache_dir, "loader_forms.bin")
+        with open(param, "w", newline="") as f:
+            f.write(LOADER_FORMS)
+        open(binary, "wb").close()
+        rng = np.random.Generator(np.random.PCG64(ncnn_bin.model_seed("loader_forms")))
+        runs = [{"data": rng.uniform(-3.0, 3.0, (3, 4, 5)).astype(np.float32)}]
+        return param, binary, runs
+
+    return generate

@@ -110,6 +110,7 @@ MODELS = [
           generator=op_nets.yolov3_net("yolov3_one_class", 1, [(7, 5, 16)], mask_as_bits=True)),
     Model("reshape_expr", None, generator=op_nets_loader.reshape_expr_net(), tolerance=1e-5),
     Model("interp_expr", None, generator=op_nets_loader.interp_expr_net(), tolerance=1e-5),
+    Model("loader_forms", None, generator=op_nets_loader.loader_forms_net(), tolerance=1e-5),
 ]
 
 
