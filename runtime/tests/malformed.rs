@@ -61,6 +61,18 @@ fn text_param_cases() {
             "input blob `nowhere` is not produced by any layer",
         ),
         ("cycle", "is part of a cycle"),
+        (
+            "bad_expression",
+            "layer `re` (Reshape): key 6: expression `*(0w,-(2))`: `-` lacks operands",
+        ),
+        (
+            "expression_division_by_zero",
+            "layer `up` (Interp): expression `*(0w,2),//(0h,-(0c,2))`: integer division by zero",
+        ),
+        (
+            "expression_missing_input",
+            "layer `re` (Reshape): expects 2 input blob(s), got 1",
+        ),
         ("absurd_input_shape", "layer `data` (Input): blob shape"),
         (
             "bin_too_long",

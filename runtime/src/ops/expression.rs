@@ -235,7 +235,11 @@ impl Expr {
         let bad = |msg: String| invalid(format!("expression `{text}`: {msg}"));
         let mut tokens = Vec::new();
         let mut blobs = 0;
-        for t in text.split(['(', ')', ',']).filter(|t| !t.is_empty()) {
+        let words: Vec<&str> = text
+            .split(['(', ')', ','])
+            .filter(|t| !t.is_empty())
+            .collect();
+        for &t in &words {
             let b = t.as_bytes();
             let tok = if b.len() == 2 && b[0].is_ascii_digit() && b"whdcn".contains(&b[1]) {
                 let k = (b[0] - b'0') as usize;
@@ -262,11 +266,11 @@ impl Expr {
         }
         // Stack depth, right to left.
         let mut depth = 0usize;
-        for tok in tokens.iter().rev() {
+        for (tok, word) in tokens.iter().zip(&words).rev() {
             match tok {
                 Token::Call(_, arity) => {
                     if depth < *arity {
-                        return Err(bad(format!("operator {tok:?} lacks operands")));
+                        return Err(bad(format!("`{word}` lacks operands")));
                     }
                     depth -= arity - 1;
                 }
