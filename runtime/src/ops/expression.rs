@@ -215,6 +215,8 @@ fn erf(x: f32) -> f32 {
 /// Parses a literal as ncnn does: integer when it reads as one (or as a float equal to its
 /// leading integer), else float.
 fn literal(t: &str) -> Option<Value> {
+    // sscanf skips leading white space.
+    let t = t.trim_start();
     if let Ok(i) = t.parse::<i32>() {
         return Some(Value::Int(i));
     }
@@ -534,7 +536,7 @@ mod tests {
             ev("and(6,3),or(4,1),xor(6,3),lshift(1,4),rshift(64,2)", &[x]),
             vec![2, 5, 5, 16, 16]
         );
-        assert_eq!(ev("2.0,1e3", &[x]), vec![2, 1000]);
+        assert_eq!(ev("2.0,1e3, 3", &[x]), vec![2, 1000, 3]);
         assert_eq!(ev("*(erf(1),1000)", &[x]), vec![842]);
     }
 
