@@ -22,6 +22,8 @@ pub enum ParamValue {
     Float(f32),
     Ints(Vec<i32>),
     Floats(Vec<f32>),
+    /// A string (pnnx's shape expressions), written quoted.
+    Str(String),
 }
 
 /// One layer line: `type name n_in n_out bottoms.. tops.. key=value..`.
@@ -61,8 +63,9 @@ fn to_param_value(layer: &str, key: usize, v: &Value) -> Result<ParamValue> {
         Value::Float(f) => ParamValue::Float(*f),
         Value::IntArray(a) => ParamValue::Ints(a.clone()),
         Value::FloatArray(a) => ParamValue::Floats(a.clone()),
-        Value::Raw(_) | Value::RawArray(_) | Value::Str(_) => bail!(
-            "layer `{layer}` key {key}: untyped (.param.bin) or string values cannot be rewritten; use a text .param"
+        Value::Str(t) => ParamValue::Str(t.clone()),
+        Value::Raw(_) | Value::RawArray(_) => bail!(
+            "layer `{layer}` key {key}: untyped (.param.bin) values cannot be rewritten; use a text .param"
         ),
     })
 }
@@ -199,6 +202,12 @@ fn format_value(v: &ParamValue) -> Result<String> {
                 .map(|f| format_float(*f))
                 .collect::<Result<Vec<_>>>()?;
             format!("{},{}", a.len(), items.join(","))
+        }
+        ParamValue::Str(t) => {
+            if t.contains(['"', '\n', '\r']) || t.len() > 255 {
+                bail!("string param `{t}` cannot be written (a quote, a line break, or over 255 bytes)");
+            }
+            format!("\"{t}\"")
         }
     })
 }
@@ -353,6 +362,26 @@ mod tests {
         p.layers.pop();
         p.layer("ReLU", "r", &["data"], &["x"]).int(32, 1);
         assert!(p.to_text().unwrap_err().to_string().contains("key 32"));
+    }
+
+    #[test]
+    fn string_params_round_trip() {
+        let mut p = ParamWriter::new();
+        p.layer("Input", "in", &[], &["data"])
+            .int(0, 6)
+            .int(1, 4)
+            .int(2, 3);
+        p.layer("Reshape", "r", &["data"], &["x"])
+            .set(6, ParamValue::Str("0h,*(0w,0c)".into()));
+        let text = p.to_text().unwrap();
+        assert!(text.contains(" 6=\"0h,*(0w,0c)\""), "{text}");
+        let back = eq_runtime::model::param::parse_text(&text, "t").unwrap();
+        assert_eq!(
+            back.layers[1].params.get(6),
+            Some(&Value::Str("0h,*(0w,0c)".into()))
+        );
+        p.layers[1].set(6, ParamValue::Str("a\"b".into()));
+        assert!(p.to_text().is_err());
     }
 
     #[test]

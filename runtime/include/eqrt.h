@@ -237,6 +237,75 @@ eq_status eq_net_run(eq_net *net);
 eq_status eq_net_get_output(const eq_net *net, const char *name, float *buffer,
                             size_t capacity, size_t *count, eq_shape *shape);
 
+/* ------------------------------------------------------------ custom layers */
+
+/* A layer type implemented by the application, for models with private
+   layers (e.g. YoloV5's "Focus"). Register it on the options with
+   eq_options_register_layer before loading; every layer of that type in the
+   model then runs these callbacks. A registered type takes precedence over a
+   built-in type of the same name.
+
+   Every callback returns 0 on success. On failure it returns non-zero and may
+   write a NUL-terminated message of at most EQ_CUSTOM_ERROR_LEN bytes
+   (terminator included) into `error`; the load (create, output_shapes) or
+   the run (forward) then fails with that message, naming the layer
+   (EQ_ERR_MODEL at load, EQ_ERR_RUN in eq_net_run). Callbacks must not
+   unwind (no C++ exceptions, no longjmp) through the library, may be called
+   from any thread (one call at a time per net), and are called while the
+   library holds its own locks: they may call the eq_layer_params_* and
+   eq_weights_read functions below, but no other eq_* function. user_data and
+   the callbacks must stay valid as long as any options or net using them.
+
+   create (may be NULL: the layer's state is then user_data): called once per
+     layer at load with the layer's params and its weights (read them with
+     eq_weights_read, in the order they are stored); sets *state, which the
+     other callbacks receive.
+   output_shapes (required): shape inference, at load. On entry
+     *output_count is the capacity of `outputs` (64); set it to the number of
+     outputs and fill their shapes (dims 1..4, unused dimensions ignored).
+   forward (required): computes the outputs, each a dense float array of its
+     shape (ncnn order: element (c, d, h, w) at ((c*d_len + d)*h_len + h)*w_len
+     + w), from the inputs. Must not modify the inputs. Runs on the thread
+     that called eq_net_run.
+   destroy (may be NULL): frees a state made by create, once, when the net
+     (or a failed load) drops the layer. */
+#define EQ_CUSTOM_ERROR_LEN 256
+
+typedef struct eq_layer_params eq_layer_params;
+typedef struct eq_weights eq_weights;
+
+typedef struct eq_custom_layer {
+    void *user_data;
+    int (*create)(void *user_data, const eq_layer_params *params,
+                  eq_weights *weights, void **state, char *error);
+    int (*output_shapes)(void *state, const eq_shape *inputs,
+                         size_t input_count, eq_shape *outputs,
+                         size_t *output_count, char *error);
+    int (*forward)(void *state, const float *const *inputs,
+                   const eq_shape *input_shapes, size_t input_count,
+                   float *const *outputs, const eq_shape *output_shapes,
+                   size_t output_count, char *error);
+    void (*destroy)(void *state);
+} eq_custom_layer;
+
+/* Registers (or replaces) layer type `type_name` on the options; the struct
+   is copied. output_shapes and forward are required (EQ_ERR_INVALID_ARGUMENT
+   otherwise). */
+eq_status eq_options_register_layer(eq_options *opts, const char *type_name,
+                                     const eq_custom_layer *layer);
+
+/* Parameter `key` (0..31) of the layer being created, as an int / a float;
+   `default_value` when the layer's param line does not set it. A key holding
+   an array or a string: EQ_ERR_INVALID_ARGUMENT. Only inside create. */
+eq_status eq_layer_params_int(const eq_layer_params *params, int key,
+                              int default_value, int *value);
+eq_status eq_layer_params_float(const eq_layer_params *params, int key,
+                                float default_value, float *value);
+
+/* Reads the layer's next `count` raw float32 weights from the .bin into
+   `out`. Past the end of the file: EQ_ERR_WEIGHTS. Only inside create. */
+eq_status eq_weights_read(eq_weights *weights, size_t count, float *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -862,5 +862,351 @@ pub unsafe extern "C" fn eq_net_get_output(
     })
 }
 
+// ---------------------------------------------------------------- custom layers
+
+/// Opaque to C: the params of the layer being created (valid during `create` only).
+#[repr(C)]
+pub struct EqLayerParams {
+    _private: [u8; 0],
+}
+
+/// Opaque to C: the weight reader of the layer being created (valid during `create` only).
+#[repr(C)]
+pub struct EqWeights {
+    _private: [u8; 0],
+}
+
+/// Bytes of the error buffer each callback receives (`EQ_CUSTOM_ERROR_LEN`).
+pub const EQ_CUSTOM_ERROR_LEN: usize = 256;
+
+type CreateFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const EqLayerParams,
+    *mut EqWeights,
+    *mut *mut c_void,
+    *mut c_char,
+) -> c_int;
+type ShapesFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const EqShape,
+    usize,
+    *mut EqShape,
+    *mut usize,
+    *mut c_char,
+) -> c_int;
+type ForwardFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const *const f32,
+    *const EqShape,
+    usize,
+    *const *mut f32,
+    *const EqShape,
+    usize,
+    *mut c_char,
+) -> c_int;
+
+/// `eq_custom_layer`: a layer type implemented in C (see eqrt.h).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EqCustomLayer {
+    pub user_data: *mut c_void,
+    pub create: Option<CreateFn>,
+    pub output_shapes: Option<ShapesFn>,
+    pub forward: Option<ForwardFn>,
+    pub destroy: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+/// The callbacks, shared by the layers of one type.
+#[derive(Clone, Copy)]
+struct Callbacks(EqCustomLayer);
+
+// SAFETY: eqrt.h requires callbacks and user data usable from any thread (one call at a
+// time per net).
+unsafe impl Send for Callbacks {}
+unsafe impl Sync for Callbacks {}
+
+/// One layer of a C type: its state from `create`, freed with `destroy`.
+struct CLayer {
+    cb: Callbacks,
+    state: *mut c_void,
+}
+
+// SAFETY: as for `Callbacks`; the state belongs to this layer only.
+unsafe impl Send for CLayer {}
+unsafe impl Sync for CLayer {}
+
+impl std::fmt::Debug for CLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CLayer({:p})", self.state)
+    }
+}
+
+impl Drop for CLayer {
+    fn drop(&mut self) {
+        if let Some(destroy) = self.cb.0.destroy {
+            // SAFETY: the state came from this type's `create`, destroyed once.
+            unsafe { destroy(self.state) };
+        }
+    }
+}
+
+/// The message a callback left in its buffer, or a generic one.
+fn callback_error(buf: &[c_char; EQ_CUSTOM_ERROR_LEN], what: &str, rc: c_int) -> String {
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    if bytes.is_empty() {
+        format!("custom layer {what} callback failed (returned {rc})")
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+fn to_shape(s: &EqShape) -> Result<Shape, crate::error::LayerError> {
+    let dims = u8::try_from(s.dims)
+        .ok()
+        .filter(|d| (1..=4).contains(d))
+        .ok_or_else(|| crate::error::invalid(format!("output dims {} not in 1..=4", s.dims)))?;
+    let v = |x: c_int| usize::try_from(x).unwrap_or(0);
+    let (h, d, c) = (
+        if dims >= 2 { v(s.h) } else { 1 },
+        if dims >= 4 { v(s.d) } else { 1 },
+        if dims >= 3 { v(s.c) } else { 1 },
+    );
+    Shape::checked(dims, v(s.w), h, d, c)
+}
+
+impl crate::ops::Op for CLayer {
+    fn output_shapes(&self, inputs: &[Shape]) -> crate::error::LayerResult<Vec<Shape>> {
+        use crate::plan::MAX_IO;
+        let f = self.cb.0.output_shapes.expect("checked at registration");
+        if inputs.len() > MAX_IO {
+            return Err(crate::error::invalid(format!("more than {MAX_IO} inputs")));
+        }
+        let mut ins = [EqShape::default(); MAX_IO];
+        for (d, s) in ins.iter_mut().zip(inputs) {
+            *d = EqShape::from_shape(*s);
+        }
+        let mut outs = [EqShape::default(); MAX_IO];
+        let mut n = MAX_IO;
+        let mut err = [0 as c_char; EQ_CUSTOM_ERROR_LEN];
+        // SAFETY: arrays of the stated lengths; eqrt.h's contract for the callback.
+        let rc = unsafe {
+            f(
+                self.state,
+                ins.as_ptr(),
+                inputs.len(),
+                outs.as_mut_ptr(),
+                &mut n,
+                err.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(crate::error::invalid(callback_error(
+                &err,
+                "output_shapes",
+                rc,
+            )));
+        }
+        if n > MAX_IO {
+            return Err(crate::error::invalid(format!(
+                "{n} outputs, at most {MAX_IO}"
+            )));
+        }
+        outs[..n].iter().map(to_shape).collect()
+    }
+
+    fn forward(
+        &self,
+        inputs: &[crate::tensor::Tensor],
+        outputs: &mut [crate::tensor::TensorMut],
+        _ctx: &mut crate::ops::Ctx,
+    ) -> crate::error::LayerResult<()> {
+        use crate::plan::MAX_IO;
+        let f = self.cb.0.forward.expect("checked at registration");
+        // The plan allows at most MAX_IO of each; no allocation here.
+        let mut in_ptrs = [std::ptr::null::<f32>(); MAX_IO];
+        let mut in_shapes = [EqShape::default(); MAX_IO];
+        let mut out_ptrs = [std::ptr::null_mut::<f32>(); MAX_IO];
+        let mut out_shapes = [EqShape::default(); MAX_IO];
+        for (i, t) in inputs.iter().take(MAX_IO).enumerate() {
+            in_ptrs[i] = t.data.as_ptr();
+            in_shapes[i] = EqShape::from_shape(t.shape);
+        }
+        for (i, t) in outputs.iter_mut().take(MAX_IO).enumerate() {
+            out_ptrs[i] = t.data.as_mut_ptr();
+            out_shapes[i] = EqShape::from_shape(t.shape);
+        }
+        let mut err = [0 as c_char; EQ_CUSTOM_ERROR_LEN];
+        // SAFETY: each pointer covers its blob's shape; eqrt.h's contract for the callback.
+        let rc = unsafe {
+            f(
+                self.state,
+                in_ptrs.as_ptr(),
+                in_shapes.as_ptr(),
+                inputs.len().min(MAX_IO),
+                out_ptrs.as_ptr(),
+                out_shapes.as_ptr(),
+                outputs.len().min(MAX_IO),
+                err.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(crate::error::invalid(callback_error(&err, "forward", rc)));
+        }
+        Ok(())
+    }
+}
+
+fn create_layer(
+    cb: Callbacks,
+    pd: &crate::model::paramdict::ParamDict,
+    w: &mut crate::model::weights::WeightReader,
+) -> crate::error::Result<Box<dyn crate::ops::Op>> {
+    let mut state = cb.0.user_data;
+    if let Some(create) = cb.0.create {
+        let mut err = [0 as c_char; EQ_CUSTOM_ERROR_LEN];
+        state = std::ptr::null_mut();
+        let params = (pd as *const crate::model::paramdict::ParamDict).cast::<EqLayerParams>();
+        let weights = (w as *mut crate::model::weights::WeightReader).cast::<EqWeights>();
+        // SAFETY: params and weights live for the call; eqrt.h's contract for the callback.
+        let rc = unsafe {
+            create(
+                cb.0.user_data,
+                params,
+                weights,
+                &mut state,
+                err.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(crate::error::invalid(callback_error(&err, "create", rc)).into());
+        }
+    }
+    Ok(Box::new(CLayer { cb, state }))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn eq_options_register_layer(
+    opts: *mut EqOptions,
+    type_name: *const c_char,
+    layer: *const EqCustomLayer,
+) -> c_int {
+    guard(|| {
+        let kind = str_arg(type_name, "type_name")?;
+        if layer.is_null() {
+            return Err(null("layer"));
+        }
+        let cb = Callbacks(*layer);
+        if cb.0.output_shapes.is_none() || cb.0.forward.is_none() {
+            return Err(fail(
+                Status::InvalidArgument,
+                "layer->output_shapes and layer->forward are required",
+            ));
+        }
+        if kind.is_empty() || kind.len() > crate::model::param::MAX_NAME {
+            return Err(fail(
+                Status::InvalidArgument,
+                format!(
+                    "type_name must have 1 to {} bytes",
+                    crate::model::param::MAX_NAME
+                ),
+            ));
+        }
+        with_options(opts, |o| {
+            o.custom_layers
+                .register(kind, move |pd, w| create_layer(cb, pd, w));
+            Ok(())
+        })
+    })
+}
+
+unsafe fn params_arg<'a>(
+    params: *const EqLayerParams,
+) -> CResult<&'a crate::model::paramdict::ParamDict> {
+    if params.is_null() {
+        return Err(null("params"));
+    }
+    Ok(&*params.cast::<crate::model::paramdict::ParamDict>())
+}
+
+fn key_arg(key: c_int) -> CResult<usize> {
+    usize::try_from(key)
+        .ok()
+        .filter(|&k| k < crate::model::paramdict::MAX_KEYS)
+        .ok_or_else(|| {
+            fail(
+                Status::InvalidArgument,
+                format!("param key {key} not in 0..32"),
+            )
+        })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn eq_layer_params_int(
+    params: *const EqLayerParams,
+    key: c_int,
+    default_value: c_int,
+    value: *mut c_int,
+) -> c_int {
+    guard(|| {
+        let out = out_arg(value, "value")?;
+        let pd = params_arg(params)?;
+        *out = pd
+            .int(key_arg(key)?, default_value)
+            .map_err(|e| fail(Status::InvalidArgument, e.0))?;
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn eq_layer_params_float(
+    params: *const EqLayerParams,
+    key: c_int,
+    default_value: f32,
+    value: *mut f32,
+) -> c_int {
+    guard(|| {
+        let out = out_arg(value, "value")?;
+        let pd = params_arg(params)?;
+        *out = pd
+            .float(key_arg(key)?, default_value)
+            .map_err(|e| fail(Status::InvalidArgument, e.0))?;
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn eq_weights_read(
+    weights: *mut EqWeights,
+    count: usize,
+    out: *mut f32,
+) -> c_int {
+    guard(|| {
+        if weights.is_null() {
+            return Err(null("weights"));
+        }
+        if out.is_null() && count > 0 {
+            return Err(null("out"));
+        }
+        if !out.is_aligned() {
+            return Err(fail(
+                Status::InvalidArgument,
+                "out is not aligned for float",
+            ));
+        }
+        let w = &mut *weights.cast::<crate::model::weights::WeightReader>();
+        let v = w
+            .raw(count, "custom layer weights")
+            .map_err(|e| from_error(e, false))?;
+        if count > 0 {
+            std::slice::from_raw_parts_mut(out, count).copy_from_slice(&v);
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,7 @@
-//! Layers and blobs as a validated graph: every blob has one producer, names are unique,
-//! every input is produced, there is no cycle; layers are put in a runnable order.
+//! Layers and blobs as a validated graph: every blob has one producer and a unique name,
+//! every input is produced, there is no cycle; layers are put in a runnable order. As in
+//! ncnn, layer names may repeat (they only label errors) and the header's blob count is an
+//! upper bound (ncnn sizes its blob table with it; fewer blobs are fine).
 
 use crate::error::{Error, Result};
 use crate::model::param::{LayerRecord, ParamFile};
@@ -32,18 +34,8 @@ impl Graph {
         };
         let mut by_name: HashMap<&str, usize> = HashMap::new();
         let mut blobs: Vec<Blob> = Vec::new();
-        let mut layer_names: HashMap<&str, usize> = HashMap::new();
         let mut outputs = Vec::with_capacity(p.layers.len());
         for (li, l) in p.layers.iter().enumerate() {
-            if let Some(prev) = layer_names.insert(&l.name, li) {
-                return Err(err(
-                    l.line,
-                    format!(
-                        "duplicate layer name `{}` (also on line {})",
-                        l.name, p.layers[prev].line
-                    ),
-                ));
-            }
             let mut outs = Vec::with_capacity(l.tops.len());
             for t in &l.tops {
                 if let Some(&b) = by_name.get(t.as_str()) {
@@ -84,7 +76,7 @@ impl Graph {
             }
             inputs.push(ins);
         }
-        if blobs.len() != p.blob_count {
+        if blobs.len() > p.blob_count {
             return Err(err(
                 2,
                 format!(

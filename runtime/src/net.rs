@@ -30,6 +30,8 @@ pub struct Options {
     /// L2 size in bytes of the CPUs the net runs on, used for GEMM tiles when sysfs does not
     /// report it (e.g. `Cluster::l2_kib` from a target file).
     pub l2_bytes: Option<usize>,
+    /// Layer types of the application, tried before the built-in ones (`ops::custom`).
+    pub custom_layers: ops::custom::Registry,
 }
 
 /// Which arithmetic a net's quantizable layers use.
@@ -165,7 +167,11 @@ impl Net {
         let mut precisions = Vec::with_capacity(graph.layers.len());
         for (li, l) in graph.layers.iter().enumerate() {
             weights.set_layer(&l.name);
-            let mut op = ops::build(&l.kind, &l.params, &mut weights).map_err(|e| match e {
+            let op = match opts.custom_layers.get(&l.kind) {
+                Some(create) => create(&l.params, &mut weights),
+                None => ops::build(&l.kind, &l.params, &mut weights),
+            };
+            let mut op = op.map_err(|e| match e {
                 Error::Layer { msg, .. } => Error::Layer {
                     layer: l.name.clone(),
                     kind: l.kind.clone(),

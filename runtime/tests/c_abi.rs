@@ -5,8 +5,9 @@
 //! set input / run / get output through the C ABI do not allocate.
 //! scripts/test-c-abi.sh also builds the example for aarch64 and runs it under qemu.
 
+use eq_runtime::capi::{eq_last_error, eq_options_free, eq_options_new, eq_options_register_layer};
 use eq_runtime::capi::{eq_net_free, eq_net_get_output, eq_net_load_memory, eq_net_run};
-use eq_runtime::capi::{eq_net_set_input, EqNet};
+use eq_runtime::capi::{eq_net_set_input, EqCustomLayer, EqNet, EqOptions, EqShape};
 use eq_runtime::capi::{
     Status, EQ_PRECISION_AUTO, EQ_PRECISION_FP32, EQ_PRECISION_INT7, EQ_PRECISION_INT8,
 };
@@ -218,6 +219,20 @@ fn every_prototype_compiles_links_and_runs() {
 }
 
 #[test]
+fn c_custom_layer_runs_a_focus_model() {
+    let Some(lib) = c_toolchain() else { return };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/custom_layer.c");
+    let exe = build_c(&source, &lib, "custom_layer");
+    let out = Command::new(&exe).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn c_example_runs_the_builtin_model() {
     let Some(lib) = c_toolchain() else { return };
     let exe = build_c(&repo_root().join("examples/c/classify.c"), &lib, "classify");
@@ -298,4 +313,114 @@ fn set_input_run_and_get_output_do_not_allocate() {
     // Softmax over channels: 1 per pixel, 9 pixels.
     assert!((sum - 9.0).abs() < 1e-4, "{sum}");
     assert_eq!(eq_net_free(net), 0);
+}
+
+/// Focus (space-to-depth) as C callbacks written in Rust: runs where no C compiler is.
+unsafe extern "C" fn focus_shapes(
+    _state: *mut std::ffi::c_void,
+    inputs: *const EqShape,
+    input_count: usize,
+    outputs: *mut EqShape,
+    output_count: *mut usize,
+    error: *mut std::ffi::c_char,
+) -> std::ffi::c_int {
+    let x = *inputs;
+    if input_count != 1 || x.dims != 3 || x.w % 2 != 0 || x.h % 2 != 0 {
+        let msg = c"Focus: odd input";
+        std::ptr::copy_nonoverlapping(msg.as_ptr(), error, msg.to_bytes_with_nul().len());
+        return 1;
+    }
+    *outputs = EqShape {
+        w: x.w / 2,
+        h: x.h / 2,
+        c: x.c * 4,
+        ..x
+    };
+    *output_count = 1;
+    0
+}
+
+unsafe extern "C" fn focus_forward(
+    _state: *mut std::ffi::c_void,
+    inputs: *const *const f32,
+    input_shapes: *const EqShape,
+    _input_count: usize,
+    outputs: *const *mut f32,
+    _output_shapes: *const EqShape,
+    _output_count: usize,
+    _error: *mut std::ffi::c_char,
+) -> std::ffi::c_int {
+    let s = *input_shapes;
+    let (w, h, c) = (s.w as usize, s.h as usize, s.c as usize);
+    let x = std::slice::from_raw_parts(*inputs, w * h * c);
+    let y = std::slice::from_raw_parts_mut(*outputs, w * h * c);
+    let (ow, oh) = (w / 2, h / 2);
+    for (i, v) in y.iter_mut().enumerate() {
+        let (xx, yy, ch) = (i % ow, (i / ow) % oh, i / (ow * oh));
+        let (k, q) = (ch / c, ch % c);
+        *v = x[(q * h + 2 * yy + k % 2) * w + 2 * xx + k / 2];
+    }
+    0
+}
+
+#[test]
+fn custom_layer_through_the_c_abi_runs_without_allocating() {
+    let layer = EqCustomLayer {
+        user_data: null_mut(),
+        create: None,
+        output_shapes: Some(focus_shapes),
+        forward: Some(focus_forward),
+        destroy: None,
+    };
+    let param = "7767517\n2 2\nInput data 0 1 data 0=4 1=2 2=1\nFocus f 1 1 data out\n";
+    let mut opts: *mut EqOptions = null_mut();
+    let mut net: *mut EqNet = null_mut();
+    unsafe {
+        assert_eq!(eq_options_new(&mut opts), 0);
+        assert_eq!(
+            eq_options_register_layer(opts, c"Focus".as_ptr(), &layer),
+            0
+        );
+        let status = eq_net_load_memory(
+            param.as_ptr().cast(),
+            param.len(),
+            null(),
+            0,
+            opts,
+            &mut net,
+        );
+        assert_eq!(status, 0);
+    }
+    // Row 0: 0 1 2 3, row 1: 4 5 6 7 -> phases (0,0) (1,0) (0,1) (1,1) of each 2x2 block.
+    let input: Vec<f32> = (0..8).map(|i| i as f32).collect();
+    let mut out = [0.0f32; 8];
+    let mut step = || unsafe {
+        assert_eq!(
+            eq_net_set_input(net, c"data".as_ptr(), input.as_ptr(), 8),
+            0
+        );
+        assert_eq!(eq_net_run(net), 0);
+        let status = eq_net_get_output(
+            net,
+            c"out".as_ptr(),
+            out.as_mut_ptr(),
+            8,
+            null_mut(),
+            null_mut(),
+        );
+        assert_eq!(status, 0);
+    };
+    step();
+    let ((), allocations) = count_allocations(&mut step);
+    assert_eq!(allocations, 0);
+    assert_eq!(out, [0.0, 2.0, 4.0, 6.0, 1.0, 3.0, 5.0, 7.0]);
+    assert_eq!(eq_net_free(net), 0);
+    // Shape inference failing at load: the callback's message, naming the layer.
+    let odd = param.replace("0=4", "0=3");
+    let status =
+        unsafe { eq_net_load_memory(odd.as_ptr().cast(), odd.len(), null(), 0, opts, &mut net) };
+    assert_eq!(status, Status::Model as i32);
+    let msg = unsafe { std::ffi::CStr::from_ptr(eq_last_error()) };
+    assert_eq!(msg.to_str().unwrap(), "layer `f` (Focus): Focus: odd input");
+    assert_eq!(eq_options_free(opts), 0);
 }

@@ -38,7 +38,7 @@ fn text_param_cases() {
         ("layer_count_too_large", "expected 3 layers, found 2"),
         (
             "blob_count_mismatch",
-            "header declares 3 blobs but the layers name 2",
+            "header declares 1 blobs but the layers name 2",
         ),
         ("bad_key", "parameter key 40 out of range"),
         ("bad_int", "bad integer in `0=4x`"),
@@ -48,7 +48,10 @@ fn text_param_cases() {
             "unknown_type",
             "layer `frob` (Frobnicate): unknown layer type `Frobnicate`",
         ),
-        ("duplicate_layer_name", "duplicate layer name `relu`"),
+        (
+            "param_not_key_value",
+            "param_not_key_value.param:4: layer `relu`: expected a key=value parameter, found `slope`",
+        ),
         (
             "duplicate_output_blob",
             "output blob `out` is already produced by layer `relu1`",
@@ -58,6 +61,18 @@ fn text_param_cases() {
             "input blob `nowhere` is not produced by any layer",
         ),
         ("cycle", "is part of a cycle"),
+        (
+            "bad_expression",
+            "layer `re` (Reshape): key 6: expression `*(0w,-(2))`: `-` lacks operands",
+        ),
+        (
+            "expression_division_by_zero",
+            "layer `up` (Interp): expression `*(0w,2),//(0h,-(0c,2))`: integer division by zero",
+        ),
+        (
+            "expression_missing_input",
+            "layer `re` (Reshape): expects 2 input blob(s), got 1",
+        ),
         ("absurd_input_shape", "layer `data` (Input): blob shape"),
         (
             "bin_too_long",
@@ -91,8 +106,8 @@ fn text_param_cases() {
 fn errors_name_the_file_and_line() {
     let e = load_error("bad_int");
     assert!(e.contains("bad_int.param:3:"), "{e}");
-    let e = load_error("duplicate_layer_name");
-    assert!(e.contains("duplicate_layer_name.param:5:"), "{e}");
+    let e = load_error("duplicate_output_blob");
+    assert!(e.contains("duplicate_output_blob.param:"), "{e}");
 }
 
 /// A `.param.bin` under construction: little-endian words.
@@ -157,8 +172,18 @@ fn binary_param_cases() {
     let valid = valid_bin().0;
     let mut wrong_magic = valid.clone();
     wrong_magic[0] = 0xff;
+    // ncnn ignores bytes after the declared layers, and so do we.
     let mut trailing = valid.clone();
-    trailing.extend_from_slice(&[0; 4]);
+    trailing.extend_from_slice(&[0; 12]);
+    assert!(Net::from_memory(&trailing, &[], &Options::default()).is_ok());
+    // A string parameter (key 7 = "ab": id -23407, length, padded bytes), as ncnn reads it.
+    let with_string = ParamBin::new(2, 2)
+        .layer(INPUT, &[], &[0])
+        .ints(&[0, 4, -23407, 2, i32::from_le_bytes(*b"ab\0\0")])
+        .end()
+        .layer(RELU, &[0], &[1])
+        .end();
+    assert!(Net::from_memory(&with_string.0, &[], &Options::default()).is_ok());
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("wrong magic", wrong_magic, "wrong magic"),
         (
@@ -182,14 +207,15 @@ fn binary_param_cases() {
             "truncated at byte",
         ),
         (
-            "blob count disagreeing",
-            ParamBin::new(2, 3)
+            // ncnn accepts more declared blobs than used, not fewer.
+            "blob count too small",
+            ParamBin::new(2, 1)
                 .layer(INPUT, &[], &[0])
                 .end()
                 .layer(RELU, &[0], &[1])
                 .end()
                 .0,
-            "header declares 3 blobs but the layers name 2",
+            "blob index 1 out of range 0..1",
         ),
         (
             "blob index out of range",
@@ -254,7 +280,6 @@ fn binary_param_cases() {
                 .0,
             "out of range",
         ),
-        ("trailing bytes", trailing, "4 trailing bytes"),
         (
             "absurd Input dimensions",
             ParamBin::new(1, 1)

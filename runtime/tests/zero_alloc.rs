@@ -37,6 +37,7 @@ fn assert_allocates_nothing<R>(what: &str, f: impl FnOnce() -> R) -> R {
 
 /// Small nets written inline: (name, param text). Weights are zeros.
 const TEXT_MODELS: &[(&str, &str)] = &[
+    ("shape_exprs", "7767517\n5 6\nInput in 0 1 x 0=6 1=4 2=3\nInput r 0 1 r 0=8 1=2\nSplit s 1 2 x x0 x1\nInterp i 2 1 x0 r y0 0=2 9=\"*(1w,2),+(0h,1)\"\nReshape re 1 1 x1 y1 6=\"0h,*(0w,0c)\"\n"),
     (
         "relu",
         "7767517\n2 2\nInput in 0 1 data 0=8 1=8 2=3\nReLU r 1 1 data out\n",

@@ -96,8 +96,10 @@ def parse_param(text):
                 # Old-style array: "count,v1,...,vN".
                 items = value.split(",")
                 params[-key - 23300] = [_scalar(v) for v in items[1:]]
-            elif "," in value:
-                params[key] = [_scalar(v) for v in value.split(",")]
+            elif value[:1].isalpha() or value.startswith('"'):
+                params[key] = value.strip('"')  # string (expression) parameter
+            elif "," in value:  # a trailing comma: a one-element array
+                params[key] = [_scalar(v) for v in value.rstrip(",").split(",")]
             else:
                 params[key] = _scalar(value)
             pos += 1

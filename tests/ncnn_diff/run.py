@@ -37,6 +37,7 @@ sys.path.insert(0, HERE)
 import ncnn_bin  # noqa: E402
 import op_nets  # noqa: E402
 import op_nets_elem  # noqa: E402
+import op_nets_loader  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 TOLERANCE = 1e-4
@@ -110,6 +111,9 @@ MODELS = [
           generator=op_nets.yolov3_net("yolov3_one_class", 1, [(7, 5, 16)], mask_as_bits=True)),
     # Activations, element-wise and reshaping ops (op_nets_elem.py), compared to 1e-5.
     *[Model(name, None, generator=gen, tolerance=1e-5) for name, gen in op_nets_elem.nets()],
+    Model("reshape_expr", None, generator=op_nets_loader.reshape_expr_net(), tolerance=1e-5),
+    Model("interp_expr", None, generator=op_nets_loader.interp_expr_net(), tolerance=1e-5),
+    Model("loader_forms", None, generator=op_nets_loader.loader_forms_net(), tolerance=1e-5),
 ]
 
 

@@ -70,21 +70,25 @@ impl<'a> Tokens<'a> {
         Some((&self.text[start..self.pos], line))
     }
 
-    /// Peeks whether the next token is a `key=value` parameter.
-    fn next_is_param(&self) -> bool {
-        let rest = self.text[self.pos..].trim_start();
-        let tok = rest
-            .split(|c: char| c.is_ascii_whitespace())
-            .next()
-            .unwrap_or("");
-        match tok.find('=') {
-            Some(i) => {
-                let k = &tok[..i];
-                let k = k.strip_prefix('-').unwrap_or(k);
-                !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())
-            }
-            None => false,
+    /// Whether another token follows on the current line (ncnn reads a layer's parameters
+    /// from the rest of its line only).
+    fn more_on_line(&self) -> bool {
+        self.text.as_bytes()[self.pos..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace() || **b == b'\n')
+            .is_some_and(|&b| b != b'\n')
+    }
+}
+
+/// Whether `tok` has the form `<int>=...`.
+fn is_param(tok: &str) -> bool {
+    match tok.find('=') {
+        Some(i) => {
+            let k = &tok[..i];
+            let k = k.strip_prefix(['-', '+']).unwrap_or(k);
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())
         }
+        None => false,
     }
 }
 
@@ -180,8 +184,14 @@ pub fn parse_text(text: &str, file: &str) -> Result<ParamFile> {
         }
         let tops = blobs.split_off(n[0]);
         let mut params = ParamDict::new();
-        while t.next_is_param() {
+        while t.more_on_line() {
             let (tok, pline) = t.next().expect("peeked");
+            if !is_param(tok) {
+                return Err(err(
+                    pline,
+                    format!("layer `{name}`: expected a key=value parameter, found `{tok}`"),
+                ));
+            }
             parse_param(tok, &mut params)
                 .map_err(|m| err(pline, format!("layer `{name}`: {m}")))?;
         }
@@ -194,12 +204,7 @@ pub fn parse_text(text: &str, file: &str) -> Result<ParamFile> {
             line,
         });
     }
-    if let Some((tok, line)) = t.next() {
-        return Err(err(
-            line,
-            format!("unexpected `{tok}` after the {layer_count} declared layers"),
-        ));
-    }
+    // Like ncnn, whatever follows the declared layers is not read.
     Ok(ParamFile {
         layers,
         blob_count: blob_count as usize,
@@ -253,7 +258,8 @@ fn parse_param(tok: &str, params: &mut ParamDict) -> std::result::Result<(), Str
         }
         (key, Value::Str(s.to_string()))
     } else if v.contains(',') {
-        let items: Vec<&str> = v.split(',').collect();
+        // A trailing comma is ncnn's spelling of a one-element array (`5=1,`).
+        let items: Vec<&str> = v.strip_suffix(',').unwrap_or(v).split(',').collect();
         let is_float = is_float_text(items[0]);
         (key, parse_array(&items, is_float, tok)?)
     } else if is_float_text(v) {
@@ -330,5 +336,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn accepts_what_ncnn_accepts() {
+        // CRLF, tabs, blank lines, params only on the layer's line, one-element arrays with
+        // a trailing comma, empty old-style arrays, `+` signs, `.5` / `1.` floats, strings
+        // (quoted with spaces), repeated keys (the last wins), no final newline, and
+        // anything after the declared layers ignored.
+        let text = "7767517\r\n\r\n3 9\r\nInput\tin 0 1 data\r\n\
+                    ReLU  r   1 1 data a\t0=.5 \r\n\
+                    Clip r 1 1 a b 0=-1. 1=+2 5=1, -23306=0 0=-2. 7=abc 8=\"x y\"\r\n\
+                    Garbage after the declared layers\n0=1";
+        let p = parse_text(text, "t.param").unwrap();
+        assert_eq!(p.layers.len(), 3);
+        assert_eq!(p.blob_count, 9);
+        assert_eq!(p.layers[1].params.get(0), Some(&Value::Float(0.5)));
+        let c = &p.layers[2].params;
+        assert_eq!(c.get(0), Some(&Value::Float(-2.0)));
+        assert_eq!(c.get(1), Some(&Value::Int(2)));
+        assert_eq!(c.get(5), Some(&Value::IntArray(vec![1])));
+        assert_eq!(c.get(6), Some(&Value::IntArray(vec![])));
+        assert_eq!(c.get(7), Some(&Value::Str("abc".into())));
+        assert_eq!(c.get(8), Some(&Value::Str("x y".into())));
+        // A parameter on the next line is not the layer's (ncnn reads it as the next
+        // record, here past the declared layers).
+        let p = parse_text(
+            "7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out\n0=0.5\n",
+            "t",
+        )
+        .unwrap();
+        assert!(!p.layers[1].params.has(0));
+        // A token that is not key=value on the layer's line is an error, as in ncnn.
+        let e = parse_text(
+            "7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out xyz\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "t:4: layer `r`: expected a key=value parameter, found `xyz`"
+        );
     }
 }

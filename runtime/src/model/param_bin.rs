@@ -220,15 +220,7 @@ pub fn parse_bin(bytes: &[u8], file: &str) -> Result<ParamFile> {
             line,
         });
     }
-    if w.pos != bytes.len() {
-        return Err(err(
-            0,
-            format!(
-                "{} trailing bytes after the last layer",
-                bytes.len() - w.pos
-            ),
-        ));
-    }
+    // Like ncnn, bytes after the declared layers are not read.
     Ok(ParamFile {
         layers,
         blob_count: blob_count as usize,

@@ -2,11 +2,16 @@
 //!
 //! Params: `0 = resize_type` (1 nearest, 2 bilinear, 3 bicubic), `1 / 2 = height_scale /
 //! width_scale`, `3 / 4 = output_height / output_width`, `5 = dynamic_target_size` (the
-//! output w / h are those of a second, reference input), `6 = align_corner`. ncnn's size
-//! expression (key 9) is not supported and is refused at load.
+//! output w / h are those of a second, reference input), `6 = align_corner`, `9 = size_expr`
+//! (a string expression list, `super::expression`, evaluated on the input shapes).
 //!
 //! Output size: the reference blob's w / h in the dynamic form; else `output_width x
 //! output_height` when both are set; else `trunc(w * width_scale) x trunc(h * height_scale)`.
+//! With `size_expr`, the expression's list gives `w` (one value; h stays the input's) or
+//! `w, h` (two values); a list of another length leaves the size to the rules above (the
+//! second input's w / h when there is one). The layer takes as many inputs as the
+//! expression reads (at least 2 with key 5) and resamples as in the dynamic form (scale =
+//! in / out per axis; a same-size resize is a copy) whatever the list's length.
 //! Input forms:
 //! * 3-D `w x h x c`: every channel resized to `outw x outh`.
 //! * 2-D `w x h`: only the width changes; each row is resized on its own (output `outw x h`).
@@ -32,6 +37,7 @@
 //! A resize that keeps the size copies the input, except a bicubic resize whose scale param
 //! is not 1 (ncnn resamples then).
 
+use super::expression::{self, Expr};
 use super::{Ctx, Op};
 use crate::error::{invalid, LayerResult};
 use crate::model::paramdict::ParamDict;
@@ -56,7 +62,12 @@ pub struct Interp {
     /// The output size is the second input's w / h.
     pub dynamic_target_size: bool,
     pub align_corner: bool,
+    /// `size_expr` (key 9).
+    pub size_expr: Option<Expr>,
 }
+
+/// Most inputs a size expression can read (blob indices are one digit).
+const MAX_INPUTS: usize = 10;
 
 /// How the source positions of one axis are chosen.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -303,13 +314,8 @@ impl Interp {
             output_width: size(4, "output_width")?,
             dynamic_target_size: pd.int(5, 0)? != 0,
             align_corner: pd.int(6, 0)? != 0,
+            size_expr: expression::param(pd, 9)?,
         };
-        if pd.has(9) {
-            return Err(invalid(
-                "size expressions (key 9) are not supported; use output_width / \
-                 output_height (keys 4 / 3) or dynamic_target_size (key 5)",
-            ));
-        }
         for (key, v) in [(1, op.height_scale), (2, op.width_scale)] {
             if !v.is_finite() {
                 return Err(invalid(format!("scale (key {key}) {v} is not finite")));
@@ -321,6 +327,32 @@ impl Interp {
     /// Output (w, h) before validation, as ncnn computes it.
     fn target_size(&self, inputs: &[Shape]) -> LayerResult<(i64, i64)> {
         let x = inputs[0];
+        if let Some(e) = &self.size_expr {
+            let want = self.input_count();
+            if inputs.len() != want {
+                return Err(invalid(format!(
+                    "expects {want} input blob(s) (size_expr `{}`{}), got {}",
+                    e.text(),
+                    if self.dynamic_target_size {
+                        ", key 5"
+                    } else {
+                        ""
+                    },
+                    inputs.len()
+                )));
+            }
+            let mut v = [0i32; 2];
+            let n = e.eval_into(inputs, &mut v)?;
+            match n {
+                1 => return Ok((v[0] as i64, x.h as i64)),
+                2 => return Ok((v[0] as i64, v[1] as i64)),
+                _ => {}
+            }
+            if let Some(r) = inputs.get(1) {
+                return Ok((r.w as i64, r.h as i64));
+            }
+            return Ok(self.size_from_params(x));
+        }
         if self.dynamic_target_size {
             let r = inputs.get(1).ok_or_else(|| {
                 invalid(
@@ -335,22 +367,38 @@ impl Interp {
                 inputs.len()
             )));
         }
+        Ok(self.size_from_params(x))
+    }
+
+    /// The size from keys 3 / 4, or else from the scales.
+    fn size_from_params(&self, x: Shape) -> (i64, i64) {
         let (w, h) = if x.dims == 1 { (1, 1) } else { (x.w, x.h) };
         if self.output_width == 0 || self.output_height == 0 {
-            Ok((
+            (
                 (w as f32 * self.width_scale) as i64,
                 (h as f32 * self.height_scale) as i64,
-            ))
+            )
         } else {
-            Ok((self.output_width as i64, self.output_height as i64))
+            (self.output_width as i64, self.output_height as i64)
         }
+    }
+
+    /// Inputs the layer takes.
+    fn input_count(&self) -> usize {
+        let n = if self.dynamic_target_size { 2 } else { 1 };
+        self.size_expr.as_ref().map_or(n, |e| e.blob_count().max(n))
+    }
+
+    /// Whether the size comes from other blobs (dynamic form or size_expr).
+    fn sized_by_blobs(&self) -> bool {
+        self.dynamic_target_size || self.size_expr.is_some()
     }
 
     fn is_identity(&self, w: usize, h: usize, outw: usize, outh: usize, dims: u8) -> bool {
         if outw != w || (dims != 2 && outh != h) {
             return false;
         }
-        if self.resize != ResizeType::Bicubic || self.align_corner || self.dynamic_target_size {
+        if self.resize != ResizeType::Bicubic || self.align_corner || self.sized_by_blobs() {
             return true;
         }
         (self.output_width != 0 || self.width_scale == 1.0)
@@ -393,7 +441,7 @@ impl Interp {
     }
 
     fn plan(&self, inputs: &[Shape]) -> LayerResult<Plan> {
-        if inputs.is_empty() || inputs.len() > 2 {
+        if inputs.is_empty() || (self.size_expr.is_none() && inputs.len() > 2) {
             return Err(invalid(format!(
                 "expects 1 input blob (2 with dynamic_target_size, key 5), got {}",
                 inputs.len()
@@ -417,8 +465,8 @@ impl Interp {
         let outh = if dims == 2 { x.h } else { check(th, "height")? };
         let (w, h) = (x.w, x.h);
         let (gw, gh) = (
-            self.output_width != 0 || self.dynamic_target_size,
-            self.output_height != 0 || self.dynamic_target_size,
+            self.output_width != 0 || self.sized_by_blobs(),
+            self.output_height != 0 || self.sized_by_blobs(),
         );
         if dims == 1 {
             return Ok(Plan {
@@ -507,11 +555,11 @@ impl Op for Interp {
         outputs: &mut [TensorMut],
         ctx: &mut Ctx,
     ) -> LayerResult<()> {
-        let shapes = [
-            inputs[0].shape,
-            inputs.get(1).map_or(Shape::default(), |t| t.shape),
-        ];
-        let plan = self.plan(&shapes[..inputs.len()])?;
+        let mut shapes = [Shape::default(); MAX_INPUTS];
+        for (s, t) in shapes.iter_mut().zip(inputs) {
+            *s = t.shape;
+        }
+        let plan = self.plan(&shapes[..inputs.len().min(MAX_INPUTS)])?;
         let src = inputs[0];
         let out = &mut outputs[0];
         match plan.work {
@@ -800,6 +848,62 @@ mod tests {
             .output_shapes(&[Shape::d3(3, 2, 2), Shape::d1(2)])
             .unwrap_err();
         assert!(e.0.contains("dynamic_target_size"), "{e}");
+    }
+
+    #[test]
+    fn size_expression_resizes_as_the_dynamic_form() {
+        let str_ = |t: &str| Value::Str(t.into());
+        let x = (Shape::d3(5, 4, 2), Rng::new(3).vec(40, -1.0, 1.0));
+        for t in 1..=3 {
+            for align in [0, 1] {
+                let dynamic = op(&[(0, int(t)), (5, int(1)), (6, int(align))]);
+                for (e, w, h) in [("*(0w,2),+(0h,1)", 10, 5), ("3", 3, 4), ("0w,0h", 5, 4)] {
+                    let by_expr =
+                        op(&[(0, int(t)), (6, int(align)), (9, str_(e)), (1, float(2.0))]);
+                    let out = run(&by_expr, std::slice::from_ref(&x)).unwrap().remove(0);
+                    let r = Shape::d2(w, h);
+                    let want = run(&dynamic, &[x.clone(), (r, vec![0.0; r.len()])]).unwrap();
+                    assert_eq!(out, want[0], "{e}");
+                }
+            }
+        }
+        // One value: h stays the first input's; other lengths: the size without expression.
+        let two = op(&[(0, int(1)), (9, str_("1h"))]);
+        let r = Shape::d3(9, 7, 2);
+        assert_eq!(two.output_shapes(&[x.0, r]).unwrap(), [Shape::d3(7, 4, 2)]);
+        assert!(two
+            .output_shapes(&[x.0])
+            .unwrap_err()
+            .0
+            .contains("expects 2"));
+        let three = op(&[
+            (0, int(1)),
+            (1, float(2.0)),
+            (2, float(0.5)),
+            (9, str_("7,8,9")),
+        ]);
+        assert_eq!(three.output_shapes(&[x.0]).unwrap(), [Shape::d3(2, 8, 2)]);
+        let three = op(&[(0, int(1)), (9, str_("1w,2,3"))]);
+        assert_eq!(
+            three.output_shapes(&[x.0, r]).unwrap(),
+            [Shape::d3(9, 7, 2)]
+        );
+        // 1-D input: the expression sees its w; 2-D: only the width changes.
+        let e = op(&[(0, int(1)), (9, str_("0w,2"))]);
+        assert_eq!(
+            e.output_shapes(&[Shape::d1(6)]).unwrap(),
+            [Shape::d3(6, 2, 6)]
+        );
+        assert_eq!(
+            e.output_shapes(&[Shape::d2(3, 2)]).unwrap(),
+            [Shape::d2(3, 2)]
+        );
+        let neg = op(&[(0, int(1)), (9, str_("-(0w,9)"))]);
+        assert!(neg
+            .output_shapes(&[x.0])
+            .unwrap_err()
+            .0
+            .contains("not positive"));
     }
 
     #[test]

@@ -4,9 +4,14 @@
 //! Params: `0 = w`, `1 = h`, `11 = d`, `2 = c`, each -233 when absent. The rank is set by the
 //! first absent key in the order w, h, c, d (w absent: invalid; h absent: 1-D; c absent: 2-D;
 //! d absent: 3-D; else 4-D). A value of 0 copies that dimension from the input, -1 infers it
-//! from the element count. Shape expressions (`6`) and batch axes (`12`, `13`) are not
-//! supported.
+//! from the element count. Batch axes (`12`, `13`) are not supported.
+//!
+//! `6 = shape_expr`: a string expression list (`super::expression`) evaluated on the input
+//! shapes at shape inference, in the order w, h, [d,] c; its length (1..=4) sets the rank
+//! and replaces keys 0 / 1 / 11 / 2 (0 and -1 keep their meaning). An expression that reads
+//! blob `k` makes the layer take `k + 1` inputs (the output still aliases the first).
 
+use super::expression::{self, Expr};
 use super::{expect_inputs, Op, Storage};
 use crate::error::{invalid, LayerResult};
 use crate::model::paramdict::ParamDict;
@@ -22,13 +27,12 @@ pub struct Reshape {
     pub d: i32,
     pub c: i32,
     pub rank: u8,
+    /// `shape_expr` (key 6): replaces the dimensions above at shape inference.
+    pub expr: Option<Expr>,
 }
 
 impl Reshape {
     pub fn new(pd: &ParamDict) -> LayerResult<Reshape> {
-        if pd.has(6) {
-            return Err(invalid("shape_expr not supported"));
-        }
         if pd.int(12, 233)? != 233 || pd.int(13, 233)? != 233 {
             return Err(invalid("batch axis reshape (params 12/13) not supported"));
         }
@@ -38,6 +42,24 @@ impl Reshape {
             pd.int(11, ABSENT)?,
             pd.int(2, ABSENT)?,
         );
+        let expr = expression::param(pd, 6)?;
+        if let Some(e) = &expr {
+            if e.len() > 4 {
+                return Err(invalid(format!(
+                    "shape_expr (key 6) `{}` gives {} dimensions, at most 4",
+                    e.text(),
+                    e.len()
+                )));
+            }
+            return Ok(Reshape {
+                w: 0,
+                h: 0,
+                d: 0,
+                c: 0,
+                rank: e.len() as u8,
+                expr,
+            });
+        }
         let rank = if w == ABSENT {
             0
         } else if h == ABSENT {
@@ -58,23 +80,48 @@ impl Reshape {
             3 => &[w, h, c],
             _ => &[w, h, d, c],
         };
-        if let Some(v) = used.iter().find(|&&v| v < -1) {
-            return Err(invalid(format!("invalid reshape dimension {v}")));
-        }
-        if used.iter().filter(|&&v| v == -1).count() > 1 {
-            return Err(invalid("at most one reshape dimension may be -1"));
-        }
-        Ok(Reshape { w, h, d, c, rank })
+        check_dims(used)?;
+        Ok(Reshape {
+            w,
+            h,
+            d,
+            c,
+            rank,
+            expr: None,
+        })
     }
+}
+
+fn check_dims(used: &[i32]) -> LayerResult<()> {
+    if let Some(v) = used.iter().find(|&&v| v < -1) {
+        return Err(invalid(format!("invalid reshape dimension {v}")));
+    }
+    if used.iter().filter(|&&v| v == -1).count() > 1 {
+        return Err(invalid("at most one reshape dimension may be -1"));
+    }
+    Ok(())
 }
 
 impl Op for Reshape {
     fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
-        expect_inputs(inputs, 1)?;
+        let n_in = self.expr.as_ref().map_or(1, |e| e.blob_count().max(1));
+        expect_inputs(inputs, n_in)?;
         let x = inputs[0];
         let total = x.len();
+        let (mut w, mut h, mut d, mut c) = (self.w, self.h, self.d, self.c);
+        if let Some(e) = &self.expr {
+            let v = e.eval(inputs)?;
+            let at = |i: usize| v.get(i).copied().unwrap_or(1);
+            (w, h, d, c) = match v.len() {
+                1 => (at(0), 1, 1, 1),
+                2 => (at(0), at(1), 1, 1),
+                3 => (at(0), at(1), 1, at(2)),
+                _ => (at(0), at(1), at(2), at(3)),
+            };
+            check_dims(&v).map_err(|m| invalid(format!("shape_expr `{}`: {}", e.text(), m.0)))?;
+        }
         // Requested (value, input dimension copied for 0) in w, h, d, c order.
-        let req = [(self.w, x.w), (self.h, x.h), (self.d, x.d), (self.c, x.c)];
+        let req = [(w, x.w), (h, x.h), (d, x.d), (c, x.c)];
         let used: Vec<usize> = match self.rank {
             1 => vec![0],
             2 => vec![0, 1],
@@ -174,8 +221,44 @@ mod tests {
         assert!(shape_of(&[(0, int(-1)), (1, int(-1))], x).is_err());
         assert!(shape_of(&[(0, int(-5))], x).is_err());
         assert!(shape_of(&[], x).is_err());
-        let e = Reshape::new(&params(&[(0, int(1)), (6, Value::Str("1,2".into()))])).unwrap_err();
-        assert_eq!(e.0, "shape_expr not supported");
         assert!(Reshape::new(&params(&[(0, int(1)), (12, int(0))])).is_err());
+    }
+
+    fn expr(text: &str) -> Reshape {
+        Reshape::new(&params(&[(6, Value::Str(text.into()))])).unwrap()
+    }
+
+    #[test]
+    fn shape_expr() {
+        let x = Shape::d3(5, 4, 3);
+        let out = |r: &Reshape, ins: &[Shape]| r.output_shapes(ins).map(|v| v[0]);
+        // Written w, h, c; the key 0 / 1 / 2 values are ignored.
+        let r = Reshape::new(&params(&[
+            (0, int(60)),
+            (6, Value::Str("0h,*(0w,0c)".into())),
+        ]))
+        .unwrap();
+        assert_eq!(out(&r, &[x]).unwrap(), Shape::d2(4, 15));
+        assert_eq!(out(&expr("-1"), &[x]).unwrap(), Shape::d1(60));
+        assert_eq!(out(&expr("0,-1,1"), &[x]).unwrap(), Shape::d3(5, 12, 1));
+        assert_eq!(
+            out(&expr("0w,2,2,//(0c,1)"), &[Shape::d3(5, 4, 3)]).unwrap(),
+            Shape::d4(5, 2, 2, 3)
+        );
+        // A second input gives a size.
+        let r = expr("1w,-1");
+        assert_eq!(out(&r, &[x, Shape::d1(6)]).unwrap(), Shape::d2(6, 10));
+        assert!(out(&r, &[x]).unwrap_err().0.contains("expects 2 input"));
+        // Bad values at shape inference, bad expressions at load.
+        assert!(out(&expr("7,-1"), &[x]).is_err());
+        assert!(out(&expr("-1,-1"), &[x])
+            .unwrap_err()
+            .0
+            .contains("shape_expr"));
+        assert!(out(&expr("-(0w,9)"), &[x]).is_err());
+        let e = Reshape::new(&params(&[(6, Value::Str("1,1,1,1,60".into()))])).unwrap_err();
+        assert!(e.0.contains("at most 4"), "{}", e.0);
+        let e = Reshape::new(&params(&[(6, Value::Str("+(0w)".into()))])).unwrap_err();
+        assert!(e.0.contains("key 6"), "{}", e.0);
     }
 }

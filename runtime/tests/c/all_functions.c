@@ -59,6 +59,20 @@ int main(void) {
     expect(eq_net_run(NULL), EQ_ERR_NULL_POINTER, "eq_net_run");
     expect(eq_net_get_output(NULL, "prob", &value, 1, &count, &shape), EQ_ERR_NULL_POINTER,
            "eq_net_get_output");
+    {
+        eq_custom_layer layer;
+        int iv = 0;
+        memset(&layer, 0, sizeof layer);
+        expect(eq_options_register_layer(opts, "Focus", NULL), EQ_ERR_NULL_POINTER,
+               "eq_options_register_layer");
+        expect(eq_options_register_layer(opts, "Focus", &layer), EQ_ERR_INVALID_ARGUMENT,
+               "eq_options_register_layer without callbacks");
+        expect(eq_layer_params_int(NULL, 0, 0, &iv), EQ_ERR_NULL_POINTER,
+               "eq_layer_params_int");
+        expect(eq_layer_params_float(NULL, 0, 0.0f, &value), EQ_ERR_NULL_POINTER,
+               "eq_layer_params_float");
+        expect(eq_weights_read(NULL, 1, &value), EQ_ERR_NULL_POINTER, "eq_weights_read");
+    }
     expect(eq_net_free(NULL), EQ_OK, "eq_net_free");
     expect(eq_options_free(opts), EQ_OK, "eq_options_free");
     expect(eq_options_free(opts), EQ_ERR_INVALID_HANDLE, "eq_options_free twice");
