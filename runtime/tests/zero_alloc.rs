@@ -72,6 +72,11 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          -23304=12,10.0,14.0,23.0,27.0,37.0,58.0,81.0,82.0,135.0,169.0,34.0,31.0 \
          -23305=6,3.0,4.0,5.0,0.0,1.0,2.0 -23306=2,32.0,16.0\n",
     ),
+    (
+        "quantize_dequantize_requantize",
+        "7767517\n5 6\nInput in 0 1 x 0=7 1=5 2=4\nSplit s 1 2 x x0 x1\nQuantize q 1 1 x0 q 0=4\n\
+         Dequantize d 1 1 q y 0=4 1=4\nRequantize r 1 1 x1 z 0=4 1=1 2=4 3=2 -23304=1,0.1\n",
+    ),
 ];
 
 /// ncnn's benchmark networks under the shared data directory (`$EQ_SHARED`, default
@@ -182,7 +187,10 @@ fn single_threaded() -> Options {
 #[test]
 fn text_models_run_without_allocating() {
     for (name, param) in TEXT_MODELS {
-        let mut net = Net::from_memory(param.as_bytes(), &[], &single_threaded())
+        // Zero weights, as benchncnn loads them (layers with weights need some).
+        let p = eq_runtime::model::parse_param(param.as_bytes(), name).unwrap();
+        let zeros = eq_runtime::model::weights::WeightReader::zeros();
+        let mut net = Net::build(p, zeros, name, &single_threaded())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_run_allocates_nothing(&mut net);
     }

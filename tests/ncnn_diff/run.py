@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import ncnn_bin  # noqa: E402
 import op_nets  # noqa: E402
+import op_nets_detect  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 TOLERANCE = 1e-4
@@ -60,6 +61,10 @@ class Model:
     tolerance: float = TOLERANCE
     # Fewer detections from ncnn over all inputs fails: the case would test nothing.
     min_detections: int = 0
+    # ncnn runs its int8 layers as int8 (standalone Quantize feeding an int8 Convolution).
+    int8_inference: bool = False
+    # ncnn's packed layout (off: its x86 Requantize uses one group's scales for a whole pack).
+    packing: bool = True
 
 
 BENCH = "models/ncnn-benchmark"
@@ -107,6 +112,13 @@ MODELS = [
                                                                   (20, 16, 8)])),
     Model("yolov3_one_class", None, min_detections=5, tolerance=1e-5,
           generator=op_nets.yolov3_net("yolov3_one_class", 1, [(7, 5, 16)], mask_as_bits=True)),
+    Model("quantize_forms", None, generator=op_nets_detect.quant_net("quantize"), tolerance=1e-5),
+    Model("dequantize_forms", None, generator=op_nets_detect.quant_net("dequantize"),
+          tolerance=1e-5),
+    Model("requantize_forms", None, generator=op_nets_detect.quant_net("requantize"),
+          tolerance=1e-5, packing=False),
+    Model("quant_mixed", None, generator=op_nets_detect.quant_mixed_net(), tolerance=1e-5,
+          int8_inference=True, packing=False),
 ]
 
 
@@ -159,11 +171,13 @@ def blobs_to_compare(layers, with_intermediates, extra):
     return list(dict.fromkeys(wanted)), outputs, detection
 
 
-def run_ncnn(param, binary, inputs, blobs, outputs):
+def run_ncnn(param, binary, inputs, blobs, outputs, int8_inference=False, packing=True):
     """Run ncnn in plain fp32 on one thread; returns {blob: ndarray}."""
     import ncnn
 
     net = ncnn_bin.make_net(num_threads=1)
+    net.opt.use_int8_inference = int8_inference
+    net.opt.use_packing_layout = packing
     if net.load_param(param) != 0:
         raise Failure("ncnn load_param failed")
     if sorted(net.output_names()) != sorted(outputs):
@@ -175,6 +189,8 @@ def run_ncnn(param, binary, inputs, blobs, outputs):
     ex.set_light_mode(False)
     keep = []  # ncnn.Mat(ndarray) borrows the array; keep both alive
     for name, array in inputs.items():
+        if array.dtype == np.int32:  # an int32 blob: its bits in an fp32 Mat
+            array = array.view(np.float32)
         mat = ncnn.Mat(array).clone()  # clone: some first layers work in place
         keep.append((array, mat))
         if ex.input(name, mat) != 0:
@@ -203,7 +219,7 @@ def run_eq(eq, param, binary, inputs, blobs, workdir, threads):
     cmd = [eq, "infer", "--param", param, "--bin", binary]
     for i, (name, array) in enumerate(inputs.items()):
         path = os.path.join(workdir, f"in{i}.npy")
-        np.save(path, array)
+        np.save(path, array.astype(np.float32))  # int32: the values as floats
         cmd += ["--in", f"{name}={path}"]
     out_paths = {}
     for i, blob in enumerate(blobs):
@@ -349,7 +365,8 @@ def run_model(model, args, shared, cache_dir, eq):
     detections = 0
     for k, inputs in enumerate(runs):
         t0 = time.time()
-        ref = run_ncnn(param, binary, inputs, blobs, outputs)
+        ref = run_ncnn(param, binary, inputs, blobs, outputs, model.int8_inference,
+                       model.packing)
         ncnn_time += time.time() - t0
         detections += sum(len(detection_rows(ref[b])) for b in detection)
         if args.ncnn_only:

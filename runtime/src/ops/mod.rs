@@ -17,6 +17,7 @@ pub mod clip;
 pub mod concat;
 pub mod convolution;
 pub mod convolution_depthwise;
+pub mod dequantize;
 pub mod detection_output;
 pub mod dropout;
 pub mod elementwise;
@@ -34,8 +35,10 @@ pub mod permute;
 pub mod pooling;
 pub mod prelu;
 pub mod prior_box;
+pub mod quantize;
 pub mod quantized;
 pub mod relu;
+pub mod requantize;
 pub mod reshape;
 pub mod scale;
 pub mod sigmoid;
@@ -176,6 +179,9 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "ConvolutionDepthWise" => {
             Box::new(convolution_depthwise::ConvolutionDepthWise::new(pd, w)?)
         }
+        "Quantize" => Box::new(quantize::Quantize::new(pd, w)?),
+        "Dequantize" => Box::new(dequantize::Dequantize::new(pd, w)?),
+        "Requantize" => Box::new(requantize::Requantize::new(pd, w)?),
         "InnerProduct" => Box::new(inner_product::InnerProduct::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })

@@ -1,0 +1,157 @@
+"""Generated single-op nets for run.py: the standalone int8 layers (Quantize, Dequantize,
+Requantize) and the detection heads (YoloDetectionOutput, Proposal, ROIPooling,
+PSROIPooling). Same contract as op_nets.py: a generator takes the cache directory and
+returns (param path, bin path, [inputs]), inputs being {Input blob name: array}.
+
+Integer inputs (the int32 accumulators Dequantize and Requantize read) are int32 arrays:
+run.py hands ncnn their bits as an fp32 Mat (what ncnn's int32 blob is) and `eq infer` their
+values as floats (how this runtime carries integers).
+"""
+
+import os
+import struct
+
+import numpy as np
+
+import ncnn_bin
+
+
+def _write(cache_dir, name, layers, blob_count, weights=()):
+    text = f"7767517\n{len(layers)} {blob_count}\n" + "\n".join(layers) + "\n"
+    param = os.path.join(cache_dir, f"{name}.param")
+    binary = os.path.join(cache_dir, f"{name}.bin")
+    with open(param, "w") as f:
+        f.write(text)
+    with open(binary, "wb") as f:
+        f.write(b"".join(struct.pack("<f", float(v)) for v in weights))
+    return param, binary
+
+
+def _rng(name):
+    return np.random.Generator(np.random.PCG64(ncnn_bin.model_seed(name)))
+
+
+def _random_shape(rng, dims):
+    w, h, d, c = (int(rng.integers(1, 7)) for _ in range(4))
+    return {1: (w,), 2: (h, w), 3: (c, h, w), 4: (c, d, h, w)}[dims]
+
+
+def _groups(shape):
+    """ncnn's per-group axis: elements of 1-D, rows of 2-D, channels of 3-D / 4-D."""
+    return shape[0]
+
+
+def _sizes(rng, groups):
+    """A per-group array size: one value, or one per group."""
+    return 1 if groups == 1 or rng.random() < 0.4 else groups
+
+
+ACTIVATIONS = [
+    "", "3=1", "3=2 -23304=1,0.1", "3=3 -23304=2,-3.5,60.0", "3=4", "3=5",
+    "3=6 -23304=2,0.2,0.5",
+]
+
+
+def quant_net(kind, cases=24):
+    """`kind` in quantize / dequantize / requantize: Inputs of 1 to 4 dims (ncnn's Quantize
+    and Dequantize take 1 to 3), each feeding one layer with scalar or per-group scales and
+    biases (Requantize: every fused activation)."""
+
+    def generate(cache_dir):
+        name = f"{kind}_forms"
+        rng = _rng(name)
+        layers, inputs, weights = [], {}, []
+        for i in range(cases):
+            max_dims = 4 if kind == "requantize" else 3
+            shape = _random_shape(rng, 1 + i % max_dims)
+            g = _groups(shape)
+            layers.append(f"Input in{i} 0 1 in{i}")
+            if kind == "quantize":
+                n = _sizes(rng, g)
+                # Scales up to 300 on inputs in [-1, 1]: some values clamp at +-127.
+                weights += list(rng.uniform(0.5, 300.0, n).astype(np.float32))
+                layers.append(f"Quantize q{i} 1 1 in{i} out{i} 0={n}")
+                x = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+                # A few exact halves, rounded away from zero.
+                x.flat[0] = np.float32(2.5) / weights[-n]
+                inputs[f"in{i}"] = x
+                continue
+            x = rng.integers(-20000, 20000, shape).astype(np.int32)
+            inputs[f"in{i}"] = x
+            if kind == "dequantize":
+                n, nb = _sizes(rng, g), int(rng.choice([0, 1, g]))
+                weights += list(rng.uniform(1e-4, 1e-2, n).astype(np.float32))
+                weights += list(rng.uniform(-2.0, 2.0, nb).astype(np.float32))
+                layers.append(f"Dequantize d{i} 1 1 in{i} out{i} 0={n} 1={nb}")
+            else:
+                n_in, n_out, nb = _sizes(rng, g), _sizes(rng, g), int(rng.choice([0, 1, g]))
+                weights += list(rng.uniform(1e-4, 1e-3, n_in).astype(np.float32))
+                weights += list(rng.uniform(20.0, 120.0, n_out).astype(np.float32))
+                weights += list(rng.uniform(-2.0, 2.0, nb).astype(np.float32))
+                act = ACTIVATIONS[i % len(ACTIVATIONS)]
+                layers.append(
+                    f"Requantize r{i} 1 1 in{i} out{i} 0={n_in} 1={n_out} 2={nb} {act}".rstrip()
+                )
+        layers.sort(key=lambda l: not l.startswith("Input"))
+        return (*_write(cache_dir, name, layers, 2 * cases, weights), [inputs])
+
+    return generate
+
+
+def quant_mixed_net():
+    """Quantize and Requantize feeding an int8 1x1 Convolution (which takes their int8
+    values as they are, with its own scales; fp32 ops after them, so that the int8 blobs are
+    not compared: `eq infer` writes them dequantized), a Quantize as a net output, and a
+    Requantize -> ReLU chain. ncnn runs int8 with its packed layout off (see `packing`)."""
+
+    def generate(cache_dir):
+        name = "quant_mixed"
+        rng = _rng(name)
+        c, h, w = 4, 5, 6
+        layers = [
+            "Input in 0 1 x",
+            "Input acc 0 1 a",
+            "Split sx 1 2 x x0 x1",
+            "Quantize q 1 1 x0 q 0=4",
+            "Convolution conv 1 1 q y 0=3 1=1 5=1 6=12 8=1 9=1",
+            "Sigmoid sig 1 1 y ys",
+            "Quantize q2 1 1 x1 q2 0=1",
+            "Split sa 1 2 a a0 a1",
+            "Requantize rq 1 1 a0 r 0=1 1=4 2=4 3=2 -23304=1,0.1",
+            "Convolution conv2 1 1 r y2 0=2 1=1 5=0 6=8 8=1",
+            "Sigmoid sig2 1 1 y2 y2t",
+            "Requantize rq2 1 1 a1 r2 0=4 1=1",
+            "ReLU relu 1 1 r2 r3",
+        ]
+        weights = list(rng.uniform(20.0, 100.0, 4))  # q scales
+        conv_q = rng.integers(-127, 128, 12).astype(np.int8)
+        conv_w = [conv_q, list(rng.uniform(-1, 1, 3)), list(rng.uniform(50, 120, 3)), [60.0]]
+        weights2 = [30.0]  # q2
+        rq = list(rng.uniform(1e-3, 3e-3, 1)) + list(rng.uniform(20, 60, 4)) + list(
+            rng.uniform(-1, 1, 4))
+        conv2_q = rng.integers(-127, 128, 8).astype(np.int8)
+        conv2_w = [conv2_q, list(rng.uniform(50, 120, 2)), [40.0]]
+        rq2 = list(rng.uniform(1e-3, 3e-3, 4)) + [50.0]
+
+        def floats(v):
+            return b"".join(struct.pack("<f", float(x)) for x in v)
+
+        def int8_blob(q):
+            data = struct.pack("<I", 0x000D4B38) + q.tobytes()
+            return data + b"\0" * (-len(data) % 4)
+
+        blob = floats(weights) + int8_blob(conv_w[0]) + floats(conv_w[1] + conv_w[2] + conv_w[3])
+        blob += floats(weights2) + floats(rq) + int8_blob(conv2_w[0])
+        blob += floats(conv2_w[1] + conv2_w[2]) + floats(rq2)
+        param, binary = _write(cache_dir, name, layers, 15)
+        with open(binary, "wb") as f:
+            f.write(blob)
+        runs = []
+        for _ in range(3):
+            runs.append({
+                "x": rng.uniform(-1.0, 1.0, (c, h, w)).astype(np.float32),
+                "a": rng.integers(-30000, 30000, (c, h, w)).astype(np.int32),
+            })
+        return param, binary, runs
+
+    return generate
