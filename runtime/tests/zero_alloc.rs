@@ -77,6 +77,11 @@ const TEXT_MODELS: &[(&str, &str)] = &[
         "7767517\n5 6\nInput in 0 1 x 0=7 1=5 2=4\nSplit s 1 2 x x0 x1\nQuantize q 1 1 x0 q 0=4\n\
          Dequantize d 1 1 q y 0=4 1=4\nRequantize r 1 1 x1 z 0=4 1=1 2=4 3=2 -23304=1,0.1\n",
     ),
+    (
+        "roi_pooling_psroi_pooling",
+        "7767517\n5 6\nInput f 0 1 f 0=9 1=7 2=8\nInput r 0 1 r 0=4\nSplit s 1 2 f f0 f1\n\
+         ROIPooling a 2 1 f0 r ya 0=3 1=2 2=0.5\nPSROIPooling b 2 1 f1 r yb 0=2 1=2 2=1.0 3=2\n",
+    ),
 ];
 
 /// ncnn's benchmark networks under the shared data directory (`$EQ_SHARED`, default

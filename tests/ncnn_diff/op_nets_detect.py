@@ -155,3 +155,53 @@ def quant_mixed_net():
         return param, binary, runs
 
     return generate
+
+
+def _roi(rng, w, h, scale):
+    """x1, y1, x2, y2 in input coordinates (feature cells / scale): mostly inside the map,
+    some partly or wholly outside, some with x2 < x1, on half-integers now and then."""
+    span_w, span_h = w / scale, h / scale
+    x1, x2 = sorted(rng.uniform(-0.3 * span_w, 1.2 * span_w, 2))
+    y1, y2 = sorted(rng.uniform(-0.3 * span_h, 1.2 * span_h, 2))
+    r = rng.random()
+    if r < 0.1:
+        x1, x2 = x2, x1  # reversed
+    elif r < 0.2:
+        x1, y1 = np.floor(x1) + 0.5, np.floor(y1) + 0.5  # half: rounds away from zero
+    return np.array([x1, y1, x2, y2], np.float32)
+
+
+def roi_net(kind, cases=20):
+    """ROIPooling (max) or PSROIPooling (position-sensitive average): each case a feature
+    map and a ROI blob (1-D of 4, or 2-D whose first row is read) with random pooled sizes
+    and spatial scales."""
+
+    def generate(cache_dir):
+        name = f"{kind}_forms"
+        rng = _rng(name)
+        layers, inputs = [], {}
+        for i in range(cases):
+            pw, ph = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+            scale = float(rng.choice([1.0, 0.5, 0.25, 0.0625, 0.3]))
+            w, h = int(rng.integers(1, 12)), int(rng.integers(1, 12))
+            if kind == "roipooling":
+                c = int(rng.integers(1, 5))
+                params = f"0={pw} 1={ph} 2={scale}"
+                op = "ROIPooling"
+            else:
+                dim = int(rng.integers(1, 4))
+                c = dim * pw * ph
+                params = f"0={pw} 1={ph} 2={scale} 3={dim}"
+                op = "PSROIPooling"
+            layers.append(f"Input feat{i} 0 1 feat{i}")
+            layers.append(f"Input roi{i} 0 1 roi{i}")
+            layers.append(f"{op} pool{i} 2 1 feat{i} roi{i} out{i} {params}")
+            inputs[f"feat{i}"] = rng.normal(0.0, 1.0, (c, h, w)).astype(np.float32)
+            roi = _roi(rng, w, h, scale)
+            if i % 3 == 2:
+                roi = np.concatenate([roi, rng.uniform(0, 50, 4).astype(np.float32)]).reshape(2, 4)
+            inputs[f"roi{i}"] = roi
+        layers.sort(key=lambda l: not l.startswith("Input"))
+        return (*_write(cache_dir, name, layers, 3 * cases), [inputs])
+
+    return generate

@@ -117,6 +117,10 @@ MODELS = [
           tolerance=1e-5),
     Model("requantize_forms", None, generator=op_nets_detect.quant_net("requantize"),
           tolerance=1e-5, packing=False),
+    Model("roipooling_forms", None, generator=op_nets_detect.roi_net("roipooling"),
+          tolerance=1e-5),
+    Model("psroipooling_forms", None, generator=op_nets_detect.roi_net("psroipooling"),
+          tolerance=1e-5),
     Model("quant_mixed", None, generator=op_nets_detect.quant_mixed_net(), tolerance=1e-5,
           int8_inference=True, packing=False),
 ]

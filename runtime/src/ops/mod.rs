@@ -35,11 +35,13 @@ pub mod permute;
 pub mod pooling;
 pub mod prelu;
 pub mod prior_box;
+pub mod psroi_pooling;
 pub mod quantize;
 pub mod quantized;
 pub mod relu;
 pub mod requantize;
 pub mod reshape;
+pub mod roi_pooling;
 pub mod scale;
 pub mod sigmoid;
 pub mod softmax;
@@ -182,6 +184,8 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Quantize" => Box::new(quantize::Quantize::new(pd, w)?),
         "Dequantize" => Box::new(dequantize::Dequantize::new(pd, w)?),
         "Requantize" => Box::new(requantize::Requantize::new(pd, w)?),
+        "ROIPooling" => Box::new(roi_pooling::RoiPooling::new(pd)?),
+        "PSROIPooling" => Box::new(psroi_pooling::PsRoiPooling::new(pd)?),
         "InnerProduct" => Box::new(inner_product::InnerProduct::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
