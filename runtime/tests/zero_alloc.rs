@@ -82,6 +82,11 @@ const TEXT_MODELS: &[(&str, &str)] = &[
         "7767517\n5 6\nInput f 0 1 f 0=9 1=7 2=8\nInput r 0 1 r 0=4\nSplit s 1 2 f f0 f1\n\
          ROIPooling a 2 1 f0 r ya 0=3 1=2 2=0.5\nPSROIPooling b 2 1 f1 r yb 0=2 1=2 2=1.0 3=2\n",
     ),
+    (
+        "yolo_region_head",
+        "7767517\n3 3\nInput a 0 1 a 0=5 1=4 2=18\nInput b 0 1 b 0=3 1=2 2=18\n\
+         YoloDetectionOutput det 2 1 a b out 0=4 1=2 2=0.2 -23304=4,1.0,1.5,3.0,2.0\n",
+    ),
 ];
 
 /// ncnn's benchmark networks under the shared data directory (`$EQ_SHARED`, default

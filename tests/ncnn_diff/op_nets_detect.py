@@ -205,3 +205,39 @@ def roi_net(kind, cases=20):
         return (*_write(cache_dir, name, layers, 3 * cases), [inputs])
 
     return generate
+
+
+def _float_list(values):
+    return ",".join(f"{v:.6e}" for v in values)
+
+
+def yolo_net(name, num_class, num_box, grids, seeds=3, threshold=0.2, nms=0.45):
+    """YoloDetectionOutput (YOLOv2) over random maps of the given (w, h), all with the same
+    anchors; many overlapping boxes so that sorting and NMS matter."""
+    biases = [1.08, 1.19, 3.42, 4.41, 6.63, 11.38, 9.42, 5.11, 16.62, 10.52][: 2 * num_box]
+
+    def generate(cache_dir):
+        rng = _rng(name)
+        layers = [f"Input map{i} 0 1 map{i}" for i in range(len(grids))]
+        maps = " ".join(f"map{i}" for i in range(len(grids)))
+        layers.append(
+            f"YoloDetectionOutput det {len(grids)} 1 {maps} output 0={num_class} 1={num_box} "
+            f"2={threshold} 3={nms} -23304={len(biases)},{_float_list(biases)}"
+        )
+        per_box = 5 + num_class
+        runs = []
+        for _ in range(seeds):
+            inputs = {}
+            for i, (w, h) in enumerate(grids):
+                m = np.empty((num_box * per_box, h, w), np.float32)
+                for k in range(num_box):
+                    base = k * per_box
+                    m[base:base + 2] = rng.normal(0.0, 1.5, (2, h, w))  # x, y
+                    m[base + 2:base + 4] = rng.normal(0.0, 0.7, (2, h, w))  # w, h
+                    m[base + 4] = rng.normal(0.0, 2.0, (h, w))  # objectness
+                    m[base + 5:base + per_box] = rng.normal(0.0, 2.0, (num_class, h, w))
+                inputs[f"map{i}"] = m
+            runs.append(inputs)
+        return (*_write(cache_dir, name, layers, len(grids) + 1), runs)
+
+    return generate

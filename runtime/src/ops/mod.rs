@@ -46,6 +46,7 @@ pub mod scale;
 pub mod sigmoid;
 pub mod softmax;
 pub mod split;
+pub mod yolo_detection_output;
 pub mod yolov3_detection_output;
 
 /// How an op's outputs relate to its inputs in memory.
@@ -174,6 +175,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "PriorBox" => Box::new(prior_box::PriorBox::new(pd)?),
         "DetectionOutput" => Box::new(detection_output::DetectionOutput::new(pd)?),
         "Interp" => Box::new(interp::Interp::new(pd)?),
+        "YoloDetectionOutput" => Box::new(yolo_detection_output::YoloDetectionOutput::new(pd)?),
         "Yolov3DetectionOutput" => {
             Box::new(yolov3_detection_output::Yolov3DetectionOutput::new(pd)?)
         }
