@@ -87,6 +87,14 @@ const TEXT_MODELS: &[(&str, &str)] = &[
         "7767517\n3 3\nInput a 0 1 a 0=5 1=4 2=18\nInput b 0 1 b 0=3 1=2 2=18\n\
          YoloDetectionOutput det 2 1 a b out 0=4 1=2 2=0.2 -23304=4,1.0,1.5,3.0,2.0\n",
     ),
+    (
+        // Random inputs in [-1, 1], im_info too (every box clips to a point; min_size 0 keeps
+        // them all for the sort and NMS); the ROIs then feed ROIPooling.
+        "proposal_rois",
+        "7767517\n6 7\nInput s 0 1 s 0=6 1=5 2=18\nInput b 0 1 b 0=6 1=5 2=36\n\
+         Input i 0 1 i 0=3\nInput f 0 1 f 0=6 1=5 2=4\n\
+         Proposal p 3 2 s b i rois scores 2=40 3=12 5=0\nROIPooling r 2 1 f rois y 0=2 1=2\n",
+    ),
 ];
 
 /// ncnn's benchmark networks under the shared data directory (`$EQ_SHARED`, default

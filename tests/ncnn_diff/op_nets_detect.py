@@ -241,3 +241,30 @@ def yolo_net(name, num_class, num_box, grids, seeds=3, threshold=0.2, nms=0.45):
         return (*_write(cache_dir, name, layers, len(grids) + 1), runs)
 
     return generate
+
+
+def proposal_net(name, grids, params, seeds=3, two_outputs=True):
+    """Proposal over random RPN maps: `grids` is a list of (w, h, im_h, im_w, im_scale), one
+    Proposal per entry (each with its own inputs), all with the same `params` text."""
+
+    def generate(cache_dir):
+        rng = _rng(name)
+        layers = []
+        for i in range(len(grids)):
+            layers += [f"Input score{i} 0 1 score{i}", f"Input bbox{i} 0 1 bbox{i}",
+                       f"Input info{i} 0 1 info{i}"]
+            tops = f"2 rois{i} scores{i}" if two_outputs else f"1 rois{i}"
+            layers.append(f"Proposal prop{i} 3 {tops.split()[0]} score{i} bbox{i} info{i} "
+                          f"{' '.join(tops.split()[1:])} {params}")
+        runs = []
+        for _ in range(seeds):
+            inputs = {}
+            for i, (w, h, im_h, im_w, scale) in enumerate(grids):
+                inputs[f"score{i}"] = rng.uniform(0.0, 1.0, (18, h, w)).astype(np.float32)
+                inputs[f"bbox{i}"] = rng.normal(0.0, 0.3, (36, h, w)).astype(np.float32)
+                inputs[f"info{i}"] = np.array([im_h, im_w, scale], np.float32)
+            runs.append(inputs)
+        blobs = len(grids) * (5 if two_outputs else 4)
+        return (*_write(cache_dir, name, layers, blobs), runs)
+
+    return generate

@@ -35,6 +35,7 @@ pub mod permute;
 pub mod pooling;
 pub mod prelu;
 pub mod prior_box;
+pub mod proposal;
 pub mod psroi_pooling;
 pub mod quantize;
 pub mod quantized;
@@ -77,6 +78,12 @@ pub trait Op: Send + Sync + std::fmt::Debug {
 
     fn storage(&self) -> Storage {
         Storage::New
+    }
+
+    /// How many trailing outputs of `output_shapes` the param file may leave out (e.g.
+    /// Proposal's scores): the planner drops their shapes.
+    fn optional_outputs(&self) -> usize {
+        0
     }
 
     /// Scratch floats needed by one worker for these shapes.
@@ -186,6 +193,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Quantize" => Box::new(quantize::Quantize::new(pd, w)?),
         "Dequantize" => Box::new(dequantize::Dequantize::new(pd, w)?),
         "Requantize" => Box::new(requantize::Requantize::new(pd, w)?),
+        "Proposal" => Box::new(proposal::Proposal::new(pd)?),
         "ROIPooling" => Box::new(roi_pooling::RoiPooling::new(pd)?),
         "PSROIPooling" => Box::new(psroi_pooling::PsRoiPooling::new(pd)?),
         "InnerProduct" => Box::new(inner_product::InnerProduct::new(pd, w)?),
