@@ -53,17 +53,15 @@ ACTIVATIONS = [
 
 
 def quant_net(kind, cases=24):
-    """`kind` in quantize / dequantize / requantize: Inputs of 1 to 4 dims (ncnn's Quantize
-    and Dequantize take 1 to 3), each feeding one layer with scalar or per-group scales and
-    biases (Requantize: every fused activation)."""
+    """`kind` in quantize / dequantize / requantize: Inputs of 1 to 4 dims, each feeding one
+    layer with scalar or per-group scales and biases (Requantize: every fused activation)."""
 
     def generate(cache_dir):
         name = f"{kind}_forms"
         rng = _rng(name)
         layers, inputs, weights = [], {}, []
         for i in range(cases):
-            max_dims = 4 if kind == "requantize" else 3
-            shape = _random_shape(rng, 1 + i % max_dims)
+            shape = _random_shape(rng, 1 + i % 4)
             g = _groups(shape)
             layers.append(f"Input in{i} 0 1 in{i}")
             if kind == "quantize":
