@@ -18,6 +18,11 @@
 //!   kernel's bounds hold). In the float simulation (`PrecisionChoice::Simulate`) that blob
 //!   holds `q / bottom` instead, which the reader rounds back to `q` exactly.
 //!
+//! When some reader needs fp32 (a Dequantize, an fp32 op, a net output) the blob stays
+//! integer-valued fp32 for all of them, and a quantized layer among the readers then
+//! quantizes those integers again with its own bottom scale, where ncnn would take them as
+//! they are: such mixed graphs agree with ncnn only when that scale is 1.
+//!
 //! Output shape = input shape (1-D to 4-D). A per-group scale array must have an entry for
 //! every group (ncnn reads past its end otherwise); extra entries are unused.
 
