@@ -111,6 +111,9 @@ pub fn infer_shapes(
         if got.len() == 1 && outs.len() > 1 && ops[li].storage() == Storage::Alias {
             got = vec![got[0]; outs.len()];
         }
+        if got.len() > outs.len() && got.len() - outs.len() <= ops[li].optional_outputs() {
+            got.truncate(outs.len());
+        }
         if got.len() != outs.len() {
             return Err(layer_err(
                 g,

@@ -91,6 +91,27 @@ fn text_param_cases() {
             "yolo_mask_small_ints",
             "layer `det` (Yolov3DetectionOutput): mask (key 5) entry 1e-45",
         ),
+        (
+            "psroi_channel_mismatch",
+            "layer `ps` (PSROIPooling): feature input [w=4 h=4 c=11] must be 3-D with \
+             output_dim x pooled_h x pooled_w = 12 channels",
+        ),
+        (
+            "proposal_score_channels",
+            "layer `prop` (Proposal): score input [w=3 h=3 c=9] must be 3-D with 18 channels",
+        ),
+        (
+            "requantize_missing_scales",
+            "layer `rq`: scale_in_data: needs 4 bytes",
+        ),
+        (
+            "yolo_region_biases_short",
+            "layer `det` (YoloDetectionOutput): biases (key 4) has 4 values; num_box = 5",
+        ),
+        (
+            "roipooling_no_size",
+            "layer `pool` (ROIPooling): pooled_width (key 0) is 0",
+        ),
     ];
     let mut failures = Vec::new();
     for (case, want) in cases {

@@ -91,6 +91,29 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          -23304=12,10.0,14.0,23.0,27.0,37.0,58.0,81.0,82.0,135.0,169.0,34.0,31.0 \
          -23305=6,3.0,4.0,5.0,0.0,1.0,2.0 -23306=2,32.0,16.0\n",
     ),
+    (
+        "quantize_dequantize_requantize",
+        "7767517\n5 6\nInput in 0 1 x 0=7 1=5 2=4\nSplit s 1 2 x x0 x1\nQuantize q 1 1 x0 q 0=4\n\
+         Dequantize d 1 1 q y 0=4 1=4\nRequantize r 1 1 x1 z 0=4 1=1 2=4 3=2 -23304=1,0.1\n",
+    ),
+    (
+        "roi_pooling_psroi_pooling",
+        "7767517\n5 6\nInput f 0 1 f 0=9 1=7 2=8\nInput r 0 1 r 0=4\nSplit s 1 2 f f0 f1\n\
+         ROIPooling a 2 1 f0 r ya 0=3 1=2 2=0.5\nPSROIPooling b 2 1 f1 r yb 0=2 1=2 2=1.0 3=2\n",
+    ),
+    (
+        "yolo_region_head",
+        "7767517\n3 3\nInput a 0 1 a 0=5 1=4 2=18\nInput b 0 1 b 0=3 1=2 2=18\n\
+         YoloDetectionOutput det 2 1 a b out 0=4 1=2 2=0.2 -23304=4,1.0,1.5,3.0,2.0\n",
+    ),
+    (
+        // Random inputs in [-1, 1], im_info too (every box clips to a point; min_size 0 keeps
+        // them all for the sort and NMS); the ROIs then feed ROIPooling.
+        "proposal_rois",
+        "7767517\n6 7\nInput s 0 1 s 0=6 1=5 2=18\nInput b 0 1 b 0=6 1=5 2=36\n\
+         Input i 0 1 i 0=3\nInput f 0 1 f 0=6 1=5 2=4\n\
+         Proposal p 3 2 s b i rois scores 2=40 3=12 5=0\nROIPooling r 2 1 f rois y 0=2 1=2\n",
+    ),
 ];
 
 /// ncnn's benchmark networks under the shared data directory (`$EQ_SHARED`, default
@@ -201,7 +224,10 @@ fn single_threaded() -> Options {
 #[test]
 fn text_models_run_without_allocating() {
     for (name, param) in TEXT_MODELS {
-        let mut net = Net::from_memory(param.as_bytes(), &[], &single_threaded())
+        // Zero weights, as benchncnn loads them (layers with weights need some).
+        let p = eq_runtime::model::parse_param(param.as_bytes(), name).unwrap();
+        let zeros = eq_runtime::model::weights::WeightReader::zeros();
+        let mut net = Net::build(p, zeros, name, &single_threaded())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_run_allocates_nothing(&mut net);
     }

@@ -29,7 +29,7 @@ UNCHECKED_READS = {"w_scale", "in_scale", "out_scale", "pad_data"}
 # `load_plan` is rejected instead of silently producing a misaligned file.
 WEIGHTLESS = {
     "AbsVal", "ArgMax", "BinaryOp", "BNLL", "Cast", "Clip", "Concat", "Crop",
-    "DetectionOutput", "Dequantize", "Dropout", "ELU", "Eltwise", "Erf", "Exp",
+    "DetectionOutput", "Dropout", "ELU", "Eltwise", "Erf", "Exp",
     "ExpandDims", "Flatten", "GELU", "GLU", "HardSigmoid", "HardSwish", "Input",
     "Interp", "Log", "LRN", "Mish", "Noop", "Packing", "Permute", "PixelShuffle",
     "Pooling", "Pooling1D", "Pooling3D", "Power", "PriorBox", "Proposal",
@@ -203,6 +203,16 @@ def load_plan(layer):
         w, h, d, c = (layer.get_int(k, 0) for k in (0, 1, 11, 2))
         count = max(w, 1) * max(h, 1) * max(d, 1) * max(c, 1) if w else 0
         return [Blob(not layer.get_int(21, 1), count, "data")] if count else []
+    if t == "Quantize":
+        return [Blob(False, layer.get_int(0, 1), "quant_scale")]
+    if t == "Dequantize":
+        nb = layer.get_int(1, 0)
+        return [Blob(False, layer.get_int(0, 1), "scale")] + ([Blob(False, nb, "bias")] if nb else [])
+    if t == "Requantize":
+        nb = layer.get_int(2, 0)
+        blobs = [Blob(False, layer.get_int(0, 1), "scale"),
+                 Blob(False, layer.get_int(1, 1), "quant_scale")]
+        return blobs + ([Blob(False, nb, "bias")] if nb else [])
     if t in WEIGHTLESS:
         return []
     raise ValueError(f"layer {layer.name}: no .bin load plan for type {t}")
@@ -237,7 +247,7 @@ def _values(rng, blob, last_weight):
         # int8 weight scales that fit the weights just written, per group.
         absmax = np.abs(last_weight.reshape(blob.groups, -1)).max(axis=1)
         return (127.0 / np.maximum(absmax, 1e-6)).astype(np.float32)
-    if role in ("in_scale", "out_scale"):
+    if role in ("in_scale", "out_scale", "quant_scale"):  # standalone layers: checked reads
         return np.full(n, 127.0 / 6.0, dtype=np.float32)  # activations within about +-6
     raise ValueError(role)
 

@@ -38,10 +38,13 @@ import ncnn_bin  # noqa: E402
 import op_nets  # noqa: E402
 import op_nets_elem  # noqa: E402
 import op_nets_loader  # noqa: E402
+import op_nets_detect  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 TOLERANCE = 1e-4
 DETECTION_LAYERS = {"DetectionOutput", "YoloDetectionOutput", "Yolov3DetectionOutput"}
+# Outputs sized by ncnn to the result count, by us to the most possible (padding after it).
+PADDED_LAYERS = {"Proposal"}
 
 
 @dataclass
@@ -62,6 +65,10 @@ class Model:
     tolerance: float = TOLERANCE
     # Fewer detections from ncnn over all inputs fails: the case would test nothing.
     min_detections: int = 0
+    # ncnn runs its int8 layers as int8 (standalone Quantize feeding an int8 Convolution).
+    int8_inference: bool = False
+    # ncnn's packed layout (off: its x86 Requantize uses one group's scales for a whole pack).
+    packing: bool = True
 
 
 BENCH = "models/ncnn-benchmark"
@@ -114,6 +121,30 @@ MODELS = [
     Model("reshape_expr", None, generator=op_nets_loader.reshape_expr_net(), tolerance=1e-5),
     Model("interp_expr", None, generator=op_nets_loader.interp_expr_net(), tolerance=1e-5),
     Model("loader_forms", None, generator=op_nets_loader.loader_forms_net(), tolerance=1e-5),
+    Model("quantize_forms", None, generator=op_nets_detect.quant_net("quantize"), tolerance=1e-5),
+    Model("dequantize_forms", None, generator=op_nets_detect.quant_net("dequantize"),
+          tolerance=1e-5),
+    Model("requantize_forms", None, generator=op_nets_detect.quant_net("requantize"),
+          tolerance=1e-5, packing=False),
+    Model("yolo_voc", None, min_detections=20, tolerance=1e-5,
+          generator=op_nets_detect.yolo_net("yolo_voc", 20, 5, [(13, 13)], threshold=0.1)),
+    Model("yolo_two_maps", None, min_detections=20, tolerance=1e-5,
+          generator=op_nets_detect.yolo_net("yolo_two_maps", 3, 2, [(7, 5), (3, 4)], nms=0.3)),
+    Model("yolo_one_class", None, min_detections=5, tolerance=1e-5,
+          generator=op_nets_detect.yolo_net("yolo_one_class", 1, 1, [(6, 6)], threshold=0.5)),
+    Model("proposal_forms", None, tolerance=1e-5, generator=op_nets_detect.proposal_net(
+        "proposal_forms", [(5, 4, 64, 80, 1.0), (9, 7, 112, 150, 0.6), (3, 3, 48, 48, 2.0),
+                           (14, 10, 160, 224, 1.0)],
+        "0=16 1=16 2=60 3=25 4=0.7 5=8")),
+    Model("proposal_defaults", None, tolerance=1e-5, generator=op_nets_detect.proposal_net(
+        "proposal_defaults", [(12, 9, 150, 200, 1.0), (4, 6, 90, 60, 1.5)], "4=0.5",
+        two_outputs=False)),
+    Model("roipooling_forms", None, generator=op_nets_detect.roi_net("roipooling"),
+          tolerance=1e-5),
+    Model("psroipooling_forms", None, generator=op_nets_detect.roi_net("psroipooling"),
+          tolerance=1e-5),
+    Model("quant_mixed", None, generator=op_nets_detect.quant_mixed_net(), tolerance=1e-5,
+          int8_inference=True, packing=False),
 ]
 
 
@@ -166,11 +197,13 @@ def blobs_to_compare(layers, with_intermediates, extra):
     return list(dict.fromkeys(wanted)), outputs, detection
 
 
-def run_ncnn(param, binary, inputs, blobs, outputs):
+def run_ncnn(param, binary, inputs, blobs, outputs, int8_inference=False, packing=True):
     """Run ncnn in plain fp32 on one thread; returns {blob: ndarray}."""
     import ncnn
 
     net = ncnn_bin.make_net(num_threads=1)
+    net.opt.use_int8_inference = int8_inference
+    net.opt.use_packing_layout = packing
     if net.load_param(param) != 0:
         raise Failure("ncnn load_param failed")
     if sorted(net.output_names()) != sorted(outputs):
@@ -182,6 +215,8 @@ def run_ncnn(param, binary, inputs, blobs, outputs):
     ex.set_light_mode(False)
     keep = []  # ncnn.Mat(ndarray) borrows the array; keep both alive
     for name, array in inputs.items():
+        if array.dtype == np.int32:  # an int32 blob: its bits in an fp32 Mat
+            array = array.view(np.float32)
         mat = ncnn.Mat(array).clone()  # clone: some first layers work in place
         keep.append((array, mat))
         if ex.input(name, mat) != 0:
@@ -210,7 +245,7 @@ def run_eq(eq, param, binary, inputs, blobs, workdir, threads):
     cmd = [eq, "infer", "--param", param, "--bin", binary]
     for i, (name, array) in enumerate(inputs.items()):
         path = os.path.join(workdir, f"in{i}.npy")
-        np.save(path, array)
+        np.save(path, array.astype(np.float32))  # int32: the values as floats
         cmd += ["--in", f"{name}={path}"]
     out_paths = {}
     for i, blob in enumerate(blobs):
@@ -309,11 +344,24 @@ def image_inputs(path, model, layers):
     return {n: array for n in names}
 
 
-def compare(blobs, detection, ours, ref, tolerance):
+def trim_padding(ours, ref):
+    """Our Proposal outputs (rois `n x 1 x 4`, scores `n x 1 x 1`) without the padding
+    channels after the last proposal (roi -1, -1, -1, -1), for ncnn's count of them."""
+    count = 0 if ref.size == 0 else ref.shape[0]
+    if ours.shape[-1] == 4 and not np.all(ours[count:] == -1.0):
+        raise Failure(f"more proposals than ncnn's {count}")
+    return ours[:count], ref if ref.size else ours[:0]
+
+
+def compare(blobs, detection, ours, ref, tolerance, padded=()):
     """(worst error, its blob, failures) over the blobs of one input."""
     worst, worst_blob, bad = 0.0, blobs[0], []
     for blob in blobs:
         try:
+            if blob in padded:
+                ours_blob, ref_blob = trim_padding(ours[blob], ref[blob])
+                ours, ref = dict(ours), dict(ref)
+                ours[blob], ref[blob] = ours_blob, ref_blob
             if blob in detection:
                 err = detection_error(ours[blob], ref[blob])
             else:
@@ -356,7 +404,8 @@ def run_model(model, args, shared, cache_dir, eq):
     detections = 0
     for k, inputs in enumerate(runs):
         t0 = time.time()
-        ref = run_ncnn(param, binary, inputs, blobs, outputs)
+        ref = run_ncnn(param, binary, inputs, blobs, outputs, model.int8_inference,
+                       model.packing)
         ncnn_time += time.time() - t0
         detections += sum(len(detection_rows(ref[b])) for b in detection)
         if args.ncnn_only:
@@ -374,7 +423,8 @@ def run_model(model, args, shared, cache_dir, eq):
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-        err, blob, failures = compare(blobs, detection, ours, ref, model.tolerance)
+        padded = {b for l in layers if l.type in PADDED_LAYERS for b in l.tops}
+        err, blob, failures = compare(blobs, detection, ours, ref, model.tolerance, padded)
         where = f"input {k}: " if len(runs) > 1 else ""
         bad += [where + f for f in failures]
         if not err <= worst:

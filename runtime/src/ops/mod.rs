@@ -20,6 +20,7 @@ pub mod concat;
 pub mod convolution;
 pub mod convolution_depthwise;
 pub mod custom;
+pub mod dequantize;
 pub mod detection_output;
 pub mod dropout;
 pub mod elementwise;
@@ -48,9 +49,14 @@ pub mod pooling;
 pub mod power;
 pub mod prelu;
 pub mod prior_box;
+pub mod proposal;
+pub mod psroi_pooling;
+pub mod quantize;
 pub mod quantized;
 pub mod relu;
+pub mod requantize;
 pub mod reshape;
+pub mod roi_pooling;
 pub mod scale;
 pub mod selu;
 pub mod shuffle_channel;
@@ -61,6 +67,7 @@ pub mod squeeze;
 pub mod swish;
 pub mod tanh;
 pub mod unary_op;
+pub mod yolo_detection_output;
 pub mod yolov3_detection_output;
 
 /// How an op's outputs relate to its inputs in memory.
@@ -91,6 +98,12 @@ pub trait Op: Send + Sync + std::fmt::Debug {
 
     fn storage(&self) -> Storage {
         Storage::New
+    }
+
+    /// How many trailing outputs of `output_shapes` the param file may leave out (e.g.
+    /// Proposal's scores): the planner drops their shapes.
+    fn optional_outputs(&self) -> usize {
+        0
     }
 
     /// Scratch floats needed by one worker for these shapes.
@@ -189,6 +202,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "PriorBox" => Box::new(prior_box::PriorBox::new(pd)?),
         "DetectionOutput" => Box::new(detection_output::DetectionOutput::new(pd)?),
         "Interp" => Box::new(interp::Interp::new(pd)?),
+        "YoloDetectionOutput" => Box::new(yolo_detection_output::YoloDetectionOutput::new(pd)?),
         "Yolov3DetectionOutput" => {
             Box::new(yolov3_detection_output::Yolov3DetectionOutput::new(pd)?)
         }
@@ -196,6 +210,12 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "ConvolutionDepthWise" => {
             Box::new(convolution_depthwise::ConvolutionDepthWise::new(pd, w)?)
         }
+        "Quantize" => Box::new(quantize::Quantize::new(pd, w)?),
+        "Dequantize" => Box::new(dequantize::Dequantize::new(pd, w)?),
+        "Requantize" => Box::new(requantize::Requantize::new(pd, w)?),
+        "Proposal" => Box::new(proposal::Proposal::new(pd)?),
+        "ROIPooling" => Box::new(roi_pooling::RoiPooling::new(pd)?),
+        "PSROIPooling" => Box::new(psroi_pooling::PsRoiPooling::new(pd)?),
         "InnerProduct" => Box::new(inner_product::InnerProduct::new(pd, w)?),
         "HardSwish" => Box::new(hard_swish::HardSwish::new(pd)?),
         "HardSigmoid" => Box::new(hard_sigmoid::HardSigmoid::new(pd)?),

@@ -50,29 +50,53 @@ pub struct Yolov3DetectionOutput {
     pub anchors_scale: Vec<f32>,
 }
 
-/// One decoded box, kept in scratch memory.
+/// One decoded box, kept in scratch memory (also YoloDetectionOutput's).
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
-struct Candidate {
-    score: f32,
-    xmin: f32,
-    ymin: f32,
-    xmax: f32,
-    ymax: f32,
-    area: f32,
-    label: u32,
+pub(super) struct Candidate {
+    pub(super) score: f32,
+    pub(super) xmin: f32,
+    pub(super) ymin: f32,
+    pub(super) xmax: f32,
+    pub(super) ymax: f32,
+    pub(super) area: f32,
+    pub(super) label: u32,
     /// Decoding order, the tie-break of the sort.
-    order: u32,
+    pub(super) order: u32,
 }
 
-const CANDIDATE_FLOATS: usize = std::mem::size_of::<Candidate>() / 4;
+pub(super) const CANDIDATE_FLOATS: usize = std::mem::size_of::<Candidate>() / 4;
 
-fn sigmoid(x: f32) -> f32 {
+pub(super) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// Best first; ties in decoding order.
+pub(super) fn sort_best_first(cands: &mut [Candidate]) {
+    cands.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.order.cmp(&b.order)));
+}
+
+/// Writes the detections as rows `label + 1, score, xmin, ymin, xmax, ymax`, then padding
+/// rows (label -1, zeros) to the end of `out`.
+pub(super) fn write_rows(dets: &[Candidate], out: &mut [f32]) {
+    let mut dets = dets.iter();
+    for row in out.chunks_exact_mut(6) {
+        match dets.next() {
+            Some(c) => row.copy_from_slice(&[
+                c.label as f32 + 1.0,
+                c.score,
+                c.xmin,
+                c.ymin,
+                c.xmax,
+                c.ymax,
+            ]),
+            None => row.copy_from_slice(&[NO_DETECTION, 0.0, 0.0, 0.0, 0.0, 0.0]),
+        }
+    }
+}
+
 /// Intersection area of two boxes (0 when apart).
-fn intersection(a: &Candidate, b: &Candidate) -> f32 {
+pub(super) fn intersection(a: &Candidate, b: &Candidate) -> f32 {
     if a.xmin > b.xmax || a.xmax < b.xmin || a.ymin > b.ymax || a.ymax < b.ymin {
         return 0.0;
     }
@@ -288,7 +312,7 @@ impl Op for Yolov3DetectionOutput {
             n = self.decode(b, map, cands, n);
         }
         let cands = &mut cands[..n];
-        cands.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.order.cmp(&b.order)));
+        sort_best_first(cands);
 
         // Greedy NMS over all classes; the kept boxes are compacted at the front.
         let mut kept = 0;
@@ -304,20 +328,7 @@ impl Op for Yolov3DetectionOutput {
             }
         }
 
-        let mut dets = cands[..kept].iter();
-        for row in outputs[0].data.chunks_exact_mut(6) {
-            match dets.next() {
-                Some(c) => row.copy_from_slice(&[
-                    c.label as f32 + 1.0,
-                    c.score,
-                    c.xmin,
-                    c.ymin,
-                    c.xmax,
-                    c.ymax,
-                ]),
-                None => row.copy_from_slice(&[NO_DETECTION, 0.0, 0.0, 0.0, 0.0, 0.0]),
-            }
-        }
+        write_rows(&cands[..kept], outputs[0].data);
         Ok(())
     }
 }
