@@ -137,8 +137,14 @@ eq_status eq_options_free(eq_options *opts);
 
 /* Worker threads including the caller's. 0 (the default) means one per CPU
    set by eq_options_set_cpus / eq_options_set_cluster, or 1 if none is set.
-   Negative: EQ_ERR_INVALID_ARGUMENT. */
+   Negative or more than 256: EQ_ERR_INVALID_ARGUMENT. */
 eq_status eq_options_set_threads(eq_options *opts, int threads);
+
+/* Most bytes a net's blob memory (arena plus every worker's scratch) may take;
+   loading a model that needs more fails with EQ_ERR_MODEL and a message giving
+   the sizes, instead of an allocation the machine cannot back. 0 (the
+   default): no limit. */
+eq_status eq_options_set_memory_limit(eq_options *opts, size_t bytes);
 
 /* CPUs to pin the net's extra worker threads to (worker i runs on
    cpus[i % count]). Ids must exist on this machine and be distinct.

@@ -450,8 +450,22 @@ pub extern "C" fn eq_options_free(opts: *mut EqOptions) -> c_int {
 pub extern "C" fn eq_options_set_threads(opts: *mut EqOptions, threads: c_int) -> c_int {
     guard(|| {
         let threads = non_negative(threads, "threads")?;
+        if threads > crate::pool::MAX_THREADS {
+            let msg = format!("{threads} threads: at most {}", crate::pool::MAX_THREADS);
+            return Err(fail(Status::InvalidArgument, msg));
+        }
         with_options(opts, |o| {
             o.threads = threads;
+            Ok(())
+        })
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn eq_options_set_memory_limit(opts: *mut EqOptions, bytes: usize) -> c_int {
+    guard(|| {
+        with_options(opts, |o| {
+            o.memory_limit = (bytes > 0).then_some(bytes);
             Ok(())
         })
     })

@@ -32,6 +32,9 @@ pub struct Options {
     pub l2_bytes: Option<usize>,
     /// Layer types of the application, tried before the built-in ones (`ops::custom`).
     pub custom_layers: ops::custom::Registry,
+    /// Most bytes the net's blob arena and scratch (all threads) may take; a model that needs
+    /// more is a load error instead of an allocation the machine cannot back. None: no limit.
+    pub memory_limit: Option<usize>,
 }
 
 /// Which arithmetic a net's quantizable layers use.
@@ -222,11 +225,7 @@ impl Net {
             },
         )?;
         let pool = Pool::with_cpus(opts.threads, &opts.cpus)?.or_l2_bytes(opts.l2_bytes);
-        let lines = |floats: usize| {
-            vec![Line([0.0; plan::ALIGN_FLOATS]); floats.div_ceil(plan::ALIGN_FLOATS)]
-        };
-        let arena = lines(plan.arena_len);
-        let scratch = lines(plan.scratch_len * pool.threads());
+        let (arena, scratch) = allocate_memory(&plan, pool.threads(), opts.memory_limit)?;
         let input_ids = (0..graph.blobs.len())
             .filter(|&b| graph.layers[graph.blobs[b].producer].kind == "Input")
             .collect();
@@ -497,6 +496,56 @@ impl Net {
 /// grid (bottom scale and clamp); the producers then requantize onto that grid. This is the
 /// fp32 computation exactly: the readers would quantize onto the same grid themselves, and
 /// the pass-through ops commute with that rounding (it is monotonic and maps 0 to 0). Blobs
+/// The blob arena and the scratch of every worker, checked against `limit` and allocated
+/// fallibly: an oversized model is an error naming the sizes, never an abort.
+fn allocate_memory(
+    plan: &Plan,
+    threads: usize,
+    limit: Option<usize>,
+) -> Result<(Vec<Line>, Vec<Line>)> {
+    const MIB: usize = 1 << 20;
+    let bytes = |floats: usize| floats.checked_mul(std::mem::size_of::<f32>());
+    let scratch_floats = plan.scratch_len.checked_mul(threads);
+    let total = scratch_floats
+        .and_then(bytes)
+        .and_then(|s| bytes(plan.arena_len)?.checked_add(s));
+    let describe = || {
+        format!(
+            "the blob arena ({} floats) and scratch ({} floats x {threads} threads)",
+            plan.arena_len, plan.scratch_len
+        )
+    };
+    let Some(total) = total else {
+        return Err(Error::Graph {
+            msg: format!("{} overflow the address space", describe()),
+        });
+    };
+    if let Some(limit) = limit.filter(|&l| total > l) {
+        return Err(Error::Graph {
+            msg: format!(
+                "{} need {} MiB, more than the memory limit of {} MiB",
+                describe(),
+                total.div_ceil(MIB),
+                limit / MIB
+            ),
+        });
+    }
+    let lines = |floats: usize| -> Result<Vec<Line>> {
+        let n = floats.div_ceil(plan::ALIGN_FLOATS);
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| Error::Graph {
+            msg: format!(
+                "{}: cannot allocate {} MiB",
+                describe(),
+                total.div_ceil(MIB)
+            ),
+        })?;
+        v.resize(n, Line([0.0; plan::ALIGN_FLOATS]));
+        Ok(v)
+    };
+    Ok((lines(plan.arena_len)?, lines(scratch_floats.unwrap_or(0))?))
+}
+
 /// the net outputs stay fp32.
 fn int8_grids(graph: &Graph, ops: &[Box<dyn Op>]) -> Vec<Option<Int8Grid>> {
     let n = graph.blobs.len();

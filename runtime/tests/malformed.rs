@@ -460,3 +460,32 @@ fn bad_int8_scales_and_weights() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A model whose blob memory exceeds `Options::memory_limit` is a load error giving the
+/// sizes; the same model loads under a larger limit. Thread counts are capped.
+#[test]
+fn memory_limit_and_thread_cap() {
+    // Input 3x512x512 and a ReLU copy kept: 2 x 3 MiB of blobs.
+    let param = "7767517\n3 4\nInput data 0 1 data 0=512 1=512 2=3\nSplit s 1 2 data a b\n\
+                 ReLU relu 1 1 a out\n";
+    let with_limit = |limit: Option<usize>| Options {
+        memory_limit: limit,
+        keep_all_blobs: true,
+        ..Options::default()
+    };
+    let Err(err) = Net::from_memory(param.as_bytes(), &[], &with_limit(Some(1 << 20))) else {
+        panic!("loaded over the memory limit");
+    };
+    let err = err.to_string();
+    assert!(err.contains("more than the memory limit of 1 MiB"), "{err}");
+    assert!(Net::from_memory(param.as_bytes(), &[], &with_limit(Some(64 << 20))).is_ok());
+    assert!(Net::from_memory(param.as_bytes(), &[], &with_limit(None)).is_ok());
+    let threads = Options {
+        threads: 1_000_000,
+        ..Options::default()
+    };
+    let Err(err) = Net::from_memory(param.as_bytes(), &[], &threads) else {
+        panic!("loaded with a million threads");
+    };
+    assert!(err.to_string().contains("at most 256"), "{err}");
+}

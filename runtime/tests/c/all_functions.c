@@ -37,6 +37,28 @@ int main(void) {
     expect(eq_options_set_threads(opts, -1), EQ_ERR_INVALID_ARGUMENT,
            "eq_options_set_threads");
     if (strlen(eq_last_error()) == 0) failures++;
+    expect(eq_options_set_threads(opts, 1000000), EQ_ERR_INVALID_ARGUMENT,
+           "eq_options_set_threads(1000000)");
+    expect(eq_options_set_memory_limit(NULL, 1), EQ_ERR_NULL_POINTER,
+           "eq_options_set_memory_limit(NULL)");
+    {
+        /* A 3x512x512 input needs 3 MiB of blob memory: over a 1 MiB limit. */
+        static const char param[] = "7767517\n2 2\nInput data 0 1 data 0=512 1=512 2=3\n"
+                                    "ReLU relu 1 1 data out\n";
+        eq_options *small = NULL;
+        eq_net *big = NULL;
+        expect(eq_options_new(&small), EQ_OK, "eq_options_new");
+        expect(eq_options_set_memory_limit(small, 1 << 20), EQ_OK,
+               "eq_options_set_memory_limit");
+        expect(eq_net_load_memory(param, sizeof param - 1, NULL, 0, small, &big), EQ_ERR_MODEL,
+               "eq_net_load_memory over the memory limit");
+        if (strstr(eq_last_error(), "memory limit") == NULL) failures++;
+        expect(eq_options_set_memory_limit(small, 0), EQ_OK, "eq_options_set_memory_limit(0)");
+        expect(eq_net_load_memory(param, sizeof param - 1, NULL, 0, small, &big), EQ_OK,
+               "eq_net_load_memory without a limit");
+        expect(eq_net_free(big), EQ_OK, "eq_net_free");
+        expect(eq_options_free(small), EQ_OK, "eq_options_free");
+    }
     expect(eq_options_set_cpus(opts, &cpu, 1), EQ_OK, "eq_options_set_cpus");
     expect(eq_options_set_cluster(opts, "nowhere"), EQ_ERR_INVALID_ARGUMENT,
            "eq_options_set_cluster");
