@@ -241,7 +241,11 @@ pub struct Stats {
 
 /// Loads (and, when it loads, runs) one model; panics propagate to the caller.
 fn exercise(rng: &mut Rng, param: &[u8], bin: &[u8], stats: &mut Stats) {
-    let mut opts = Options::default();
+    // Over 64 MiB of blob memory is a load error, before anything is allocated.
+    let mut opts = Options {
+        memory_limit: Some(64 << 20),
+        ..Options::default()
+    };
     if let Ok(p) = parse_param(param, "<fuzz>") {
         stats.parsed += 1;
         opts.input_shapes = small_input_shapes(rng, &p);
@@ -250,9 +254,6 @@ fn exercise(rng: &mut Rng, param: &[u8], bin: &[u8], stats: &mut Stats) {
         return;
     };
     stats.loaded += 1;
-    if net.memory_bytes() > 64 << 20 {
-        return;
-    }
     let inputs: Vec<(String, usize)> = net
         .inputs()
         .map(|(n, s)| (n.to_string(), s.len()))
