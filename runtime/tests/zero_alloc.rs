@@ -1,6 +1,6 @@
 //! `Net::run` must not touch the heap. A counting global allocator counts the allocations made
-//! on the current thread while it is armed (other tests run in parallel on other threads and
-//! are not counted). Nets here use one thread, so every op runs on the counting thread.
+//! while it is armed on the calling thread and on every worker of the net's pool (other tests
+//! run in parallel and are not counted). Nets run with 1, 2 and 4 threads.
 //!
 //! Adding a model is one line in `TEXT_MODELS` (param text, zero weights) or `SHARED_MODELS`
 //! (a param file under the shared data directory, run with zero weights as benchncnn does).
@@ -10,7 +10,7 @@ use eq_runtime::{Net, Options, PrecisionChoice, Shape};
 use std::path::PathBuf;
 
 mod common;
-use common::{count_allocations, COUNT};
+use common::{count_allocations, count_allocations_with, counted};
 
 /// Fills every input with random data, then runs the net twice (the first run may not
 /// warm anything up either) and asserts that neither run allocated.
@@ -22,10 +22,10 @@ pub fn assert_run_allocates_nothing(net: &mut Net) {
         t.data.iter_mut().for_each(|v| *v = rng.uniform(-1.0, 1.0));
     }
     for pass in 1..=2 {
-        let what = format!("{net:?}: run #{pass}");
-        assert_allocates_nothing(&what, || {
-            net.run().unwrap_or_else(|e| panic!("{what} failed: {e}"))
-        });
+        let what = format!("{net:?} ({} threads): run #{pass}", net.threads());
+        let session = common::session(Some(net.pool()));
+        let ((), n) = session.count(|| net.run().unwrap_or_else(|e| panic!("{what} failed: {e}")));
+        assert_eq!(n, 0, "{what} allocated {n} time(s)");
     }
 }
 
@@ -235,14 +235,11 @@ fn text_models_run_without_allocating() {
 
 /// Allocations are counted on the calling thread, which is worker 0 of the pool: with two
 /// threads it runs its share of every parallel kernel as well as the serial glue.
-fn thread_counts() -> [Options; 2] {
-    [
-        single_threaded(),
-        Options {
-            threads: 2,
-            ..Options::default()
-        },
-    ]
+fn thread_counts() -> [Options; 3] {
+    [1, 2, 4].map(|threads| Options {
+        threads,
+        ..Options::default()
+    })
 }
 
 /// Under qemu (aarch64 test runs) the largest nets cost minutes each and add no op kind.
@@ -271,13 +268,21 @@ fn int8_models_run_without_allocating() {
         let Some(path) = shared_file(rel) else {
             continue;
         };
-        for precision in [PrecisionChoice::Int8, PrecisionChoice::Int7] {
+        for precision in [
+            PrecisionChoice::Auto,
+            PrecisionChoice::Int8,
+            PrecisionChoice::Int7,
+            PrecisionChoice::Simulate,
+        ] {
             for mut opts in thread_counts() {
                 opts.precision = precision;
                 let mut net = Net::load_zero_weights(&path, &opts)
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 let quantized = net.layer_precisions().iter().flatten().count();
-                assert!(quantized > 0, "{rel}: no layer runs quantized");
+                assert!(
+                    quantized > 0,
+                    "{rel} {precision:?}: no layer runs quantized"
+                );
                 assert_run_allocates_nothing(&mut net);
             }
         }
@@ -310,10 +315,27 @@ fn the_counter_catches_allocations() {
     });
     assert!(n >= 2, "alloc + realloc: counted {n}");
     // Disarmed again: allocations outside the closure are not counted.
-    let before = COUNT.with(|c| c.get());
+    let before = counted();
     drop(std::hint::black_box(vec![0u8; 16]));
-    assert_eq!(COUNT.with(|c| c.get()), before);
+    assert_eq!(counted(), before);
     drop(v);
+}
+
+/// Allocations on a pool's worker threads count, not only the caller's.
+#[test]
+fn the_counter_sees_the_workers() {
+    let pool = eq_runtime::pool::Pool::new(4).unwrap();
+    // Four tasks held at a barrier: each thread runs one; the three workers allocate.
+    let barrier = std::sync::Barrier::new(4);
+    let (_, n) = count_allocations_with(Some(&pool), || {
+        pool.run(4, &|_, worker| {
+            barrier.wait();
+            if worker != 0 {
+                drop(std::hint::black_box(vec![0u8; 8]));
+            }
+        })
+    });
+    assert_eq!(n, 3, "allocations on the workers");
 }
 
 #[test]
