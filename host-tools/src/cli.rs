@@ -36,6 +36,10 @@ pub enum Command {
     Finetune(FinetuneArgs),
     /// Top-1 / top-5 accuracy over labelled images.
     Eval(EvalArgs),
+    /// Detector mAP@0.5 (VOC 11-point and all-point) against COCO-json or VOC-xml
+    /// annotations, or against an FP32 model's own detections (--pseudo).
+    #[command(name = "eval-det")]
+    EvalDet(EvalDetArgs),
     /// Face verification accuracy on LFW-style pairs (10-fold and best threshold).
     #[command(name = "eval-lfw")]
     EvalLfw(EvalLfwArgs),
@@ -143,6 +147,42 @@ pub struct EvalArgs {
     #[arg(long)]
     pub output: Option<String>,
     /// Results file (keys top1, top5, n, skipped, precision).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalDetArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+    #[command(flatten)]
+    pub prep: PrepArgs,
+    /// COCO instances json (categories in ascending id order are labels 1, 2, ...).
+    #[arg(long, conflicts_with_all = ["voc", "pseudo"])]
+    pub coco: Option<PathBuf>,
+    /// Folder of VOC xml files (with --classes).
+    #[arg(long, requires = "classes", conflicts_with = "pseudo")]
+    pub voc: Option<PathBuf>,
+    /// Class names in label order (label 1 = the first line).
+    #[arg(long)]
+    pub classes: Option<PathBuf>,
+    /// Score against this (FP32) model's detections instead of annotations.
+    #[arg(long, value_name = "PARAM,BIN")]
+    pub pseudo: Option<String>,
+    /// Lowest score of the reference model's detections kept as pseudo-labels.
+    #[arg(long, default_value_t = 0.5)]
+    pub pseudo_threshold: f32,
+    /// Arithmetic of the evaluated model's quantizable layers.
+    #[arg(long, default_value = "auto")]
+    pub precision: PrecisionChoice,
+    /// Detection output blob (default: the model's only output).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Results file (map_11_point, map_all_point, images, truths, detections, per_class).
     #[arg(long)]
     pub json: Option<PathBuf>,
     #[arg(long)]
@@ -384,6 +424,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Finetune(a) => run_finetune(&a),
         Command::Eval(a) => run_eval(&a),
         Command::EvalLfw(a) => run_eval_lfw(&a),
+        Command::EvalDet(a) => run_eval_det(&a),
         Command::Report(a) => run_report(&a),
         Command::Easyquant(a) => run_easyquant(a),
     }
@@ -579,6 +620,119 @@ fn run_eval(a: &EvalArgs) -> Result<()> {
         a.precision.name()
     );
     write_json(&a.json, &r.to_json(a.precision.name()))
+}
+
+fn run_eval_det(a: &EvalDetArgs) -> Result<()> {
+    use crate::detection::{self, Detection, Truth};
+    let prep = a.prep.preprocess()?;
+    if prep.resize != crate::dataset::Resize::Stretch {
+        return Err(anyhow!(
+            "eval-det needs the image stretched to the input (--resize stretch): boxes are relative to the whole image"
+        ));
+    }
+    let paths = a.images.paths()?;
+    let run = run_options(a.threads, a.images.strict, "eval-det");
+    let detect = |spec: &crate::runner::NetSpec| -> Result<Vec<Option<Vec<Detection>>>> {
+        let out = crate::eval::output_blob(spec, a.output.as_deref())?;
+        let mut spec = spec.clone();
+        spec.keep_all_blobs |= a.output.is_some();
+        crate::runner::map_images(&spec, &prep, &paths, &run, &|net| {
+            let t = net.blob(&out)?;
+            detection::parse_rows(t.data, t.shape.w).with_context(|| format!("blob `{out}`"))
+        })
+    };
+    let mut spec = crate::runner::NetSpec::for_images(&a.model.param, &a.model.bin, &prep)?;
+    spec.precision = a.precision;
+    let found = detect(&spec)?;
+    let name_of = |p: &PathBuf| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let truths: Vec<Option<Vec<Truth>>> = if let Some(pair) = &a.pseudo {
+        let (rp, rb) = model_pair("pseudo", pair)?;
+        let mut r = crate::runner::NetSpec::for_images(&rp, &rb, &prep)?;
+        r.precision = PrecisionChoice::Fp32;
+        detect(&r)?
+            .into_iter()
+            .map(|d| {
+                d.map(|ds| {
+                    ds.into_iter()
+                        .filter(|d| d.score >= a.pseudo_threshold)
+                        .map(|d| Truth {
+                            label: d.label,
+                            bbox: d.bbox,
+                            difficult: false,
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    } else {
+        let by_name: std::collections::HashMap<String, Vec<Truth>> =
+            match (&a.coco, &a.voc, &a.classes) {
+                (Some(c), _, _) => detection::read_coco(c)?,
+                (None, Some(dir), Some(classes)) => {
+                    let text = std::fs::read_to_string(classes)
+                        .with_context(|| format!("cannot read {}", classes.display()))?;
+                    let names: Vec<String> = text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(String::from)
+                        .collect();
+                    let mut m = std::collections::HashMap::new();
+                    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                        .with_context(|| format!("cannot read {}", dir.display()))?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+                        .collect();
+                    files.sort();
+                    for f in files {
+                        let (file, t) = detection::read_voc(&f, &names)?;
+                        m.insert(file, t);
+                    }
+                    m
+                }
+                _ => {
+                    return Err(anyhow!(
+                        "give --coco FILE, --voc DIR --classes FILE or --pseudo PARAM,BIN"
+                    ))
+                }
+            };
+        paths
+            .iter()
+            .map(|p| {
+                by_name
+                    .get(&name_of(p))
+                    .cloned()
+                    .map(Some)
+                    .ok_or_else(|| anyhow!("no annotation for image `{}`", name_of(p)))
+            })
+            .collect::<Result<_>>()?
+    };
+    // Images either run could not read are left out of both.
+    let (mut dets, mut gts) = (Vec::new(), Vec::new());
+    for (d, t) in found.into_iter().zip(truths) {
+        if let (Some(d), Some(t)) = (d, t) {
+            dets.push(d);
+            gts.push(t);
+        }
+    }
+    if dets.is_empty() {
+        return Err(anyhow!("none of the {} images could be read", paths.len()));
+    }
+    let r = detection::summarize(&dets, &gts);
+    println!(
+        "mAP@0.5 {:.2} % (11-point), {:.2} % (all-point) over {} images: {} ground-truth boxes, {} detections, {} classes",
+        r.map_11_point,
+        r.map_all_point,
+        r.images,
+        r.truths,
+        r.detections,
+        r.per_class.len()
+    );
+    write_json(&a.json, &(serde_json::to_string_pretty(&r)? + "\n"))
 }
 
 fn run_eval_lfw(a: &EvalLfwArgs) -> Result<()> {

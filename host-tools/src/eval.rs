@@ -89,7 +89,7 @@ pub fn match_labels(images: &[PathBuf], labels: &[(String, usize)]) -> Result<Ve
 }
 
 /// Picks the blob to score: `--output`, or the model's only output.
-fn output_blob(spec: &NetSpec, requested: Option<&str>) -> Result<String> {
+pub fn output_blob(spec: &NetSpec, requested: Option<&str>) -> Result<String> {
     if let Some(o) = requested {
         return Ok(o.to_string());
     }

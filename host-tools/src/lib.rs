@@ -7,6 +7,7 @@ pub mod calibrate;
 pub mod cli;
 pub mod dataset;
 pub mod demo;
+pub mod detection;
 pub mod easyquant;
 pub mod eval;
 pub mod finetune;

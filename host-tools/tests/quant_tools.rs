@@ -1038,3 +1038,82 @@ fn easyquant_writes_everything_or_nothing() {
     assert!(v.get("fp32").is_none(), "no validation data, no accuracy");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `eq eval-det` on yolo-fastest: the FP32 model scored against its own detections is
+/// perfect; with a COCO file, an image without annotation is a one-line error.
+#[test]
+fn eval_det_pseudo_labels_on_yolo_fastest() {
+    let param = shared("models/yolo-fastest-1.1/yolo-fastest-1.1.param");
+    let bin = shared("models/yolo-fastest-1.1/yolo-fastest-1.1.bin");
+    let val = shared("images/imagenet_val1300/images");
+    if !require(
+        "eval_det_pseudo_labels_on_yolo_fastest",
+        &[&param, &bin, &val],
+    ) {
+        return;
+    }
+    let dir = temp_dir("evaldet");
+    let json = dir.join("r.json");
+    let model = [s(&param), s(&bin)];
+    let common: Vec<String> = [
+        "--param",
+        &model[0],
+        "--bin",
+        &model[1],
+        "--images",
+        &s(&val),
+        "--count",
+        "12",
+        "--size",
+        "320,320",
+        "--mean",
+        "0,0,0",
+        "--norm",
+        "0.003921569,0.003921569,0.003921569",
+        "--rgb",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut a = vec!["eval-det".to_string()];
+    a.extend(common.clone());
+    let pseudo = format!("{},{}", model[0], model[1]);
+    a.extend(
+        [
+            "--pseudo",
+            &pseudo,
+            "--pseudo-threshold",
+            "0.3",
+            "--json",
+            &s(&json),
+        ]
+        .map(String::from),
+    );
+    let text = eq_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        text.contains("mAP@0.5 100.00 % (11-point), 100.00 % (all-point)"),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["images"], 12);
+    assert!(
+        v["truths"].as_u64().unwrap() >= 5,
+        "too few pseudo-labels to mean anything: {v}"
+    );
+    assert!(v["detections"].as_u64().unwrap() >= v["truths"].as_u64().unwrap());
+
+    let coco = dir.join("empty.json");
+    std::fs::write(
+        &coco,
+        r#"{"images": [], "annotations": [], "categories": []}"#,
+    )
+    .unwrap();
+    let mut a = vec!["eval-det".to_string()];
+    a.extend(common);
+    a.extend(["--coco".to_string(), s(&coco)]);
+    eq_fails(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["no annotation for image"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
