@@ -72,6 +72,17 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          -23304=12,10.0,14.0,23.0,27.0,37.0,58.0,81.0,82.0,135.0,169.0,34.0,31.0 \
          -23305=6,3.0,4.0,5.0,0.0,1.0,2.0 -23306=2,32.0,16.0\n",
     ),
+    (
+        // Every norm (without affine weights: the bin is empty): LayerNorm per row and per
+        // channel, RMSNorm, GroupNorm, InstanceNorm; then reductions (mean over two axes with
+        // keepdims, logsumexp over all).
+        "norms_reduction",
+        "7767517\n9 13\nInput in 0 1 x 0=8 1=4 11=2 2=6\nSplit s 1 5 x x0 x1 x2 x3 x4\n\
+         LayerNorm ln 1 1 x0 a 0=8 1=1e-5 2=0\nLayerNorm lp 1 1 x1 b 0=64 2=0\n\
+         RMSNorm rn 1 1 x2 c 0=8 2=0\nGroupNorm gn 1 1 x3 d 0=3 1=6 3=0\n\
+         InstanceNorm inn 1 1 x4 e 0=6 1=1e-5 2=0\n\
+         Reduction rm 1 1 a f 0=3 1=0 5=1 -23303=2,0,-1 4=1\nReduction rl 1 1 b g 0=10\n",
+    ),
 ];
 
 /// ncnn's benchmark networks under the shared data directory (`$EQ_SHARED`, default

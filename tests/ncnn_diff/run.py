@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import ncnn_bin  # noqa: E402
 import op_nets  # noqa: E402
+import op_nets_matrix  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 TOLERANCE = 1e-4
@@ -107,6 +108,11 @@ MODELS = [
                                                                   (20, 16, 8)])),
     Model("yolov3_one_class", None, min_detections=5, tolerance=1e-5,
           generator=op_nets.yolov3_net("yolov3_one_class", 1, [(7, 5, 16)], mask_as_bits=True)),
+    Model("layer_norm", None, generator=op_nets_matrix.layer_norm_net(), tolerance=1e-5),
+    Model("rms_norm", None, generator=op_nets_matrix.rms_norm_net(), tolerance=1e-5),
+    Model("group_norm", None, generator=op_nets_matrix.group_norm_net(), tolerance=1e-5),
+    Model("instance_norm", None, generator=op_nets_matrix.instance_norm_net(), tolerance=1e-5),
+    Model("reduction", None, generator=op_nets_matrix.reduction_net(), tolerance=1e-5),
 ]
 
 

@@ -22,11 +22,14 @@ pub mod dropout;
 pub mod elementwise;
 pub mod eltwise;
 pub mod flatten;
+pub mod group_norm;
 #[cfg(test)]
 pub mod harness;
 pub mod inner_product;
 pub mod input;
+pub mod instance_norm;
 pub mod interp;
+pub mod layer_norm;
 pub mod lrn;
 pub mod noop;
 pub mod normalize;
@@ -35,8 +38,10 @@ pub mod pooling;
 pub mod prelu;
 pub mod prior_box;
 pub mod quantized;
+pub mod reduction;
 pub mod relu;
 pub mod reshape;
+pub mod rms_norm;
 pub mod scale;
 pub mod sigmoid;
 pub mod softmax;
@@ -177,6 +182,11 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
             Box::new(convolution_depthwise::ConvolutionDepthWise::new(pd, w)?)
         }
         "InnerProduct" => Box::new(inner_product::InnerProduct::new(pd, w)?),
+        "LayerNorm" => Box::new(layer_norm::LayerNorm::new(pd, w)?),
+        "GroupNorm" => Box::new(group_norm::GroupNorm::new(pd, w)?),
+        "InstanceNorm" => Box::new(instance_norm::InstanceNorm::new(pd, w)?),
+        "RMSNorm" => Box::new(rms_norm::RmsNorm::new(pd, w)?),
+        "Reduction" => Box::new(reduction::Reduction::new(pd)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }

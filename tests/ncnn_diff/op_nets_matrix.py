@@ -1,0 +1,201 @@
+"""Single-op nets for the normalisation, matrix and reduction layers (LayerNorm, GroupNorm,
+InstanceNorm, RMSNorm, Softmax, Reduction, MatMul, Gemm, MemoryData, Embed,
+MultiHeadAttention): seeded random shapes (1-D to 4-D where the op takes them) and every
+parameter form, each case one layer fed by its own Input blobs, its output a net output.
+
+A generator takes the cache directory and returns (param path, bin path, [inputs]) like
+op_nets.py's. Weights are random and written in the order each layer's loader reads them:
+`raw` blobs are bare float32, `tagged` ones start with the 4-byte fp32 flag (0).
+"""
+
+import os
+
+import numpy as np
+
+import ncnn_bin
+
+
+class Net:
+    """Collects the layers, weights and input arrays of one generated net."""
+
+    def __init__(self, name):
+        self.name = name
+        self.rng = np.random.Generator(np.random.PCG64(ncnn_bin.model_seed(name)))
+        self.inputs = {}
+        self.input_layers = []
+        self.layers = []
+        self.weights = bytearray()
+        self.blobs = 0
+
+    def input(self, array):
+        name = f"in{len(self.inputs)}"
+        self.inputs[name] = np.ascontiguousarray(array, dtype=np.float32)
+        self.input_layers.append(f"Input {name} 0 1 {name}")
+        self.blobs += 1
+        return name
+
+    def uniform(self, shape, lo=-2.0, hi=2.0):
+        return self.rng.uniform(lo, hi, shape).astype(np.float32)
+
+    def raw(self, n, lo=-1.0, hi=1.0):
+        self.weights += self.uniform((n,), lo, hi).tobytes()
+
+    def tagged(self, n, lo=-1.0, hi=1.0):
+        self.weights += np.zeros(1, np.uint32).tobytes() + self.uniform((n,), lo, hi).tobytes()
+
+    def layer(self, kind, bottoms, params):
+        i = len(self.layers)
+        self.layers.append(
+            f"{kind} op{i} {len(bottoms)} 1 {' '.join(bottoms)} out{i} {params}".rstrip()
+        )
+        self.blobs += 1
+
+    def write(self, cache_dir):
+        lines = self.input_layers + self.layers
+        text = f"7767517\n{len(lines)} {self.blobs}\n" + "\n".join(lines) + "\n"
+        param = os.path.join(cache_dir, f"{self.name}.param")
+        binary = os.path.join(cache_dir, f"{self.name}.bin")
+        with open(param, "w") as f:
+            f.write(text)
+        with open(binary, "wb") as f:
+            f.write(bytes(self.weights))
+        return param, binary, [self.inputs]
+
+
+def _generator(name, build):
+    def generate(cache_dir):
+        net = Net(name)
+        build(net)
+        return net.write(cache_dir)
+
+    return generate
+
+
+def _random_shape(rng, dims, lo=1, hi=7):
+    return tuple(int(v) for v in rng.integers(lo, hi, dims))
+
+
+# ------------------------------------------------------------------ norms
+
+
+def _norm_cases(net, kind, with_beta):
+    """LayerNorm / RMSNorm: every rank, affine_size = w, w*h, w*h*d or another value."""
+    rng = net.rng
+    for i in range(28):
+        dims = int(rng.integers(1, 5))
+        # w >= 2: a group of one element normalises to rounding noise, which no relative
+        # error can compare.
+        shape = _random_shape(rng, dims - 1, 1, 8) + (int(rng.integers(2, 8)),)
+        w = shape[-1]
+        h = shape[-2] if dims >= 2 else 1
+        d = shape[-3] if dims == 4 else 1
+        if dims <= 2:
+            group = w
+            size = w
+        else:
+            choice = int(rng.integers(0, 3))
+            if choice == 0:
+                size, group = w, w
+            elif dims == 4 and choice == 1:
+                size, group = w * h, w * h
+            else:
+                size = w * h * d if dims == 4 else w * h
+                group = size
+        affine = i % 3 != 2
+        if not affine and rng.random() < 0.5:
+            size = int(rng.integers(0, 50))  # ignored for the group unless it equals w / w*h
+            if dims >= 3 and size in (w, w * h):
+                size = group
+        eps = float(rng.choice([1e-5, 1e-3, 0.1]))
+        x = net.input(net.uniform(shape, -3.0, 3.0))
+        params = f"0={size} 1={eps:e} 2={int(affine)}"
+        net.layer(kind, [x], params)
+        if affine:
+            net.raw(group, 0.5, 1.5)
+            if with_beta:
+                net.raw(group)
+
+
+def layer_norm_net():
+    return _generator("layer_norm", lambda net: _norm_cases(net, "LayerNorm", True))
+
+
+def rms_norm_net():
+    return _generator("rms_norm", lambda net: _norm_cases(net, "RMSNorm", False))
+
+
+def group_norm_net():
+    def build(net):
+        rng = net.rng
+        for i in range(20):
+            dims = int(rng.integers(1, 5))
+            group = int(rng.integers(1, 4))
+            channels = group * int(rng.integers(1 if dims > 1 else 2, 4))
+            rest = _random_shape(rng, dims - 1, 1, 7)
+            if dims > 1:
+                rest = rest[:-1] + (max(rest[-1], 2),)
+            shape = (channels,) + rest
+            affine = i % 3 != 2
+            eps = float(rng.choice([1e-5, 1e-3, 0.1]))
+            x = net.input(net.uniform(shape, -3.0, 3.0))
+            net.layer("GroupNorm", [x], f"0={group} 1={channels} 2={eps:e} 3={int(affine)}")
+            if affine:
+                net.raw(channels, 0.5, 1.5)
+                net.raw(channels)
+
+    return _generator("group_norm", build)
+
+
+def instance_norm_net():
+    def build(net):
+        rng = net.rng
+        for i in range(16):
+            dims = int(rng.integers(3, 5))
+            shape = _random_shape(rng, dims, 1, 8)
+            shape = (shape[0],) + tuple(max(v, 2) for v in shape[1:])
+            channels = shape[0]
+            affine = i % 3 != 2
+            eps = float(rng.choice([1e-5, 1e-3, 0.1]))
+            x = net.input(net.uniform(shape, -3.0, 3.0))
+            params = f"0={channels} 1={eps:e}" + ("" if affine and i % 2 else f" 2={int(affine)}")
+            net.layer("InstanceNorm", [x], params)
+            if affine:
+                net.raw(channels, 0.5, 1.5)
+                net.raw(channels)
+
+    return _generator("instance_norm", build)
+
+
+# -------------------------------------------------------------- reduction
+
+
+def reduction_net():
+    """Every operation over random 1-D..4-D blobs: reduce_all, or a random set of axes (some
+    negative), keepdims on and off, coeff 1 or not."""
+
+    def build(net):
+        rng = net.rng
+        cases = 0
+        while cases < 66:
+            op = cases % 11
+            dims = int(rng.integers(1, 5))
+            shape = _random_shape(rng, dims, 1, 6)
+            params = [f"0={op}"]
+            if rng.random() < 0.25:
+                params.append("1=1")
+            else:
+                count = int(rng.integers(1, dims + 1))
+                axes = sorted(rng.choice(dims, count, replace=False).tolist())
+                axes = [a - dims if rng.random() < 0.4 else a for a in axes]
+                params.append("1=0 5=1 -23303=" + ",".join(str(v) for v in [len(axes)] + axes))
+            coeff = float(rng.choice([1.0, 0.5, -2.0]))
+            if coeff != 1.0:
+                params.append(f"2={coeff}")
+            if rng.random() < 0.5:
+                params.append("4=1")
+            lo, hi = {6: (0.6, 1.4), 9: (0.1, 2.0), 10: (-1.0, 1.0)}.get(op, (-2.0, 2.0))
+            x = net.input(net.uniform(shape, lo, hi))
+            net.layer("Reduction", [x], " ".join(params))
+            cases += 1
+
+    return _generator("reduction", build)
