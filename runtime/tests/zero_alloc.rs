@@ -290,3 +290,28 @@ fn the_assertion_fails_for_a_run_that_allocates() {
         std::hint::black_box(String::from("heap"))
     });
 }
+
+/// Small nets whose layers read weights, written inline and loaded with zero weights (as
+/// benchncnn does): (name, param text).
+const ZERO_WEIGHT_TEXT_MODELS: &[(&str, &str)] = &[(
+    // MemoryData of each rank, Embed with bias, norms with affine weights.
+    "memory_embed_affine_norms",
+    "7767517\n9 9\nInput in 0 1 x 0=6\nInput rows 0 1 r 0=8 1=5 2=3\n\
+     MemoryData m1 0 1 m1 0=7\nMemoryData m3 0 1 m3 0=4 1=3 2=2\n\
+     MemoryData m4 0 1 m4 0=2 1=3 11=4 2=5 21=0\nEmbed e 1 1 x e 0=16 1=10 2=1 3=160\n\
+     LayerNorm ln 1 1 e a 0=16\nGroupNorm gn 1 1 r b 0=3 1=3\nRMSNorm rn 1 1 b c 0=40\n",
+)];
+
+#[test]
+fn zero_weight_text_models_run_without_allocating() {
+    let dir = std::env::temp_dir().join(format!("eq-zero-alloc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, param) in ZERO_WEIGHT_TEXT_MODELS {
+        let path = dir.join(format!("{name}.param"));
+        std::fs::write(&path, param).unwrap();
+        let mut net = Net::load_zero_weights(&path, &single_threaded())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_run_allocates_nothing(&mut net);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

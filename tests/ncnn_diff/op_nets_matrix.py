@@ -199,3 +199,67 @@ def reduction_net():
             cases += 1
 
     return _generator("reduction", build)
+
+
+# ------------------------------------------------- softmax, memorydata, embed
+
+
+def softmax_net():
+    """Softmax over every axis of 1-D..4-D blobs, positive and negative axis values."""
+
+    def build(net):
+        rng = net.rng
+        for i in range(24):
+            dims = 1 + i % 4
+            shape = _random_shape(rng, dims, 1, 7)
+            axis = int(rng.integers(0, dims))
+            if rng.random() < 0.5:
+                axis -= dims
+            x = net.input(net.uniform(shape, -4.0, 4.0))
+            net.layer("Softmax", [x], f"0={axis} 1=1")
+
+    return _generator("softmax", build)
+
+
+def memory_data_net():
+    """MemoryData of every rank, raw and tagged (plus one Input and Softmax: `eq infer` needs
+    an input)."""
+
+    def build(net):
+        rng = net.rng
+        net.layer("Softmax", [net.input(net.uniform((5,)))], "0=0")
+        for i in range(12):
+            dims = 1 + i % 4
+            w, h, d, c = _random_shape(rng, 4, 1, 6)
+            keys = {1: f"0={w}", 2: f"0={w} 1={h}", 3: f"0={w} 1={h} 2={c}",
+                    4: f"0={w} 1={h} 11={d} 2={c}"}[dims]
+            n = {1: w, 2: w * h, 3: w * h * c, 4: w * h * d * c}[dims]
+            if i % 3 == 1:
+                net.layer("MemoryData", [], keys + " 21=0")
+                net.tagged(n)
+            else:
+                net.layer("MemoryData", [], keys)
+                net.raw(n)
+
+    return _generator("memory_data", build)
+
+
+def embed_net():
+    """Embed with and without bias; indices (int32 bits in float slots) in range and out of it
+    (clamped)."""
+
+    def build(net):
+        rng = net.rng
+        for i in range(8):
+            num_output, input_dim = int(rng.integers(1, 9)), int(rng.integers(1, 12))
+            words = int(rng.integers(1, 10))
+            ids = rng.integers(-2, input_dim + 2, words).astype(np.int32)
+            x = net.input(ids.view(np.float32))
+            bias = i % 2
+            net.layer("Embed", [x], f"0={num_output} 1={input_dim} 2={bias} "
+                                    f"3={num_output * input_dim}")
+            net.tagged(num_output * input_dim)
+            if bias:
+                net.raw(num_output)
+
+    return _generator("embed", build)

@@ -113,6 +113,9 @@ MODELS = [
     Model("group_norm", None, generator=op_nets_matrix.group_norm_net(), tolerance=1e-5),
     Model("instance_norm", None, generator=op_nets_matrix.instance_norm_net(), tolerance=1e-5),
     Model("reduction", None, generator=op_nets_matrix.reduction_net(), tolerance=1e-5),
+    Model("softmax", None, generator=op_nets_matrix.softmax_net(), tolerance=1e-5),
+    Model("memory_data", None, generator=op_nets_matrix.memory_data_net(), tolerance=1e-5),
+    Model("embed", None, generator=op_nets_matrix.embed_net(), tolerance=1e-5),
 ]
 
 

@@ -21,6 +21,7 @@ pub mod detection_output;
 pub mod dropout;
 pub mod elementwise;
 pub mod eltwise;
+pub mod embed;
 pub mod flatten;
 pub mod group_norm;
 #[cfg(test)]
@@ -31,6 +32,7 @@ pub mod instance_norm;
 pub mod interp;
 pub mod layer_norm;
 pub mod lrn;
+pub mod memory_data;
 pub mod noop;
 pub mod normalize;
 pub mod permute;
@@ -187,6 +189,8 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "InstanceNorm" => Box::new(instance_norm::InstanceNorm::new(pd, w)?),
         "RMSNorm" => Box::new(rms_norm::RmsNorm::new(pd, w)?),
         "Reduction" => Box::new(reduction::Reduction::new(pd)?),
+        "MemoryData" => Box::new(memory_data::MemoryData::new(pd, w)?),
+        "Embed" => Box::new(embed::Embed::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
