@@ -83,6 +83,15 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          InstanceNorm inn 1 1 x4 e 0=6 1=1e-5 2=0\n\
          Reduction rm 1 1 a f 0=3 1=0 5=1 -23303=2,0,-1 4=1\nReduction rl 1 1 b g 0=10\n",
     ),
+    (
+        // MatMul: batched 4-D x broadcast 3-D with transB, 2-D x 2-D large enough to split
+        // across threads, 1-D x 3-D.
+        "matmul_forms",
+        "7767517\n9 9\nInput a 0 1 a 0=16 1=5 11=3 2=2\nInput b 0 1 b 0=16 1=6 2=1\n\
+         Input c 0 1 c 0=64 1=48\nInput d 0 1 d 0=40 1=64\nInput v 0 1 v 0=64\n\
+         Input e 0 1 e 0=40 1=64 2=2\nMatMul m0 2 1 a b x 0=1\nMatMul m1 2 1 c d y\n\
+         MatMul m2 2 1 v e z\n",
+    ),
 ];
 
 /// ncnn's benchmark networks under the shared data directory (`$EQ_SHARED`, default

@@ -263,3 +263,41 @@ def embed_net():
                 net.raw(num_output)
 
     return _generator("embed", build)
+
+
+# ----------------------------------------------------------------- matmul
+
+
+def _batch_pair(rng, ad, bd):
+    """Batch axes (numpy order) for operands of `ad` / `bd` dims, each broadcastable."""
+    r = max(ad, bd, 2) - 2
+    full = [int(v) for v in rng.integers(1, 4, r)]
+
+    def take(dims):
+        own = full[len(full) - (dims - 2):] if dims > 2 else []
+        return [1 if rng.random() < 0.3 else v for v in own]
+
+    return take(ad), take(bd)
+
+
+def matmul_net():
+    """MatMul over every pair of ranks 1..4, transB on and off, broadcast batch axes."""
+
+    def build(net):
+        rng = net.rng
+        pairs = [(a, b) for a in range(1, 5) for b in range(1, 5)]
+        for i in range(48):
+            ad, bd = pairs[i % len(pairs)]
+            trans_b = int(rng.integers(0, 2))
+            m, k, n = (int(v) for v in rng.integers(1, 9, 3))
+            ab, bb = _batch_pair(rng, ad, bd)
+            a_shape = (k,) if ad == 1 else tuple(ab) + (m, k)
+            if bd == 1:
+                b_shape = (k,)
+            else:
+                b_shape = tuple(bb) + ((n, k) if trans_b else (k, n))
+            a = net.input(net.uniform(a_shape))
+            b = net.input(net.uniform(b_shape))
+            net.layer("MatMul", [a, b], f"0={trans_b}")
+
+    return _generator("matmul", build)

@@ -116,6 +116,7 @@ MODELS = [
     Model("softmax", None, generator=op_nets_matrix.softmax_net(), tolerance=1e-5),
     Model("memory_data", None, generator=op_nets_matrix.memory_data_net(), tolerance=1e-5),
     Model("embed", None, generator=op_nets_matrix.embed_net(), tolerance=1e-5),
+    Model("matmul", None, generator=op_nets_matrix.matmul_net(), tolerance=1e-5),
 ]
 
 

@@ -32,6 +32,7 @@ pub mod instance_norm;
 pub mod interp;
 pub mod layer_norm;
 pub mod lrn;
+pub mod matmul;
 pub mod memory_data;
 pub mod noop;
 pub mod normalize;
@@ -191,6 +192,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Reduction" => Box::new(reduction::Reduction::new(pd)?),
         "MemoryData" => Box::new(memory_data::MemoryData::new(pd, w)?),
         "Embed" => Box::new(embed::Embed::new(pd, w)?),
+        "MatMul" => Box::new(matmul::MatMul::new(pd)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
