@@ -92,6 +92,14 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          Input e 0 1 e 0=40 1=64 2=2\nMatMul m0 2 1 a b x 0=1\nMatMul m1 2 1 c d y\n\
          MatMul m2 2 1 v e z\n",
     ),
+    (
+        // Gemm of inputs: transA with a per-column C, transB of a 3-D (h = 1) B, transposed
+        // N1M output.
+        "gemm_inputs",
+        "7767517\n6 7\nInput a 0 1 a 0=6 1=9\nInput b 0 1 b 0=9 1=1 2=7\nInput c 0 1 c 0=7\n\
+         Split s 1 2 a a0 a1\nGemm g0 3 1 a0 b c x 0=0.5 1=2.0 2=1 3=1\n\
+         Gemm g1 2 1 a1 a1 y 3=1 11=1 14=1\n",
+    ),
 ];
 
 /// ncnn's benchmark networks under the shared data directory (`$EQ_SHARED`, default
@@ -302,14 +310,23 @@ fn the_assertion_fails_for_a_run_that_allocates() {
 
 /// Small nets whose layers read weights, written inline and loaded with zero weights (as
 /// benchncnn does): (name, param text).
-const ZERO_WEIGHT_TEXT_MODELS: &[(&str, &str)] = &[(
-    // MemoryData of each rank, Embed with bias, norms with affine weights.
-    "memory_embed_affine_norms",
-    "7767517\n9 9\nInput in 0 1 x 0=6\nInput rows 0 1 r 0=8 1=5 2=3\n\
+const ZERO_WEIGHT_TEXT_MODELS: &[(&str, &str)] = &[
+    (
+        // MemoryData of each rank, Embed with bias, norms with affine weights.
+        "memory_embed_affine_norms",
+        "7767517\n9 9\nInput in 0 1 x 0=6\nInput rows 0 1 r 0=8 1=5 2=3\n\
      MemoryData m1 0 1 m1 0=7\nMemoryData m3 0 1 m3 0=4 1=3 2=2\n\
      MemoryData m4 0 1 m4 0=2 1=3 11=4 2=5 21=0\nEmbed e 1 1 x e 0=16 1=10 2=1 3=160\n\
      LayerNorm ln 1 1 e a 0=16\nGroupNorm gn 1 1 r b 0=3 1=3\nRMSNorm rn 1 1 b c 0=40\n",
-)];
+    ),
+    (
+        // Gemm with constant B (a linear layer) and constant C per column; all constant.
+        "gemm_constant",
+        "7767517\n3 3\nInput in 0 1 x 0=24 1=10\n\
+     Gemm fc 1 1 x y 3=1 5=1 6=1 8=32 9=24 10=4\n\
+     Gemm k 0 1 z 4=1 5=1 6=1 7=3 8=4 9=5 10=3\n",
+    ),
+];
 
 #[test]
 fn zero_weight_text_models_run_without_allocating() {

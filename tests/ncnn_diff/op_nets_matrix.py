@@ -301,3 +301,54 @@ def matmul_net():
             net.layer("MatMul", [a, b], f"0={trans_b}")
 
     return _generator("matmul", build)
+
+
+# ------------------------------------------------------------------- gemm
+
+
+def gemm_net():
+    """Gemm in every form: transA / transB, constant A / B / C (every broadcast type), an input
+    C of every shape or none, alpha / beta, output_N1M, output_transpose, 3-D (h = 1) operands.
+    """
+
+    def build(net):
+        rng = net.rng
+        net.layer("Softmax", [net.input(net.uniform((3,)))], "0=0")  # `eq infer` needs an input
+        for i in range(48):
+            m, n, k = (int(v) for v in rng.integers(1, 8, 3))
+            ta, tb = int(rng.integers(0, 2)), int(rng.integers(0, 2))
+            ca, cb, cc = (int(rng.random() < 0.35) for _ in range(3))
+            alpha = float(rng.choice([1.0, 0.5, -1.5]))
+            beta = float(rng.choice([1.0, 2.0, -0.25]))
+            n1m, out_t = int(rng.random() < 0.3), int(rng.random() < 0.3)
+            params = [f"0={alpha}", f"1={beta}", f"2={ta}", f"3={tb}", f"4={ca}", f"5={cb}",
+                      f"6={cc}", f"7={m}", f"8={n}", f"9={k}", f"11={n1m}", f"14={out_t}"]
+            bottoms = []
+
+            def operand(rows, cols):
+                if rng.random() < 0.25:
+                    return net.input(net.uniform((rows, 1, cols)))
+                return net.input(net.uniform((rows, cols)))
+
+            weights = []
+            if ca:
+                weights.append(k * m)
+            else:
+                bottoms.append(operand(k, m) if ta else operand(m, k))
+            if cb:
+                weights.append(n * k)
+            else:
+                bottoms.append(operand(n, k) if tb else operand(k, n))
+            if cc:
+                c_type = int(rng.integers(-1, 5))
+                params.append(f"10={c_type}")
+                if c_type >= 0:
+                    weights.append({0: 1, 1: m, 2: m, 3: m * n, 4: n}[c_type])
+            elif rng.random() < 0.7 or (ca and cb):  # ncnn: one blob, so C, when A, B constant
+                c_shape = [(1,), (m,), (n,), (m, 1), (m, n), (1, n)][int(rng.integers(0, 6))]
+                bottoms.append(net.input(net.uniform(c_shape)))
+            net.layer("Gemm", bottoms, " ".join(params))
+            for count in weights:
+                net.tagged(count)
+
+    return _generator("gemm", build)

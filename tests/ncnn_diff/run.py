@@ -117,6 +117,7 @@ MODELS = [
     Model("memory_data", None, generator=op_nets_matrix.memory_data_net(), tolerance=1e-5),
     Model("embed", None, generator=op_nets_matrix.embed_net(), tolerance=1e-5),
     Model("matmul", None, generator=op_nets_matrix.matmul_net(), tolerance=1e-5),
+    Model("gemm", None, generator=op_nets_matrix.gemm_net(), tolerance=1e-5),
 ]
 
 

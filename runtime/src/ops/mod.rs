@@ -23,6 +23,7 @@ pub mod elementwise;
 pub mod eltwise;
 pub mod embed;
 pub mod flatten;
+pub mod gemm;
 pub mod group_norm;
 #[cfg(test)]
 pub mod harness;
@@ -193,6 +194,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "MemoryData" => Box::new(memory_data::MemoryData::new(pd, w)?),
         "Embed" => Box::new(embed::Embed::new(pd, w)?),
         "MatMul" => Box::new(matmul::MatMul::new(pd)?),
+        "Gemm" => Box::new(gemm::Gemm::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
