@@ -352,3 +352,41 @@ def gemm_net():
                 net.tagged(count)
 
     return _generator("gemm", build)
+
+
+# ------------------------------------------------------ multiheadattention
+
+
+def multi_head_attention_net():
+    """MultiHeadAttention: self-attention (one input), k = v (two), separate q / k / v with
+    their own widths (three), a 2-D or per-head 3-D mask, default and explicit scale."""
+
+    def build(net):
+        rng = net.rng
+        for i in range(12):
+            heads = int(rng.integers(1, 4))
+            embed = heads * int(rng.integers(1, 5))
+            form = i % 3  # inputs: q; q, kv; q, k, v
+            qdim = embed if form == 0 else int(rng.integers(1, 9))
+            kdim = qdim if form == 0 else int(rng.integers(1, 9))
+            vdim = kdim if form < 2 else int(rng.integers(1, 9))
+            src = int(rng.integers(1, 7))
+            dst = src if form == 0 else int(rng.integers(1, 7))
+            mask = i % 4 >= 2
+            bottoms = [net.input(net.uniform((src, qdim)))]
+            if form >= 1:
+                bottoms.append(net.input(net.uniform((dst, kdim))))
+            if form == 2:
+                bottoms.append(net.input(net.uniform((dst, vdim))))
+            if mask:
+                shape = (heads, src, dst) if i % 2 else (src, dst)
+                bottoms.append(net.input(net.uniform(shape, -3.0, 0.0)))
+            params = f"0={embed} 1={heads} 2={embed * qdim} 3={kdim} 4={vdim} 5={int(mask)}"
+            if i % 5 == 4:
+                params += " 6=0.3"
+            net.layer("MultiHeadAttention", bottoms, params)
+            for rows, cols in ((embed, qdim), (embed, kdim), (embed, vdim), (qdim, embed)):
+                net.tagged(rows * cols, -0.6, 0.6)
+                net.raw(rows, -0.2, 0.2)
+
+    return _generator("multi_head_attention", build)

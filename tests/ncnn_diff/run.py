@@ -118,6 +118,8 @@ MODELS = [
     Model("embed", None, generator=op_nets_matrix.embed_net(), tolerance=1e-5),
     Model("matmul", None, generator=op_nets_matrix.matmul_net(), tolerance=1e-5),
     Model("gemm", None, generator=op_nets_matrix.gemm_net(), tolerance=1e-5),
+    Model("multi_head_attention", None, generator=op_nets_matrix.multi_head_attention_net(),
+          tolerance=1e-5),
 ]
 
 

@@ -35,6 +35,7 @@ pub mod layer_norm;
 pub mod lrn;
 pub mod matmul;
 pub mod memory_data;
+pub mod multi_head_attention;
 pub mod noop;
 pub mod normalize;
 pub mod permute;
@@ -195,6 +196,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Embed" => Box::new(embed::Embed::new(pd, w)?),
         "MatMul" => Box::new(matmul::MatMul::new(pd)?),
         "Gemm" => Box::new(gemm::Gemm::new(pd, w)?),
+        "MultiHeadAttention" => Box::new(multi_head_attention::MultiHeadAttention::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
