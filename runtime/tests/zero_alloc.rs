@@ -320,11 +320,12 @@ const ZERO_WEIGHT_TEXT_MODELS: &[(&str, &str)] = &[
      LayerNorm ln 1 1 e a 0=16\nGroupNorm gn 1 1 r b 0=3 1=3\nRMSNorm rn 1 1 b c 0=40\n",
     ),
     (
-        // Gemm with constant B (a linear layer) and constant C per column; all constant.
+        // Gemm with constant B (a linear layer on the packed kernel) and constant C per
+        // column; all constant.
         "gemm_constant",
-        "7767517\n3 3\nInput in 0 1 x 0=24 1=10\n\
-     Gemm fc 1 1 x y 3=1 5=1 6=1 8=32 9=24 10=4\n\
-     Gemm k 0 1 z 4=1 5=1 6=1 7=3 8=4 9=5 10=3\n",
+        "7767517\n3 3\nInput in 0 1 x 0=64 1=40\n\
+         Gemm fc 1 1 x y 3=1 5=1 6=1 8=32 9=64 10=4\n\
+         Gemm k 0 1 z 4=1 5=1 6=1 7=3 8=4 9=5 10=3\n",
     ),
     (
         // MultiHeadAttention: self-attention, and cross-attention with a per-head mask.

@@ -350,6 +350,19 @@ def gemm_net():
             net.layer("Gemm", bottoms, " ".join(params))
             for count in weights:
                 net.tagged(count)
+        # Linear layers big enough for the packed GEMM kernel (constant B, C none / scalar /
+        # per column).
+        for i, c_type in enumerate([None, 4, 0, -1, 4, None]):
+            m, n, k = int(rng.integers(20, 70)), int(rng.integers(30, 90)), int(rng.integers(40, 130))
+            ta, tb, out_t = i % 2, (i // 2) % 2, int(i in (1, 4))
+            a = net.input(net.uniform((k, m) if ta else (m, k)))
+            params = f"0=0.5 1=2.0 2={ta} 3={tb} 5=1 8={n} 9={k} 14={out_t}"
+            if c_type is not None:
+                params += f" 6=1 10={c_type}"
+            net.layer("Gemm", [a], params)
+            net.tagged(n * k, -0.2, 0.2)
+            if c_type in (0, 4):
+                net.tagged(1 if c_type == 0 else n)
 
     return _generator("gemm", build)
 

@@ -19,9 +19,17 @@
 //!
 //! Output: `N` wide and `M` high, or `M` wide and `N` high with output_transpose; output_N1M
 //! makes it 3-D with h = 1 (the rows become channels).
+//!
+//! Fast path (a linear layer: constant B, input A, C absent or constant per column / scalar):
+//! `alpha * B^T` is packed at load for `kernels::gemm_f32` with `alpha * beta * C` as its row
+//! bias, and `Y^T = (alpha B^T) · A^T + bias` runs on the pool, A transposed into scratch
+//! unless transA, Y transposed out of scratch unless output_transpose. Products of at least
+//! [`FAST_MIN_WORK`] multiply-adds take it; it is tested against the plain loops.
 
+use super::activation::Activation;
 use super::{Ctx, Op};
 use crate::error::{invalid, LayerResult, Result};
+use crate::kernels::gemm_f32::{self, DenseB, Kernel, PackedA};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, WeightReader};
 use crate::tensor::{Shape, Tensor, TensorMut};
@@ -41,7 +49,14 @@ pub struct Gemm {
     pub k: usize,
     pub output_n1m: bool,
     pub output_transpose: bool,
+    /// `alpha * B^T` (`N x K`) packed with its bias, when the fast path applies.
+    pub fast: Option<PackedA>,
+    /// Products (`M * N * K`) from which the fast path runs.
+    pub fast_min_work: usize,
 }
+
+/// Multiply-adds from which a product runs on the packed GEMM kernel.
+pub const FAST_MIN_WORK: usize = 1 << 15;
 
 /// Where C's value for output (i, j) comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +190,16 @@ impl Gemm {
         } else {
             None
         };
+        let fast = match (&a, &b, &c) {
+            (None, Some(bw), None) => Some(Self::pack(bw, n, k, trans_b, alpha, |_| 0.0)),
+            (None, Some(bw), Some((t, cw))) => match (t, cw) {
+                (-1, _) => Some(Self::pack(bw, n, k, trans_b, alpha, |_| 0.0)),
+                (0, Some(cw)) => Some(Self::pack(bw, n, k, trans_b, alpha, |_| beta * cw[0])),
+                (4, Some(cw)) => Some(Self::pack(bw, n, k, trans_b, alpha, |j| beta * cw[j])),
+                _ => None,
+            },
+            _ => None,
+        };
         Ok(Gemm {
             alpha,
             beta,
@@ -188,7 +213,48 @@ impl Gemm {
             k,
             output_n1m,
             output_transpose,
+            fast,
+            fast_min_work: FAST_MIN_WORK,
         })
+    }
+
+    /// Packs `alpha * B^T` (`n x k`) with row bias `alpha * c(j)` for the GEMM kernel.
+    fn pack(
+        b: &[f32],
+        n: usize,
+        k: usize,
+        trans_b: bool,
+        alpha: f32,
+        c: impl Fn(usize) -> f32,
+    ) -> PackedA {
+        let bt: Vec<f32> = (0..n)
+            .flat_map(|j| {
+                (0..k).map(move |kk| {
+                    if trans_b {
+                        b[j * k + kk]
+                    } else {
+                        b[kk * n + j]
+                    }
+                })
+            })
+            .map(|v| v * alpha)
+            .collect();
+        let bias: Vec<f32> = (0..n).map(|j| alpha * c(j)).collect();
+        PackedA::new(Kernel::best(), &bt, n, k, Some(&bias))
+    }
+
+    /// The packed weights, when this product takes the fast path.
+    fn fast_for(&self, inputs: &[Shape], d: &Dims) -> Option<&PackedA> {
+        let no_input_c = inputs.len() == self.operand_inputs();
+        let big = d.m * d.n * d.k >= self.fast_min_work;
+        self.fast.as_ref().filter(|_| no_input_c && big)
+    }
+
+    /// Scratch of the fast path per worker: the kernel's panels, then A^T and Y^T when needed.
+    fn fast_scratch(&self, packed: &PackedA, d: &Dims) -> usize {
+        packed.scratch_len(d.m)
+            + if self.trans_a { 0 } else { d.k * d.m }
+            + if self.output_transpose { 0 } else { d.n * d.m }
     }
 
     /// Input blobs the layer takes: the non-constant A and B, then an optional C.
@@ -312,11 +378,20 @@ impl Op for Gemm {
         }])
     }
 
+    fn scratch_len(&self, inputs: &[Shape], _: &[Shape]) -> usize {
+        match self.dims(inputs) {
+            Ok(d) => self
+                .fast_for(inputs, &d)
+                .map_or(0, |p| self.fast_scratch(p, &d)),
+            Err(_) => 0,
+        }
+    }
+
     fn forward(
         &self,
         inputs: &[Tensor],
         outputs: &mut [TensorMut],
-        _: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> LayerResult<()> {
         let shapes = [
             inputs.first().map(|t| t.shape),
@@ -329,6 +404,9 @@ impl Op for Gemm {
             *dst = *s;
         }
         let d = self.dims(&shape_buf[..count])?;
+        if let Some(packed) = self.fast_for(&shape_buf[..count], &d) {
+            return self.forward_fast(packed, &d, inputs[0].data, outputs[0].data, ctx);
+        }
         let mut next = inputs.iter();
         let a: &[f32] = match &self.a {
             Some(a) => a,
@@ -388,6 +466,49 @@ impl Op for Gemm {
                 out,
                 t,
             ),
+        }
+        Ok(())
+    }
+}
+
+impl Gemm {
+    /// `Y^T (n x m) = packed (n x k) · A^T (k x m) + bias` on the GEMM kernel.
+    fn forward_fast(
+        &self,
+        packed: &PackedA,
+        d: &Dims,
+        a: &[f32],
+        out: &mut [f32],
+        ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        let (m, n, k) = (d.m, d.n, d.k);
+        let need = self.fast_scratch(packed, d) * ctx.pool.threads();
+        if ctx.scratch.len() < need {
+            return Err(invalid("gemm scratch too small"));
+        }
+        let (at, rest) = ctx
+            .scratch
+            .split_at_mut(if self.trans_a { 0 } else { k * m });
+        let (yt, rest) = rest.split_at_mut(if self.output_transpose { 0 } else { n * m });
+        let a_t: &[f32] = if self.trans_a {
+            a
+        } else {
+            for (i, row) in a.chunks_exact(k).enumerate() {
+                for (kk, &v) in row.iter().enumerate() {
+                    at[kk * m + i] = v;
+                }
+            }
+            at
+        };
+        let b = DenseB { data: a_t, n: m };
+        if self.output_transpose {
+            return gemm_f32::gemm(packed, &b, m, out, Activation::None, ctx.pool, rest);
+        }
+        gemm_f32::gemm(packed, &b, m, yt, Activation::None, ctx.pool, rest)?;
+        for (j, col) in yt.chunks_exact(m).enumerate() {
+            for (i, &v) in col.iter().enumerate() {
+                out[i * n + j] = v;
+            }
         }
         Ok(())
     }
@@ -604,6 +725,74 @@ mod tests {
             &reference(&a, &b, m, n, k, |_, _| 0.0, 1.0, 1.0),
             1e-5,
         );
+    }
+
+    #[test]
+    fn packed_kernel_agrees_with_the_loops() {
+        use crate::ops::harness::run_threads;
+        let shapes = [
+            (1, 1, 1),
+            (5, 7, 3),
+            (37, 19, 70),
+            (64, 130, 48),
+            (3, 600, 17),
+        ];
+        for (si, &(m, n, k)) in shapes.iter().enumerate() {
+            let bw = mat(k, n, si as f32);
+            let cw = mat(n, 1, 4.0);
+            for (ta, tb, out_t) in [(0, 0, 0), (1, 1, 1), (0, 1, 1), (1, 0, 0)] {
+                for c_type in [None, Some(-1), Some(0), Some(4)] {
+                    let mut blobs: Vec<&[f32]> = vec![&bw];
+                    let mut pairs = vec![
+                        (0, 1.25),
+                        (1, 0.75),
+                        (2, ta as f32),
+                        (3, tb as f32),
+                        (5, 1.0),
+                        (8, n as f32),
+                        (9, k as f32),
+                        (14, out_t as f32),
+                    ];
+                    if let Some(t) = c_type {
+                        pairs.extend([(6, 1.0), (10, t as f32)]);
+                        match t {
+                            0 => blobs.push(&cw[..1]),
+                            4 => blobs.push(&cw),
+                            _ => {}
+                        }
+                    }
+                    let load = |min: usize| {
+                        let mut w = reader(&blobs);
+                        let mut op = Gemm::new(&p(&pairs), &mut w).unwrap();
+                        w.finish().unwrap();
+                        op.fast_min_work = min;
+                        op
+                    };
+                    let (fast, slow) = (load(0), load(usize::MAX));
+                    assert!(fast.fast.is_some());
+                    let a = mat(m, k, 2.0);
+                    let ain = if ta == 1 {
+                        (Shape::d2(m, k), transpose(&a, m, k))
+                    } else {
+                        (Shape::d2(k, m), a)
+                    };
+                    let want = run(&slow, std::slice::from_ref(&ain)).unwrap();
+                    for threads in [1, 3] {
+                        let got = run_threads(&fast, std::slice::from_ref(&ain), threads).unwrap();
+                        assert_eq!(got[0].0, want[0].0);
+                        assert_close(&got[0].1, &want[0].1, 1e-5);
+                    }
+                }
+            }
+        }
+        // An input C, a per-row C or a constant A keep the loops.
+        let mut w = reader(&[&mat(3, 3, 0.0), &mat(3, 1, 0.0)]);
+        let op = Gemm::new(
+            &p(&[(5, 1.0), (6, 1.0), (7, 3.0), (8, 3.0), (9, 3.0), (10, 1.0)]),
+            &mut w,
+        )
+        .unwrap();
+        assert!(op.fast.is_none());
     }
 
     #[test]
