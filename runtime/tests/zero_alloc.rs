@@ -328,12 +328,13 @@ const ZERO_WEIGHT_TEXT_MODELS: &[(&str, &str)] = &[
          Gemm k 0 1 z 4=1 5=1 6=1 7=3 8=4 9=5 10=3\n",
     ),
     (
-        // MultiHeadAttention: self-attention, and cross-attention with a per-head mask.
+        // MultiHeadAttention: self-attention (projections on the packed kernel), and
+        // cross-attention with a per-head mask.
         "multi_head_attention",
-        "7767517\n6 7\nInput x 0 1 x 0=16 1=9\nInput kv 0 1 kv 0=12 1=5\n\
-         Input m 0 1 m 0=5 1=9 2=4\nSplit s 1 2 x x0 x1\n\
-         MultiHeadAttention a 1 1 x0 y 0=16 1=4 2=256\n\
-         MultiHeadAttention c 3 1 x1 kv m z 0=8 1=4 2=128 3=12 4=12 5=1\n",
+        "7767517\n6 7\nInput x 0 1 x 0=64 1=40\nInput kv 0 1 kv 0=12 1=5\n\
+         Input m 0 1 m 0=5 1=40 2=4\nSplit s 1 2 x x0 x1\n\
+         MultiHeadAttention a 1 1 x0 y 0=64 1=4 2=4096\n\
+         MultiHeadAttention c 3 1 x1 kv m z 0=8 1=4 2=512 3=12 4=12 5=1\n",
     ),
 ];
 

@@ -401,5 +401,13 @@ def multi_head_attention_net():
             for rows, cols in ((embed, qdim), (embed, kdim), (embed, vdim), (qdim, embed)):
                 net.tagged(rows * cols, -0.6, 0.6)
                 net.raw(rows, -0.2, 0.2)
+        # Transformer-sized blocks whose projections run on the packed GEMM kernel.
+        for embed, heads, src, dst in ((64, 4, 40, 40), (96, 6, 24, 50)):
+            q = net.input(net.uniform((src, embed)))
+            bottoms = [q] if src == dst else [q, net.input(net.uniform((dst, embed)))]
+            net.layer("MultiHeadAttention", bottoms, f"0={embed} 1={heads} 2={embed * embed}")
+            for _ in range(4):
+                net.tagged(embed * embed, -0.15, 0.15)
+                net.raw(embed, -0.2, 0.2)
 
     return _generator("multi_head_attention", build)

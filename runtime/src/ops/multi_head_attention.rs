@@ -14,11 +14,19 @@
 //! same number of rows): one input means k = v = q, two mean v = k; with `attn_mask` a last
 //! input added to the scores: 2-D (`keys` wide, `queries` high) or 3-D with one such matrix
 //! per head. Output: 2-D, `qdim` wide, one row per query.
+//!
+//! The four projections also run on the packed fp32 GEMM kernel (weights packed at load, q's
+//! with the scale folded in) when they have at least [`super::gemm::FAST_MIN_WORK`]
+//! multiply-adds; the plain loops are the reference they are tested against.
 
+use super::activation::Activation;
+use super::gemm::FAST_MIN_WORK;
 use super::{Ctx, Op};
 use crate::error::{invalid, LayerResult, Result};
+use crate::kernels::gemm_f32::{self, DenseB, Kernel, PackedA};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, WeightReader};
+use crate::pool::Pool;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 #[derive(Debug)]
@@ -35,6 +43,17 @@ pub struct MultiHeadAttention {
     pub k: (Floats, Floats),
     pub v: (Floats, Floats),
     pub out: (Floats, Floats),
+    /// The q (scaled), k, v and output projections packed for the GEMM kernel.
+    pub packed: [PackedA; 4],
+    /// Multiply-adds from which a projection runs on the packed kernel.
+    pub fast_min_work: usize,
+}
+
+/// Packs `w` (`rows x cols`) and `bias`, both times `scale`.
+fn pack(w: &[f32], bias: &[f32], cols: usize, scale: f32) -> PackedA {
+    let ws: Vec<f32> = w.iter().map(|v| v * scale).collect();
+    let bs: Vec<f32> = bias.iter().map(|v| v * scale).collect();
+    PackedA::new(Kernel::best(), &ws, bias.len(), cols, Some(&bs))
 }
 
 impl MultiHeadAttention {
@@ -85,6 +104,12 @@ impl MultiHeadAttention {
         let k = proj(embed_dim, kdim, "k")?;
         let v = proj(embed_dim, vdim, "v")?;
         let out = proj(qdim, embed_dim, "out")?;
+        let packed = [
+            pack(&q.0, &q.1, qdim, scale),
+            pack(&k.0, &k.1, kdim, 1.0),
+            pack(&v.0, &v.1, vdim, 1.0),
+            pack(&out.0, &out.1, embed_dim, 1.0),
+        ];
         Ok(MultiHeadAttention {
             embed_dim,
             num_heads,
@@ -97,7 +122,34 @@ impl MultiHeadAttention {
             k,
             v,
             out,
+            packed,
+            fast_min_work: FAST_MIN_WORK,
         })
+    }
+
+    /// (rows) of each projection's input: q and out per query, k and v per key.
+    fn proj_rows(src: usize, dst: usize) -> [usize; 4] {
+        [src, dst, dst, src]
+    }
+
+    /// Whether projection `i` over `rows` rows runs on the packed kernel.
+    fn fast(&self, i: usize, rows: usize) -> bool {
+        let p = &self.packed[i];
+        rows * p.m() * p.k() >= self.fast_min_work
+    }
+
+    /// Scratch of the packed projections: (shared transposes, per-worker kernel panels).
+    fn packed_scratch(&self, src: usize, dst: usize) -> (usize, usize) {
+        let mut shared = 0;
+        let mut worker = 0;
+        for (i, rows) in Self::proj_rows(src, dst).into_iter().enumerate() {
+            if self.fast(i, rows) {
+                let p = &self.packed[i];
+                shared = shared.max((p.k() + p.m()) * rows);
+                worker = worker.max(p.scratch_len(rows));
+            }
+        }
+        (shared, worker)
     }
 
     /// (queries, keys) after checking the inputs.
@@ -153,6 +205,35 @@ fn project(x: &[f32], cols: usize, (w, b): &(Floats, Floats), scale: f32, out: &
     }
 }
 
+/// `out (rows x packed.m()) = x (rows x packed.k()) · W^T + bias` on the packed kernel; `tmp`
+/// holds x^T and the transposed result, `scratch` the kernel's worker slices.
+fn project_packed(
+    packed: &PackedA,
+    x: &[f32],
+    out: &mut [f32],
+    tmp: &mut [f32],
+    pool: &Pool,
+    scratch: &mut [f32],
+) -> LayerResult<()> {
+    let (cols, n) = (packed.k(), packed.m());
+    let rows = x.len() / cols;
+    let (xt, rest) = tmp.split_at_mut(cols * rows);
+    let yt = &mut rest[..n * rows];
+    for (i, row) in x.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            xt[c * rows + i] = v;
+        }
+    }
+    let b = DenseB { data: xt, n: rows };
+    gemm_f32::gemm(packed, &b, rows, yt, Activation::None, pool, scratch)?;
+    for (j, col) in yt.chunks_exact(rows).enumerate() {
+        for (i, &v) in col.iter().enumerate() {
+            out[i * n + j] = v;
+        }
+    }
+    Ok(())
+}
+
 impl Op for MultiHeadAttention {
     fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
         let (src, _) = self.seqlens(inputs)?;
@@ -163,7 +244,8 @@ impl Op for MultiHeadAttention {
         match self.seqlens(inputs) {
             Ok((src, dst)) => {
                 let e = self.embed_dim;
-                2 * e * src + 2 * e * dst + self.num_heads * src * dst
+                let (shared, worker) = self.packed_scratch(src, dst);
+                2 * e * src + 2 * e * dst + self.num_heads * src * dst + shared + worker
             }
             Err(_) => 0,
         }
@@ -192,10 +274,27 @@ impl Op for MultiHeadAttention {
         let (k, rest) = rest.split_at_mut(e * dst);
         let (v, rest) = rest.split_at_mut(e * dst);
         let (scores, rest) = rest.split_at_mut(heads * src * dst);
-        let attended = &mut rest[..e * src];
-        project(q_in.data, self.qdim, &self.q, self.scale, q);
-        project(k_in.data, self.kdim, &self.k, 1.0, k);
-        project(v_in.data, self.vdim, &self.v, 1.0, v);
+        let (attended, rest) = rest.split_at_mut(e * src);
+        let (shared, _) = self.packed_scratch(src, dst);
+        let (tmp, worker) = rest.split_at_mut(shared);
+        let pool = ctx.pool;
+        let mut run = |i: usize, x: &[f32], cols: usize, dst_buf: &mut [f32]| -> LayerResult<()> {
+            let rows = x.len() / cols;
+            if self.fast(i, rows) {
+                return project_packed(&self.packed[i], x, dst_buf, tmp, pool, worker);
+            }
+            let (weights, scale) = match i {
+                0 => (&self.q, self.scale),
+                1 => (&self.k, 1.0),
+                2 => (&self.v, 1.0),
+                _ => (&self.out, 1.0),
+            };
+            project(x, cols, weights, scale, dst_buf);
+            Ok(())
+        };
+        run(0, q_in.data, self.qdim, q)?;
+        run(1, k_in.data, self.kdim, k)?;
+        run(2, v_in.data, self.vdim, v)?;
         for h in 0..heads {
             let head = &mut scores[h * src * dst..(h + 1) * src * dst];
             for i in 0..src {
@@ -240,8 +339,7 @@ impl Op for MultiHeadAttention {
                 }
             }
         }
-        project(attended, e, &self.out, 1.0, outputs[0].data);
-        Ok(())
+        run(3, attended, e, outputs[0].data)
     }
 }
 
@@ -427,6 +525,43 @@ mod tests {
         )
         .unwrap();
         assert_close(&out2[0].1, &out[0].1, 1e-6);
+    }
+
+    #[test]
+    fn packed_projections_agree_with_the_loops() {
+        use crate::ops::harness::run_threads;
+        for (e, heads, qdim, kdim, vdim, src, dst) in [
+            (8, 2, 6, 5, 3, 4, 7),
+            (64, 4, 48, 40, 72, 33, 17),
+            (32, 1, 32, 32, 32, 1, 50),
+        ] {
+            let w = weights(e, qdim, kdim, vdim);
+            let load = |min: usize| {
+                let mut r = WeightReader::new(Arc::new(Source::from_bytes(&w.bytes)), "p.bin");
+                let pd = params(&[
+                    (0, int(e as i32)),
+                    (1, int(heads as i32)),
+                    (2, int((e * qdim) as i32)),
+                    (3, int(kdim as i32)),
+                    (4, int(vdim as i32)),
+                    (5, int(1)),
+                ]);
+                let mut op = MultiHeadAttention::new(&pd, &mut r).unwrap();
+                op.fast_min_work = min;
+                op
+            };
+            let ins = vec![
+                (Shape::d2(qdim, src), data(src * qdim, 0.0)),
+                (Shape::d2(kdim, dst), data(dst * kdim, 1.0)),
+                (Shape::d2(vdim, dst), data(dst * vdim, 2.0)),
+                (Shape::d3(dst, src, heads), data(dst * src * heads, 3.0)),
+            ];
+            let want = run(&load(usize::MAX), &ins).unwrap();
+            for threads in [1, 2] {
+                let got = run_threads(&load(0), &ins, threads).unwrap();
+                assert_close(&got[0].1, &want[0].1, 1e-5);
+            }
+        }
     }
 
     #[test]
