@@ -84,6 +84,14 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          Reduction rm 1 1 a f 0=3 1=0 5=1 -23303=2,0,-1 4=1\nReduction rl 1 1 b g 0=10\n",
     ),
     (
+        // Softmax over an outer axis of a 4-D blob (strided, scratch rows), the innermost axis
+        // (negative), and a 2-D blob's rows.
+        "softmax_axes",
+        "7767517\n6 7\nInput in 0 1 x 0=7 1=5 11=3 2=4\nInput r 0 1 r 0=9 1=6\n\
+         Split s 1 2 x x0 x1\nSoftmax a 1 1 x0 y 0=1 1=1\nSoftmax b 1 1 x1 z 0=-1 1=1\n\
+         Softmax c 1 1 r w 0=1 1=1\n",
+    ),
+    (
         // MatMul: batched 4-D x broadcast 3-D with transB, 2-D x 2-D large enough to split
         // across threads, 1-D x 3-D.
         "matmul_forms",
