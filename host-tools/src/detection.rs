@@ -64,7 +64,7 @@ pub struct Truth {
 /// Detection rows of one output blob (`w = 6`); padding rows (label < 0) and background
 /// (label 0) are dropped.
 pub fn parse_rows(data: &[f32], w: usize) -> Result<Vec<Detection>> {
-    if w != 6 || data.len() % 6 != 0 {
+    if w != 6 || !data.len().is_multiple_of(6) {
         bail!("a detection output has rows of 6 values (label, score, box); got width {w}");
     }
     Ok(data

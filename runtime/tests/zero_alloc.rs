@@ -114,6 +114,67 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          Input i 0 1 i 0=3\nInput f 0 1 f 0=6 1=5 2=4\n\
          Proposal p 3 2 s b i rois scores 2=40 3=12 5=0\nROIPooling r 2 1 f rois y 0=2 1=2\n",
     ),
+    (
+        // Every norm (without affine weights: the bin is empty): LayerNorm per row and per
+        // channel, RMSNorm, GroupNorm, InstanceNorm; then reductions (mean over two axes with
+        // keepdims, logsumexp over all).
+        "norms_reduction",
+        "7767517\n9 13\nInput in 0 1 x 0=8 1=4 11=2 2=6\nSplit s 1 5 x x0 x1 x2 x3 x4\n\
+         LayerNorm ln 1 1 x0 a 0=8 1=1e-5 2=0\nLayerNorm lp 1 1 x1 b 0=64 2=0\n\
+         RMSNorm rn 1 1 x2 c 0=8 2=0\nGroupNorm gn 1 1 x3 d 0=3 1=6 3=0\n\
+         InstanceNorm inn 1 1 x4 e 0=6 1=1e-5 2=0\n\
+         Reduction rm 1 1 a f 0=3 1=0 5=1 -23303=2,0,-1 4=1\nReduction rl 1 1 b g 0=10\n",
+    ),
+    (
+        // Softmax over an outer axis of a 4-D blob (strided, scratch rows), the innermost axis
+        // (negative), and a 2-D blob's rows.
+        "softmax_axes",
+        "7767517\n6 7\nInput in 0 1 x 0=7 1=5 11=3 2=4\nInput r 0 1 r 0=9 1=6\n\
+         Split s 1 2 x x0 x1\nSoftmax a 1 1 x0 y 0=1 1=1\nSoftmax b 1 1 x1 z 0=-1 1=1\n\
+         Softmax c 1 1 r w 0=1 1=1\n",
+    ),
+    (
+        // MatMul: batched 4-D x broadcast 3-D with transB, 2-D x 2-D large enough to split
+        // across threads, 1-D x 3-D.
+        "matmul_forms",
+        "7767517\n9 9\nInput a 0 1 a 0=16 1=5 11=3 2=2\nInput b 0 1 b 0=16 1=6 2=1\n\
+         Input c 0 1 c 0=64 1=48\nInput d 0 1 d 0=40 1=64\nInput v 0 1 v 0=64\n\
+         Input e 0 1 e 0=40 1=64 2=2\nMatMul m0 2 1 a b x 0=1\nMatMul m1 2 1 c d y\n\
+         MatMul m2 2 1 v e z\n",
+    ),
+    (
+        // Gemm of inputs: transA with a per-column C, transB of a 3-D (h = 1) B, transposed
+        // N1M output.
+        "gemm_inputs",
+        "7767517\n6 7\nInput a 0 1 a 0=6 1=9\nInput b 0 1 b 0=9 1=1 2=7\nInput c 0 1 c 0=7\n\
+         Split s 1 2 a a0 a1\nGemm g0 3 1 a0 b c x 0=0.5 1=2.0 2=1 3=1\n\
+         Gemm g1 2 1 a1 a1 y 3=1 11=1 14=1\n",
+    ),
+    (
+        // MemoryData of each rank, Embed with bias, norms with affine weights.
+        "memory_embed_affine_norms",
+        "7767517\n9 9\nInput in 0 1 x 0=6\nInput rows 0 1 r 0=8 1=5 2=3\n\
+     MemoryData m1 0 1 m1 0=7\nMemoryData m3 0 1 m3 0=4 1=3 2=2\n\
+     MemoryData m4 0 1 m4 0=2 1=3 11=4 2=5 21=0\nEmbed e 1 1 x e 0=16 1=10 2=1 3=160\n\
+     LayerNorm ln 1 1 e a 0=16\nGroupNorm gn 1 1 r b 0=3 1=3\nRMSNorm rn 1 1 b c 0=40\n",
+    ),
+    (
+        // Gemm with constant B (a linear layer on the packed kernel) and constant C per
+        // column; all constant.
+        "gemm_constant",
+        "7767517\n3 3\nInput in 0 1 x 0=64 1=40\n\
+         Gemm fc 1 1 x y 3=1 5=1 6=1 8=32 9=64 10=4\n\
+         Gemm k 0 1 z 4=1 5=1 6=1 7=3 8=4 9=5 10=3\n",
+    ),
+    (
+        // MultiHeadAttention: self-attention (projections on the packed kernel), and
+        // cross-attention with a per-head mask.
+        "multi_head_attention",
+        "7767517\n6 7\nInput x 0 1 x 0=64 1=40\nInput kv 0 1 kv 0=12 1=5\n\
+         Input m 0 1 m 0=5 1=40 2=4\nSplit s 1 2 x x0 x1\n\
+         MultiHeadAttention a 1 1 x0 y 0=64 1=4 2=4096\n\
+         MultiHeadAttention c 3 1 x1 kv m z 0=8 1=4 2=512 3=12 4=12 5=1\n",
+    ),
 ];
 
 /// ncnn's benchmark networks under the shared data directory (`$EQ_SHARED`, default
@@ -214,27 +275,21 @@ fn shared_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
 }
 
-fn single_threaded() -> Options {
-    Options {
-        threads: 1,
-        ..Options::default()
-    }
-}
-
 #[test]
 fn text_models_run_without_allocating() {
     for (name, param) in TEXT_MODELS {
         // Zero weights, as benchncnn loads them (layers with weights need some).
         let p = eq_runtime::model::parse_param(param.as_bytes(), name).unwrap();
-        let zeros = eq_runtime::model::weights::WeightReader::zeros();
-        let mut net = Net::build(p, zeros, name, &single_threaded())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_run_allocates_nothing(&mut net);
+        for opts in thread_counts() {
+            let zeros = eq_runtime::model::weights::WeightReader::zeros();
+            let mut net =
+                Net::build(p.clone(), zeros, name, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_run_allocates_nothing(&mut net);
+        }
     }
 }
 
-/// Allocations are counted on the calling thread, which is worker 0 of the pool: with two
-/// threads it runs its share of every parallel kernel as well as the serial glue.
+/// Every net runs with 1, 2 and 4 threads; the counter covers the caller and the workers.
 fn thread_counts() -> [Options; 3] {
     [1, 2, 4].map(|threads| Options {
         threads,

@@ -39,6 +39,7 @@ import op_nets  # noqa: E402
 import op_nets_elem  # noqa: E402
 import op_nets_loader  # noqa: E402
 import op_nets_detect  # noqa: E402
+import op_nets_matrix  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 TOLERANCE = 1e-4
@@ -145,6 +146,18 @@ MODELS = [
           tolerance=1e-5),
     Model("quant_mixed", None, generator=op_nets_detect.quant_mixed_net(), tolerance=1e-5,
           int8_inference=True, packing=False),
+    Model("layer_norm", None, generator=op_nets_matrix.layer_norm_net(), tolerance=1e-5),
+    Model("rms_norm", None, generator=op_nets_matrix.rms_norm_net(), tolerance=1e-5),
+    Model("group_norm", None, generator=op_nets_matrix.group_norm_net(), tolerance=1e-5),
+    Model("instance_norm", None, generator=op_nets_matrix.instance_norm_net(), tolerance=1e-5),
+    Model("reduction", None, generator=op_nets_matrix.reduction_net(), tolerance=1e-5),
+    Model("softmax", None, generator=op_nets_matrix.softmax_net(), tolerance=1e-5),
+    Model("memory_data", None, generator=op_nets_matrix.memory_data_net(), tolerance=1e-5),
+    Model("embed", None, generator=op_nets_matrix.embed_net(), tolerance=1e-5),
+    Model("matmul", None, generator=op_nets_matrix.matmul_net(), tolerance=1e-5),
+    Model("gemm", None, generator=op_nets_matrix.gemm_net(), tolerance=1e-5),
+    Model("multi_head_attention", None, generator=op_nets_matrix.multi_head_attention_net(),
+          tolerance=1e-5),
 ]
 
 

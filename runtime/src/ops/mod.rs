@@ -26,22 +26,30 @@ pub mod dropout;
 pub mod elementwise;
 pub mod eltwise;
 pub mod elu;
+pub mod embed;
 pub mod erf;
 pub mod exp;
 pub mod expand_dims;
 pub mod expression;
 pub mod flatten;
 pub mod gelu;
+pub mod gemm;
+pub mod group_norm;
 pub mod hard_sigmoid;
 pub mod hard_swish;
 #[cfg(test)]
 pub mod harness;
 pub mod inner_product;
 pub mod input;
+pub mod instance_norm;
 pub mod interp;
+pub mod layer_norm;
 pub mod log;
 pub mod lrn;
+pub mod matmul;
+pub mod memory_data;
 pub mod mish;
+pub mod multi_head_attention;
 pub mod noop;
 pub mod normalize;
 pub mod permute;
@@ -53,9 +61,11 @@ pub mod proposal;
 pub mod psroi_pooling;
 pub mod quantize;
 pub mod quantized;
+pub mod reduction;
 pub mod relu;
 pub mod requantize;
 pub mod reshape;
+pub mod rms_norm;
 pub mod roi_pooling;
 pub mod scale;
 pub mod selu;
@@ -235,6 +245,16 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "ShuffleChannel" => Box::new(shuffle_channel::ShuffleChannel::new(pd)?),
         "ExpandDims" => Box::new(expand_dims::ExpandDims::new(pd)?),
         "Squeeze" => Box::new(squeeze::Squeeze::new(pd)?),
+        "LayerNorm" => Box::new(layer_norm::LayerNorm::new(pd, w)?),
+        "GroupNorm" => Box::new(group_norm::GroupNorm::new(pd, w)?),
+        "InstanceNorm" => Box::new(instance_norm::InstanceNorm::new(pd, w)?),
+        "RMSNorm" => Box::new(rms_norm::RmsNorm::new(pd, w)?),
+        "Reduction" => Box::new(reduction::Reduction::new(pd)?),
+        "MemoryData" => Box::new(memory_data::MemoryData::new(pd, w)?),
+        "Embed" => Box::new(embed::Embed::new(pd, w)?),
+        "MatMul" => Box::new(matmul::MatMul::new(pd)?),
+        "Gemm" => Box::new(gemm::Gemm::new(pd, w)?),
+        "MultiHeadAttention" => Box::new(multi_head_attention::MultiHeadAttention::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }

@@ -1,0 +1,821 @@
+//! Gemm: `Y = alpha * (A · B + beta * C)` (ncnn scales C by alpha too), with each of A, B, C
+//! either an input blob or a constant from the .bin.
+//!
+//! Params: `0 = alpha` (1), `1 = beta` (1), `2 = transA`, `3 = transB`, `4 = constantA`,
+//! `5 = constantB`, `6 = constantC`, `7 = constantM`, `8 = constantN`, `9 = constantK`,
+//! `10 = constant_broadcast_type_C`, `11 = output_N1M`, `12 = output_elempack`,
+//! `13 = output_elemtype`, `14 = output_transpose`, `18 = int8_scale_term`. Packing / element
+//! type requests other than the default and int8 are refused; the tiling hints (20..22) are
+//! ignored.
+//!
+//! Operands: A is `M x K` (`K x M` under transA), B is `K x N` (`N x K` under transB), each a
+//! 2-D blob or a 3-D blob with h = 1 whose channels are the rows. Inputs come in the order A,
+//! B, C, skipping the constant ones; a non-constant C is optional. Constant blobs are tagged
+//! (fp32 / fp16) and read in the order A, B, C: A as `constantM x constantK` rows (transposed
+//! under transA), B as `constantK x constantN` (transposed under transB), C per
+//! `constant_broadcast_type_C`: 0 one value, 1 `M`, 2 `M x 1`, 3 `M x N`, 4 `N`, -1 none.
+//! An input C is matched as ncnn does: 1-D of 1, `M` or `N` values, 2-D `M x 1`, `M x N` or
+//! `1 x N` (the later match wins when sizes coincide); other shapes are refused.
+//!
+//! Output: `N` wide and `M` high, or `M` wide and `N` high with output_transpose; output_N1M
+//! makes it 3-D with h = 1 (the rows become channels).
+//!
+//! Fast path (a linear layer: constant B, input A, C absent or constant per column / scalar):
+//! `alpha * B^T` is packed at load for `kernels::gemm_f32` with `alpha * beta * C` as its row
+//! bias, and `Y^T = (alpha B^T) · A^T + bias` runs on the pool, A transposed into scratch
+//! unless transA, Y transposed out of scratch unless output_transpose. Products of at least
+//! [`FAST_MIN_WORK`] multiply-adds take it; it is tested against the plain loops.
+
+use super::activation::Activation;
+use super::{Ctx, Op};
+use crate::error::{invalid, LayerResult, Result};
+use crate::kernels::gemm_f32::{self, DenseB, Kernel, PackedA};
+use crate::model::paramdict::ParamDict;
+use crate::model::weights::{Floats, WeightReader};
+use crate::tensor::{Shape, Tensor, TensorMut};
+
+#[derive(Debug)]
+pub struct Gemm {
+    pub alpha: f32,
+    pub beta: f32,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub a: Option<Floats>,
+    pub b: Option<Floats>,
+    /// Constant C with its broadcast type (None when C is an input or absent).
+    pub c: Option<(i32, Option<Floats>)>,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub output_n1m: bool,
+    pub output_transpose: bool,
+    /// `alpha * B^T` (`N x K`) packed with its bias, when the fast path applies.
+    pub fast: Option<PackedA>,
+    /// Products (`M * N * K`) from which the fast path runs.
+    pub fast_min_work: usize,
+}
+
+/// Multiply-adds from which a product runs on the packed GEMM kernel.
+pub const FAST_MIN_WORK: usize = 1 << 15;
+
+/// Where C's value for output (i, j) comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CKind {
+    None,
+    Scalar,
+    PerRow,
+    Full,
+    PerCol,
+}
+
+impl CKind {
+    fn from_type(t: i32) -> CKind {
+        match t {
+            0 => CKind::Scalar,
+            1 | 2 => CKind::PerRow,
+            3 => CKind::Full,
+            4 => CKind::PerCol,
+            _ => CKind::None,
+        }
+    }
+}
+
+/// Shapes of one product.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    m: usize,
+    n: usize,
+    k: usize,
+    c: CKind,
+}
+
+fn flag(pd: &ParamDict, key: usize, what: &str) -> LayerResult<bool> {
+    match pd.int(key, 0)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(invalid(format!(
+            "{what} (param {key}) must be 0 or 1, got {v}"
+        ))),
+    }
+}
+
+/// Rows and columns of an operand blob (2-D, or 3-D with h = 1 and the channels as rows).
+fn matrix(s: &Shape, what: &str) -> LayerResult<(usize, usize)> {
+    match s.dims {
+        2 => Ok((s.h, s.w)),
+        3 if s.h == 1 => Ok((s.c, s.w)),
+        _ => Err(invalid(format!("{what} {s} must be 2-D or 3-D with h = 1"))),
+    }
+}
+
+impl Gemm {
+    pub fn new(pd: &ParamDict, w: &mut WeightReader) -> Result<Gemm> {
+        let alpha = pd.float(0, 1.0)?;
+        let beta = pd.float(1, 1.0)?;
+        let trans_a = flag(pd, 2, "transA")?;
+        let trans_b = flag(pd, 3, "transB")?;
+        let constant_a = flag(pd, 4, "constantA")?;
+        let constant_b = flag(pd, 5, "constantB")?;
+        let constant_c = flag(pd, 6, "constantC")?;
+        let (m, n, k) = (pd.usize(7, 0)?, pd.usize(8, 0)?, pd.usize(9, 0)?);
+        let c_type = pd.int(10, 0)?;
+        let output_n1m = flag(pd, 11, "output_N1M")?;
+        let output_transpose = flag(pd, 14, "output_transpose")?;
+        if !alpha.is_finite() || !beta.is_finite() {
+            return Err(invalid("alpha (param 0) and beta (param 1) must be finite").into());
+        }
+        if pd.int(12, 0)? != 0 || pd.int(13, 0)? != 0 {
+            return Err(
+                invalid("output_elempack / output_elemtype (params 12, 13) must be 0").into(),
+            );
+        }
+        if pd.int(18, 0)? != 0 {
+            return Err(invalid("int8 Gemm (param 18) is not supported").into());
+        }
+        if constant_a && (m == 0 || k == 0) {
+            return Err(
+                invalid("constantA needs constantM (param 7) and constantK (param 9)").into(),
+            );
+        }
+        if constant_b && (n == 0 || k == 0) {
+            return Err(
+                invalid("constantB needs constantN (param 8) and constantK (param 9)").into(),
+            );
+        }
+        if constant_c && !(-1..=4).contains(&c_type) {
+            return Err(invalid(format!(
+                "constant_broadcast_type_C (param 10) must be -1..4, got {c_type}"
+            ))
+            .into());
+        }
+        let size = |a: usize, b: usize| {
+            a.checked_mul(b)
+                .filter(|&n| n <= crate::tensor::MAX_ELEMENTS)
+                .ok_or_else(|| invalid(format!("constant size {a} x {b} is too large")))
+        };
+        let tagged = |w: &mut WeightReader, n: usize, what: &str| -> Result<Floats> {
+            Ok(w.tagged(n, what)?.into_f32().map_err(invalid)?)
+        };
+        let a = if constant_a {
+            Some(tagged(w, size(m, k)?, "A")?)
+        } else {
+            None
+        };
+        let b = if constant_b {
+            Some(tagged(w, size(n, k)?, "B")?)
+        } else {
+            None
+        };
+        let c = if constant_c {
+            let need_m = matches!(c_type, 1..=3);
+            let need_n = matches!(c_type, 3 | 4);
+            if (need_m && m == 0) || (need_n && n == 0) {
+                return Err(invalid(format!(
+                    "constant_broadcast_type_C {c_type} needs constantM / constantN"
+                ))
+                .into());
+            }
+            let len = match c_type {
+                0 => Some(1),
+                1 | 2 => Some(m),
+                3 => Some(size(m, n)?),
+                4 => Some(n),
+                _ => None,
+            };
+            let data = match len {
+                Some(len) => Some(tagged(w, len, "C")?),
+                None => None,
+            };
+            Some((c_type, data))
+        } else {
+            None
+        };
+        let fast = match (&a, &b, &c) {
+            (None, Some(bw), None) => Some(Self::pack(bw, n, k, trans_b, alpha, |_| 0.0)),
+            (None, Some(bw), Some((t, cw))) => match (t, cw) {
+                (-1, _) => Some(Self::pack(bw, n, k, trans_b, alpha, |_| 0.0)),
+                (0, Some(cw)) => Some(Self::pack(bw, n, k, trans_b, alpha, |_| beta * cw[0])),
+                (4, Some(cw)) => Some(Self::pack(bw, n, k, trans_b, alpha, |j| beta * cw[j])),
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(Gemm {
+            alpha,
+            beta,
+            trans_a,
+            trans_b,
+            a,
+            b,
+            c,
+            m,
+            n,
+            k,
+            output_n1m,
+            output_transpose,
+            fast,
+            fast_min_work: FAST_MIN_WORK,
+        })
+    }
+
+    /// Packs `alpha * B^T` (`n x k`) with row bias `alpha * c(j)` for the GEMM kernel.
+    fn pack(
+        b: &[f32],
+        n: usize,
+        k: usize,
+        trans_b: bool,
+        alpha: f32,
+        c: impl Fn(usize) -> f32,
+    ) -> PackedA {
+        let bt: Vec<f32> = (0..n)
+            .flat_map(|j| {
+                (0..k).map(move |kk| {
+                    if trans_b {
+                        b[j * k + kk]
+                    } else {
+                        b[kk * n + j]
+                    }
+                })
+            })
+            .map(|v| v * alpha)
+            .collect();
+        let bias: Vec<f32> = (0..n).map(|j| alpha * c(j)).collect();
+        PackedA::new(Kernel::best(), &bt, n, k, Some(&bias))
+    }
+
+    /// The packed weights, when this product takes the fast path.
+    fn fast_for(&self, inputs: &[Shape], d: &Dims) -> Option<&PackedA> {
+        let no_input_c = inputs.len() == self.operand_inputs();
+        let big = d.m * d.n * d.k >= self.fast_min_work;
+        self.fast.as_ref().filter(|_| no_input_c && big)
+    }
+
+    /// Scratch of the fast path per worker: the kernel's panels, then A^T and Y^T when needed.
+    fn fast_scratch(&self, packed: &PackedA, d: &Dims) -> usize {
+        packed.scratch_len(d.m)
+            + if self.trans_a { 0 } else { d.k * d.m }
+            + if self.output_transpose { 0 } else { d.n * d.m }
+    }
+
+    /// Input blobs the layer takes: the non-constant A and B, then an optional C.
+    fn operand_inputs(&self) -> usize {
+        self.a.is_none() as usize + self.b.is_none() as usize
+    }
+
+    fn dims(&self, inputs: &[Shape]) -> LayerResult<Dims> {
+        let need = self.operand_inputs();
+        let max = need + self.c.is_none() as usize;
+        if inputs.len() < need || inputs.len() > max {
+            return Err(invalid(format!(
+                "expects {need}{} input blob(s), got {}",
+                if max > need { " or one more (C)" } else { "" },
+                inputs.len()
+            )));
+        }
+        let mut next = inputs.iter();
+        let (m, ka) = match self.a {
+            Some(_) => (self.m, self.k),
+            None => {
+                let (r, c) = matrix(next.next().expect("counted"), "A")?;
+                if self.trans_a {
+                    (c, r)
+                } else {
+                    (r, c)
+                }
+            }
+        };
+        let (n, kb) = match self.b {
+            Some(_) => (self.n, self.k),
+            None => {
+                let (r, c) = matrix(next.next().expect("counted"), "B")?;
+                if self.trans_b {
+                    (r, c)
+                } else {
+                    (c, r)
+                }
+            }
+        };
+        if ka != kb {
+            return Err(invalid(format!(
+                "A has K = {ka} columns, B has K = {kb} rows"
+            )));
+        }
+        let c = match (&self.c, next.next()) {
+            (Some((t, _)), _) => CKind::from_type(*t),
+            (None, None) => CKind::None,
+            (None, Some(s)) => {
+                let mut kind = None;
+                if s.dims == 1 && s.w == 1 {
+                    kind = Some(CKind::Scalar);
+                }
+                if s.dims == 1 && s.w == m {
+                    kind = Some(CKind::PerRow);
+                }
+                if s.dims == 1 && s.w == n {
+                    kind = Some(CKind::PerCol);
+                }
+                if s.dims == 2 && s.w == 1 && s.h == m {
+                    kind = Some(CKind::PerRow);
+                }
+                if s.dims == 2 && s.w == n && s.h == m {
+                    kind = Some(CKind::Full);
+                }
+                if s.dims == 2 && s.w == n && s.h == 1 {
+                    kind = Some(CKind::PerCol);
+                }
+                kind.ok_or_else(|| {
+                    invalid(format!("C {s} does not broadcast to M x N = {m} x {n}"))
+                })?
+            }
+        };
+        Ok(Dims { m, n, k: ka, c })
+    }
+}
+
+/// `Y (m x n, row-major) = alpha * (A · B + beta * C)` read through index functions, in ncnn's
+/// order (C scaled by beta first, products added in k order, alpha last).
+#[allow(clippy::too_many_arguments)]
+fn gemm_reference(
+    d: &Dims,
+    a: impl Fn(usize, usize) -> f32,
+    b: impl Fn(usize, usize) -> f32,
+    c: &[f32],
+    alpha: f32,
+    beta: f32,
+    out: &mut [f32],
+    transpose: bool,
+) {
+    for i in 0..d.m {
+        for j in 0..d.n {
+            let mut sum = match d.c {
+                CKind::None => 0.0,
+                CKind::Scalar => c[0] * beta,
+                CKind::PerRow => c[i] * beta,
+                CKind::Full => c[i * d.n + j] * beta,
+                CKind::PerCol => c[j] * beta,
+            };
+            for kk in 0..d.k {
+                sum += a(i, kk) * b(kk, j);
+            }
+            let at = if transpose { j * d.m + i } else { i * d.n + j };
+            out[at] = sum * alpha;
+        }
+    }
+}
+
+impl Op for Gemm {
+    fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
+        let d = self.dims(inputs)?;
+        let (w, rows) = if self.output_transpose {
+            (d.m, d.n)
+        } else {
+            (d.n, d.m)
+        };
+        Ok(vec![if self.output_n1m {
+            Shape::checked(3, w, 1, 1, rows)?
+        } else {
+            Shape::checked(2, w, rows, 1, 1)?
+        }])
+    }
+
+    fn scratch_len(&self, inputs: &[Shape], _: &[Shape]) -> usize {
+        match self.dims(inputs) {
+            Ok(d) => self
+                .fast_for(inputs, &d)
+                .map_or(0, |p| self.fast_scratch(p, &d)),
+            Err(_) => 0,
+        }
+    }
+
+    fn forward(
+        &self,
+        inputs: &[Tensor],
+        outputs: &mut [TensorMut],
+        ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        let shapes = [
+            inputs.first().map(|t| t.shape),
+            inputs.get(1).map(|t| t.shape),
+            inputs.get(2).map(|t| t.shape),
+        ];
+        let count = inputs.len();
+        let mut shape_buf = [Shape::default(); 3];
+        for (dst, s) in shape_buf.iter_mut().zip(shapes.iter().flatten()) {
+            *dst = *s;
+        }
+        let d = self.dims(&shape_buf[..count])?;
+        if let Some(packed) = self.fast_for(&shape_buf[..count], &d) {
+            return self.forward_fast(packed, &d, inputs[0].data, outputs[0].data, ctx);
+        }
+        let mut next = inputs.iter();
+        let a: &[f32] = match &self.a {
+            Some(a) => a,
+            None => next.next().expect("counted").data,
+        };
+        let b: &[f32] = match &self.b {
+            Some(b) => b,
+            None => next.next().expect("counted").data,
+        };
+        let c: &[f32] = match &self.c {
+            Some((_, Some(c))) => c,
+            Some((_, None)) => &[],
+            None => next.next().map_or(&[], |t| t.data),
+        };
+        let (m, n, k) = (d.m, d.n, d.k);
+        let out = &mut *outputs[0].data;
+        let t = self.output_transpose;
+        let (alpha, beta) = (self.alpha, self.beta);
+        match (self.trans_a, self.trans_b) {
+            (false, false) => gemm_reference(
+                &d,
+                |i, kk| a[i * k + kk],
+                |kk, j| b[kk * n + j],
+                c,
+                alpha,
+                beta,
+                out,
+                t,
+            ),
+            (false, true) => gemm_reference(
+                &d,
+                |i, kk| a[i * k + kk],
+                |kk, j| b[j * k + kk],
+                c,
+                alpha,
+                beta,
+                out,
+                t,
+            ),
+            (true, false) => gemm_reference(
+                &d,
+                |i, kk| a[kk * m + i],
+                |kk, j| b[kk * n + j],
+                c,
+                alpha,
+                beta,
+                out,
+                t,
+            ),
+            (true, true) => gemm_reference(
+                &d,
+                |i, kk| a[kk * m + i],
+                |kk, j| b[j * k + kk],
+                c,
+                alpha,
+                beta,
+                out,
+                t,
+            ),
+        }
+        Ok(())
+    }
+}
+
+impl Gemm {
+    /// `Y^T (n x m) = packed (n x k) · A^T (k x m) + bias` on the GEMM kernel.
+    fn forward_fast(
+        &self,
+        packed: &PackedA,
+        d: &Dims,
+        a: &[f32],
+        out: &mut [f32],
+        ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        let (m, n, k) = (d.m, d.n, d.k);
+        let need = self.fast_scratch(packed, d) * ctx.pool.threads();
+        if ctx.scratch.len() < need {
+            return Err(invalid("gemm scratch too small"));
+        }
+        let (at, rest) = ctx
+            .scratch
+            .split_at_mut(if self.trans_a { 0 } else { k * m });
+        let (yt, rest) = rest.split_at_mut(if self.output_transpose { 0 } else { n * m });
+        let a_t: &[f32] = if self.trans_a {
+            a
+        } else {
+            for (i, row) in a.chunks_exact(k).enumerate() {
+                for (kk, &v) in row.iter().enumerate() {
+                    at[kk * m + i] = v;
+                }
+            }
+            at
+        };
+        let b = DenseB { data: a_t, n: m };
+        if self.output_transpose {
+            return gemm_f32::gemm(packed, &b, m, out, Activation::None, ctx.pool, rest);
+        }
+        gemm_f32::gemm(packed, &b, m, yt, Activation::None, ctx.pool, rest)?;
+        for (j, col) in yt.chunks_exact(m).enumerate() {
+            for (i, &v) in col.iter().enumerate() {
+                out[i * n + j] = v;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::paramdict::Value;
+    use crate::model::weights::Source;
+    use crate::ops::harness::{assert_close, float, int, iota, params, run};
+    use std::sync::Arc;
+
+    fn reader(blobs: &[&[f32]]) -> WeightReader {
+        let mut bytes = Vec::new();
+        for b in blobs {
+            bytes.extend(0u32.to_le_bytes());
+            bytes.extend(b.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        WeightReader::new(Arc::new(Source::from_bytes(&bytes)), "g.bin")
+    }
+
+    fn p(pairs: &[(usize, f32)]) -> ParamDict {
+        let v: Vec<(usize, Value)> = pairs
+            .iter()
+            .map(|&(k, v)| (k, if k <= 1 { float(v) } else { int(v as i32) }))
+            .collect();
+        params(&v)
+    }
+
+    fn mat(r: usize, c: usize, seed: f32) -> Vec<f32> {
+        iota(r * c)
+            .iter()
+            .map(|v| ((v + seed) * 0.53).sin())
+            .collect()
+    }
+
+    /// f64 reference on row-major matrices: alpha * (A B + beta C) with C given per element.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        a: &[f32],
+        b: &[f32],
+        m: usize,
+        n: usize,
+        k: usize,
+        c: impl Fn(usize, usize) -> f32,
+        alpha: f32,
+        beta: f32,
+    ) -> Vec<f32> {
+        let mut y = Vec::new();
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k)
+                    .map(|kk| a[i * k + kk] as f64 * b[kk * n + j] as f64)
+                    .sum();
+                y.push((alpha as f64 * (s + beta as f64 * c(i, j) as f64)) as f32);
+            }
+        }
+        y
+    }
+
+    fn transpose(x: &[f32], r: usize, c: usize) -> Vec<f32> {
+        (0..c)
+            .flat_map(|j| (0..r).map(move |i| x[i * c + j]))
+            .collect()
+    }
+
+    #[test]
+    fn by_hand() {
+        // [[1, 2]] x [[3], [4]] = 11; alpha 2, beta 0.5, C = 4: 2 * (11 + 2) = 26.
+        let op = Gemm::new(&p(&[(0, 2.0), (1, 0.5)]), &mut WeightReader::zeros()).unwrap();
+        let out = run(
+            &op,
+            &[
+                (Shape::d2(2, 1), vec![1.0, 2.0]),
+                (Shape::d2(1, 2), vec![3.0, 4.0]),
+                (Shape::d1(1), vec![4.0]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(out[0], (Shape::d2(1, 1), vec![26.0]));
+    }
+
+    #[test]
+    fn transposes_and_input_c_forms() {
+        let (m, n, k) = (3, 5, 4);
+        let (a, b) = (mat(m, k, 0.0), mat(k, n, 3.0));
+        type CAt = Box<dyn Fn(&[f32], usize, usize) -> f32>;
+        let cs: [(Shape, CAt); 6] = [
+            (Shape::d1(1), Box::new(|c, _, _| c[0])),
+            (Shape::d1(m), Box::new(|c, i, _| c[i])),
+            (Shape::d1(n), Box::new(|c, _, j| c[j])),
+            (Shape::d2(1, m), Box::new(|c, i, _| c[i])),
+            (Shape::d2(n, m), Box::new(move |c, i, j| c[i * n + j])),
+            (Shape::d2(n, 1), Box::new(|c, _, j| c[j])),
+        ];
+        for ta in [false, true] {
+            for tb in [false, true] {
+                for out_t in [false, true] {
+                    for n1m in [false, true] {
+                        let op = Gemm::new(
+                            &p(&[
+                                (0, 1.5),
+                                (1, -0.5),
+                                (2, ta as i32 as f32),
+                                (3, tb as i32 as f32),
+                                (11, n1m as i32 as f32),
+                                (14, out_t as i32 as f32),
+                            ]),
+                            &mut WeightReader::zeros(),
+                        )
+                        .unwrap();
+                        let ain = if ta {
+                            (Shape::d2(m, k), transpose(&a, m, k))
+                        } else {
+                            (Shape::d2(k, m), a.clone())
+                        };
+                        // B as a 3-D blob with h = 1 under transB.
+                        let bin = if tb {
+                            (Shape::d3(k, 1, n), transpose(&b, k, n))
+                        } else {
+                            (Shape::d2(n, k), b.clone())
+                        };
+                        for (cs_shape, cf) in &cs {
+                            let cdata = mat(cs_shape.len(), 1, 9.0);
+                            let out =
+                                run(&op, &[ain.clone(), bin.clone(), (*cs_shape, cdata.clone())])
+                                    .unwrap();
+                            let mut want =
+                                reference(&a, &b, m, n, k, |i, j| cf(&cdata, i, j), 1.5, -0.5);
+                            if out_t {
+                                want = transpose(&want, m, n);
+                            }
+                            assert_close(&out[0].1, &want, 1e-5);
+                            let (w, h) = if out_t { (m, n) } else { (n, m) };
+                            let shape = if n1m {
+                                Shape::d3(w, 1, h)
+                            } else {
+                                Shape::d2(w, h)
+                            };
+                            assert_eq!(out[0].0, shape);
+                        }
+                        let out = run(&op, &[ain.clone(), bin.clone()]).unwrap();
+                        let mut want = reference(&a, &b, m, n, k, |_, _| 0.0, 1.5, -0.5);
+                        if out_t {
+                            want = transpose(&want, m, n);
+                        }
+                        assert_close(&out[0].1, &want, 1e-5);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn constant_operands_and_c_types() {
+        let (m, n, k) = (2, 3, 4);
+        let (a, b) = (mat(m, k, 1.0), mat(k, n, 2.0));
+        let cdata = mat(m * n, 1, 5.0);
+        for c_type in -1..=4 {
+            let (len, cf): (usize, Box<dyn Fn(usize, usize) -> f32>) = match c_type {
+                -1 => (0, Box::new(|_, _| 0.0)),
+                0 => (1, Box::new(|_, _| cdata[0])),
+                1 | 2 => (m, Box::new(|i, _| cdata[i])),
+                3 => (m * n, Box::new(|i, j| cdata[i * n + j])),
+                _ => (n, Box::new(|_, j| cdata[j])),
+            };
+            // constantA (transposed) + constantB (transposed) + constantC: no inputs.
+            let at = transpose(&a, m, k);
+            let bt = transpose(&b, k, n);
+            let mut blobs: Vec<&[f32]> = vec![&at, &bt];
+            if len > 0 {
+                blobs.push(&cdata[..len]);
+            }
+            let mut w = reader(&blobs);
+            let pd = p(&[
+                (0, 0.5),
+                (1, 2.0),
+                (2, 1.0),
+                (3, 1.0),
+                (4, 1.0),
+                (5, 1.0),
+                (6, 1.0),
+                (7, m as f32),
+                (8, n as f32),
+                (9, k as f32),
+                (10, c_type as f32),
+            ]);
+            let op = Gemm::new(&pd, &mut w).unwrap();
+            w.finish().unwrap();
+            let out = run(&op, &[]).unwrap();
+            assert_close(&out[0].1, &reference(&a, &b, m, n, k, &cf, 0.5, 2.0), 1e-5);
+        }
+        // constantB only: A from the input, C from a second input.
+        let mut w = reader(&[&b]);
+        let op = Gemm::new(&p(&[(5, 1.0), (8, n as f32), (9, k as f32)]), &mut w).unwrap();
+        let c = vec![1.0, 2.0, 3.0];
+        let out = run(
+            &op,
+            &[(Shape::d2(k, m), a.clone()), (Shape::d1(n), c.clone())],
+        )
+        .unwrap();
+        assert_close(
+            &out[0].1,
+            &reference(&a, &b, m, n, k, |_, j| c[j], 1.0, 1.0),
+            1e-5,
+        );
+        // constantA only: B is the first input.
+        let mut w = reader(&[&a]);
+        let op = Gemm::new(&p(&[(4, 1.0), (7, m as f32), (9, k as f32)]), &mut w).unwrap();
+        let out = run(&op, &[(Shape::d2(n, k), b.clone())]).unwrap();
+        assert_close(
+            &out[0].1,
+            &reference(&a, &b, m, n, k, |_, _| 0.0, 1.0, 1.0),
+            1e-5,
+        );
+    }
+
+    #[test]
+    fn packed_kernel_agrees_with_the_loops() {
+        use crate::ops::harness::run_threads;
+        let shapes = [
+            (1, 1, 1),
+            (5, 7, 3),
+            (37, 19, 70),
+            (64, 130, 48),
+            (3, 600, 17),
+        ];
+        for (si, &(m, n, k)) in shapes.iter().enumerate() {
+            let bw = mat(k, n, si as f32);
+            let cw = mat(n, 1, 4.0);
+            for (ta, tb, out_t) in [(0, 0, 0), (1, 1, 1), (0, 1, 1), (1, 0, 0)] {
+                for c_type in [None, Some(-1), Some(0), Some(4)] {
+                    let mut blobs: Vec<&[f32]> = vec![&bw];
+                    let mut pairs = vec![
+                        (0, 1.25),
+                        (1, 0.75),
+                        (2, ta as f32),
+                        (3, tb as f32),
+                        (5, 1.0),
+                        (8, n as f32),
+                        (9, k as f32),
+                        (14, out_t as f32),
+                    ];
+                    if let Some(t) = c_type {
+                        pairs.extend([(6, 1.0), (10, t as f32)]);
+                        match t {
+                            0 => blobs.push(&cw[..1]),
+                            4 => blobs.push(&cw),
+                            _ => {}
+                        }
+                    }
+                    let load = |min: usize| {
+                        let mut w = reader(&blobs);
+                        let mut op = Gemm::new(&p(&pairs), &mut w).unwrap();
+                        w.finish().unwrap();
+                        op.fast_min_work = min;
+                        op
+                    };
+                    let (fast, slow) = (load(0), load(usize::MAX));
+                    assert!(fast.fast.is_some());
+                    let a = mat(m, k, 2.0);
+                    let ain = if ta == 1 {
+                        (Shape::d2(m, k), transpose(&a, m, k))
+                    } else {
+                        (Shape::d2(k, m), a)
+                    };
+                    let want = run(&slow, std::slice::from_ref(&ain)).unwrap();
+                    for threads in [1, 3] {
+                        let got = run_threads(&fast, std::slice::from_ref(&ain), threads).unwrap();
+                        assert_eq!(got[0].0, want[0].0);
+                        assert_close(&got[0].1, &want[0].1, 1e-5);
+                    }
+                }
+            }
+        }
+        // An input C, a per-row C or a constant A keep the loops.
+        let mut w = reader(&[&mat(3, 3, 0.0), &mat(3, 1, 0.0)]);
+        let op = Gemm::new(
+            &p(&[(5, 1.0), (6, 1.0), (7, 3.0), (8, 3.0), (9, 3.0), (10, 1.0)]),
+            &mut w,
+        )
+        .unwrap();
+        assert!(op.fast.is_none());
+    }
+
+    #[test]
+    fn errors() {
+        let z = || WeightReader::zeros();
+        assert!(Gemm::new(&p(&[(2, 2.0)]), &mut z()).is_err());
+        assert!(Gemm::new(&p(&[(4, 1.0), (7, 2.0)]), &mut z()).is_err());
+        assert!(Gemm::new(&p(&[(5, 1.0), (9, 2.0)]), &mut z()).is_err());
+        assert!(Gemm::new(&p(&[(6, 1.0), (10, 5.0)]), &mut z()).is_err());
+        assert!(Gemm::new(&p(&[(6, 1.0), (10, 3.0), (7, 2.0)]), &mut z()).is_err());
+        assert!(Gemm::new(&p(&[(12, 4.0)]), &mut z()).is_err());
+        assert!(Gemm::new(&p(&[(18, 2.0)]), &mut z()).is_err());
+        assert!(Gemm::new(&params(&[(0, float(f32::NAN))]), &mut z()).is_err());
+        let op = Gemm::new(&ParamDict::new(), &mut z()).unwrap();
+        let (a, b) = (Shape::d2(4, 3), Shape::d2(5, 4));
+        assert!(op.output_shapes(&[a]).is_err());
+        assert!(op.output_shapes(&[a, Shape::d2(5, 3)]).is_err());
+        assert!(op.output_shapes(&[Shape::d1(4), b]).is_err());
+        assert!(op.output_shapes(&[Shape::d3(4, 2, 3), b]).is_err());
+        assert!(op.output_shapes(&[a, b, Shape::d2(2, 3)]).is_err());
+        assert!(op.output_shapes(&[a, b, Shape::d3(5, 3, 1)]).is_err());
+        assert!(op
+            .output_shapes(&[a, b, Shape::d2(5, 3), Shape::d1(1)])
+            .is_err());
+    }
+}
