@@ -64,6 +64,11 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          Interp f 1 1 s yf 0=3 3=5 4=4\nInterp g 1 1 v yg 0=1 3=2 4=3\n",
     ),
     (
+        "crop_forms",
+        "7767517\n5 6\nInput in 0 1 x 0=6 1=5 2=4\nInput r 0 1 r 0=3 1=2\nSplit s 1 2 x x0 x1\n\
+         Crop a 1 1 x0 ya 0=1 3=-233 4=2 1=1 5=-233 8=1\nCrop b 2 1 x1 r yb 0=2 1=1\n",
+    ),
+    (
         // Random maps in [-1, 1] give confidences up to ~0.66: many candidates to sort and
         // suppress.
         "yolov3_head",

@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import ncnn_bin  # noqa: E402
 import op_nets  # noqa: E402
+import op_nets_shape  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 TOLERANCE = 1e-4
@@ -102,6 +103,9 @@ MODELS = [
     Model("interp_bilinear", None, generator=op_nets.interp_net("bilinear"), tolerance=1e-5),
     Model("interp_bicubic", None, generator=op_nets.interp_net("bicubic"), tolerance=1e-5),
     Model("interp_dynamic", None, generator=op_nets.interp_dynamic_net(), tolerance=1e-5),
+    Model("crop_offsets", None, generator=op_nets_shape.crop_net("offsets"), tolerance=1e-5),
+    Model("crop_slices", None, generator=op_nets_shape.crop_net("slices"), tolerance=1e-5),
+    Model("crop_reference", None, generator=op_nets_shape.crop_net("reference"), tolerance=1e-5),
     Model("yolov3_three_scales", None, min_detections=20, tolerance=1e-5,
           generator=op_nets.yolov3_net("yolov3_three_scales", 6, [(5, 4, 32), (10, 8, 16),
                                                                   (20, 16, 8)])),

@@ -17,6 +17,7 @@ pub mod clip;
 pub mod concat;
 pub mod convolution;
 pub mod convolution_depthwise;
+pub mod crop;
 pub mod detection_output;
 pub mod dropout;
 pub mod elementwise;
@@ -177,6 +178,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
             Box::new(convolution_depthwise::ConvolutionDepthWise::new(pd, w)?)
         }
         "InnerProduct" => Box::new(inner_product::InnerProduct::new(pd, w)?),
+        "Crop" => Box::new(crop::Crop::new(pd)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }

@@ -1,0 +1,142 @@
+"""Generated single-op nets for the shape ops (Crop, Slice, Padding, Tile) and deconvolution,
+for run.py: seeded random cases over 1-D to 4-D inputs and every parameter form, each an
+Input (or two) feeding one op whose outputs are net outputs, so one `eq infer` call checks
+many cases against ncnn.
+
+A generator takes the cache directory and returns (param path, bin path, [inputs]) like
+op_nets.py's.
+"""
+
+import os
+
+import numpy as np
+
+import ncnn_bin
+
+INT_MAX = 2147483647
+
+
+def _write(cache_dir, name, layers, blob_count, weights=b""):
+    layers = sorted(layers, key=lambda l: not l.startswith("Input"))
+    text = f"7767517\n{len(layers)} {blob_count}\n" + "\n".join(layers) + "\n"
+    param = os.path.join(cache_dir, f"{name}.param")
+    binary = os.path.join(cache_dir, f"{name}.bin")
+    with open(param, "w") as f:
+        f.write(text)
+    with open(binary, "wb") as f:
+        f.write(weights)
+    return param, binary
+
+
+def _rng(name):
+    return np.random.Generator(np.random.PCG64(ncnn_bin.model_seed(name)))
+
+
+def _shape(rng, dims, lo=1, hi=7):
+    """numpy-order shape (c, d, h, w truncated to dims)."""
+    return tuple(int(rng.integers(lo, hi + 1)) for _ in range(dims))
+
+
+def _ints(values):
+    return f"{len(values)}," + ",".join(str(int(v)) for v in values)
+
+
+# ncnn (w, h, d, c) param ids of Crop, per numpy axis of a dims-D blob.
+_CROP_KEYS = {  # numpy axis -> (offset, out, offset2) keys
+    1: [(0, 3, 6)],
+    2: [(1, 4, 7), (0, 3, 6)],
+    3: [(2, 5, 8), (1, 4, 7), (0, 3, 6)],
+    4: [(2, 5, 8), (13, 14, 15), (1, 4, 7), (0, 3, 6)],
+}
+
+
+def _crop_offsets(rng, shape):
+    params = []
+    for n, (ko, kout, ko2) in zip(shape, _CROP_KEYS[len(shape)]):
+        off = int(rng.integers(0, n))
+        off2 = int(rng.integers(0, n - off)) if rng.random() < 0.4 else 0
+        rest = n - off - off2
+        out = -233 if rng.random() < 0.4 else int(rng.integers(1, rest + 3))
+        params += [f"{ko}={off}", f"{kout}={out}"]
+        if off2:
+            params.append(f"{ko2}={off2}")
+    return " ".join(params)
+
+
+def _crop_slices(rng, shape):
+    dims = len(shape)
+    if rng.random() < 0.3:
+        axes = list(range(dims))
+        write_axes = False
+    else:
+        count = int(rng.integers(1, dims + 1))
+        axes = [int(a) for a in rng.permutation(dims)[:count]]
+        write_axes = True
+    starts, ends, spelled = [], [], []
+    for a in axes:
+        n = shape[a]
+        o = int(rng.integers(0, n))
+        e = int(rng.integers(o + 1, n + 1))
+        start = rng.choice([o, o - n] + ([-233] if o == 0 else []))
+        end_forms = [e] + ([e - n] if e < n else [-233, 0, INT_MAX, n + 5])
+        end = end_forms[int(rng.integers(0, len(end_forms)))]
+        starts.append(int(start))
+        ends.append(int(end))
+        spelled.append(a - dims if rng.random() < 0.5 else a)
+    text = f"-23309={_ints(starts)} -23310={_ints(ends)}"
+    if write_axes:
+        text += f" -23311={_ints(spelled)}"
+    return text
+
+
+def _crop_reference(rng, shape):
+    """Offsets, and a reference blob shape the box fits."""
+    dims = len(shape)
+    ref_dims = int(rng.integers(1, 5))
+    wh = list(shape[-2:]) if dims >= 2 else [1, shape[0]]
+    h, w = wh
+    off_w = int(rng.integers(0, w))
+    off_h = int(rng.integers(0, h)) if dims >= 2 else 0
+    rw = int(rng.integers(1, w - off_w + 1))
+    rh = int(rng.integers(1, h - off_h + 1)) if dims >= 2 else 1
+    params = [f"0={off_w}", f"1={off_h}"]
+    rd, rc, off_d, off_c = 1, 1, 0, 0
+    if dims == 4:
+        d = shape[1]
+        off_d = int(rng.integers(0, d))
+        rd = int(rng.integers(1, d - off_d + 1)) if ref_dims == 4 else 1
+        params.append(f"13={off_d}")
+    if dims >= 3 and ref_dims == dims:
+        c = shape[0]
+        off_c = int(rng.integers(0, c))
+        rc = int(rng.integers(1, c - off_c + 1))
+        params.append(f"2={off_c}")
+    ref = {1: (rw,), 2: (rh, rw), 3: (rc, rh, rw), 4: (rc, rd, rh, rw)}[ref_dims]
+    return " ".join(params), ref
+
+
+def crop_net(form, cases=24):
+    """Crop in one form ("offsets", "slices", "reference") on 1-D to 4-D inputs."""
+
+    def generate(cache_dir):
+        name = f"crop_{form}"
+        rng = _rng(name)
+        layers, inputs, blobs = [], {}, 0
+        for i in range(cases):
+            dims = 1 + i % 4
+            shape = _shape(rng, dims, 1, 8)
+            layers.append(f"Input in{i} 0 1 in{i}")
+            inputs[f"in{i}"] = rng.uniform(-2.0, 2.0, shape).astype(np.float32)
+            if form == "reference":
+                params, ref = _crop_reference(rng, shape)
+                layers.append(f"Input ref{i} 0 1 ref{i}")
+                inputs[f"ref{i}"] = rng.uniform(-1.0, 1.0, ref).astype(np.float32)
+                layers.append(f"Crop crop{i} 2 1 in{i} ref{i} out{i} {params}")
+                blobs += 3
+            else:
+                params = (_crop_offsets if form == "offsets" else _crop_slices)(rng, shape)
+                layers.append(f"Crop crop{i} 1 1 in{i} out{i} {params}")
+                blobs += 2
+        return (*_write(cache_dir, name, layers, blobs), [inputs])
+
+    return generate
