@@ -69,6 +69,11 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          Crop a 1 1 x0 ya 0=1 3=-233 4=2 1=1 5=-233 8=1\nCrop b 2 1 x1 r yb 0=2 1=1\n",
     ),
     (
+        "slice_forms",
+        "7767517\n3 6\nInput in 0 1 x 0=6 1=5 2=4\nSlice a 1 3 x y0 y1 y2 -23300=3,1,-233,-233 1=-2\n\
+         Slice b 1 2 y2 z0 z1 -23302=1,2 1=2\n",
+    ),
+    (
         // Random maps in [-1, 1] give confidences up to ~0.66: many candidates to sort and
         // suppress.
         "yolov3_head",

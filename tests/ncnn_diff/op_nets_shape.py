@@ -140,3 +140,64 @@ def crop_net(form, cases=24):
         return (*_write(cache_dir, name, layers, blobs), [inputs])
 
     return generate
+
+
+def _slice_case(rng, shape):
+    """(param text, output count) of a Slice along a random axis of `shape`."""
+    dims = len(shape)
+    axis = int(rng.integers(0, dims))
+    n = shape[axis]
+    spelled = axis - dims if rng.random() < 0.5 else axis
+    if rng.random() < 0.5:
+        # indices: increasing split points, some negative
+        count = int(rng.integers(0, min(n, 4)))
+        points = sorted(int(p) for p in rng.choice(np.arange(1, n), count, replace=False)) \
+            if count else []
+        if not points:
+            points = [] if n < 2 else [int(rng.integers(1, n))]
+        if not points:
+            return None
+        spelled_points = [p - n if rng.random() < 0.4 else p for p in points]
+        return f"-23302={_ints(spelled_points)} 1={spelled}", len(points) + 1
+    if n < 2:
+        return None
+    # At least two parts: ncnn's Slice with a single top copies the wrong elements when the
+    # part is shorter than the axis (it copies the leading elements of the blob).
+    parts = int(rng.integers(2, min(n, 4) + 1))
+    sizes, left = [], n
+    for i in range(parts):
+        even = left // (parts - i)
+        if rng.random() < 0.5 and even >= 1:
+            sizes.append(-233)
+            left -= even
+        else:
+            hi = left - (parts - i - 1)  # leave at least 1 for each later part
+            s = int(rng.integers(1, hi + 1))
+            sizes.append(s)
+            left -= s
+    return f"-23300={_ints(sizes)} 1={spelled}", parts
+
+
+def slice_net(cases=32):
+    """Slice by sizes (-233 = an even share) and by indices, any axis, 1-D to 4-D."""
+
+    def generate(cache_dir):
+        name = "slice"
+        rng = _rng(name)
+        layers, inputs, blobs, i = [], {}, 0, 0
+        while i < cases:
+            dims = 1 + i % 4
+            shape = _shape(rng, dims, 1, 8)
+            case = _slice_case(rng, shape)
+            if case is None:
+                continue
+            params, parts = case
+            tops = " ".join(f"out{i}_{k}" for k in range(parts))
+            layers.append(f"Input in{i} 0 1 in{i}")
+            layers.append(f"Slice slice{i} 1 {parts} in{i} {tops} {params}")
+            inputs[f"in{i}"] = rng.uniform(-2.0, 2.0, shape).astype(np.float32)
+            blobs += 1 + parts
+            i += 1
+        return (*_write(cache_dir, name, layers, blobs), [inputs])
+
+    return generate

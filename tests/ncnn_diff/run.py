@@ -106,6 +106,7 @@ MODELS = [
     Model("crop_offsets", None, generator=op_nets_shape.crop_net("offsets"), tolerance=1e-5),
     Model("crop_slices", None, generator=op_nets_shape.crop_net("slices"), tolerance=1e-5),
     Model("crop_reference", None, generator=op_nets_shape.crop_net("reference"), tolerance=1e-5),
+    Model("slice", None, generator=op_nets_shape.slice_net(), tolerance=1e-5),
     Model("yolov3_three_scales", None, min_detections=20, tolerance=1e-5,
           generator=op_nets.yolov3_net("yolov3_three_scales", 6, [(5, 4, 32), (10, 8, 16),
                                                                   (20, 16, 8)])),

@@ -40,6 +40,7 @@ pub mod relu;
 pub mod reshape;
 pub mod scale;
 pub mod sigmoid;
+pub mod slice;
 pub mod softmax;
 pub mod split;
 pub mod yolov3_detection_output;
@@ -179,6 +180,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         }
         "InnerProduct" => Box::new(inner_product::InnerProduct::new(pd, w)?),
         "Crop" => Box::new(crop::Crop::new(pd)?),
+        "Slice" => Box::new(slice::Slice::new(pd)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
