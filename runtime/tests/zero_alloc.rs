@@ -74,6 +74,12 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          Slice b 1 2 y2 z0 z1 -23302=1,2 1=2\n",
     ),
     (
+        "padding_forms",
+        "7767517\n5 7\nInput in 0 1 x 0=6 1=5 2=4\nSplit s 1 3 x x0 x1 x2\n\
+         Padding a 1 1 x0 ya 0=1 1=2 2=3 3=1 4=0 5=0.5 7=1 8=2\n\
+         Padding b 1 1 x1 yb 0=2 3=1 4=1 7=1\nPadding c 1 1 x2 yc 0=1 1=2 2=3 3=1 4=2 7=1 8=3\n",
+    ),
+    (
         // Random maps in [-1, 1] give confidences up to ~0.66: many candidates to sort and
         // suppress.
         "yolov3_head",

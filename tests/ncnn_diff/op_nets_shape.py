@@ -201,3 +201,41 @@ def slice_net(cases=32):
         return (*_write(cache_dir, name, layers, blobs), [inputs])
 
     return generate
+
+
+def padding_net(pad_type, cases=24):
+    """Padding of one type over 1-D to 4-D inputs, every side, per-channel values."""
+
+    def generate(cache_dir):
+        name = f"padding_{pad_type}"
+        rng = _rng(name)
+        layers, inputs, weights = [], {}, []
+        for i in range(cases):
+            dims = 1 + i % 4
+            shape = _shape(rng, dims, 1, 6)
+            # numpy axes: w last, h before it; front/behind act on c (3-D) or d (4-D).
+            n_w = shape[-1]
+            n_h = shape[-2] if dims >= 2 else 1
+            n_f = shape[0] if dims == 3 else (shape[1] if dims == 4 else 1)
+
+            def side(n):
+                hi = n - 1 if pad_type == 2 else 3
+                return int(rng.integers(0, hi + 1)) if rng.random() < 0.8 else 0
+
+            top, bottom, left, right = side(n_h), side(n_h), side(n_w), side(n_w)
+            front, behind = side(n_f), side(n_f)
+            value = float(np.float32(rng.uniform(-3.0, 3.0)))
+            params = (f"0={top} 1={bottom} 2={left} 3={right} 4={pad_type} 5={value:.6e} "
+                      f"7={front} 8={behind}")
+            if dims >= 3 and rng.random() < 0.5:
+                outc = shape[0] + (front + behind if dims == 3 else 0)
+                size = outc + int(rng.integers(0, 3))
+                params += f" 6={size}"
+                weights.append(rng.uniform(-5.0, 5.0, size).astype(np.float32))
+            layers.append(f"Input in{i} 0 1 in{i}")
+            layers.append(f"Padding pad{i} 1 1 in{i} out{i} {params}")
+            inputs[f"in{i}"] = rng.uniform(-2.0, 2.0, shape).astype(np.float32)
+        blob = b"".join(w.tobytes() for w in weights)
+        return (*_write(cache_dir, name, layers, 2 * cases, blob), [inputs])
+
+    return generate

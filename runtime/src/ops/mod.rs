@@ -31,6 +31,7 @@ pub mod interp;
 pub mod lrn;
 pub mod noop;
 pub mod normalize;
+pub mod padding;
 pub mod permute;
 pub mod pooling;
 pub mod prelu;
@@ -181,6 +182,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "InnerProduct" => Box::new(inner_product::InnerProduct::new(pd, w)?),
         "Crop" => Box::new(crop::Crop::new(pd)?),
         "Slice" => Box::new(slice::Slice::new(pd)?),
+        "Padding" => Box::new(padding::Padding::new(pd, w)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
