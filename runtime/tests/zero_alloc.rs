@@ -80,6 +80,11 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          Padding b 1 1 x1 yb 0=2 3=1 4=1 7=1\nPadding c 1 1 x2 yc 0=1 1=2 2=3 3=1 4=2 7=1 8=3\n",
     ),
     (
+        "tile_forms",
+        "7767517\n4 5\nInput in 0 1 x 0=6 1=5 2=4\nSplit s 1 2 x x0 x1\n\
+         Tile a 1 1 x0 ya 0=1 1=3\nTile b 1 1 x1 yb -23302=4,2,1,3,2\n",
+    ),
+    (
         // Random maps in [-1, 1] give confidences up to ~0.66: many candidates to sort and
         // suppress.
         "yolov3_head",

@@ -239,3 +239,27 @@ def padding_net(pad_type, cases=24):
         return (*_write(cache_dir, name, layers, 2 * cases, blob), [inputs])
 
     return generate
+
+
+def tile_net(cases=32):
+    """Tile by axis / tiles and by repeats (fewer, as many or more than the dims)."""
+
+    def generate(cache_dir):
+        name = "tile"
+        rng = _rng(name)
+        layers, inputs = [], {}
+        for i in range(cases):
+            dims = 1 + i % 4
+            shape = _shape(rng, dims, 1, 4)
+            if i % 8 < 4:
+                axis = int(rng.integers(0, dims + 1))  # dims: an axis the blob lacks
+                params = f"0={axis} 1={int(rng.integers(1, 4))}"
+            else:
+                count = int(rng.integers(1, 5))
+                params = f"-23302={_ints(rng.integers(1, 4, count))}"
+            layers.append(f"Input in{i} 0 1 in{i}")
+            layers.append(f"Tile tile{i} 1 1 in{i} out{i} {params}")
+            inputs[f"in{i}"] = rng.uniform(-2.0, 2.0, shape).astype(np.float32)
+        return (*_write(cache_dir, name, layers, 2 * cases), [inputs])
+
+    return generate

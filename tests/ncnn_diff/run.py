@@ -110,6 +110,7 @@ MODELS = [
     Model("padding_constant", None, generator=op_nets_shape.padding_net(0), tolerance=1e-5),
     Model("padding_replicate", None, generator=op_nets_shape.padding_net(1), tolerance=1e-5),
     Model("padding_reflect", None, generator=op_nets_shape.padding_net(2), tolerance=1e-5),
+    Model("tile", None, generator=op_nets_shape.tile_net(), tolerance=1e-5),
     Model("yolov3_three_scales", None, min_detections=20, tolerance=1e-5,
           generator=op_nets.yolov3_net("yolov3_three_scales", 6, [(5, 4, 32), (10, 8, 16),
                                                                   (20, 16, 8)])),

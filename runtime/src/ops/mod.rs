@@ -44,6 +44,7 @@ pub mod sigmoid;
 pub mod slice;
 pub mod softmax;
 pub mod split;
+pub mod tile;
 pub mod yolov3_detection_output;
 
 /// How an op's outputs relate to its inputs in memory.
@@ -183,6 +184,7 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Crop" => Box::new(crop::Crop::new(pd)?),
         "Slice" => Box::new(slice::Slice::new(pd)?),
         "Padding" => Box::new(padding::Padding::new(pd, w)?),
+        "Tile" => Box::new(tile::Tile::new(pd)?),
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
