@@ -18,6 +18,8 @@ pub mod concat;
 pub mod convolution;
 pub mod convolution_depthwise;
 pub mod crop;
+pub mod deconvolution;
+pub mod deconvolution_depthwise;
 pub mod detection_output;
 pub mod dropout;
 pub mod elementwise;
@@ -185,6 +187,10 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "Slice" => Box::new(slice::Slice::new(pd)?),
         "Padding" => Box::new(padding::Padding::new(pd, w)?),
         "Tile" => Box::new(tile::Tile::new(pd)?),
+        "Deconvolution" => Box::new(deconvolution::Deconvolution::new(pd, w)?),
+        "DeconvolutionDepthWise" => {
+            Box::new(deconvolution_depthwise::DeconvolutionDepthWise::new(pd, w)?)
+        }
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }

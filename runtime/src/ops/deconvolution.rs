@@ -1,0 +1,569 @@
+//! Deconvolution (transposed convolution), as ncnn's layer does; `Deconv` is shared with
+//! DeconvolutionDepthWise (`deconvolution_depthwise.rs`), which adds groups.
+//!
+//! Params (ncnn ids): `0 = num_output`, `1 / 11 = kernel_w / kernel_h` (h defaults to w),
+//! `2 / 12 = dilation_w / dilation_h`, `3 / 13 = stride_w / stride_h`, `4 / 15 / 14 / 16 =
+//! pad_left / pad_right / pad_top / pad_bottom` (right and top default to left, bottom to
+//! top), `18 / 19 = output_pad_right / output_pad_bottom` (bottom defaults to right),
+//! `20 / 21 = output_w / output_h` (h defaults to w), `5 = bias_term`, `6 =
+//! weight_data_size`, `9 / 10 = activation_type / activation_params` (fused, as for
+//! Convolution), `7 = group` (DeconvolutionDepthWise only). `28 = dynamic_weight` is refused.
+//!
+//! Weights (.bin, in this order): the kernel, tagged (fp32 or fp16), laid out as
+//! `[group][num_output / group][inch / group][kernel_h][kernel_w]`; then `num_output` raw
+//! fp32 biases when `bias_term`.
+//!
+//! Input: 3-D `w x h x inch`. Every input pixel (x, y) of channel q adds `value * weight` to
+//! the full output at `(x * stride_w + kx * dilation_w, y * stride_h + ky * dilation_h)` for
+//! each tap; the full output is `((w - 1) * stride_w + dilation_w * (kernel_w - 1) + 1 +
+//! output_pad_right)` wide (likewise high), starting from the bias. It is then cut:
+//! * any pad > 0: `pad_top / pad_bottom / pad_left / pad_right` rows / columns are removed;
+//! * else, with `output_w` and `output_h` set and pads of -233 (ONNX SAME_UPPER) or -234
+//!   (SAME_LOWER): the excess over `output_w x output_h` is removed half on each side, the
+//!   odd one at the end (-233) or at the start (-234);
+//! * else the full output is the output. (ncnn fails at run time when output_w / output_h
+//!   are set with pads of 0; refused here at load.)
+//!
+//! Then the fused activation. The implementation scatters each input row into the cut
+//! output directly (no bordered buffer), one output channel per task.
+
+use super::activation::Activation;
+use super::{expect_inputs, Ctx, Op};
+use crate::error::{invalid, LayerResult, Result};
+use crate::model::paramdict::ParamDict;
+use crate::model::weights::{Floats, WeightReader};
+use crate::pool::SharedMut;
+use crate::tensor::{Shape, Tensor, TensorMut};
+
+/// "SAME_UPPER" / "SAME_LOWER" pads with an output size.
+const SAME_UPPER: i32 = -233;
+const SAME_LOWER: i32 = -234;
+
+#[derive(Debug)]
+pub struct Deconv {
+    pub num_output: usize,
+    pub kernel_w: usize,
+    pub kernel_h: usize,
+    pub dilation_w: usize,
+    pub dilation_h: usize,
+    pub stride_w: usize,
+    pub stride_h: usize,
+    /// left, right, top, bottom.
+    pub pads: [i32; 4],
+    pub output_pad_right: usize,
+    pub output_pad_bottom: usize,
+    pub output_w: usize,
+    pub output_h: usize,
+    pub group: usize,
+    pub activation: Activation,
+    pub weights: Floats,
+    pub bias: Option<Floats>,
+}
+
+/// Where the output window sits in the full output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    /// Rows / columns cut at the start.
+    left: usize,
+    top: usize,
+    out_w: usize,
+    out_h: usize,
+}
+
+impl Deconv {
+    /// Reads the params and weights; `group` is 1 for Deconvolution, key 7 for the
+    /// depthwise layer.
+    pub fn new(pd: &ParamDict, wr: &mut WeightReader, depthwise: bool) -> Result<Deconv> {
+        let positive = |key: usize, default: usize, name: &str| -> LayerResult<usize> {
+            let v = pd.usize(key, default)?;
+            if v == 0 {
+                return Err(invalid(format!("{name} (key {key}) must be positive")));
+            }
+            Ok(v)
+        };
+        if pd.int(28, 0)? != 0 {
+            return Err(invalid("dynamic_weight (key 28) is not supported").into());
+        }
+        let num_output = positive(0, 0, "num_output")?;
+        let kernel_w = positive(1, 0, "kernel_w")?;
+        let kernel_h = positive(11, kernel_w, "kernel_h")?;
+        let dilation_w = positive(2, 1, "dilation_w")?;
+        let dilation_h = positive(12, dilation_w, "dilation_h")?;
+        let stride_w = positive(3, 1, "stride_w")?;
+        let stride_h = positive(13, stride_w, "stride_h")?;
+        let left = pd.int(4, 0)?;
+        let right = pd.int(15, left)?;
+        let top = pd.int(14, left)?;
+        let bottom = pd.int(16, top)?;
+        let pads = [left, right, top, bottom];
+        let output_pad_right = pd.usize(18, 0)?;
+        let output_pad_bottom = pd.usize(19, output_pad_right)?;
+        let output_w = pd.usize(20, 0)?;
+        let output_h = pd.usize(21, output_w)?;
+        let same = pads.iter().any(|&p| p == SAME_UPPER || p == SAME_LOWER);
+        if pads
+            .iter()
+            .any(|&p| p < 0 && p != SAME_UPPER && p != SAME_LOWER)
+            || (same && pads.iter().any(|&p| p > 0))
+        {
+            return Err(invalid(format!(
+                "pads (keys 4 / 15 / 14 / 16) {pads:?} must be >= 0, or -233 / -234 (SAME) alone"
+            ))
+            .into());
+        }
+        if output_w > 0 && output_h > 0 && !pads.iter().any(|&p| p != 0) {
+            return Err(invalid(
+                "output_w / output_h (keys 20 / 21) need pads of -233 or -234 (ncnn fails otherwise)",
+            )
+            .into());
+        }
+        let group = if depthwise {
+            positive(7, 1, "group")?
+        } else {
+            1
+        };
+        if num_output % group != 0 {
+            return Err(invalid(format!(
+                "num_output {num_output} is not a multiple of group {group}"
+            ))
+            .into());
+        }
+        let bias_term = pd.int(5, 0)? != 0;
+        let weight_data_size = pd.usize(6, 0)?;
+        let taps = kernel_w * kernel_h;
+        let per_input = num_output / group * taps;
+        if weight_data_size == 0 || weight_data_size % per_input != 0 {
+            return Err(invalid(format!(
+                "weight_data_size {weight_data_size} is not a positive multiple of \
+                 num_output / group * kernel_h * kernel_w = {per_input}"
+            ))
+            .into());
+        }
+        let activation = Activation::from_params(pd)?;
+        let weights = wr
+            .tagged(weight_data_size, "deconvolution weight")?
+            .into_f32()
+            .map_err(invalid)?;
+        let bias = if bias_term {
+            Some(wr.raw(num_output, "deconvolution bias")?)
+        } else {
+            None
+        };
+        Ok(Deconv {
+            num_output,
+            kernel_w,
+            kernel_h,
+            dilation_w,
+            dilation_h,
+            stride_w,
+            stride_h,
+            pads,
+            output_pad_right,
+            output_pad_bottom,
+            output_w,
+            output_h,
+            group,
+            activation,
+            weights,
+            bias,
+        })
+    }
+
+    fn geometry(&self, x: &Shape) -> LayerResult<Geometry> {
+        if x.dims != 3 {
+            return Err(invalid(format!("expects a 3-D input, got {x}")));
+        }
+        let inch = x.c;
+        let taps = self.kernel_w * self.kernel_h;
+        if !inch.is_multiple_of(self.group)
+            || self.weights.len() != self.num_output / self.group * inch * taps
+        {
+            return Err(invalid(format!(
+                "input {x} does not match the weights ({} = num_output {} * input channels / \
+                 group {} * kernel {}x{})",
+                self.weights.len(),
+                self.num_output,
+                self.group,
+                self.kernel_h,
+                self.kernel_w
+            )));
+        }
+        let full = |n: usize, s: usize, d: usize, k: usize, extra: usize| {
+            (n - 1)
+                .checked_mul(s)
+                .and_then(|v| v.checked_add(d.checked_mul(k - 1)? + 1 + extra))
+                .ok_or_else(|| invalid(format!("output size of input {x} overflows")))
+        };
+        let full_w = full(
+            x.w,
+            self.stride_w,
+            self.dilation_w,
+            self.kernel_w,
+            self.output_pad_right,
+        )?;
+        let full_h = full(
+            x.h,
+            self.stride_h,
+            self.dilation_h,
+            self.kernel_h,
+            self.output_pad_bottom,
+        )?;
+        let [l, r, t, b] = self.pads;
+        let (left, right, top, bottom) = if self.pads.iter().any(|&p| p > 0) {
+            (l as usize, r as usize, t as usize, b as usize)
+        } else if self.output_w > 0 && self.output_h > 0 {
+            if self.output_w > full_w || self.output_h > full_h {
+                return Err(invalid(format!(
+                    "output_w x output_h {}x{} exceeds the full output {full_w}x{full_h}",
+                    self.output_w, self.output_h
+                )));
+            }
+            let (wcut, hcut) = (full_w - self.output_w, full_h - self.output_h);
+            if self.pads.contains(&SAME_UPPER) {
+                (wcut / 2, wcut - wcut / 2, hcut / 2, hcut - hcut / 2)
+            } else {
+                (wcut - wcut / 2, wcut / 2, hcut - hcut / 2, hcut / 2)
+            }
+        } else {
+            (0, 0, 0, 0)
+        };
+        if left + right >= full_w || top + bottom >= full_h {
+            return Err(invalid(format!(
+                "pads {:?} leave nothing of the full output {full_w}x{full_h}",
+                self.pads
+            )));
+        }
+        Ok(Geometry {
+            left,
+            top,
+            out_w: full_w - left - right,
+            out_h: full_h - top - bottom,
+        })
+    }
+
+    /// One output channel `p`: bias, every input channel of its group scattered through
+    /// the taps, then the activation.
+    fn channel(&self, x: &Tensor, g: &Geometry, p: usize, out: &mut [f32]) {
+        let s = x.shape;
+        let inch_g = s.c / self.group;
+        let outch_g = self.num_output / self.group;
+        let (group, pg) = (p / outch_g, p % outch_g);
+        let taps = self.kernel_w * self.kernel_h;
+        out.fill(self.bias.as_ref().map_or(0.0, |b| b[p]));
+        // Input columns 0..w land at ox = ix * stride + kx * dilation - left; the range of
+        // ix that lands inside [0, out_w).
+        let inside = |n: usize, stride: usize, offset: i64, out_n: usize| {
+            // ix * stride + offset in [0, out_n)
+            let lo = if offset >= 0 {
+                0
+            } else {
+                ((-offset) as usize).div_ceil(stride)
+            };
+            let hi_excl = if (out_n as i64) <= offset {
+                0
+            } else {
+                ((out_n as i64 - offset) as usize).div_ceil(stride).min(n)
+            };
+            (lo, hi_excl.max(lo))
+        };
+        for q in 0..inch_g {
+            let ic = group * inch_g + q;
+            let plane = &x.data[ic * s.w * s.h..(ic + 1) * s.w * s.h];
+            let kernel = &self.weights[((group * outch_g + pg) * inch_g + q) * taps..][..taps];
+            for ky in 0..self.kernel_h {
+                let oy0 = (ky * self.dilation_h) as i64 - g.top as i64;
+                let (y0, y1) = inside(s.h, self.stride_h, oy0, g.out_h);
+                for kx in 0..self.kernel_w {
+                    let wv = kernel[ky * self.kernel_w + kx];
+                    let ox0 = (kx * self.dilation_w) as i64 - g.left as i64;
+                    let (x0, x1) = inside(s.w, self.stride_w, ox0, g.out_w);
+                    for iy in y0..y1 {
+                        let oy = (iy as i64 * self.stride_h as i64 + oy0) as usize;
+                        let row = &mut out[oy * g.out_w..(oy + 1) * g.out_w];
+                        let src = &plane[iy * s.w..(iy + 1) * s.w];
+                        if x1 > x0 {
+                            let first = (x0 as i64 * self.stride_w as i64 + ox0) as usize;
+                            let dst = row[first..].iter_mut().step_by(self.stride_w);
+                            for (o, &v) in dst.zip(&src[x0..x1]) {
+                                *o += v * wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.activation.apply_slice(out);
+    }
+}
+
+impl Op for Deconv {
+    fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
+        expect_inputs(inputs, 1)?;
+        let g = self.geometry(&inputs[0])?;
+        Ok(vec![Shape::checked(
+            3,
+            g.out_w,
+            g.out_h,
+            1,
+            self.num_output,
+        )?])
+    }
+
+    fn forward(
+        &self,
+        inputs: &[Tensor],
+        outputs: &mut [TensorMut],
+        ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        let x = &inputs[0];
+        let g = self.geometry(&x.shape)?;
+        let plane = g.out_w * g.out_h;
+        let dst = SharedMut::new(&mut *outputs[0].data);
+        ctx.pool
+            .run(self.num_output, &|p, _| {
+                // SAFETY: each task writes its own output channel.
+                let out = unsafe { dst.slice(p * plane, plane) };
+                self.channel(x, &g, p, out);
+            })
+            .map_err(|e| invalid(e.to_string()))
+    }
+}
+
+/// The Deconvolution layer (group 1).
+#[derive(Debug)]
+pub struct Deconvolution(pub Deconv);
+
+impl Deconvolution {
+    pub fn new(pd: &ParamDict, wr: &mut WeightReader) -> Result<Deconvolution> {
+        Ok(Deconvolution(Deconv::new(pd, wr, false)?))
+    }
+}
+
+impl Op for Deconvolution {
+    fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
+        self.0.output_shapes(inputs)
+    }
+    fn forward(
+        &self,
+        inputs: &[Tensor],
+        outputs: &mut [TensorMut],
+        ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        self.0.forward(inputs, outputs, ctx)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::paramdict::Value;
+    use crate::model::weights::Source;
+    use crate::ops::harness::{assert_close, int, params, run, run_threads};
+    use crate::rng::Rng;
+    use std::sync::Arc;
+
+    /// Builds a layer with the given params and (fp32-tagged) weights and bias.
+    pub(crate) fn build(
+        p: &[(usize, Value)],
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        depthwise: bool,
+    ) -> Result<Deconv> {
+        let mut bytes = 0u32.to_le_bytes().to_vec();
+        bytes.extend(weights.iter().flat_map(|v| v.to_le_bytes()));
+        let mut p = p.to_vec();
+        p.push((6, int(weights.len() as i32)));
+        if let Some(b) = bias {
+            bytes.extend(b.iter().flat_map(|v| v.to_le_bytes()));
+            p.push((5, int(1)));
+        }
+        let mut w = WeightReader::new(Arc::new(Source::from_bytes(&bytes)), "test.bin");
+        let op = Deconv::new(&params(&p), &mut w, depthwise)?;
+        w.finish()?;
+        Ok(op)
+    }
+
+    /// Plain reference in f64: the full output by scatter, then the cut, as the doc says.
+    pub(crate) fn reference(op: &Deconv, x: Shape, data: &[f32]) -> Vec<f32> {
+        let (kw, kh) = (op.kernel_w, op.kernel_h);
+        let fw = (x.w - 1) * op.stride_w + op.dilation_w * (kw - 1) + 1 + op.output_pad_right;
+        let fh = (x.h - 1) * op.stride_h + op.dilation_h * (kh - 1) + 1 + op.output_pad_bottom;
+        let (ig, og) = (x.c / op.group, op.num_output / op.group);
+        let mut full = vec![0.0f64; op.num_output * fw * fh];
+        for p in 0..op.num_output {
+            let b = op.bias.as_ref().map_or(0.0, |b| b[p] as f64);
+            full[p * fw * fh..(p + 1) * fw * fh].fill(b);
+            let g = p / og;
+            for q in 0..ig {
+                for iy in 0..x.h {
+                    for ix in 0..x.w {
+                        let v = data[((g * ig + q) * x.h + iy) * x.w + ix] as f64;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let wv = op.weights[((p * ig + q) * kh + ky) * kw + kx] as f64;
+                                let (oy, ox) = (
+                                    iy * op.stride_h + ky * op.dilation_h,
+                                    ix * op.stride_w + kx * op.dilation_w,
+                                );
+                                full[(p * fh + oy) * fw + ox] += v * wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let [l, r, t, b] = op.pads;
+        let (l, r, t, b) = if op.pads.iter().any(|&v| v > 0) {
+            (l as usize, r as usize, t as usize, b as usize)
+        } else if op.output_w > 0 && op.output_h > 0 {
+            let (wc, hc) = (fw - op.output_w, fh - op.output_h);
+            if op.pads.contains(&-233) {
+                (wc / 2, wc - wc / 2, hc / 2, hc - hc / 2)
+            } else {
+                (wc - wc / 2, wc / 2, hc - hc / 2, hc / 2)
+            }
+        } else {
+            (0, 0, 0, 0)
+        };
+        let mut out = Vec::new();
+        for p in 0..op.num_output {
+            for y in t..fh - b {
+                for xx in l..fw - r {
+                    out.push(op.activation.apply(full[(p * fh + y) * fw + xx] as f32));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn hand_checked_stride_two() {
+        // 1 -> 1 channel, kernel 2x1 (w 2, h 1), stride 2: each input pixel becomes two.
+        let op = build(
+            &[
+                (0, int(1)),
+                (1, int(2)),
+                (11, int(1)),
+                (3, int(2)),
+                (13, int(1)),
+            ],
+            &[1.0, 10.0],
+            Some(&[0.5]),
+            false,
+        )
+        .unwrap();
+        let (s, out) = run(&op, &[(Shape::d3(2, 2, 1), vec![1.0, 2.0, 3.0, 4.0])])
+            .unwrap()
+            .remove(0);
+        assert_eq!(s, Shape::d3(4, 2, 1));
+        assert_eq!(out, [1.5, 10.5, 2.5, 20.5, 3.5, 30.5, 4.5, 40.5]);
+        // Kernel 3 stride 1: overlaps add; pad 1 cuts one on each side.
+        let op = build(
+            &[
+                (0, int(1)),
+                (1, int(3)),
+                (11, int(1)),
+                (4, int(1)),
+                (14, int(0)),
+            ],
+            &[1.0, 2.0, 3.0],
+            None,
+            false,
+        )
+        .unwrap();
+        // full: [1, 2+1, 3+2+1... ] for input [1, 1, 1] = [1, 3, 6, 5, 3]; cut -> [3, 6, 5].
+        let (s, out) = run(&op, &[(Shape::d3(3, 1, 1), vec![1.0; 3])])
+            .unwrap()
+            .remove(0);
+        assert_eq!((s, out), (Shape::d3(3, 1, 1), vec![3.0, 6.0, 5.0]));
+    }
+
+    /// Random geometries (groups, dilation, pads, output pads, SAME output sizes,
+    /// activations) against the reference, one and two workers.
+    #[test]
+    fn random_cases_match_the_reference() {
+        let mut rng = Rng::new(77);
+        let mut checked = 0;
+        while checked < 150 {
+            let r = |rng: &mut Rng, lo: i32, hi: i32| rng.range(lo as i64, hi as i64) as i32;
+            let depthwise = checked % 2 == 1;
+            let group = if depthwise { r(&mut rng, 1, 3) } else { 1 };
+            let inch = group * r(&mut rng, 1, 3);
+            let outch = group * r(&mut rng, 1, 3);
+            let (kw, kh) = (r(&mut rng, 1, 4), r(&mut rng, 1, 4));
+            let mut p = vec![
+                (0, int(outch)),
+                (1, int(kw)),
+                (11, int(kh)),
+                (2, int(r(&mut rng, 1, 2))),
+                (12, int(r(&mut rng, 1, 3))),
+                (3, int(r(&mut rng, 1, 3))),
+                (13, int(r(&mut rng, 1, 2))),
+                (18, int(r(&mut rng, 0, 1))),
+                (19, int(r(&mut rng, 0, 2))),
+                (9, int(r(&mut rng, 0, 1))),
+            ];
+            if depthwise {
+                p.push((7, int(group)));
+            }
+            match r(&mut rng, 0, 2) {
+                0 => {
+                    for key in [4, 15, 14, 16] {
+                        p.push((key, int(r(&mut rng, 0, 2))));
+                    }
+                }
+                1 => {
+                    p.push((4, int([-233, -234][r(&mut rng, 0, 1) as usize])));
+                    p.push((20, int(r(&mut rng, 1, 12))));
+                    p.push((21, int(r(&mut rng, 1, 12))));
+                }
+                _ => {}
+            }
+            let n = (outch / group * inch * kw * kh) as usize;
+            let weights = rng.vec(n, -1.0, 1.0);
+            let bias = rng.vec(outch as usize, -1.0, 1.0);
+            let op = build(&p, &weights, Some(&bias), depthwise).unwrap();
+            let x = Shape::d3(
+                rng.range(1, 6) as usize,
+                rng.range(1, 6) as usize,
+                inch as usize,
+            );
+            if op.output_shapes(&[x]).is_err() {
+                continue;
+            }
+            let data = rng.vec(x.len(), -1.0, 1.0);
+            let want = reference(&op, x, &data);
+            for threads in [1, 2] {
+                let out = run_threads(&op, &[(x, data.clone())], threads).unwrap();
+                assert_close(&out[0].1, &want, 1e-5);
+            }
+            checked += 1;
+        }
+    }
+
+    #[test]
+    fn bad_params_and_shapes_are_errors() {
+        let err = |p: &[(usize, Value)], n: usize| {
+            build(p, &vec![0.0; n], None, true).unwrap_err().to_string()
+        };
+        assert!(err(&[(1, int(3))], 9).contains("num_output"));
+        assert!(err(&[(0, int(2)), (1, int(3))], 10).contains("weight_data_size"));
+        assert!(err(&[(0, int(2)), (1, int(1)), (4, int(-1))], 2).contains("pads"));
+        assert!(err(&[(0, int(2)), (1, int(1)), (4, int(-233)), (15, int(1))], 2).contains("pads"));
+        assert!(err(&[(0, int(2)), (1, int(1)), (20, int(4))], 2).contains("output_w"));
+        assert!(err(&[(0, int(3)), (1, int(1)), (7, int(2))], 6).contains("group"));
+        assert!(err(&[(0, int(2)), (1, int(1)), (28, int(1))], 2).contains("dynamic"));
+        let op = build(&[(0, int(2)), (1, int(3))], &[0.0; 36], None, false).unwrap();
+        assert!(op.output_shapes(&[Shape::d3(4, 4, 2)]).is_ok());
+        assert!(op.output_shapes(&[Shape::d3(4, 4, 3)]).is_err());
+        assert!(op.output_shapes(&[Shape::d2(4, 4)]).is_err());
+        let cut = build(
+            &[(0, int(1)), (1, int(1)), (4, int(1))],
+            &[1.0],
+            None,
+            false,
+        )
+        .unwrap();
+        assert!(cut.output_shapes(&[Shape::d3(2, 3, 1)]).is_err());
+    }
+}
