@@ -209,6 +209,29 @@ fn text_models_run_without_allocating() {
     }
 }
 
+/// Small nets with weights: (name, param text, .bin length); the .bin is all zero bytes
+/// (zero fp32-tagged weights).
+const WEIGHTED_TEXT_MODELS: &[(&str, &str, usize)] = &[(
+    // Deconvolution with pads and a fused ReLU, DeconvolutionDepthWise with SAME_UPPER and
+    // an output size, Padding with per-channel values: 448 + 148 + 28 bytes.
+    "deconv_and_padding_weights",
+    "7767517\n5 7\nInput in 0 1 x 0=6 1=5 2=4\nSplit s 1 3 x x0 x1 x2\n\
+     Deconvolution a 1 1 x0 ya 0=3 1=3 3=2 4=1 5=1 6=108 9=1\n\
+     DeconvolutionDepthWise b 1 1 x1 yb 0=4 1=3 7=4 3=2 4=-233 20=10 21=9 6=36\n\
+     Padding c 1 1 x2 yc 0=1 2=1 6=7 7=1 8=2\n",
+    624,
+)];
+
+#[test]
+fn weighted_text_models_run_without_allocating() {
+    for (name, param, bin_len) in WEIGHTED_TEXT_MODELS {
+        let bin = vec![0u8; *bin_len];
+        let mut net = Net::from_memory(param.as_bytes(), &bin, &single_threaded())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_run_allocates_nothing(&mut net);
+    }
+}
+
 /// Allocations are counted on the calling thread, which is worker 0 of the pool: with two
 /// threads it runs its share of every parallel kernel as well as the serial glue.
 fn thread_counts() -> [Options; 2] {

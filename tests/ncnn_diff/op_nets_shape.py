@@ -263,3 +263,73 @@ def tile_net(cases=32):
         return (*_write(cache_dir, name, layers, 2 * cases), [inputs])
 
     return generate
+
+
+FP16_TAG = 0x01306B47
+_ACTIVATIONS = ["", " 9=1", " 9=2 -23310=1,1.000000e-01", " 9=3 -23310=2,-5.000000e-01,5.000000e-01",
+                " 9=4", " 9=5", " 9=6 -23310=2,2.000000e-01,5.000000e-01"]
+
+
+def _tagged(values, fp16):
+    if fp16:
+        payload = np.uint32(FP16_TAG).tobytes() + values.astype("<f2").tobytes()
+    else:
+        payload = np.uint32(0).tobytes() + values.astype("<f4").tobytes()
+    return payload + b"\0" * (-len(payload) % 4)
+
+
+def _deconv_case(rng, depthwise):
+    """(input shape, param text, weights, bias or None) of one valid deconvolution."""
+    group = int(rng.choice([1, 2, 3])) if depthwise else 1
+    if depthwise and rng.random() < 0.4:
+        inch = outch = group  # the plain depthwise case
+    else:
+        inch, outch = group * int(rng.integers(1, 4)), group * int(rng.integers(1, 4))
+    h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+    kw, kh = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    dw, dh = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    sw, sh = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    opw, oph = int(rng.integers(0, 2)), int(rng.integers(0, 2))
+    full_w = (w - 1) * sw + dw * (kw - 1) + 1 + opw
+    full_h = (h - 1) * sh + dh * (kh - 1) + 1 + oph
+    params = (f"0={outch} 1={kw} 11={kh} 2={dw} 12={dh} 3={sw} 13={sh} 18={opw} 19={oph}")
+    form = int(rng.integers(0, 3))
+    if form == 0:  # explicit pads, leaving something
+        pl = int(rng.integers(0, min(3, full_w - 1) + 1))
+        pr = int(rng.integers(0, min(3, full_w - 1 - pl) + 1))
+        pt = int(rng.integers(0, min(3, full_h - 1) + 1))
+        pb = int(rng.integers(0, min(3, full_h - 1 - pt) + 1))
+        params += f" 4={pl} 15={pr} 14={pt} 16={pb}"
+    elif form == 1:  # SAME_UPPER / SAME_LOWER with an output size
+        same = int(rng.choice([-233, -234]))
+        ow, oh = int(rng.integers(1, full_w + 1)), int(rng.integers(1, full_h + 1))
+        params += f" 4={same} 15={same} 14={same} 16={same} 20={ow} 21={oh}"
+    if depthwise:
+        params += f" 7={group}"
+    n = outch // group * inch * kw * kh
+    weights = rng.uniform(-1.0, 1.0, n).astype(np.float32)
+    bias = rng.uniform(-0.5, 0.5, outch).astype(np.float32) if rng.random() < 0.7 else None
+    params += f" 5={int(bias is not None)} 6={n}"
+    params += _ACTIVATIONS[int(rng.integers(0, len(_ACTIVATIONS)))]
+    return (inch, h, w), params, weights, bias
+
+
+def deconv_net(depthwise, fp16, cases=24):
+    """Deconvolution or DeconvolutionDepthWise with random weights (fp32 or fp16 tagged)."""
+
+    def generate(cache_dir):
+        kind = "DeconvolutionDepthWise" if depthwise else "Deconvolution"
+        name = f"{kind.lower()}_{'fp16' if fp16 else 'fp32'}"
+        rng = _rng(name)
+        layers, inputs, blob = [], {}, b""
+        for i in range(cases):
+            shape, params, weights, bias = _deconv_case(rng, depthwise)
+            layers.append(f"Input in{i} 0 1 in{i}")
+            layers.append(f"{kind} deconv{i} 1 1 in{i} out{i} {params}")
+            inputs[f"in{i}"] = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+            blob += _tagged(weights, fp16)
+            if bias is not None:
+                blob += bias.astype("<f4").tobytes()
+        return (*_write(cache_dir, name, layers, 2 * cases, blob), [inputs])
+
+    return generate
