@@ -30,6 +30,7 @@
 use super::activation::Activation;
 use super::{expect_inputs, Ctx, Op};
 use crate::error::{invalid, LayerResult, Result};
+use crate::kernels::gemm_f32::{self, DenseB, Kernel, PackedA};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, WeightReader};
 use crate::pool::SharedMut;
@@ -58,6 +59,10 @@ pub struct Deconv {
     pub activation: Activation,
     pub weights: Floats,
     pub bias: Option<Floats>,
+    /// Group 1: the weights as a `(num_output * taps) x inch` GEMM operand (the fast path:
+    /// one GEMM gives every tap's contribution at every input pixel, then col2im scatters
+    /// them). None: the plain scatter.
+    pub fast: Option<PackedA>,
 }
 
 /// Where the output window sits in the full output.
@@ -149,6 +154,19 @@ impl Deconv {
         } else {
             None
         };
+        let fast = (group == 1).then(|| {
+            // Row (p, k), column q: weight[p][q][k].
+            let inch = weights.len() / (num_output * taps);
+            let mut a = vec![0.0; weights.len()];
+            for p in 0..num_output {
+                for q in 0..inch {
+                    for k in 0..taps {
+                        a[(p * taps + k) * inch + q] = weights[(p * inch + q) * taps + k];
+                    }
+                }
+            }
+            PackedA::new(Kernel::best(), &a, num_output * taps, inch, None)
+        });
         Ok(Deconv {
             num_output,
             kernel_w,
@@ -166,6 +184,7 @@ impl Deconv {
             activation,
             weights,
             bias,
+            fast,
         })
     }
 
@@ -241,8 +260,51 @@ impl Deconv {
         })
     }
 
-    /// One output channel `p`: bias, every input channel of its group scattered through
-    /// the taps, then the activation.
+    /// Adds `plane * wv` (an input-sized plane, `s_w x s_h`) into the cut output `out` at
+    /// the positions of tap (ky, kx).
+    fn scatter(
+        &self,
+        plane: &[f32],
+        (s_w, s_h): (usize, usize),
+        (ky, kx): (usize, usize),
+        wv: f32,
+        g: &Geometry,
+        out: &mut [f32],
+    ) {
+        // Input index i lands at i * stride + offset; the range of i landing in [0, n_out).
+        let inside = |n: usize, stride: usize, offset: i64, n_out: usize| {
+            let lo = if offset >= 0 {
+                0
+            } else {
+                ((-offset) as usize).div_ceil(stride)
+            };
+            let hi = if (n_out as i64) <= offset {
+                0
+            } else {
+                ((n_out as i64 - offset) as usize).div_ceil(stride).min(n)
+            };
+            (lo, hi.max(lo))
+        };
+        let oy0 = (ky * self.dilation_h) as i64 - g.top as i64;
+        let ox0 = (kx * self.dilation_w) as i64 - g.left as i64;
+        let (y0, y1) = inside(s_h, self.stride_h, oy0, g.out_h);
+        let (x0, x1) = inside(s_w, self.stride_w, ox0, g.out_w);
+        if x1 == x0 {
+            return;
+        }
+        let first = (x0 as i64 * self.stride_w as i64 + ox0) as usize;
+        for iy in y0..y1 {
+            let oy = (iy as i64 * self.stride_h as i64 + oy0) as usize;
+            let row = &mut out[oy * g.out_w..(oy + 1) * g.out_w];
+            let dst = row[first..].iter_mut().step_by(self.stride_w);
+            for (o, &v) in dst.zip(&plane[iy * s_w + x0..iy * s_w + x1]) {
+                *o += v * wv;
+            }
+        }
+    }
+
+    /// One output channel `p` by the plain scatter (the reference): bias, every input
+    /// channel of its group through every tap, then the activation.
     fn channel(&self, x: &Tensor, g: &Geometry, p: usize, out: &mut [f32]) {
         let s = x.shape;
         let inch_g = s.c / self.group;
@@ -250,49 +312,41 @@ impl Deconv {
         let (group, pg) = (p / outch_g, p % outch_g);
         let taps = self.kernel_w * self.kernel_h;
         out.fill(self.bias.as_ref().map_or(0.0, |b| b[p]));
-        // Input columns 0..w land at ox = ix * stride + kx * dilation - left; the range of
-        // ix that lands inside [0, out_w).
-        let inside = |n: usize, stride: usize, offset: i64, out_n: usize| {
-            // ix * stride + offset in [0, out_n)
-            let lo = if offset >= 0 {
-                0
-            } else {
-                ((-offset) as usize).div_ceil(stride)
-            };
-            let hi_excl = if (out_n as i64) <= offset {
-                0
-            } else {
-                ((out_n as i64 - offset) as usize).div_ceil(stride).min(n)
-            };
-            (lo, hi_excl.max(lo))
-        };
         for q in 0..inch_g {
             let ic = group * inch_g + q;
             let plane = &x.data[ic * s.w * s.h..(ic + 1) * s.w * s.h];
             let kernel = &self.weights[((group * outch_g + pg) * inch_g + q) * taps..][..taps];
             for ky in 0..self.kernel_h {
-                let oy0 = (ky * self.dilation_h) as i64 - g.top as i64;
-                let (y0, y1) = inside(s.h, self.stride_h, oy0, g.out_h);
                 for kx in 0..self.kernel_w {
                     let wv = kernel[ky * self.kernel_w + kx];
-                    let ox0 = (kx * self.dilation_w) as i64 - g.left as i64;
-                    let (x0, x1) = inside(s.w, self.stride_w, ox0, g.out_w);
-                    for iy in y0..y1 {
-                        let oy = (iy as i64 * self.stride_h as i64 + oy0) as usize;
-                        let row = &mut out[oy * g.out_w..(oy + 1) * g.out_w];
-                        let src = &plane[iy * s.w..(iy + 1) * s.w];
-                        if x1 > x0 {
-                            let first = (x0 as i64 * self.stride_w as i64 + ox0) as usize;
-                            let dst = row[first..].iter_mut().step_by(self.stride_w);
-                            for (o, &v) in dst.zip(&src[x0..x1]) {
-                                *o += v * wv;
-                            }
-                        }
-                    }
+                    self.scatter(plane, (s.w, s.h), (ky, kx), wv, g, out);
                 }
             }
         }
         self.activation.apply_slice(out);
+    }
+
+    /// One output channel `p` from the GEMM's columns (row `p * taps + k` of `cols` holds
+    /// tap k's contribution at every input pixel): bias, col2im, then the activation.
+    fn channel_from_cols(&self, cols: &[f32], s: Shape, g: &Geometry, p: usize, out: &mut [f32]) {
+        let hw = s.w * s.h;
+        out.fill(self.bias.as_ref().map_or(0.0, |b| b[p]));
+        for ky in 0..self.kernel_h {
+            for kx in 0..self.kernel_w {
+                let row = (p * self.kernel_h + ky) * self.kernel_w + kx;
+                let plane = &cols[row * hw..(row + 1) * hw];
+                self.scatter(plane, (s.w, s.h), (ky, kx), 1.0, g, out);
+            }
+        }
+        self.activation.apply_slice(out);
+    }
+
+    /// The fast path's scratch: the columns and one GEMM scratch per worker (floats).
+    fn fast_scratch(&self, x: &Shape) -> (usize, usize) {
+        match &self.fast {
+            Some(a) => (a.m() * x.w * x.h, a.scratch_len(x.w * x.h)),
+            None => (0, 0),
+        }
     }
 }
 
@@ -309,6 +363,18 @@ impl Op for Deconv {
         )?])
     }
 
+    /// Each worker's slice holds the whole columns plus its GEMM scratch, so the columns
+    /// and every worker's GEMM scratch fit in the total.
+    fn scratch_len(&self, inputs: &[Shape], _outputs: &[Shape]) -> usize {
+        match inputs.first() {
+            Some(x) if self.fast.is_some() && x.dims == 3 => {
+                let (cols, gemm) = self.fast_scratch(x);
+                cols + gemm
+            }
+            _ => 0,
+        }
+    }
+
     fn forward(
         &self,
         inputs: &[Tensor],
@@ -319,11 +385,32 @@ impl Op for Deconv {
         let g = self.geometry(&x.shape)?;
         let plane = g.out_w * g.out_h;
         let dst = SharedMut::new(&mut *outputs[0].data);
+        let Some(a) = &self.fast else {
+            return ctx
+                .pool
+                .run(self.num_output, &|p, _| {
+                    // SAFETY: each task writes its own output channel.
+                    let out = unsafe { dst.slice(p * plane, plane) };
+                    self.channel(x, &g, p, out);
+                })
+                .map_err(|e| invalid(e.to_string()));
+        };
+        let s = x.shape;
+        let n = s.w * s.h;
+        let (cols_len, gemm_len) = self.fast_scratch(&s);
+        let scratch = ctx
+            .scratch
+            .get_mut(..cols_len + gemm_len * ctx.pool.threads())
+            .ok_or_else(|| invalid("scratch memory smaller than planned"))?;
+        let (cols, gemm_scratch) = scratch.split_at_mut(cols_len);
+        let b = DenseB { data: x.data, n };
+        gemm_f32::gemm(a, &b, n, cols, Activation::None, ctx.pool, gemm_scratch)?;
+        let cols = &*cols;
         ctx.pool
             .run(self.num_output, &|p, _| {
                 // SAFETY: each task writes its own output channel.
                 let out = unsafe { dst.slice(p * plane, plane) };
-                self.channel(x, &g, p, out);
+                self.channel_from_cols(cols, s, &g, p, out);
             })
             .map_err(|e| invalid(e.to_string()))
     }
@@ -342,6 +429,9 @@ impl Deconvolution {
 impl Op for Deconvolution {
     fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
         self.0.output_shapes(inputs)
+    }
+    fn scratch_len(&self, inputs: &[Shape], outputs: &[Shape]) -> usize {
+        self.0.scratch_len(inputs, outputs)
     }
     fn forward(
         &self,
@@ -538,6 +628,49 @@ pub(crate) mod tests {
                 assert_close(&out[0].1, &want, 1e-5);
             }
             checked += 1;
+        }
+    }
+
+    /// The GEMM + col2im path against the plain scatter on larger random layers.
+    #[test]
+    fn gemm_path_matches_the_scatter() {
+        let mut rng = Rng::new(5);
+        for case in 0..12 {
+            let r = |rng: &mut Rng, lo: i64, hi: i64| rng.range(lo, hi) as i32;
+            let (inch, outch) = (r(&mut rng, 1, 40), r(&mut rng, 1, 40));
+            let (kw, kh) = (r(&mut rng, 1, 4), r(&mut rng, 1, 4));
+            let p = [
+                (0, int(outch)),
+                (1, int(kw)),
+                (11, int(kh)),
+                (3, int(r(&mut rng, 1, 3))),
+                (13, int(r(&mut rng, 1, 3))),
+                (12, int(r(&mut rng, 1, 2))),
+                (4, int(r(&mut rng, 0, 1))),
+                (9, int(case % 3)),
+                (10, Value::FloatArray(vec![0.1])),
+            ];
+            let n = (outch * inch * kw * kh) as usize;
+            let weights = rng.vec(n, -1.0, 1.0);
+            let bias = rng.vec(outch as usize, -1.0, 1.0);
+            let fast = build(&p, &weights, Some(&bias), false).unwrap();
+            assert!(fast.fast.is_some());
+            let mut plain = build(&p, &weights, Some(&bias), false).unwrap();
+            plain.fast = None;
+            let x = Shape::d3(
+                rng.range(1, 20) as usize,
+                rng.range(1, 20) as usize,
+                inch as usize,
+            );
+            if fast.output_shapes(&[x]).is_err() {
+                continue;
+            }
+            let data = rng.vec(x.len(), -1.0, 1.0);
+            let want = run(&plain, &[(x, data.clone())]).unwrap().remove(0).1;
+            for threads in [1, 2] {
+                let got = run_threads(&fast, &[(x, data.clone())], threads).unwrap();
+                assert_close(&got[0].1, &want, 1e-5);
+            }
         }
     }
 

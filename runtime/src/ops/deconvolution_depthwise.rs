@@ -24,6 +24,9 @@ impl Op for DeconvolutionDepthWise {
     fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
         self.0.output_shapes(inputs)
     }
+    fn scratch_len(&self, inputs: &[Shape], outputs: &[Shape]) -> usize {
+        self.0.scratch_len(inputs, outputs)
+    }
     fn forward(
         &self,
         inputs: &[Tensor],
