@@ -278,14 +278,17 @@ def _tagged(values, fp16):
     return payload + b"\0" * (-len(payload) % 4)
 
 
-def _deconv_case(rng, depthwise):
+def _deconv_case(rng, depthwise, large=False):
     """(input shape, param text, weights, bias or None) of one valid deconvolution."""
     group = int(rng.choice([1, 2, 3])) if depthwise else 1
     if depthwise and rng.random() < 0.4:
-        inch = outch = group  # the plain depthwise case
+        inch = outch = group * (int(rng.integers(4, 17)) if large else 1)  # plain depthwise
+    elif large:
+        inch, outch = group * int(rng.integers(8, 41)), group * int(rng.integers(8, 41))
     else:
         inch, outch = group * int(rng.integers(1, 4)), group * int(rng.integers(1, 4))
-    h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+    size = 24 if large else 8
+    h, w = int(rng.integers(1, size)), int(rng.integers(1, size))
     kw, kh = int(rng.integers(1, 5)), int(rng.integers(1, 5))
     dw, dh = int(rng.integers(1, 3)), int(rng.integers(1, 3))
     sw, sh = int(rng.integers(1, 4)), int(rng.integers(1, 4))
@@ -314,16 +317,17 @@ def _deconv_case(rng, depthwise):
     return (inch, h, w), params, weights, bias
 
 
-def deconv_net(depthwise, fp16, cases=24):
-    """Deconvolution or DeconvolutionDepthWise with random weights (fp32 or fp16 tagged)."""
+def deconv_net(depthwise, fp16, cases=24, large=False):
+    """Deconvolution or DeconvolutionDepthWise with random weights (fp32 or fp16 tagged);
+    `large`: 8 to 40 channels per group and inputs up to 23x23 (the GEMM path's blocking)."""
 
     def generate(cache_dir):
         kind = "DeconvolutionDepthWise" if depthwise else "Deconvolution"
-        name = f"{kind.lower()}_{'fp16' if fp16 else 'fp32'}"
+        name = f"{kind.lower()}_{'fp16' if fp16 else 'fp32'}{'_large' if large else ''}"
         rng = _rng(name)
         layers, inputs, blob = [], {}, b""
         for i in range(cases):
-            shape, params, weights, bias = _deconv_case(rng, depthwise)
+            shape, params, weights, bias = _deconv_case(rng, depthwise, large)
             layers.append(f"Input in{i} 0 1 in{i}")
             layers.append(f"{kind} deconv{i} 1 1 in{i} out{i} {params}")
             inputs[f"in{i}"] = rng.uniform(-1.0, 1.0, shape).astype(np.float32)

@@ -22,7 +22,7 @@
 //!   `out = 0` (the default) on an axis the input has gives an empty box, an error.
 //! * Reference (none of the above): a second input gives the size: its w and h (and its d
 //!   for 4-D inputs); its c when it has the input's dims (3-D or 4-D), else the input's c.
-//!   One-input forms ignore a second input, as ncnn does.
+//!   The other forms take exactly one input (ncnn refuses a second at load).
 //!
 //! Every box must fit in the input and be non-empty (checked at load, in `output_shapes`).
 //! Negative offsets are refused at load; out-of-range axes in the slice form are refused
@@ -157,9 +157,9 @@ impl Crop {
     /// The box for these inputs (shape inference and forward share it).
     pub(crate) fn crop_box(&self, inputs: &[Shape]) -> LayerResult<CropBox> {
         let one = matches!(self.form, Form::Offsets { .. } | Form::Slices { .. });
-        if one && inputs.len() != 2 {
+        if one {
             expect_inputs(inputs, 1)?;
-        } else if !one && inputs.len() != 2 {
+        } else if inputs.len() != 2 {
             return Err(invalid(
                 "without outw/outh/outd/outc, end offsets or starts/ends, Crop needs a second \
                  (reference) input",
@@ -418,6 +418,17 @@ mod tests {
         );
         let e = c.output_shapes(&[x]).unwrap_err();
         assert!(e.0.contains("second"), "{e}");
+    }
+
+    #[test]
+    fn one_input_forms_refuse_a_second_input() {
+        let crop = op(&[(0, int(1)), (3, int(2))]);
+        let out = run(&crop, &[(Shape::d1(5), iota(5))]).unwrap();
+        assert_eq!(out[0], (Shape::d1(2), vec![1.0, 2.0]));
+        let e = crop
+            .output_shapes(&[Shape::d1(5), Shape::d1(1)])
+            .unwrap_err();
+        assert!(e.0.contains("1 input"), "{e}");
     }
 
     #[test]

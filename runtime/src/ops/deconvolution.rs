@@ -24,8 +24,11 @@
 //! * else the full output is the output. (ncnn fails at run time when output_w / output_h
 //!   are set with pads of 0; refused here at load.)
 //!
-//! Then the fused activation. The implementation scatters each input row into the cut
-//! output directly (no bordered buffer), one output channel per task.
+//! Then the fused activation. The reference scatters each input row into the cut output
+//! directly (no bordered buffer), one output channel per task. With group 1 the fast path
+//! first computes every tap's contribution at every input pixel with one fp32 GEMM
+//! (`(num_output * taps) x inch` weights packed at load, times the `inch x (h * w)` input;
+//! the columns live in scratch), then scatters those rows the same way (col2im).
 
 use super::activation::Activation;
 use super::{expect_inputs, Ctx, Op};
