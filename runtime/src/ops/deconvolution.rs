@@ -28,12 +28,13 @@
 //! directly (no bordered buffer), one output channel per task. With group 1 the fast path
 //! first computes every tap's contribution at every input pixel with one fp32 GEMM
 //! (`(num_output * taps) x inch` weights packed at load, times the `inch x (h * w)` input;
-//! the columns live in scratch), then scatters those rows the same way (col2im).
+//! the columns live in scratch, at most `MAX_COLS` floats: the GEMM runs over chunks of
+//! input rows), then scatters those rows the same way (col2im).
 
 use super::activation::Activation;
 use super::{expect_inputs, Ctx, Op};
 use crate::error::{invalid, LayerResult, Result};
-use crate::kernels::gemm_f32::{self, DenseB, Kernel, PackedA};
+use crate::kernels::gemm_f32::{self, DenseB, Kernel, PackB, PackedA, Panels};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, WeightReader};
 use crate::pool::SharedMut;
@@ -66,7 +67,12 @@ pub struct Deconv {
     /// one GEMM gives every tap's contribution at every input pixel, then col2im scatters
     /// them). None: the plain scatter.
     pub fast: Option<PackedA>,
+    /// Most floats of GEMM columns at a time (the fast path runs over chunks of input rows).
+    pub max_cols: usize,
 }
+
+/// Default `max_cols`: 1 Mi floats (4 MiB).
+pub const MAX_COLS: usize = 1 << 20;
 
 /// Where the output window sits in the full output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +194,7 @@ impl Deconv {
             weights,
             bias,
             fast,
+            max_cols: MAX_COLS,
         })
     }
 
@@ -268,7 +275,7 @@ impl Deconv {
     fn scatter(
         &self,
         plane: &[f32],
-        (s_w, s_h): (usize, usize),
+        (s_w, rows): (usize, std::ops::Range<usize>),
         (ky, kx): (usize, usize),
         wv: f32,
         g: &Geometry,
@@ -290,7 +297,8 @@ impl Deconv {
         };
         let oy0 = (ky * self.dilation_h) as i64 - g.top as i64;
         let ox0 = (kx * self.dilation_w) as i64 - g.left as i64;
-        let (y0, y1) = inside(s_h, self.stride_h, oy0, g.out_h);
+        let (y0, y1) = inside(rows.end, self.stride_h, oy0, g.out_h);
+        let (y0, y1) = (y0.max(rows.start), y1.max(rows.start));
         let (x0, x1) = inside(s_w, self.stride_w, ox0, g.out_w);
         if x1 == x0 {
             return;
@@ -300,7 +308,8 @@ impl Deconv {
             let oy = (iy as i64 * self.stride_h as i64 + oy0) as usize;
             let row = &mut out[oy * g.out_w..(oy + 1) * g.out_w];
             let dst = row[first..].iter_mut().step_by(self.stride_w);
-            for (o, &v) in dst.zip(&plane[iy * s_w + x0..iy * s_w + x1]) {
+            let src = (iy - rows.start) * s_w;
+            for (o, &v) in dst.zip(&plane[src + x0..src + x1]) {
                 *o += v * wv;
             }
         }
@@ -322,34 +331,65 @@ impl Deconv {
             for ky in 0..self.kernel_h {
                 for kx in 0..self.kernel_w {
                     let wv = kernel[ky * self.kernel_w + kx];
-                    self.scatter(plane, (s.w, s.h), (ky, kx), wv, g, out);
+                    self.scatter(plane, (s.w, 0..s.h), (ky, kx), wv, g, out);
                 }
             }
         }
         self.activation.apply_slice(out);
     }
 
-    /// One output channel `p` from the GEMM's columns (row `p * taps + k` of `cols` holds
-    /// tap k's contribution at every input pixel): bias, col2im, then the activation.
-    fn channel_from_cols(&self, cols: &[f32], s: Shape, g: &Geometry, p: usize, out: &mut [f32]) {
-        let hw = s.w * s.h;
-        out.fill(self.bias.as_ref().map_or(0.0, |b| b[p]));
+    /// Adds input rows `rows` of output channel `p` from the GEMM's columns (row `p * taps
+    /// + k` of `cols` holds tap k's contribution at each pixel of those rows): col2im.
+    fn add_from_cols(
+        &self,
+        cols: &[f32],
+        s: Shape,
+        rows: std::ops::Range<usize>,
+        g: &Geometry,
+        p: usize,
+        out: &mut [f32],
+    ) {
+        let n = s.w * rows.len();
         for ky in 0..self.kernel_h {
             for kx in 0..self.kernel_w {
                 let row = (p * self.kernel_h + ky) * self.kernel_w + kx;
-                let plane = &cols[row * hw..(row + 1) * hw];
-                self.scatter(plane, (s.w, s.h), (ky, kx), 1.0, g, out);
+                let plane = &cols[row * n..(row + 1) * n];
+                self.scatter(plane, (s.w, rows.clone()), (ky, kx), 1.0, g, out);
             }
         }
-        self.activation.apply_slice(out);
     }
 
-    /// The fast path's scratch: the columns and one GEMM scratch per worker (floats).
+    /// Input rows per GEMM of the fast path: the columns of one chunk stay within
+    /// `max_cols` floats (at least one row).
+    fn chunk_rows(&self, x: &Shape) -> usize {
+        match &self.fast {
+            Some(a) => (self.max_cols / (a.m() * x.w).max(1)).clamp(1, x.h),
+            None => x.h,
+        }
+    }
+
+    /// The fast path's scratch: the columns of one chunk and one GEMM scratch per worker
+    /// (floats).
     fn fast_scratch(&self, x: &Shape) -> (usize, usize) {
         match &self.fast {
-            Some(a) => (a.m() * x.w * x.h, a.scratch_len(x.w * x.h)),
+            Some(a) => {
+                let n = self.chunk_rows(x) * x.w;
+                (a.m() * n, a.scratch_len(n))
+            }
             None => (0, 0),
         }
+    }
+}
+
+/// Columns `offset..` of a dense `K x N` matrix, as a GEMM operand.
+struct ColumnsFrom<'a> {
+    dense: DenseB<'a>,
+    offset: usize,
+}
+
+impl PackB for ColumnsFrom<'_> {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, panels: Panels, dst: &mut [f32]) {
+        self.dense.pack(k0, kc, n0 + self.offset, nc, panels, dst);
     }
 }
 
@@ -399,23 +439,45 @@ impl Op for Deconv {
                 .map_err(|e| invalid(e.to_string()));
         };
         let s = x.shape;
-        let n = s.w * s.h;
         let (cols_len, gemm_len) = self.fast_scratch(&s);
         let scratch = ctx
             .scratch
             .get_mut(..cols_len + gemm_len * ctx.pool.threads())
             .ok_or_else(|| invalid("scratch memory smaller than planned"))?;
         let (cols, gemm_scratch) = scratch.split_at_mut(cols_len);
-        let b = DenseB { data: x.data, n };
-        gemm_f32::gemm(a, &b, n, cols, Activation::None, ctx.pool, gemm_scratch)?;
-        let cols = &*cols;
-        ctx.pool
-            .run(self.num_output, &|p, _| {
-                // SAFETY: each task writes its own output channel.
-                let out = unsafe { dst.slice(p * plane, plane) };
-                self.channel_from_cols(cols, s, &g, p, out);
-            })
-            .map_err(|e| invalid(e.to_string()))
+        let chunk = self.chunk_rows(&s);
+        let mut y0 = 0;
+        while y0 < s.h {
+            let rows = y0..(y0 + chunk).min(s.h);
+            let n = s.w * rows.len();
+            let b = ColumnsFrom {
+                dense: DenseB {
+                    data: x.data,
+                    n: s.w * s.h,
+                },
+                offset: y0 * s.w,
+            };
+            let cols = &mut cols[..a.m() * n];
+            gemm_f32::gemm(a, &b, n, cols, Activation::None, ctx.pool, gemm_scratch)?;
+            let cols = &*cols;
+            let first = y0 == 0;
+            let last = rows.end == s.h;
+            ctx.pool
+                .run(self.num_output, &|p, _| {
+                    // SAFETY: each task writes its own output channel.
+                    let out = unsafe { dst.slice(p * plane, plane) };
+                    if first {
+                        out.fill(self.bias.as_ref().map_or(0.0, |b| b[p]));
+                    }
+                    self.add_from_cols(cols, s, rows.clone(), &g, p, out);
+                    if last {
+                        self.activation.apply_slice(out);
+                    }
+                })
+                .map_err(|e| invalid(e.to_string()))?;
+            y0 = rows.end;
+        }
+        Ok(())
     }
 }
 
@@ -656,8 +718,12 @@ pub(crate) mod tests {
             let n = (outch * inch * kw * kh) as usize;
             let weights = rng.vec(n, -1.0, 1.0);
             let bias = rng.vec(outch as usize, -1.0, 1.0);
-            let fast = build(&p, &weights, Some(&bias), false).unwrap();
+            let mut fast = build(&p, &weights, Some(&bias), false).unwrap();
             assert!(fast.fast.is_some());
+            // Every other case in chunks of a few input rows.
+            if case % 2 == 1 {
+                fast.max_cols = (outch * kw * kh) as usize * 20 * (1 + case % 3) as usize;
+            }
             let mut plain = build(&p, &weights, Some(&bias), false).unwrap();
             plain.fast = None;
             let x = Shape::d3(
