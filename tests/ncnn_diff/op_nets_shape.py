@@ -148,6 +148,8 @@ def _slice_case(rng, shape):
     axis = int(rng.integers(0, dims))
     n = shape[axis]
     spelled = axis - dims if rng.random() < 0.5 else axis
+    if dims == 1 and rng.random() < 0.3:
+        spelled = int(rng.integers(1, 4))  # 1-D blobs ignore the axis
     if rng.random() < 0.5:
         # indices: increasing split points, some negative
         count = int(rng.integers(0, min(n, 4)))

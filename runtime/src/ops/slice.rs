@@ -4,7 +4,9 @@
 //! * `0 = slices` (int array): the size of each output along the axis; `-233` = an even
 //!   share of what is left, `floor(left / outputs left)`. The sizes may sum to less than the
 //!   axis (the tail is dropped), not to more.
-//! * `1 = axis`: numpy order (0 = outermost), negative counts from the end.
+//! * `1 = axis`: numpy order (0 = outermost), negative counts from the end; 1-D blobs are
+//!   cut along w whatever the axis (as in ncnn). An axis out of range is refused (ncnn
+//!   gives empty outputs).
 //! * `2 = indices` (int array): the other form, the split points; output i ends at
 //!   `indices[i]` (negative counts from the end of the axis), the last runs to the end.
 //!
@@ -83,7 +85,7 @@ impl Slice {
     /// returns the cut (w, h, d, c) slot. Checks that every part is non-empty and fits (no
     /// allocation unless it fails).
     fn each_range(&self, x: &Shape, mut f: impl FnMut(usize, usize)) -> LayerResult<usize> {
-        let k = slot_of_axis(x.dims, positive_axis(self.axis, x.dims)?);
+        let k = self.slot(x)?;
         let n = [x.w, x.h, x.d, x.c][k] as i64;
         let bad = |len: i64| {
             invalid(format!(
@@ -122,6 +124,14 @@ impl Slice {
         Ok(k)
     }
 
+    /// The cut (w, h, d, c) slot: 1-D blobs are cut along w whatever the axis (as in ncnn).
+    fn slot(&self, x: &Shape) -> LayerResult<usize> {
+        if x.dims == 1 {
+            return Ok(0);
+        }
+        Ok(slot_of_axis(x.dims, positive_axis(self.axis, x.dims)?))
+    }
+
     #[cfg(test)]
     fn ranges(&self, x: &Shape) -> LayerResult<(usize, Vec<(usize, usize)>)> {
         let mut out = Vec::new();
@@ -152,7 +162,7 @@ impl Op for Slice {
         _: &mut Ctx,
     ) -> LayerResult<()> {
         let x = &inputs[0];
-        let k = slot_of_axis(x.shape.dims, positive_axis(self.axis, x.shape.dims)?);
+        let k = self.slot(&x.shape)?;
         let mut outs = outputs.iter_mut();
         self.each_range(&x.shape, |start, _| {
             if let Some(out) = outs.next() {
@@ -239,9 +249,12 @@ mod tests {
         assert!(too_many.output_shapes(&[x]).is_err());
         let empty = op(&[(2, ints(&[2, 2]))]);
         assert!(empty.output_shapes(&[x]).is_err());
+        // 1-D blobs ignore the axis (ncnn); others need it in range.
         let axis = op(&[(0, ints(&[1, -233])), (1, int(1))]);
-        assert!(axis.output_shapes(&[x]).is_err());
+        assert!(axis.output_shapes(&[x]).is_ok());
         assert!(axis.output_shapes(&[Shape::d2(2, 2)]).is_ok());
+        let axis = op(&[(0, ints(&[1, -233])), (1, int(2))]);
+        assert!(axis.output_shapes(&[Shape::d2(2, 2)]).is_err());
         let axis = op(&[(0, ints(&[1, -233])), (1, int(-3))]);
         assert!(axis.output_shapes(&[Shape::d2(2, 2)]).is_err());
     }
