@@ -85,6 +85,14 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          Tile a 1 1 x0 ya 0=1 1=3\nTile b 1 1 x1 yb -23302=4,2,1,3,2\n",
     ),
     (
+        // dynamic_weight: kernel and bias are inputs, nothing in the .bin.
+        "deconv_dynamic_weight",
+        "7767517\n6 6\nInput in 0 1 x 0=6 1=5 2=4\nInput w 0 1 w 0=3 1=3 11=2 2=4\n\
+         Input b 0 1 b 0=2\nInput w2 0 1 w2 0=2 1=2 11=1 2=2\n\
+         Deconvolution a 3 1 x w b ya 3=2 4=1 5=1 28=1 9=1\n\
+         DeconvolutionDepthWise c 2 1 ya w2 yc 7=2 28=1\n",
+    ),
+    (
         // Random maps in [-1, 1] give confidences up to ~0.66: many candidates to sort and
         // suppress.
         "yolov3_head",

@@ -339,3 +339,38 @@ def deconv_net(depthwise, fp16, cases=24, large=False):
         return (*_write(cache_dir, name, layers, 2 * cases, blob), [inputs])
 
     return generate
+
+
+def deconv_dynamic_net(cases=16):
+    """dynamic_weight = 1: the kernel (numpy (inch, outch / group, kh, kw)) and the bias are
+    inputs; Deconvolution and DeconvolutionDepthWise alternate."""
+
+    def generate(cache_dir):
+        name = "deconvolution_dynamic"
+        rng = _rng(name)
+        layers, inputs, blobs = [], {}, 0
+        for i in range(cases):
+            depthwise = i % 2 == 1
+            shape, params, weights, bias = _deconv_case(rng, depthwise)
+            inch = shape[0]
+            words = dict(t.split("=", 1) for t in params.split() if not t.startswith("-"))
+            outch, kw, kh = int(words["0"]), int(words["1"]), int(words["11"])
+            group = int(words.get("7", 1))
+            kernel = weights.reshape(inch, outch // group, kh, kw)
+            # The params' num_output / kernel size are ignored: drop weight_data_size and
+            # spell them wrong.
+            params = params.replace(f" 6={weights.size}", "").replace(f"0={outch} ", "0=1 ", 1)
+            params += " 28=1"
+            names = [f"in{i}", f"w{i}"] + ([f"b{i}"] if bias is not None else [])
+            for n in names:
+                layers.append(f"Input {n} 0 1 {n}")
+            kind = "DeconvolutionDepthWise" if depthwise else "Deconvolution"
+            layers.append(f"{kind} deconv{i} {len(names)} 1 {' '.join(names)} out{i} {params}")
+            inputs[f"in{i}"] = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+            inputs[f"w{i}"] = kernel.astype(np.float32)
+            if bias is not None:
+                inputs[f"b{i}"] = bias
+            blobs += len(names) + 1
+        return (*_write(cache_dir, name, layers, blobs), [inputs])
+
+    return generate

@@ -123,6 +123,8 @@ MODELS = [
           generator=op_nets_shape.deconv_net(False, False, cases=8, large=True)),
     Model("deconvolution_depthwise_large", None, tolerance=1e-5,
           generator=op_nets_shape.deconv_net(True, False, cases=8, large=True)),
+    Model("deconvolution_dynamic", None, generator=op_nets_shape.deconv_dynamic_net(),
+          tolerance=1e-5),
     Model("yolov3_three_scales", None, min_detections=20, tolerance=1e-5,
           generator=op_nets.yolov3_net("yolov3_three_scales", 6, [(5, 4, 32), (10, 8, 16),
                                                                   (20, 16, 8)])),

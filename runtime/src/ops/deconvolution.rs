@@ -7,11 +7,16 @@
 //! top), `18 / 19 = output_pad_right / output_pad_bottom` (bottom defaults to right),
 //! `20 / 21 = output_w / output_h` (h defaults to w), `5 = bias_term`, `6 =
 //! weight_data_size`, `9 / 10 = activation_type / activation_params` (fused, as for
-//! Convolution), `7 = group` (DeconvolutionDepthWise only). `28 = dynamic_weight` is refused.
+//! Convolution), `7 = group` (DeconvolutionDepthWise only), `28 = dynamic_weight`.
 //!
 //! Weights (.bin, in this order): the kernel, tagged (fp32 or fp16), laid out as
 //! `[group][num_output / group][inch / group][kernel_h][kernel_w]`; then `num_output` raw
 //! fp32 biases when `bias_term`.
+//!
+//! With `dynamic_weight = 1` nothing is read from the .bin: the kernel is a second input,
+//! 4-D in PyTorch's ConvTranspose layout, numpy `(inch, num_output / group, kernel_h,
+//! kernel_w)` (so `num_output` and the kernel size come from it, the params are ignored), and
+//! with `bias_term` a third input holds the `num_output` biases.
 //!
 //! Input: 3-D `w x h x inch`. Every input pixel (x, y) of channel q adds `value * weight` to
 //! the full output at `(x * stride_w + kx * dilation_w, y * stride_h + ky * dilation_h)` for
@@ -69,10 +74,20 @@ pub struct Deconv {
     pub fast: Option<PackedA>,
     /// Most floats of GEMM columns at a time (the fast path runs over chunks of input rows).
     pub max_cols: usize,
+    /// dynamic_weight: the kernel (and, when true, the bias) are inputs. None: from the .bin.
+    pub dynamic_bias: Option<bool>,
 }
 
 /// Default `max_cols`: 1 Mi floats (4 MiB).
 pub const MAX_COLS: usize = 1 << 20;
+
+/// Kernel size and output channels of one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Kernel2d {
+    w: usize,
+    h: usize,
+    outch: usize,
+}
 
 /// Where the output window sits in the full output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,12 +110,18 @@ impl Deconv {
             }
             Ok(v)
         };
-        if pd.int(28, 0)? != 0 {
-            return Err(invalid("dynamic_weight (key 28) is not supported").into());
-        }
-        let num_output = positive(0, 0, "num_output")?;
-        let kernel_w = positive(1, 0, "kernel_w")?;
-        let kernel_h = positive(11, kernel_w, "kernel_h")?;
+        let dynamic = pd.int(28, 0)? != 0;
+        // A dynamic kernel gives num_output and the kernel size (ncnn ignores the params).
+        let (num_output, kernel_w, kernel_h) = if dynamic {
+            (0, 0, 0)
+        } else {
+            let kernel_w = positive(1, 0, "kernel_w")?;
+            (
+                positive(0, 0, "num_output")?,
+                kernel_w,
+                positive(11, kernel_w, "kernel_h")?,
+            )
+        };
         let dilation_w = positive(2, 1, "dilation_w")?;
         let dilation_h = positive(12, dilation_w, "dilation_h")?;
         let stride_w = positive(3, 1, "stride_w")?;
@@ -136,13 +157,37 @@ impl Deconv {
         } else {
             1
         };
-        if num_output % group != 0 {
+        if !num_output.is_multiple_of(group) {
             return Err(invalid(format!(
                 "num_output {num_output} is not a multiple of group {group}"
             ))
             .into());
         }
         let bias_term = pd.int(5, 0)? != 0;
+        let activation = Activation::from_params(pd)?;
+        if dynamic {
+            return Ok(Deconv {
+                num_output,
+                kernel_w,
+                kernel_h,
+                dilation_w,
+                dilation_h,
+                stride_w,
+                stride_h,
+                pads,
+                output_pad_right,
+                output_pad_bottom,
+                output_w,
+                output_h,
+                group,
+                activation,
+                weights: Floats::owned(Vec::new()),
+                bias: None,
+                fast: None,
+                max_cols: MAX_COLS,
+                dynamic_bias: Some(bias_term),
+            });
+        }
         let weight_data_size = pd.usize(6, 0)?;
         let taps = kernel_w * kernel_h;
         let per_input = num_output / group * taps;
@@ -153,7 +198,6 @@ impl Deconv {
             ))
             .into());
         }
-        let activation = Activation::from_params(pd)?;
         let weights = wr
             .tagged(weight_data_size, "deconvolution weight")?
             .into_f32()
@@ -195,10 +239,37 @@ impl Deconv {
             bias,
             fast,
             max_cols: MAX_COLS,
+            dynamic_bias: None,
         })
     }
 
-    fn geometry(&self, x: &Shape) -> LayerResult<Geometry> {
+    /// Checks the inputs; returns the kernel size and num_output (from the kernel input
+    /// when it is dynamic).
+    fn resolve(&self, inputs: &[Shape]) -> LayerResult<Kernel2d> {
+        let x = inputs.first().copied().unwrap_or_default();
+        if let Some(bias) = self.dynamic_bias {
+            expect_inputs(inputs, 2 + bias as usize)?;
+            let wt = inputs[1];
+            if x.dims != 3 || wt.dims != 4 || wt.c != x.c || !x.c.is_multiple_of(self.group) {
+                return Err(invalid(format!(
+                    "dynamic kernel {wt} must be 4-D with c = the input's channels                      (input {x}, group {})",
+                    self.group
+                )));
+            }
+            let k = Kernel2d {
+                w: wt.w,
+                h: wt.h,
+                outch: wt.d * self.group,
+            };
+            if bias && inputs[2].len() != k.outch {
+                return Err(invalid(format!(
+                    "bias input {} must hold num_output = {} values",
+                    inputs[2], k.outch
+                )));
+            }
+            return Ok(k);
+        }
+        expect_inputs(inputs, 1)?;
         if x.dims != 3 {
             return Err(invalid(format!("expects a 3-D input, got {x}")));
         }
@@ -217,6 +288,14 @@ impl Deconv {
                 self.kernel_w
             )));
         }
+        Ok(Kernel2d {
+            w: self.kernel_w,
+            h: self.kernel_h,
+            outch: self.num_output,
+        })
+    }
+
+    fn geometry(&self, x: &Shape, k: Kernel2d) -> LayerResult<Geometry> {
         let full = |n: usize, s: usize, d: usize, k: usize, extra: usize| {
             (n - 1)
                 .checked_mul(s)
@@ -227,14 +306,14 @@ impl Deconv {
             x.w,
             self.stride_w,
             self.dilation_w,
-            self.kernel_w,
+            k.w,
             self.output_pad_right,
         )?;
         let full_h = full(
             x.h,
             self.stride_h,
             self.dilation_h,
-            self.kernel_h,
+            k.h,
             self.output_pad_bottom,
         )?;
         let [l, r, t, b] = self.pads;
@@ -316,21 +395,36 @@ impl Deconv {
     }
 
     /// One output channel `p` by the plain scatter (the reference): bias, every input
-    /// channel of its group through every tap, then the activation.
-    fn channel(&self, x: &Tensor, g: &Geometry, p: usize, out: &mut [f32]) {
+    /// channel of its group through every tap, then the activation. `weights` are in the
+    /// .bin layout, or PyTorch's `[inch][outch / group][kh][kw]` when `torch_layout`.
+    #[allow(clippy::too_many_arguments)]
+    fn channel(
+        &self,
+        x: &Tensor,
+        g: &Geometry,
+        k: Kernel2d,
+        (weights, bias, torch_layout): (&[f32], Option<&[f32]>, bool),
+        p: usize,
+        out: &mut [f32],
+    ) {
         let s = x.shape;
         let inch_g = s.c / self.group;
-        let outch_g = self.num_output / self.group;
+        let outch_g = k.outch / self.group;
         let (group, pg) = (p / outch_g, p % outch_g);
-        let taps = self.kernel_w * self.kernel_h;
-        out.fill(self.bias.as_ref().map_or(0.0, |b| b[p]));
+        let taps = k.w * k.h;
+        out.fill(bias.map_or(0.0, |b| b[p]));
         for q in 0..inch_g {
             let ic = group * inch_g + q;
             let plane = &x.data[ic * s.w * s.h..(ic + 1) * s.w * s.h];
-            let kernel = &self.weights[((group * outch_g + pg) * inch_g + q) * taps..][..taps];
-            for ky in 0..self.kernel_h {
-                for kx in 0..self.kernel_w {
-                    let wv = kernel[ky * self.kernel_w + kx];
+            let at = if torch_layout {
+                (ic * outch_g + pg) * taps
+            } else {
+                ((group * outch_g + pg) * inch_g + q) * taps
+            };
+            let kernel = &weights[at..at + taps];
+            for ky in 0..k.h {
+                for kx in 0..k.w {
+                    let wv = kernel[ky * k.w + kx];
                     self.scatter(plane, (s.w, 0..s.h), (ky, kx), wv, g, out);
                 }
             }
@@ -395,15 +489,9 @@ impl PackB for ColumnsFrom<'_> {
 
 impl Op for Deconv {
     fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
-        expect_inputs(inputs, 1)?;
-        let g = self.geometry(&inputs[0])?;
-        Ok(vec![Shape::checked(
-            3,
-            g.out_w,
-            g.out_h,
-            1,
-            self.num_output,
-        )?])
+        let k = self.resolve(inputs)?;
+        let g = self.geometry(&inputs[0], k)?;
+        Ok(vec![Shape::checked(3, g.out_w, g.out_h, 1, k.outch)?])
     }
 
     /// Each worker's slice holds the whole columns plus its GEMM scratch, so the columns
@@ -425,16 +513,26 @@ impl Op for Deconv {
         ctx: &mut Ctx,
     ) -> LayerResult<()> {
         let x = &inputs[0];
-        let g = self.geometry(&x.shape)?;
+        let k = match inputs {
+            [a] => self.resolve(&[a.shape])?,
+            [a, b] => self.resolve(&[a.shape, b.shape])?,
+            [a, b, c] => self.resolve(&[a.shape, b.shape, c.shape])?,
+            _ => return Err(invalid("expects 1 to 3 input blobs")),
+        };
+        let g = self.geometry(&x.shape, k)?;
         let plane = g.out_w * g.out_h;
         let dst = SharedMut::new(&mut *outputs[0].data);
         let Some(a) = &self.fast else {
+            let w = match self.dynamic_bias {
+                Some(bias) => (inputs[1].data, bias.then(|| inputs[2].data), true),
+                None => (&*self.weights, self.bias.as_deref(), false),
+            };
             return ctx
                 .pool
-                .run(self.num_output, &|p, _| {
+                .run(k.outch, &|p, _| {
                     // SAFETY: each task writes its own output channel.
                     let out = unsafe { dst.slice(p * plane, plane) };
-                    self.channel(x, &g, p, out);
+                    self.channel(x, &g, k, w, p, out);
                 })
                 .map_err(|e| invalid(e.to_string()));
         };
@@ -743,6 +841,71 @@ pub(crate) mod tests {
         }
     }
 
+    /// dynamic_weight: the kernel input in PyTorch's layout gives what the same weights
+    /// from the .bin give; the params' num_output and kernel size are ignored.
+    #[test]
+    fn dynamic_weight_matches_the_static_layer() {
+        let mut rng = Rng::new(9);
+        for (group, inch, outch, depthwise) in [(1, 3, 4, false), (2, 4, 6, true), (3, 3, 3, true)]
+        {
+            let (kw, kh) = (3, 2);
+            let (ig, og) = (inch / group, outch / group);
+            let torch = rng.vec(inch * og * kh * kw, -1.0, 1.0);
+            // .bin layout [g][og][ig][k] from torch's [inch][og][k].
+            let mut stored = vec![0.0; torch.len()];
+            for g in 0..group {
+                for p in 0..og {
+                    for q in 0..ig {
+                        for k in 0..kh * kw {
+                            stored[((g * og + p) * ig + q) * kh * kw + k] =
+                                torch[((g * ig + q) * og + p) * kh * kw + k];
+                        }
+                    }
+                }
+            }
+            let bias = rng.vec(outch, -1.0, 1.0);
+            let mut p = vec![
+                (0, int(outch as i32)),
+                (1, int(kw as i32)),
+                (11, int(kh as i32)),
+                (3, int(2)),
+                (4, int(1)),
+                (9, int(1)),
+            ];
+            if depthwise {
+                p.push((7, int(group as i32)));
+            }
+            let fixed = build(&p, &stored, Some(&bias), depthwise).unwrap();
+            // Dynamic: wrong num_output / kernel params on purpose.
+            let mut pd = vec![(0, int(99)), (1, int(1)), (28, int(1)), (5, int(1))];
+            pd.extend(p[3..].iter().cloned());
+            let dynamic = Deconv::new(&params(&pd), &mut WeightReader::zeros(), depthwise).unwrap();
+            let x = Shape::d3(5, 4, inch);
+            let wt = Shape::d4(kw, kh, og, inch);
+            let data = rng.vec(x.len(), -1.0, 1.0);
+            let want = run(&fixed, &[(x, data.clone())]).unwrap().remove(0);
+            let got = run(
+                &dynamic,
+                &[
+                    (x, data.clone()),
+                    (wt, torch.clone()),
+                    (Shape::d1(outch), bias.clone()),
+                ],
+            )
+            .unwrap()
+            .remove(0);
+            assert_eq!(got.0, want.0);
+            assert_close(&got.1, &want.1, 1e-6);
+            // Shape errors: missing bias input, kernel channels not the input's.
+            assert!(dynamic.output_shapes(&[x, wt]).is_err());
+            let bad = Shape::d4(kw, kh, og, inch + 1);
+            assert!(dynamic.output_shapes(&[x, bad, Shape::d1(outch)]).is_err());
+            assert!(dynamic
+                .output_shapes(&[x, wt, Shape::d1(outch + 1)])
+                .is_err());
+        }
+    }
+
     #[test]
     fn bad_params_and_shapes_are_errors() {
         let err = |p: &[(usize, Value)], n: usize| {
@@ -754,7 +917,6 @@ pub(crate) mod tests {
         assert!(err(&[(0, int(2)), (1, int(1)), (4, int(-233)), (15, int(1))], 2).contains("pads"));
         assert!(err(&[(0, int(2)), (1, int(1)), (20, int(4))], 2).contains("output_w"));
         assert!(err(&[(0, int(3)), (1, int(1)), (7, int(2))], 6).contains("group"));
-        assert!(err(&[(0, int(2)), (1, int(1)), (28, int(1))], 2).contains("dynamic"));
         let op = build(&[(0, int(2)), (1, int(3))], &[0.0; 36], None, false).unwrap();
         assert!(op.output_shapes(&[Shape::d3(4, 4, 2)]).is_ok());
         assert!(op.output_shapes(&[Shape::d3(4, 4, 3)]).is_err());
