@@ -87,6 +87,23 @@ fn text_param_cases() {
             "layer `up` (Interp): output width 0 for input [w=2 h=2 c=3] is not positive",
         ),
         (
+            "crop_outside_input",
+            "layer `crop` (Crop): crop box (offsets [4, 0, 0, 0], size [0, 3, 1, 2]",
+        ),
+        (
+            "slice_too_long",
+            "layer `cut` (Slice): parts Slices([4, 2]) of axis 0 do not fit",
+        ),
+        (
+            "padding_reflect_too_wide",
+            "layer `pad` (Padding): reflect padding (1, 0) must be smaller",
+        ),
+        ("tile_zero_repeat", "layer `tile` (Tile): repeats (key 2)"),
+        (
+            "deconv_output_size_without_same",
+            "layer `up` (Deconvolution): output_w / output_h (keys 20 / 21) need pads",
+        ),
+        (
             // ncnn reads the mask as float bits: 1 and 2 are denormals, not indices.
             "yolo_mask_small_ints",
             "layer `det` (Yolov3DetectionOutput): mask (key 5) entry 1e-45",

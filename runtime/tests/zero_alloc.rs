@@ -83,6 +83,35 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          BinaryOp b 2 1 q sv o 0=17\nFlatten f 1 1 o f\nBinaryOp m 1 1 f p 0=14 1=1 2=0.5\n",
     ),
     (
+        "crop_forms",
+        "7767517\n5 6\nInput in 0 1 x 0=6 1=5 2=4\nInput r 0 1 r 0=3 1=2\nSplit s 1 2 x x0 x1\n\
+         Crop a 1 1 x0 ya 0=1 3=-233 4=2 1=1 5=-233 8=1\nCrop b 2 1 x1 r yb 0=2 1=1\n",
+    ),
+    (
+        "slice_forms",
+        "7767517\n3 6\nInput in 0 1 x 0=6 1=5 2=4\nSlice a 1 3 x y0 y1 y2 -23300=3,1,-233,-233 1=-2\n\
+         Slice b 1 2 y2 z0 z1 -23302=1,2 1=2\n",
+    ),
+    (
+        "padding_forms",
+        "7767517\n5 7\nInput in 0 1 x 0=6 1=5 2=4\nSplit s 1 3 x x0 x1 x2\n\
+         Padding a 1 1 x0 ya 0=1 1=2 2=3 3=1 4=0 5=0.5 7=1 8=2\n\
+         Padding b 1 1 x1 yb 0=2 3=1 4=1 7=1\nPadding c 1 1 x2 yc 0=1 1=2 2=3 3=1 4=2 7=1 8=3\n",
+    ),
+    (
+        "tile_forms",
+        "7767517\n4 5\nInput in 0 1 x 0=6 1=5 2=4\nSplit s 1 2 x x0 x1\n\
+         Tile a 1 1 x0 ya 0=1 1=3\nTile b 1 1 x1 yb -23302=4,2,1,3,2\n",
+    ),
+    (
+        // dynamic_weight: kernel and bias are inputs, nothing in the .bin.
+        "deconv_dynamic_weight",
+        "7767517\n6 6\nInput in 0 1 x 0=6 1=5 2=4\nInput w 0 1 w 0=3 1=3 11=2 2=4\n\
+         Input b 0 1 b 0=2\nInput w2 0 1 w2 0=2 1=2 11=1 2=2\n\
+         Deconvolution a 3 1 x w b ya 3=2 4=1 5=1 28=1 9=1\n\
+         DeconvolutionDepthWise c 2 1 ya w2 yc 7=2 28=1\n",
+    ),
+    (
         // Random maps in [-1, 1] give confidences up to ~0.66: many candidates to sort and
         // suppress.
         "yolov3_head",
@@ -174,6 +203,15 @@ const TEXT_MODELS: &[(&str, &str)] = &[
          Input m 0 1 m 0=5 1=40 2=4\nSplit s 1 2 x x0 x1\n\
          MultiHeadAttention a 1 1 x0 y 0=64 1=4 2=4096\n\
          MultiHeadAttention c 3 1 x1 kv m z 0=8 1=4 2=512 3=12 4=12 5=1\n",
+    ),
+    (
+        // Deconvolution with pads and a fused ReLU, DeconvolutionDepthWise with SAME_UPPER and
+        // an output size, Padding with per-channel values (zero weights).
+        "deconv_and_padding_weights",
+        "7767517\n5 7\nInput in 0 1 x 0=6 1=5 2=4\nSplit s 1 3 x x0 x1 x2\n\
+         Deconvolution a 1 1 x0 ya 0=3 1=3 3=2 4=1 5=1 6=108 9=1\n\
+         DeconvolutionDepthWise b 1 1 x1 yb 0=4 1=3 7=4 3=2 4=-233 20=10 21=9 6=36\n\
+         Padding c 1 1 x2 yc 0=1 2=1 6=7 7=1 8=2\n",
     ),
 ];
 

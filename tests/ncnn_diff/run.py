@@ -40,6 +40,7 @@ import op_nets_elem  # noqa: E402
 import op_nets_loader  # noqa: E402
 import op_nets_detect  # noqa: E402
 import op_nets_matrix  # noqa: E402
+import op_nets_shape  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 TOLERANCE = 1e-4
@@ -112,6 +113,28 @@ MODELS = [
     Model("interp_bilinear", None, generator=op_nets.interp_net("bilinear"), tolerance=1e-5),
     Model("interp_bicubic", None, generator=op_nets.interp_net("bicubic"), tolerance=1e-5),
     Model("interp_dynamic", None, generator=op_nets.interp_dynamic_net(), tolerance=1e-5),
+    Model("crop_offsets", None, generator=op_nets_shape.crop_net("offsets"), tolerance=1e-5),
+    Model("crop_slices", None, generator=op_nets_shape.crop_net("slices"), tolerance=1e-5),
+    Model("crop_reference", None, generator=op_nets_shape.crop_net("reference"), tolerance=1e-5),
+    Model("slice", None, generator=op_nets_shape.slice_net(), tolerance=1e-5),
+    Model("padding_constant", None, generator=op_nets_shape.padding_net(0), tolerance=1e-5),
+    Model("padding_replicate", None, generator=op_nets_shape.padding_net(1), tolerance=1e-5),
+    Model("padding_reflect", None, generator=op_nets_shape.padding_net(2), tolerance=1e-5),
+    Model("tile", None, generator=op_nets_shape.tile_net(), tolerance=1e-5),
+    Model("deconvolution_fp32", None, generator=op_nets_shape.deconv_net(False, False),
+          tolerance=1e-5),
+    Model("deconvolution_fp16", None, generator=op_nets_shape.deconv_net(False, True),
+          tolerance=1e-5),
+    Model("deconvolution_depthwise_fp32", None, generator=op_nets_shape.deconv_net(True, False),
+          tolerance=1e-5),
+    Model("deconvolution_depthwise_fp16", None, generator=op_nets_shape.deconv_net(True, True),
+          tolerance=1e-5),
+    Model("deconvolution_large", None, tolerance=1e-5,
+          generator=op_nets_shape.deconv_net(False, False, cases=8, large=True)),
+    Model("deconvolution_depthwise_large", None, tolerance=1e-5,
+          generator=op_nets_shape.deconv_net(True, False, cases=8, large=True)),
+    Model("deconvolution_dynamic", None, generator=op_nets_shape.deconv_dynamic_net(),
+          tolerance=1e-5),
     Model("yolov3_three_scales", None, min_detections=20, tolerance=1e-5,
           generator=op_nets.yolov3_net("yolov3_three_scales", 6, [(5, 4, 32), (10, 8, 16),
                                                                   (20, 16, 8)])),

@@ -19,7 +19,10 @@ pub mod clip;
 pub mod concat;
 pub mod convolution;
 pub mod convolution_depthwise;
+pub mod crop;
 pub mod custom;
+pub mod deconvolution;
+pub mod deconvolution_depthwise;
 pub mod dequantize;
 pub mod detection_output;
 pub mod dropout;
@@ -52,6 +55,7 @@ pub mod mish;
 pub mod multi_head_attention;
 pub mod noop;
 pub mod normalize;
+pub mod padding;
 pub mod permute;
 pub mod pooling;
 pub mod power;
@@ -71,11 +75,13 @@ pub mod scale;
 pub mod selu;
 pub mod shuffle_channel;
 pub mod sigmoid;
+pub mod slice;
 pub mod softmax;
 pub mod split;
 pub mod squeeze;
 pub mod swish;
 pub mod tanh;
+pub mod tile;
 pub mod unary_op;
 pub mod yolo_detection_output;
 pub mod yolov3_detection_output;
@@ -255,6 +261,14 @@ pub fn build(kind: &str, pd: &ParamDict, w: &mut WeightReader) -> Result<Box<dyn
         "MatMul" => Box::new(matmul::MatMul::new(pd)?),
         "Gemm" => Box::new(gemm::Gemm::new(pd, w)?),
         "MultiHeadAttention" => Box::new(multi_head_attention::MultiHeadAttention::new(pd, w)?),
+        "Crop" => Box::new(crop::Crop::new(pd)?),
+        "Slice" => Box::new(slice::Slice::new(pd)?),
+        "Padding" => Box::new(padding::Padding::new(pd, w)?),
+        "Tile" => Box::new(tile::Tile::new(pd)?),
+        "Deconvolution" => Box::new(deconvolution::Deconvolution::new(pd, w)?),
+        "DeconvolutionDepthWise" => {
+            Box::new(deconvolution_depthwise::DeconvolutionDepthWise::new(pd, w)?)
+        }
         _ => return Err(invalid(format!("unknown layer type `{kind}`")).into()),
     })
 }
