@@ -43,6 +43,8 @@ else
 fi
 
 if [ -d tests/ncnn_diff ]; then
+    step "the .bin writers' own tests and the .param.bin layer registry against ncnn"
+    (cd tests/ncnn_diff && python3 test_ncnn_bin.py && python3 test_int8_bin.py)
     step "differential tests against ncnn (tests/ncnn_diff)"
     cargo build --release -p eq-tools --bin eq
     EQ_BIN="${EQ_BIN:-${CARGO_TARGET_DIR:-target}/release/eq}"

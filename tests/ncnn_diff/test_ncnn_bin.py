@@ -159,5 +159,21 @@ class RealModels(unittest.TestCase):
                 self.assertEqual((ret, consumed), (0, size))
 
 
+class LayerRegistry(unittest.TestCase):
+    """The runtime's `.param.bin` type table is ncnn's registry order, index for index."""
+
+    def test_every_index_matches_ncnn(self):
+        import re
+        import ncnn
+        src = open(os.path.join(HERE, "../../runtime/src/model/param_bin.rs")).read()
+        table = src[src.index("pub const LAYER_TYPES"):]
+        names = re.findall(r'^    "(\w+)",', table[:table.index("];")], re.M)
+        self.assertGreater(len(names), 100)
+        for index, name in enumerate(names):
+            self.assertEqual(ncnn.layer_to_index(name), index, name)
+        # Nothing after the last one: the table is complete.
+        self.assertIsNone(ncnn.create_layer(len(names)))
+
+
 if __name__ == "__main__":
     unittest.main()
