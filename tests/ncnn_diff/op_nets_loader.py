@@ -161,6 +161,49 @@ LOADER_FORMS = (
 )
 
 
+CROP_EXPRS = [
+    # (starts_expr, ends_expr, axes_expr or None, input dims, reference input dims or 0)
+    ("1,0", "-(0h,1),1w", "1,2", 3, 1),  # rows [1, h-1), columns up to the reference's w
+    ("0", "//(0c,2)", "0", 3, 0),  # the first half of the channels
+    ("1", "-(0w,1)", "-1", 3, 0),  # a negative axis: w
+    # Not compared: without axes_expr ncnn 1.0.20261020 crashes (we take the leading axes,
+    # as in the starts / ends array form).
+    ("1", "0d", "1", 4, 0),  # 4-D: depth [1, d)
+    ("0,1", "1h,0w", "0,1", 2, 2),  # 2-D: rows up to the reference's h
+    ("//(0w,3)", "*(//(0w,3),2)", "0", 1, 0),  # 1-D: the middle third
+    ("max(-(0w,1w),0)", "0w", "-1", 3, 1),  # the last (reference w) columns
+]
+
+
+def crop_expr_net():
+    """Crop with starts_expr / ends_expr / axes_expr (keys 19 / 20 / 21), one case per form,
+    each on two random shapes."""
+
+    def generate(cache_dir):
+        name = "crop_expr"
+        rng = np.random.Generator(np.random.PCG64(ncnn_bin.model_seed(name)))
+        layers, inputs, blobs = [], {}, 0
+        for i, (starts, ends, axes, dims, ref_dims) in enumerate(CROP_EXPRS * 2):
+            x = _shape(rng, dims, 3, 8)
+            layers.append(f"Input in{i} 0 1 in{i}")
+            inputs[f"in{i}"] = rng.uniform(-2.0, 2.0, x).astype(np.float32)
+            blobs += 2
+            keys = f'19="{starts}" 20="{ends}"' + (f' 21="{axes}"' if axes else "")
+            if ref_dims:
+                # A reference no larger than the input along the axes it is read on.
+                r = tuple(int(rng.integers(1, min(x) + 1)) for _ in range(ref_dims))
+                layers.append(f"Input ref{i} 0 1 ref{i}")
+                inputs[f"ref{i}"] = rng.uniform(-1.0, 1.0, r).astype(np.float32)
+                layers.append(f"Crop crop{i} 2 1 in{i} ref{i} out{i} {keys}")
+                blobs += 1
+            else:
+                layers.append(f"Crop crop{i} 1 1 in{i} out{i} {keys}")
+        layers.sort(key=lambda l: not l.startswith("Input"))
+        return (*_write(cache_dir, name, layers, blobs), [inputs])
+
+    return generate
+
+
 def loader_forms_net():
     def generate(cache_dir):
         import os

@@ -144,6 +144,7 @@ MODELS = [
     *[Model(name, None, generator=gen, tolerance=1e-5) for name, gen in op_nets_elem.nets()],
     Model("reshape_expr", None, generator=op_nets_loader.reshape_expr_net(), tolerance=1e-5),
     Model("interp_expr", None, generator=op_nets_loader.interp_expr_net(), tolerance=1e-5),
+    Model("crop_expr", None, generator=op_nets_loader.crop_expr_net(), tolerance=1e-5),
     Model("loader_forms", None, generator=op_nets_loader.loader_forms_net(), tolerance=1e-5),
     Model("quantize_forms", None, generator=op_nets_detect.quant_net("quantize"), tolerance=1e-5),
     Model("dequantize_forms", None, generator=op_nets_detect.quant_net("dequantize"),

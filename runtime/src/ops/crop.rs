@@ -6,12 +6,14 @@
 //! * `6 / 7 / 15 / 8 = woffset2 / hoffset2 / doffset2 / coffset2`: elements left out at
 //!   the end of each axis.
 //! * `9 / 10 / 11 = starts / ends / axes` (int arrays): the numpy-style slice form.
-//! * `19 / 20 / 21 = starts_expr / ends_expr / axes_expr` (strings written by pnnx for
-//!   dynamic shapes): not supported yet, refused at load. They would plug in as a fourth
-//!   `Form` evaluating the expressions on the input shapes in `output_shapes`, then reuse
-//!   `Form::Slices`'s per-axis rule.
+//! * `19 / 20 / 21 = starts_expr / ends_expr / axes_expr` (shape expressions pnnx writes for
+//!   dynamic shapes, `ops::expression`): the slice form with its lists computed from the
+//!   shapes of the layer's inputs (the first is cropped; the others are only read by the
+//!   expressions), at load and again (without allocating) in `forward`.
 //!
 //! Forms, chosen as ncnn chooses them:
+//! * Expressions (starts_expr and ends_expr given): as Slices, on the evaluated lists
+//!   (without axes_expr the leading axes, as Slices; ncnn 1.0.20261020 crashes there).
 //! * Slices (starts and ends both given): for each listed axis (numpy order, negative counts
 //!   from the end; no axes = every axis of the input, in order), `start`
 //!   (`-233` = 0, negative = from the end) and `end` (`-233` = the end; `end <= 0` counts from
@@ -28,6 +30,7 @@
 //! Negative offsets are refused at load; out-of-range axes in the slice form are refused
 //! too (ncnn ignores them).
 
+use super::expression::{self, Expr};
 use super::{expect_inputs, Ctx, Op};
 use crate::error::{invalid, LayerResult};
 use crate::model::paramdict::ParamDict;
@@ -51,6 +54,12 @@ pub enum Form {
         starts: Vec<i32>,
         ends: Vec<i32>,
         axes: Vec<i32>,
+    },
+    /// The slice lists as shape expressions of the inputs.
+    Exprs {
+        starts: Expr,
+        ends: Expr,
+        axes: Option<Expr>,
     },
 }
 
@@ -94,11 +103,24 @@ fn slots(dims: u8) -> &'static [usize] {
 
 impl Crop {
     pub fn new(pd: &ParamDict) -> LayerResult<Crop> {
-        for (key, name) in [(19, "starts_expr"), (20, "ends_expr"), (21, "axes_expr")] {
-            if pd.string(key).ok().flatten().is_some_and(|s| !s.is_empty()) {
-                return Err(invalid(format!(
-                    "{name} (key {key}, a shape expression) is not supported"
-                )));
+        let (starts_expr, ends_expr) = (expression::param(pd, 19)?, expression::param(pd, 20)?);
+        let axes_expr = expression::param(pd, 21)?;
+        match (starts_expr, ends_expr) {
+            (Some(starts), Some(ends)) => {
+                return Ok(Crop {
+                    form: Form::Exprs {
+                        starts,
+                        ends,
+                        axes: axes_expr,
+                    },
+                })
+            }
+            (None, None) if axes_expr.is_none() => {}
+            _ => {
+                return Err(invalid(
+                    "starts_expr and ends_expr (keys 19 / 20) go together (axes_expr, key 21, \
+                     needs both)",
+                ))
             }
         }
         let offset = |key: usize, name: &str| -> LayerResult<usize> {
@@ -157,7 +179,11 @@ impl Crop {
     /// The box for these inputs (shape inference and forward share it).
     pub(crate) fn crop_box(&self, inputs: &[Shape]) -> LayerResult<CropBox> {
         let one = matches!(self.form, Form::Offsets { .. } | Form::Slices { .. });
-        if one {
+        if let Form::Exprs { .. } = self.form {
+            if inputs.is_empty() {
+                return Err(invalid("expects at least 1 input blob"));
+            }
+        } else if one {
             expect_inputs(inputs, 1)?;
         } else if inputs.len() != 2 {
             return Err(invalid(
@@ -199,57 +225,34 @@ impl Crop {
                 }
             }
             Form::Slices { starts, ends, axes } => {
-                let count = if axes.is_empty() {
-                    x.dims as usize
-                } else {
-                    axes.len()
+                slice_box(x, starts, ends, axes, &mut off, &mut len)?
+            }
+            Form::Exprs { starts, ends, axes } => {
+                // At most 4 axes: fixed arrays keep `forward` free of allocation.
+                let mut lists = [[0i32; 4]; 3];
+                let mut eval = |e: &Expr, i: usize| -> LayerResult<usize> {
+                    let n = e.eval_into(inputs, &mut lists[i])?;
+                    if n > 4 {
+                        return Err(invalid(format!(
+                            "expression `{}` gives {n} values, at most 4 (one per axis)",
+                            e.text()
+                        )));
+                    }
+                    Ok(n)
                 };
-                if count > starts.len() {
+                let ns = eval(starts, 0)?;
+                let ne = eval(ends, 1)?;
+                let na = match axes {
+                    Some(a) => eval(a, 2)?,
+                    None => 0,
+                };
+                if ns != ne || (na != 0 && na != ns) {
                     return Err(invalid(format!(
-                        "starts / ends have {} entries, input {x} needs {count}",
-                        starts.len()
+                        "starts_expr / ends_expr / axes_expr give {ns} / {ne} / {na} values"
                     )));
                 }
-                for i in 0..count {
-                    let axis = if axes.is_empty() {
-                        i as i64
-                    } else {
-                        let a = axes[i] as i64;
-                        if a < 0 {
-                            a + x.dims as i64
-                        } else {
-                            a
-                        }
-                    };
-                    if !(0..x.dims as i64).contains(&axis) {
-                        return Err(invalid(format!(
-                            "axis {} out of range for input {x}",
-                            axes[i]
-                        )));
-                    }
-                    let k = slot_of_axis(x.dims, axis as usize);
-                    let size = n[k] as i64;
-                    let start = if starts[i] == REST {
-                        0
-                    } else {
-                        starts[i] as i64
-                    };
-                    let end = if ends[i] == REST {
-                        size
-                    } else {
-                        ends[i] as i64
-                    };
-                    let o = if start >= 0 { start } else { size + start };
-                    let e = size.min(if end > 0 { end } else { size + end });
-                    if o < 0 || e - o < 1 {
-                        return Err(invalid(format!(
-                            "slice [{}, {}) of axis {axis} is empty or outside input {x}",
-                            starts[i], ends[i]
-                        )));
-                    }
-                    off[k] = o as usize;
-                    len[k] = (e - o) as usize;
-                }
+                let [st, en, ax] = &lists;
+                slice_box(x, &st[..ns], &en[..ne], &ax[..na], &mut off, &mut len)?
             }
         }
         for &k in slots(x.dims) {
@@ -263,6 +266,71 @@ impl Crop {
         let out = Shape::checked(x.dims, len[0], len[1], len[2], len[3])?;
         Ok(CropBox { off, out })
     }
+}
+
+/// The numpy-style slice rule: for each listed axis (`axes` empty = the leading axes),
+/// `[start, end)` with -233 = the whole axis, negatives from the end, `end <= 0` from the end.
+fn slice_box(
+    x: Shape,
+    starts: &[i32],
+    ends: &[i32],
+    axes: &[i32],
+    off: &mut [usize; 4],
+    len: &mut [usize; 4],
+) -> LayerResult<()> {
+    let n = extents(&x);
+    let count = if axes.is_empty() {
+        x.dims as usize
+    } else {
+        axes.len()
+    };
+    if count > starts.len() {
+        return Err(invalid(format!(
+            "starts / ends have {} entries, input {x} needs {count}",
+            starts.len()
+        )));
+    }
+    for i in 0..count {
+        let axis = if axes.is_empty() {
+            i as i64
+        } else {
+            let a = axes[i] as i64;
+            if a < 0 {
+                a + x.dims as i64
+            } else {
+                a
+            }
+        };
+        if !(0..x.dims as i64).contains(&axis) {
+            return Err(invalid(format!(
+                "axis {} out of range for input {x}",
+                axes[i]
+            )));
+        }
+        let k = slot_of_axis(x.dims, axis as usize);
+        let size = n[k] as i64;
+        let start = if starts[i] == REST {
+            0
+        } else {
+            starts[i] as i64
+        };
+        let end = if ends[i] == REST {
+            size
+        } else {
+            ends[i] as i64
+        };
+        let o = if start >= 0 { start } else { size + start };
+        let e = size.min(if end > 0 { end } else { size + end });
+        if o < 0 || e - o < 1 {
+            return Err(invalid(format!(
+                "slice [{}, {}) of axis {axis} is empty or outside input {x}",
+                starts[i], ends[i]
+            )));
+        }
+        off[k] = o as usize;
+        len[k] = (e - o) as usize;
+    }
+    Ok(())
 }
 
 /// Copies the box of `dst`'s shape starting at `off` (w, h, d, c) out of `src`.
@@ -480,5 +548,26 @@ mod tests {
         assert!(w_only.output_shapes(&[Shape::d2(4, 3)]).is_err());
         let far = op(&[(0, int(4)), (3, int(-233))]);
         assert!(far.output_shapes(&[Shape::d1(4)]).is_err());
+    }
+    /// The expression form: lists from the shapes of both inputs; only the first is cropped.
+    #[test]
+    fn expression_form() {
+        let s = |t: &str| Value::Str(t.into());
+        let c = op(&[(19, s("1,0")), (20, s("-(0h,1),1w")), (21, s("1,2"))]);
+        let x = Shape::d3(6, 5, 4);
+        let r = Shape::d1(3);
+        let out = run(&c, &[(x, iota(x.len())), (r, vec![0.0; 3])]).unwrap();
+        // Axis 1 (h): rows [1, 4); axis 2 (w): columns [0, 3); every channel.
+        assert_eq!(out[0].0, Shape::d3(3, 3, 4));
+        let want: Vec<f32> = (0..4)
+            .flat_map(|c| {
+                (1..4).flat_map(move |h| (0..3).map(move |w| (c * 30 + h * 6 + w) as f32))
+            })
+            .collect();
+        assert_eq!(out[0].1, want);
+        // The lists must agree in length; a lone starts_expr is refused.
+        let bad = Crop::new(&params(&[(19, s("1,0")), (20, s("3"))])).unwrap();
+        assert!(bad.crop_box(&[x]).is_err());
+        assert!(Crop::new(&params(&[(19, s("1"))])).is_err());
     }
 }
