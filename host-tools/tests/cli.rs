@@ -188,7 +188,7 @@ fn demo_then_infer() {
     );
     std::fs::write(
         &bad,
-        b"7767517\n1 1\nInput data 0 1 data\nFoo f 1 1 data y\n",
+        b"7767517\n3 2\nInput data 0 1 data\nFoo f 1 1 data y\n",
     )
     .unwrap();
     fails_with(
