@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every check the project has, in order of cost: formatting, lints, the host test suite
+# Every check the project has, in order of cost, after installing what is missing
+# (scripts/setup-test-env.sh, idempotent): formatting, lints, the host test suite
 # (the test profile is optimised, see Cargo.toml), the aarch64 suite under qemu as
 # Cortex-A53 and Cortex-A72, and the differential suite against ncnn when present.
 # Shared data (models, images, reference outputs) is found via EQ_SHARED, default ../shared.
@@ -13,6 +14,10 @@ cd "$(dirname "$0")/.."
 EQ_SHARED="${EQ_SHARED:-$(cd .. && pwd)/shared}"
 export EQ_SHARED
 step() { echo; echo "test-all: === $* ==="; }
+
+step "setup: install what is missing (scripts/setup-test-env.sh; EQ_NO_SETUP=1 skips)"
+# shellcheck source=scripts/setup-test-env.sh
+. scripts/setup-test-env.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
