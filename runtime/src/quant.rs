@@ -76,6 +76,54 @@ pub fn quantize_scaled(v: f32, qmax: i32) -> i8 {
     (v.round() as i32).clamp(-qmax, qmax) as i8
 }
 
+/// Which arithmetic a net's quantizable layers use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrecisionChoice {
+    /// As the model says: INT8 where it has int8 scales (INT7 where marked `27=7`), else FP32.
+    #[default]
+    Auto,
+    /// Everything in fp32 (int8 weights are dequantized at load).
+    Fp32,
+    /// INT8 kernels on every layer with scales.
+    Int8,
+    /// INT7 kernels on every layer with scales; a weight outside ±63 is a load error.
+    Int7,
+    /// A float simulation of what `Auto` computes: every quantized layer runs in fp32 on
+    /// its dequantized integer weights, with its input rounded to the quantization grid
+    /// (`quantize(x · s) / s`) and, where `Auto` would write int8, its output too. The
+    /// reference the integer kernels are checked against on whole models.
+    Simulate,
+}
+
+impl PrecisionChoice {
+    /// The name `from_str` reads back.
+    pub fn name(self) -> &'static str {
+        match self {
+            PrecisionChoice::Auto => "auto",
+            PrecisionChoice::Fp32 => "fp32",
+            PrecisionChoice::Int8 => "int8",
+            PrecisionChoice::Int7 => "int7",
+            PrecisionChoice::Simulate => "simulate",
+        }
+    }
+}
+
+impl std::str::FromStr for PrecisionChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<PrecisionChoice, String> {
+        match s {
+            "auto" => Ok(PrecisionChoice::Auto),
+            "fp32" => Ok(PrecisionChoice::Fp32),
+            "int8" => Ok(PrecisionChoice::Int8),
+            "int7" => Ok(PrecisionChoice::Int7),
+            "simulate" => Ok(PrecisionChoice::Simulate),
+            _ => Err(format!(
+                "unknown precision `{s}`: expected auto, fp32, int8 or int7 (or simulate)"
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,13 +17,12 @@ use crate::kernels::gemm_f32::{self, DenseB, Im2colB, Kernel, PackedA};
 use crate::kernels::winograd::{self, Choice, Winograd};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
-use crate::net::PrecisionChoice;
 use crate::ops::quantized::{
     float_weights, fp32_weights, int8_weights, quant_plan, synthesize, Int8Scales, QuantPlan,
     Simulation,
 };
 use crate::pool::Pool;
-use crate::quant::{Int8Grid, Precision};
+use crate::quant::{Int8Grid, Precision, PrecisionChoice};
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 /// ncnn's pad marker for TF "SAME" with the extra pad at the end.

@@ -14,12 +14,11 @@ use crate::error::{invalid, LayerResult, Result};
 use crate::kernels::depthwise_f32::{self, Geometry, Isa};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
-use crate::net::PrecisionChoice;
 use crate::ops::quantized::{
     float_weights, int8_weights, quant_plan, synthesize, Int8Scales, QuantPlan, Simulation,
 };
 use crate::pool::SharedMut;
-use crate::quant::{Int8Grid, Precision};
+use crate::quant::{Int8Grid, Precision, PrecisionChoice};
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 pub use super::convolution::Padding;

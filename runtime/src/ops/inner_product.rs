@@ -20,7 +20,6 @@ use crate::kernels::gemv_i8::{gemv_i8_rows, PackedGemvI8};
 use crate::kernels::requant::{self, Requant};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
-use crate::net::PrecisionChoice;
 use crate::ops::convolution::int8::quantize_parallel;
 use crate::ops::quantized::as_i8_mut;
 use crate::ops::quantized::{
@@ -28,7 +27,7 @@ use crate::ops::quantized::{
     Simulation,
 };
 use crate::pool::SharedMut;
-use crate::quant::Precision;
+use crate::quant::{Precision, PrecisionChoice};
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 /// Output rows per parallel task: enough work to amortise a task, small enough to balance.

@@ -5,9 +5,8 @@ use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult, Result};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::WeightReader;
-use crate::net::PrecisionChoice;
 use crate::pool::Pool;
-use crate::quant::{Int8Grid, Precision};
+use crate::quant::{Int8Grid, Precision, PrecisionChoice};
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 pub mod abs_val;

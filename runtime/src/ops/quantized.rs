@@ -5,9 +5,8 @@
 use crate::error::{invalid, LayerResult, Result};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
-use crate::net::PrecisionChoice;
 use crate::ops::Ctx;
-use crate::quant::{quantize, Int8Grid, Precision, BITS_KEY};
+use crate::quant::{quantize, Int8Grid, Precision, PrecisionChoice, BITS_KEY};
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 /// The scales of a quantized layer, as stored after its bias.

@@ -24,8 +24,7 @@ use super::{expect_inputs, Ctx, Op};
 use crate::error::{invalid, LayerResult, Result};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::WeightReader;
-use crate::net::PrecisionChoice;
-use crate::quant::{quantize_scaled, Int8Grid, Precision};
+use crate::quant::{quantize_scaled, Int8Grid, Precision, PrecisionChoice};
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 #[derive(Debug)]
