@@ -3,6 +3,7 @@
 //! search, and `eq easyquant`, which runs them all.
 
 pub mod args;
+pub mod builder;
 pub mod calibrate;
 pub mod cli;
 pub mod dataset;

@@ -262,7 +262,7 @@ pub fn write_quantized_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::{Conv, NetBuilder};
+    use crate::builder::{Conv, NetBuilder};
     use eq_runtime::Shape;
 
     /// data -> c0 (3x3) -> split -> c1, c2 (1x1) -> concat -> dw (3x3 DW) -> gap -> fc

@@ -297,7 +297,7 @@ fn xml_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::{Conv, NetBuilder};
+    use crate::builder::{Conv, NetBuilder};
     use eq_runtime::{Options, PrecisionChoice, Shape};
 
     #[test]

@@ -9,7 +9,7 @@ mod classifiers;
 mod mobilefacenet;
 mod ssd;
 
-use crate::demo::{Blob, NetBuilder};
+use crate::builder::{Blob, NetBuilder};
 use crate::ncnn_writer::ModelWriter;
 use anyhow::{bail, Result};
 use eq_runtime::Shape;

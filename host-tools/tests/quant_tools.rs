@@ -3,9 +3,9 @@
 //! when missing, a failure with CI=true), plus a smoke run on the shared real models.
 
 use eq_runtime::{Net, Options, Shape};
+use eq_tools::builder::{Conv, NetBuilder};
 use eq_tools::calibrate::qmax;
 use eq_tools::dataset::{ColorOrder, Preprocess, Resize};
-use eq_tools::demo::{Conv, NetBuilder};
 use eq_tools::table::ScaleTable;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

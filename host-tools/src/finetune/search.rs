@@ -454,7 +454,7 @@ pub fn search_shared_activation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::{Conv, NetBuilder};
+    use crate::builder::{Conv, NetBuilder};
     use crate::model::{Model, QuantKind};
 
     #[test]

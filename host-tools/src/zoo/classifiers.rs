@@ -1,6 +1,6 @@
 //! ImageNet classifiers: 1000 classes, softmax output `prob`.
 
-use crate::demo::{Blob, Conv, NetBuilder};
+use crate::builder::{Blob, Conv, NetBuilder};
 use anyhow::Result;
 
 /// SqueezeNet v1.1 (Iandola et al. 2016, v1.1 revision): a 3x3/2 stem with 64 filters,

@@ -1,7 +1,7 @@
 //! MobileFaceNet (Chen et al. 2018, Table 1) as in the InsightFace MXNet release converted
 //! to ncnn: input scaling in the graph, BatchNorm and PReLU as separate layers, no conv bias.
 
-use crate::demo::{Blob, Conv, NetBuilder};
+use crate::builder::{Blob, Conv, NetBuilder};
 use anyhow::Result;
 
 /// 112x112x3 pixels in 0..255 -> a 128-d face embedding `fc1`.

@@ -3,7 +3,7 @@
 //! prior boxes, decoded by DetectionOutput.
 
 use super::classifiers::{fire, separable};
-use crate::demo::{Blob, Conv, NetBuilder, Priors};
+use crate::builder::{Blob, Conv, NetBuilder, Priors};
 use anyhow::Result;
 
 const CLASSES: usize = 21;
