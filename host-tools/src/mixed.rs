@@ -4,7 +4,8 @@
 //!
 //! The budget is the mean cosine between the quantized and the FP32 network's output over
 //! held-out calibration images (never validation images); the output compared is the input of
-//! a final Softmax (the logits), else the output blob itself, averaged over all outputs.
+//! a final Softmax (the logits), the raw maps a detection head reads, else the output blob
+//! itself, averaged over all of them.
 //!
 //! Layers that read one blob (directly or through a Split) form one group: they share the
 //! blob's requantized int8 copy, hence one scale and one precision. The search:
@@ -111,21 +112,25 @@ struct Search<'a> {
     reference: Vec<Vec<Vec<f32>>>,
 }
 
-/// The blobs the budget compares: for each output, the input of a final Softmax, else the
-/// output itself.
+/// The blobs the budget compares: for each output, the input of a final Softmax (the
+/// logits), the inputs of a detection head (its raw maps: a cosine of detection rows means
+/// nothing), else the output itself.
 fn compared_blobs(model: &Model) -> Vec<String> {
     let layers = &model.param.layers;
     let read = |b: &str| layers.iter().any(|l| l.bottoms.iter().any(|x| x == b));
     let mut out = Vec::new();
     for l in layers {
         for t in l.tops.iter().filter(|t| !read(t)) {
-            out.push(if l.kind == "Softmax" && l.bottoms.len() == 1 {
-                l.bottoms[0].clone()
+            if l.kind == "Softmax" && l.bottoms.len() == 1 {
+                out.push(l.bottoms[0].clone());
+            } else if l.kind.ends_with("DetectionOutput") {
+                out.extend(l.bottoms.iter().cloned());
             } else {
-                t.clone()
-            });
+                out.push(t.clone());
+            }
         }
     }
+    out.dedup();
     out
 }
 
@@ -413,4 +418,20 @@ fn model_param(model: &Model) -> Result<Vec<u8>> {
         w.copy_layer(rec)?;
     }
     Ok(w.to_text()?.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_compares_logits_and_raw_detection_maps() {
+        let param = "7767517\n6 7\nInput a 0 1 a 0=3 1=2 2=27\nInput b 0 1 b 0=6 1=4 2=27\n\
+                     Yolov3DetectionOutput det 2 1 a b out 0=4 1=3 2=0.3 \
+                     -23304=12,10.0,14.0,23.0,27.0,37.0,58.0,81.0,82.0,135.0,169.0,34.0,31.0 \
+                     -23305=6,3.0,4.0,5.0,0.0,1.0,2.0 -23306=2,32.0,16.0\n\
+                     Input x 0 1 x 0=5\nSoftmax sm 1 1 x prob\nInput y 0 1 y 0=3\n";
+        let model = Model::from_memory(param.as_bytes(), &[]).unwrap();
+        assert_eq!(compared_blobs(&model), ["a", "b", "x", "y"]);
+    }
 }
