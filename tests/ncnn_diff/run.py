@@ -40,6 +40,7 @@ import op_nets_elem  # noqa: E402
 import op_nets_loader  # noqa: E402
 import op_nets_detect  # noqa: E402
 import op_nets_matrix  # noqa: E402
+import op_nets_models  # noqa: E402
 import op_nets_shape  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -182,6 +183,9 @@ MODELS = [
     Model("gemm", None, generator=op_nets_matrix.gemm_net(), tolerance=1e-5),
     Model("multi_head_attention", None, generator=op_nets_matrix.multi_head_attention_net(),
           tolerance=1e-5),
+    # The newer layers as models use them (op_nets_models.py), random weights.
+    Model("yolo_like", None, generator=op_nets_models.net("yolo_like")),
+    Model("unet_like", None, generator=op_nets_models.net("unet_like")),
 ]
 
 
