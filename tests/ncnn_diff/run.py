@@ -39,6 +39,7 @@ import op_nets  # noqa: E402
 import op_nets_elem  # noqa: E402
 import op_nets_loader  # noqa: E402
 import op_nets_detect  # noqa: E402
+import op_nets_int8ops  # noqa: E402
 import op_nets_matrix  # noqa: E402
 import op_nets_shape  # noqa: E402
 
@@ -182,6 +183,8 @@ MODELS = [
     Model("gemm", None, generator=op_nets_matrix.gemm_net(), tolerance=1e-5),
     Model("multi_head_attention", None, generator=op_nets_matrix.multi_head_attention_net(),
           tolerance=1e-5),
+    *[Model(name, None, generator=gen, tolerance=1e-5, int8_inference=True)
+      for name, gen in op_nets_int8ops.nets()],
 ]
 
 

@@ -162,6 +162,14 @@ pub const TEXT_MODELS: &[(&str, &str)] = &[
          Gemm k 0 1 z 4=1 5=1 6=1 7=3 8=4 9=5 10=3\n",
     ),
     (
+        // int8 forms (zero int8 weights): Gemm of two dynamic inputs, Gemm with constant B,
+        // Embed.
+        "int8_matrix",
+        "7767517\n7 8\nInput a 0 1 a 0=6 1=9\nInput b 0 1 b 0=5 1=6\nInput ids 0 1 i 0=4\n\
+         Split s 1 2 a a0 a1\nGemm g0 2 1 a0 b x 0=0.5 18=1\n\
+         Gemm g1 1 1 a1 y 3=1 5=1 8=32 9=6 18=1\nEmbed e 1 1 i e 0=8 1=10 3=80 18=1\n",
+    ),
+    (
         // MultiHeadAttention: self-attention (projections on the packed kernel), and
         // cross-attention with a per-head mask.
         "multi_head_attention",
