@@ -127,6 +127,70 @@ def embed_int8_net():
     return _generator("embed_int8", build)
 
 
+def _mha_weights(net, shapes, lo, hi):
+    """Int8-tagged projection weights with raw biases, then the per-row scales of Wq, Wk, Wv
+    and Wo's one scale (each a little under 127 / max|w|)."""
+    rng = net.rng
+    scales = []
+    for p, (rows, cols) in enumerate(shapes):
+        w = net.uniform((rows, cols), lo, hi)
+        if p < 3:
+            s = (127.0 / np.maximum(np.abs(w).max(axis=1), 1e-6)
+                 * rng.uniform(0.8, 1.0, rows)).astype(np.float32)
+            q = np.stack([quantize(w[r], s[r]) for r in range(rows)])
+        else:
+            s = np.array([127.0 / np.abs(w).max() * rng.uniform(0.8, 1.0)], np.float32)
+            q = quantize(w, s[0])
+        int8_tagged(net, q)
+        raw(net, net.uniform((rows,), -0.2, 0.2))
+        scales.append(s)
+    for s in scales:
+        raw(net, s)
+
+
+def multi_head_attention_int8_net():
+    """MultiHeadAttention int8 (`18=`): self-attention, shared k / v, separate q / k / v of
+    their own widths, 2-D and per-head masks, default and given scale; and 2 transformer-sized
+    blocks."""
+
+    def build(net):
+        rng = net.rng
+        for i in range(12):
+            heads = int(rng.integers(1, 4))
+            embed = heads * int(rng.integers(1, 5))
+            form = i % 3  # inputs: q; q, kv; q, k, v
+            qdim = embed if form == 0 else int(rng.integers(1, 9))
+            kdim = qdim if form == 0 else int(rng.integers(1, 9))
+            vdim = kdim if form < 2 else int(rng.integers(1, 9))
+            src = int(rng.integers(1, 7))
+            dst = src if form == 0 else int(rng.integers(1, 7))
+            mask = i % 4 >= 2
+            bottoms = [net.input(net.uniform((src, qdim)))]
+            if form >= 1:
+                bottoms.append(net.input(net.uniform((dst, kdim))))
+            if form == 2:
+                bottoms.append(net.input(net.uniform((dst, vdim))))
+            if mask:
+                shape = (heads, src, dst) if i % 2 else (src, dst)
+                bottoms.append(net.input(net.uniform(shape, -3.0, 0.0)))
+            params = (f"0={embed} 1={heads} 2={embed * qdim} 3={kdim} 4={vdim} 5={int(mask)} "
+                      f"18={1 + i % 3}")
+            if i % 5 == 4:
+                params += " 6=0.3"
+            net.layer("MultiHeadAttention", bottoms, params)
+            _mha_weights(net, ((embed, qdim), (embed, kdim), (embed, vdim), (qdim, embed)),
+                         -0.6, 0.6)
+        for embed, heads, src, dst in ((64, 4, 40, 40), (96, 6, 24, 50)):
+            q = net.input(net.uniform((src, embed)))
+            bottoms = [q] if src == dst else [q, net.input(net.uniform((dst, embed)))]
+            net.layer("MultiHeadAttention", bottoms,
+                      f"0={embed} 1={heads} 2={embed * embed} 18=1")
+            _mha_weights(net, [(embed, embed)] * 4, -0.15, 0.15)
+
+    return _generator("multi_head_attention_int8", build)
+
+
 def nets():
     """(name, generator) of every net here."""
-    return [("gemm_int8", gemm_int8_net()), ("embed_int8", embed_int8_net())]
+    return [("gemm_int8", gemm_int8_net()), ("embed_int8", embed_int8_net()),
+            ("multi_head_attention_int8", multi_head_attention_int8_net())]
