@@ -31,6 +31,10 @@ def int8_tagged(net, q):
     net.weights += np.uint32(INT8_TAG).tobytes() + payload
 
 
+def fp32_tagged(net, x):
+    net.weights += np.zeros(1, np.uint32).tobytes() + x.astype(np.float32).tobytes()
+
+
 def raw(net, x):
     net.weights += np.asarray(x, np.float32).tobytes()
 
