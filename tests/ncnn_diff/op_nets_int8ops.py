@@ -11,7 +11,7 @@ fp32-tagged constant's bytes as int8 values in the int8 form: not a form to comp
 
 import numpy as np
 
-from op_nets_matrix import Net, _generator
+from op_nets_matrix import Net, _batch_pair, _generator
 
 INT8_TAG = 0x000D4B38
 
@@ -194,7 +194,27 @@ def multi_head_attention_int8_net():
     return _generator("multi_head_attention_int8", build)
 
 
+def matmul_large_net():
+    """MatMul (fp32) products large enough for the packed GEMM path: ranks 2..4 on both sides,
+    transB on and off, broadcast batch axes, M / N / K from 20 to 90."""
+
+    def build(net):
+        rng = net.rng
+        pairs = [(a, b) for a in range(2, 5) for b in range(2, 5)]
+        for i in range(18):
+            ad, bd = pairs[i % len(pairs)]
+            trans_b = int(rng.integers(0, 2))
+            m, k, n = (int(v) for v in rng.integers(20, 90, 3))
+            ab, bb = _batch_pair(rng, ad, bd)
+            a = net.input(net.uniform(tuple(ab) + (m, k)))
+            b = net.input(net.uniform(tuple(bb) + ((n, k) if trans_b else (k, n))))
+            net.layer("MatMul", [a, b], f"0={trans_b}")
+
+    return _generator("matmul_large", build)
+
+
 def nets():
-    """(name, generator) of every net here."""
-    return [("gemm_int8", gemm_int8_net()), ("embed_int8", embed_int8_net()),
-            ("multi_head_attention_int8", multi_head_attention_int8_net())]
+    """(name, generator, ncnn int8 inference) of every net here."""
+    return [("gemm_int8", gemm_int8_net(), True), ("embed_int8", embed_int8_net(), True),
+            ("multi_head_attention_int8", multi_head_attention_int8_net(), True),
+            ("matmul_large", matmul_large_net(), False)]

@@ -183,8 +183,8 @@ MODELS = [
     Model("gemm", None, generator=op_nets_matrix.gemm_net(), tolerance=1e-5),
     Model("multi_head_attention", None, generator=op_nets_matrix.multi_head_attention_net(),
           tolerance=1e-5),
-    *[Model(name, None, generator=gen, tolerance=1e-5, int8_inference=True)
-      for name, gen in op_nets_int8ops.nets()],
+    *[Model(name, None, generator=gen, tolerance=1e-5, int8_inference=int8)
+      for name, gen, int8 in op_nets_int8ops.nets()],
 ]
 
 

@@ -138,6 +138,12 @@ pub const TEXT_MODELS: &[(&str, &str)] = &[
          MatMul m2 2 1 v e z\n",
     ),
     (
+        // MatMul on the packed GEMM path: 4-D x broadcast 3-D with transB, 3-D x 2-D.
+        "matmul_packed",
+        "7767517\n5 6\nInput a 0 1 a 0=40 1=33 11=2 2=3\nInput b 0 1 b 0=40 1=50 2=2\n\
+         Input c 0 1 c 0=24 1=50\nMatMul m0 2 1 a b x 0=1\nMatMul m1 2 1 x c y\n",
+    ),
+    (
         // Gemm of inputs: transA with a per-column C, transB of a 3-D (h = 1) B, transposed
         // N1M output.
         "gemm_inputs",
