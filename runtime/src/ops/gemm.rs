@@ -28,6 +28,10 @@
 //! alpha` with the sum exact in i32. Values 4..6 and ≥ 400 (ncnn's weight-block
 //! quantization) are refused.
 //!
+//! int8 fast path: with a constant B and an input A, B^T is packed at load for
+//! `kernels::gemm_i8` and products of at least [`FAST_MIN_WORK`] multiply-adds compute their
+//! exact sums there (A quantized straight into `A^T`); the plain i32 loop is the reference.
+//!
 //! Fast path (a linear layer: constant B, input A, C absent or constant per column / scalar):
 //! `alpha * B^T` is packed at load for `kernels::gemm_f32` with `alpha * beta * C` as its row
 //! bias, and `Y^T = (alpha B^T) · A^T + bias` runs on the pool, A transposed into scratch
@@ -38,9 +42,11 @@ use super::activation::Activation;
 use super::{Ctx, Op};
 use crate::error::{invalid, LayerResult, Result};
 use crate::kernels::gemm_f32::{self, DenseB, Kernel, PackedA};
+use crate::kernels::gemm_i8::{self, DenseB8, KernelSet, PackedA8};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Tagged, WeightReader};
 use crate::quant::quantize;
+use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 #[derive(Debug)]
@@ -66,6 +72,8 @@ pub struct Gemm {
     pub constant_b: bool,
     /// The int8 form's constant operands (param 18 set).
     pub int8: Option<GemmInt8>,
+    /// The int8 B^T (`N x K`) packed for `kernels::gemm_i8`, when A is an input.
+    pub int8_fast: Option<PackedA8>,
 }
 
 /// Constant operands of the int8 form, quantized as ncnn stores (or quantizes) them.
@@ -293,6 +301,15 @@ impl Gemm {
             fast_min_work: FAST_MIN_WORK,
             constant_a,
             constant_b,
+            int8_fast: match (&int8, constant_a) {
+                (
+                    Some(GemmInt8 {
+                        bt: Some((bt, _)), ..
+                    }),
+                    false,
+                ) => Some(PackedA8::new(KernelSet::best(Precision::Int8), bt, n, k)),
+                _ => None,
+            },
             int8,
         })
     }
@@ -459,7 +476,10 @@ impl Op for Gemm {
 
     fn scratch_len(&self, inputs: &[Shape], _: &[Shape]) -> usize {
         match self.dims(inputs) {
-            Ok(d) if self.int8.is_some() => self.int8_scratch(&d),
+            Ok(d) if self.int8.is_some() => match self.int8_fast_for(&d) {
+                Some(p) => self.int8_fast_scratch(p, &d),
+                None => self.int8_scratch(&d),
+            },
             Ok(d) => self
                 .fast_for(inputs, &d)
                 .map_or(0, |p| self.fast_scratch(p, &d)),
@@ -485,6 +505,9 @@ impl Op for Gemm {
         }
         let d = self.dims(&shape_buf[..count])?;
         if let Some(q) = &self.int8 {
+            if let (Some(p), Some((_, sb))) = (self.int8_fast_for(&d), &q.bt) {
+                return self.forward_int8_fast(p, *sb, &d, inputs, outputs[0].data, ctx);
+            }
             return self.forward_int8(q, &d, inputs, outputs[0].data, ctx);
         }
         if let Some(packed) = self.fast_for(&shape_buf[..count], &d) {
@@ -645,16 +668,31 @@ impl Gemm {
             Some((_, None)) => &[],
             None => next.next().map_or(&[], |t| t.data),
         };
+        let sum = |i: usize, j: usize| -> i32 {
+            let (row, col) = (&a8[i * k..(i + 1) * k], &bt8[j * k..(j + 1) * k]);
+            row.iter()
+                .zip(col)
+                .map(|(&x, &y)| x as i32 * y as i32)
+                .sum()
+        };
+        self.int8_epilogue(d, c, sa, sb, sum, out);
+        Ok(())
+    }
+
+    /// Output (i, j) from its exact sum: dequantized, C added, alpha applied, as ncnn.
+    fn int8_epilogue(
+        &self,
+        d: &Dims,
+        c: &[f32],
+        sa: &[f32],
+        sb: f32,
+        sum: impl Fn(usize, usize) -> i32,
+        out: &mut [f32],
+    ) {
+        let (m, n) = (d.m, d.n);
         for i in 0..m {
             let descale = 1.0 / (sa[i] * sb);
-            let row = &a8[i * k..(i + 1) * k];
             for j in 0..n {
-                let col = &bt8[j * k..(j + 1) * k];
-                let sum: i32 = row
-                    .iter()
-                    .zip(col)
-                    .map(|(&x, &y)| x as i32 * y as i32)
-                    .sum();
                 let cv = match d.c {
                     CKind::None => None,
                     CKind::Scalar => Some(c[0]),
@@ -662,7 +700,7 @@ impl Gemm {
                     CKind::Full => Some(c[i * n + j]),
                     CKind::PerCol => Some(c[j]),
                 };
-                let mut v = sum as f32 * descale;
+                let mut v = sum(i, j) as f32 * descale;
                 if let Some(cv) = cv {
                     v += cv * self.beta;
                 }
@@ -674,7 +712,58 @@ impl Gemm {
                 out[at] = v * self.alpha;
             }
         }
+    }
+
+    /// The int8 product on the packed int8 kernel (constant B, input A): A quantized per
+    /// row straight into `A^T (k x m)`, the exact sums `B^T · A^T (n x m)` in i32.
+    fn forward_int8_fast(
+        &self,
+        packed: &PackedA8,
+        sb: f32,
+        d: &Dims,
+        inputs: &[Tensor],
+        out: &mut [f32],
+        ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        let (m, n, k) = (d.m, d.n, d.k);
+        if ctx.scratch.len() < self.int8_fast_scratch(packed, d) * ctx.pool.threads() {
+            return Err(invalid("gemm int8 scratch too small"));
+        }
+        let (sa, rest) = ctx.scratch.split_at_mut(m);
+        let (at_buf, rest) = rest.split_at_mut((k * m).div_ceil(4));
+        let (acc_buf, rest) = rest.split_at_mut(n * m);
+        let at8: &mut [i8] = &mut bytemuck::cast_slice_mut(at_buf)[..k * m];
+        let acc: &mut [i32] = bytemuck::cast_slice_mut(acc_buf);
+        let a = inputs[0].data;
+        let idx = |i: usize, kk: usize| if self.trans_a { kk * m + i } else { i * k + kk };
+        for (i, s) in sa.iter_mut().enumerate() {
+            let absmax = (0..k).fold(0.0f32, |x, kk| x.max(a[idx(i, kk)].abs()));
+            *s = dynamic_scale(absmax);
+            for kk in 0..k {
+                at8[kk * m + i] = quantize(a[idx(i, kk)], *s, 127);
+            }
+        }
+        let b = DenseB8 { data: at8, n: m };
+        gemm_i8::gemm_i32(packed, &b, m, acc, ctx.pool, rest)?;
+        let c: &[f32] = match &self.c {
+            Some((_, Some(c))) => c,
+            Some((_, None)) => &[],
+            None => inputs.get(1).map_or(&[], |t| t.data),
+        };
+        self.int8_epilogue(d, c, sa, sb, |i, j| acc[j * m + i], out);
         Ok(())
+    }
+
+    /// Scratch per worker of [`Gemm::forward_int8_fast`]: A's scales, A^T, the sums, the
+    /// kernel's panels.
+    fn int8_fast_scratch(&self, packed: &PackedA8, d: &Dims) -> usize {
+        d.m + (d.k * d.m).div_ceil(4) + d.n * d.m + packed.scratch_len(d.m)
+    }
+
+    /// The packed int8 weights, when this product takes the int8 fast path.
+    fn int8_fast_for(&self, d: &Dims) -> Option<&PackedA8> {
+        let big = d.m * d.n * d.k >= self.fast_min_work;
+        self.int8_fast.as_ref().filter(|_| big)
     }
 
     /// `Y^T (n x m) = packed (n x k) · A^T (k x m) + bias` on the GEMM kernel.
@@ -1097,6 +1186,73 @@ mod tests {
             w.finish().unwrap();
             let got_s = run(&stored, &[ain.clone(), c]).unwrap();
             assert_eq!(got_s[0].1, got[0].1);
+        }
+    }
+
+    #[test]
+    fn int8_kernel_agrees_with_the_loop() {
+        use crate::ops::harness::run_threads;
+        for (si, &(m, n, k)) in [
+            (1, 1, 1),
+            (5, 7, 3),
+            (37, 19, 70),
+            (64, 130, 48),
+            (3, 600, 17),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let bt8: Vec<i8> = (0..n * k)
+                .map(|i| ((i * 37 + si * 11) % 255) as i32 - 127)
+                .map(|v| v as i8)
+                .collect();
+            let cw = mat(n, 1, 4.0);
+            for (ta, out_t, c_type) in
+                [(0, 0, None), (1, 1, Some(4)), (0, 1, Some(0)), (1, 0, None)]
+            {
+                let mut pairs = vec![
+                    (0, 1.25),
+                    (1, 0.75),
+                    (2, ta as f32),
+                    (3, 1.0),
+                    (5, 1.0),
+                    (8, n as f32),
+                    (9, k as f32),
+                    (14, out_t as f32),
+                    (18, 1.0),
+                ];
+                let mut pieces = vec![Piece::I8(&bt8)];
+                if let Some(t) = c_type {
+                    pairs.extend([(6, 1.0), (10, t as f32)]);
+                    pieces.push(Piece::F32(if t == 0 { &cw[..1] } else { &cw }));
+                }
+                pieces.push(Piece::Raw(&[3.5]));
+                let load = |min: usize| {
+                    let mut w = reader_int8(&pieces);
+                    let mut op = Gemm::new(&p(&pairs), &mut w).unwrap();
+                    w.finish().unwrap();
+                    op.fast_min_work = min;
+                    op
+                };
+                let (fast, slow) = (load(0), load(usize::MAX));
+                assert!(fast.int8_fast.is_some());
+                let a = mat(m, k, 2.0);
+                let ain = if ta == 1 {
+                    (Shape::d2(m, k), transpose(&a, m, k))
+                } else {
+                    (Shape::d2(k, m), a)
+                };
+                // Without a constant C, also an input C per row.
+                let mut ins = vec![ain];
+                if c_type.is_none() && si % 2 == 0 {
+                    ins.push((Shape::d1(m), mat(m, 1, 6.0)));
+                }
+                let want = run(&slow, &ins).unwrap();
+                for threads in [1, 2, 3] {
+                    let got = run_threads(&fast, &ins, threads).unwrap();
+                    assert_eq!(got, want, "m={m} n={n} k={k} threads={threads}");
+                }
+            }
         }
     }
 
