@@ -18,7 +18,9 @@
 //! to ±127, and dequantized with `1 / (scale_a * scale_b)`: the projections' inputs q, k, v
 //! with one scale each, Q per query and head times K with one scale per head, the softmax
 //! probabilities per query and head times V with one scale per head, the attended rows per
-//! query times Wo. Biases are added after dequantization, Q is scaled after its bias.
+//! query times Wo. Biases are added after dequantization, Q is scaled after its bias. The
+//! projections' sums come from `kernels::gemm_i8` (weights packed at load) from
+//! [`super::gemm::FAST_MIN_WORK`] multiply-adds, bit-identical to the plain i32 loops.
 //!
 //! Inputs: q (2-D, `qdim` wide, one row per query); then k and v (`kdim` / `vdim` wide, the
 //! same number of rows): one input means k = v = q, two mean v = k; with `attn_mask` a last
@@ -34,10 +36,12 @@ use super::gemm::FAST_MIN_WORK;
 use super::{Ctx, Op};
 use crate::error::{invalid, LayerResult, Result};
 use crate::kernels::gemm_f32::{self, DenseB, Kernel, PackedA};
+use crate::kernels::gemm_i8::{self, DenseB8, KernelSet, PackedA8};
 use crate::model::paramdict::ParamDict;
 use crate::model::weights::{Floats, Int8s, Tagged, WeightReader};
 use crate::pool::Pool;
 use crate::quant::quantize;
+use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 #[derive(Debug)]
@@ -58,6 +62,8 @@ pub struct MultiHeadAttention {
     pub packed: Option<[PackedA; 4]>,
     /// The int8 form's weights (q, k, v, out; biases stay in `q` .. `out`) and their scales.
     pub int8: Option<([Int8s; 4], [Vec<f32>; 4])>,
+    /// The int8 weights packed for `kernels::gemm_i8`.
+    pub int8_packed: Option<[PackedA8; 4]>,
     /// Multiply-adds from which a projection runs on the packed kernel.
     pub fast_min_work: usize,
 }
@@ -181,6 +187,15 @@ impl MultiHeadAttention {
             v,
             out,
             packed,
+            int8_packed: int8.as_ref().map(|(w8, _)| {
+                let set = KernelSet::best(Precision::Int8);
+                [
+                    PackedA8::new(set, &w8[0], embed_dim, qdim),
+                    PackedA8::new(set, &w8[1], embed_dim, kdim),
+                    PackedA8::new(set, &w8[2], embed_dim, vdim),
+                    PackedA8::new(set, &w8[3], qdim, embed_dim),
+                ]
+            }),
             int8,
             fast_min_work: FAST_MIN_WORK,
         })
@@ -214,17 +229,70 @@ impl MultiHeadAttention {
         (shared, worker)
     }
 
-    /// Bytes of the int8 form's two operand buffers and floats of its scales.
-    fn int8_lens(&self, src: usize, dst: usize) -> (usize, usize, usize) {
+    /// Bytes of the int8 form's two operand buffers, floats of its scales, its i32 sums.
+    fn int8_lens(&self, src: usize, dst: usize) -> (usize, usize, usize, usize) {
         let (e, hd) = (self.embed_dim, self.embed_dim / self.num_heads);
-        let a = [
-            src * self.qdim,
-            dst * self.kdim,
-            dst * self.vdim,
-            src * e,
-            src * dst,
-        ];
-        (a.into_iter().max().unwrap_or(0), dst * hd, src.max(dst))
+        let proj = [src * self.qdim, dst * self.kdim, dst * self.vdim, src * e];
+        let proj = proj.into_iter().max().unwrap_or(0);
+        let acc = (src * e).max(dst * e).max(src * self.qdim);
+        (proj.max(src * dst), proj.max(dst * hd), src.max(dst), acc)
+    }
+
+    /// Whether projection `p` over `rows` rows runs on the int8 kernel.
+    fn int8_fast(&self, p: usize, rows: usize) -> Option<&PackedA8> {
+        let packed = &self.int8_packed.as_ref()?[p];
+        (rows * packed.m() * packed.k() >= self.fast_min_work).then_some(packed)
+    }
+
+    /// Per-worker scratch of the int8 kernel's projections.
+    fn int8_worker(&self, src: usize, dst: usize) -> usize {
+        let rows = Self::proj_rows(src, dst);
+        (0..4)
+            .filter_map(|p| self.int8_fast(p, rows[p]).map(|k| k.scratch_len(rows[p])))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Exact sums of `x8` (`rows x cols`) with projection `p`'s weight rows: in `acc` as
+    /// `rows x n` from the loop, or `n x rows` from the int8 kernel (returns true; `xt`
+    /// holds x8 transposed).
+    #[allow(clippy::too_many_arguments)]
+    fn proj_sums(
+        &self,
+        p: usize,
+        x8: &[i8],
+        cols: usize,
+        w8: &[i8],
+        xt: &mut [i8],
+        acc: &mut [i32],
+        pool: &Pool,
+        worker: &mut [f32],
+    ) -> LayerResult<bool> {
+        let rows = x8.len() / cols;
+        let n = w8.len() / cols;
+        if let Some(packed) = self.int8_fast(p, rows) {
+            for (i, row) in x8.chunks_exact(cols).enumerate() {
+                for (c, &v) in row.iter().enumerate() {
+                    xt[c * rows + i] = v;
+                }
+            }
+            let b = DenseB8 {
+                data: &xt[..rows * cols],
+                n: rows,
+            };
+            gemm_i8::gemm_i32(packed, &b, rows, &mut acc[..n * rows], pool, worker)?;
+            return Ok(true);
+        }
+        for (xrow, arow) in x8.chunks_exact(cols).zip(acc.chunks_exact_mut(n)) {
+            for (a, wrow) in arow.iter_mut().zip(w8.chunks_exact(cols)) {
+                *a = xrow
+                    .iter()
+                    .zip(wrow)
+                    .map(|(&x, &y)| x as i32 * y as i32)
+                    .sum();
+            }
+        }
+        Ok(false)
     }
 
     /// Scratch floats of the int8 form (none in fp32).
@@ -232,8 +300,8 @@ impl MultiHeadAttention {
         if self.int8.is_none() {
             return 0;
         }
-        let (a, b, s) = self.int8_lens(src, dst);
-        a.div_ceil(4) + b.div_ceil(4) + s
+        let (a, b, s, acc) = self.int8_lens(src, dst);
+        a.div_ceil(4) + b.div_ceil(4) + s + acc + self.int8_worker(src, dst)
     }
 
     /// The int8 form (see the module doc), plain loops.
@@ -247,12 +315,18 @@ impl MultiHeadAttention {
         [q, k, v, scores, attended]: [&mut [f32]; 5],
         bufs: Int8Bufs,
         out: &mut [f32],
-        src: usize,
-        dst: usize,
+        (src, dst): (usize, usize),
+        pool: &Pool,
     ) -> LayerResult<()> {
         let (e, heads) = (self.embed_dim, self.num_heads);
         let hd = e / heads;
-        let Int8Bufs { a, b, scales } = bufs;
+        let Int8Bufs {
+            a,
+            b,
+            scales,
+            acc,
+            worker,
+        } = bufs;
         // Projections of q, k, v: each input with one scale, weights per row.
         let projections = [
             (q_in, self.qdim, &mut *q),
@@ -266,9 +340,15 @@ impl MultiHeadAttention {
                 *d = quantize(s, sx, 127);
             }
             let bias = [&self.q.1, &self.k.1, &self.v.1][p];
-            let scale = (p == 0).then_some(self.scale);
-            let descale = |_: usize, j: usize| 1.0 / (ws[p][j] * sx);
-            product_int8(x8, cols, &w8[p], descale, Some(bias), scale, dst_buf);
+            let t = self.proj_sums(p, x8, cols, &w8[p], b, acc, pool, worker)?;
+            let rows = x.len() / cols;
+            for (i, orow) in dst_buf.chunks_exact_mut(e).enumerate() {
+                for (j, o) in orow.iter_mut().enumerate() {
+                    let sum = if t { acc[j * rows + i] } else { acc[i * e + j] };
+                    let v = sum as f32 * (1.0 / (ws[p][j] * sx)) + bias[j];
+                    *o = if p == 0 { v * self.scale } else { v };
+                }
+            }
         }
         for h in 0..heads {
             let head = &mut scores[h * src * dst..(h + 1) * src * dst];
@@ -358,17 +438,19 @@ impl MultiHeadAttention {
                 *d = quantize(x, *s, 127);
             }
         }
-        let (sa, so) = (&scales[..src], ws[3][0]);
-        let descale = |i: usize, _: usize| 1.0 / (so * sa[i]);
-        product_int8(
-            &a[..src * e],
-            e,
-            &w8[3],
-            descale,
-            Some(&self.out.1),
-            None,
-            out,
-        );
+        let so = ws[3][0];
+        let qdim = self.qdim;
+        let t = self.proj_sums(3, &a[..src * e], e, &w8[3], b, acc, pool, worker)?;
+        for (i, orow) in out.chunks_exact_mut(qdim).enumerate() {
+            for (j, o) in orow.iter_mut().enumerate() {
+                let sum = if t {
+                    acc[j * src + i]
+                } else {
+                    acc[i * qdim + j]
+                };
+                *o = sum as f32 * (1.0 / (so * scales[i])) + self.out.1[j];
+            }
+        }
         Ok(())
     }
 
@@ -421,22 +503,30 @@ fn dynamic_scale(x: impl Iterator<Item = f32>) -> f32 {
     }
 }
 
-/// Scratch of the int8 form: int8 operands and per-row scales.
+/// Scratch of the int8 form: int8 operands, per-row scales, i32 sums, the int8 kernel's
+/// worker slices.
 struct Int8Bufs<'a> {
     a: &'a mut [i8],
     b: &'a mut [i8],
     scales: &'a mut [f32],
+    acc: &'a mut [i32],
+    worker: &'a mut [f32],
 }
 
 impl<'a> Int8Bufs<'a> {
-    /// Splits `(a bytes, b bytes, scales)` off the front of `rest`.
-    fn split(rest: &'a mut [f32], (a, b, s): (usize, usize, usize)) -> Int8Bufs<'a> {
+    /// Splits `(a bytes, b bytes, scales, sums)` off the front of `rest`; the kernel gets
+    /// the remainder.
+    fn split(rest: &'a mut [f32], (a, b, s, acc): (usize, usize, usize, usize)) -> Int8Bufs<'a> {
         let (ab, rest) = rest.split_at_mut(a.div_ceil(4));
         let (bb, rest) = rest.split_at_mut(b.div_ceil(4));
+        let (scales, rest) = rest.split_at_mut(s);
+        let (acc_buf, worker) = rest.split_at_mut(acc);
         Int8Bufs {
             a: &mut bytemuck::cast_slice_mut(ab)[..a],
             b: &mut bytemuck::cast_slice_mut(bb)[..b],
-            scales: &mut rest[..s],
+            scales,
+            acc: bytemuck::cast_slice_mut(acc_buf),
+            worker,
         }
     }
 }
@@ -571,7 +661,8 @@ impl Op for MultiHeadAttention {
             let mask = self.attn_mask.then(|| inputs[n]);
             let ins = [q_in.data, k_in.data, v_in.data];
             let f32s = [q, k, v, scores, attended];
-            return self.forward_int8(w8, ws, ins, mask, f32s, bufs, outputs[0].data, src, dst);
+            let (seq, pool) = ((src, dst), ctx.pool);
+            return self.forward_int8(w8, ws, ins, mask, f32s, bufs, outputs[0].data, seq, pool);
         }
         let (shared, _) = self.packed_scratch(src, dst);
         let (tmp, worker) = rest.split_at_mut(shared);
@@ -960,6 +1051,45 @@ mod tests {
             assert!((g - w).abs() <= 0.03 * max, "{g} vs {w}");
         }
         assert_ne!(got[0].1, want[0].1);
+    }
+
+    #[test]
+    fn int8_kernel_agrees_with_the_loops() {
+        use crate::ops::harness::run_threads;
+        for (e, heads, qdim, kdim, vdim, src, dst) in
+            [(16, 2, 12, 20, 9, 9, 11), (8, 1, 8, 8, 8, 1, 1)]
+        {
+            let w = weights(e, qdim, kdim, vdim);
+            let (bytes, _) = int8_weights(&w, e, [qdim, kdim, vdim]);
+            let pd = params(&[
+                (0, int(e as i32)),
+                (1, int(heads)),
+                (2, int((e * qdim) as i32)),
+                (3, int(kdim as i32)),
+                (4, int(vdim as i32)),
+                (5, int(1)),
+                (18, int(1)),
+            ]);
+            let load = |min: usize| {
+                let mut r = WeightReader::new(Arc::new(Source::from_bytes(&bytes)), "m.bin");
+                let mut op = MultiHeadAttention::new(&pd, &mut r).unwrap();
+                r.finish().unwrap();
+                op.fast_min_work = min;
+                op
+            };
+            let (fast, slow) = (load(0), load(usize::MAX));
+            assert!(fast.int8_fast(0, src).is_some() && slow.int8_fast(0, src).is_none());
+            let ins = [
+                (Shape::d2(qdim, src), data(qdim * src, 1.0)),
+                (Shape::d2(kdim, dst), data(kdim * dst, 2.0)),
+                (Shape::d2(vdim, dst), data(vdim * dst, 3.0)),
+                (Shape::d2(dst, src), data(dst * src, 4.0)),
+            ];
+            let want = run(&slow, &ins).unwrap();
+            for threads in [1, 2, 3] {
+                assert_eq!(run_threads(&fast, &ins, threads).unwrap(), want);
+            }
+        }
     }
 
     #[test]
