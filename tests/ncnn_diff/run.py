@@ -39,6 +39,7 @@ import op_nets  # noqa: E402
 import op_nets_elem  # noqa: E402
 import op_nets_loader  # noqa: E402
 import op_nets_detect  # noqa: E402
+import op_nets_int8ops  # noqa: E402
 import op_nets_matrix  # noqa: E402
 import op_nets_models  # noqa: E402
 import op_nets_shape  # noqa: E402
@@ -186,6 +187,8 @@ MODELS = [
     # The newer layers as models use them (op_nets_models.py), random weights.
     Model("yolo_like", None, generator=op_nets_models.net("yolo_like")),
     Model("unet_like", None, generator=op_nets_models.net("unet_like")),
+    *[Model(name, None, generator=gen, tolerance=1e-5, int8_inference=int8)
+      for name, gen, int8 in op_nets_int8ops.nets()],
 ]
 
 

@@ -20,6 +20,18 @@
 //! Output: `N` wide and `M` high, or `M` wide and `N` high with output_transpose; output_N1M
 //! makes it 3-D with h = 1 (the rows become channels).
 //!
+//! int8 (`int8_scale_term` != 0, as ncnn whatever its int8 option): a constant A is an
+//! int8-tagged blob (ncnn misreads any other tag: refused) and after C comes `constantM` raw
+//! per-row scales of A; a constant B likewise, then one raw scale for all of B. An input A is quantized per row with scale `127 / max|row|` (1 for a zero row), an
+//! input B with one scale `127 / max|B|`, each value rounded half away from zero and clamped
+//! to ±127. Output (i, j) = `(Σ_k A8[i,k] B8[k,j] as f32 · 1 / (sA[i] · sB) + beta · C) ·
+//! alpha` with the sum exact in i32. Values 4..6 and ≥ 400 (ncnn's weight-block
+//! quantization) are refused.
+//!
+//! int8 fast path: with a constant B and an input A, B^T is packed at load for
+//! `kernels::gemm_i8` and products of at least [`FAST_MIN_WORK`] multiply-adds compute their
+//! exact sums there (A quantized straight into `A^T`); the plain i32 loop is the reference.
+//!
 //! Fast path (a linear layer: constant B, input A, C absent or constant per column / scalar):
 //! `alpha * B^T` is packed at load for `kernels::gemm_f32` with `alpha * beta * C` as its row
 //! bias, and `Y^T = (alpha B^T) · A^T + bias` runs on the pool, A transposed into scratch
@@ -30,8 +42,11 @@ use super::activation::Activation;
 use super::{Ctx, Op};
 use crate::error::{invalid, LayerResult, Result};
 use crate::kernels::gemm_f32::{self, DenseB, Kernel, PackedA};
+use crate::kernels::gemm_i8::{self, DenseB8, KernelSet, PackedA8};
 use crate::model::paramdict::ParamDict;
-use crate::model::weights::{Floats, WeightReader};
+use crate::model::weights::{Floats, Tagged, WeightReader};
+use crate::quant::quantize;
+use crate::quant::Precision;
 use crate::tensor::{Shape, Tensor, TensorMut};
 
 #[derive(Debug)]
@@ -53,6 +68,33 @@ pub struct Gemm {
     pub fast: Option<PackedA>,
     /// Products (`M * N * K`) from which the fast path runs.
     pub fast_min_work: usize,
+    pub constant_a: bool,
+    pub constant_b: bool,
+    /// The int8 form's constant operands (param 18 set).
+    pub int8: Option<GemmInt8>,
+    /// The int8 B^T (`N x K`) packed for `kernels::gemm_i8`, when A is an input.
+    pub int8_fast: Option<PackedA8>,
+}
+
+/// Constant operands of the int8 form, quantized as ncnn stores (or quantizes) them.
+#[derive(Debug, Default)]
+pub struct GemmInt8 {
+    /// A (`M x K`, row-major) with one scale per row.
+    pub a: Option<(Vec<i8>, Vec<f32>)>,
+    /// B transposed (`N x K`, row-major) with one scale.
+    pub bt: Option<(Vec<i8>, f32)>,
+}
+
+/// ncnn reads other tags' bytes as int8 values.
+const NEEDS_INT8: &str = "int8 Gemm (param 18) needs int8-tagged constant A / B";
+
+/// ncnn's dynamic quantization scale for values of largest magnitude `absmax`.
+fn dynamic_scale(absmax: f32) -> f32 {
+    if absmax == 0.0 {
+        1.0
+    } else {
+        127.0 / absmax
+    }
 }
 
 /// Multiply-adds from which a product runs on the packed GEMM kernel.
@@ -129,9 +171,14 @@ impl Gemm {
                 invalid("output_elempack / output_elemtype (params 12, 13) must be 0").into(),
             );
         }
-        if pd.int(18, 0)? != 0 {
-            return Err(invalid("int8 Gemm (param 18) is not supported").into());
+        let int8_term = pd.int(18, 0)?;
+        if !(0..400).contains(&int8_term) || (4..=6).contains(&int8_term) {
+            return Err(invalid(format!(
+                "int8_scale_term (param 18) {int8_term} is not supported (0..399 except 4..6)"
+            ))
+            .into());
         }
+        let int8 = int8_term != 0;
         if constant_a && (m == 0 || k == 0) {
             return Err(
                 invalid("constantA needs constantM (param 7) and constantK (param 9)").into(),
@@ -156,12 +203,20 @@ impl Gemm {
         let tagged = |w: &mut WeightReader, n: usize, what: &str| -> Result<Floats> {
             Ok(w.tagged(n, what)?.into_f32().map_err(invalid)?)
         };
-        let a = if constant_a {
+        let mut stored_a = None;
+        let mut stored_b = None;
+        let a = if constant_a && int8 {
+            stored_a = Some(w.tagged(size(m, k)?, "A")?);
+            None
+        } else if constant_a {
             Some(tagged(w, size(m, k)?, "A")?)
         } else {
             None
         };
-        let b = if constant_b {
+        let b = if constant_b && int8 {
+            stored_b = Some(w.tagged(size(n, k)?, "B")?);
+            None
+        } else if constant_b {
             Some(tagged(w, size(n, k)?, "B")?)
         } else {
             None
@@ -190,6 +245,35 @@ impl Gemm {
         } else {
             None
         };
+        let int8 = if int8 {
+            let mut q = GemmInt8::default();
+            if let Some(stored) = stored_a {
+                let scales = w.raw(m, "A int8 scales")?;
+                // Rows of A: stored K x M under transA.
+                let at = |i: usize, kk: usize| if trans_a { kk * m + i } else { i * k + kk };
+                q.a = Some(match stored {
+                    Tagged::I8(v) => {
+                        let rows = (0..m * k).map(|x| v[at(x / k, x % k)]).collect();
+                        (rows, scales.to_vec())
+                    }
+                    Tagged::F32(_) if w.is_zeros() => (vec![0; m * k], vec![1.0; m]),
+                    Tagged::F32(_) => return Err(invalid(NEEDS_INT8).into()),
+                });
+            }
+            if let Some(stored) = stored_b {
+                let scale = w.raw(1, "B int8 scale")?[0];
+                // B^T rows: stored K x N unless transB.
+                let at = |j: usize, kk: usize| if trans_b { j * k + kk } else { kk * n + j };
+                q.bt = Some(match stored {
+                    Tagged::I8(v) => ((0..n * k).map(|x| v[at(x / k, x % k)]).collect(), scale),
+                    Tagged::F32(_) if w.is_zeros() => (vec![0; n * k], 1.0),
+                    Tagged::F32(_) => return Err(invalid(NEEDS_INT8).into()),
+                });
+            }
+            Some(q)
+        } else {
+            None
+        };
         let fast = match (&a, &b, &c) {
             (None, Some(bw), None) => Some(Self::pack(bw, n, k, trans_b, alpha, |_| 0.0)),
             (None, Some(bw), Some((t, cw))) => match (t, cw) {
@@ -215,6 +299,18 @@ impl Gemm {
             output_transpose,
             fast,
             fast_min_work: FAST_MIN_WORK,
+            constant_a,
+            constant_b,
+            int8_fast: match (&int8, constant_a) {
+                (
+                    Some(GemmInt8 {
+                        bt: Some((bt, _)), ..
+                    }),
+                    false,
+                ) => Some(PackedA8::new(KernelSet::best(Precision::Int8), bt, n, k)),
+                _ => None,
+            },
+            int8,
         })
     }
 
@@ -259,7 +355,7 @@ impl Gemm {
 
     /// Input blobs the layer takes: the non-constant A and B, then an optional C.
     fn operand_inputs(&self) -> usize {
-        self.a.is_none() as usize + self.b.is_none() as usize
+        !self.constant_a as usize + !self.constant_b as usize
     }
 
     fn dims(&self, inputs: &[Shape]) -> LayerResult<Dims> {
@@ -273,9 +369,9 @@ impl Gemm {
             )));
         }
         let mut next = inputs.iter();
-        let (m, ka) = match self.a {
-            Some(_) => (self.m, self.k),
-            None => {
+        let (m, ka) = match self.constant_a {
+            true => (self.m, self.k),
+            false => {
                 let (r, c) = matrix(next.next().expect("counted"), "A")?;
                 if self.trans_a {
                     (c, r)
@@ -284,9 +380,9 @@ impl Gemm {
                 }
             }
         };
-        let (n, kb) = match self.b {
-            Some(_) => (self.n, self.k),
-            None => {
+        let (n, kb) = match self.constant_b {
+            true => (self.n, self.k),
+            false => {
                 let (r, c) = matrix(next.next().expect("counted"), "B")?;
                 if self.trans_b {
                     (r, c)
@@ -380,6 +476,10 @@ impl Op for Gemm {
 
     fn scratch_len(&self, inputs: &[Shape], _: &[Shape]) -> usize {
         match self.dims(inputs) {
+            Ok(d) if self.int8.is_some() => match self.int8_fast_for(&d) {
+                Some(p) => self.int8_fast_scratch(p, &d),
+                None => self.int8_scratch(&d),
+            },
             Ok(d) => self
                 .fast_for(inputs, &d)
                 .map_or(0, |p| self.fast_scratch(p, &d)),
@@ -404,6 +504,12 @@ impl Op for Gemm {
             *dst = *s;
         }
         let d = self.dims(&shape_buf[..count])?;
+        if let Some(q) = &self.int8 {
+            if let (Some(p), Some((_, sb))) = (self.int8_fast_for(&d), &q.bt) {
+                return self.forward_int8_fast(p, *sb, &d, inputs, outputs[0].data, ctx);
+            }
+            return self.forward_int8(q, &d, inputs, outputs[0].data, ctx);
+        }
         if let Some(packed) = self.fast_for(&shape_buf[..count], &d) {
             return self.forward_fast(packed, &d, inputs[0].data, outputs[0].data, ctx);
         }
@@ -472,6 +578,194 @@ impl Op for Gemm {
 }
 
 impl Gemm {
+    /// Scratch of the int8 form: the scales and int8 rows of a dynamic A, the int8 B^T of a
+    /// dynamic B.
+    fn int8_scratch(&self, d: &Dims) -> usize {
+        let (m, n, k) = (d.m, d.n, d.k);
+        let a = if self.constant_a {
+            0
+        } else {
+            m + (m * k).div_ceil(4)
+        };
+        let b = if self.constant_b {
+            0
+        } else {
+            (n * k).div_ceil(4)
+        };
+        a + b
+    }
+
+    /// The int8 form: quantizes the input operands into scratch, then the exact i32 loop.
+    fn forward_int8(
+        &self,
+        q: &GemmInt8,
+        d: &Dims,
+        inputs: &[Tensor],
+        out: &mut [f32],
+        ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        let (m, n, k) = (d.m, d.n, d.k);
+        if ctx.scratch.len() < self.int8_scratch(d) {
+            return Err(invalid("gemm int8 scratch too small"));
+        }
+        let mut next = inputs.iter();
+        let (a_scales, rest) = ctx
+            .scratch
+            .split_at_mut(if self.constant_a { 0 } else { m });
+        let (a_buf, rest) = rest.split_at_mut(if self.constant_a {
+            0
+        } else {
+            (m * k).div_ceil(4)
+        });
+        let b_buf = &mut rest[..if self.constant_b {
+            0
+        } else {
+            (n * k).div_ceil(4)
+        }];
+        let (a8, sa): (&[i8], &[f32]) = match &q.a {
+            Some((a8, sa)) => (a8, sa),
+            None => {
+                let a = next.next().expect("counted").data;
+                let at = |i: usize, kk: usize| {
+                    if self.trans_a {
+                        a[kk * m + i]
+                    } else {
+                        a[i * k + kk]
+                    }
+                };
+                let a8: &mut [i8] = &mut bytemuck::cast_slice_mut(a_buf)[..m * k];
+                for (i, (row, s)) in a8.chunks_exact_mut(k).zip(a_scales.iter_mut()).enumerate() {
+                    let absmax = (0..k).fold(0.0f32, |x, kk| x.max(at(i, kk).abs()));
+                    *s = dynamic_scale(absmax);
+                    for (kk, v) in row.iter_mut().enumerate() {
+                        *v = quantize(at(i, kk), *s, 127);
+                    }
+                }
+                (a8, a_scales)
+            }
+        };
+        let (bt8, sb): (&[i8], f32) = match &q.bt {
+            Some((b8, sb)) => (b8, *sb),
+            None => {
+                let b = next.next().expect("counted").data;
+                let sb = dynamic_scale(b.iter().fold(0.0f32, |x, v| x.max(v.abs())));
+                let bt8: &mut [i8] = &mut bytemuck::cast_slice_mut(b_buf)[..n * k];
+                for (j, row) in bt8.chunks_exact_mut(k).enumerate() {
+                    for (kk, v) in row.iter_mut().enumerate() {
+                        let x = if self.trans_b {
+                            b[j * k + kk]
+                        } else {
+                            b[kk * n + j]
+                        };
+                        *v = quantize(x, sb, 127);
+                    }
+                }
+                (bt8, sb)
+            }
+        };
+        let c: &[f32] = match &self.c {
+            Some((_, Some(c))) => c,
+            Some((_, None)) => &[],
+            None => next.next().map_or(&[], |t| t.data),
+        };
+        let sum = |i: usize, j: usize| -> i32 {
+            let (row, col) = (&a8[i * k..(i + 1) * k], &bt8[j * k..(j + 1) * k]);
+            row.iter()
+                .zip(col)
+                .map(|(&x, &y)| x as i32 * y as i32)
+                .sum()
+        };
+        self.int8_epilogue(d, c, sa, sb, sum, out);
+        Ok(())
+    }
+
+    /// Output (i, j) from its exact sum: dequantized, C added, alpha applied, as ncnn.
+    fn int8_epilogue(
+        &self,
+        d: &Dims,
+        c: &[f32],
+        sa: &[f32],
+        sb: f32,
+        sum: impl Fn(usize, usize) -> i32,
+        out: &mut [f32],
+    ) {
+        let (m, n) = (d.m, d.n);
+        for i in 0..m {
+            let descale = 1.0 / (sa[i] * sb);
+            for j in 0..n {
+                let cv = match d.c {
+                    CKind::None => None,
+                    CKind::Scalar => Some(c[0]),
+                    CKind::PerRow => Some(c[i]),
+                    CKind::Full => Some(c[i * n + j]),
+                    CKind::PerCol => Some(c[j]),
+                };
+                let mut v = sum(i, j) as f32 * descale;
+                if let Some(cv) = cv {
+                    v += cv * self.beta;
+                }
+                let at = if self.output_transpose {
+                    j * m + i
+                } else {
+                    i * n + j
+                };
+                out[at] = v * self.alpha;
+            }
+        }
+    }
+
+    /// The int8 product on the packed int8 kernel (constant B, input A): A quantized per
+    /// row straight into `A^T (k x m)`, the exact sums `B^T · A^T (n x m)` in i32.
+    fn forward_int8_fast(
+        &self,
+        packed: &PackedA8,
+        sb: f32,
+        d: &Dims,
+        inputs: &[Tensor],
+        out: &mut [f32],
+        ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        let (m, n, k) = (d.m, d.n, d.k);
+        if ctx.scratch.len() < self.int8_fast_scratch(packed, d) * ctx.pool.threads() {
+            return Err(invalid("gemm int8 scratch too small"));
+        }
+        let (sa, rest) = ctx.scratch.split_at_mut(m);
+        let (at_buf, rest) = rest.split_at_mut((k * m).div_ceil(4));
+        let (acc_buf, rest) = rest.split_at_mut(n * m);
+        let at8: &mut [i8] = &mut bytemuck::cast_slice_mut(at_buf)[..k * m];
+        let acc: &mut [i32] = bytemuck::cast_slice_mut(acc_buf);
+        let a = inputs[0].data;
+        let idx = |i: usize, kk: usize| if self.trans_a { kk * m + i } else { i * k + kk };
+        for (i, s) in sa.iter_mut().enumerate() {
+            let absmax = (0..k).fold(0.0f32, |x, kk| x.max(a[idx(i, kk)].abs()));
+            *s = dynamic_scale(absmax);
+            for kk in 0..k {
+                at8[kk * m + i] = quantize(a[idx(i, kk)], *s, 127);
+            }
+        }
+        let b = DenseB8 { data: at8, n: m };
+        gemm_i8::gemm_i32(packed, &b, m, acc, ctx.pool, rest)?;
+        let c: &[f32] = match &self.c {
+            Some((_, Some(c))) => c,
+            Some((_, None)) => &[],
+            None => inputs.get(1).map_or(&[], |t| t.data),
+        };
+        self.int8_epilogue(d, c, sa, sb, |i, j| acc[j * m + i], out);
+        Ok(())
+    }
+
+    /// Scratch per worker of [`Gemm::forward_int8_fast`]: A's scales, A^T, the sums, the
+    /// kernel's panels.
+    fn int8_fast_scratch(&self, packed: &PackedA8, d: &Dims) -> usize {
+        d.m + (d.k * d.m).div_ceil(4) + d.n * d.m + packed.scratch_len(d.m)
+    }
+
+    /// The packed int8 weights, when this product takes the int8 fast path.
+    fn int8_fast_for(&self, d: &Dims) -> Option<&PackedA8> {
+        let big = d.m * d.n * d.k >= self.fast_min_work;
+        self.int8_fast.as_ref().filter(|_| big)
+    }
+
     /// `Y^T (n x m) = packed (n x k) · A^T (k x m) + bias` on the GEMM kernel.
     fn forward_fast(
         &self,
@@ -795,6 +1089,173 @@ mod tests {
         assert!(op.fast.is_none());
     }
 
+    /// Weight file pieces for the int8 form.
+    enum Piece<'a> {
+        I8(&'a [i8]),
+        F32(&'a [f32]),
+        Raw(&'a [f32]),
+    }
+
+    fn reader_int8(pieces: &[Piece]) -> WeightReader {
+        let mut bytes = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::I8(v) => {
+                    bytes.extend(0x000D_4B38u32.to_le_bytes());
+                    bytes.extend(v.iter().map(|&x| x as u8));
+                    bytes.resize(bytes.len().next_multiple_of(4), 0);
+                }
+                Piece::F32(v) => {
+                    bytes.extend(0u32.to_le_bytes());
+                    bytes.extend(v.iter().flat_map(|v| v.to_le_bytes()));
+                }
+                Piece::Raw(v) => bytes.extend(v.iter().flat_map(|v| v.to_le_bytes())),
+            }
+        }
+        WeightReader::new(Arc::new(Source::from_bytes(&bytes)), "g.bin")
+    }
+
+    #[test]
+    fn int8_by_hand() {
+        // A = [[1, 2]] quantized with 127 / 2: [64, 127] (63.5 rounds away from zero);
+        // B = [[3], [4]] stored int8 with scale 2: 64*3 + 127*4 = 700, / (63.5 * 2).
+        let mut w = reader_int8(&[Piece::I8(&[3, 4]), Piece::Raw(&[2.0])]);
+        let op = Gemm::new(&p(&[(5, 1.0), (8, 1.0), (9, 2.0), (18, 1.0)]), &mut w).unwrap();
+        w.finish().unwrap();
+        let out = run(&op, &[(Shape::d2(2, 1), vec![1.0, 2.0])]).unwrap();
+        assert_eq!(out[0], (Shape::d2(1, 1), vec![700.0 * (1.0 / 127.0)]));
+        // A constant A (transposed, K x M) with per-row scales, B and C as inputs; a zero
+        // B gets scale 1. A = [[10, -20]] / [2]: rows [5, -10]; alpha 2, beta 3, C = 1.
+        let mut w = reader_int8(&[Piece::I8(&[10, -20]), Piece::Raw(&[2.0])]);
+        let pd = p(&[
+            (0, 2.0),
+            (1, 3.0),
+            (2, 1.0),
+            (4, 1.0),
+            (7, 1.0),
+            (9, 2.0),
+            (18, 1.0),
+        ]);
+        let op = Gemm::new(&pd, &mut w).unwrap();
+        w.finish().unwrap();
+        let b = (Shape::d2(1, 2), vec![0.5, -1.0]); // B quantized with 127: [64, -127]
+        let out = run(&op, &[b, (Shape::d1(1), vec![1.0])]).unwrap();
+        let want = ((10 * 64 + 20 * 127) as f32 * (1.0 / (2.0 * 127.0)) + 3.0) * 2.0;
+        assert_eq!(out[0].1, vec![want]);
+        let out = run(&op, &[(Shape::d2(1, 2), vec![0.0, 0.0])]).unwrap();
+        assert_eq!(out[0].1, vec![0.0]);
+    }
+
+    #[test]
+    fn int8_forms_match_the_float_product() {
+        let (m, n, k) = (5, 6, 9);
+        let (a, b) = (mat(m, k, 1.0), mat(k, n, 2.0));
+        let cw = mat(n, 1, 3.0);
+        // A constant B stored int8 with the scale ncnn would give an input B.
+        for (ta, tb) in [(0, 0), (1, 1), (0, 1), (1, 0)] {
+            let ain = if ta == 1 {
+                (Shape::d2(m, k), transpose(&a, m, k))
+            } else {
+                (Shape::d2(k, m), a.clone())
+            };
+            let bin = if tb == 1 {
+                (Shape::d2(k, n), transpose(&b, k, n))
+            } else {
+                (Shape::d2(n, k), b.clone())
+            };
+            let base = [
+                (0, 1.5),
+                (1, 0.5),
+                (2, ta as f32),
+                (3, tb as f32),
+                (18, 2.0),
+            ];
+            let dynamic = Gemm::new(&p(&base), &mut WeightReader::zeros()).unwrap();
+            let c = (Shape::d1(n), cw.clone());
+            let got = run(&dynamic, &[ain.clone(), bin.clone(), c.clone()]).unwrap();
+            let want = reference(&a, &b, m, n, k, |_, j| cw[j], 1.5, 0.5);
+            assert_close(&got[0].1, &want, 0.03);
+            let mut pairs = base.to_vec();
+            pairs.extend([(5, 1.0), (8, n as f32), (9, k as f32)]);
+            let mut w = reader_int8(&[Piece::F32(&bin.1), Piece::Raw(&[7.0])]);
+            assert!(Gemm::new(&p(&pairs), &mut w).is_err());
+            let sb = 127.0 / b.iter().fold(0.0f32, |x, v| x.max(v.abs()));
+            let b8: Vec<i8> = bin.1.iter().map(|&v| quantize(v, sb, 127)).collect();
+            let mut w = reader_int8(&[Piece::I8(&b8), Piece::Raw(&[sb])]);
+            let stored = Gemm::new(&p(&pairs), &mut w).unwrap();
+            w.finish().unwrap();
+            let got_s = run(&stored, &[ain.clone(), c]).unwrap();
+            assert_eq!(got_s[0].1, got[0].1);
+        }
+    }
+
+    #[test]
+    fn int8_kernel_agrees_with_the_loop() {
+        use crate::ops::harness::run_threads;
+        for (si, &(m, n, k)) in [
+            (1, 1, 1),
+            (5, 7, 3),
+            (37, 19, 70),
+            (64, 130, 48),
+            (3, 600, 17),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let bt8: Vec<i8> = (0..n * k)
+                .map(|i| ((i * 37 + si * 11) % 255) as i32 - 127)
+                .map(|v| v as i8)
+                .collect();
+            let cw = mat(n, 1, 4.0);
+            for (ta, out_t, c_type) in
+                [(0, 0, None), (1, 1, Some(4)), (0, 1, Some(0)), (1, 0, None)]
+            {
+                let mut pairs = vec![
+                    (0, 1.25),
+                    (1, 0.75),
+                    (2, ta as f32),
+                    (3, 1.0),
+                    (5, 1.0),
+                    (8, n as f32),
+                    (9, k as f32),
+                    (14, out_t as f32),
+                    (18, 1.0),
+                ];
+                let mut pieces = vec![Piece::I8(&bt8)];
+                if let Some(t) = c_type {
+                    pairs.extend([(6, 1.0), (10, t as f32)]);
+                    pieces.push(Piece::F32(if t == 0 { &cw[..1] } else { &cw }));
+                }
+                pieces.push(Piece::Raw(&[3.5]));
+                let load = |min: usize| {
+                    let mut w = reader_int8(&pieces);
+                    let mut op = Gemm::new(&p(&pairs), &mut w).unwrap();
+                    w.finish().unwrap();
+                    op.fast_min_work = min;
+                    op
+                };
+                let (fast, slow) = (load(0), load(usize::MAX));
+                assert!(fast.int8_fast.is_some());
+                let a = mat(m, k, 2.0);
+                let ain = if ta == 1 {
+                    (Shape::d2(m, k), transpose(&a, m, k))
+                } else {
+                    (Shape::d2(k, m), a)
+                };
+                // Without a constant C, also an input C per row.
+                let mut ins = vec![ain];
+                if c_type.is_none() && si % 2 == 0 {
+                    ins.push((Shape::d1(m), mat(m, 1, 6.0)));
+                }
+                let want = run(&slow, &ins).unwrap();
+                for threads in [1, 2, 3] {
+                    let got = run_threads(&fast, &ins, threads).unwrap();
+                    assert_eq!(got, want, "m={m} n={n} k={k} threads={threads}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn errors() {
         let z = || WeightReader::zeros();
@@ -804,7 +1265,9 @@ mod tests {
         assert!(Gemm::new(&p(&[(6, 1.0), (10, 5.0)]), &mut z()).is_err());
         assert!(Gemm::new(&p(&[(6, 1.0), (10, 3.0), (7, 2.0)]), &mut z()).is_err());
         assert!(Gemm::new(&p(&[(12, 4.0)]), &mut z()).is_err());
-        assert!(Gemm::new(&p(&[(18, 2.0)]), &mut z()).is_err());
+        for term in [-1.0, 4.0, 6.0, 400.0, 801.0] {
+            assert!(Gemm::new(&p(&[(18, term)]), &mut z()).is_err());
+        }
         assert!(Gemm::new(&params(&[(0, float(f32::NAN))]), &mut z()).is_err());
         let op = Gemm::new(&ParamDict::new(), &mut z()).unwrap();
         let (a, b) = (Shape::d2(4, 3), Shape::d2(5, 4));

@@ -11,9 +11,18 @@
 //!   3-D / 4-D A x 1-D B: `M x c` / `M x d x c`.
 //! * Otherwise the batch axes line up from the inside, numpy style (a 3-D operand's `c` is the
 //!   `d` axis of a 4-D result), each equal or 1 (repeated): 3-D or 4-D results `N x M x batch`.
+//!
+//! Fast path: when one matrix product (`M x N x K`, M and N above 1) has at least
+//! [`super::gemm::FAST_MIN_WORK`] multiply-adds, each batch runs on the packed fp32 GEMM
+//! kernel: A's matrix packed into the op's scratch (`PackedA::pack_into`), B read in place
+//! (transposed into scratch once per B matrix under transB), the output written in place. The
+//! plain row loop is the reference it is tested against.
 
+use super::activation::Activation;
+use super::gemm::FAST_MIN_WORK;
 use super::{expect_inputs, Ctx, Op};
 use crate::error::{invalid, LayerResult};
+use crate::kernels::gemm_f32::{self, DenseB, Kernel, PackedA};
 use crate::model::paramdict::ParamDict;
 use crate::pool::SharedMut;
 use crate::tensor::{Shape, Tensor, TensorMut};
@@ -21,6 +30,10 @@ use crate::tensor::{Shape, Tensor, TensorMut};
 #[derive(Debug)]
 pub struct MatMul {
     pub trans_b: bool,
+    /// The GEMM kernel of the fast path.
+    pub kernel: Kernel,
+    /// Multiply-adds of one matrix product from which the fast path runs.
+    pub fast_min_work: usize,
 }
 
 /// One operand (or the output) as matrices with two batch axes (outer `bc`, inner `bd`).
@@ -46,11 +59,75 @@ pub(crate) struct Plan {
 
 impl MatMul {
     pub fn new(pd: &ParamDict) -> LayerResult<MatMul> {
-        match pd.int(0, 0)? {
-            0 => Ok(MatMul { trans_b: false }),
-            1 => Ok(MatMul { trans_b: true }),
-            t => Err(invalid(format!("transB (param 0) must be 0 or 1, got {t}"))),
+        let trans_b = match pd.int(0, 0)? {
+            0 => false,
+            1 => true,
+            t => return Err(invalid(format!("transB (param 0) must be 0 or 1, got {t}"))),
+        };
+        Ok(MatMul {
+            trans_b,
+            kernel: Kernel::best(),
+            fast_min_work: FAST_MIN_WORK,
+        })
+    }
+
+    /// Whether this product runs on the packed GEMM kernel.
+    fn fast(&self, p: &Plan) -> bool {
+        p.m > 1 && p.n > 1 && p.m * p.n * p.k >= self.fast_min_work
+    }
+
+    /// Scratch of the fast path per worker: packed A, B^T under transB, the kernel's panels.
+    fn fast_scratch(&self, p: &Plan) -> usize {
+        PackedA::packed_len(self.kernel, p.m, p.k)
+            + if p.b_rows_n { p.k * p.n } else { 0 }
+            + PackedA::worker_scratch(self.kernel, p.k, p.n)
+    }
+
+    /// Every batch's product on the packed kernel.
+    fn forward_fast(
+        &self,
+        p: &Plan,
+        a: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        ctx: &mut Ctx,
+    ) -> LayerResult<()> {
+        let (m, n, k) = (p.m, p.n, p.k);
+        if ctx.scratch.len() < self.fast_scratch(p) * ctx.pool.threads() {
+            return Err(invalid("matmul scratch too small"));
         }
+        let (apack, rest) = ctx
+            .scratch
+            .split_at_mut(PackedA::packed_len(self.kernel, m, k));
+        let (bt, rest) = rest.split_at_mut(if p.b_rows_n { k * n } else { 0 });
+        let mut transposed = None;
+        for (batch, dst) in out.chunks_exact_mut(m * n).enumerate() {
+            let (pc, pd) = (batch / p.out.bd, batch % p.out.bd);
+            let pick = |x: &Batched| {
+                let c = if x.bc == 1 { 0 } else { pc };
+                let d = if x.bd == 1 { 0 } else { pd };
+                c * x.bd + d
+            };
+            let (ai, bi) = (pick(&p.a), pick(&p.b));
+            let packed = PackedA::pack_into(self.kernel, &a[ai * m * k..][..m * k], m, k, apack);
+            let bmat = &b[bi * k * n..][..k * n];
+            let bdata: &[f32] = if p.b_rows_n {
+                if transposed != Some(bi) {
+                    for (j, row) in bmat.chunks_exact(k).enumerate() {
+                        for (kk, &v) in row.iter().enumerate() {
+                            bt[kk * n + j] = v;
+                        }
+                    }
+                    transposed = Some(bi);
+                }
+                bt
+            } else {
+                bmat
+            };
+            let dense = DenseB { data: bdata, n };
+            gemm_f32::gemm(&packed, &dense, n, dst, Activation::None, ctx.pool, rest)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn plan(&self, a: Shape, b: Shape) -> LayerResult<Plan> {
@@ -191,6 +268,17 @@ impl Op for MatMul {
         expect_inputs(inputs, 2)?;
         Ok(vec![self.plan(inputs[0], inputs[1])?.out_shape])
     }
+
+    fn scratch_len(&self, inputs: &[Shape], _: &[Shape]) -> usize {
+        match inputs {
+            [a, b] => match self.plan(*a, *b) {
+                Ok(p) if self.fast(&p) => self.fast_scratch(&p),
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+
     fn forward(
         &self,
         inputs: &[Tensor],
@@ -198,6 +286,10 @@ impl Op for MatMul {
         ctx: &mut Ctx,
     ) -> LayerResult<()> {
         let p = self.plan(inputs[0].shape, inputs[1].shape)?;
+        if self.fast(&p) {
+            let (a, b) = (inputs[0].data, inputs[1].data);
+            return self.forward_fast(&p, a, b, outputs[0].data, ctx);
+        }
         matmul(&p, inputs[0].data, inputs[1].data, outputs[0].data, ctx)
     }
 }
@@ -357,6 +449,52 @@ mod tests {
         let one = run(&op(false), &[(a, xa.clone()), (b, xb.clone())]).unwrap();
         let three = run_threads(&op(false), &[(a, xa), (b, xb)], 3).unwrap();
         assert_eq!(one[0].1, three[0].1);
+    }
+
+    #[test]
+    fn packed_kernel_agrees_with_the_loops() {
+        // (A, B before transB) with batch broadcasting on either side, 2-D to 4-D.
+        let (m, n, k) = (13, 37, 29);
+        let cases = [
+            (Shape::d2(k, m), Shape::d2(n, k)),
+            (Shape::d3(k, m, 3), Shape::d3(n, k, 3)),
+            (Shape::d3(k, m, 3), Shape::d2(n, k)),
+            (Shape::d2(k, m), Shape::d3(n, k, 2)),
+            (Shape::d4(k, m, 2, 3), Shape::d3(n, k, 2)),
+            (Shape::d4(k, m, 1, 2), Shape::d4(n, k, 3, 1)),
+            (Shape::d3(k, 1, 2), Shape::d4(n, k, 2, 2)),
+            (Shape::d2(200, 40), Shape::d2(9, 200)),
+        ];
+        for (sa, sb) in cases {
+            for trans_b in [false, true] {
+                let sb = match (trans_b, sb.dims) {
+                    (false, _) => sb,
+                    (true, 2) => Shape::d2(sb.h, sb.w),
+                    (true, 3) => Shape::d3(sb.h, sb.w, sb.c),
+                    (true, _) => Shape::d4(sb.h, sb.w, sb.d, sb.c),
+                };
+                let ins = [(sa, data(sa, 1.0)), (sb, data(sb, 2.0))];
+                let mut fast = op(trans_b);
+                fast.fast_min_work = 0;
+                let mut slow = op(trans_b);
+                slow.fast_min_work = usize::MAX;
+                let p = fast.plan(sa, sb).unwrap();
+                assert!(fast.fast(&p) || p.m == 1, "{sa} x {sb}");
+                let want = run(&slow, &ins).unwrap();
+                for threads in [1, 2, 3] {
+                    let got = run_threads(&fast, &ins, threads).unwrap();
+                    assert_eq!(got[0].0, want[0].0);
+                    assert_close(&got[0].1, &want[0].1, 1e-5);
+                }
+            }
+        }
+        // A default op takes the fast path only for large enough products.
+        let p = op(false)
+            .plan(Shape::d2(64, 64), Shape::d2(64, 64))
+            .unwrap();
+        assert!(op(false).fast(&p));
+        let p = op(false).plan(Shape::d2(8, 8), Shape::d2(8, 8)).unwrap();
+        assert!(!op(false).fast(&p));
     }
 
     #[test]

@@ -138,6 +138,12 @@ pub const TEXT_MODELS: &[(&str, &str)] = &[
          MatMul m2 2 1 v e z\n",
     ),
     (
+        // MatMul on the packed GEMM path: 4-D x broadcast 3-D with transB, 3-D x 2-D.
+        "matmul_packed",
+        "7767517\n5 6\nInput a 0 1 a 0=40 1=33 11=2 2=3\nInput b 0 1 b 0=40 1=50 2=2\n\
+         Input c 0 1 c 0=24 1=50\nMatMul m0 2 1 a b x 0=1\nMatMul m1 2 1 x c y\n",
+    ),
+    (
         // Gemm of inputs: transA with a per-column C, transB of a 3-D (h = 1) B, transposed
         // N1M output.
         "gemm_inputs",
@@ -160,6 +166,19 @@ pub const TEXT_MODELS: &[(&str, &str)] = &[
         "7767517\n3 3\nInput in 0 1 x 0=64 1=40\n\
          Gemm fc 1 1 x y 3=1 5=1 6=1 8=32 9=64 10=4\n\
          Gemm k 0 1 z 4=1 5=1 6=1 7=3 8=4 9=5 10=3\n",
+    ),
+    (
+        // int8 forms (zero int8 weights): Gemm of two dynamic inputs, Gemm with constant B
+        // (small: the loop; large: the int8 kernel), Embed, cross-attention with a mask,
+        // self-attention with projections on the int8 kernel.
+        "int8_matrix",
+        "7767517\n14 17\nInput a 0 1 a 0=6 1=9\nInput b 0 1 b 0=5 1=6\nInput ids 0 1 i 0=4\n\
+         Input kv 0 1 kv 0=12 1=5\nInput m 0 1 m 0=5 1=9 2=2\nInput big 0 1 big 0=64 1=40\n\
+         Split s 1 3 a a0 a1 a2\nGemm g0 2 1 a0 b x 0=0.5 18=1\n\
+         Gemm g1 1 1 a1 y 3=1 5=1 8=32 9=6 18=1\nEmbed e 1 1 i e 0=8 1=10 3=80 18=1\n\
+         MultiHeadAttention t 3 1 a2 kv m z 0=8 1=2 2=48 3=12 4=12 5=1 18=1\n\
+         Split sb 1 2 big b0 b1\nGemm g2 1 1 b0 w 3=1 5=1 6=1 8=32 9=64 10=4 18=1\n\
+         MultiHeadAttention t2 1 1 b1 u 0=64 1=4 2=4096 18=1\n",
     ),
     (
         // MultiHeadAttention: self-attention (projections on the packed kernel), and

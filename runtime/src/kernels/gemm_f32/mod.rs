@@ -322,17 +322,83 @@ impl Micros {
     }
 }
 
-/// A (M x K, row-major) packed for one kernel, with the per-row bias.
+/// A (M x K, row-major) packed for one kernel, with the per-row bias; owned (packed once at
+/// load) or, as `PackedA<&[f32]>`, in memory the caller lends ([`PackedA::pack_into`]).
 #[derive(Debug)]
-pub struct PackedA {
+pub struct PackedA<S = Vec<f32>> {
     kernel: Kernel,
     m: usize,
     k: usize,
     /// Panel `p` holds rows `p*MR..`, k-major: element (r, k) at `(p*K + k)*MR + r`.
     /// Rows past M are zero.
-    data: Vec<f32>,
+    data: S,
     /// Bias padded to whole panels.
-    bias: Vec<f32>,
+    bias: S,
+}
+
+impl<'a> PackedA<&'a [f32]> {
+    /// Floats [`PackedA::pack_into`] needs for an `m x k` A.
+    pub fn packed_len(kernel: Kernel, m: usize, k: usize) -> usize {
+        let rows = m.div_ceil(kernel.mr) * kernel.mr;
+        rows * k + rows
+    }
+
+    /// Scratch floats one worker needs for an `m x k` A (any m) times `n` columns: what
+    /// [`PackedA::scratch_len`] returns once packed.
+    pub fn worker_scratch(kernel: Kernel, k: usize, n: usize) -> usize {
+        k_block(k) * NC_LIMIT.min(n.div_ceil(kernel.nr) * kernel.nr)
+    }
+
+    /// Packs row-major `a` (`m * k`, no bias) into the first [`PackedA::packed_len`] floats
+    /// of `dst`, without allocating.
+    pub fn pack_into(kernel: Kernel, a: &[f32], m: usize, k: usize, dst: &'a mut [f32]) -> Self {
+        assert_eq!(a.len(), m * k, "A must be m x k");
+        let mr = kernel.mr;
+        let rows = m.div_ceil(mr) * mr;
+        let (data, rest) = dst.split_at_mut(rows * k);
+        let bias = &mut rest[..rows];
+        bias.fill(0.0);
+        for p in 0..rows / mr {
+            let panel = &mut data[p * k * mr..(p + 1) * k * mr];
+            for r in 0..mr {
+                let row = p * mr + r;
+                if row < m {
+                    let src = &a[row * k..(row + 1) * k];
+                    for (kk, &v) in src.iter().enumerate() {
+                        panel[kk * mr + r] = v;
+                    }
+                } else {
+                    for kk in 0..k {
+                        panel[kk * mr + r] = 0.0;
+                    }
+                }
+            }
+        }
+        PackedA {
+            kernel,
+            m,
+            k,
+            data,
+            bias,
+        }
+    }
+}
+
+impl<S: AsRef<[f32]>> PackedA<S> {
+    pub fn m(&self) -> usize {
+        self.m
+    }
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Scratch floats one worker needs for a product with `n` columns.
+    pub fn scratch_len(&self, n: usize) -> usize {
+        k_block(self.k) * NC_LIMIT.min(n.div_ceil(self.kernel.nr) * self.kernel.nr)
+    }
 }
 
 impl PackedA {
@@ -359,21 +425,6 @@ impl PackedA {
             data,
             bias: padded_bias,
         }
-    }
-
-    pub fn m(&self) -> usize {
-        self.m
-    }
-    pub fn k(&self) -> usize {
-        self.k
-    }
-    pub fn kernel(&self) -> Kernel {
-        self.kernel
-    }
-
-    /// Scratch floats one worker needs for a product with `n` columns.
-    pub fn scratch_len(&self, n: usize) -> usize {
-        k_block(self.k) * NC_LIMIT.min(n.div_ceil(self.kernel.nr) * self.kernel.nr)
     }
 }
 
@@ -713,8 +764,8 @@ fn k_block(k: usize) -> usize {
 
 /// `c (m x n, row-major) = act(a · b + bias)`, in parallel on `pool`, blocked for the L2 of
 /// the pool's CPUs. `scratch` holds `pool.threads()` slices of `a.scratch_len(n)` floats.
-pub fn gemm(
-    a: &PackedA,
+pub fn gemm<S: AsRef<[f32]> + Sync>(
+    a: &PackedA<S>,
     b: &dyn PackB,
     n: usize,
     c: &mut [f32],
@@ -728,8 +779,8 @@ pub fn gemm(
 
 /// [`gemm`] with explicit blocking (`mc` / `nc` at most the limits the scratch is sized for).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_blocked(
-    a: &PackedA,
+pub fn gemm_blocked<S: AsRef<[f32]> + Sync>(
+    a: &PackedA<S>,
     b: &dyn PackB,
     n: usize,
     c: &mut [f32],
@@ -831,13 +882,13 @@ pub fn gemm_blocked(
                                 whole_tiles(
                                     micro,
                                     kc,
-                                    a.data[(pb * k + k0) * mr..].as_ptr(),
+                                    a.data.as_ref()[(pb * k + k0) * mr..].as_ptr(),
                                     k * mr,
                                     b_panel.as_ptr(),
                                     out_ptr.get().add(pb * mr * n + col),
                                     n,
                                     mr,
-                                    a.bias[pb * mr..].as_ptr(),
+                                    a.bias.as_ref()[pb * mr..].as_ptr(),
                                     &step,
                                     whole_end - pb,
                                 );
@@ -846,7 +897,7 @@ pub fn gemm_blocked(
                         }
                     }
                     for p in first..pe {
-                        let a_panel = &a.data[(p * k + k0) * mr..(p * k + k0 + kc) * mr];
+                        let a_panel = &a.data.as_ref()[(p * k + k0) * mr..(p * k + k0 + kc) * mr];
                         let rows = mr.min(m - p * mr);
                         run_tile(
                             a, micro, p, rows, col, cols, width, n, a_panel, b_panel, &step, &out,
@@ -933,8 +984,8 @@ struct Step {
 /// `col..col+cols`, plus the activations the kernel does not fuse.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn run_tile(
-    a: &PackedA,
+fn run_tile<S: AsRef<[f32]>>(
+    a: &PackedA<S>,
     micro: MicroKernel,
     p: usize,
     rows: usize,
@@ -957,7 +1008,7 @@ fn run_tile(
     let mut tile = Tile {
         rows: [base; MR_MAX],
         accumulate: step.accumulate,
-        bias: a.bias[p * mr..].as_ptr(),
+        bias: a.bias.as_ref()[p * mr..].as_ptr(),
         act: step.act,
     };
     for (r, row) in tile.rows.iter_mut().enumerate().take(mr) {

@@ -551,3 +551,47 @@ fn x86_paths_are_all_tested_and_selectable() {
         all.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
     );
 }
+
+#[test]
+fn packing_into_caller_memory_matches_the_owned_packing() {
+    let mut rng = Rng::new(17);
+    for kernel in kernels() {
+        for (m, n, k) in [(1, 1, 1), (7, 19, 5), (13, 40, 33), (30, 9, 600)] {
+            let a = rng.vec(m * k, -1.0, 1.0);
+            let b = rng.vec(k * n, -1.0, 1.0);
+            let owned = PackedA::new(kernel, &a, m, k, None);
+            // Garbage in the lent memory: padding rows and the bias must be overwritten.
+            let mut mem = vec![f32::NAN; PackedA::packed_len(kernel, m, k) + 3];
+            let lent = PackedA::pack_into(kernel, &a, m, k, &mut mem);
+            assert_eq!((lent.m(), lent.k()), (m, k));
+            for threads in [1, 2] {
+                let pool = Pool::new(threads).unwrap();
+                let mut scratch = vec![f32::NAN; owned.scratch_len(n) * threads];
+                let dense = DenseB { data: &b, n };
+                let mut want = vec![f32::NAN; m * n];
+                gemm(
+                    &owned,
+                    &dense,
+                    n,
+                    &mut want,
+                    Activation::None,
+                    &pool,
+                    &mut scratch,
+                )
+                .unwrap();
+                let mut got = vec![f32::NAN; m * n];
+                gemm(
+                    &lent,
+                    &dense,
+                    n,
+                    &mut got,
+                    Activation::None,
+                    &pool,
+                    &mut scratch,
+                )
+                .unwrap();
+                assert_eq!(got, want, "{} m={m} n={n} k={k}", kernel.name);
+            }
+        }
+    }
+}
