@@ -159,26 +159,38 @@ impl Op for Quantize {
             let scale = group_value(&self.scales, i / group_len);
             quantize_scaled(x[i] * scale, qmax)
         };
-        match self.out_grid {
-            Some(g) if self.simulate => {
-                for (i, y) in outputs[0].data[..s.len()].iter_mut().enumerate() {
-                    *y = q(i) as f32 / g.scale;
-                }
-            }
-            Some(_) => {
-                let out = as_i8_mut(outputs[0].data, s.len())?;
-                for (i, y) in out.iter_mut().enumerate() {
-                    *y = q(i);
-                }
-            }
-            None => {
-                for (i, y) in outputs[0].data[..s.len()].iter_mut().enumerate() {
-                    *y = q(i) as f32;
-                }
+        write_integers(&mut outputs[0], s.len(), self.out_grid, self.simulate, q)
+    }
+}
+
+/// Writes the integers `q(0..n)` as this runtime carries them (module doc): into an int8
+/// blob on `grid`, as `q / scale` on it when simulating, or as exact floats when the output
+/// is fp32. Shared by Quantize and Requantize.
+pub(crate) fn write_integers(
+    out: &mut TensorMut,
+    n: usize,
+    grid: Option<Int8Grid>,
+    simulate: bool,
+    q: impl Fn(usize) -> i8,
+) -> LayerResult<()> {
+    match grid {
+        Some(g) if simulate => {
+            for (i, y) in out.data[..n].iter_mut().enumerate() {
+                *y = q(i) as f32 / g.scale;
             }
         }
-        Ok(())
+        Some(_) => {
+            for (i, y) in as_i8_mut(out.data, n)?.iter_mut().enumerate() {
+                *y = q(i);
+            }
+        }
+        None => {
+            for (i, y) in out.data[..n].iter_mut().enumerate() {
+                *y = q(i) as f32;
+            }
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]

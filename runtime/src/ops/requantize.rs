@@ -18,8 +18,9 @@
 //! of `quantize` has the details.
 
 use super::activation::Activation;
-use super::quantize::{check_groups, group_value, positive_size, quant_groups, read_values, QMAX};
-use super::quantized::as_i8_mut;
+use super::quantize::{
+    check_groups, group_value, positive_size, quant_groups, read_values, write_integers, QMAX,
+};
 use super::{expect_inputs, Ctx, Op};
 use crate::error::{invalid, LayerResult, Result};
 use crate::model::paramdict::ParamDict;
@@ -126,25 +127,7 @@ impl Op for Requantize {
         let x = inputs[0].data;
         let qmax = self.out_grid.map_or(QMAX, |g| g.qmax);
         let q = |i: usize| self.requantize(x[i], i / group_len, qmax);
-        match self.out_grid {
-            Some(g) if self.simulate => {
-                for (i, y) in outputs[0].data[..s.len()].iter_mut().enumerate() {
-                    *y = q(i) as f32 / g.scale;
-                }
-            }
-            Some(_) => {
-                let out = as_i8_mut(outputs[0].data, s.len())?;
-                for (i, y) in out.iter_mut().enumerate() {
-                    *y = q(i);
-                }
-            }
-            None => {
-                for (i, y) in outputs[0].data[..s.len()].iter_mut().enumerate() {
-                    *y = q(i) as f32;
-                }
-            }
-        }
-        Ok(())
+        write_integers(&mut outputs[0], s.len(), self.out_grid, self.simulate, q)
     }
 }
 
