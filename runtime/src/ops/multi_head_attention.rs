@@ -379,27 +379,7 @@ impl MultiHeadAttention {
                 head,
             );
             for (i, row) in head.chunks_exact_mut(dst).enumerate() {
-                if let Some(mask) = mask {
-                    let plane = if mask.shape.dims == 3 {
-                        h * src * dst
-                    } else {
-                        0
-                    };
-                    let mrow = &mask.data[plane + i * dst..][..dst];
-                    row.iter_mut().zip(mrow).for_each(|(s, m)| *s += m);
-                }
-                let mut max = -f32::MAX;
-                for &s in row.iter() {
-                    if max < s {
-                        max = s;
-                    }
-                }
-                let mut sum = 0.0f32;
-                for s in row.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                row.iter_mut().for_each(|s| *s /= sum);
+                masked_softmax(row, mask.as_ref(), src, h, i);
             }
             // Probabilities per query, V^T of the head with one scale.
             for (i, s) in scales[..src].iter_mut().enumerate() {
@@ -697,28 +677,7 @@ impl Op for MultiHeadAttention {
                     }
                     *s = sum;
                 }
-                if self.attn_mask {
-                    let mask = inputs[n];
-                    let plane = if mask.shape.dims == 3 {
-                        h * src * dst
-                    } else {
-                        0
-                    };
-                    let mrow = &mask.data[plane + i * dst..][..dst];
-                    row.iter_mut().zip(mrow).for_each(|(s, m)| *s += m);
-                }
-                let mut max = -f32::MAX;
-                for &s in row.iter() {
-                    if max < s {
-                        max = s;
-                    }
-                }
-                let mut sum = 0.0f32;
-                for s in row.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                row.iter_mut().for_each(|s| *s /= sum);
+                masked_softmax(row, self.attn_mask.then(|| &inputs[n]), src, h, i);
                 for jj in 0..hd {
                     let mut acc = 0.0f32;
                     for (kk, &p) in row.iter().enumerate() {
@@ -730,6 +689,34 @@ impl Op for MultiHeadAttention {
         }
         run(3, attended, e, outputs[0].data)
     }
+}
+
+/// Adds query `i`'s row of the attention mask (head `h`'s `src` x `row.len()` plane of a 3-D
+/// mask, the one plane of a 2-D mask) to the scores `row`, then turns them into
+/// probabilities (softmax, max-subtracted). Shared by the fp32 and int8 paths.
+fn masked_softmax(row: &mut [f32], mask: Option<&Tensor>, src: usize, h: usize, i: usize) {
+    let dst = row.len();
+    if let Some(mask) = mask {
+        let plane = if mask.shape.dims == 3 {
+            h * src * dst
+        } else {
+            0
+        };
+        let mrow = &mask.data[plane + i * dst..][..dst];
+        row.iter_mut().zip(mrow).for_each(|(s, m)| *s += m);
+    }
+    let mut max = -f32::MAX;
+    for &s in row.iter() {
+        if max < s {
+            max = s;
+        }
+    }
+    let mut sum = 0.0f32;
+    for s in row.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    row.iter_mut().for_each(|s| *s /= sum);
 }
 
 #[cfg(test)]
