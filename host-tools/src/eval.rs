@@ -4,8 +4,8 @@
 use crate::dataset::Preprocess;
 use crate::runner::{map_images, NetSpec, RunOptions};
 use anyhow::{bail, Context, Result};
+use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Index of the largest value (the first one on ties).
@@ -110,7 +110,7 @@ pub fn output_blob(spec: &NetSpec, requested: Option<&str>) -> Result<String> {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClassResult {
     pub top1: f64,
     pub top5: f64,
@@ -122,12 +122,23 @@ pub struct ClassResult {
 }
 
 impl ClassResult {
+    /// The `--json` file: every field and the precision the model ran in.
     pub fn to_json(&self, precision: &str) -> String {
-        format!(
-            "{{\n  \"top1\": {},\n  \"top5\": {},\n  \"n\": {},\n  \"skipped\": {},\n  \"precision\": \"{precision}\",\n  \"top1_per_image\": \"{}\"\n}}\n",
-            self.top1, self.top5, self.n, self.skipped, self.top1_per_image
-        )
+        with_precision(self, precision)
     }
+}
+
+/// `result` as pretty JSON with a `precision` field added.
+fn with_precision(result: &impl Serialize, precision: &str) -> String {
+    #[derive(Serialize)]
+    struct Report<'a, T> {
+        #[serde(flatten)]
+        result: &'a T,
+        precision: &'a str,
+    }
+    let report = Report { result, precision };
+    // Serialising plain numbers and strings cannot fail.
+    serde_json::to_string_pretty(&report).expect("result serialises") + "\n"
 }
 
 /// Top-1 / top-5 accuracy of `spec` over labelled images.
@@ -254,7 +265,7 @@ pub fn ten_fold_accuracy(scored: &[(f32, bool)]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LfwResult {
     /// 10-fold cross-validated accuracy.
     pub accuracy: f64,
@@ -266,25 +277,9 @@ pub struct LfwResult {
 }
 
 impl LfwResult {
+    /// The `--json` file; a threshold that is not finite (no pairs) is written as null.
     pub fn to_json(&self, precision: &str) -> String {
-        let mut s = String::from("{\n");
-        let _ = writeln!(s, "  \"accuracy\": {},", self.accuracy);
-        let _ = writeln!(s, "  \"accuracy_std\": {},", self.accuracy_std);
-        let _ = writeln!(
-            s,
-            "  \"best_threshold_accuracy\": {},",
-            self.best_threshold_accuracy
-        );
-        let t = if self.threshold.is_finite() {
-            self.threshold.to_string()
-        } else {
-            "null".into()
-        };
-        let _ = writeln!(s, "  \"threshold\": {t},");
-        let _ = writeln!(s, "  \"pairs\": {},", self.pairs);
-        let _ = writeln!(s, "  \"precision\": \"{precision}\"");
-        s.push_str("}\n");
-        s
+        with_precision(self, precision)
     }
 }
 
