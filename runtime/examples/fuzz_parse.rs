@@ -4,6 +4,7 @@
 //! `Net::from_memory`, runs every net that loads, and reports any panic.
 //!
 //! cargo run -p eq-runtime --example fuzz_parse --profile test -- [iterations] [seed] [dir...]
+//! cargo run -p eq-runtime --example fuzz_parse -- --corpus OUT_DIR SEED_DIR...
 //!
 //! Extra directories add their `.param` / `.bin` files as seeds. Inputs that panic are saved
 //! in `target/fuzz-crashes/`. The exit status is 1 when anything panicked.
@@ -354,9 +355,109 @@ pub fn fuzz(
     crashes
 }
 
+/// The largest input the libFuzzer campaign is seeded with (scripts/fuzz-campaign.sh passes
+/// the same `-max_len`): long enough for a param and the first layers' weights.
+const MAX_SEED_LEN: usize = 256 << 10;
+
+/// Writes seed corpora for the cargo-fuzz targets: `out/param/` gets every `.param` found
+/// (recursively) under `dirs` as text and as `.param.bin`; `out/model/` gets the model
+/// target's layout, `[u16 param length][param][weights]`, with the weights of the `.bin`
+/// files beside the param whose names start with its stem (cut to [`MAX_SEED_LEN`]).
+/// Returns the number of files written.
+fn write_corpus(out: &Path, dirs: &[PathBuf]) -> std::io::Result<usize> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            eprintln!("skipping unreadable directory {}", dir.display());
+            return;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.is_dir() {
+                walk(&path, found);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for dir in dirs {
+        walk(dir, &mut files);
+    }
+    files.sort();
+    let (param_dir, model_dir) = (out.join("param"), out.join("model"));
+    std::fs::create_dir_all(&param_dir)?;
+    std::fs::create_dir_all(&model_dir)?;
+    let mut written = 0;
+    let mut n = 0;
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "param"))
+    {
+        let text = std::fs::read(path)?;
+        let mut forms = vec![text];
+        if let Ok(p) = parse_param(&forms[0], "seed") {
+            forms.push(to_param_bin(&p));
+        }
+        let stem = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let bins: Vec<&PathBuf> = files
+            .iter()
+            .filter(|b| {
+                b.parent() == path.parent()
+                    && b.extension().is_some_and(|e| e == "bin")
+                    && b.file_name().is_some_and(|f| {
+                        f.to_string_lossy().strip_prefix(&stem).is_some_and(|rest| {
+                            rest.starts_with('.') && !rest.starts_with(".param")
+                        })
+                    })
+            })
+            .collect();
+        for (form, param) in forms.iter().enumerate() {
+            n += 1;
+            let ext = if form == 0 { "param" } else { "param.bin" };
+            std::fs::write(param_dir.join(format!("{n:04}-{stem}.{ext}")), param)?;
+            written += 1;
+            let Ok(len) = u16::try_from(param.len()) else {
+                continue;
+            };
+            let weights: Vec<Vec<u8>> = if bins.is_empty() {
+                vec![Vec::new()]
+            } else {
+                bins.iter().map(std::fs::read).collect::<Result<_, _>>()?
+            };
+            for (k, w) in weights.iter().enumerate() {
+                let mut seed = len.to_le_bytes().to_vec();
+                seed.extend_from_slice(param);
+                let room = MAX_SEED_LEN.saturating_sub(seed.len());
+                seed.extend_from_slice(&w[..w.len().min(room)]);
+                std::fs::write(model_dir.join(format!("{n:04}-{k}-{stem}")), seed)?;
+                written += 1;
+            }
+        }
+    }
+    Ok(written)
+}
+
 #[allow(dead_code)]
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--corpus") {
+        let Some(out) = args.get(1) else {
+            eprintln!("usage: fuzz_parse --corpus OUT_DIR SEED_DIR...");
+            std::process::exit(2);
+        };
+        let dirs: Vec<PathBuf> = args[2..].iter().map(PathBuf::from).collect();
+        match write_corpus(Path::new(out), &dirs) {
+            Ok(n) => println!("{n} seed files in {out}"),
+            Err(e) => {
+                eprintln!("writing the corpus: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let iterations = args.first().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let seed = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
