@@ -266,7 +266,7 @@ def cmd_report(a):
         "cancel out. 1 thread, all-zero weights and a constant input (as benchncnn), "
         "models from `$EQ_SHARED/models/ncnn-benchmark`.\n")
     o.append(f"- this runtime: commit `{meta['commit']}`, `eq-bench` built with "
-             "`cargo build --release -p eq-runtime --bin eq-bench --target "
+             "`cargo build --release -p eq-bench --bin eq-bench --target "
              "aarch64-unknown-linux-gnu` (static)")
     o.append(f"- ncnn: {meta['ncnn_version']} (PyPI sdist built for aarch64 by armcycles' "
              "`ncnn-bench.sh`: static, no OpenMP, ARMv8.2+ kernels off; its `ncnn-driver` "

@@ -126,7 +126,7 @@ build_ours() {
         fi
     fi
     log "building eq-bench for $target"
-    nice -n 19 cargo build --release -q -p eq-runtime --bin eq-bench --target "$target" \
+    nice -n 19 cargo build --release -q -p eq-bench --bin eq-bench --target "$target" \
         2> >(grep -v cdylib >&2) || die "cargo build failed"
     # A copy: a rebuild during a long run must not change the binary between two counts.
     cp "${CARGO_TARGET_DIR:-target}/$target/release/eq-bench" "$WORK/eq-bench"
@@ -136,7 +136,7 @@ build_ours() {
         COMMIT="$COMMIT-dirty"
     fi
     {
-        echo "cargo build --release -p eq-runtime --bin eq-bench --target $target   # commit $COMMIT"
+        echo "cargo build --release -p eq-bench --bin eq-bench --target $target   # commit $COMMIT"
         echo "BIN=$BIN   # a copy of ${CARGO_TARGET_DIR:-target}/$target/release/eq-bench"
     } >>"$CMDS"
 }

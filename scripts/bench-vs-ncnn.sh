@@ -20,7 +20,7 @@ FP32=${FP32:-squeezenet,mobilenet,resnet50,vgg16}
 INT8=${INT8:-squeezenet_int8,mobilenet_int8,resnet50_int8,vgg16_int8}
 OUT=${OUT:-bench-results/host-$(uname -m).md}
 
-cargo build --release -q -p eq-runtime --bin eq-bench
+cargo build --release -q -p eq-bench --bin eq-bench
 python3 scripts/bench_vs_ncnn.py \
     --eq-bench target/release/eq-bench \
     --models "$MODELS" --out "$OUT" \

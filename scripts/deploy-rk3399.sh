@@ -71,7 +71,7 @@ if [ -z "${RUSTC:-}" ] && [ ! -d "$(rustc --print sysroot)/lib/rustlib/$TARGET/l
     fi
 fi
 log "building eq-bench for $TARGET"
-cargo build --release -q -p eq-runtime --bin eq-bench --target "$TARGET"
+cargo build --release -q -p eq-bench --bin eq-bench --target "$TARGET"
 BIN="${CARGO_TARGET_DIR:-target}/$TARGET/release/eq-bench"
 if aarch64-linux-gnu-readelf -l "$BIN" 2>/dev/null | grep -q "program interpreter"; then
     die "$BIN is dynamically linked; check .cargo/config.toml (+crt-static)"
@@ -122,11 +122,17 @@ done
 
 # 5. The report: eq-bench's own seed-layout tables, then every run line.
 first_json="$STEM-${CLUSTERS[0]}.json"
-field() { grep -o "\"$1\": \\(\"[^\"]*\"\\|\\[[^]]*\\]\\)" "$first_json" | head -n1 | cut -d' ' -f2-; }
+# field KEY: KEY of the first record, a string as is, a list as JSON (["0xd08"]).
+field() {
+    python3 -c 'import json, sys
+records = json.load(open(sys.argv[1]))
+v = records[0].get(sys.argv[2], "") if records else ""
+print(v if isinstance(v, str) else json.dumps(v))' "$first_json" "$1"
+}
 {
     echo "# RK3399 latency, $DATE"
     echo
-    echo "Board \`$HOST\`, eq-bench commit $(field commit | tr -d '"'), CPU parts $(field parts)"
+    echo "Board \`$HOST\`, eq-bench commit $(field commit), CPU parts $(field parts)"
     echo "(0xd03 = Cortex-A53, 0xd08 = Cortex-A72). Zero weights (as ncnn's benchmark), input"
     echo "filled with 0.01; median of $LOOPS runs after $WARMUP warm-up runs, ${COOLDOWN} s cool-down"
     echo "per model. Layout of the seed paper's RK3399 tables (#N = threads). The seed's"

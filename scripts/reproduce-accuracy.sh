@@ -53,8 +53,12 @@ run() {
     printf '%s %.1f\n' "$label" "$(echo "$t1 - $t0" | bc)" >>"$TIMES"
 }
 seconds() { awk -v k="$1" '$1 == k { print $2 }' "$TIMES"; }
-# json KEY FILE: a number from one of eq's flat JSON files.
-json() { sed -n "s/^ *\"$1\": *\([-0-9.eE+]*\).*/\1/p" "$2"; }
+# json KEY FILE: a value of one of eq's flat JSON files (nothing when the key is missing).
+json() {
+    python3 -c 'import json, sys
+v = json.load(open(sys.argv[2])).get(sys.argv[1])
+print("" if v is None else v)' "$1" "$2"
+}
 pct() { awk -v v="$1" 'BEGIN { printf "%.2f", 100 * v }'; }
 
 # Calibration list: COUNT_CALIB images spread evenly over the 1000 (one per class, sorted by
@@ -91,8 +95,8 @@ PAIRED=$WORK/paired.md
 # only A / only B gets right.
 paired() {
     local a b
-    a=$(sed -n 's/.*"top1_per_image": "\(.*\)".*/\1/p' "$1")
-    b=$(sed -n 's/.*"top1_per_image": "\(.*\)".*/\1/p' "$2")
+    a=$(json top1_per_image "$1")
+    b=$(json top1_per_image "$2")
     awk -v a="$a" -v b="$b" 'BEGIN {
         n = 0; only_a = 0; only_b = 0
         for (i = 1; i <= length(a); i++) {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds the runtime's tests for aarch64 (static, see .cargo/config.toml) and runs every test
-# binary under qemu-user, once as a Cortex-A53 and once as a Cortex-A72 (the RK3399's two
-# cores). qemu's default CPU ("max") has dot-product and SVE, which the RK3399 lacks, so the
-# CPU is always given. Fails on any failure. Only eq-runtime is built: it is what ships to the
-# board, and it builds with Debian's older-or-newer rustc too.
+# Builds the tests of the runtime and of eq-bench for aarch64 (static, see .cargo/config.toml)
+# and runs every test binary under qemu-user, once as a Cortex-A53 and once as a Cortex-A72
+# (the RK3399's two cores). qemu's default CPU ("max") has dot-product and SVE, which the RK3399
+# lacks, so the CPU is always given. Fails on any failure. Only eq-runtime and eq-bench are
+# built: they are what ships to the board (eq-bench's toml crate needs rustc 1.85 or newer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +32,7 @@ done
 echo "test-aarch64: $("${RUSTC:-rustc}" --version), $(qemu-aarch64 --version | head -n1)"
 
 # --tests: unit and integration tests (doctests are host-only).
-cargo_test=(cargo test -p eq-runtime --target "$TARGET" --tests)
+cargo_test=(cargo test -p eq-runtime -p eq-bench --target "$TARGET" --tests)
 "${cargo_test[@]}" --no-run
 
 for cpu in "${CPUS[@]}"; do

@@ -83,10 +83,21 @@ for f in eq-bench board.toml squeezenet.param; do [ -f "$TMP/board/$f" ] || die 
 for cluster in little big; do
     json=$TMP/out/rk3399-test-$cluster.json
     [ -f "$json" ] || die "no $json"
-    [ "$(grep -c '"model": "squeezenet"' "$json")" = 6 ] || die "want 6 records in $json: $(cat "$json")"
-    check "$json" "\"cluster\": \"$cluster\""
-    check "$json" '"parts": ["0xd03"]'
-    check "$json" "\"commit\": \"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\""
+    # 6 records (3 precisions x 2 thread counts) of this cluster, run on the emulated
+    # Cortex-A53 by the binary of this commit.
+    commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    python3 - "$json" "$cluster" "$commit" <<'EOF' || die "bad records in $json: $(cat "$json")"
+import json, sys
+path, cluster, commit = sys.argv[1:]
+records = json.load(open(path))
+assert len(records) == 6, f"want 6 records, got {len(records)}"
+for r in records:
+    assert r["model"] == "squeezenet", r
+    assert r["cluster"] == cluster, r
+    assert r["parts"] == ["0xd03"], r
+    assert r["commit"] == commit, r
+    assert r["median_ms"] > 0, r
+EOF
 done
 check "$REPORT" "## little cluster"
 check "$REPORT" "| Models | EQ-INT8(#1) | EQ-INT7(#1) | EQ-INT8(#4) | EQ-INT7(#4) |"

@@ -1,7 +1,6 @@
 //! eq-runtime: loads ncnn models and runs them in FP32 (INT8 / INT7 to come) with no heap
 //! allocation during inference.
 
-pub mod bench;
 pub mod capi;
 pub mod cpu;
 pub mod error;

@@ -1,13 +1,13 @@
-//! The board a model runs on: its CPU clusters (which CPUs, what core, frequency, L2), either
-//! detected on this machine or read from a `targets/*.toml` file, and the user's choice of
-//! cluster (`big | little | all | cpus=0,1`) resolved to a CPU list for pinning.
+//! The board a model runs on: its CPU clusters (which CPUs, what core, frequency, L2),
+//! detected on this machine from sysfs, and the user's choice of cluster
+//! (`big | little | all | cpus=0,1`) resolved to a CPU list for pinning.
 //!
-//! The file format is a small TOML subset, documented at the top of `targets/rk3399.toml`;
-//! it is parsed here by hand because the runtime takes no parser dependencies.
+//! Board files (`targets/*.toml`) describing a machine other than this one are read by the
+//! benchmark crate (`eq_bench::board::load`), not here: the runtime takes no parser
+//! dependencies.
 
 use crate::cpu::{self, CoreKind, CpuInfo};
 use std::fmt;
-use std::path::Path;
 use std::str::FromStr;
 
 /// One group of identical cores.
@@ -30,310 +30,7 @@ pub struct Target {
     pub default_cluster: String,
 }
 
-/// A malformed target file; `line` is 1-based, 0 when the problem is not on one line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TargetError {
-    pub file: String,
-    pub line: usize,
-    pub msg: String,
-}
-
-impl fmt::Display for TargetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line > 0 {
-            write!(f, "{}:{}: {}", self.file, self.line, self.msg)
-        } else {
-            write!(f, "{}: {}", self.file, self.msg)
-        }
-    }
-}
-
-impl std::error::Error for TargetError {}
-
-/// Core names accepted in target files (the names `CoreKind::name` prints).
-fn core_from_name(name: &str) -> Option<CoreKind> {
-    [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other]
-        .into_iter()
-        .find(|k| k.name() == name)
-}
-
-/// A value of the TOML subset.
-#[derive(Debug)]
-enum Value {
-    Str(String),
-    Int(u64),
-    IntArray(Vec<u64>),
-}
-
-impl Value {
-    fn describe(&self) -> &'static str {
-        match self {
-            Value::Str(_) => "a string",
-            Value::Int(_) => "an integer",
-            Value::IntArray(_) => "an array",
-        }
-    }
-}
-
-fn parse_int(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let ok = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'_')
-        && !s.starts_with('_')
-        && !s.ends_with('_');
-    if !ok {
-        return None;
-    }
-    s.replace('_', "").parse().ok()
-}
-
-fn parse_value(s: &str) -> Result<Value, String> {
-    if let Some(rest) = s.strip_prefix('"') {
-        let Some(inner) = rest.strip_suffix('"') else {
-            return Err(format!("unterminated string {s}"));
-        };
-        if inner.contains('"') || inner.contains('\\') {
-            return Err(format!(
-                "strings may not contain quotes or backslashes: {s}"
-            ));
-        }
-        return Ok(Value::Str(inner.to_string()));
-    }
-    if let Some(rest) = s.strip_prefix('[') {
-        let Some(inner) = rest.strip_suffix(']') else {
-            return Err("arrays must open and close on one line: `[0, 1]`".into());
-        };
-        let mut parts: Vec<&str> = inner.split(',').map(str::trim).collect();
-        // TOML allows one trailing comma; `[]` is an empty array.
-        if parts.last() == Some(&"") {
-            parts.pop();
-        }
-        let mut items = Vec::with_capacity(parts.len());
-        for item in parts {
-            items.push(parse_int(item).ok_or_else(|| {
-                format!("array items must be non-negative integers, got `{item}`")
-            })?);
-        }
-        return Ok(Value::IntArray(items));
-    }
-    parse_int(s).map(Value::Int).ok_or_else(|| {
-        format!("cannot read value `{s}`: expected \"string\", an integer or [0, 1]")
-    })
-}
-
-/// Removes a `#` comment that is not inside a string.
-fn strip_comment(line: &str) -> &str {
-    let mut in_string = false;
-    for (i, c) in line.char_indices() {
-        match c {
-            '"' => in_string = !in_string,
-            '#' if !in_string => return &line[..i],
-            _ => {}
-        }
-    }
-    line
-}
-
-/// Keys of one table as read, each with its line, for checks once the table is complete.
-#[derive(Default)]
-struct Table {
-    line: usize,
-    entries: Vec<(String, Value, usize)>,
-}
-
-impl Table {
-    fn take(&mut self, key: &str) -> Option<(Value, usize)> {
-        let i = self.entries.iter().position(|(k, ..)| k == key)?;
-        let (_, v, line) = self.entries.remove(i);
-        Some((v, line))
-    }
-}
-
 impl Target {
-    /// Reads a target file.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Target, TargetError> {
-        let path = path.as_ref();
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| TargetError {
-            file: file.clone(),
-            line: 0,
-            msg: e.to_string(),
-        })?;
-        Target::parse(&text, &file)
-    }
-
-    /// Parses target file text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Target, TargetError> {
-        let err = |line: usize, msg: String| TargetError {
-            file: file.to_string(),
-            line,
-            msg,
-        };
-        let mut top = Table::default();
-        let mut clusters: Vec<Table> = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
-            let line_no = i + 1;
-            let line = strip_comment(raw).trim();
-            if line.is_empty() {
-                continue;
-            }
-            if line.starts_with('[') {
-                if line == "[[cluster]]" {
-                    clusters.push(Table {
-                        line: line_no,
-                        entries: Vec::new(),
-                    });
-                    continue;
-                }
-                return Err(err(
-                    line_no,
-                    format!("unsupported table `{line}`: only [[cluster]] is allowed"),
-                ));
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(err(
-                    line_no,
-                    format!("expected `key = value`, got `{line}`"),
-                ));
-            };
-            let key = key.trim();
-            if key.is_empty()
-                || !key
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                return Err(err(line_no, format!("invalid key `{key}`")));
-            }
-            let value = parse_value(value.trim()).map_err(|m| err(line_no, m))?;
-            let (table, allowed): (&mut Table, &[&str]) = match clusters.last_mut() {
-                None => (&mut top, &["board", "default_cluster"]),
-                Some(c) => (c, &["name", "cpus", "core", "freq_mhz", "l2_kib"]),
-            };
-            if !allowed.contains(&key) {
-                let place = if table.line == 0 {
-                    "at the top level"
-                } else {
-                    "in [[cluster]]"
-                };
-                return Err(err(
-                    line_no,
-                    format!(
-                        "unknown key `{key}` {place} (expected one of: {})",
-                        allowed.join(", ")
-                    ),
-                ));
-            }
-            if let Some((_, _, first)) = table.entries.iter().find(|(k, ..)| k == key) {
-                return Err(err(
-                    line_no,
-                    format!("`{key}` is given twice (first on line {first})"),
-                ));
-            }
-            table.entries.push((key.to_string(), value, line_no));
-        }
-
-        let string = |t: &mut Table, key: &str| -> Result<Option<(String, usize)>, TargetError> {
-            match t.take(key) {
-                None => Ok(None),
-                Some((Value::Str(s), line)) if !s.is_empty() => Ok(Some((s, line))),
-                Some((Value::Str(_), line)) => Err(err(line, format!("`{key}` is empty"))),
-                Some((v, line)) => Err(err(
-                    line,
-                    format!("`{key}` must be a string, got {}", v.describe()),
-                )),
-            }
-        };
-        let int = |t: &mut Table, key: &str| -> Result<Option<u64>, TargetError> {
-            match t.take(key) {
-                None => Ok(None),
-                Some((Value::Int(n), _)) => Ok(Some(n)),
-                Some((v, line)) => Err(err(
-                    line,
-                    format!("`{key}` must be an integer, got {}", v.describe()),
-                )),
-            }
-        };
-
-        let board = string(&mut top, "board")?
-            .ok_or_else(|| err(0, "missing top-level `board = \"…\"`".into()))?
-            .0;
-        let default_cluster = string(&mut top, "default_cluster")?;
-        if clusters.is_empty() {
-            return Err(err(0, "no [[cluster]] tables".into()));
-        }
-
-        let mut out: Vec<Cluster> = Vec::new();
-        for mut t in clusters {
-            let header = t.line;
-            let missing = |key: &str| err(header, format!("[[cluster]] without `{key}`"));
-            let (name, name_line) = string(&mut t, "name")?.ok_or_else(|| missing("name"))?;
-            if out.iter().any(|c| c.name == name) {
-                return Err(err(name_line, format!("cluster `{name}` is defined twice")));
-            }
-            let (cpus, cpus_line) = match t.take("cpus") {
-                None => return Err(missing("cpus")),
-                Some((Value::IntArray(v), line)) => (v, line),
-                Some((v, line)) => {
-                    return Err(err(
-                        line,
-                        format!("`cpus` must be an array like [0, 1], got {}", v.describe()),
-                    ))
-                }
-            };
-            if cpus.is_empty() {
-                return Err(err(cpus_line, "`cpus` is empty".into()));
-            }
-            let mut ids = Vec::with_capacity(cpus.len());
-            for cpu in cpus {
-                let id = usize::try_from(cpu)
-                    .ok()
-                    .filter(|&id| id < 4096)
-                    .ok_or_else(|| err(cpus_line, format!("cpu {cpu} is out of range")))?;
-                if ids.contains(&id) || out.iter().any(|c| c.cpus.contains(&id)) {
-                    return Err(err(cpus_line, format!("cpu {id} is listed twice")));
-                }
-                ids.push(id);
-            }
-            let (core_name, core_line) = string(&mut t, "core")?.ok_or_else(|| missing("core"))?;
-            let core = core_from_name(&core_name).ok_or_else(|| {
-                err(
-                    core_line,
-                    format!(
-                        "unknown core `{core_name}` (expected cortex-a53, cortex-a72 or generic)"
-                    ),
-                )
-            })?;
-            let freq_mhz = int(&mut t, "freq_mhz")?;
-            let l2_kib = int(&mut t, "l2_kib")?.map(|n| n as usize);
-            out.push(Cluster {
-                name,
-                cpus: ids,
-                core,
-                freq_mhz,
-                l2_kib,
-            });
-        }
-
-        let default_cluster = match default_cluster {
-            Some((name, line)) => {
-                if !out.iter().any(|c| c.name == name) {
-                    return Err(err(
-                        line,
-                        format!("default_cluster `{name}` is not a cluster of this file"),
-                    ));
-                }
-                name
-            }
-            None if out.iter().any(|c| c.name == "big") => "big".to_string(),
-            None => out[0].name.clone(),
-        };
-        Ok(Target {
-            board,
-            clusters: out,
-            default_cluster,
-        })
-    }
-
     /// This machine's clusters, from `cpu::detect()`.
     pub fn detect() -> Target {
         Target::from_cpus(&cpu::detect())
@@ -531,155 +228,25 @@ impl CpuSelection {
 mod tests {
     use super::*;
 
-    const RK3399: &str = include_str!("../../targets/rk3399.toml");
-    const HOST: &str = include_str!("../../targets/host.toml");
-
-    fn parse_err(text: &str) -> TargetError {
-        Target::parse(text, "t.toml").unwrap_err()
+    fn cluster(name: &str, cpus: &[usize], core: CoreKind) -> Cluster {
+        Cluster {
+            name: name.into(),
+            cpus: cpus.to_vec(),
+            core,
+            freq_mhz: None,
+            l2_kib: None,
+        }
     }
 
-    #[test]
-    fn reads_the_rk3399_file() {
-        let t = Target::parse(RK3399, "rk3399.toml").unwrap();
-        assert_eq!(t.board, "rk3399");
-        assert_eq!(t.default_cluster, "big");
-        assert_eq!(
-            t.clusters,
-            vec![
-                Cluster {
-                    name: "little".into(),
-                    cpus: vec![0, 1, 2, 3],
-                    core: CoreKind::CortexA53,
-                    freq_mhz: Some(1500),
-                    l2_kib: Some(512),
-                },
-                Cluster {
-                    name: "big".into(),
-                    cpus: vec![4, 5],
-                    core: CoreKind::CortexA72,
-                    freq_mhz: Some(1800),
-                    l2_kib: Some(1024),
-                },
-            ]
-        );
-        let h = Target::parse(HOST, "host.toml").unwrap();
-        assert_eq!(h.board, "host");
-        assert_eq!(h.clusters.len(), 1);
-        assert_eq!(h.clusters[0].core, CoreKind::Other);
-        assert_eq!(h.clusters[0].freq_mhz, None);
-    }
-
-    #[test]
-    fn reads_the_files_from_disk() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../targets/");
-        assert_eq!(
-            Target::from_file(format!("{dir}rk3399.toml")).unwrap(),
-            Target::parse(RK3399, "x").unwrap()
-        );
-        let e = Target::from_file(format!("{dir}nope.toml")).unwrap_err();
-        assert!(e.to_string().contains("nope.toml"), "{e}");
-    }
-
-    #[test]
-    fn accepts_the_subset_details() {
-        let t = Target::parse(
-            "board = \"b#1\" # comment\n\n[[cluster]]\nname=\"x\"\ncpus = [ 0 , 1, ]\n\
-             core = \"generic\"\nfreq_mhz = 1_416\n",
-            "t.toml",
-        )
-        .unwrap();
-        assert_eq!(t.board, "b#1");
-        assert_eq!(t.clusters[0].cpus, vec![0, 1]);
-        assert_eq!(t.clusters[0].freq_mhz, Some(1416));
-        assert_eq!(t.default_cluster, "x", "no big cluster: the first one");
-    }
-
-    #[test]
-    fn errors_name_file_and_line() {
-        let cluster = "[[cluster]]\nname = \"big\"\ncpus = [0]\ncore = \"generic\"\n";
-        let cases: Vec<(String, usize, &str)> = vec![
-            (
-                format!("board = \"b\"\n{cluster}speed = 3\n"),
-                6,
-                "unknown key `speed`",
-            ),
-            (
-                "board = \"b\"\n[target]\n".into(),
-                2,
-                "unsupported table `[target]`",
-            ),
-            (
-                "board = \"b\"\nboard = \"c\"\n".into(),
-                2,
-                "given twice (first on line 1)",
-            ),
-            ("board = b\n".into(), 1, "cannot read value `b`"),
-            ("board = \"b\n".into(), 1, "unterminated string"),
-            ("board = 3\n".into(), 1, "`board` must be a string"),
-            ("junk\n".into(), 1, "expected `key = value`"),
-            (
-                format!("board=\"b\"\n{}", cluster.replace("[0]", "[0,\n")),
-                4,
-                "one line",
-            ),
-            (
-                format!("board=\"b\"\n{}", cluster.replace("[0]", "[0, x]")),
-                4,
-                "`x`",
-            ),
-            (
-                format!("board=\"b\"\n{}", cluster.replace("[0]", "[]")),
-                4,
-                "`cpus` is empty",
-            ),
-            (
-                format!("board=\"b\"\n{}", cluster.replace("[0]", "[1, 1]")),
-                4,
-                "listed twice",
-            ),
-            (
-                format!("board=\"b\"\n{}", cluster.replace("[0]", "0")),
-                4,
-                "must be an array",
-            ),
-            (
-                format!("board=\"b\"\n{}", cluster.replace("generic", "a99")),
-                5,
-                "unknown core",
-            ),
-            (
-                format!("board=\"b\"\n{cluster}freq_mhz = 1.5\n"),
-                6,
-                "`1.5`",
-            ),
-            (
-                format!("board=\"b\"\n{cluster}{cluster}"),
-                7,
-                "defined twice",
-            ),
-            (
-                format!("board=\"b\"\n{cluster}{}", cluster.replace("big", "little")),
-                8,
-                "cpu 0 is listed twice",
-            ),
-            (
-                format!("board=\"b\"\n{}", cluster.replace("core", "#")),
-                2,
-                "without `core`",
-            ),
-            (
-                format!("board=\"b\"\ndefault_cluster=\"little\"\n{cluster}"),
-                2,
-                "not a cluster",
-            ),
-            (cluster.to_string(), 0, "missing top-level `board"),
-            ("board = \"b\"\n".into(), 0, "no [[cluster]]"),
-        ];
-        for (text, line, want) in cases {
-            let e = parse_err(&text);
-            assert_eq!(e.line, line, "{text:?}: {e}");
-            assert!(e.msg.contains(want), "{text:?}: got `{e}`, want `{want}`");
-            assert!(e.to_string().starts_with("t.toml:"), "{e}");
+    /// The clusters of `targets/rk3399.toml` (read from the file by `eq_bench::board`).
+    fn rk3399() -> Target {
+        Target {
+            board: "rk3399".into(),
+            clusters: vec![
+                cluster("little", &[0, 1, 2, 3], CoreKind::CortexA53),
+                cluster("big", &[4, 5], CoreKind::CortexA72),
+            ],
+            default_cluster: "big".into(),
         }
     }
 
@@ -773,7 +340,7 @@ mod tests {
 
     #[test]
     fn resolves_selections_against_targets() {
-        let rk = Target::parse(RK3399, "rk3399.toml").unwrap();
+        let rk = rk3399();
         assert_eq!(CpuSelection::Big.resolve(&rk), Ok(vec![4, 5]));
         assert_eq!(CpuSelection::Little.resolve(&rk), Ok(vec![0, 1, 2, 3]));
         assert_eq!(CpuSelection::All.resolve(&rk), Ok(vec![0, 1, 2, 3, 4, 5]));
@@ -786,17 +353,24 @@ mod tests {
         );
         assert_eq!(rk.cores_of(&[5]), vec![CoreKind::CortexA72]);
 
-        let host = Target::parse(HOST, "host.toml").unwrap();
+        // One cluster (`targets/host.toml`): big and little are all of it.
+        let host = Target {
+            board: "host".into(),
+            clusters: vec![cluster("all", &[0, 1], CoreKind::Other)],
+            default_cluster: "all".into(),
+        };
         assert_eq!(CpuSelection::Big.resolve(&host), Ok(vec![0, 1]));
         assert_eq!(CpuSelection::Little.resolve(&host), Ok(vec![0, 1]));
 
         // Two clusters, neither called big: an error naming what exists.
-        let odd = Target::parse(
-            "board=\"o\"\n[[cluster]]\nname=\"a\"\ncpus=[0]\ncore=\"generic\"\n\
-             [[cluster]]\nname=\"b\"\ncpus=[1]\ncore=\"generic\"\n",
-            "o.toml",
-        )
-        .unwrap();
+        let odd = Target {
+            board: "o".into(),
+            clusters: vec![
+                cluster("a", &[0], CoreKind::Other),
+                cluster("b", &[1], CoreKind::Other),
+            ],
+            default_cluster: "a".into(),
+        };
         let e = CpuSelection::Big.resolve(&odd).unwrap_err();
         assert!(e.contains("no `big` cluster (it has: a, b)"), "{e}");
     }

@@ -122,7 +122,7 @@ fn writes_one_json_record_per_timed_run() {
         .lines()
         .find_map(|l| l.split_once("commit = ").map(|(_, c)| c.to_string()))
         .expect("a commit line");
-    // Embedded at build time by runtime/build.rs.
+    // Embedded at build time by bench/build.rs.
     assert_eq!(commit, env!("EQ_GIT_COMMIT"));
     assert!(
         commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()),
@@ -160,6 +160,17 @@ fn writes_one_json_record_per_timed_run() {
         if let Some(part) = part {
             assert!(r.contains(part), "{r}");
         }
+    }
+    // The same report read as JSON, as scripts do (python3 json.load).
+    let parsed: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let list = parsed.as_array().expect("a JSON list");
+    assert_eq!(list.len(), 12, "{report}");
+    for r in list {
+        let r = r.as_object().unwrap();
+        assert_eq!(r.len(), KEYS.len(), "{r:?}");
+        assert!(KEYS.iter().all(|k| r.contains_key(*k)), "{r:?}");
+        assert_eq!(r["commit"], commit.as_str());
+        assert!(r["median_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{r:?}");
     }
     assert_eq!(report.matches("\"model\": \"small\"").count(), 6);
     assert_eq!(report.matches("\"model\": \"noshape\"").count(), 6);
@@ -200,6 +211,9 @@ fn errors_are_one_line_with_exit_code_2() {
     let missing = p(&dir, "missing.param");
     let noshape = p(&dir, "noshape.param");
     let missing_bin = p(&dir, "missing.bin");
+    let bad_board = p(&dir, "bad.toml");
+    std::fs::write(&bad_board, "board = \"b\"\nspeed = 1\n").unwrap();
+    let missing_board = p(&dir, "missing.toml");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--model", &small, "--turbo"], "unknown flag `--turbo`"),
         (
@@ -221,6 +235,14 @@ fn errors_are_one_line_with_exit_code_2() {
             "cpu 4095 is not on target",
         ),
         (vec!["--loops", "3"], "--model is required"),
+        (
+            vec!["--model", &small, "--target", &bad_board],
+            "bad.toml:2: unknown field `speed`",
+        ),
+        (
+            vec!["--model", &small, "--target", &missing_board],
+            "missing.toml",
+        ),
     ];
     for (args, want) in cases {
         let out = eq_bench(&args);

@@ -1,8 +1,8 @@
 //! eq-bench: times whole models like ncnn's benchncnn, per precision, thread count and CPU
-//! cluster. The logic lives in `eq_runtime::bench`; see `eq-bench --help`.
+//! cluster. The logic lives in the `eq_bench` library; see `eq-bench --help`.
 //! Every error is one line on stderr and exit code 2.
 
-use eq_runtime::bench::{self, Args, Command, Placement, Precision, Record};
+use eq_bench::{self as bench, board, Args, Command, Placement, Precision, Record};
 use eq_runtime::target::Target;
 use std::io::Write;
 use std::process::ExitCode;
@@ -14,7 +14,7 @@ fn say(line: &str) {
 
 fn run(args: Args) -> Result<(), String> {
     let target = match &args.target {
-        Some(path) => Target::from_file(path).map_err(|e| e.to_string())?,
+        Some(path) => board::load(path).map_err(|e| e.to_string())?,
         None => Target::detect(),
     };
     // No --cluster: the target's default cluster (big on RK3399) when there is a choice to

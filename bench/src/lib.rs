@@ -1,12 +1,16 @@
 //! The logic of the `eq-bench` binary (benchncnn-like timing of whole models), kept in the
 //! library so it is unit-tested: argument parsing, loading and timing a model, the result
-//! lines and the JSON report. Written without host-only crates so it runs on the board.
+//! lines and the JSON report; and the board files it reads (`board`, `targets/*.toml`).
+//! Pure Rust only (the toml and serde crates included) so it cross-builds for the board.
 
-use crate::model::param::ParamFile;
-use crate::net::{Net, Options, PrecisionChoice};
-use crate::ops::input::Input;
-use crate::target::CpuSelection;
-use crate::tensor::Shape;
+pub mod board;
+
+use eq_runtime::model::param::ParamFile;
+use eq_runtime::net::{Net, Options, PrecisionChoice};
+use eq_runtime::ops::input::Input;
+use eq_runtime::target::CpuSelection;
+use eq_runtime::tensor::Shape;
+use serde::{Serialize, Serializer};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -37,7 +41,7 @@ usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
   --gemm-shapes  time nothing: print each Convolution's GEMM (M outputs, N pixels,
                K inputs x kernel), one line each";
 
-/// The git commit this binary was built from (runtime/build.rs), "unknown" outside a checkout.
+/// The git commit this binary was built from (bench/build.rs), "unknown" outside a checkout.
 pub const GIT_COMMIT: &str = env!("EQ_GIT_COMMIT");
 
 /// The value every input element is set to before each run (as benchncnn).
@@ -350,7 +354,7 @@ pub fn prepare_model(
     bin: Option<&Path>,
     shape: Option<Shape>,
 ) -> Result<Model, String> {
-    let p = crate::model::read_param(param).map_err(|e| e.to_string())?;
+    let p = eq_runtime::model::read_param(param).map_err(|e| e.to_string())?;
     if let Some(b) = bin {
         std::fs::metadata(b).map_err(|e| format!("{}: {e}", b.display()))?;
     }
@@ -421,7 +425,7 @@ pub fn load(
 }
 
 /// Min, median and mean of a run's times.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Timing {
     pub min_ms: f64,
     pub median_ms: f64,
@@ -652,12 +656,17 @@ pub fn skipped_line(model: &str, precision: Precision, threads: usize, why: &str
     format!("{}  skipped: {why}", line_prefix(model, precision, threads))
 }
 
-/// One JSON record.
-#[derive(Clone, Debug, PartialEq)]
+/// One JSON record, e.g. `{"model": "squeezenet", "precision": "int8", "threads": 2,
+/// "min_ms": 10.1234, "median_ms": …, "avg_ms": …, "cluster": "big", "cpus": [4, 5],
+/// "cores": ["cortex-a72"], "parts": ["0xd08"], "loops": 8, "warmup": 2, "commit": "abc1234"}`
+/// (keys in this order; times are null if not finite).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Record {
     pub model: String,
     pub precision: Precision,
     pub threads: usize,
+    /// `min_ms`, `median_ms` and `avg_ms` at the record's top level.
+    #[serde(flatten)]
     pub timing: Timing,
     /// The `--cluster` value, or "none".
     pub cluster: String,
@@ -665,7 +674,8 @@ pub struct Record {
     /// Core kinds the run may have used, e.g. "cortex-a53".
     pub cores: Vec<String>,
     /// MIDR part numbers seen on those CPUs (0xd03 = Cortex-A53, 0xd08 = Cortex-A72);
-    /// empty where the machine reports none (x86).
+    /// empty where the machine reports none (x86). Written as hex strings, "0xd08".
+    #[serde(serialize_with = "hex_parts")]
     pub parts: Vec<u32>,
     pub loops: usize,
     pub warmup: usize,
@@ -673,75 +683,111 @@ pub struct Record {
     pub commit: String,
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+impl Serialize for Precision {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
-    out.push('"');
-    out
 }
 
-/// A finite number as JSON (times are always finite; anything else becomes null).
-fn json_number(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.4}")
-    } else {
-        "null".into()
+fn hex_parts<S: Serializer>(parts: &[u32], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(parts.iter().map(|p| format!("{p:#05x}")))
+}
+
+/// serde_json output in the report's layout: the top-level list one item per line (two spaces
+/// in), everything inside an item on that line with `", "` and `": "` between entries, numbers
+/// with four decimals.
+#[derive(Default)]
+struct ReportFormatter {
+    /// Arrays and objects currently open.
+    depth: usize,
+    /// The top-level array has an item (so its `]` goes on a line of its own).
+    top_has_items: bool,
+}
+
+impl serde_json::ser::Formatter for ReportFormatter {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        if self.depth == 1 {
+            self.top_has_items = false;
+        }
+        w.write_all(b"[")
     }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if self.depth == 1 && self.top_has_items {
+            w.write_all(b"\n")?;
+        }
+        self.depth -= 1;
+        w.write_all(b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if self.depth == 1 {
+            self.top_has_items = true;
+            w.write_all(if first { b"\n  " } else { b",\n  " })
+        } else if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        w.write_all(b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    // serde_json writes non-finite numbers as null without asking the formatter.
+    fn write_f64<W: ?Sized + std::io::Write>(&mut self, w: &mut W, x: f64) -> std::io::Result<()> {
+        write!(w, "{x:.4}")
+    }
+}
+
+/// `value` as JSON in the report's layout.
+fn report_json<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, ReportFormatter::default());
+    value
+        .serialize(&mut ser)
+        .expect("records serialize to memory");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 impl Record {
+    /// The record as one line of JSON.
     pub fn to_json(&self) -> String {
-        let cpus: Vec<String> = self.cpus.iter().map(|c| c.to_string()).collect();
-        let cores: Vec<String> = self.cores.iter().map(|c| json_string(c)).collect();
-        let parts: Vec<String> = self
-            .parts
-            .iter()
-            .map(|p| json_string(&format!("{p:#05x}")))
-            .collect();
-        format!(
-            "{{\"model\": {}, \"precision\": {}, \"threads\": {}, \"min_ms\": {}, \
-             \"median_ms\": {}, \"avg_ms\": {}, \"cluster\": {}, \"cpus\": [{}], \
-             \"cores\": [{}], \"parts\": [{}], \"loops\": {}, \"warmup\": {}, \
-             \"commit\": {}}}",
-            json_string(&self.model),
-            json_string(self.precision.name()),
-            self.threads,
-            json_number(self.timing.min_ms),
-            json_number(self.timing.median_ms),
-            json_number(self.timing.avg_ms),
-            json_string(&self.cluster),
-            cpus.join(", "),
-            cores.join(", "),
-            parts.join(", "),
-            self.loops,
-            self.warmup,
-            json_string(&self.commit)
-        )
+        report_json(self)
     }
 }
 
 /// The JSON report: a list of records, one per line.
 pub fn records_json(records: &[Record]) -> String {
-    if records.is_empty() {
-        return "[]\n".into();
-    }
-    let body: Vec<String> = records
-        .iter()
-        .map(|r| format!("  {}", r.to_json()))
-        .collect();
-    format!("[\n{}\n]\n", body.join(",\n"))
+    report_json(records) + "\n"
 }
 
 /// What the INT8 columns of `seed_table` hold: the seed paper compares its INT7 against
@@ -978,14 +1024,46 @@ mod tests {
              \"parts\": [\"0xd08\"], \"loops\": 8, \"warmup\": 2, \"commit\": \"abc1234\"}"
         );
         assert_eq!(records_json(&[]), "[]\n");
-        let two = records_json(&[r.clone(), r]);
+        let two = records_json(&[r.clone(), r.clone()]);
         assert!(
             two.starts_with("[\n  {") && two.ends_with("}\n]\n"),
             "{two}"
         );
         assert_eq!(two.matches("},\n").count(), 1);
-        assert_eq!(json_string("\u{1}"), "\"\\u0001\"");
-        assert_eq!(json_number(f64::NAN), "null");
+        // Control characters are escaped; a time that is not finite is null.
+        let mut odd = r.clone();
+        odd.model = "\u{1}".into();
+        odd.timing.min_ms = f64::NAN;
+        let line = odd.to_json();
+        assert!(line.starts_with("{\"model\": \"\\u0001\", "), "{line}");
+        assert!(line.contains("\"min_ms\": null, "), "{line}");
+        // What scripts read: a JSON list of flat records with these keys, in this order.
+        let parsed: serde_json::Value = serde_json::from_str(&two).unwrap();
+        let items = parsed.as_array().unwrap();
+        assert_eq!(items.len(), 2);
+        let keys = [
+            "model",
+            "precision",
+            "threads",
+            "min_ms",
+            "median_ms",
+            "avg_ms",
+            "cluster",
+            "cpus",
+            "cores",
+            "parts",
+            "loops",
+            "warmup",
+            "commit",
+        ];
+        assert_eq!(items[0].as_object().unwrap().len(), keys.len());
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| r.to_json().find(&format!("\"{k}\": ")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+        assert_eq!(items[1]["median_ms"], 1.5);
+        assert_eq!(items[1]["parts"][0], "0xd08");
     }
 
     #[test]
@@ -1042,14 +1120,14 @@ mod tests {
 
     #[test]
     fn finds_the_first_input_and_its_declared_shape() {
-        let p = crate::model::parse_param(DECLARED.as_bytes(), "d").unwrap();
+        let p = eq_runtime::model::parse_param(DECLARED.as_bytes(), "d").unwrap();
         assert_eq!(
             first_input(&p),
             Ok(Some(("data".into(), Some(Shape::d3(8, 6, 4)))))
         );
-        let p = crate::model::parse_param(UNDECLARED.as_bytes(), "u").unwrap();
+        let p = eq_runtime::model::parse_param(UNDECLARED.as_bytes(), "u").unwrap();
         assert_eq!(first_input(&p), Ok(Some(("data".into(), None))));
-        let none = crate::model::parse_param(b"7767517\n1 1\nReLU r 1 1 a b\n", "n").unwrap();
+        let none = eq_runtime::model::parse_param(b"7767517\n1 1\nReLU r 1 1 a b\n", "n").unwrap();
         assert_eq!(first_input(&none), Ok(None));
     }
 

@@ -1,4 +1,4 @@
-//! Embeds the git commit the runtime was built from (`EQ_GIT_COMMIT`, shown in eq-bench's
+//! Embeds the git commit eq-bench was built from (`EQ_GIT_COMMIT`, shown in its output and
 //! JSON) so board results name the code that produced them. "unknown" outside a checkout.
 
 use std::process::Command;
