@@ -3,7 +3,6 @@
 
 use eq_runtime::net::{Net, Options};
 use eq_runtime::pool::Pool;
-use eq_runtime::rng::Rng;
 use eq_runtime::target::Target;
 use eq_runtime::tensor::Shape;
 use std::path::PathBuf;
@@ -11,23 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Conv 3x3 (8 ch) + ReLU, max pool, InnerProduct 10: the GEMM, pooling and GEMV paths.
-const SMALL: &str = "7767517\n5 5\nInput in 0 1 data 0=8 1=8 2=3\n\
-Convolution conv 1 1 data c 0=8 1=3 4=1 5=1 6=216\nReLU relu 1 1 c r\n\
-Pooling pool 1 1 r p 0=0 1=2 2=2\nInnerProduct fc 1 1 p out 0=10 1=1 2=1280\n";
-
-/// Seeded weights for `SMALL` in ncnn's .bin layout (flag word 0 = raw fp32).
-fn small_weights(seed: u64) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    let mut floats: Vec<f32> = Vec::new();
-    for (tagged, n) in [(true, 216), (false, 8), (true, 1280), (false, 10)] {
-        if tagged {
-            floats.push(0.0); // the all-zero flag word reads the same as 0.0f32
-        }
-        floats.extend(rng.vec(n, -1.0, 1.0));
-    }
-    bytemuck::cast_slice(&floats).to_vec()
-}
+mod common;
+use common::{run_once, small_weights, SMALL};
 
 fn opts(threads: usize, cpus: &[usize]) -> Options {
     Options {
@@ -35,17 +19,6 @@ fn opts(threads: usize, cpus: &[usize]) -> Options {
         cpus: cpus.to_vec(),
         ..Options::default()
     }
-}
-
-/// Fills input `name` with seeded values, runs, and returns the first output.
-fn run_once(net: &mut Net, name: &str, seed: u64) -> Vec<f32> {
-    let mut rng = Rng::new(seed);
-    let input = net.input_mut(name).unwrap();
-    let values = rng.vec(input.data.len(), -1.0, 1.0);
-    input.data.copy_from_slice(&values);
-    net.run().unwrap();
-    let out = net.outputs().next().unwrap().0.to_string();
-    net.blob(&out).unwrap().data.to_vec()
 }
 
 fn cpu_count() -> usize {
