@@ -15,12 +15,12 @@ use crate::kernels::gemm_f32::TileAct;
 pub use crate::kernels::Isa;
 use crate::ops::activation::Activation;
 
-pub mod generic;
+pub(crate) mod generic;
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+pub(crate) mod aarch64;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+pub(crate) mod x86_64;
 
 /// Shape of one channel's convolution; `in_w`/`in_h` are the padded plane's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -68,18 +68,18 @@ use std::ops::Range;
 pub use crate::kernels::depthwise_f32::Geometry;
 pub use crate::kernels::Isa;
 
-pub mod generic;
+pub(crate) mod generic;
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+pub(crate) mod aarch64;
 #[cfg(target_arch = "aarch64")]
 mod asm_loops;
 #[cfg(target_arch = "aarch64")]
-pub mod neon3x3;
+pub(crate) mod neon3x3;
 #[cfg(target_arch = "aarch64")]
 mod pipelined;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+pub(crate) mod x86_64;
 
 /// One depthwise layer on unpadded planes: `w x h` int8 values per channel, channels back
 /// to back; `g` is the geometry over the zero-padded plane (`g.in_w = pad_left + w +
@@ -107,9 +107,9 @@ pub struct Spans {
 }
 
 /// The unpadded 3x3 path of one layer call (see the module docs): built per forward, no
-/// allocation.
+/// allocation. Crate-private: [`run`]'s NEON loads trust the plan's spans and masks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub layer: Layer,
     pub out_w: usize,
     pub out_h: usize,
@@ -195,8 +195,10 @@ impl Plan {
 /// `rows` is every row, else one channel's rows). Every output is `requant.dequant(c, acc)`
 /// (fp32) or `requant.requant(c, acc)` (int8) of its exact int32 sum. `core` picks the
 /// loops scheduled for that core. Does not allocate.
+///
+/// Crate-private: its loads are only as sound as the [`Plan`] (built by [`Plan::new`]).
 #[allow(clippy::too_many_arguments)]
-pub fn run(
+pub(crate) fn run(
     plan: &Plan,
     precision: Precision,
     input: &[i8],
@@ -485,9 +487,11 @@ pub fn channel_i8(
 }
 
 /// The int32 sums of output pixels `x0..x0 + n` (`n <= CHUNK`) of row `oy` into `acc[..n]`;
-/// `acc[n..]` may be overwritten. Exposed for the tests and benchmarks.
+/// `acc[n..]` may be overwritten. Crate-private: the SIMD variants load the taps and rows
+/// the geometry names without checking it against `input` and `taps` ([`channel_i8`]
+/// checks it once per channel).
 #[allow(clippy::too_many_arguments)]
-pub fn row(
+pub(crate) fn row(
     isa: Isa,
     precision: Precision,
     g: &Geometry,

@@ -33,12 +33,12 @@ use std::ops::Range;
 
 pub use crate::kernels::Isa;
 
-pub mod generic;
+pub(crate) mod generic;
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+pub(crate) mod aarch64;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+pub(crate) mod x86_64;
 
 /// Rows per packed group.
 pub const ROWS: usize = 4;

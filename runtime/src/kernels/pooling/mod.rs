@@ -24,9 +24,9 @@
 //! kernel width 1 at stride 2 and rows narrower than a vector use the generic code.
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+pub(crate) mod aarch64;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+pub(crate) mod x86_64;
 
 #[cfg(test)]
 mod tests;
