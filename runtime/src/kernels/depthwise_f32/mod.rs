@@ -95,12 +95,14 @@ pub fn channel(
     match isa {
         Isa::Generic => generic::channel(g, input, inputs, kernel, bias, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::channel(g, input, inputs, kernel, bias, out),
+        // SAFETY: `g.check` above.
+        Isa::Avx2Fma => unsafe { x86_64::channel(g, input, inputs, kernel, bias, out) },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => {
             // ReLU / LeakyReLU / Clip are applied in the kernel's stores.
             let (tact, post) = TileAct::split(act);
-            aarch64::channel(g, input, inputs, kernel, bias, tact, out);
+            // SAFETY: `g.check` above.
+            unsafe { aarch64::channel(g, input, inputs, kernel, bias, tact, out) };
             if post {
                 act.apply_slice(out);
             }

@@ -461,9 +461,10 @@ pub fn channel_i8(
     out_offset: usize,
 ) {
     check(g, input, taps, out.len(), out_offset);
+    // SAFETY: `check` above.
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx2Fma
-        && x86_64::channel3x3(g, precision, input, taps, c, requant, out, out_offset)
+        && unsafe { x86_64::channel3x3(g, precision, input, taps, c, requant, out, out_offset) }
     {
         return;
     }
@@ -474,7 +475,8 @@ pub fn channel_i8(
         let mut x = 0;
         while x < g.out_w {
             let n = CHUNK.min(g.out_w - x);
-            row(isa, precision, g, input, taps, oy, x, n, &mut acc);
+            // SAFETY: `check` above; n <= CHUNK, x + n <= out_w, oy < out_h.
+            unsafe { row(isa, precision, g, input, taps, oy, x, n, &mut acc) };
             let at = out_offset + oy * g.out_w + x;
             if isa == Isa::Generic {
                 requant.store(c, &acc[..n], out, at);
@@ -487,11 +489,13 @@ pub fn channel_i8(
 }
 
 /// The int32 sums of output pixels `x0..x0 + n` (`n <= CHUNK`) of row `oy` into `acc[..n]`;
-/// `acc[n..]` may be overwritten. Crate-private: the SIMD variants load the taps and rows
-/// the geometry names without checking it against `input` and `taps` ([`channel_i8`]
-/// checks it once per channel).
+/// `acc[n..]` may be overwritten.
+///
+/// # Safety
+/// The geometry fits `input` and `taps` (as `check` verifies, which [`channel_i8`] does once
+/// per channel): the SIMD variants load the taps and rows it names without checking.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn row(
+pub(crate) unsafe fn row(
     isa: Isa,
     precision: Precision,
     g: &Geometry,
@@ -506,8 +510,10 @@ pub(crate) fn row(
     match isa {
         Isa::Generic => generic::row(g, input, taps, oy, x0, &mut acc[..n]),
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller's contract is the variant's.
         Isa::Avx2Fma => x86_64::row(g, precision, input, taps, oy, x0, n, acc),
         #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above.
         Isa::Neon => aarch64::row(g, precision, input, taps, oy, x0, n, acc),
     }
     let _ = precision;

@@ -247,7 +247,6 @@ impl Kernel {
         self.pair_sums
     }
 
-
     /// Steps of the K loop for `k`.
     pub fn steps(&self, k: usize) -> usize {
         self.layout.k_padded(k) / self.layout.kstep()

@@ -3,8 +3,10 @@
 
 use std::arch::x86_64::*;
 
-/// Callers have checked the buffer sizes (`super::gemv`).
-pub fn gemv(w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+/// # Safety
+/// The caller has checked the buffer sizes (`super::gemv`).
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn gemv(w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     assert!(
         super::super::depthwise_f32::x86_64::available(),
         "AVX2/FMA kernel on a CPU without AVX2/FMA"

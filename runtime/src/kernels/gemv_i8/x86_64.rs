@@ -15,8 +15,10 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2")
 }
 
-/// Callers have checked `group` against `x` (`super::dot4`).
-pub fn dot4(precision: Precision, group: &[i8], x: &Input) -> [i32; ROWS] {
+/// # Safety
+/// The caller has checked `group` against `x` (`super::dot4`).
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn dot4(precision: Precision, group: &[i8], x: &Input) -> [i32; ROWS] {
     assert!(available(), "AVX2 kernel on a CPU without AVX2");
     // SAFETY: AVX2 checked above; every block read lies in `group` or `x`.
     unsafe {
