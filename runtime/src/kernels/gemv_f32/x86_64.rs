@@ -4,8 +4,8 @@
 use std::arch::x86_64::*;
 
 /// # Safety
-/// The caller has checked the buffer sizes (`super::gemv`).
-/// The SIMD code relies on it for its unchecked loads and stores.
+/// `w` holds at least `y.len() * x.len()` values and `bias`, if any, `y.len()` (`super::gemv`
+/// checks both): the SIMD loads of the rows are unchecked.
 pub unsafe fn gemv(w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     assert!(
         super::super::depthwise_f32::x86_64::available(),

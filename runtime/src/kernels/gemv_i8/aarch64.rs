@@ -13,8 +13,8 @@ use std::arch::aarch64::*;
 const INT7_BLOCKS_PER_FLUSH: usize = Precision::Int7.products_per_i16() / 4;
 
 /// # Safety
-/// The caller has checked `group` against `x` (`super::dot4`).
-/// The SIMD code relies on it for its unchecked loads and stores.
+/// `group` holds at least `x.blocks * ROWS * BLOCK` values (`super::dot4` checks it): the
+/// SIMD loads of the packed rows are unchecked.
 pub unsafe fn dot4(precision: Precision, group: &[i8], x: &Input) -> [i32; ROWS] {
     // SAFETY: NEON is baseline on aarch64; every block read lies in `group` or `x`.
     unsafe {

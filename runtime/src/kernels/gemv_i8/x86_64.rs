@@ -16,8 +16,8 @@ pub fn available() -> bool {
 }
 
 /// # Safety
-/// The caller has checked `group` against `x` (`super::dot4`).
-/// The SIMD code relies on it for its unchecked loads and stores.
+/// `group` holds at least `x.blocks * ROWS * BLOCK` values (`super::dot4` checks it): the
+/// SIMD loads of the packed rows are unchecked.
 pub unsafe fn dot4(precision: Precision, group: &[i8], x: &Input) -> [i32; ROWS] {
     assert!(available(), "AVX2 kernel on a CPU without AVX2");
     // SAFETY: AVX2 checked above; every block read lies in `group` or `x`.
