@@ -15,3 +15,6 @@ pub mod quantize;
 pub mod requant;
 pub mod winograd;
 pub mod winograd_i8;
+
+#[cfg(test)]
+mod short_slices;
