@@ -51,7 +51,7 @@ fn bench_gemm_i8(c: &mut Criterion) {
                 let packed = PackedA8::new(KernelSet::single(kern), &a, m, k);
                 let mut scratch = vec![0.0f32; packed.scratch_len(n)];
                 let mut out = vec![0i8; m * n];
-                group.bench_function(BenchmarkId::from_parameter(kern.name), |bench| {
+                group.bench_function(BenchmarkId::from_parameter(kern.name()), |bench| {
                     bench.iter(|| {
                         gemm(
                             &packed,
@@ -84,14 +84,14 @@ fn bench_micro(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(2));
         for p in [Precision::Int8, Precision::Int7] {
             for kern in all_kernels(p) {
-                let (m, n) = (kern.mr, 4 * kern.nr);
+                let (m, n) = (kern.mr(), 4 * kern.nr());
                 let a = random_q(&mut rng, m * k, p);
                 let b = random_q(&mut rng, k * n, p);
                 let packed = PackedA8::new(KernelSet::single(kern), &a, m, k);
                 let mut scratch = vec![0.0f32; packed.scratch_len(n)];
                 let mut out = vec![0i32; m * n];
                 group.throughput(Throughput::Elements((m * n * k) as u64));
-                group.bench_function(BenchmarkId::from_parameter(kern.name), |bench| {
+                group.bench_function(BenchmarkId::from_parameter(kern.name()), |bench| {
                     bench.iter(|| {
                         let dense = DenseB8 { data: &b, n };
                         gemm_i32(&packed, &dense, n, &mut out, &pool, &mut scratch).expect("gemm");

@@ -386,7 +386,7 @@ impl Net {
             // SAFETY (all slices below): the plan gives blobs that are alive at the same step
             // disjoint arena ranges, except aliases, which are only ever read, and in-place
             // outputs, which are accessed through one mutable slice only.
-            let result = match op.storage() {
+            let result = match step.storage {
                 Storage::Alias => Ok(()),
                 Storage::InPlace => {
                     let (src, _) = place(ins[0]);

@@ -27,6 +27,10 @@ pub struct Step {
     pub layer: usize,
     /// In-place op whose input must survive: copy input buffer -> output buffer first.
     pub copy_first: bool,
+    /// The op's storage as planned. The runner goes by this, not by asking the op again:
+    /// `Op` is a public trait, and an op answering differently at run time must not make
+    /// the runner hand it overlapping input and output slices.
+    pub storage: Storage,
 }
 
 #[derive(Clone, Debug)]
@@ -181,7 +185,8 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
             buffers.len() - 1
         };
         let mut copy_first = false;
-        match ops[li].storage() {
+        let storage = ops[li].storage();
+        match storage {
             Storage::Alias => {
                 let src = buffer_of[ins[0]];
                 for &b in outs {
@@ -228,6 +233,7 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
         steps.push(Step {
             layer: li,
             copy_first,
+            storage,
         });
     }
 

@@ -206,3 +206,56 @@ fn registered_types_override_builtins() {
     let net = Net::from_memory(param.as_bytes(), &[], &opts).unwrap();
     assert_eq!(net.blob_shape("out").unwrap(), Shape::d3(2, 2, 4));
 }
+
+/// Planned in place while loading, "new outputs" afterwards: if the runner asked the op
+/// again at run time it would call `forward` with an output slice over the input's memory.
+#[derive(Debug)]
+struct Fickle {
+    loaded: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Op for Fickle {
+    fn output_shapes(&self, inputs: &[Shape]) -> LayerResult<Vec<Shape>> {
+        expect_inputs(inputs, 1)?;
+        Ok(vec![inputs[0]])
+    }
+
+    fn storage(&self) -> eq_runtime::ops::Storage {
+        if self.loaded.load(std::sync::atomic::Ordering::Relaxed) {
+            eq_runtime::ops::Storage::New
+        } else {
+            eq_runtime::ops::Storage::InPlace
+        }
+    }
+
+    fn forward(&self, _: &[Tensor], _: &mut [TensorMut], _: &mut Ctx) -> LayerResult<()> {
+        Err(invalid("planned in place: forward must not run"))
+    }
+
+    fn forward_inplace(&self, x: &mut TensorMut, _: &mut Ctx) -> LayerResult<()> {
+        for v in x.data.iter_mut() {
+            *v *= 2.0;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_runner_keeps_the_planned_storage() {
+    let loaded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut opts = Options::default();
+    let flag = loaded.clone();
+    opts.custom_layers.register("Fickle", move |_, _| {
+        Ok(Box::new(Fickle {
+            loaded: flag.clone(),
+        }))
+    });
+    let param = "7767517\n3 3\nInput in 0 1 data 0=4 1=1 2=1\nReLU relu 1 1 data r\n\
+                 Fickle f 1 1 r out\n";
+    let mut net = Net::from_memory(param.as_bytes(), &[], &opts).unwrap();
+    loaded.store(true, std::sync::atomic::Ordering::Relaxed);
+    net.set_input("data", &[1.0, -2.0, 3.0, 4.0]).unwrap();
+    net.run().unwrap();
+    let (_, v) = net.blob_f32("out").unwrap();
+    assert_eq!(v, [2.0, 0.0, 6.0, 8.0]);
+}

@@ -18,8 +18,10 @@ use crate::kernels::gemm_f32::aarch64::act4;
 use crate::kernels::gemm_f32::TileAct;
 use std::arch::aarch64::*;
 
-/// Callers have checked the geometry against the buffers (`Geometry::check`).
-pub fn channel(
+/// # Safety
+/// The caller has checked the geometry against the buffers (`Geometry::check`).
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn channel(
     g: &Geometry,
     input: &[f32],
     inputs: usize,

@@ -15,12 +15,12 @@ use crate::kernels::gemm_f32::TileAct;
 pub use crate::kernels::Isa;
 use crate::ops::activation::Activation;
 
-pub mod generic;
+pub(crate) mod generic;
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+pub(crate) mod aarch64;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+pub(crate) mod x86_64;
 
 /// Shape of one channel's convolution; `in_w`/`in_h` are the padded plane's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,12 +95,14 @@ pub fn channel(
     match isa {
         Isa::Generic => generic::channel(g, input, inputs, kernel, bias, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::channel(g, input, inputs, kernel, bias, out),
+        // SAFETY: `g.check` above.
+        Isa::Avx2Fma => unsafe { x86_64::channel(g, input, inputs, kernel, bias, out) },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => {
             // ReLU / LeakyReLU / Clip are applied in the kernel's stores.
             let (tact, post) = TileAct::split(act);
-            aarch64::channel(g, input, inputs, kernel, bias, tact, out);
+            // SAFETY: `g.check` above.
+            unsafe { aarch64::channel(g, input, inputs, kernel, bias, tact, out) };
             if post {
                 act.apply_slice(out);
             }

@@ -10,8 +10,10 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// Callers have checked the geometry against the buffers (`Geometry::check`).
-pub fn channel(
+/// # Safety
+/// The caller has checked the geometry against the buffers (`Geometry::check`).
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn channel(
     g: &Geometry,
     input: &[f32],
     inputs: usize,

@@ -12,9 +12,11 @@ use super::{generic, Geometry, CHUNK, SLACK};
 use crate::quant::Precision;
 use std::arch::aarch64::*;
 
-/// Callers have checked the geometry against the buffers (`super::check`).
+/// # Safety
+/// The caller has checked the geometry against the buffers (`super::check`).
+/// The SIMD code relies on it for its unchecked loads and stores.
 #[allow(clippy::too_many_arguments)]
-pub fn row(
+pub unsafe fn row(
     g: &Geometry,
     precision: Precision,
     input: &[i8],

@@ -68,18 +68,18 @@ use std::ops::Range;
 pub use crate::kernels::depthwise_f32::Geometry;
 pub use crate::kernels::Isa;
 
-pub mod generic;
+pub(crate) mod generic;
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+pub(crate) mod aarch64;
 #[cfg(target_arch = "aarch64")]
 mod asm_loops;
 #[cfg(target_arch = "aarch64")]
-pub mod neon3x3;
+pub(crate) mod neon3x3;
 #[cfg(target_arch = "aarch64")]
 mod pipelined;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+pub(crate) mod x86_64;
 
 /// One depthwise layer on unpadded planes: `w x h` int8 values per channel, channels back
 /// to back; `g` is the geometry over the zero-padded plane (`g.in_w = pad_left + w +
@@ -107,9 +107,9 @@ pub struct Spans {
 }
 
 /// The unpadded 3x3 path of one layer call (see the module docs): built per forward, no
-/// allocation.
+/// allocation. Crate-private: [`run`]'s NEON loads trust the plan's spans and masks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub layer: Layer,
     pub out_w: usize,
     pub out_h: usize,
@@ -195,8 +195,10 @@ impl Plan {
 /// `rows` is every row, else one channel's rows). Every output is `requant.dequant(c, acc)`
 /// (fp32) or `requant.requant(c, acc)` (int8) of its exact int32 sum. `core` picks the
 /// loops scheduled for that core. Does not allocate.
+///
+/// Crate-private: its loads are only as sound as the [`Plan`] (built by [`Plan::new`]).
 #[allow(clippy::too_many_arguments)]
-pub fn run(
+pub(crate) fn run(
     plan: &Plan,
     precision: Precision,
     input: &[i8],
@@ -459,9 +461,10 @@ pub fn channel_i8(
     out_offset: usize,
 ) {
     check(g, input, taps, out.len(), out_offset);
+    // SAFETY: `check` above.
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx2Fma
-        && x86_64::channel3x3(g, precision, input, taps, c, requant, out, out_offset)
+        && unsafe { x86_64::channel3x3(g, precision, input, taps, c, requant, out, out_offset) }
     {
         return;
     }
@@ -472,7 +475,8 @@ pub fn channel_i8(
         let mut x = 0;
         while x < g.out_w {
             let n = CHUNK.min(g.out_w - x);
-            row(isa, precision, g, input, taps, oy, x, n, &mut acc);
+            // SAFETY: `check` above; n <= CHUNK, x + n <= out_w, oy < out_h.
+            unsafe { row(isa, precision, g, input, taps, oy, x, n, &mut acc) };
             let at = out_offset + oy * g.out_w + x;
             if isa == Isa::Generic {
                 requant.store(c, &acc[..n], out, at);
@@ -485,9 +489,13 @@ pub fn channel_i8(
 }
 
 /// The int32 sums of output pixels `x0..x0 + n` (`n <= CHUNK`) of row `oy` into `acc[..n]`;
-/// `acc[n..]` may be overwritten. Exposed for the tests and benchmarks.
+/// `acc[n..]` may be overwritten.
+///
+/// # Safety
+/// The geometry fits `input` and `taps` (as `check` verifies, which [`channel_i8`] does once
+/// per channel): the SIMD variants load the taps and rows it names without checking.
 #[allow(clippy::too_many_arguments)]
-pub fn row(
+pub(crate) unsafe fn row(
     isa: Isa,
     precision: Precision,
     g: &Geometry,
@@ -502,8 +510,10 @@ pub fn row(
     match isa {
         Isa::Generic => generic::row(g, input, taps, oy, x0, &mut acc[..n]),
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller's contract is the variant's.
         Isa::Avx2Fma => x86_64::row(g, precision, input, taps, oy, x0, n, acc),
         #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above.
         Isa::Neon => aarch64::row(g, precision, input, taps, oy, x0, n, acc),
     }
     let _ = precision;

@@ -89,7 +89,9 @@ fn sums(isa: Isa, p: Precision, g: &Geometry, input: &[i8], taps: &[i8]) -> Vec<
         while x < g.out_w {
             let n = CHUNK.min(g.out_w - x);
             acc.fill(i32::MIN);
-            row(isa, p, g, input, taps, oy, x, n, &mut acc);
+            check(g, input, taps, g.out_w * g.out_h, 0);
+            // SAFETY: geometry checked just above.
+            unsafe { row(isa, p, g, input, taps, oy, x, n, &mut acc) };
             all.extend_from_slice(&acc[..n]);
             x += n;
         }

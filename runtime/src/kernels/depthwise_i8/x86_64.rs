@@ -22,9 +22,11 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2")
 }
 
-/// Callers have checked the geometry against the buffers (`super::check`).
+/// # Safety
+/// The caller has checked the geometry against the buffers (`super::check`).
+/// The SIMD code relies on it for its unchecked loads and stores.
 #[allow(clippy::too_many_arguments)]
-pub fn row(
+pub unsafe fn row(
     g: &Geometry,
     precision: Precision,
     input: &[i8],
@@ -134,12 +136,15 @@ fn widen_add(lo: __m256i, hi: __m256i, part: __m256i) -> (__m256i, __m256i) {
 /// loads would leave `input` gets its sums from `generic::pixel`, so `input` needs no
 /// margin, but one of `super::IN_SLACK` bytes past the plane keeps every block in SIMD.
 ///
-/// `input` is the channel's zero-padded plane (`g.in_w x g.in_h`) and possibly more bytes;
-/// callers have checked the geometry against the buffers (`super::check`). Returns false,
-/// doing nothing, if the layer is not one this path handles (other kernels or strides,
-/// activations other than none, ReLU, LeakyReLU and Clip, no AVX2 and FMA).
+/// `input` is the channel's zero-padded plane (`g.in_w x g.in_h`) and possibly more bytes.
+/// Returns false, doing nothing, if the layer is not one this path handles (other kernels or
+/// strides, activations other than none, ReLU, LeakyReLU and Clip, no AVX2 and FMA).
+///
+/// # Safety
+/// The caller has checked the geometry against the buffers (`super::check`: every tap of
+/// every output pixel inside the plane); the SIMD loads rely on it.
 #[allow(clippy::too_many_arguments)]
-pub fn channel3x3(
+pub unsafe fn channel3x3(
     g: &Geometry,
     precision: Precision,
     input: &[i8],

@@ -28,12 +28,12 @@ use crate::error::{invalid, LayerResult};
 use crate::ops::activation::Activation;
 use crate::pool::{Pool, SharedMut};
 
-pub mod generic;
+pub(crate) mod generic;
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+pub(crate) mod aarch64;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+pub(crate) mod x86_64;
 
 /// Largest tile any kernel uses.
 pub const MR_MAX: usize = 12;
@@ -145,33 +145,43 @@ pub type MicroKernel = unsafe fn(kc: usize, a: *const f32, b: *const f32, tile: 
 
 /// A family of micro-kernels sharing one tile shape, so one [`PackedA`] and one B packing
 /// serve them all, with one variant per core type.
+///
+/// The fields are private to the crate: packing and the blocked loops trust `mr` / `nr`, and
+/// the micro-kernels use their own constants, so code outside the crate must not be able to
+/// build a family whose geometry disagrees with its micro-kernels. Obtain one from
+/// [`Kernel::generic`], [`Kernel::best`], [`Kernel::supported_simd`] or [`Kernel::forced`].
 #[derive(Clone, Copy, Debug)]
 pub struct Kernel {
-    pub name: &'static str,
-    pub mr: usize,
-    pub nr: usize,
+    pub(crate) name: &'static str,
+    pub(crate) mr: usize,
+    pub(crate) nr: usize,
     /// For the in-order Cortex-A53 (scheduled for its dual issue).
-    pub a53: MicroKernel,
+    pub(crate) a53: MicroKernel,
     /// For the out-of-order Cortex-A72.
-    pub a72: MicroKernel,
+    pub(crate) a72: MicroKernel,
     /// For any other core.
-    pub other: MicroKernel,
+    pub(crate) other: MicroKernel,
     /// Narrower kernels for a block's last panel, widest first: the narrowest that the
     /// columns left fit runs it.
-    pub tails: [Option<TailKernel>; 2],
+    pub(crate) tails: [Option<TailKernel>; 2],
 }
 
 /// An `MR x nr` micro-kernel family for the last panel of a block, `nr` < the main
 /// kernel's (same A panels; its B panel is `nr` wide per k step).
 #[derive(Clone, Copy, Debug)]
 pub struct TailKernel {
-    pub nr: usize,
-    pub a53: MicroKernel,
-    pub a72: MicroKernel,
-    pub other: MicroKernel,
+    pub(crate) nr: usize,
+    pub(crate) a53: MicroKernel,
+    pub(crate) a72: MicroKernel,
+    pub(crate) other: MicroKernel,
 }
 
 impl TailKernel {
+    /// Panel width of this tail.
+    pub fn nr(&self) -> usize {
+        self.nr
+    }
+
     fn for_core(&self, core: CoreKind) -> MicroKernel {
         match core {
             CoreKind::CortexA53 => self.a53,
@@ -186,11 +196,23 @@ impl TailKernel {
 /// `j * kc * nr` floats whatever its width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Panels {
-    pub nr: usize,
-    pub tails: [usize; 2],
+    pub(crate) nr: usize,
+    pub(crate) tails: [usize; 2],
 }
 
 impl Panels {
+    /// Width of a whole panel.
+    #[inline]
+    pub fn nr(&self) -> usize {
+        self.nr
+    }
+
+    /// The tail widths, widest first (0: none).
+    #[inline]
+    pub fn tails(&self) -> [usize; 2] {
+        self.tails
+    }
+
     /// Panels of `nc` columns.
     #[inline]
     pub fn count(&self, nc: usize) -> usize {
@@ -215,6 +237,26 @@ impl Panels {
 }
 
 impl Kernel {
+    /// Name of the family (for logs and benchmarks).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Rows of a tile (the A panel height [`PackedA`] packs for).
+    pub fn mr(&self) -> usize {
+        self.mr
+    }
+
+    /// Columns of a whole tile (the B panel width).
+    pub fn nr(&self) -> usize {
+        self.nr
+    }
+
+    /// The narrower tail kernels, widest first.
+    pub fn tails(&self) -> [Option<TailKernel>; 2] {
+        self.tails
+    }
+
     /// The portable kernel (reference for the SIMD ones, fallback everywhere).
     pub fn generic() -> Kernel {
         generic::KERNEL
@@ -302,10 +344,10 @@ impl Kernel {
 /// ones.
 #[derive(Clone, Copy)]
 pub struct Micros {
-    pub nr: usize,
-    pub main: MicroKernel,
+    pub(crate) nr: usize,
+    pub(crate) main: MicroKernel,
     /// (width, kernel); width 0: none.
-    pub tails: [(usize, MicroKernel); 2],
+    pub(crate) tails: [(usize, MicroKernel); 2],
 }
 
 impl Micros {

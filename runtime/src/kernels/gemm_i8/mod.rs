@@ -35,13 +35,13 @@ use crate::kernels::requant::{OutBuf, Requant};
 use crate::pool::Pool;
 use crate::quant::Precision;
 
-pub mod generic;
-pub mod pack;
+pub(crate) mod generic;
+pub(crate) mod pack;
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+pub(crate) mod aarch64;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+pub(crate) mod x86_64;
 
 pub use pack::{BSource, DenseB8, Im2colB8};
 
@@ -193,21 +193,60 @@ pub enum Micro {
 /// `a` must hold `kp * kstep * mr` values of the layout plus [`OVERREAD`] bytes, `b` the same
 /// with `nr`; the CPU must support the kernel's instructions (guaranteed for kernels obtained
 /// from [`KernelSet`] or [`all_kernels`]).
+///
+/// The fields are private to the crate: packing trusts `layout`, `mr` and `nr` while the
+/// micro-kernels use their own constants, so only the crate's own kernels (handed out by
+/// [`KernelSet`] and [`all_kernels`]) exist; read them with the getters.
 #[derive(Debug)]
 pub struct Kernel {
-    pub name: &'static str,
-    pub precision: Precision,
-    pub layout: Layout,
-    pub mr: usize,
-    pub nr: usize,
+    pub(crate) name: &'static str,
+    pub(crate) precision: Precision,
+    pub(crate) layout: Layout,
+    pub(crate) mr: usize,
+    pub(crate) nr: usize,
     /// Needs `Σ x₂ᵢx₂ᵢ₊₁` per A row and B column ([`Layout::Pairs32`] pair-sum kernels).
-    pub pair_sums: bool,
+    pub(crate) pair_sums: bool,
     /// Stores `Acc` results with the vectorised epilogue (else the scalar reference).
-    pub simd_store: bool,
-    pub micro: Micro,
+    pub(crate) simd_store: bool,
+    pub(crate) micro: Micro,
 }
 
 impl Kernel {
+    /// Name of the kernel (for logs and benchmarks).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Precision of the values it multiplies.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The packing it reads.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Rows of a tile.
+    pub fn mr(&self) -> usize {
+        self.mr
+    }
+
+    /// Columns of a tile.
+    pub fn nr(&self) -> usize {
+        self.nr
+    }
+
+    /// K values per step of its loop (`layout().kstep()`).
+    pub fn kstep(&self) -> usize {
+        self.layout.kstep()
+    }
+
+    /// Whether it needs the pair sums of A rows and B columns.
+    pub fn pair_sums(&self) -> bool {
+        self.pair_sums
+    }
+
     /// Steps of the K loop for `k`.
     pub fn steps(&self, k: usize) -> usize {
         self.layout.k_padded(k) / self.layout.kstep()

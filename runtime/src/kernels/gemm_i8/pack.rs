@@ -12,7 +12,8 @@ pub trait BSource: Sync {
     /// Writes row `k`, columns `n0..n0 + dst.len()`.
     fn row_into(&self, k: usize, n0: usize, dst: &mut [i8]);
 
-    /// Row `k`, columns `n0..n0 + len`, when it lies contiguously in memory.
+    /// Row `k`, columns `n0..n0 + len`, when it lies contiguously in memory. The packers
+    /// use the first `len` values of the slice (and panic if it is shorter).
     fn row_slice(&self, _k: usize, _n0: usize, _len: usize) -> Option<&[i8]> {
         None
     }
@@ -341,7 +342,9 @@ fn row_of<'a>(
     buf: &'a mut [i8],
 ) -> &'a [i8] {
     match src.row_slice(kk, n0, nc) {
-        Some(r) => r,
+        // Sliced (a check per row): the SIMD packers read `nc` values from it unchecked, and
+        // an implementation outside the crate may hand out a shorter slice.
+        Some(r) => &r[..nc],
         None => {
             src.row_into(kk, n0, buf);
             buf
@@ -442,7 +445,8 @@ fn pack_pairs32(
                     &zeros[..nc]
                 } else {
                     match src.row_slice(kk, n0, nc) {
-                        Some(r) => r,
+                        // `nc` values exactly (see `row_of`).
+                        Some(r) => &r[..nc],
                         None => {
                             src.row_into(kk, n0, buf);
                             // SAFETY: `buf` is a disjoint chunk of `rows` that is not touched

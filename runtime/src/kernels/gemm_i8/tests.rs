@@ -478,6 +478,64 @@ fn packing_matches_the_layouts() {
 
 /// A big.LITTLE pool: each worker packs B in its own kernel's layout and reads the A packed
 /// for it; the result is the same bits as the reference.
+/// A B source whose contiguous rows are one value short of what was asked for.
+struct ShortRows<'a>(&'a [i8]);
+
+impl BSource for ShortRows<'_> {
+    fn row_into(&self, _k: usize, _n0: usize, dst: &mut [i8]) {
+        dst.fill(1);
+    }
+    fn row_slice(&self, _k: usize, _n0: usize, len: usize) -> Option<&[i8]> {
+        Some(&self.0[..len - 1])
+    }
+}
+
+/// `BSource` is a public trait: a `row_slice` shorter than asked for must panic in every
+/// kernel's packing (whose SIMD paths read the row unchecked), not read past it.
+#[test]
+fn short_b_rows_panic_in_every_packing() {
+    let (k, n) = (40usize, 48usize);
+    let data = vec![1i8; n];
+    let kernels: Vec<&'static Kernel> = PRECISIONS.iter().flat_map(|&p| all_kernels(p)).collect();
+    for kern in kernels {
+        let (layout, nr) = (kern.layout(), kern.nr());
+        let panel = layout.panel_bytes(k, nr);
+        let panels = n.div_ceil(nr);
+        let mut dst = vec![0u8; panels * panel + OVERREAD];
+        let mut sums = vec![0i32; panels * nr];
+        let mut rows = vec![0i8; layout.kstep() * n];
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pack::pack_b(
+                kern,
+                &ShortRows(&data),
+                k,
+                0,
+                n,
+                &mut dst,
+                &mut sums,
+                &mut rows,
+            )
+        }));
+        assert!(r.is_err(), "{}: short row accepted", kern.name());
+    }
+}
+
+/// The same through the public entry point: the worker's panic becomes an error.
+#[test]
+fn short_b_rows_fail_the_product() {
+    let (m, k, n) = (8usize, 40usize, 48usize);
+    let a = vec![1i8; m * k];
+    let data = vec![1i8; n];
+    let pool = Pool::new(1).expect("pool");
+    let packed = PackedA8::new(KernelSet::best(Precision::Int8), &a, m, k);
+    let mut scratch = vec![0.0f32; packed.scratch_len(n)];
+    let mut out = vec![0i32; m * n];
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        gemm_i32(&packed, &ShortRows(&data), n, &mut out, &pool, &mut scratch)
+    }));
+    assert!(!matches!(r, Ok(Ok(()))), "short B rows accepted");
+}
+
 #[test]
 fn mixed_cores_agree_through_gemm() {
     let mut rng = Rng::new(14);

@@ -4,8 +4,10 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-/// Callers have checked the buffer sizes (`super::gemv`).
-pub fn gemv(w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+/// # Safety
+/// `w` holds at least `y.len() * x.len()` values and `bias`, if any, `y.len()` (`super::gemv`
+/// checks both): the SIMD loads of the rows are unchecked.
+pub unsafe fn gemv(w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     let k = x.len();
     let mut r = 0;
     // SAFETY: NEON is baseline on aarch64; every row read lies in `w` (checked by the caller).

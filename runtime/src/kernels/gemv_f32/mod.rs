@@ -6,12 +6,12 @@
 
 pub use crate::kernels::Isa;
 
-pub mod generic;
+pub(crate) mod generic;
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+pub(crate) mod aarch64;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+pub(crate) mod x86_64;
 
 pub fn gemv(isa: Isa, w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     let k = x.len();
@@ -22,8 +22,10 @@ pub fn gemv(isa: Isa, w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32])
     match isa {
         Isa::Generic => generic::gemv(w, x, bias, y),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::gemv(w, x, bias, y),
+        // SAFETY: `w` and `bias` checked against `x` and `y` above.
+        Isa::Avx2Fma => unsafe { x86_64::gemv(w, x, bias, y) },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::gemv(w, x, bias, y),
+        // SAFETY: as above.
+        Isa::Neon => unsafe { aarch64::gemv(w, x, bias, y) },
     }
 }

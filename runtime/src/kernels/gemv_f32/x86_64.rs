@@ -3,8 +3,10 @@
 
 use std::arch::x86_64::*;
 
-/// Callers have checked the buffer sizes (`super::gemv`).
-pub fn gemv(w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+/// # Safety
+/// `w` holds at least `y.len() * x.len()` values and `bias`, if any, `y.len()` (`super::gemv`
+/// checks both): the SIMD loads of the rows are unchecked.
+pub unsafe fn gemv(w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     assert!(
         super::super::depthwise_f32::x86_64::available(),
         "AVX2/FMA kernel on a CPU without AVX2/FMA"

@@ -12,8 +12,10 @@ use std::arch::aarch64::*;
 /// lane, 8 · 63² = 31752 ≤ i16::MAX.
 const INT7_BLOCKS_PER_FLUSH: usize = Precision::Int7.products_per_i16() / 4;
 
-/// Callers have checked `group` against `x` (`super::dot4`).
-pub fn dot4(precision: Precision, group: &[i8], x: &Input) -> [i32; ROWS] {
+/// # Safety
+/// `group` holds at least `x.blocks * ROWS * BLOCK` values (`super::dot4` checks it): the
+/// SIMD loads of the packed rows are unchecked.
+pub unsafe fn dot4(precision: Precision, group: &[i8], x: &Input) -> [i32; ROWS] {
     // SAFETY: NEON is baseline on aarch64; every block read lies in `group` or `x`.
     unsafe {
         match precision {

@@ -33,12 +33,12 @@ use std::ops::Range;
 
 pub use crate::kernels::Isa;
 
-pub mod generic;
+pub(crate) mod generic;
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+pub(crate) mod aarch64;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+pub(crate) mod x86_64;
 
 /// Rows per packed group.
 pub const ROWS: usize = 4;
@@ -103,11 +103,11 @@ impl PackedGemvI8 {
 }
 
 /// The input vector as the kernels read it: whole blocks in place, the last partial block
-/// zero-padded.
-pub struct Input<'a> {
-    pub full: &'a [i8],
-    pub tail: [i8; BLOCK],
-    pub blocks: usize,
+/// zero-padded. Crate-private, as [`dot4`]: the SIMD variants trust `blocks`.
+pub(crate) struct Input<'a> {
+    pub(crate) full: &'a [i8],
+    pub(crate) tail: [i8; BLOCK],
+    pub(crate) blocks: usize,
 }
 
 impl<'a> Input<'a> {
@@ -171,14 +171,16 @@ pub fn gemv_i8_rows(
 }
 
 /// The four int32 dot products of one packed row group with `x`.
-pub fn dot4(isa: Isa, precision: Precision, group: &[i8], x: &Input) -> [i32; ROWS] {
+pub(crate) fn dot4(isa: Isa, precision: Precision, group: &[i8], x: &Input) -> [i32; ROWS] {
     assert_eq!(group.len(), x.blocks * ROWS * BLOCK, "packed group size");
     match isa {
         Isa::Generic => generic::dot4(group, x),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::dot4(precision, group, x),
+        // SAFETY: `group` checked against `x` above.
+        Isa::Avx2Fma => unsafe { x86_64::dot4(precision, group, x) },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::dot4(precision, group, x),
+        // SAFETY: as above.
+        Isa::Neon => unsafe { aarch64::dot4(precision, group, x) },
     }
 }
 

@@ -15,8 +15,10 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2")
 }
 
-/// Callers have checked `group` against `x` (`super::dot4`).
-pub fn dot4(precision: Precision, group: &[i8], x: &Input) -> [i32; ROWS] {
+/// # Safety
+/// `group` holds at least `x.blocks * ROWS * BLOCK` values (`super::dot4` checks it): the
+/// SIMD loads of the packed rows are unchecked.
+pub unsafe fn dot4(precision: Precision, group: &[i8], x: &Input) -> [i32; ROWS] {
     assert!(available(), "AVX2 kernel on a CPU without AVX2");
     // SAFETY: AVX2 checked above; every block read lies in `group` or `x`.
     unsafe {

@@ -335,8 +335,10 @@ macro_rules! specialised {
     };
 }
 
-/// Callers have checked the windows against the buffers (`Windows::check`).
-pub fn max_f32(w: &Windows, src: &[f32], out: &mut [f32]) {
+/// # Safety
+/// The caller has checked the windows against the buffers (`Windows::check`).
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn max_f32(w: &Windows, src: &[f32], out: &mut [f32]) {
     if !simd_geometry(w) {
         return (0..w.rows).for_each(|r| generic_max_cols(w, src, r, 0..w.cols, out));
     }
@@ -354,8 +356,10 @@ pub fn max_f32(w: &Windows, src: &[f32], out: &mut [f32]) {
     specialised!(w, body(src, out))
 }
 
-/// Callers have checked the windows against the buffers (`Windows::check`).
-pub fn avg_f32(w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]) {
+/// # Safety
+/// The caller has checked the windows against the buffers (`Windows::check`).
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn avg_f32(w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]) {
     if !simd_geometry(w) {
         return (0..w.rows).for_each(|r| generic_avg_cols(w, src, divisor, r, 0..w.cols, out));
     }
@@ -374,8 +378,10 @@ pub fn avg_f32(w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]) {
     specialised!(w, body(src, divisor, out))
 }
 
-/// Callers have checked the windows against the buffers (`Windows::check`).
-pub fn max_i8(w: &Windows, src: &[i8], out: &mut [i8]) {
+/// # Safety
+/// The caller has checked the windows against the buffers (`Windows::check`).
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn max_i8(w: &Windows, src: &[i8], out: &mut [i8]) {
     if !simd_geometry(w) {
         return (0..w.rows).for_each(|r| generic_max_cols(w, src, r, 0..w.cols, out));
     }
@@ -497,21 +503,29 @@ fn global_f32<F: Fold<float32x4_t>>(
     }
 }
 
-/// Callers have checked the planes against the buffers.
-pub fn global_max_f32(src: &[f32], plane: usize, out: &mut [f32]) {
+/// # Safety
+/// The caller has checked the planes against the buffers.
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn global_max_f32(src: &[f32], plane: usize, out: &mut [f32]) {
     global_f32(MaxF32, src, plane, out, plane_max);
 }
 
-/// Callers have checked the planes against the buffers.
-pub fn global_avg_f32(src: &[f32], plane: usize, out: &mut [f32]) {
+/// # Safety
+/// The caller has checked the planes against the buffers.
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn global_avg_f32(src: &[f32], plane: usize, out: &mut [f32]) {
     // SAFETY: NEON is part of the aarch64 baseline.
     let f = AvgF32(unsafe { vdupq_n_f32(plane as f32) });
     global_f32(f, src, plane, out, plane_avg);
 }
 
-/// Callers have checked the planes against the buffers. Int8 max is exact in any order:
+/// Int8 max is exact in any order:
 /// 16 lanes per step, the last step overlapping the previous one, then across the lanes.
-pub fn global_max_i8(src: &[i8], plane: usize, out: &mut [i8]) {
+///
+/// # Safety
+/// The caller has checked the planes against the buffers.
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn global_max_i8(src: &[i8], plane: usize, out: &mut [i8]) {
     for (q, o) in out.iter_mut().enumerate() {
         let p = &src[q * plane..][..plane];
         if plane < 16 {

@@ -24,9 +24,9 @@
 //! kernel width 1 at stride 2 and rows narrower than a vector use the generic code.
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+pub(crate) mod aarch64;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+pub(crate) mod x86_64;
 
 #[cfg(test)]
 mod tests;
@@ -91,9 +91,11 @@ pub fn max_f32(isa: Isa, w: &Windows, src: &[f32], out: &mut [f32]) {
     match isa {
         Isa::Generic => generic_max(w, src, out),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::max_f32(w, src, out),
+        // SAFETY: `w.check` above.
+        Isa::Neon => unsafe { aarch64::max_f32(w, src, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::max_f32(w, src, out),
+        // SAFETY: `w.check` above.
+        Isa::Avx2Fma => unsafe { x86_64::max_f32(w, src, out) },
     }
 }
 
@@ -103,9 +105,11 @@ pub fn avg_f32(isa: Isa, w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]
     match isa {
         Isa::Generic => generic_avg(w, src, divisor, out),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::avg_f32(w, src, divisor, out),
+        // SAFETY: `w.check` above.
+        Isa::Neon => unsafe { aarch64::avg_f32(w, src, divisor, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::avg_f32(w, src, divisor, out),
+        // SAFETY: `w.check` above.
+        Isa::Avx2Fma => unsafe { x86_64::avg_f32(w, src, divisor, out) },
     }
 }
 
@@ -115,9 +119,11 @@ pub fn max_i8(isa: Isa, w: &Windows, src: &[i8], out: &mut [i8]) {
     match isa {
         Isa::Generic => generic_max(w, src, out),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::max_i8(w, src, out),
+        // SAFETY: `w.check` above.
+        Isa::Neon => unsafe { aarch64::max_i8(w, src, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::max_i8(w, src, out),
+        // SAFETY: `w.check` above.
+        Isa::Avx2Fma => unsafe { x86_64::max_i8(w, src, out) },
     }
 }
 
@@ -128,9 +134,11 @@ pub fn global_max_f32(isa: Isa, src: &[f32], plane: usize, out: &mut [f32]) {
     match isa {
         Isa::Generic => generic_global_max(src, plane, out),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::global_max_f32(src, plane, out),
+        // SAFETY: `check_planes` above.
+        Isa::Neon => unsafe { aarch64::global_max_f32(src, plane, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::global_max_f32(src, plane, out),
+        // SAFETY: `check_planes` above.
+        Isa::Avx2Fma => unsafe { x86_64::global_max_f32(src, plane, out) },
     }
 }
 
@@ -140,9 +148,11 @@ pub fn global_avg_f32(isa: Isa, src: &[f32], plane: usize, out: &mut [f32]) {
     match isa {
         Isa::Generic => generic_global_avg(src, plane, out),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::global_avg_f32(src, plane, out),
+        // SAFETY: `check_planes` above.
+        Isa::Neon => unsafe { aarch64::global_avg_f32(src, plane, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::global_avg_f32(src, plane, out),
+        // SAFETY: `check_planes` above.
+        Isa::Avx2Fma => unsafe { x86_64::global_avg_f32(src, plane, out) },
     }
 }
 
@@ -152,9 +162,11 @@ pub fn global_max_i8(isa: Isa, src: &[i8], plane: usize, out: &mut [i8]) {
     match isa {
         Isa::Generic => generic_global_max(src, plane, out),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::global_max_i8(src, plane, out),
+        // SAFETY: `check_planes` above.
+        Isa::Neon => unsafe { aarch64::global_max_i8(src, plane, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::global_max_i8(src, plane, out),
+        // SAFETY: `check_planes` above.
+        Isa::Avx2Fma => unsafe { x86_64::global_max_i8(src, plane, out) },
     }
 }
 

@@ -317,8 +317,10 @@ macro_rules! specialised {
     };
 }
 
-/// Callers have checked the windows against the buffers (`Windows::check`).
-pub fn max_f32(w: &Windows, src: &[f32], out: &mut [f32]) {
+/// # Safety
+/// The caller has checked the windows against the buffers (`Windows::check`).
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn max_f32(w: &Windows, src: &[f32], out: &mut [f32]) {
     assert!(available(), "AVX2 kernel on a CPU without AVX2");
     if !simd_geometry(w) {
         return (0..w.rows).for_each(|r| generic_max_cols(w, src, r, 0..w.cols, out));
@@ -339,8 +341,10 @@ pub fn max_f32(w: &Windows, src: &[f32], out: &mut [f32]) {
     unsafe { specialised!(w, body(src, out)) }
 }
 
-/// Callers have checked the windows against the buffers (`Windows::check`).
-pub fn avg_f32(w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]) {
+/// # Safety
+/// The caller has checked the windows against the buffers (`Windows::check`).
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn avg_f32(w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]) {
     assert!(available(), "AVX2 kernel on a CPU without AVX2");
     if !simd_geometry(w) {
         return (0..w.rows).for_each(|r| generic_avg_cols(w, src, divisor, r, 0..w.cols, out));
@@ -361,8 +365,10 @@ pub fn avg_f32(w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]) {
     unsafe { specialised!(w, body(src, divisor, out)) }
 }
 
-/// Callers have checked the windows against the buffers (`Windows::check`).
-pub fn max_i8(w: &Windows, src: &[i8], out: &mut [i8]) {
+/// # Safety
+/// The caller has checked the windows against the buffers (`Windows::check`).
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn max_i8(w: &Windows, src: &[i8], out: &mut [i8]) {
     assert!(available(), "AVX2 kernel on a CPU without AVX2");
     if !simd_geometry(w) {
         return (0..w.rows).for_each(|r| generic_max_cols(w, src, r, 0..w.cols, out));
@@ -426,8 +432,10 @@ unsafe fn fold_planes4<F: Fold<__m128>>(f: F, p: *const f32, plane: usize) -> __
     acc
 }
 
-/// Callers have checked the planes against the buffers.
-pub fn global_max_f32(src: &[f32], plane: usize, out: &mut [f32]) {
+/// # Safety
+/// The caller has checked the planes against the buffers.
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn global_max_f32(src: &[f32], plane: usize, out: &mut [f32]) {
     assert!(available(), "AVX2 kernel on a CPU without AVX2");
     #[target_feature(enable = "avx2")]
     unsafe fn quads(src: &[f32], plane: usize, out: &mut [f32]) {
@@ -443,8 +451,10 @@ pub fn global_max_f32(src: &[f32], plane: usize, out: &mut [f32]) {
     }
 }
 
-/// Callers have checked the planes against the buffers.
-pub fn global_avg_f32(src: &[f32], plane: usize, out: &mut [f32]) {
+/// # Safety
+/// The caller has checked the planes against the buffers.
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn global_avg_f32(src: &[f32], plane: usize, out: &mut [f32]) {
     assert!(available(), "AVX2 kernel on a CPU without AVX2");
     #[target_feature(enable = "avx2")]
     unsafe fn quads(src: &[f32], plane: usize, out: &mut [f32]) {
@@ -461,8 +471,12 @@ pub fn global_avg_f32(src: &[f32], plane: usize, out: &mut [f32]) {
     }
 }
 
-/// Callers have checked the planes against the buffers. Int8 max is exact in any order.
-pub fn global_max_i8(src: &[i8], plane: usize, out: &mut [i8]) {
+/// Int8 max is exact in any order.
+///
+/// # Safety
+/// The caller has checked the planes against the buffers.
+/// The SIMD code relies on it for its unchecked loads and stores.
+pub unsafe fn global_max_i8(src: &[i8], plane: usize, out: &mut [i8]) {
     assert!(available(), "AVX2 kernel on a CPU without AVX2");
     #[target_feature(enable = "avx2")]
     unsafe fn one(p: &[i8]) -> i8 {

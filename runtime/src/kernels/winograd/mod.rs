@@ -41,7 +41,7 @@
 pub mod lanes;
 #[cfg(target_arch = "aarch64")]
 mod neon;
-pub mod transforms;
+pub(crate) mod transforms;
 
 use crate::error::{invalid, LayerResult};
 use crate::kernels::gemm_f32::{Kernel, MicroKernel, Micros, Panels, Tile, TileAct, MR_MAX};
