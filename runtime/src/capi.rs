@@ -969,7 +969,7 @@ fn callback_error(buf: &[c_char; EQ_CUSTOM_ERROR_LEN], what: &str, rc: c_int) ->
     let bytes: Vec<u8> = buf
         .iter()
         .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
+        .map(|&c| c.to_ne_bytes()[0])
         .collect();
     if bytes.is_empty() {
         format!("custom layer {what} callback failed (returned {rc})")
