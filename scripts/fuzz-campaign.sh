@@ -8,6 +8,7 @@
 # coverage, corpus size and findings of each target to bench-results/fuzz.md.
 #
 #   scripts/fuzz-campaign.sh [SECONDS per target, default 1800] [extra seed dir...]
+#   TARGETS=model scripts/fuzz-campaign.sh 1800     # one target only
 #
 # Needs nightly and cargo-fuzz (`rustup toolchain install nightly; cargo install cargo-fuzz`);
 # both targets run at once, one core each. EQ_SHARED (default ../shared) has the models.
@@ -20,6 +21,7 @@ shift || true
 SHARED=${EQ_SHARED:-$ROOT/../shared}
 WORK=$ROOT/target/fuzz
 OUT=${OUT:-$ROOT/bench-results/fuzz.md}
+TARGETS=(${TARGETS:-param model})
 MAX_LEN=262144 # the longest seed fuzz_parse --corpus writes
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
@@ -55,11 +57,18 @@ SEED_DIRS=("$ROOT/runtime/tests/malformed" "$SHARED/models/ncnn-benchmark" "$M" 
 SEED_DIRS+=("$@")
 "$ROOT/target/release/examples/fuzz_parse" --corpus "$WORK/seeds" "${SEED_DIRS[@]}"
 
-log "fuzzing param and model for $SECONDS_PER_TARGET s each (both at once)"
+log "fuzzing ${TARGETS[*]} for $SECONDS_PER_TARGET s each (at once)"
 cd fuzz
 # Default build: optimised, with debug assertions, overflow checks and AddressSanitizer.
 cargo +nightly fuzz build 2>&1 | tail -n 2
-for t in param model; do
+# A finding that was fixed must not come back: replay the saved ones first.
+for t in "${TARGETS[@]}"; do
+    for f in artifacts/"$t"/*; do
+        [[ -f $f ]] || continue
+        cargo +nightly fuzz run "$t" "$f" >/dev/null 2>&1 || { log "$t: saved input $f still fails"; exit 1; }
+    done
+done
+for t in "${TARGETS[@]}"; do
     mkdir -p "$WORK/corpus/$t"
     cargo +nightly fuzz run "$t" "$WORK/corpus/$t" "$WORK/seeds/$t" -- \
         -max_total_time="$SECONDS_PER_TARGET" -max_len=$MAX_LEN -rss_limit_mb=2048 \
@@ -78,12 +87,12 @@ field() { sed -n "s/.* $2: \\([0-9]*\\).*/\\1/p" <<<"$(stat "$1")"; }
     echo
     echo "## $(date -u +%Y-%m-%d) — commit $(git rev-parse --short HEAD), $SECONDS_PER_TARGET s per target"
     echo
-    echo "Command: \`scripts/fuzz-campaign.sh $SECONDS_PER_TARGET\` on $(nproc) cores ($(uname -m)), $(cargo +nightly --version | cut -d' ' -f1-2), both targets at once."
+    echo "Command: \`scripts/fuzz-campaign.sh $SECONDS_PER_TARGET\` on $(nproc) cores ($(uname -m)), $(cargo +nightly --version | cut -d' ' -f1-2), ${TARGETS[*]} at once."
     echo "Seeds: $(ls "$WORK/seeds/param" | wc -l) param / $(ls "$WORK/seeds/model" | wc -l) model files from: $(printf '%s ' "${SEED_DIRS[@]}" | sed "s|$SHARED|shared|g; s|$ROOT/||g")"
     echo
     echo "| target | executions | exec/s | coverage (edges) | features | corpus | crashes / timeouts / OOMs |"
     echo "|---|---|---|---|---|---|---|"
-    for t in param model; do
+    for t in "${TARGETS[@]}"; do
         runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$WORK/$t.log" | tail -n 1)
         [[ -n $runs ]] || runs=$(stat "$t" | sed -n 's/^#\([0-9]*\).*/\1/p')
         rate=$(grep -o 'exec/s: [0-9]*' "$WORK/$t.log" | tail -n 1 | cut -d' ' -f2)
@@ -93,7 +102,7 @@ field() { sed -n "s/.* $2: \\([0-9]*\\).*/\\1/p" <<<"$(stat "$1")"; }
     done
 } >>"$OUT"
 log "results appended to $OUT"
-for t in param model; do
+for t in "${TARGETS[@]}"; do
     if grep -q 'SUMMARY: libFuzzer\|ERROR: libFuzzer\|panicked' "$WORK/$t.log"; then
         log "$t: finding, see $WORK/$t.log and fuzz/artifacts/$t/"
         status=1

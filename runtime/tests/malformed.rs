@@ -34,6 +34,10 @@ fn load_error(case: &str) -> String {
 fn text_param_cases() {
     let cases = [
         ("wrong_magic", "wrong magic 7767516"),
+        (
+            "deconv_kernel_overflow",
+            "num_output / group * kernel_h * kernel_w overflows",
+        ),
         ("truncated_header", "truncated header: missing blob count"),
         ("layer_count_too_large", "expected 3 layers, found 2"),
         (

@@ -189,8 +189,11 @@ impl Deconv {
             });
         }
         let weight_data_size = pd.usize(6, 0)?;
-        let taps = kernel_w * kernel_h;
-        let per_input = num_output / group * taps;
+        let too_large = || invalid("num_output / group * kernel_h * kernel_w overflows");
+        let taps = kernel_w.checked_mul(kernel_h).ok_or_else(too_large)?;
+        let per_input = (num_output / group)
+            .checked_mul(taps)
+            .ok_or_else(too_large)?;
         if weight_data_size == 0 || weight_data_size % per_input != 0 {
             return Err(invalid(format!(
                 "weight_data_size {weight_data_size} is not a positive multiple of \
@@ -252,7 +255,8 @@ impl Deconv {
             let wt = inputs[1];
             if x.dims != 3 || wt.dims != 4 || wt.c != x.c || !x.c.is_multiple_of(self.group) {
                 return Err(invalid(format!(
-                    "dynamic kernel {wt} must be 4-D with c = the input's channels                      (input {x}, group {})",
+                    "dynamic kernel {wt} must be 4-D with c = the input's channels \
+                     (input {x}, group {})",
                     self.group
                 )));
             }
@@ -276,7 +280,10 @@ impl Deconv {
         let inch = x.c;
         let taps = self.kernel_w * self.kernel_h;
         if !inch.is_multiple_of(self.group)
-            || self.weights.len() != self.num_output / self.group * inch * taps
+            || (self.num_output / self.group)
+                .checked_mul(inch)
+                .and_then(|n| n.checked_mul(taps))
+                != Some(self.weights.len())
         {
             return Err(invalid(format!(
                 "input {x} does not match the weights ({} = num_output {} * input channels / \
