@@ -6,7 +6,7 @@ use crate::infer::{self, Binding};
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use eq_runtime::PrecisionChoice;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
 #[command(name = "eq", version, about = "EasyQuant tools for ncnn models")]
@@ -176,6 +176,11 @@ pub struct EvalDetArgs {
     /// Lowest score of the reference model's detections kept as pseudo-labels.
     #[arg(long, default_value_t = 0.5)]
     pub pseudo_threshold: f32,
+    /// Confidence threshold the detection layers (of the evaluated and the --pseudo model)
+    /// run with while evaluating: low, so mAP sees the whole precision-recall curve;
+    /// `model` keeps the threshold stored in each param.
+    #[arg(long, default_value = "0.005", value_parser = parse_conf_threshold)]
+    pub conf_threshold: ConfThreshold,
     /// Arithmetic of the evaluated model's quantizable layers.
     #[arg(long, default_value = "auto")]
     pub precision: PrecisionChoice,
@@ -431,6 +436,62 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// `PARAM,BIN` as two paths.
+/// `--conf-threshold`: a score, or None to keep each param's own.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConfThreshold(pub Option<f32>);
+
+/// `--conf-threshold`: a score in [0, 1], or `model`.
+fn parse_conf_threshold(text: &str) -> std::result::Result<ConfThreshold, String> {
+    if text == "model" {
+        return Ok(ConfThreshold(None));
+    }
+    match text.parse::<f32>() {
+        Ok(t) if (0.0..=1.0).contains(&t) => Ok(ConfThreshold(Some(t))),
+        _ => Err(format!("`{text}`: expected a score in [0, 1] or `model`")),
+    }
+}
+
+/// A folder removed (with what is in it) when dropped.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(what: &str) -> Result<ScratchDir> {
+        let dir = std::env::temp_dir().join(format!("eq-{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(ScratchDir(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `param`, or a copy in `scratch` whose detection layers use `threshold` (when given and
+/// the model has any).
+fn with_threshold(
+    param: &Path,
+    threshold: Option<f32>,
+    scratch: &ScratchDir,
+    name: &str,
+) -> Result<PathBuf> {
+    let Some(t) = threshold else {
+        return Ok(param.to_path_buf());
+    };
+    let bytes = std::fs::read(param).with_context(|| format!("cannot read {}", param.display()))?;
+    match crate::detection::with_confidence_threshold(&bytes, &param.display().to_string(), t)? {
+        Some(text) => {
+            let path = scratch.0.join(name);
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(path)
+        }
+        None => Ok(param.to_path_buf()),
+    }
+}
+
 fn model_pair(flag: &str, text: &str) -> Result<(PathBuf, PathBuf)> {
     match text.split_once(',') {
         Some((p, b)) if !p.is_empty() && !b.is_empty() && !b.contains(',') => {
@@ -641,7 +702,9 @@ fn run_eval_det(a: &EvalDetArgs) -> Result<()> {
             detection::parse_rows(t.data, t.shape.w).with_context(|| format!("blob `{out}`"))
         })
     };
-    let mut spec = crate::runner::NetSpec::for_images(&a.model.param, &a.model.bin, &prep)?;
+    let scratch = ScratchDir::new("eval-det")?;
+    let param = with_threshold(&a.model.param, a.conf_threshold.0, &scratch, "model.param")?;
+    let mut spec = crate::runner::NetSpec::for_images(&param, &a.model.bin, &prep)?;
     spec.precision = a.precision;
     let found = detect(&spec)?;
     let name_of = |p: &PathBuf| {
@@ -651,6 +714,7 @@ fn run_eval_det(a: &EvalDetArgs) -> Result<()> {
     };
     let truths: Vec<Option<Vec<Truth>>> = if let Some(pair) = &a.pseudo {
         let (rp, rb) = model_pair("pseudo", pair)?;
+        let rp = with_threshold(&rp, a.conf_threshold.0, &scratch, "pseudo.param")?;
         let mut r = crate::runner::NetSpec::for_images(&rp, &rb, &prep)?;
         r.precision = PrecisionChoice::Fp32;
         detect(&r)?

@@ -14,6 +14,12 @@
 //! `difficult` VOC box counts as neither. IoU is of continuous boxes (no +1 pixel).
 //! 11-point AP (VOC2007) averages the best precision at recall >= 0, 0.1, ..., 1; all-point
 //! AP (VOC2010+) is the area under the precision envelope.
+//!
+//! mAP needs the whole precision-recall curve, so the detection layers of the evaluated model
+//! (and of the pseudo-label model) run with a low confidence threshold
+//! ([`with_confidence_threshold`], `--conf-threshold`, default 0.005 as darknet's `map`), not
+//! the deployment cut stored in the param (0.55 in yolo-fastest: with it, a box whose score
+//! moves from 0.56 to 0.54 is lost from the curve altogether).
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -63,6 +69,43 @@ pub struct Truth {
 
 /// Detection rows of one output blob (`w = 6`); padding rows (label < 0) and background
 /// (label 0) are dropped.
+/// The key of the confidence threshold in ncnn's detection layers.
+fn confidence_key(kind: &str) -> Option<u32> {
+    match kind {
+        "DetectionOutput" => Some(4),
+        "YoloDetectionOutput" | "Yolov3DetectionOutput" => Some(2),
+        _ => None,
+    }
+}
+
+/// The text of `param` (a text or binary .param; `file` names it in errors) with every
+/// detection layer's confidence threshold set to `threshold`; None when it has no detection
+/// layer.
+pub fn with_confidence_threshold(
+    param: &[u8],
+    file: &str,
+    threshold: f32,
+) -> Result<Option<String>> {
+    let parsed = eq_runtime::model::parse_param(param, file)?;
+    if !parsed
+        .layers
+        .iter()
+        .any(|l| confidence_key(&l.kind).is_some())
+    {
+        return Ok(None);
+    }
+    let mut w = crate::ncnn_writer::ParamWriter::new();
+    for rec in &parsed.layers {
+        let layer = w
+            .copy_layer(rec)
+            .with_context(|| format!("{file}: setting the detection threshold"))?;
+        if let Some(key) = confidence_key(&rec.kind) {
+            layer.float(key, threshold);
+        }
+    }
+    Ok(Some(w.to_text()?))
+}
+
 pub fn parse_rows(data: &[f32], w: usize) -> Result<Vec<Detection>> {
     if w != 6 || !data.len().is_multiple_of(6) {
         bail!("a detection output has rows of 6 values (label, score, box); got width {w}");
@@ -342,6 +385,38 @@ pub fn summarize(detections: &[Vec<Detection>], truths: &[Vec<Truth>]) -> DetRes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_confidence_threshold_is_set_on_every_detection_layer() {
+        let param = "7767517\n5 5\nInput a 0 1 a 0=3 1=2 2=27\nInput b 0 1 b 0=6 1=4 2=27\n\
+                     Yolov3DetectionOutput det 2 1 a b out 0=4 1=3 2=0.55 3=0.45\n\
+                     Input c 0 1 c 0=4\nReLU r 1 1 c d\n";
+        let text = with_confidence_threshold(param.as_bytes(), "m.param", 0.005)
+            .unwrap()
+            .unwrap();
+        let det = text.lines().find(|l| l.starts_with("Yolov3")).unwrap();
+        assert!(
+            det.contains(" 2=5e-3") && det.contains(" 3=4.5e-1") && !det.contains("5.5e-1"),
+            "{det}"
+        );
+        let reparsed = eq_runtime::model::parse_param(text.as_bytes(), "t").unwrap();
+        assert_eq!(reparsed.layers.len(), 5);
+        // DetectionOutput keeps its threshold under key 4.
+        let ssd = "7767517\n4 4\nInput l 0 1 l 0=8\nInput c 0 1 c 0=6\nInput p 0 1 p 0=8 1=2\n\
+                   DetectionOutput d 3 1 l c p out 0=3 2=10 4=0.6\n";
+        let text = with_confidence_threshold(ssd.as_bytes(), "s.param", 0.01)
+            .unwrap()
+            .unwrap();
+        assert!(text.lines().last().unwrap().contains(" 4=1e-2"), "{text}");
+        // No detection layer: nothing to rewrite.
+        let plain = "7767517\n2 2\nInput c 0 1 c 0=4\nReLU r 1 1 c d\n";
+        assert_eq!(
+            with_confidence_threshold(plain.as_bytes(), "p", 0.01).unwrap(),
+            None
+        );
+        let e = with_confidence_threshold(b"garbage", "g.param", 0.01).unwrap_err();
+        assert!(format!("{e:#}").contains("g.param"), "{e:#}");
+    }
 
     fn bx(x1: f32, y1: f32, x2: f32, y2: f32) -> BoxF {
         BoxF { x1, y1, x2, y2 }

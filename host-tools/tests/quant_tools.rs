@@ -1106,11 +1106,19 @@ fn eval_det_pseudo_labels_on_yolo_fastest() {
     )
     .unwrap();
     let mut a = vec!["eval-det".to_string()];
-    a.extend(common);
+    a.extend(common.iter().cloned());
     a.extend(["--coco".to_string(), s(&coco)]);
     eq_fails(
         &a.iter().map(String::as_str).collect::<Vec<_>>(),
         &["no annotation for image"],
     );
+    let mut a = vec!["eval-det".to_string()];
+    a.extend(common);
+    a.extend(["--conf-threshold".to_string(), "1.5".to_string()]);
+    // A usage error: clap's exit code 2 and message.
+    let out = eq(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("expected a score in [0, 1] or `model`"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
