@@ -23,6 +23,7 @@ WORK=$ROOT/target/fuzz
 OUT=${OUT:-$ROOT/bench-results/fuzz.md}
 TARGETS=(${TARGETS:-param model})
 MAX_LEN=262144 # the longest seed fuzz_parse --corpus writes
+COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- runtime fuzz || echo +)
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is not installed (cargo install cargo-fuzz)" >&2; exit 1; }
@@ -85,7 +86,7 @@ field() { sed -n "s/.* $2: \\([0-9]*\\).*/\\1/p" <<<"$(stat "$1")"; }
 {
     [[ -s $OUT ]] || printf '# Fuzzing the model loaders\n\nRecorded by scripts/fuzz-campaign.sh; newest run last.\n'
     echo
-    echo "## $(date -u +%Y-%m-%d) — commit $(git rev-parse --short HEAD), $SECONDS_PER_TARGET s per target"
+    echo "## $(date -u +%Y-%m-%d) — commit $COMMIT, $SECONDS_PER_TARGET s per target"
     echo
     echo "Command: \`scripts/fuzz-campaign.sh $SECONDS_PER_TARGET\` on $(nproc) cores ($(uname -m)), $(cargo +nightly --version | cut -d' ' -f1-2), ${TARGETS[*]} at once."
     echo "Seeds: $(ls "$WORK/seeds/param" | wc -l) param / $(ls "$WORK/seeds/model" | wc -l) model files from: $(printf '%s ' "${SEED_DIRS[@]}" | sed "s|$SHARED|shared|g; s|$ROOT/||g")"

@@ -51,6 +51,8 @@ struct Shared {
     stats: Vec<(AtomicU64, AtomicU64)>,
     /// Wall time of the jobs run while `stats_on`, in nanoseconds.
     jobs_ns: AtomicU64,
+    /// Workers that are set up (started, pinned) and in their loop.
+    started: AtomicUsize,
 }
 
 // SAFETY: `job` is written only by `run` before the epoch is published (Release) and read by
@@ -98,6 +100,7 @@ impl Pool {
                 .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
                 .collect(),
             jobs_ns: AtomicU64::new(0),
+            started: AtomicUsize::new(0),
         });
         let known = cpu::detect();
         let cores = worker_cores(threads, cpus, &known);
@@ -110,6 +113,7 @@ impl Pool {
                 if let Some(id) = cpu {
                     core_affinity::set_for_current(core_affinity::CoreId { id });
                 }
+                s.started.fetch_add(1, Ordering::Release);
                 worker_loop(&s, w)
             });
             match spawned {
@@ -126,6 +130,12 @@ impl Pool {
                     });
                 }
             }
+        }
+        // A pool is ready when every worker is: thread start-up (which may allocate, and
+        // under emulation can lag far behind) and pinning are done before the first job, so
+        // nothing of it happens during an inference.
+        while shared.started.load(Ordering::Acquire) < threads - 1 {
+            std::thread::yield_now();
         }
         Ok(Pool {
             shared,
