@@ -1119,6 +1119,9 @@ fn eval_det_pseudo_labels_on_yolo_fastest() {
     let out = eq(&a.iter().map(String::as_str).collect::<Vec<_>>());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("expected a score in [0, 1] or `model`"), "{err}");
+    assert!(
+        err.contains("expected a score in [0, 1] or `model`"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
