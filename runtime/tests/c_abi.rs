@@ -259,7 +259,7 @@ fn c_example_runs_the_builtin_model() {
 }
 
 mod common;
-use common::count_allocations;
+use common::{count_allocations, CNet};
 
 #[test]
 fn set_input_run_and_get_output_do_not_allocate() {
@@ -270,49 +270,19 @@ fn set_input_run_and_get_output_do_not_allocate() {
     for (i, b) in bin.iter_mut().enumerate().skip(4) {
         *b = if i % 4 == 3 { 0x3c } else { 0 }; // small positive floats
     }
-    let mut net: *mut EqNet = null_mut();
-    let status = unsafe {
-        eq_net_load_memory(
-            param.as_ptr().cast(),
-            param.len(),
-            bin.as_ptr().cast(),
-            bin.len(),
-            null(),
-            &mut net,
-        )
-    };
-    assert_eq!(status, 0);
+    let mut net = CNet::load(param, &bin, 1);
     let input: Vec<f32> = (0..18).map(|i| i as f32 * 0.1).collect();
-    let mut out = vec![0.0f32; 36];
-    let mut count = 0usize;
-    let mut step = || unsafe {
-        assert_eq!(
-            eq_net_set_input(net, c"data".as_ptr(), input.as_ptr(), 18),
-            0
-        );
-        assert_eq!(eq_net_run(net), 0);
-        let status = eq_net_get_output(
-            net,
-            c"prob".as_ptr(),
-            out.as_mut_ptr(),
-            out.len(),
-            &mut count,
-            null_mut(),
-        );
-        assert_eq!(status, 0);
-    };
-    step(); // first use of this thread's error slot
+    let mut out = vec![0.0f32; 36]; // CNet::run checks that all 36 values came back
+    net.run(c"data", &input, c"prob", &mut out); // first use of this thread's error slot
     let ((), allocations) = count_allocations(|| {
         for _ in 0..5 {
-            step();
+            net.run(c"data", &input, c"prob", &mut out);
         }
     });
     assert_eq!(allocations, 0);
-    assert_eq!(count, 36);
     let sum: f32 = out.iter().sum();
     // Softmax over channels: 1 per pixel, 9 pixels.
     assert!((sum - 9.0).abs() < 1e-4, "{sum}");
-    assert_eq!(eq_net_free(net), 0);
 }
 
 /// Focus (space-to-depth) as C callbacks written in Rust: runs where no C compiler is.
