@@ -3,7 +3,8 @@
 # benchncnn models (FP32 squeezenet, mobilenet, resnet50, vgg16 and their *_int8 versions,
 # threads 1 and 2) and writes bench-results/host-$(uname -m).md.
 #
-# Needs python3 with numpy and the PyPI `ncnn` package. Environment overrides:
+# Uses python3 with numpy and the PyPI `ncnn` package, installed into the test venv when
+# missing (scripts/setup-test-env.sh's Python step). Environment overrides:
 #   EQ_BENCH_MODELS  benchmark .param directory (default /work/shared/models/ncnn-benchmark)
 #   LOOPS / WARMUP   timed and warm-up runs per case (default 20 / 5)
 #   FP32 / INT8      comma-separated model names (defaults: the four models above)
@@ -19,6 +20,11 @@ WARMUP=${WARMUP:-5}
 FP32=${FP32:-squeezenet,mobilenet,resnet50,vgg16}
 INT8=${INT8:-squeezenet_int8,mobilenet_int8,resnet50_int8,vgg16_int8}
 OUT=${OUT:-bench-results/host-$(uname -m).md}
+
+# Only the Python part of the test setup: the benchmark needs no cross tools.
+# shellcheck source=scripts/setup-test-env.sh
+EQ_NO_SETUP=1 . scripts/setup-test-env.sh
+setup_python
 
 cargo build --release -q -p eq-bench --bin eq-bench
 python3 scripts/bench_vs_ncnn.py \
