@@ -44,8 +44,8 @@ pub fn dequantize_slice(src: &[i8], scale: f32, dst: &mut [f32]) {
 }
 
 /// Exactly `requant.store(c, accs, out, at)`, vectorised when the activation is a compare
-/// and select (none, ReLU, LeakyReLU, Clip): `acc as f32 · scale_in[c] + bias[c]` as a
-/// separate multiply and add (no FMA), the activation's comparisons as written in
+/// and select (none, ReLU, LeakyReLU, Clip): `acc as f32 · scale_in[c] + bias[c]` as one
+/// fused multiply-add (as `Requant::dequant`), the activation's comparisons as written in
 /// `Activation::apply`, and for int8 output the rounding of [`quantize_slice`]. Other
 /// activations, and the last `accs.len() % 8` values, go through `Requant::store`.
 pub fn store_requant(requant: &Requant, c: usize, accs: &[i32], out: &mut OutBuf, at: usize) {

@@ -192,7 +192,8 @@ fn products_are_exact_at_the_extremes() {
     }
 }
 
-/// `gemm` against the naive product through the scalar epilogue (bit-exact).
+/// `gemm` against the naive product through the scalar epilogue (bit-exact), with random
+/// scales and biases.
 #[allow(clippy::too_many_arguments)]
 fn check_gemm(
     set: KernelSet,
@@ -216,18 +217,34 @@ fn check_gemm(
         top_scale: 20.0,
         qmax: set.precision().qmax(),
     };
+    check_gemm_with(set, a, b, want_acc, (m, n, k), out_kind, &requant, pool);
+}
+
+/// `gemm` with `requant` against the naive product through the scalar epilogue (bit-exact).
+#[allow(clippy::too_many_arguments)]
+fn check_gemm_with(
+    set: KernelSet,
+    a: &[i8],
+    b: &dyn BSource,
+    want_acc: &[i32],
+    (m, n, k): (usize, usize, usize),
+    out_kind: OutKind,
+    requant: &Requant,
+    pool: &Pool,
+) {
     let packed = PackedA8::new(set, a, m, k);
     let threads = pool.threads();
     let mut scratch = vec![f32::NAN; packed.scratch_len(n) * threads];
     let what = format!(
-        "{} m={m} n={n} k={k} {out_kind:?} {act:?} threads={threads}",
-        set.for_core(CoreKind::Other).name
+        "{} m={m} n={n} k={k} {out_kind:?} {:?} threads={threads}",
+        set.for_core(CoreKind::Other).name,
+        requant.act
     );
     match out_kind {
         OutKind::F32 => {
             let mut got = vec![f32::NAN; m * n];
             let out = OutBuf::F32(&mut got);
-            gemm(&packed, b, n, &requant, out, pool, &mut scratch).unwrap();
+            gemm(&packed, b, n, requant, out, pool, &mut scratch).unwrap();
             for (i, (g, &acc)) in got.iter().zip(want_acc).enumerate() {
                 let w = requant.dequant(i / n, acc);
                 assert_eq!(g.to_bits(), w.to_bits(), "{what} at {i}: {g} vs {w}");
@@ -236,12 +253,56 @@ fn check_gemm(
         OutKind::I8 => {
             let mut got = vec![-128i8; m * n];
             let out = OutBuf::I8(&mut got);
-            gemm(&packed, b, n, &requant, out, pool, &mut scratch).unwrap();
+            gemm(&packed, b, n, requant, out, pool, &mut scratch).unwrap();
             for (i, (&g, &acc)) in got.iter().zip(want_acc).enumerate() {
                 assert_eq!(g, requant.requant(i / n, acc), "{what} at {i}");
             }
         }
         OutKind::I32 => unreachable!(),
+    }
+}
+
+/// Scales that put many outputs exactly on a half (ties must round away from zero), on
+/// quarters (LeakyReLU 0.5 of a half) and far past ±qmax (clamps), in edge tiles of every
+/// kernel and for every output kind and activation.
+#[test]
+fn gemm_epilogue_rounds_ties_away_and_clamps() {
+    let mut rng = Rng::new(31);
+    let pool = Pool::new(1).unwrap();
+    let (m, n, k) = (MR_MAX + 3, NR_MAX * 2 + 5, 3);
+    let scale_in: Vec<f32> = (0..m).map(|c| [0.5, 0.25, 1.5, 0.125][c % 4]).collect();
+    let bias: Vec<f32> = (0..m).map(|c| [0.0, 0.5, -0.25, -0.5][c % 4]).collect();
+    let acts = [
+        Activation::None,
+        Activation::ReLU,
+        Activation::LeakyReLU(0.5),
+        Activation::Clip {
+            min: -20.5,
+            max: 30.5,
+        },
+    ];
+    for p in PRECISIONS {
+        for kern in all_kernels(p) {
+            let a = random_q(&mut rng, m * k, p);
+            let b = random_q(&mut rng, k * n, p);
+            let want = naive(&a, &b, m, n, k);
+            for act in acts {
+                for top_scale in [1.0, 0.5, 3.0] {
+                    let requant = Requant {
+                        scale_in: &scale_in,
+                        bias: Some(&bias),
+                        act,
+                        top_scale,
+                        qmax: p.qmax(),
+                    };
+                    for out in [OutKind::F32, OutKind::I8] {
+                        let dense = DenseB8 { data: &b, n };
+                        let set = KernelSet::single(kern);
+                        check_gemm_with(set, &a, &dense, &want, (m, n, k), out, &requant, &pool);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -9,6 +9,9 @@
 //! forces one path, so each can be run (and benchmarked) on one machine; a path this CPU
 //! does not support falls back to the best one it does, anything else is ignored.
 //!
+//! Every kernel stores its tiles through the requantizing epilogue while the sums are in
+//! registers (`epilogue`), not through an int32 tile in memory.
+//!
 //! # AVX2
 //! * INT8, K in steps of 2: A pairs and B pairs are sign-extended to int16 and multiplied
 //!   with `vpmaddwd`, which sums each pair straight into int32. Flush interval: 1 (no int16
@@ -51,9 +54,11 @@
 //! and step on ymm where the offset trick needs two `vpxor` per step for all rows, and it
 //! has no AVX-512 form.)
 
-use super::{Acc, Kernel, Layout, Micro, NR_MAX};
+use super::{Kernel, Layout, Micro, Tile};
 use crate::quant::Precision;
 use std::arch::x86_64::*;
+
+mod epilogue;
 
 const MR: usize = 4;
 const NR: usize = 16;
@@ -70,7 +75,7 @@ static INT8: Kernel = Kernel {
     nr: NR,
     pair_sums: false,
     simd_store: true,
-    micro: Micro::Acc(int8_micro),
+    micro: Micro::Fused(int8_micro),
 };
 static INT7: Kernel = Kernel {
     name: "avx2 int7 4x16 vpmaddubsw",
@@ -80,7 +85,7 @@ static INT7: Kernel = Kernel {
     nr: NR,
     pair_sums: false,
     simd_store: true,
-    micro: Micro::Acc(int7_micro),
+    micro: Micro::Fused(int7_micro),
 };
 
 /// An x86_64 kernel family.
@@ -114,9 +119,12 @@ impl Path {
                     && is_x86_feature_detected!("avx512vnni")
             }
             Path::AvxVnni => {
-                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("avxvnni")
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("avxvnni")
             }
-            Path::Avx2 => is_x86_feature_detected!("avx2"),
+            // FMA for the epilogue (every AVX2 CPU has it).
+            Path::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
         }
     }
 
@@ -180,13 +188,24 @@ pub fn detect(p: Precision) -> Option<&'static Kernel> {
 }
 
 /// # Safety
-/// See [`super::Kernel`]; needs AVX2 (checked by [`detect`]).
-unsafe fn int8_micro(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc) {
-    int8_avx2(kp, a as *const i8, b as *const i8, acc)
+/// See [`super::Kernel`]; needs AVX2 and FMA (checked by [`detect`]).
+unsafe fn int8_micro(kp: usize, a: *const u8, b: *const u8, panels: usize, t: &Tile) {
+    int8_avx2(kp, a as *const i8, b as *const i8, panels, t)
 }
 
-#[target_feature(enable = "avx2")]
-unsafe fn int8_avx2(kp: usize, a: *const i8, b: *const i8, acc: &mut Acc) {
+/// `panels` tiles of one A panel, each stored through the epilogue from registers.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn int8_avx2(kp: usize, a: *const i8, b: *const i8, panels: usize, t: &Tile) {
+    let panel_b = kp * NR * KSTEP_INT8;
+    for jp in 0..panels {
+        let c = int8_tile(kp, a, b.add(jp * panel_b));
+        epilogue::store_rows256(&c, &t.panel(jp, NR));
+    }
+}
+
+/// The int32 sums of one 4 x 16 tile over `kp` steps.
+#[inline(always)]
+unsafe fn int8_tile(kp: usize, a: *const i8, b: *const i8) -> [[__m256i; 2]; MR] {
     let mut c = [[_mm256_setzero_si256(); 2]; MR];
     // vpermd indices that broadcast the (k, k+1) pair of row r.
     let row_idx = [
@@ -208,22 +227,23 @@ unsafe fn int8_avx2(kp: usize, a: *const i8, b: *const i8, acc: &mut Acc) {
             c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(ar, b1));
         }
     }
-    store(&c, acc);
-}
-
-#[target_feature(enable = "avx2")]
-unsafe fn store(c: &[[__m256i; 2]; MR], acc: &mut Acc) {
-    for (r, row) in c.iter().enumerate() {
-        let dst = acc.as_mut_ptr().add(r * NR_MAX) as *mut __m256i;
-        _mm256_storeu_si256(dst, row[0]);
-        _mm256_storeu_si256(dst.add(1), row[1]);
-    }
+    c
 }
 
 /// # Safety
-/// See [`super::Kernel`]; needs AVX2 (checked by [`detect`]).
-unsafe fn int7_micro(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc) {
-    int7_avx2(kp, a as *const i8, b as *const i8, acc)
+/// See [`super::Kernel`]; needs AVX2 and FMA (checked by [`detect`]).
+unsafe fn int7_micro(kp: usize, a: *const u8, b: *const u8, panels: usize, t: &Tile) {
+    int7_avx2(kp, a as *const i8, b as *const i8, panels, t)
+}
+
+/// `panels` tiles of one A panel, each stored through the epilogue from registers.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn int7_avx2(kp: usize, a: *const i8, b: *const i8, panels: usize, t: &Tile) {
+    let panel_b = kp * NR * KSTEP_INT7;
+    for jp in 0..panels {
+        let c = int7_tile(kp, a, b.add(jp * panel_b));
+        epilogue::store_rows256(&c, &t.panel(jp, NR));
+    }
 }
 
 /// One k step of the INT7 kernel: adds `|a| · (b · sign a)` (two products per lane) to the
@@ -252,8 +272,9 @@ unsafe fn int7_flush(c: &mut [[__m256i; 2]; MR], t: &mut [[__m256i; 2]; MR]) {
     }
 }
 
-#[target_feature(enable = "avx2")]
-unsafe fn int7_avx2(kp: usize, mut a: *const i8, mut b: *const i8, acc: &mut Acc) {
+/// The int32 sums of one 4 x 16 tile over `kp` steps.
+#[inline(always)]
+unsafe fn int7_tile(kp: usize, mut a: *const i8, mut b: *const i8) -> [[__m256i; 2]; MR] {
     let (a_step, b_step) = (MR * KSTEP_INT7, NR * KSTEP_INT7);
     let mut c = [[_mm256_setzero_si256(); 2]; MR];
     let mut t = [[_mm256_setzero_si256(); 2]; MR];
@@ -272,7 +293,7 @@ unsafe fn int7_avx2(kp: usize, mut a: *const i8, mut b: *const i8, acc: &mut Acc
         b = b.add(b_step);
     }
     int7_flush(&mut c, &mut t);
-    store(&c, acc);
+    c
 }
 
 /// K values per VNNI step ([`Layout::Steps`]`(4)`, shared with the generic kernel).
@@ -287,7 +308,7 @@ const fn vnni_kernel(
     precision: Precision,
     mr: usize,
     nr: usize,
-    micro: super::AccFn,
+    micro: Micro,
 ) -> Kernel {
     Kernel {
         name,
@@ -297,7 +318,7 @@ const fn vnni_kernel(
         nr,
         pair_sums: false,
         simd_store: true,
-        micro: Micro::Acc(micro),
+        micro,
     }
 }
 
@@ -306,34 +327,34 @@ static VNNI512_INT8: Kernel = vnni_kernel(
     Precision::Int8,
     MR512,
     NR512,
-    vnni512_micro,
+    Micro::Fused(vnni512_micro),
 );
 static VNNI512_INT7: Kernel = vnni_kernel(
     "avx512vnni int7 8x16 vpdpbusd",
     Precision::Int7,
     MR512,
     NR512,
-    vnni512_micro,
+    Micro::Fused(vnni512_micro),
 );
 static VNNI256_INT8: Kernel = vnni_kernel(
     "avxvnni int8 4x16 vpdpbusd",
     Precision::Int8,
     MR256,
     NR256,
-    vnni256_micro,
+    Micro::Fused(vnni256_micro),
 );
 static VNNI256_INT7: Kernel = vnni_kernel(
     "avxvnni int7 4x16 vpdpbusd",
     Precision::Int7,
     MR256,
     NR256,
-    vnni256_micro,
+    Micro::Fused(vnni256_micro),
 );
 
 /// # Safety
 /// See [`super::Kernel`]; needs AVX-512 F/BW/VL/VNNI (checked by [`Path::supported`]).
-unsafe fn vnni512_micro(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc) {
-    vnni512(kp, a, b, acc)
+unsafe fn vnni512_micro(kp: usize, a: *const u8, b: *const u8, panels: usize, t: &Tile) {
+    vnni512(kp, a, b, panels, t)
 }
 
 /// One step of the 8 x 16 AVX-512 kernel: `c[r] += Σ (b ⊕ 0x80) · a_r` over the step's 4 k.
@@ -346,8 +367,9 @@ unsafe fn vnni512_step(c: &mut [__m512i; MR512], a: *const u8, b: *const u8, bia
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn vnni512(kp: usize, mut a: *const u8, mut b: *const u8, acc: &mut Acc) {
+/// The exact int32 sums of one 8 x 16 tile over `kp` steps.
+#[inline(always)]
+unsafe fn vnni512_tile(kp: usize, mut a: *const u8, mut b: *const u8) -> [__m512i; MR512] {
     let (a_step, b_step) = (MR512 * VNNI_KSTEP, NR512 * VNNI_KSTEP);
     let bias = _mm512_set1_epi8(-128);
     let ones = _mm512_set1_epi8(1);
@@ -366,25 +388,41 @@ unsafe fn vnni512(kp: usize, mut a: *const u8, mut b: *const u8, acc: &mut Acc) 
         // Only this step's 32 bytes (the rest of the 64 belong to the next panel).
         sums = _mm512_dpbusd_epi32(sums, ones, _mm512_maskz_loadu_epi32(0xff, a as *const _));
     }
-    let sums = _mm256_add_epi32(
-        _mm512_castsi512_si256(sums),
-        _mm512_extracti64x4_epi64::<1>(sums),
-    );
-    let mut row = [0i32; MR512];
-    _mm256_storeu_si256(
-        row.as_mut_ptr() as *mut __m256i,
-        _mm256_slli_epi32::<7>(sums),
-    );
-    for (r, cr) in c.iter().enumerate() {
-        let v = _mm512_sub_epi32(*cr, _mm512_set1_epi32(row[r]));
-        _mm512_storeu_si512(acc.as_mut_ptr().add(r * NR_MAX) as *mut _, v);
+    // 128 · Σ a of each row, broadcast over its 16 columns, is the offset to remove.
+    let sums = _mm512_slli_epi32::<7>(_mm512_add_epi32(
+        sums,
+        _mm512_shuffle_i64x2::<0b01_00_11_10>(sums, sums),
+    ));
+    std::array::from_fn(|r| {
+        let fix = _mm512_permutexvar_epi32(_mm512_set1_epi32(r as i32), sums);
+        _mm512_sub_epi32(c[r], fix)
+    })
+}
+
+/// `panels` tiles of one A panel, each stored through the epilogue from registers.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn vnni512(kp: usize, a: *const u8, b: *const u8, panels: usize, t: &Tile) {
+    let panel_b = kp * NR512 * VNNI_KSTEP;
+    for jp in 0..panels {
+        let c = vnni512_tile(kp, a, b.add(jp * panel_b));
+        epilogue::store_rows(&c, &t.panel(jp, NR512));
     }
 }
 
 /// # Safety
-/// See [`super::Kernel`]; needs AVX2 and AVX-VNNI (checked by [`Path::supported`]).
-unsafe fn vnni256_micro(kp: usize, a: *const u8, b: *const u8, acc: &mut Acc) {
-    vnni256(kp, a, b, acc)
+/// See [`super::Kernel`]; needs AVX2, FMA and AVX-VNNI (checked by [`Path::supported`]).
+unsafe fn vnni256_micro(kp: usize, a: *const u8, b: *const u8, panels: usize, t: &Tile) {
+    vnni256(kp, a, b, panels, t)
+}
+
+/// `panels` tiles of one A panel, each stored through the epilogue from registers.
+#[target_feature(enable = "avx2,fma,avxvnni")]
+unsafe fn vnni256(kp: usize, a: *const u8, b: *const u8, panels: usize, t: &Tile) {
+    let panel_b = kp * NR256 * VNNI_KSTEP;
+    for jp in 0..panels {
+        let c = vnni256_tile(kp, a, b.add(jp * panel_b));
+        epilogue::store_rows256(&c, &t.panel(jp, NR256));
+    }
 }
 
 /// One step of the 4 x 16 AVX-VNNI kernel: `c[r] += Σ (b ⊕ 0x80) · a_r` over the step's 4 k.
@@ -399,8 +437,9 @@ unsafe fn vnni256_step(c: &mut [[__m256i; 2]; MR256], a: *const u8, b: *const u8
     }
 }
 
-#[target_feature(enable = "avx2,avxvnni")]
-unsafe fn vnni256(kp: usize, mut a: *const u8, mut b: *const u8, acc: &mut Acc) {
+/// The exact int32 sums of one 4 x 16 tile over `kp` steps.
+#[inline(always)]
+unsafe fn vnni256_tile(kp: usize, mut a: *const u8, mut b: *const u8) -> [[__m256i; 2]; MR256] {
     let (a_step, b_step) = (MR256 * VNNI_KSTEP, NR256 * VNNI_KSTEP);
     let bias = _mm256_set1_epi8(-128);
     let ones = _mm256_set1_epi8(1);
@@ -424,12 +463,13 @@ unsafe fn vnni256(kp: usize, mut a: *const u8, mut b: *const u8, acc: &mut Acc) 
         _mm256_castsi256_si128(sums),
         _mm256_extracti128_si256::<1>(sums),
     );
-    let mut row = [0i32; MR256];
-    _mm_storeu_si128(row.as_mut_ptr() as *mut __m128i, _mm_slli_epi32::<7>(sums));
-    for (r, cr) in c.iter().enumerate() {
-        let fix = _mm256_set1_epi32(row[r]);
-        let dst = acc.as_mut_ptr().add(r * NR_MAX) as *mut __m256i;
-        _mm256_storeu_si256(dst, _mm256_sub_epi32(cr[0], fix));
-        _mm256_storeu_si256(dst.add(1), _mm256_sub_epi32(cr[1], fix));
-    }
+    // 128 · Σ a of each row, broadcast over its 16 columns, is the offset to remove.
+    let sums = _mm256_castsi128_si256(_mm_slli_epi32::<7>(sums));
+    std::array::from_fn(|r| {
+        let fix = _mm256_permutevar8x32_epi32(sums, _mm256_set1_epi32(r as i32));
+        [
+            _mm256_sub_epi32(c[r][0], fix),
+            _mm256_sub_epi32(c[r][1], fix),
+        ]
+    })
 }
