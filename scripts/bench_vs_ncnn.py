@@ -28,7 +28,8 @@ SPEEDUP_TARGET = 1.7
 
 
 def eq_run(exe, param, precisions, threads, loops, warmup):
-    """eq-bench records keyed by (precision, threads), plus skip reasons from its output."""
+    """eq-bench records keyed by (precision, threads), plus skip reasons from its output
+    (and its `kernels:` line under the key "kernels")."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "r.json")
         cmd = [exe, "--model", param, "--precision", ",".join(precisions),
@@ -43,17 +44,19 @@ def eq_run(exe, param, precisions, threads, loops, warmup):
     got = {(r["precision"], r["threads"]): r for r in records}
     skipped = {}
     for line in p.stdout.splitlines():
+        if line.startswith("kernels:"):
+            got["kernels"] = line.split(":", 1)[1].strip()
         if "skipped:" in line:
             words = line.split()
             skipped[(words[1], int(words[4]))] = line.split("skipped:", 1)[1].strip()
     return got, skipped
 
 
-def ncnn_run(param, threads, loops, warmup):
+def ncnn_run(param, threads, loops, warmup, fp16_storage=True):
     out = {}
     for t in threads:
-        mn, med, avg = ncnn_bench.bench(param, t, loops, warmup)
-        name = ncnn_bench.model_name(param)
+        mn, med, avg = ncnn_bench.bench(param, t, loops, warmup, fp16_storage)
+        name = ncnn_bench.model_name(param) + ("" if fp16_storage else " (no fp16)")
         print(f"{'ncnn ' + name:>20}  threads = {t:<2}  min = {mn:8.2f}  median = {med:8.2f}  "
               f"avg = {avg:8.2f}", flush=True)
         out[t] = dict(min_ms=mn, median_ms=med, avg_ms=avg)
@@ -86,6 +89,21 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def cpu_flags():
+    """The /proc/cpuinfo flags that decide either engine's x86 code paths."""
+    wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+              "avx_vnni", "avx512_bf16", "avx512_fp16"]
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return " ".join(w for w in wanted if w in have) or "none of " + " ".join(wanted)
+    except OSError:
+        pass
+    return "unknown"
+
+
 def load_avg():
     try:
         return " ".join(open("/proc/loadavg").read().split()[:3])
@@ -114,45 +132,54 @@ def main():
 
     # Interleave per model (ours, then ncnn) so both see similar machine load.
     fp32 = {}
+    kernels = None
     for m in filter(None, a.fp32.split(",")):
         ours, _ = eq_run(a.eq_bench, param(m), ["fp32"], threads, a.loops, a.warmup)
-        fp32[m] = (ours, ncnn_run(param(m), threads, a.loops, a.warmup))
+        kernels = kernels or ours.get("kernels")
+        fp32[m] = (ours, ncnn_run(param(m), threads, a.loops, a.warmup),
+                   ncnn_run(param(m), threads, a.loops, a.warmup, fp16_storage=False))
     int8 = {}
     for m in filter(None, a.int8.split(",")):
         ours, skipped = eq_run(a.eq_bench, param(m), ["int8", "int7"], threads, a.loops,
                                a.warmup)
+        kernels = kernels or ours.get("kernels")
         int8[m] = (ours, skipped, ncnn_run(param(m), threads, a.loops, a.warmup))
 
     L = []
     L.append("# eq-runtime vs ncnn on the x86_64 host\n")
     L.append(f"- Date: {started:%Y-%m-%d %H:%M} UTC")
     L.append(f"- Command: `{a.command}`")
-    L.append(f"- CPU: {cpu_model()}, {os.cpu_count()} logical CPUs "
-             f"(AVX2+FMA{', AVX-512' if 'avx512f' in open('/proc/cpuinfo').read() else ''})")
+    L.append(f"- CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; flags: {cpu_flags()}")
     L.append(f"- Load average before / after: {load_before} / {load_avg()} "
              "(the machine is shared with other jobs; see the notes)")
     L.append(f"- ncnn {ncnn.__version__} (PyPI wheel), in-process: zero weights "
              "(DataReaderFromEmpty), input filled with 0.01, new extractor per run, default "
-             "Option: packing layout, sgemm + Winograd convolution, lightmode, fp16/bf16 flags "
-             "at their defaults (no effect on this CPU's fp32 path), int8 inference for *_int8")
+             "Option: packing layout, sgemm + Winograd convolution, lightmode, int8 inference "
+             "for *_int8; it picks its x86 code paths at run time from the same CPU flags. "
+             "fp16 storage is on by default: on a CPU with F16C ncnn's InnerProduct keeps its "
+             "weights in fp16 (half the memory traffic, not an fp32 result), so the FP32 table "
+             "also shows ncnn with `use_fp16_storage` (and packed / arithmetic) off; the target "
+             "is judged against the default")
     L.append("- eq-bench (release build): zero weights, input 0.01, unpinned (single-cluster "
-             "host), same loops / warm-up")
+             f"host), same loops / warm-up; {kernels or 'kernels: not reported'}")
     L.append(f"- {a.loops} timed runs after {a.warmup} warm-up runs; cells are "
              "median ms (min ms); ratio = ours / ncnn as medians / minimums (lower is better; targets are "
              "judged on the medians)\n")
 
     L.append("## FP32 (target: ratio <= 1.0)\n")
-    L.append("| model | threads | ncnn fp32 | eq fp32 | ratio med / min | target |")
-    L.append("|---|---:|---:|---:|---:|---|")
-    for m, (ours, theirs) in fp32.items():
+    L.append("| model | threads | ncnn fp32 | eq fp32 | ratio med / min | target | "
+             "ncnn fp32, no fp16 storage | ratio med / min |")
+    L.append("|---|---:|---:|---:|---:|---|---:|---:|")
+    for m, (ours, theirs, pure) in fp32.items():
         for t in threads:
-            o, n = ours.get(("fp32", t)), theirs[t]
+            o, n, p = ours.get(("fp32", t)), theirs[t], pure[t]
             if o is None:
-                L.append(f"| {m} | {t} | {fmt_ms(n)} | n/a | n/a | missed |")
+                L.append(f"| {m} | {t} | {fmt_ms(n)} | n/a | n/a | missed | {fmt_ms(p)} | n/a |")
                 continue
             r, text = ratios(o, n)
+            _, text_pure = ratios(o, p)
             L.append(f"| {m} | {t} | {fmt_ms(n)} | {fmt_ms(o)} | {text} | "
-                     f"{verdict(r, FP32_TARGET)} |")
+                     f"{verdict(r, FP32_TARGET)} | {fmt_ms(p)} | {text_pure} |")
 
     kernel = os.environ.get("EQ_X86_KERNEL", "")
     L.append("\n## INT8 / INT7 (targets: int8 and int7 ratio <= 1.0 against ncnn int8, int7 "
@@ -179,7 +206,7 @@ def main():
         L.append("\nn/a: eq-bench skipped these runs: " + "; ".join(sorted(reasons)))
 
     if "resnet50" in fp32 and 1 in threads and 2 in threads:
-        ours, theirs = fp32["resnet50"]
+        ours, theirs, _ = fp32["resnet50"]
         L.append(f"\n## resnet50 FP32 2-thread speedup (target: >= {SPEEDUP_TARGET})\n")
         L.append("| engine | 1 thread | 2 threads | speedup med / min |")
         L.append("|---|---:|---:|---:|")

@@ -43,10 +43,16 @@ def input_shape(param_path):
     raise SystemExit(f"{param_path}: no Input layer")
 
 
-def bench(param, threads, loops, warmup):
+def bench(param, threads, loops, warmup, fp16_storage=True):
+    """min, median and mean ms; `fp16_storage=False` turns off ncnn's fp16 weight storage
+    (on by default: on x86 with F16C its InnerProduct keeps fp16 weights)."""
     net = ncnn.Net()
     net.opt.num_threads = threads
     net.opt.use_vulkan_compute = False
+    if not fp16_storage:
+        net.opt.use_fp16_storage = False
+        net.opt.use_fp16_packed = False
+        net.opt.use_fp16_arithmetic = False
     if net.load_param(param) != 0:
         raise SystemExit(f"{param}: ncnn cannot load it")
     net.load_model(ncnn.DataReaderFromEmpty())

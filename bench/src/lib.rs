@@ -44,6 +44,27 @@ usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
 /// The git commit this binary was built from (bench/build.rs), "unknown" outside a checkout.
 pub const GIT_COMMIT: &str = env!("EQ_GIT_COMMIT");
 
+/// The GEMM micro-kernels this CPU runs (by core type on aarch64), for the report header: a
+/// reader of a table needs to know which instruction set each number used.
+pub fn kernel_summary() -> String {
+    use eq_runtime::cpu::CoreKind;
+    use eq_runtime::kernels::{gemm_f32, gemm_i8};
+    use eq_runtime::quant::Precision;
+    let cores: &[(CoreKind, &str)] = if cfg!(target_arch = "aarch64") {
+        &[(CoreKind::CortexA53, "a53 "), (CoreKind::CortexA72, "a72 ")]
+    } else {
+        &[(CoreKind::Other, "")]
+    };
+    let mut line = format!("kernels: fp32 = {}", gemm_f32::Kernel::best().name());
+    for (p, name) in [(Precision::Int8, "int8"), (Precision::Int7, "int7")] {
+        let set = gemm_i8::KernelSet::best(p);
+        for (core, label) in cores {
+            let _ = write!(line, "  {label}{name} = {}", set.for_core(*core).name());
+        }
+    }
+    line
+}
+
 /// The value every input element is set to before each run (as benchncnn).
 pub const FILL_VALUE: f32 = 0.01;
 

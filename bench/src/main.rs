@@ -100,6 +100,7 @@ fn run(args: Args) -> Result<(), String> {
         part_list.join(","),
         bench::GIT_COMMIT
     ));
+    say(&bench::kernel_summary());
     say(&format!(
         "loops = {}  warmup = {}  cooldown = {:.1} s  weights = {}",
         args.loops,

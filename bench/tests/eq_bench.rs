@@ -128,6 +128,13 @@ fn writes_one_json_record_per_timed_run() {
         commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()),
         "{commit}"
     );
+    // Which micro-kernels the numbers came from: one fp32, int8 and int7 name each (per core
+    // type on aarch64).
+    let kernels = stdout
+        .lines()
+        .find(|l| l.starts_with("kernels: fp32 = "))
+        .expect("a kernels line");
+    assert!(kernels.contains("int8 = ") && kernels.contains("int7 = "), "{kernels}");
 
     let report = std::fs::read_to_string(&json).unwrap();
     let trimmed = report.trim();
