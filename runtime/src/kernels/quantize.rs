@@ -85,21 +85,27 @@ pub(crate) mod x86_64 {
     use super::{Activation, OutBuf, Requant};
     use std::arch::x86_64::*;
 
+    /// The largest float below 0.5. `trunc(v + copysign(HALF_DOWN, v))` rounds half away
+    /// from zero exactly: a tie `n + 0.5` sums to `n + 1 - 2⁻²⁵`, which rounds up to `n + 1`
+    /// at the sum's precision (|v| ≥ 0.5), while anything below the tie stays below `n + 1`
+    /// (adding 0.5 instead fails for v = 0.5 − 2⁻²⁵, whose sum rounds to 1). The test
+    /// `round_clamp_is_exact_for_every_float` checks every float of magnitude ≤ 128.
+    pub(crate) const HALF_DOWN: f32 = 0.499_999_97;
+
     /// `clamp(round_half_away(v), ±qmax)` as int32 lanes, NaN → 0.
     #[inline]
     #[target_feature(enable = "avx2")]
     pub(crate) fn round_clamp(v: __m256, qmax: f32) -> __m256i {
-        let sign = _mm256_set1_ps(-0.0);
         let v = _mm256_and_ps(v, _mm256_cmp_ps::<_CMP_ORD_Q>(v, v));
         let v = _mm256_min_ps(
             _mm256_max_ps(v, _mm256_set1_ps(-qmax)),
             _mm256_set1_ps(qmax),
         );
-        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
-        let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
-        let away = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5));
-        let step = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0));
-        _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(away, step)))
+        let half = _mm256_or_ps(
+            _mm256_and_ps(v, _mm256_set1_ps(-0.0)),
+            _mm256_set1_ps(HALF_DOWN),
+        );
+        _mm256_cvttps_epi32(_mm256_add_ps(v, half))
     }
 
     /// `act` on 8 lanes for the activations `super::store_requant` vectorises (none, ReLU,
@@ -343,6 +349,38 @@ mod tests {
                     all.push(0.5);
                 }
                 check(&all, scale, qmax);
+            }
+        }
+    }
+
+    /// Every float of magnitude ≤ 128 (both signs) through the AVX2 rounding, against the
+    /// scalar contract (`quant::quantize_scaled`).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn round_clamp_is_exact_for_every_float() {
+        use std::arch::x86_64::*;
+        if !is_x86_feature_detected!("avx2") {
+            return;
+        }
+        // All of them at qmax 127; around the clamp at 63.
+        for (qmax, first, last) in [(127, 0.0f32, 128f32), (63, 62.0, 65.0)] {
+            for sign in [0u32, 0x8000_0000] {
+                let (mut bits, last) = (first.to_bits(), last.to_bits());
+                while bits <= last {
+                    let v: [f32; 8] =
+                        std::array::from_fn(|i| f32::from_bits((bits + i as u32) | sign));
+                    let mut got = [0i32; 8];
+                    // SAFETY: AVX2 checked above.
+                    unsafe {
+                        let q = x86_64::round_clamp(_mm256_loadu_ps(v.as_ptr()), qmax as f32);
+                        _mm256_storeu_si256(got.as_mut_ptr() as *mut __m256i, q);
+                    }
+                    for (g, x) in got.iter().zip(v) {
+                        let want = crate::quant::quantize_scaled(x, qmax) as i32;
+                        assert_eq!(*g, want, "{x:e} ({:#x}), qmax {qmax}", x.to_bits());
+                    }
+                    bits += 8;
+                }
             }
         }
     }

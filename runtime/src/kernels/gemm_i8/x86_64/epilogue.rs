@@ -42,21 +42,15 @@ unsafe fn activate(act: Activation, y: __m512) -> __m512 {
     }
 }
 
-/// `clamp(round_half_away(v), ±qmax)` as int32 lanes, NaN → 0 (the AVX2 `round_clamp`).
+/// `clamp(round_half_away(v), ±qmax)` as int32 lanes, NaN → 0: the AVX2 `round_clamp`
+/// (adding `±HALF_DOWN` then truncating is exact; see there) on 16 lanes.
 #[inline(always)]
 unsafe fn round_clamp(v: __m512, qmax: __m512) -> __m512i {
     let v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v), v);
-    let v = _mm512_min_ps(
-        _mm512_max_ps(v, _mm512_sub_ps(_mm512_setzero_ps(), qmax)),
-        qmax,
-    );
-    let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
-    let frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
-    let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, _mm512_set1_ps(0.5));
-    // ±1 with the sign of v.
+    let v = _mm512_min_ps(_mm512_max_ps(v, _mm512_sub_ps(_mm512_setzero_ps(), qmax)), qmax);
     let sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(i32::MIN));
-    let one = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_set1_epi32(0x3f80_0000)));
-    _mm512_cvttps_epi32(_mm512_mask_add_ps(t, away, t, one))
+    let half = _mm512_or_si512(sign, _mm512_set1_epi32(avx2::HALF_DOWN.to_bits() as i32));
+    _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_castsi512_ps(half)))
 }
 
 /// Stores the first `t.rows` rows of `rows` (16 int32 columns each, of which `t.cols` are
