@@ -261,6 +261,7 @@ fn steps4_group(
     dst: &mut [u8],
     rows: &mut [i8],
 ) {
+    assert!(matches!(nr, 4 | 8 | 16), "Steps(4) packing for nr {nr}");
     let (b0, rest) = rows[..4 * nc].split_at_mut(nc);
     let (b1, rest) = rest.split_at_mut(nc);
     let (b2, b3) = rest.split_at_mut(nc);
@@ -273,11 +274,17 @@ fn steps4_group(
     let mut c = 0;
     while c + 16 <= nc {
         let block = interleave4x16([&r[0][c..], &r[1][c..], &r[2][c..], &r[3][c..]]);
-        // 16 columns: one 16-wide panel step, or 16 / nr narrower ones.
-        for (i, part) in block.chunks_exact(4 * nr.min(16)).enumerate() {
-            let col = c + i * nr.min(16);
-            let at = (col / nr) * panel + (col % nr) * 4;
-            dst[at..at + part.len()].copy_from_slice(part);
+        if nr == 16 {
+            // One panel step (a constant-size copy: the x86 kernels' case, and no call).
+            let at = (c / 16) * panel;
+            dst[at..at + 64].copy_from_slice(&block);
+        } else {
+            // 16 / nr narrower panel steps.
+            for (i, part) in block.chunks_exact(4 * nr).enumerate() {
+                let col = c + i * nr;
+                let at = (col / nr) * panel + (col % nr) * 4;
+                dst[at..at + part.len()].copy_from_slice(part);
+            }
         }
         c += 16;
     }
