@@ -8,6 +8,11 @@ pub enum Isa {
     Generic,
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
+    /// AVX-512 F/BW/VL on top of AVX2 and FMA. Families without a 512-bit variant run their
+    /// AVX2 one (only the depthwise int8 3x3 path has one); `EQ_X86_KERNEL=avx2` or
+    /// `avxvnni` keeps a CPU that has it on [`Isa::Avx2Fma`].
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     #[cfg(target_arch = "aarch64")]
     Neon,
 }
@@ -17,7 +22,14 @@ impl Isa {
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Isa::Avx2Fma;
+            let narrow = std::env::var("EQ_X86_KERNEL").is_ok_and(|k| {
+                matches!(k.trim().to_ascii_lowercase().as_str(), "avx2" | "avxvnni")
+            });
+            return if Isa::avx512_supported() && !narrow {
+                Isa::Avx512
+            } else {
+                Isa::Avx2Fma
+            };
         }
         #[cfg(target_arch = "aarch64")]
         return Isa::Neon;
@@ -25,13 +37,25 @@ impl Isa {
         Isa::Generic
     }
 
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_supported() -> bool {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+    }
+
     /// Every variant this CPU can run (tests compare them all against the reference).
     pub fn all_available() -> Vec<Isa> {
         let mut v = vec![Isa::Generic];
-        let best = Isa::detect();
-        if best != Isa::Generic {
-            v.push(best);
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            v.push(Isa::Avx2Fma);
+            if Isa::avx512_supported() {
+                v.push(Isa::Avx512);
+            }
         }
+        #[cfg(target_arch = "aarch64")]
+        v.push(Isa::Neon);
         v
     }
 }

@@ -130,6 +130,40 @@ pub(crate) mod x86_64 {
         }
     }
 
+    /// [`activate`] on 16 lanes (AVX-512 F; the caller's target features).
+    #[inline(always)]
+    pub(crate) unsafe fn activate512(act: Activation, y: __m512) -> __m512 {
+        let zero = _mm512_setzero_ps();
+        match act {
+            Activation::ReLU => {
+                _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, zero), zero)
+            }
+            Activation::LeakyReLU(k) => {
+                let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, zero);
+                _mm512_mask_mul_ps(y, neg, y, _mm512_set1_ps(k))
+            }
+            Activation::Clip { min, max } => {
+                let (lo, hi) = (_mm512_set1_ps(min), _mm512_set1_ps(max));
+                let y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, lo), lo);
+                _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, hi), hi)
+            }
+            _ => y,
+        }
+    }
+
+    /// [`round_clamp`] on 16 lanes (AVX-512 F; the caller's target features).
+    #[inline(always)]
+    pub(crate) unsafe fn round_clamp512(v: __m512, qmax: __m512) -> __m512i {
+        let v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v), v);
+        let v = _mm512_min_ps(
+            _mm512_max_ps(v, _mm512_sub_ps(_mm512_setzero_ps(), qmax)),
+            qmax,
+        );
+        let sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(i32::MIN));
+        let half = _mm512_or_si512(sign, _mm512_set1_epi32(HALF_DOWN.to_bits() as i32));
+        _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_castsi512_ps(half)))
+    }
+
     /// Quantizes whole groups of 32; returns how many elements it did.
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize(src: &[f32], scale: f32, qmax: i32, dst: &mut [i8]) -> usize {

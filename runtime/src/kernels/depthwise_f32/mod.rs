@@ -96,7 +96,9 @@ pub fn channel(
         Isa::Generic => generic::channel(g, input, inputs, kernel, bias, out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `g.check` above.
-        Isa::Avx2Fma => unsafe { x86_64::channel(g, input, inputs, kernel, bias, out) },
+        Isa::Avx2Fma | Isa::Avx512 => unsafe {
+            x86_64::channel(g, input, inputs, kernel, bias, out)
+        },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => {
             // ReLU / LeakyReLU / Clip are applied in the kernel's stores.

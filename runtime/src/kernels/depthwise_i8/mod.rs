@@ -463,8 +463,11 @@ pub fn channel_i8(
     check(g, input, taps, out.len(), out_offset);
     // SAFETY: `check` above.
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx2Fma
-        && unsafe { x86_64::channel3x3(g, precision, input, taps, c, requant, out, out_offset) }
+    if matches!(isa, Isa::Avx2Fma | Isa::Avx512)
+        && unsafe {
+            let wide = isa == Isa::Avx512;
+            x86_64::channel3x3(wide, g, precision, input, taps, c, requant, out, out_offset)
+        }
     {
         return;
     }
@@ -511,7 +514,7 @@ pub(crate) unsafe fn row(
         Isa::Generic => generic::row(g, input, taps, oy, x0, &mut acc[..n]),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller's contract is the variant's.
-        Isa::Avx2Fma => x86_64::row(g, precision, input, taps, oy, x0, n, acc),
+        Isa::Avx2Fma | Isa::Avx512 => x86_64::row(g, precision, input, taps, oy, x0, n, acc),
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above.
         Isa::Neon => aarch64::row(g, precision, input, taps, oy, x0, n, acc),

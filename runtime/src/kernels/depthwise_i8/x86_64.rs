@@ -12,7 +12,7 @@
 //! docs); `row` stays for other kernels and as the tested sums of the chunked path.
 
 use super::{generic, Geometry, CHUNK, SLACK};
-use crate::kernels::quantize::x86_64::{activate, round_clamp};
+use crate::kernels::quantize::x86_64::{activate, activate512, round_clamp, round_clamp512};
 use crate::kernels::requant::{OutBuf, Requant};
 use crate::ops::activation::Activation;
 use crate::quant::Precision;
@@ -139,12 +139,15 @@ fn widen_add(lo: __m256i, hi: __m256i, part: __m256i) -> (__m256i, __m256i) {
 /// `input` is the channel's zero-padded plane (`g.in_w x g.in_h`) and possibly more bytes.
 /// Returns false, doing nothing, if the layer is not one this path handles (other kernels or
 /// strides, activations other than none, ReLU, LeakyReLU and Clip, no AVX2 and FMA).
+/// `wide`: blocks of 32 outputs with AVX-512 F/BW ([`channel_avx512`]; the caller has
+/// checked the CPU: `Isa::Avx512`).
 ///
 /// # Safety
 /// The caller has checked the geometry against the buffers (`super::check`: every tap of
 /// every output pixel inside the plane); the SIMD loads rely on it.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn channel3x3(
+    wide: bool,
     g: &Geometry,
     precision: Precision,
     input: &[i8],
@@ -166,6 +169,7 @@ pub unsafe fn channel3x3(
     if !shape || !simple || !available() || !is_x86_feature_detected!("fma") {
         return false;
     }
+    let wide = wide && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
     if g.out_w == 0 || g.out_h == 0 {
         return true;
     }
@@ -175,6 +179,23 @@ pub unsafe fn channel3x3(
     // SAFETY: AVX2 and FMA checked; SIMD loads are checked against `input` per block, and
     // stores stay inside the output plane checked above.
     unsafe {
+        if wide {
+            match (precision, g.stride_w) {
+                (Precision::Int8, 1) => {
+                    channel_avx512::<1, 2>(g, input, taps, c, rq, out, out_offset)
+                }
+                (Precision::Int8, _) => {
+                    channel_avx512::<2, 2>(g, input, taps, c, rq, out, out_offset)
+                }
+                (Precision::Int7, 1) => {
+                    channel_avx512::<1, 8>(g, input, taps, c, rq, out, out_offset)
+                }
+                (Precision::Int7, _) => {
+                    channel_avx512::<2, 8>(g, input, taps, c, rq, out, out_offset)
+                }
+            }
+            return true;
+        }
         match (precision, g.stride_w) {
             (Precision::Int8, 1) => channel_avx2::<1, 2>(g, input, taps, c, rq, out, out_offset),
             (Precision::Int8, _) => channel_avx2::<2, 2>(g, input, taps, c, rq, out, out_offset),
@@ -351,6 +372,168 @@ unsafe fn channel_avx2<const S: usize, const F: usize>(
                 break;
             }
             x = x0 + 16;
+        }
+    }
+}
+
+/// [`sums3x3_madd`] on 32 outputs (AVX-512 BW): outputs 0..16 and 16..32. `unpacklo` /
+/// `unpackhi` work per 128-bit lane, so `a` holds outputs 0..4 8..12 16..20 24..28 and `b`
+/// the others; one `vpermt2q` per half puts them back in order.
+#[inline(always)]
+unsafe fn sums3x3_madd512<const S: usize>(
+    p: *const i8,
+    in_w: usize,
+    t: &[__m512i; 5],
+) -> (__m512i, __m512i) {
+    let v = |ky: usize, kx: usize| load32::<S>(p.add(ky * in_w + kx));
+    let zero = _mm512_setzero_si512();
+    let pairs = [
+        (v(0, 0), v(1, 0)),
+        (v(0, 1), v(1, 1)),
+        (v(0, 2), v(1, 2)),
+        (v(2, 0), v(2, 1)),
+        (v(2, 2), zero),
+    ];
+    let (mut a, mut b) = (zero, zero);
+    for (i, &(x, y)) in pairs.iter().enumerate() {
+        a = _mm512_add_epi32(a, _mm512_madd_epi16(_mm512_unpacklo_epi16(x, y), t[i]));
+        b = _mm512_add_epi32(b, _mm512_madd_epi16(_mm512_unpackhi_epi16(x, y), t[i]));
+    }
+    // Quadwords: a's lane L is 2L, 2L + 1 and b's is 8 + 2L, 9 + 2L.
+    let first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    let second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    (
+        _mm512_permutex2var_epi64(a, first, b),
+        _mm512_permutex2var_epi64(a, second, b),
+    )
+}
+
+/// 32 int8 inputs of one tap as int16 lanes: consecutive bytes (stride 1), or the even bytes
+/// of 64 (stride 2).
+#[inline(always)]
+unsafe fn load32<const S: usize>(q: *const i8) -> __m512i {
+    if S == 1 {
+        _mm512_cvtepi8_epi16(_mm256_loadu_si256(q as *const __m256i))
+    } else {
+        let w = _mm512_loadu_si512(q as *const _);
+        _mm512_srai_epi16::<8>(_mm512_slli_epi16::<8>(w))
+    }
+}
+
+/// [`sums3x3`] on 32 outputs (AVX-512 BW): products in int16 lanes, widened every `F`.
+#[inline(always)]
+unsafe fn sums3x3_512<const S: usize, const F: usize>(
+    p: *const i8,
+    in_w: usize,
+    t: &[__m512i; 9],
+) -> (__m512i, __m512i) {
+    let zero = _mm512_setzero_si512();
+    let (mut lo, mut hi, mut part, mut count) = (zero, zero, zero, 0);
+    let mut widen = |part: __m512i| {
+        lo = _mm512_add_epi32(lo, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(part)));
+        hi = _mm512_add_epi32(
+            hi,
+            _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64::<1>(part)),
+        );
+    };
+    for ky in 0..3 {
+        for kx in 0..3 {
+            let v = load32::<S>(p.add(ky * in_w + kx));
+            part = _mm512_add_epi16(part, _mm512_mullo_epi16(v, t[ky * 3 + kx]));
+            count += 1;
+            if count == F {
+                widen(part);
+                part = zero;
+                count = 0;
+            }
+        }
+    }
+    if count > 0 {
+        widen(part);
+    }
+    (lo, hi)
+}
+
+/// [`channel_avx2`] with blocks of 32 outputs (AVX-512 F/BW): same sums, same epilogue on
+/// 16 lanes per vector, and masked stores for a row shorter than a block.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn channel_avx512<const S: usize, const F: usize>(
+    g: &Geometry,
+    input: &[i8],
+    taps: &[i8],
+    c: usize,
+    rq: &Requant,
+    out: &mut OutBuf,
+    out_offset: usize,
+) {
+    let (in_w, ow, oh) = (g.in_w, g.out_w, g.out_h);
+    let t: [__m512i; 9] = std::array::from_fn(|i| _mm512_set1_epi16(taps[i] as i16));
+    let pair = |a: i8, b: i8| _mm512_set1_epi32(((b as i32) << 16) | (a as i32 & 0xffff));
+    let t5 = [
+        pair(taps[0], taps[3]),
+        pair(taps[1], taps[4]),
+        pair(taps[2], taps[5]),
+        pair(taps[6], taps[7]),
+        pair(taps[8], 0),
+    ];
+    let scale = _mm512_set1_ps(rq.scale_in[c]);
+    let bias = _mm512_set1_ps(rq.bias.map_or(0.0, |b| b[c]));
+    let top = _mm512_set1_ps(rq.top_scale);
+    let q = _mm512_set1_ps(rq.qmax as f32);
+    let act = rq.act;
+    // Bytes a block reads from its first tap's address on.
+    let span = 2 * in_w + 2 + 32 * S;
+    let (pf, pi) = match out {
+        OutBuf::F32(o) => (o.as_mut_ptr(), std::ptr::null_mut()),
+        OutBuf::I8(o) => (std::ptr::null_mut(), o.as_mut_ptr()),
+    };
+    for oy in 0..oh {
+        let row = oy * g.stride_h * in_w;
+        let mut x = 0;
+        loop {
+            let x0 = if x + 32 <= ow {
+                x
+            } else {
+                ow.saturating_sub(32)
+            };
+            let n = (ow - x0).min(32);
+            let p = row + x0 * S;
+            let (lo, hi) = if p + span <= input.len() {
+                if F == 2 {
+                    sums3x3_madd512::<S>(input.as_ptr().add(p), in_w, &t5)
+                } else {
+                    sums3x3_512::<S, F>(input.as_ptr().add(p), in_w, &t)
+                }
+            } else {
+                let mut a = [0i32; 32];
+                for (i, a) in a[..n].iter_mut().enumerate() {
+                    *a = generic::pixel(g, input, taps, x0 + i, oy);
+                }
+                let a = a.as_ptr();
+                (
+                    _mm512_loadu_si512(a as *const _),
+                    _mm512_loadu_si512(a.add(16) as *const _),
+                )
+            };
+            // One fused multiply-add, as `Requant::dequant`.
+            let y0 = activate512(act, _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), scale, bias));
+            let y1 = activate512(act, _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), scale, bias));
+            let mask = (u64::MAX >> (64 - n)) as u32;
+            let (m0, m1) = (mask as __mmask16, (mask >> 16) as __mmask16);
+            let at = out_offset + oy * ow + x0;
+            if pi.is_null() {
+                _mm512_mask_storeu_ps(pf.add(at), m0, y0);
+                _mm512_mask_storeu_ps(pf.add(at + 16), m1, y1);
+            } else {
+                let a = round_clamp512(_mm512_mul_ps(y0, top), q);
+                let b = round_clamp512(_mm512_mul_ps(y1, top), q);
+                _mm512_mask_cvtsepi32_storeu_epi8(pi.add(at), m0, a);
+                _mm512_mask_cvtsepi32_storeu_epi8(pi.add(at + 16), m1, b);
+            }
+            if x0 + 32 >= ow {
+                break;
+            }
+            x = x0 + 32;
         }
     }
 }

@@ -23,7 +23,7 @@ pub fn gemv(isa: Isa, w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32])
         Isa::Generic => generic::gemv(w, x, bias, y),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `w` and `bias` checked against `x` and `y` above.
-        Isa::Avx2Fma => unsafe { x86_64::gemv(w, x, bias, y) },
+        Isa::Avx2Fma | Isa::Avx512 => unsafe { x86_64::gemv(w, x, bias, y) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above.
         Isa::Neon => unsafe { aarch64::gemv(w, x, bias, y) },

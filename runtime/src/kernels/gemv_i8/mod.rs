@@ -177,7 +177,7 @@ pub(crate) fn dot4(isa: Isa, precision: Precision, group: &[i8], x: &Input) -> [
         Isa::Generic => generic::dot4(group, x),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `group` checked against `x` above.
-        Isa::Avx2Fma => unsafe { x86_64::dot4(precision, group, x) },
+        Isa::Avx2Fma | Isa::Avx512 => unsafe { x86_64::dot4(precision, group, x) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above.
         Isa::Neon => unsafe { aarch64::dot4(precision, group, x) },

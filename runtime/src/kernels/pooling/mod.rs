@@ -95,7 +95,7 @@ pub fn max_f32(isa: Isa, w: &Windows, src: &[f32], out: &mut [f32]) {
         Isa::Neon => unsafe { aarch64::max_f32(w, src, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `w.check` above.
-        Isa::Avx2Fma => unsafe { x86_64::max_f32(w, src, out) },
+        Isa::Avx2Fma | Isa::Avx512 => unsafe { x86_64::max_f32(w, src, out) },
     }
 }
 
@@ -109,7 +109,7 @@ pub fn avg_f32(isa: Isa, w: &Windows, src: &[f32], divisor: f32, out: &mut [f32]
         Isa::Neon => unsafe { aarch64::avg_f32(w, src, divisor, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `w.check` above.
-        Isa::Avx2Fma => unsafe { x86_64::avg_f32(w, src, divisor, out) },
+        Isa::Avx2Fma | Isa::Avx512 => unsafe { x86_64::avg_f32(w, src, divisor, out) },
     }
 }
 
@@ -123,7 +123,7 @@ pub fn max_i8(isa: Isa, w: &Windows, src: &[i8], out: &mut [i8]) {
         Isa::Neon => unsafe { aarch64::max_i8(w, src, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `w.check` above.
-        Isa::Avx2Fma => unsafe { x86_64::max_i8(w, src, out) },
+        Isa::Avx2Fma | Isa::Avx512 => unsafe { x86_64::max_i8(w, src, out) },
     }
 }
 
@@ -138,7 +138,7 @@ pub fn global_max_f32(isa: Isa, src: &[f32], plane: usize, out: &mut [f32]) {
         Isa::Neon => unsafe { aarch64::global_max_f32(src, plane, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `check_planes` above.
-        Isa::Avx2Fma => unsafe { x86_64::global_max_f32(src, plane, out) },
+        Isa::Avx2Fma | Isa::Avx512 => unsafe { x86_64::global_max_f32(src, plane, out) },
     }
 }
 
@@ -152,7 +152,7 @@ pub fn global_avg_f32(isa: Isa, src: &[f32], plane: usize, out: &mut [f32]) {
         Isa::Neon => unsafe { aarch64::global_avg_f32(src, plane, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `check_planes` above.
-        Isa::Avx2Fma => unsafe { x86_64::global_avg_f32(src, plane, out) },
+        Isa::Avx2Fma | Isa::Avx512 => unsafe { x86_64::global_avg_f32(src, plane, out) },
     }
 }
 
@@ -166,7 +166,7 @@ pub fn global_max_i8(isa: Isa, src: &[i8], plane: usize, out: &mut [i8]) {
         Isa::Neon => unsafe { aarch64::global_max_i8(src, plane, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `check_planes` above.
-        Isa::Avx2Fma => unsafe { x86_64::global_max_i8(src, plane, out) },
+        Isa::Avx2Fma | Isa::Avx512 => unsafe { x86_64::global_max_i8(src, plane, out) },
     }
 }
 

@@ -11,7 +11,9 @@
 //! none, ReLU, LeakyReLU and Clip spill the tile and take the scalar epilogue.
 
 use super::super::{store_acc, Acc, OutKind, Tile, MR_MAX, NR_MAX};
-use crate::kernels::quantize::x86_64 as avx2;
+use crate::kernels::quantize::x86_64::{
+    self as avx2, activate512 as activate, round_clamp512 as round_clamp,
+};
 use crate::ops::activation::Activation;
 use std::arch::x86_64::*;
 
@@ -21,36 +23,6 @@ fn vectorised(act: Activation) -> bool {
         act,
         Activation::None | Activation::ReLU | Activation::LeakyReLU(_) | Activation::Clip { .. }
     )
-}
-
-/// `act(y)` on 16 lanes, as `Activation::apply` (a `y < 0` test keeps −0 and NaN).
-#[inline(always)]
-unsafe fn activate(act: Activation, y: __m512) -> __m512 {
-    let zero = _mm512_setzero_ps();
-    match act {
-        Activation::ReLU => _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, zero), zero),
-        Activation::LeakyReLU(k) => {
-            let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, zero);
-            _mm512_mask_mul_ps(y, neg, y, _mm512_set1_ps(k))
-        }
-        Activation::Clip { min, max } => {
-            let (lo, hi) = (_mm512_set1_ps(min), _mm512_set1_ps(max));
-            let y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, lo), lo);
-            _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, hi), hi)
-        }
-        _ => y,
-    }
-}
-
-/// `clamp(round_half_away(v), ±qmax)` as int32 lanes, NaN → 0: the AVX2 `round_clamp`
-/// (adding `±HALF_DOWN` then truncating is exact; see there) on 16 lanes.
-#[inline(always)]
-unsafe fn round_clamp(v: __m512, qmax: __m512) -> __m512i {
-    let v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v), v);
-    let v = _mm512_min_ps(_mm512_max_ps(v, _mm512_sub_ps(_mm512_setzero_ps(), qmax)), qmax);
-    let sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(i32::MIN));
-    let half = _mm512_or_si512(sign, _mm512_set1_epi32(avx2::HALF_DOWN.to_bits() as i32));
-    _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_castsi512_ps(half)))
 }
 
 /// Stores the first `t.rows` rows of `rows` (16 int32 columns each, of which `t.cols` are
