@@ -134,7 +134,10 @@ fn writes_one_json_record_per_timed_run() {
         .lines()
         .find(|l| l.starts_with("kernels: fp32 = "))
         .expect("a kernels line");
-    assert!(kernels.contains("int8 = ") && kernels.contains("int7 = "), "{kernels}");
+    assert!(
+        kernels.contains("int8 = ") && kernels.contains("int7 = "),
+        "{kernels}"
+    );
 
     let report = std::fs::read_to_string(&json).unwrap();
     let trimmed = report.trim();
