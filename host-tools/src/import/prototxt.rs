@@ -634,3 +634,318 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 fn put_key(out: &mut Vec<u8>, tag: u32, wire: u8) {
     put_varint(out, (u64::from(tag) << 3) | u64::from(wire));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::caffe_proto::*;
+
+    /// Every field of the schema, each with its own value, must land in the prost field of
+    /// the same name: the schema and the structs agree on the field numbers.
+    #[test]
+    fn every_schema_field_lands_in_its_prost_field() {
+        let net = parse(
+            r#"
+            name: "n" input: "x" input_dim: 1 input_dim: -2 input_shape { dim: 3 }
+            layer {
+              name: "l" type: "T" bottom: "b" top: "t"
+              include { phase: TEST } exclude { phase: TRAIN }
+              blobs { num: 1 channels: 2 height: 3 width: 4 data: [0.5, -1e3] shape { dim: 7 } }
+              concat_param { concat_dim: 2 axis: -1 }
+              convolution_param { num_output: 1 bias_term: false pad: 2 kernel_size: 3 group: 4
+                stride: 5 pad_h: 6 pad_w: 7 kernel_h: 8 kernel_w: 9 stride_h: 10 stride_w: 11
+                axis: 12 dilation: 13 }
+              dropout_param { dropout_ratio: 0.25 scale_train: false }
+              eltwise_param { operation: MAX coeff: 2 }
+              inner_product_param { num_output: 3 bias_term: false axis: 2 transpose: true }
+              lrn_param { local_size: 7 alpha: 2 beta: 3 norm_region: WITHIN_CHANNEL k: 4 }
+              pooling_param < pool: AVE kernel_size: 1 stride: 2 pad: 3 kernel_h: 4 kernel_w: 5
+                stride_h: 6 stride_w: 7 pad_h: 8 pad_w: 9 global_pooling: true round_mode: FLOOR >
+              relu_param { negative_slope: 0.5 }
+              softmax_param { axis: 3 }
+              prelu_param { channel_shared: true }
+              reshape_param { shape { dim: 0 dim: -1 } axis: 1 num_axes: 2 }
+              flatten_param { axis: 2 end_axis: 3 }
+              batch_norm_param { use_global_stats: true eps: 0.5 }
+              scale_param { axis: 2 num_axes: 3 bias_term: true }
+              input_param { shape { dim: 9 } }
+              permute_param { order: 0 order: 2 }
+              prior_box_param { min_size: 1 max_size: 2 aspect_ratio: 3 flip: false clip: true
+                variance: 4 img_size: 5 img_h: 6 img_w: 7 step: 8 step_h: 9 step_w: 10
+                offset: 11 }
+              detection_output_param { num_classes: 1 share_location: false
+                background_label_id: 2 nms_param { nms_threshold: 3 top_k: 4 }
+                code_type: CENTER_SIZE keep_top_k: 5 variance_encoded_in_target: true
+                confidence_threshold: 6 }
+              norm_param { across_spatial: false channel_shared: false eps: 2 }
+            }
+            layers { bottom: "b" top: "t" name: "v1" type: CONVOLUTION
+              blobs { data: 1 } concat_param { axis: 1 } convolution_param { num_output: 2 }
+              dropout_param { dropout_ratio: 0.1 } inner_product_param { num_output: 3 }
+              lrn_param { local_size: 4 } pooling_param { pool: AVE } eltwise_param { coeff: 5 }
+              relu_param { negative_slope: 6 } include { phase: TEST } exclude { phase: TRAIN }
+              softmax_param { axis: 7 } }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(net.name.as_deref(), Some("n"));
+        assert_eq!(net.input, ["x"]);
+        assert_eq!(net.input_dim, [1, -2]);
+        assert_eq!(net.input_shape, [BlobShape { dim: vec![3] }]);
+        let l = &net.layer[0];
+        assert_eq!(
+            (l.name.as_deref(), l.r#type.as_deref()),
+            (Some("l"), Some("T"))
+        );
+        assert_eq!(
+            (&l.bottom[..], &l.top[..]),
+            (&["b".to_string()][..], &["t".to_string()][..])
+        );
+        assert_eq!(l.include, [NetStateRule { phase: Some(1) }]);
+        assert_eq!(l.exclude, [NetStateRule { phase: Some(0) }]);
+        let shape = |d: &[i64]| Some(BlobShape { dim: d.to_vec() });
+        assert_eq!(
+            l.blobs,
+            [BlobProto {
+                num: Some(1),
+                channels: Some(2),
+                height: Some(3),
+                width: Some(4),
+                data: vec![0.5, -1000.0],
+                shape: shape(&[7]),
+                double_data: vec![],
+            }]
+        );
+        assert_eq!(
+            l.concat_param,
+            Some(ConcatParameter {
+                concat_dim: Some(2),
+                axis: Some(-1)
+            })
+        );
+        assert_eq!(
+            l.convolution_param,
+            Some(ConvolutionParameter {
+                num_output: Some(1),
+                bias_term: Some(false),
+                pad: vec![2],
+                kernel_size: vec![3],
+                group: Some(4),
+                stride: vec![5],
+                pad_h: Some(6),
+                pad_w: Some(7),
+                kernel_h: Some(8),
+                kernel_w: Some(9),
+                stride_h: Some(10),
+                stride_w: Some(11),
+                axis: Some(12),
+                dilation: vec![13],
+            })
+        );
+        assert_eq!(
+            l.dropout_param,
+            Some(DropoutParameter {
+                dropout_ratio: Some(0.25),
+                scale_train: Some(false)
+            })
+        );
+        assert_eq!(
+            l.eltwise_param,
+            Some(EltwiseParameter {
+                operation: Some(2),
+                coeff: vec![2.0]
+            })
+        );
+        assert_eq!(
+            l.inner_product_param,
+            Some(InnerProductParameter {
+                num_output: Some(3),
+                bias_term: Some(false),
+                axis: Some(2),
+                transpose: Some(true),
+            })
+        );
+        assert_eq!(
+            l.lrn_param,
+            Some(LrnParameter {
+                local_size: Some(7),
+                alpha: Some(2.0),
+                beta: Some(3.0),
+                norm_region: Some(1),
+                k: Some(4.0),
+            })
+        );
+        assert_eq!(
+            l.pooling_param,
+            Some(PoolingParameter {
+                pool: Some(1),
+                kernel_size: vec![1],
+                stride: vec![2],
+                pad: vec![3],
+                kernel_h: Some(4),
+                kernel_w: Some(5),
+                stride_h: Some(6),
+                stride_w: Some(7),
+                pad_h: Some(8),
+                pad_w: Some(9),
+                global_pooling: Some(true),
+                round_mode: Some(1),
+            })
+        );
+        assert_eq!(
+            l.relu_param,
+            Some(ReluParameter {
+                negative_slope: Some(0.5)
+            })
+        );
+        assert_eq!(l.softmax_param, Some(SoftmaxParameter { axis: Some(3) }));
+        assert_eq!(
+            l.prelu_param,
+            Some(PReluParameter {
+                channel_shared: Some(true)
+            })
+        );
+        assert_eq!(
+            l.reshape_param,
+            Some(ReshapeParameter {
+                shape: shape(&[0, -1]),
+                axis: Some(1),
+                num_axes: Some(2)
+            })
+        );
+        assert_eq!(
+            l.flatten_param,
+            Some(FlattenParameter {
+                axis: Some(2),
+                end_axis: Some(3)
+            })
+        );
+        assert_eq!(
+            l.batch_norm_param,
+            Some(BatchNormParameter {
+                use_global_stats: Some(true),
+                eps: Some(0.5)
+            })
+        );
+        assert_eq!(
+            l.scale_param,
+            Some(ScaleParameter {
+                axis: Some(2),
+                num_axes: Some(3),
+                bias_term: Some(true)
+            })
+        );
+        assert_eq!(
+            l.input_param,
+            Some(InputParameter {
+                shape: vec![BlobShape { dim: vec![9] }]
+            })
+        );
+        assert_eq!(
+            l.permute_param,
+            Some(PermuteParameter { order: vec![0, 2] })
+        );
+        assert_eq!(
+            l.prior_box_param,
+            Some(PriorBoxParameter {
+                min_size: vec![1.0],
+                max_size: vec![2.0],
+                aspect_ratio: vec![3.0],
+                flip: Some(false),
+                clip: Some(true),
+                variance: vec![4.0],
+                img_size: Some(5),
+                img_h: Some(6),
+                img_w: Some(7),
+                step: Some(8.0),
+                step_h: Some(9.0),
+                step_w: Some(10.0),
+                offset: Some(11.0),
+            })
+        );
+        assert_eq!(
+            l.detection_output_param,
+            Some(DetectionOutputParameter {
+                num_classes: Some(1),
+                share_location: Some(false),
+                background_label_id: Some(2),
+                nms_param: Some(NonMaximumSuppressionParameter {
+                    nms_threshold: Some(3.0),
+                    top_k: Some(4),
+                }),
+                code_type: Some(2),
+                keep_top_k: Some(5),
+                variance_encoded_in_target: Some(true),
+                confidence_threshold: Some(6.0),
+            })
+        );
+        assert_eq!(
+            l.norm_param,
+            Some(NormalizeParameter {
+                across_spatial: Some(false),
+                channel_shared: Some(false),
+                eps: Some(2.0),
+            })
+        );
+        let v = &net.layers[0];
+        assert_eq!((v.name.as_deref(), v.r#type), (Some("v1"), Some(4)));
+        assert_eq!(
+            (&v.bottom[..], &v.top[..]),
+            (&["b".to_string()][..], &["t".to_string()][..])
+        );
+        assert_eq!(v.blobs[0].data, [1.0]);
+        assert_eq!(v.concat_param.as_ref().unwrap().axis, Some(1));
+        assert_eq!(v.convolution_param.as_ref().unwrap().num_output, Some(2));
+        assert_eq!(v.dropout_param.as_ref().unwrap().dropout_ratio, Some(0.1));
+        assert_eq!(v.inner_product_param.as_ref().unwrap().num_output, Some(3));
+        assert_eq!(v.lrn_param.as_ref().unwrap().local_size, Some(4));
+        assert_eq!(v.pooling_param.as_ref().unwrap().pool, Some(1));
+        assert_eq!(v.eltwise_param.as_ref().unwrap().coeff, [5.0]);
+        assert_eq!(v.relu_param.as_ref().unwrap().negative_slope, Some(6.0));
+        assert_eq!(v.softmax_param.as_ref().unwrap().axis, Some(7));
+        assert_eq!(v.include, [NetStateRule { phase: Some(1) }]);
+        assert_eq!(v.exclude, [NetStateRule { phase: Some(0) }]);
+    }
+
+    #[test]
+    fn text_format_details() {
+        // Comments, `;` and `,` separators, single quotes, concatenated strings, unknown
+        // fields and blocks (skipped), hex integers, a float with an `f` suffix.
+        let net = parse(
+            "# c\nname: 'a' \"b\" ; unknown_field: 3 unknown_block { x: 1 y { z: \"q\" } }\n\
+             layer { name: \"l\", convolution_param { num_output: 0x10 } relu_param { negative_slope: 0.5f } }",
+        )
+        .unwrap();
+        assert_eq!(net.name.as_deref(), Some("ab"));
+        assert_eq!(
+            net.layer[0].convolution_param.as_ref().unwrap().num_output,
+            Some(16)
+        );
+        assert_eq!(
+            net.layer[0].relu_param.as_ref().unwrap().negative_slope,
+            Some(0.5)
+        );
+        for (text, want) in [
+            (
+                "name: \"a\"\nlayer {\n  top \"x\"\n}",
+                "3:3: expected `:` or `{` after `top`",
+            ),
+            ("layer {\n name: \"a\"", "missing `}`"),
+            (
+                "layer { convolution_param { num_output: -1 } }",
+                "1:41: `num_output` wants a non-negative integer",
+            ),
+            ("layer { name: 3 }", "1:15"),
+            ("layer { name: \"a }", "1:15: unterminated string"),
+            ("layer { include { phase: NEVER } }", "one of TRAIN, TEST"),
+            ("name: \"a\" $", "1:11: unexpected character"),
+            (
+                "layer { convolution_param: 3 }",
+                "1:28: `convolution_param` wants a `{ ... }` block",
+            ),
+        ] {
+            let e = format!("{:#}", parse(text).unwrap_err());
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+}
