@@ -237,6 +237,10 @@ fn resolve_names(layers: Vec<LayerParameter>) -> Result<Vec<Node>> {
 
 /// Folds `BatchNorm -> Scale` pairs where the Scale is the next layer and the only reader.
 fn fold_scales(nodes: &mut Vec<Node>) {
+    let mut readers: HashMap<String, usize> = HashMap::new();
+    for b in nodes.iter().flat_map(|n| &n.bottoms) {
+        *readers.entry(b.clone()).or_default() += 1;
+    }
     let mut i = 0;
     while i + 1 < nodes.len() {
         let (bn, sc) = (&nodes[i], &nodes[i + 1]);
@@ -246,12 +250,7 @@ fn fold_scales(nodes: &mut Vec<Node>) {
             && sc.bottoms.len() == 1
             && sc.tops.len() == 1
             && sc.bottoms[0] == bn.tops[0]
-            && nodes
-                .iter()
-                .flat_map(|n| &n.bottoms)
-                .filter(|b| **b == bn.tops[0])
-                .count()
-                == 1;
+            && readers.get(&bn.tops[0]) == Some(&1);
         if foldable {
             let sc = nodes.remove(i + 1);
             nodes[i].tops = sc.tops;
@@ -445,7 +444,12 @@ fn emit(
             let expect_tail = [i64::from(kh), i64::from(kw)];
             let shape_ok = wd.len() == 4 && wd[0] == i64::from(out) && wd[2..] == expect_tail
                 || wd.len() != 4 && sq.ends_with(&expect_tail);
-            if !shape_ok || wv.is_empty() || !wv.len().is_multiple_of((out * kh * kw) as usize) {
+            if !shape_ok
+                || wv.is_empty()
+                || !wv
+                    .len()
+                    .is_multiple_of(out as usize * kh as usize * kw as usize)
+            {
                 bail!("weight shape {wd:?} does not match num_output {out}, kernel {kh}x{kw}");
             }
             layer(

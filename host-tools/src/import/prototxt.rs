@@ -310,7 +310,12 @@ struct Parser<'a> {
     col: usize,
     /// The next token and where it starts, once peeked.
     peeked: Option<(Tok, usize, usize)>,
+    /// Nesting of `{ }` blocks, bounded so hostile text cannot exhaust the stack.
+    depth: usize,
 }
+
+/// Deepest block nesting accepted (Caffe's messages nest 4 deep).
+const MAX_DEPTH: usize = 64;
 
 impl<'a> Parser<'a> {
     fn new(text: &'a str) -> Parser<'a> {
@@ -320,6 +325,7 @@ impl<'a> Parser<'a> {
             line: 1,
             col: 1,
             peeked: None,
+            depth: 0,
         }
     }
 
@@ -430,6 +436,16 @@ impl<'a> Parser<'a> {
     }
 
     fn message_in(&mut self, schema: Option<&Schema>, close: Option<char>) -> Result<Vec<u8>> {
+        if self.depth >= MAX_DEPTH {
+            bail!("{}: blocks nested more than {MAX_DEPTH} deep", self.at());
+        }
+        self.depth += 1;
+        let out = self.fields(schema, close);
+        self.depth -= 1;
+        out
+    }
+
+    fn fields(&mut self, schema: Option<&Schema>, close: Option<char>) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         loop {
             let Some((tok, line, col)) = self.next()? else {
@@ -947,5 +963,9 @@ mod tests {
             let e = format!("{:#}", parse(text).unwrap_err());
             assert!(e.contains(want), "{text:?}: {e}");
         }
+        // Deep nesting (in a skipped block too) is an error, not a stack overflow.
+        let deep = format!("layer {{ {} }}", "x { ".repeat(100_000));
+        let e = format!("{:#}", parse(&deep).unwrap_err());
+        assert!(e.contains("nested more than 64 deep"), "{e}");
     }
 }
