@@ -1006,3 +1006,54 @@ fn bad_inputs_give_one_line_errors() {
 
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn transposed_inner_product_scale_and_activations() {
+    let text = r#"
+        layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 3 dim: 2 } } }
+        layer { name: "sc" type: "Scale" bottom: "data" top: "sc" scale_param { bias_term: true } }
+        layer { name: "sig" type: "Sigmoid" bottom: "sc" top: "sig" }
+        layer { name: "tanh" type: "TanH" bottom: "sig" top: "tanh" }
+        layer { name: "abs" type: "AbsVal" bottom: "tanh" top: "abs" }
+        layer { name: "flat" type: "Flatten" bottom: "abs" top: "flat" }
+        layer { name: "fc" type: "InnerProduct" bottom: "flat" top: "fc"
+                inner_product_param { num_output: 3 transpose: true } }
+    "#;
+    let mut rng = Rng::new(9);
+    let (scale, bias) = (rng.vec(2, -2.0, 2.0), rng.vec(2, -1.0, 1.0));
+    let wt = rng.vec(12 * 3, -1.0, 1.0); // Caffe's transposed layout: [inputs][outputs]
+    let fc_bias = rng.vec(3, -1.0, 1.0);
+    let weights = caffemodel(vec![
+        (
+            "sc",
+            vec![blob(&[2], scale.clone()), blob(&[2], bias.clone())],
+        ),
+        (
+            "fc",
+            vec![blob(&[12, 3], wt.clone()), blob(&[3], fc_bias.clone())],
+        ),
+    ]);
+    let model = import(text, &weights);
+    let x = rng.vec(12, -2.0, 2.0);
+    let (_, flat) = run(&model, &[("data", &x)], "flat");
+    let want: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let y = f64::from(v) * f64::from(scale[i / 6]) + f64::from(bias[i / 6]);
+            (1.0 / (1.0 + (-y).exp())).tanh().abs()
+        })
+        .collect();
+    assert_close(&flat, &want, 1e-6, "scale, sigmoid, tanh, abs");
+    let (shape, fc) = run(&model, &[("data", &x)], "fc");
+    assert_eq!(shape, (3, 1, 1));
+    let want: Vec<f64> = (0..3)
+        .map(|o| {
+            f64::from(fc_bias[o])
+                + (0..12)
+                    .map(|k| f64::from(flat[k]) * f64::from(wt[k * 3 + o]))
+                    .sum::<f64>()
+        })
+        .collect();
+    assert_close(&fc, &want, 1e-6, "transposed inner product");
+}
