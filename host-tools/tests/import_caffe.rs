@@ -304,12 +304,28 @@ fn squeezenet_round_trips_bit_for_bit() {
         }
     }
 
-    // Outputs equal bit for bit on random input and on an image-like one (both nets fp32).
+    // Outputs equal bit for bit on random inputs and on the first real validation images
+    // (preprocessed as the accuracy runs do), so the top-1 is the original model's.
     let mut a = Net::load(&param_path, &bin_path, &Options::default()).unwrap();
     let mut b = Net::load(&out_param, &out_bin, &Options::default()).unwrap();
     let mut rng = Rng::new(7);
-    for lo in [-1.0f32, -120.0] {
-        let x = rng.vec(3 * 227 * 227, lo, -lo);
+    let mut inputs: Vec<Vec<f32>> = vec![
+        rng.vec(3 * 227 * 227, -1.0, 1.0),
+        rng.vec(3 * 227 * 227, -120.0, 120.0),
+    ];
+    let images = shared_dir().join("data/images/imagenet_val1300/images");
+    if require("squeezenet_round_trips_bit_for_bit", &[&images]) {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&images)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let prep = eq_tools::dataset::Preprocess::squeezenet();
+        for f in files.iter().take(4) {
+            inputs.push(prep.load(f).unwrap());
+        }
+    }
+    for x in inputs {
         a.set_input("data", &x).unwrap();
         b.set_input("data", &x).unwrap();
         a.run().unwrap();
