@@ -1073,3 +1073,60 @@ fn transposed_inner_product_scale_and_activations() {
         .collect();
     assert_close(&fc, &want, 1e-6, "transposed inner product");
 }
+
+/// A short stable-toolchain fuzz of the importer (the libFuzzer target in fuzz/ runs longer):
+/// mutated prototxts and caffemodels may fail, never panic.
+#[test]
+fn mutated_models_fail_cleanly() {
+    let mut rng = Rng::new(10);
+    let w = small_weights(&mut rng);
+    let weights = caffemodel(
+        w.iter()
+            .map(|(n, bs)| (*n, bs.iter().map(|(d, v)| blob(d, v.clone())).collect()))
+            .collect(),
+    )
+    .encode_to_vec();
+    let texts = [NEW_FORM.as_bytes(), V1_FORM.as_bytes()];
+    // Uniform in 0..n.
+    let below = |rng: &mut Rng, n: usize| (rng.next_u64() % n as u64) as usize;
+    let mutate = |src: &[u8], rng: &mut Rng| -> Vec<u8> {
+        let mut v = src.to_vec();
+        for _ in 0..1 + below(rng, 8) {
+            if v.is_empty() {
+                break;
+            }
+            let at = below(rng, v.len());
+            match below(rng, 4) {
+                0 => v[at] = below(rng, 256) as u8,
+                1 => v.truncate(at),
+                2 => {
+                    v.remove(at);
+                }
+                _ => {
+                    // Repeat a slice: duplicated layers, fields and nesting.
+                    let end = (at + 1 + below(rng, 64)).min(v.len());
+                    let piece = v[at..end].to_vec();
+                    v.splice(at..at, piece);
+                }
+            }
+        }
+        v
+    };
+    let good_text = prototxt::parse(NEW_FORM).unwrap();
+    let good_weights = eq_tools::import::caffe::decode_caffemodel(&weights).unwrap();
+    for i in 0..20_000 {
+        let text = mutate(texts[i % 2], &mut rng);
+        let text = String::from_utf8_lossy(&text);
+        if let Ok(net) = prototxt::parse(&text) {
+            if let Ok(model) = convert(&net, &good_weights) {
+                let _ = model.param.to_text();
+            }
+        }
+        let bytes = mutate(&weights, &mut rng);
+        if let Ok(w) = eq_tools::import::caffe::decode_caffemodel(&bytes) {
+            if let Ok(model) = convert(&good_text, &w) {
+                let _ = model.param.to_text();
+            }
+        }
+    }
+}
