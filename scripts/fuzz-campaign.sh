@@ -9,6 +9,7 @@
 #
 #   scripts/fuzz-campaign.sh [SECONDS per target, default 1800] [extra seed dir...]
 #   TARGETS=model scripts/fuzz-campaign.sh 1800     # one target only
+#   TARGETS=caffe scripts/fuzz-campaign.sh 1800     # the Caffe importer (eq import caffe)
 #
 # Needs nightly and cargo-fuzz (`rustup toolchain install nightly; cargo install cargo-fuzz`);
 # both targets run at once, one core each. EQ_SHARED (default ../shared) has the models.
@@ -57,6 +58,25 @@ SEED_DIRS=("$ROOT/runtime/tests/malformed" "$SHARED/models/ncnn-benchmark" "$M" 
 [[ -d $ROOT/target/ncnn_diff ]] && SEED_DIRS+=("$ROOT/target/ncnn_diff")
 SEED_DIRS+=("$@")
 "$ROOT/target/release/examples/fuzz_parse" --corpus "$WORK/seeds" "${SEED_DIRS[@]}"
+# The caffe target reads [u16 length][prototxt][caffemodel]: seed it with a small prototxt
+# using every supported layer type (its weights are left to the fuzzer).
+mkdir -p "$WORK/seeds/caffe"
+python3 - "$WORK/seeds/caffe/layers" <<'PY'
+import struct, sys
+text = b"""input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param { num_output: 4 kernel_size: 3 group: 1 dilation: 1 } }
+layer { name: "bn" type: "BatchNorm" bottom: "c" top: "c" }
+layer { name: "sc" type: "Scale" bottom: "c" top: "c" scale_param { bias_term: true } }
+layer { name: "r" type: "ReLU" bottom: "c" top: "c" }
+layer { name: "p" type: "Pooling" bottom: "c" top: "p" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "n" type: "LRN" bottom: "p" top: "n" }
+layer { name: "cat" type: "Concat" bottom: "n" bottom: "p" top: "cat" }
+layer { name: "e" type: "Eltwise" bottom: "cat" bottom: "cat" top: "e" }
+layer { name: "fc" type: "InnerProduct" bottom: "e" top: "fc" inner_product_param { num_output: 2 } }
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+"""
+open(sys.argv[1], "wb").write(struct.pack("<H", len(text)) + text)
+PY
 
 log "fuzzing ${TARGETS[*]} for $SECONDS_PER_TARGET s each (at once)"
 cd fuzz

@@ -46,6 +46,32 @@ pub enum Command {
     /// Per-layer cosine similarity of a quantized model against the fp32 model, and which
     /// layers ran INT8/INT7/FP32 and why (report.txt and cosine.svg).
     Report(ReportArgs),
+    /// Convert a model from another framework into an ncnn .param + .bin.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// A Caffe deploy .prototxt + .caffemodel, converted as ncnn's caffe2ncnn does
+    /// (in-place layers renamed, Splits inserted, BatchNorm + Scale folded).
+    Caffe(ImportCaffeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportCaffeArgs {
+    /// The network structure (protobuf text; old `layers` or new `layer` form).
+    #[arg(long)]
+    pub prototxt: PathBuf,
+    /// The trained weights (binary NetParameter).
+    #[arg(long)]
+    pub caffemodel: PathBuf,
+    /// The ncnn .param to write.
+    #[arg(long)]
+    pub out_param: PathBuf,
+    /// The ncnn .bin to write.
+    #[arg(long)]
+    pub out_bin: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -432,6 +458,20 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::EvalDet(a) => run_eval_det(&a),
         Command::Report(a) => run_report(&a),
         Command::Easyquant(a) => run_easyquant(a),
+        Command::Import(ImportCommand::Caffe(a)) => {
+            crate::import::caffe::import_files(
+                &a.prototxt,
+                &a.caffemodel,
+                &a.out_param,
+                &a.out_bin,
+            )?;
+            println!(
+                "wrote {} and {}",
+                a.out_param.display(),
+                a.out_bin.display()
+            );
+            Ok(())
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod detection;
 pub mod easyquant;
 pub mod eval;
 pub mod finetune;
+pub mod import;
 pub mod infer;
 pub mod mixed;
 pub mod model;

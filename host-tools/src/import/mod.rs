@@ -1,0 +1,5 @@
+//! Importers from other frameworks' model files into ncnn models.
+
+pub mod caffe;
+pub mod caffe_proto;
+pub mod prototxt;
