@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Per-layer latency model of the RK3399 cores for `eq easyquant --cost a53|a72`: times
 # single-layer models with the armcycles tool ($EQ_SHARED/tools/armcycles, or $ARMCYCLES;
-# read its README) and fits, per core, layer class and precision,
+# read its README) and fits, per core, layer class and precision (scripts/arm_cost_fit.py),
 #     cycles = fixed_cycles + cycles_per_mac * MACs
-# into a TOML file that host-tools embeds (host-tools/src/cost_model.rs).
+#              + cycles_per_output * output elements + cycles_per_input * input elements
+# (the last two for convolutions only) into a TOML file that host-tools embeds
+# (host-tools/src/cost_model.rs).
 #
 #   scripts/arm-cost-model.sh [--out targets/rk3399-costs.toml] [--work DIR] [--classes LIST]
 #
@@ -118,6 +120,8 @@ conv3x3s2    56 56 64  128
 conv3x3s2    28 28 128 256
 conv3x3s2    227 227 3 64
 conv3x3s2    224 224 3 32
+conv3x3s2    112 112 32 64
+conv3x3s2    28 28 64  128
 dw3x3s1      7 7 1024 0
 dw3x3s1      14 14 256 0
 dw3x3s1      14 14 512 0

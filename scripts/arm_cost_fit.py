@@ -2,12 +2,20 @@
 """Fits the per-layer cost model from scripts/arm-cost-model.sh's counts and writes the TOML
 that host-tools embeds (targets/rk3399-costs.toml).
 
-Per (core, class, precision): cycles = fixed_cycles + cycles_per_mac * MACs over the shapes
-counted, where cycles = (single-layer model) - (Input-only model of the same input shape).
-The fit minimises the squared *relative* error (weights 1/cycles^2), so the small layers,
-which are most of a network's layers, count as much as the big ones. A negative intercept
-(the fixed cost is below the noise of the fit) is clamped to 0 and the line refitted
-through the origin.
+Per (core, class, precision), over the shapes counted, with cycles = (single-layer model) -
+(Input-only model of the same input shape):
+
+    cycles = fixed_cycles + cycles_per_mac * MACs
+             + cycles_per_output * output elements + cycles_per_input * input elements
+
+The last two terms carry what does not scale with MACs (the epilogue per output; the input
+quantization and im2col / Winograd input transform per input element), which a per-MAC rate
+gets wrong for small-K layers (3-channel first convolutions, 16-channel 1x1). They are
+fitted for the convolution classes only: in depthwise and InnerProduct layers both are
+proportional to the MACs (or negligible), so they would be collinear with them.
+The fit minimises the squared *relative* error (weights 1/cycles^2), so small layers, most
+of a network's layers, count as much as big ones. A negative coefficient is dropped
+(cycles_per_input first, then cycles_per_output, then fixed_cycles) and the rest refitted.
 """
 import argparse
 import json
@@ -24,7 +32,6 @@ PRECISIONS = ["fp32", "int8", "int7"]
 
 
 def macs(cls, w, h, c, o):
-    s2 = lambda n: (n - 1) // 2 + 1  # 3x3, pad 1, stride 2
     return {
         "conv1x1": w * h * c * o,
         "conv3x3s1": w * h * c * o * 9,
@@ -35,26 +42,78 @@ def macs(cls, w, h, c, o):
     }[cls]
 
 
+def s2(n):
+    return (n - 1) // 2 + 1  # 3x3, pad 1, stride 2
+
+
+def outputs(cls, w, h, c, o):
+    return {
+        "conv1x1": w * h * o,
+        "conv3x3s1": w * h * o,
+        "conv3x3s2": s2(w) * s2(h) * o,
+        "dw3x3s1": w * h * c,
+        "dw3x3s2": s2(w) * s2(h) * c,
+        "innerproduct": o,
+    }[cls]
+
+
+# Terms fitted per class: 0 fixed, 1 MACs, 2 outputs, 3 inputs.
+TERMS = {
+    "conv1x1": [0, 1, 2, 3],
+    "conv3x3s1": [0, 1, 2, 3],
+    "conv3x3s2": [0, 1, 2, 3],
+    "dw3x3s1": [0, 1],
+    "dw3x3s2": [0, 1],
+    "innerproduct": [0, 1],
+}
+NAMES = ["fixed_cycles", "cycles_per_mac", "cycles_per_output", "cycles_per_input"]
+# Dropped first when negative.
+DROP_ORDER = [3, 2, 0, 1]
+
+
 def cycles(run_dir, qcpu, mca):
     with open(os.path.join(run_dir, qcpu + ".json")) as f:
         return json.load(f)["cpus"][mca]["cycles"]
 
 
-def fit(points):
-    """Weighted least squares of y = a + b x with weights 1 / y^2."""
-    pts = [(x, y, 1.0 / (y * y)) for x, y in points if y > 0]
+def solve(a, b):
+    """Gaussian elimination with partial pivoting; None when singular."""
+    n = len(a)
+    m = [row[:] + [b[i]] for i, row in enumerate(a)]
+    for i in range(n):
+        p = max(range(i, n), key=lambda r: abs(m[r][i]))
+        if abs(m[p][i]) < 1e-300:
+            return None
+        m[i], m[p] = m[p], m[i]
+        for r in range(n):
+            if r != i:
+                k = m[r][i] / m[i][i]
+                m[r] = [x - k * y for x, y in zip(m[r], m[i])]
+    return [m[i][n] / m[i][i] for i in range(n)]
+
+
+def fit(xs, ys, terms):
+    """Weighted least squares of y = sum(coef[t] * x[t]) with weights 1 / y^2; returns the
+    four coefficients (0 for terms not fitted)."""
+    pts = [(x, y) for x, y in zip(xs, ys) if y > 0]
     if not pts:
         raise SystemExit("no positive cycle counts to fit")
-    sw = sum(w for _, _, w in pts)
-    mx = sum(w * x for x, _, w in pts) / sw
-    my = sum(w * y for _, y, w in pts) / sw
-    sxx = sum(w * (x - mx) ** 2 for x, _, w in pts)
-    if len(pts) >= 2 and sxx > 0:
-        b = sum(w * (x - mx) * (y - my) for x, y, w in pts) / sxx
-        a = my - b * mx
-        if a >= 0 and b >= 0:
-            return a, b
-    return 0.0, sum(w * x * y for x, y, w in pts) / sum(w * x * x for x, _, w in pts)
+    # Scale the features so the normal equations are well conditioned.
+    scale = [max(abs(x[t]) for x, _ in pts) or 1.0 for t in range(4)]
+    terms = list(terms)
+    while terms:
+        a = [[sum(x[i] * x[j] / (scale[i] * scale[j] * y * y) for x, y in pts) for j in terms]
+             for i in terms]
+        b = [sum(x[i] / (scale[i] * y) for x, y in pts) for i in terms]
+        c = solve(a, b)
+        if c is not None and all(v >= 0 for v in c):
+            out = [0.0] * 4
+            for t, v in zip(terms, c):
+                out[t] = v / scale[t]
+            return out
+        bad = [t for t, v in zip(terms, c or [-1] * len(terms)) if v < 0]
+        terms.remove(next(t for t in DROP_ORDER if t in bad and t in terms))
+    raise SystemExit("no non-negative fit")
 
 
 def main():
@@ -83,8 +142,10 @@ def main():
         "# memory system: every load hits L1, so big-activation layers are optimistic.",
         "# One steady-state inference of an Input + one-layer model at 1 thread, minus the",
         "# Input-only model of the same input shape; fitted per core, class and precision (least",
-        "# squares of the relative error):",
-        "#     cycles = fixed_cycles + cycles_per_mac * MACs     ms = cycles / (freq_mhz * 1000)",
+        "# squares of the relative error, scripts/arm_cost_fit.py):",
+        "#     cycles = fixed_cycles + cycles_per_mac * MACs + cycles_per_output * output elements",
+        "#              + cycles_per_input * input elements      (the last two: convolutions only)",
+        "#     ms = cycles / (freq_mhz * 1000)",
         "# a53: the qemu cortex-a53 run timed with LLVM's Cortex-A55 model (dual-issue in-order);",
         "# a53-mca-a53: the same run timed with LLVM's Cortex-A53 model (serialised write-back,",
         "# pessimistic); a72: the cortex-a72 run.",
@@ -105,21 +166,23 @@ def main():
                 continue
             out.append(f"[core.{core}.{cls}]")
             for prec in PRECISIONS:
-                pts = []
+                xs, ys = [], []
                 for r in mine:
                     if r[5] != prec:
                         continue
-                    y = cycles(r[6], qcpu, mca) - cycles(r[7], qcpu, mca)
-                    pts.append((macs(cls, *r[1:5]), y, r[8]))
-                if not pts:
+                    w, h, c, o = r[1:5]
+                    ys.append(cycles(r[6], qcpu, mca) - cycles(r[7], qcpu, mca))
+                    xs.append([1, macs(cls, w, h, c, o), outputs(cls, w, h, c, o), w * h * c])
+                if not xs:
                     continue
-                fixed, per = fit([(x, y) for x, y, _ in pts])
-                out.append(
-                    f"{prec} = {{ cycles_per_mac = {per:.5f}, fixed_cycles = {fixed:.0f} }}"
-                )
+                coef = fit(xs, ys, TERMS[cls])
+                fields = [f"{NAMES[1]} = {coef[1]:.5f}", f"{NAMES[0]} = {coef[0]:.0f}"]
+                fields += [f"{NAMES[t]} = {coef[t]:.3f}" for t in (2, 3) if t in TERMS[cls]]
+                out.append(f"{prec} = {{ {', '.join(fields)} }}")
                 errs = ", ".join(
-                    f"{x} {y:.0f} {100 * ((fixed + per * x) / y - 1) if y > 0 else float('nan'):+.0f}%"
-                    for x, y, _ in pts
+                    f"{x[1]} {y:.0f} "
+                    + (f"{100 * (sum(k * v for k, v in zip(coef, x)) / y - 1):+.0f}%" if y > 0 else "nan")
+                    for x, y in zip(xs, ys)
                 )
                 out.append(f"#   {errs}")
             out.append("")

@@ -4,7 +4,10 @@
 //! The rates come from `targets/rk3399-costs.toml` (embedded), which
 //! `scripts/arm-cost-model.sh` fits from modeled cycles (armcycles: qemu + llvm-mca, no
 //! memory system) of single-layer models: per core, layer class and precision,
-//! `cycles = fixed_cycles + cycles_per_mac * MACs`, and `ms = cycles / (freq_mhz * 1000)`.
+//! `cycles = fixed_cycles + cycles_per_mac * MACs + cycles_per_output * output elements +
+//! cycles_per_input * input elements` (the last two, fitted for convolutions only, carry the
+//! epilogue and the input quantization / transform, which a per-MAC rate misjudges for
+//! small-K layers), and `ms = cycles / (freq_mhz * 1000)`.
 
 use crate::mixed::Level;
 use crate::model::{Model, QuantKind, QuantLayer};
@@ -68,16 +71,19 @@ impl LayerClass {
     }
 }
 
-/// What the model needs to know about a layer: its class and multiply-accumulates.
+/// What the model needs to know about a layer: its class, multiply-accumulates and the
+/// element counts of its input and output blobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerCost {
     pub class: LayerClass,
     pub macs: u64,
+    pub inputs: u64,
+    pub outputs: u64,
 }
 
-/// Classifies quantizable layer `l` of `model` whose output blob has shape `top`; MACs are
-/// weights × output positions (one position for InnerProduct).
-pub fn classify(model: &Model, l: &QuantLayer, top: Shape) -> Result<LayerCost> {
+/// Classifies quantizable layer `l` of `model` whose input and output blobs have shapes
+/// `bottom` and `top`; MACs are weights × output positions (one position for InnerProduct).
+pub fn classify(model: &Model, l: &QuantLayer, bottom: Shape, top: Shape) -> Result<LayerCost> {
     let rec = model
         .param
         .layers
@@ -123,9 +129,12 @@ pub fn classify(model: &Model, l: &QuantLayer, top: Shape) -> Result<LayerCost> 
         QuantKind::InnerProduct => 1,
         _ => top.w * top.h * top.d,
     };
+    let elements = |s: Shape| (s.w * s.h * s.d * s.c) as u64;
     Ok(LayerCost {
         class,
         macs: (l.weights.len() * positions) as u64,
+        inputs: elements(bottom),
+        outputs: elements(top),
     })
 }
 
@@ -134,6 +143,11 @@ pub fn classify(model: &Model, l: &QuantLayer, top: Shape) -> Result<LayerCost> 
 pub struct Rate {
     pub cycles_per_mac: f64,
     pub fixed_cycles: f64,
+    /// Per output / input element (0 when the class has no such term).
+    #[serde(default)]
+    pub cycles_per_output: f64,
+    #[serde(default)]
+    pub cycles_per_input: f64,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -183,7 +197,11 @@ impl CoreRates {
     /// Estimated ms of `layer` at `level` on this core.
     pub fn ms(&self, layer: LayerCost, level: Level) -> f64 {
         let r = self.class(layer.class).at(level);
-        (r.fixed_cycles + r.cycles_per_mac * layer.macs as f64) / (self.freq_mhz * 1e3)
+        let cycles = r.fixed_cycles
+            + r.cycles_per_mac * layer.macs as f64
+            + r.cycles_per_output * layer.outputs as f64
+            + r.cycles_per_input * layer.inputs as f64;
+        cycles / (self.freq_mhz * 1e3)
     }
 }
 
@@ -224,7 +242,13 @@ impl CostModel {
             ] {
                 for (prec, rate) in [("fp32", r.fp32), ("int8", r.int8), ("int7", r.int7)] {
                     let ok = |x: f64| x.is_finite() && x >= 0.0;
-                    if !ok(rate.cycles_per_mac) || !ok(rate.fixed_cycles) {
+                    let all = [
+                        rate.cycles_per_mac,
+                        rate.fixed_cycles,
+                        rate.cycles_per_output,
+                        rate.cycles_per_input,
+                    ];
+                    if !all.into_iter().all(ok) {
                         bail!(
                             "{what}: core.{name}.{class}.{prec}: rates must be finite and non-negative"
                         );
@@ -275,7 +299,8 @@ mod tests {
             s += &format!(
                 "[{class}]\nfp32 = {{ cycles_per_mac = {}, fixed_cycles = 100 }}\n\
                  int8 = {{ cycles_per_mac = {}, fixed_cycles = 200 }}\n\
-                 int7 = {{ cycles_per_mac = {}, fixed_cycles = 300 }}\n",
+                 int7 = {{ cycles_per_mac = {}, fixed_cycles = 300, cycles_per_output = 3, \
+                 cycles_per_input = 5 }}\n",
                 b,
                 b / 2.0,
                 b / 4.0
@@ -301,12 +326,16 @@ mod tests {
         let l = LayerCost {
             class: LayerClass::Dw3x3s1,
             macs: 1_000_000,
+            inputs: 2000,
+            outputs: 1000,
         };
-        // dw3x3s1 is the 4th class: fp32 4 cycles/MAC on the a53, 2 on the a72.
+        // dw3x3s1 is the 4th class: fp32 4 cycles/MAC on the a53, 2 on the a72; the
+        // per-element terms default to 0 where the file has none.
         let a53 = m.ms(CostTarget::A53, l, None).unwrap();
         assert!((a53 - (100.0 + 4.0e6) / 1.5e6).abs() < 1e-12, "{a53}");
         let a72 = m.ms(CostTarget::A72, l, Some(Precision::Int7)).unwrap();
-        assert!((a72 - (300.0 + 0.5e6) / 1.8e6).abs() < 1e-12, "{a72}");
+        let want = (300.0 + 0.5e6 + 3.0 * 1000.0 + 5.0 * 2000.0) / 1.8e6;
+        assert!((a72 - want).abs() < 1e-12, "{a72} vs {want}");
         let a72_8 = m.ms(CostTarget::A72, l, Some(Precision::Int8)).unwrap();
         assert!((a72_8 - (200.0 + 1.0e6) / 1.8e6).abs() < 1e-12, "{a72_8}");
         assert_eq!(m.ms(CostTarget::Host, l, None), None);
@@ -321,6 +350,8 @@ mod tests {
         let l = |class| LayerCost {
             class,
             macs: 10_000_000,
+            inputs: 100_000,
+            outputs: 100_000,
         };
         for class in [
             LayerClass::Conv1x1,
@@ -351,6 +382,8 @@ mod tests {
         assert!(e.contains("cycles_per_mac"), "{e}");
         let e = err(&file().replacen("cycles_per_mac = 1,", "cycles_per_mac = -1,", 1));
         assert!(e.contains("non-negative"), "{e}");
+        let e = err(&file().replacen("cycles_per_input = 5", "cycles_per_input = -5", 1));
+        assert!(e.contains("core.a53.conv1x1.int7: rates must be"), "{e}");
         let e = err(&file().replacen("freq_mhz = 1500", "freq_mhz = 0", 1));
         assert!(e.contains("freq_mhz must be positive"), "{e}");
         let e = err(&(file() + "[core.a53.conv5x5]\n"));
@@ -390,20 +423,70 @@ mod tests {
             d: 1,
             c,
         };
+        // (name, class, input shape, output shape, MACs)
         let want = [
-            ("c1", LayerClass::Conv1x1, shape(16, 16, 16), 128 * 256),
-            ("c3", LayerClass::Conv3x3s1, shape(16, 16, 16), 2304 * 256),
-            ("c3s2", LayerClass::ConvIm2col, shape(8, 8, 16), 2304 * 64),
-            ("dw", LayerClass::Dw3x3s1, shape(8, 8, 16), 144 * 64),
-            ("dws2", LayerClass::Dw3x3s2, shape(4, 4, 16), 144 * 16),
-            ("g4", LayerClass::ConvIm2col, shape(4, 4, 16), 64 * 16),
-            ("fc", LayerClass::InnerProduct, Shape::d1(10), 160),
+            (
+                "c1",
+                LayerClass::Conv1x1,
+                shape(16, 16, 8),
+                shape(16, 16, 16),
+                128 * 256,
+            ),
+            (
+                "c3",
+                LayerClass::Conv3x3s1,
+                shape(16, 16, 16),
+                shape(16, 16, 16),
+                2304 * 256,
+            ),
+            (
+                "c3s2",
+                LayerClass::ConvIm2col,
+                shape(16, 16, 16),
+                shape(8, 8, 16),
+                2304 * 64,
+            ),
+            (
+                "dw",
+                LayerClass::Dw3x3s1,
+                shape(8, 8, 16),
+                shape(8, 8, 16),
+                144 * 64,
+            ),
+            (
+                "dws2",
+                LayerClass::Dw3x3s2,
+                shape(8, 8, 16),
+                shape(4, 4, 16),
+                144 * 16,
+            ),
+            (
+                "g4",
+                LayerClass::ConvIm2col,
+                shape(4, 4, 16),
+                shape(4, 4, 16),
+                64 * 16,
+            ),
+            (
+                "fc",
+                LayerClass::InnerProduct,
+                shape(4, 4, 16),
+                Shape::d1(10),
+                160,
+            ),
         ];
         assert_eq!(model.layers.len(), want.len());
-        for (l, (name, class, top, macs)) in model.layers.iter().zip(want) {
+        for (l, (name, class, bottom, top, macs)) in model.layers.iter().zip(want) {
             assert_eq!(l.name, name);
-            let c = classify(&model, l, top).unwrap();
-            assert_eq!(c, LayerCost { class, macs }, "{name}");
+            let c = classify(&model, l, bottom, top).unwrap();
+            let n = |s: Shape| (s.w * s.h * s.c) as u64;
+            let want = LayerCost {
+                class,
+                macs,
+                inputs: n(bottom),
+                outputs: n(top),
+            };
+            assert_eq!(c, want, "{name}");
         }
     }
 }

@@ -547,12 +547,13 @@ fn evaluate(
     }
 }
 
-/// Class and MACs of every quantizable layer by name, from the planned blob shapes.
+/// Class, MACs and blob sizes of every quantizable layer by name, from the planned shapes.
 fn layer_costs(model: &Model, spec: &NetSpec) -> Result<HashMap<String, LayerCost>> {
     let net = spec.load()?;
     let mut out = HashMap::new();
     for l in &model.layers {
-        let c = crate::cost_model::classify(model, l, net.blob_shape(&l.top)?)?;
+        let (bottom, top) = (net.blob_shape(&l.bottom)?, net.blob_shape(&l.top)?);
+        let c = crate::cost_model::classify(model, l, bottom, top)?;
         out.insert(l.name.clone(), c);
     }
     Ok(out)

@@ -949,6 +949,8 @@ fn easyquant_writes_everything_or_nothing() {
     let c0 = LayerCost {
         class: LayerClass::Conv3x3s1,
         macs: (SIZE * SIZE * 8 * 27) as u64,
+        inputs: (SIZE * SIZE * 3) as u64,
+        outputs: (SIZE * SIZE * 8) as u64,
     };
     for (t, key) in [(CostTarget::A72, "a72_ms"), (CostTarget::A53, "a53_ms")] {
         let want = costs.ms(t, c0, int7).unwrap();
