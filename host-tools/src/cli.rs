@@ -120,6 +120,12 @@ pub struct EasyquantArgs {
     /// every layer in INT8 (at most twice INT8's error).
     #[arg(long, allow_hyphen_values = true)]
     pub budget: Option<f64>,
+    /// The latency --mixed auto minimises: a72 (the RK3399's big cores, where models
+    /// deploy), a53 (its little cores), both estimated per layer from the kernel model in
+    /// targets/rk3399-costs.toml, or host (per-layer times measured on this machine, where
+    /// INT7 and INT8 may cost the same).
+    #[arg(long, value_enum, default_value = "a72")]
+    pub cost: crate::cost_model::CostTarget,
     /// Finetune images drawn from the calibration images.
     #[arg(long, default_value_t = 50)]
     pub samples: usize,
@@ -565,6 +571,7 @@ fn run_easyquant(a: EasyquantArgs) -> Result<()> {
         keep_fp32: a.keep_fp32,
         mixed: a.mixed == Mixed::Auto,
         budget: a.budget,
+        cost: a.cost,
         samples: a.samples,
         positions: a.positions.0,
         seed: a.seed,

@@ -1,7 +1,8 @@
 //! `eq easyquant`: the main job in one command. KL calibration, the EasyQuant scale search
 //! (the paper's Algorithm 1 on images drawn from the calibration set), quantization, a
 //! per-layer comparison against FP32 on held-out calibration images, per-layer timing on
-//! this machine and, when validation data is given, accuracy of both models.
+//! this machine, per-layer latency estimates on the RK3399's cores (`cost_model`) and, when
+//! validation data is given, accuracy of both models.
 //!
 //! Everything is written to a temporary folder next to `--out` and renamed into place at
 //! the end, so a failure leaves nothing half-written: `model.param` / `model.bin` (loads in
@@ -11,6 +12,7 @@
 
 use crate::args::PrepArgs;
 use crate::calibrate::Method;
+use crate::cost_model::{CostModel, CostTarget, LayerCost};
 use crate::dataset::{self, Preprocess};
 use crate::finetune::Variant;
 use crate::model::Model;
@@ -20,6 +22,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use eq_runtime::quant::Precision;
 use eq_runtime::PrecisionChoice;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -49,6 +52,9 @@ pub struct Request {
     /// Automatic mixed precision, and its budget (None: the default, see `mixed`).
     pub mixed: bool,
     pub budget: Option<f64>,
+    /// The latency the mixed search minimises: measured on this machine, or estimated on an
+    /// RK3399 core.
+    pub cost: CostTarget,
     pub samples: usize,
     /// Output positions the finetune scores per image and layer (None: all).
     pub positions: Option<usize>,
@@ -74,6 +80,11 @@ pub struct LayerSummary {
     /// Median time on this machine, quantized model and FP32 model, in ms.
     pub host_ms: f64,
     pub host_fp32_ms: f64,
+    /// Estimated ms on the RK3399's Cortex-A53 and Cortex-A72 at this layer's precision
+    /// (the kernel model, `targets/rk3399-costs.toml`); None for layers it does not cover
+    /// (only Convolution, ConvolutionDepthWise and InnerProduct are modeled).
+    pub a53_ms: Option<f64>,
+    pub a72_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -121,6 +132,14 @@ pub struct Summary {
     /// Host latency of the whole model (sum of layer medians), ms.
     pub host_ms: f64,
     pub host_fp32_ms: f64,
+    /// The latency `--mixed auto` minimised: "host", "a72" or "a53".
+    pub cost: String,
+    /// Estimated RK3399 latency of the modeled layers (Convolution, ConvolutionDepthWise,
+    /// InnerProduct), quantized as chosen and all FP32, ms at one thread.
+    pub a53_ms: f64,
+    pub a53_fp32_ms: f64,
+    pub a72_ms: f64,
+    pub a72_fp32_ms: f64,
     /// Wall time of each step, seconds.
     pub seconds: Vec<(String, f64)>,
 }
@@ -220,6 +239,8 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
         .unwrap_or_default();
     let model = Model::load(&param, &bin)?;
     let spec = NetSpec::for_images(&param, &bin, &prep)?;
+    let costs = CostModel::rk3399()?;
+    let layer_costs = layer_costs(&model, &spec)?;
     let run_opts = |label: &str| RunOptions {
         workers: req.threads,
         strict,
@@ -293,6 +314,11 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
         let input_shape = spec
             .input_shape
             .ok_or_else(|| anyhow!("the model's input has no shape"))?;
+        let estimate = |l: &crate::model::QuantLayer, level: crate::mixed::Level| {
+            costs
+                .ms(req.cost, layer_costs[&l.name], level)
+                .unwrap_or(0.0)
+        };
         let o = crate::mixed::choose(&crate::mixed::Request {
             model: &model,
             table: &table,
@@ -302,7 +328,10 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
             input: &spec.input,
             input_shape,
             budget: req.budget,
-            cost: None,
+            cost: match req.cost {
+                CostTarget::Host => None,
+                _ => Some(&estimate),
+            },
             threads: req.threads,
         })?;
         table = o.table;
@@ -360,8 +389,7 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
     let host_fp32 = crate::mixed::layer_times(&mut fspec.load()?, &fspec.input, &input)?;
     step("time layers", t);
 
-    let macs = layer_macs(&model, &qspec)?;
-    let mut layers = summarize(&cmp, &macs, &host, &host_fp32);
+    let mut layers = summarize(&cmp, &layer_costs, &costs, &host, &host_fp32);
     for l in &mut layers {
         if let Some(why) = reasons.get(&l.name) {
             l.reason = why.clone();
@@ -400,6 +428,11 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
         },
         host_ms: layers.iter().map(|l| l.host_ms).sum(),
         host_fp32_ms: layers.iter().map(|l| l.host_fp32_ms).sum(),
+        cost: req.cost.name().to_string(),
+        a53_ms: layers.iter().filter_map(|l| l.a53_ms).sum(),
+        a72_ms: layers.iter().filter_map(|l| l.a72_ms).sum(),
+        a53_fp32_ms: model_ms(&layer_costs, &costs, CostTarget::A53),
+        a72_fp32_ms: model_ms(&layer_costs, &costs, CostTarget::A72),
         layers,
         fp32: fp32_acc,
         quantized: q_acc,
@@ -446,11 +479,20 @@ pub fn summary_lines(s: &Summary) -> String {
     if let Some((c, name)) = worst {
         let _ = writeln!(m, "lowest layer cosine vs FP32: {c:.5} (`{name}`)");
     }
-    let _ = write!(
+    let _ = writeln!(
         m,
         "host latency: {:.3} ms quantized, {:.3} ms FP32",
         s.host_ms, s.host_fp32_ms
     );
+    let _ = write!(
+        m,
+        "RK3399 estimate (conv/fc layers, 1 thread): A72 {:.2} ms quantized, {:.2} ms FP32; \
+         A53 {:.2} ms, {:.2} ms FP32",
+        s.a72_ms, s.a72_fp32_ms, s.a53_ms, s.a53_fp32_ms
+    );
+    if s.mixed.is_some() {
+        let _ = write!(m, " (mixed search minimised: {})", s.cost);
+    }
     for (label, a) in [("FP32", &s.fp32), ("quantized", &s.quantized)] {
         if let Some(a) = a {
             match (a.top1, a.top5, a.accuracy) {
@@ -505,40 +547,65 @@ fn evaluate(
     }
 }
 
-/// MACs of every quantizable layer by name: weights × output positions.
-fn layer_macs(model: &Model, spec: &NetSpec) -> Result<std::collections::HashMap<String, u64>> {
+/// Class, MACs and blob sizes of every quantizable layer by name, from the planned shapes.
+fn layer_costs(model: &Model, spec: &NetSpec) -> Result<HashMap<String, LayerCost>> {
     let net = spec.load()?;
-    let mut macs = std::collections::HashMap::new();
+    let mut out = HashMap::new();
     for l in &model.layers {
-        let top = net.blob_shape(&l.top)?;
-        let positions = match l.kind {
-            crate::model::QuantKind::InnerProduct => 1,
-            _ => top.w * top.h * top.d,
-        };
-        macs.insert(l.name.clone(), (l.weights.len() * positions) as u64);
+        let (bottom, top) = (net.blob_shape(&l.bottom)?, net.blob_shape(&l.top)?);
+        let c = crate::cost_model::classify(model, l, bottom, top)?;
+        out.insert(l.name.clone(), c);
     }
-    Ok(macs)
+    Ok(out)
+}
+
+/// Estimated ms of every modeled layer in FP32 on a core.
+fn model_ms(layer_costs: &HashMap<String, LayerCost>, costs: &CostModel, t: CostTarget) -> f64 {
+    layer_costs
+        .values()
+        .filter_map(|&c| costs.ms(t, c, None))
+        .sum()
+}
+
+fn level_of(precision: &str) -> Option<crate::mixed::Level> {
+    match precision {
+        "INT7" => Some(Some(Precision::Int7)),
+        "INT8" => Some(Some(Precision::Int8)),
+        "FP32" => Some(None),
+        _ => None,
+    }
 }
 
 fn summarize(
     cmp: &Comparison,
-    macs: &std::collections::HashMap<String, u64>,
+    layer_costs: &HashMap<String, LayerCost>,
+    costs: &CostModel,
     host: &[f64],
     host_fp32: &[f64],
 ) -> Vec<LayerSummary> {
     cmp.rows
         .iter()
-        .map(|r| LayerSummary {
-            name: r.name.clone(),
-            kind: r.kind.clone(),
-            precision: r.precision.to_string(),
-            cosine: r.cosine(),
-            macs: macs.get(&r.name).copied().unwrap_or(0),
-            reason: r.reason.clone(),
-            host_ms: r.layer.map_or(0.0, |i| host.get(i).copied().unwrap_or(0.0)),
-            host_fp32_ms: r
-                .layer
-                .map_or(0.0, |i| host_fp32.get(i).copied().unwrap_or(0.0)),
+        .map(|r| {
+            let lc = layer_costs.get(&r.name).copied();
+            let precision = r.precision.to_string();
+            let est = |t| match (lc, level_of(&precision)) {
+                (Some(c), Some(level)) => costs.ms(t, c, level),
+                _ => None,
+            };
+            LayerSummary {
+                name: r.name.clone(),
+                kind: r.kind.clone(),
+                cosine: r.cosine(),
+                macs: lc.map_or(0, |c| c.macs),
+                reason: r.reason.clone(),
+                host_ms: r.layer.map_or(0.0, |i| host.get(i).copied().unwrap_or(0.0)),
+                host_fp32_ms: r
+                    .layer
+                    .map_or(0.0, |i| host_fp32.get(i).copied().unwrap_or(0.0)),
+                a53_ms: est(CostTarget::A53),
+                a72_ms: est(CostTarget::A72),
+                precision,
+            }
         })
         .collect()
 }
@@ -570,6 +637,24 @@ fn report_md(s: &Summary, req: &Request) -> String {
         "- Host latency ({} thread(s), sum of per-layer medians): quantized {:.3} ms, FP32 {:.3} ms",
         req.threads, s.host_ms, s.host_fp32_ms
     );
+    let _ = writeln!(
+        m,
+        "- RK3399 estimate, 1 thread, Convolution / ConvolutionDepthWise / InnerProduct layers \
+         only (kernel model of `targets/rk3399-costs.toml`: modeled cycles, no memory system): \
+         Cortex-A72 quantized {:.2} ms, FP32 {:.2} ms; Cortex-A53 quantized {:.2} ms, FP32 {:.2} ms",
+        s.a72_ms, s.a72_fp32_ms, s.a53_ms, s.a53_fp32_ms
+    );
+    if s.mixed.is_some() {
+        let _ = writeln!(
+            m,
+            "- The mixed precision search minimised the {} latency",
+            match s.cost.as_str() {
+                "host" => "host (measured)",
+                "a53" => "Cortex-A53 (estimated)",
+                _ => "Cortex-A72 (estimated)",
+            }
+        );
+    }
     let acc = |a: &Accuracy| match (a.top1, a.top5, a.accuracy) {
         (Some(t1), Some(t5), _) => {
             format!("top-1 {t1:.2} %, top-5 {t5:.2} % ({} images)", a.images)
@@ -583,12 +668,12 @@ fn report_md(s: &Summary, req: &Request) -> String {
     let _ = writeln!(m, "\n![per-layer cosine](cosine.svg)\n");
     let _ = writeln!(
         m,
-        "| layer | type | precision | cosine | MMACs | host ms | host FP32 ms | why |\n|---|---|---|---:|---:|---:|---:|---|"
+        "| layer | type | precision | cosine | MMACs | host ms | host FP32 ms | A72 ms (est.) | A53 ms (est.) | why |\n|---|---|---|---:|---:|---:|---:|---:|---:|---|"
     );
     for l in &s.layers {
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {} | {:.2} | {:.3} | {:.3} | {} |",
+            "| {} | {} | {} | {} | {:.2} | {:.3} | {:.3} | {} | {} | {} |",
             l.name,
             l.kind,
             l.precision,
@@ -596,6 +681,8 @@ fn report_md(s: &Summary, req: &Request) -> String {
             l.macs as f64 / 1e6,
             l.host_ms,
             l.host_fp32_ms,
+            l.a72_ms.map_or("-".into(), |t| format!("{t:.3}")),
+            l.a53_ms.map_or("-".into(), |t| format!("{t:.3}")),
             l.reason
         );
     }

@@ -6,6 +6,7 @@ pub mod args;
 pub mod builder;
 pub mod calibrate;
 pub mod cli;
+pub mod cost_model;
 pub mod dataset;
 pub mod demo;
 pub mod detection;

@@ -941,8 +941,33 @@ fn easyquant_writes_everything_or_nothing() {
     assert_eq!(layer("dw")["macs"], (SIZE * SIZE * 12 * 9) as u64);
     assert_eq!(layer("fc")["macs"], (10 * 7) as u64);
     assert_eq!(layer("gap")["precision"], "FP32");
+    // RK3399 estimates: the kernel model's line for each modeled layer at its precision,
+    // none for the rest; the whole-model sums.
+    use eq_tools::cost_model::{CostModel, CostTarget, LayerClass, LayerCost};
+    let costs = CostModel::rk3399().unwrap();
+    let int7 = Some(eq_runtime::quant::Precision::Int7);
+    let c0 = LayerCost {
+        class: LayerClass::Conv3x3s1,
+        macs: (SIZE * SIZE * 8 * 27) as u64,
+        inputs: (SIZE * SIZE * 3) as u64,
+        outputs: (SIZE * SIZE * 8) as u64,
+    };
+    for (t, key) in [(CostTarget::A72, "a72_ms"), (CostTarget::A53, "a53_ms")] {
+        let want = costs.ms(t, c0, int7).unwrap();
+        let got = layer("c0")[key].as_f64().unwrap();
+        assert!((got - want).abs() <= 1e-9 * want, "{key}: {got} vs {want}");
+        assert!(layer("gap")[key].is_null(), "{key}");
+        let sum: f64 = layers.iter().filter_map(|l| l[key].as_f64()).sum();
+        let total = v[key].as_f64().unwrap();
+        assert!((total - sum).abs() <= 1e-9 * sum && total > 0.0, "{key}");
+    }
+    assert!(v["a72_fp32_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["a53_fp32_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["cost"], "a72", "the default --cost");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("| c2 | Convolution | INT7 |"), "{report}");
+    assert!(report.contains("A72 ms (est.) | A53 ms (est.)"), "{report}");
+    assert!(report.contains("RK3399 estimate"), "{report}");
     // The written model loads and runs in INT7.
     let mut q = Net::load(
         out.join("model.param"),
@@ -973,7 +998,7 @@ fn easyquant_writes_everything_or_nothing() {
     // Mixed precision: an unreachable budget ends with everything promoted to FP32; a
     // budget any model meets keeps everything INT7; the default lands in between, above
     // its budget, and says why each layer got its precision.
-    let mixed = |budget: Option<&str>, out: &Path| -> serde_json::Value {
+    let mixed_cost = |budget: Option<&str>, cost: Option<&str>, out: &Path| -> serde_json::Value {
         let mut a: Vec<String> = args(out, &labels_path)
             .into_iter()
             .filter(|x| x != "--mixed" && x != "off")
@@ -981,9 +1006,13 @@ fn easyquant_writes_everything_or_nothing() {
         if let Some(b) = budget {
             a.push(format!("--budget={b}"));
         }
+        if let Some(c) = cost {
+            a.extend(["--cost".to_string(), c.to_string()]);
+        }
         eq_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
     };
+    let mixed = |budget: Option<&str>, out: &Path| mixed_cost(budget, None, out);
     const QUANTIZABLE: [&str; 6] = ["c0", "c1", "c2", "dw", "c3", "fc"];
     let precisions = |v: &serde_json::Value| -> Vec<String> {
         QUANTIZABLE
@@ -1024,6 +1053,23 @@ fn easyquant_writes_everything_or_nothing() {
             assert!(l["reason"].as_str().unwrap().contains("promoted to"), "{l}");
         }
     }
+
+    // Every --cost runs the search to its budget and says which latency it minimised.
+    for cost in ["host", "a72", "a53"] {
+        let v = mixed_cost(Some("0.99999"), Some(cost), &dir.join(format!("m-{cost}")));
+        assert_eq!(v["cost"], cost);
+        assert!(v["mixed"]["cosine"].as_f64().unwrap() >= 0.99999, "{v}");
+        let report = std::fs::read_to_string(dir.join(format!("m-{cost}/report.md"))).unwrap();
+        assert!(report.contains("search minimised the"), "{report}");
+    }
+    // An unknown core is a usage error that lists the choices.
+    let o = eq(&["easyquant", "--cost", "a57", "--out", &s(&dir.join("x"))]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("a57") && err.contains("host, a72, a53"),
+        "{err}"
+    );
 
     // Without a model: the demo network on generated images.
     let demo = dir.join("demo");
