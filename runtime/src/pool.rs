@@ -15,21 +15,27 @@ use std::time::{Duration, Instant};
 
 /// How long an idle worker stays awake (spinning, then yielding) before parking.
 const SPIN: Duration = Duration::from_millis(2);
-/// Busy-wait rounds before a waiting thread starts yielding its core: with more threads
-/// than cores, pure spinning would hold the core that the awaited thread needs.
+/// Busy-wait rounds before a waiting thread of an oversubscribed pool starts yielding its
+/// core: with more threads than cores, pure spinning would hold the core that the awaited
+/// thread needs.
 const PURE_SPINS: u32 = 200;
 
-/// One step of waiting: spin briefly, then yield, and report whether the stay-awake window
-/// is over.
-fn wait_step(round: &mut u32, start: Instant) -> bool {
+/// One step of waiting; reports whether the stay-awake window is over. With a core per
+/// thread (`spin`) it busy-waits the whole window, only then yielding: a yield hands the
+/// core to any other runnable process for a whole time slice (even a `nice 19` one), which
+/// stalled every layer's hand-over on a loaded machine. Oversubscribed, it spins briefly,
+/// then yields.
+fn wait_step(round: &mut u32, start: Instant, spin: bool) -> bool {
     *round += 1;
-    if *round < PURE_SPINS {
+    if *round < PURE_SPINS || (spin && *round % 64 != 0) {
         std::hint::spin_loop();
-        false
-    } else {
-        std::thread::yield_now();
-        start.elapsed() >= SPIN
+        return false;
     }
+    let over = start.elapsed() >= SPIN;
+    if !spin || over {
+        std::thread::yield_now();
+    }
+    over
 }
 
 type Job = dyn Fn(usize, usize) + Sync;
@@ -53,6 +59,8 @@ struct Shared {
     jobs_ns: AtomicU64,
     /// Workers that are set up (started, pinned) and in their loop.
     started: AtomicUsize,
+    /// Every thread has a core of its own (see `wait_step`).
+    spin: bool,
 }
 
 // SAFETY: `job` is written only by `run` before the epoch is published (Release) and read by
@@ -86,6 +94,14 @@ impl Pool {
             });
         }
         let threads = threads.max(1);
+        let cores_available = if cpus.is_empty() {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            let mut distinct = cpus.to_vec();
+            distinct.sort_unstable();
+            distinct.dedup();
+            distinct.len()
+        };
         let shared = Arc::new(Shared {
             epoch: AtomicUsize::new(0),
             job: UnsafeCell::new(None),
@@ -101,6 +117,7 @@ impl Pool {
                 .collect(),
             jobs_ns: AtomicU64::new(0),
             started: AtomicUsize::new(0),
+            spin: threads <= cores_available,
         });
         let known = cpu::detect();
         let cores = worker_cores(threads, cpus, &known);
@@ -268,7 +285,7 @@ impl Pool {
         let want = self.workers.len();
         let (start, mut round) = (Instant::now(), 0);
         while s.finished.load(Ordering::Acquire) != want {
-            wait_step(&mut round, start);
+            wait_step(&mut round, start, s.spin);
         }
         // SAFETY: every worker has finished with the job.
         unsafe { *s.job.get() = None };
@@ -370,7 +387,7 @@ fn worker_loop(s: &Shared, worker: usize) {
                 seen = e;
                 break;
             }
-            if wait_step(&mut round, start) {
+            if wait_step(&mut round, start, s.spin) {
                 // A stale unpark token only causes one extra loop iteration.
                 std::thread::park_timeout(Duration::from_millis(100));
             }
