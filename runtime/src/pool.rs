@@ -27,7 +27,7 @@ const PURE_SPINS: u32 = 200;
 /// then yields.
 fn wait_step(round: &mut u32, start: Instant, spin: bool) -> bool {
     *round += 1;
-    if *round < PURE_SPINS || (spin && *round % 64 != 0) {
+    if *round < PURE_SPINS || (spin && !round.is_multiple_of(64)) {
         std::hint::spin_loop();
         return false;
     }
