@@ -7,7 +7,7 @@
 # (the last two for convolutions only) into a TOML file that host-tools embeds
 # (host-tools/src/cost_model.rs).
 #
-#   scripts/arm-cost-model.sh [--out targets/rk3399-costs.toml] [--work DIR] [--classes LIST]
+#   scripts/arm-cost-model.sh [--out targets/costs/rk3399.toml] [--work DIR] [--classes LIST]
 #
 # Each benchmark model is an Input plus one layer of a class (conv1x1, conv3x3s1, conv3x3s2,
 # dw3x3s1, dw3x3s2, innerproduct) at a few realistic shapes, written here as .param text and
@@ -35,7 +35,7 @@ log() { echo "arm-cost-model: $(date -u +%T) $*" >&2; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 ARGV=("$@")
-OUT=targets/rk3399-costs.toml WORK=target/arm-cost-model
+OUT=targets/costs/rk3399.toml WORK=target/arm-cost-model
 CLASSES=conv1x1,conv3x3s1,conv3x3s2,dw3x3s1,dw3x3s2,innerproduct
 while [ $# -gt 0 ]; do
     case $1 in

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Fits the per-layer cost model from scripts/arm-cost-model.sh's counts and writes the TOML
-that host-tools embeds (targets/rk3399-costs.toml).
+that host-tools embeds (targets/costs/rk3399.toml).
 
 Per (core, class, precision), over the shapes counted, with cycles = (single-layer model) -
 (Input-only model of the same input shape):

@@ -122,7 +122,7 @@ pub struct EasyquantArgs {
     pub budget: Option<f64>,
     /// The latency --mixed auto minimises: a72 (the RK3399's big cores, where models
     /// deploy), a53 (its little cores), both estimated per layer from the kernel model in
-    /// targets/rk3399-costs.toml, or host (per-layer times measured on this machine, where
+    /// targets/costs/rk3399.toml, or host (per-layer times measured on this machine, where
     /// INT7 and INT8 may cost the same).
     #[arg(long, value_enum, default_value = "a72")]
     pub cost: crate::cost_model::CostTarget,

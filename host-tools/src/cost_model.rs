@@ -1,7 +1,7 @@
 //! Estimated latency of a quantizable layer on the RK3399's cores, for `eq easyquant --cost
 //! a53|a72` and the report's per-core columns.
 //!
-//! The rates come from `targets/rk3399-costs.toml` (embedded), which
+//! The rates come from `targets/costs/rk3399.toml` (embedded), which
 //! `scripts/arm-cost-model.sh` fits from modeled cycles (armcycles: qemu + llvm-mca, no
 //! memory system) of single-layer models: per core, layer class and precision,
 //! `cycles = fixed_cycles + cycles_per_mac * MACs + cycles_per_output * output elements +
@@ -18,7 +18,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// The fitted RK3399 rates, as committed.
-pub const RK3399_COSTS: &str = include_str!("../../targets/rk3399-costs.toml");
+pub const RK3399_COSTS: &str = include_str!("../../targets/costs/rk3399.toml");
 
 /// Which latency a search minimises or a column shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -261,7 +261,7 @@ impl CostModel {
 
     /// The embedded RK3399 model.
     pub fn rk3399() -> Result<CostModel> {
-        CostModel::parse(RK3399_COSTS, "targets/rk3399-costs.toml")
+        CostModel::parse(RK3399_COSTS, "targets/costs/rk3399.toml")
     }
 
     /// Rates of a modeled core (None for `host`, which is measured).

@@ -81,7 +81,7 @@ pub struct LayerSummary {
     pub host_ms: f64,
     pub host_fp32_ms: f64,
     /// Estimated ms on the RK3399's Cortex-A53 and Cortex-A72 at this layer's precision
-    /// (the kernel model, `targets/rk3399-costs.toml`); None for layers it does not cover
+    /// (the kernel model, `targets/costs/rk3399.toml`); None for layers it does not cover
     /// (only Convolution, ConvolutionDepthWise and InnerProduct are modeled).
     pub a53_ms: Option<f64>,
     pub a72_ms: Option<f64>,
@@ -640,7 +640,7 @@ fn report_md(s: &Summary, req: &Request) -> String {
     let _ = writeln!(
         m,
         "- RK3399 estimate, 1 thread, Convolution / ConvolutionDepthWise / InnerProduct layers \
-         only (kernel model of `targets/rk3399-costs.toml`: modeled cycles, no memory system): \
+         only (kernel model of `targets/costs/rk3399.toml`: modeled cycles, no memory system): \
          Cortex-A72 quantized {:.2} ms, FP32 {:.2} ms; Cortex-A53 quantized {:.2} ms, FP32 {:.2} ms",
         s.a72_ms, s.a72_fp32_ms, s.a53_ms, s.a53_fp32_ms
     );
