@@ -19,23 +19,27 @@ const SPIN: Duration = Duration::from_millis(2);
 /// core: with more threads than cores, pure spinning would hold the core that the awaited
 /// thread needs.
 const PURE_SPINS: u32 = 200;
+/// How long a waiting thread of a pool with a core per thread busy-waits before it yields.
+/// Long enough to cover a layer's hand-over (the threads of one layer finish within
+/// microseconds of each other): a yield hands the core to any other runnable process, even a
+/// `nice 19` one, for a whole time slice, which stalled every hand-over on a loaded machine.
+/// Short enough that several nets running at once (each pool sure of its cores) lose little
+/// to each other's spinning: a 2 ms spin made a test suite of concurrent nets 4x slower.
+const PURE_SPIN_TIME: Duration = Duration::from_micros(100);
 
-/// One step of waiting; reports whether the stay-awake window is over. With a core per
-/// thread (`spin`) it busy-waits the whole window, only then yielding: a yield hands the
-/// core to any other runnable process for a whole time slice (even a `nice 19` one), which
-/// stalled every layer's hand-over on a loaded machine. Oversubscribed, it spins briefly,
-/// then yields.
+/// One step of waiting; reports whether the stay-awake window is over. It busy-waits for
+/// [`PURE_SPINS`] rounds, or [`PURE_SPIN_TIME`] with a core per thread (`spin`), then yields
+/// at every step.
 fn wait_step(round: &mut u32, start: Instant, spin: bool) -> bool {
     *round += 1;
-    if *round < PURE_SPINS || (spin && !round.is_multiple_of(64)) {
+    if *round < PURE_SPINS
+        || (spin && (!round.is_multiple_of(64) || start.elapsed() < PURE_SPIN_TIME))
+    {
         std::hint::spin_loop();
         return false;
     }
-    let over = start.elapsed() >= SPIN;
-    if !spin || over {
-        std::thread::yield_now();
-    }
-    over
+    std::thread::yield_now();
+    start.elapsed() >= SPIN
 }
 
 type Job = dyn Fn(usize, usize) + Sync;
