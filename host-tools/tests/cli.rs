@@ -1,25 +1,9 @@
 //! The `eq` binary end to end: demo model, inference, and one-line errors with exit code 1.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn eq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eq"))
-        .args(args)
-        .output()
-        .expect("run eq")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("eq-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
+use common::{eq, s, temp_dir};
+use std::path::Path;
 
 /// Runs `eq`, expects failure with exactly one stderr line containing every `needle`.
 fn fails_with(args: &[&str], needles: &[&str]) {

@@ -9,48 +9,22 @@
 //! first N images (first N pairs for LFW) for a quick look; the thresholds then apply to that
 //! subset, with the reference accuracy recomputed on it.
 
+mod common;
+
+use common::{require, shared_dir};
 use eq_runtime::Shape;
 use eq_tools::dataset::{ColorOrder, Preprocess, Resize};
 use eq_tools::eval::{argmax, best_threshold_accuracy, dot, l2_normalized, parse_pairs};
 use eq_tools::runner::{map_images, NetSpec, RunOptions};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 // ---------------------------------------------------------------------------------------
 // Locations and configuration
 
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("EQ_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    }
-}
-
 fn data(rel: &str) -> PathBuf {
     shared_dir().join("data").join(rel)
-}
-
-/// True when every path exists. Otherwise fails the test in CI, or prints a note and returns
-/// false (the caller then skips) elsewhere.
-fn require(test: &str, paths: &[&Path]) -> bool {
-    let missing: Vec<String> = paths
-        .iter()
-        .filter(|p| !p.exists())
-        .map(|p| p.display().to_string())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "{test}: missing {} (set EQ_SHARED to the shared folder)",
-        missing.join(", ")
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    println!("SKIPPED {msg}");
-    false
 }
 
 fn env_count(name: &str, default: usize) -> usize {

@@ -6,6 +6,9 @@
 //! The shared folder is `$EQ_SHARED`, or `<workspace>/../shared`. A missing file fails the
 //! SqueezeNet test in CI (`CI=true`) and skips it with a note otherwise.
 
+mod common;
+
+use common::{eq, require, s, shared_dir, temp_dir};
 use eq_runtime::rng::Rng;
 use eq_runtime::{Net, Options};
 use eq_tools::import::caffe::convert;
@@ -14,25 +17,6 @@ use eq_tools::import::prototxt;
 use eq_tools::ncnn_writer::ModelWriter;
 use prost::Message;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn eq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eq"))
-        .args(args)
-        .output()
-        .expect("run eq")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("eq-caffe-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
 
 fn blob(dims: &[i64], data: Vec<f32>) -> BlobProto {
     BlobProto {
@@ -95,34 +79,6 @@ fn assert_bitwise(a: &[f32], b: &[f32], what: &str) {
 
 // ---------------------------------------------------------------------------------------
 // SqueezeNet v1.1: the shared ncnn model rewritten as Caffe, imported back.
-
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("EQ_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    }
-}
-
-/// True when every path exists; otherwise fails in CI, or prints a note (the caller skips).
-fn require(test: &str, paths: &[&Path]) -> bool {
-    let missing: Vec<String> = paths
-        .iter()
-        .filter(|p| !p.exists())
-        .map(|p| p.display().to_string())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "{test}: missing {} (set EQ_SHARED to the shared folder)",
-        missing.join(", ")
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    println!("SKIPPED {msg}");
-    false
-}
 
 /// Writes the Caffe form of an ncnn SqueezeNet as converted by caffe2ncnn and then
 /// ncnnoptimize: each `Convolution` with `9=1` whose top is `<conv>_<relu>` becomes a

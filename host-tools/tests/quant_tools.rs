@@ -2,20 +2,16 @@
 //! model, the int8 output checked with stock ncnn (python `ncnn` package; skipped with a note
 //! when missing, a failure with CI=true), plus a smoke run on the shared real models.
 
+mod common;
+
+use common::{ci, eq, s, temp_dir};
 use eq_runtime::{Net, Options, Shape};
 use eq_tools::builder::{Conv, NetBuilder};
 use eq_tools::calibrate::qmax;
 use eq_tools::dataset::{ColorOrder, Preprocess, Resize};
 use eq_tools::table::ScaleTable;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn eq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eq"))
-        .args(args)
-        .output()
-        .expect("run eq")
-}
+use std::process::Command;
 
 /// Runs eq and expects success; returns stdout + stderr.
 fn eq_ok(args: &[&str]) -> String {
@@ -39,21 +35,6 @@ fn eq_fails(args: &[&str], needles: &[&str]) {
     for n in needles {
         assert!(last.contains(n), "expected `{n}` in: {err}");
     }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("eq-quant-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 const SIZE: usize = 16;

@@ -6,17 +6,13 @@
 //! The shared folder is `$EQ_SHARED`, or `<workspace>/../shared`. A missing file fails the
 //! test in CI (`CI=true`) and skips it with a note otherwise.
 
+mod common;
+
+use common::{shared_dir, temp_dir};
 use eq_runtime::{Net, Options, Shape};
 use eq_tools::zoo;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("EQ_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    }
-}
 
 /// The reference file for a zoo model.
 fn reference(name: &str) -> PathBuf {
@@ -38,14 +34,6 @@ fn require(path: &Path) -> bool {
     }
     eprintln!("skipping: {msg} (set EQ_SHARED)");
     false
-}
-
-/// A fresh directory for this test process.
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("eq-zoo-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// One layer as the comparison sees it.
