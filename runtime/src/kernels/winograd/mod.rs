@@ -10,7 +10,8 @@
 //! fp32 GEMM's micro-kernels (`gemm_f32`, the per-core variant for each worker).
 //!
 //! Data flow, per block of `nb` tiles (a task; several run in parallel on the pool):
-//! 1. Input transform, four tiles at a time in the four lanes of [`lanes::F4`]: each tile
+//! 1. Input transform, four tiles at a time in the four lanes of [`lanes::F4`] (eight in
+//!    AVX registers on x86_64, `avx.rs`): each tile
 //!    row is loaded as vectors and transposed so lanes hold tiles, the 1-D transform runs
 //!    along rows and then along columns, and the results go straight into the packed B
 //!    panels (`V[t][panel][k][j]`, k-major, `nr` tiles per panel) the micro-kernels read.
@@ -38,6 +39,8 @@
 // Index loops read closest to the transforms' formulas.
 #![allow(clippy::needless_range_loop)]
 
+#[cfg(target_arch = "x86_64")]
+mod avx;
 pub mod lanes;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -57,6 +60,8 @@ const V_BUDGET: usize = 48 * 1024;
 const NB_MAX: usize = 64;
 /// Widest transform row in floats (α rounded up to whole vectors).
 const ROW: usize = 8;
+/// Most tiles one group transform call handles.
+const LANES_MAX: usize = 8;
 
 /// Zero biases for the transform-domain products (the bias is added after the output
 /// transform).
@@ -172,8 +177,8 @@ pub struct Winograd {
     bias: Vec<f32>,
     act: Activation,
     pad_value: f32,
-    /// Run the portable transforms even where NEON ones exist (tests).
-    portable: bool,
+    /// The group transforms (the portable ones in tests that compare them).
+    transforms: Transforms,
 }
 
 /// Geometry of one call.
@@ -291,13 +296,13 @@ impl Winograd {
             bias: padded_bias,
             act,
             pad_value,
-            portable: false,
+            transforms: Transforms::native(kernel.panels()),
         }
     }
 
     /// The same layer on the portable transforms (tests compare both).
     pub fn with_portable_transforms(mut self) -> Winograd {
-        self.portable = true;
+        self.transforms = Transforms::Portable;
         self
     }
 
@@ -368,7 +373,7 @@ impl Winograd {
             let block = Block::new(b * nb, nb.min(tiles - b * nb), nb, tiles_x);
             let p0 = grp * per_group;
             let p1 = panels.min(p0 + per_group);
-            let mut local = Local([[0.0; ROW * ROW]; 4]);
+            let mut local = Local([[0.0; ROW * ROW]; LANES_MAX]);
             self.run_block(input, g, &block, p0..p1, micros, buf, &mut local, &out);
         };
         pool.run(blocks * groups, &task)
@@ -450,51 +455,61 @@ impl Winograd {
         t_stride: usize,
         local: &mut Local,
     ) {
-        let plane = g.w * g.h;
-        let nr = self.kernel.nr;
-        let k = self.inch;
+        let at = InputAt {
+            input,
+            plane: g.w * g.h,
+            g,
+            block,
+            t_stride,
+        };
+        // SAFETY (every arm): `input_tiles` passes windows and destinations as the group
+        // transforms require; the wide and NEON ones only run where `Transforms::native`
+        // found them.
+        macro_rules! go {
+            ($a:literal, $portable:path, $neon:ident, $avx:ident) => {
+                match self.transforms {
+                    #[cfg(target_arch = "x86_64")]
+                    Transforms::Avx => {
+                        self.input_tiles::<$a, { avx::LANES }>(&at, v, local, |w, d| unsafe {
+                            avx::$avx(w, d, t_stride)
+                        })
+                    }
+                    #[cfg(target_arch = "aarch64")]
+                    Transforms::Neon => self.input_tiles::<$a, 4>(&at, v, local, |w, d| unsafe {
+                        neon::$neon(w, d, t_stride)
+                    }),
+                    _ => self.input_tiles::<$a, 4>(&at, v, local, |w, d| unsafe {
+                        input_group::<$a>(w, |x| $portable(x), d, t_stride)
+                    }),
+                }
+            };
+        }
         match self.variant {
-            Variant::F23 => {
-                self.input_tiles::<4>(input, plane, g, block, v, t_stride, nr, k, local, |d| {
-                    transforms::input_f23(d)
-                })
-            }
-            Variant::F43 => {
-                self.input_tiles::<6>(input, plane, g, block, v, t_stride, nr, k, local, |d| {
-                    transforms::input_f43(d)
-                })
-            }
-            Variant::F63 => {
-                self.input_tiles::<8>(input, plane, g, block, v, t_stride, nr, k, local, |d| {
-                    transforms::input_f63(d)
-                })
-            }
+            Variant::F23 => go!(4, transforms::input_f23, input23, input23),
+            Variant::F43 => go!(6, transforms::input_f43, input43, input43),
+            Variant::F63 => go!(8, transforms::input_f63, input63, input63),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The input transform of a block, `L` tiles per `group` call: `group(windows, dst)`
+    /// writes position `t` of the `L` windows to `dst + t * t_stride`.
     #[inline(always)]
-    fn input_tiles<const A: usize>(
+    fn input_tiles<const A: usize, const L: usize>(
         &self,
-        input: &[f32],
-        plane: usize,
-        g: &Geometry,
-        block: &Block,
+        at: &InputAt,
         v: &mut [f32],
-        t_stride: usize,
-        nr: usize,
-        k: usize,
         local: &mut Local,
-        f: impl Fn(&[F4; A]) -> [F4; A] + Copy,
+        group: impl Fn(&[Window; L], *mut f32),
     ) {
-        let m = A - 2;
+        let (g, block) = (at.g, at.block);
+        let (m, nr, k) = (A - 2, self.kernel.nr, self.inch);
         // Local windows for tiles that cross the border, one per lane.
         let local = &mut local.0;
-        for j0 in (0..block.count).step_by(4) {
-            // Tile origins (input coordinates of the window's corner) of the four lanes;
-            // lanes past the block's last tile repeat it (their columns are never read).
-            let mut origin = [(0isize, 0isize); 4];
-            let mut inside = [true; 4];
+        for j0 in (0..block.count).step_by(L) {
+            // Tile origins (input coordinates of the window's corner) of the lanes; lanes
+            // past the block's last tile repeat it (their columns are never read).
+            let mut origin = [(0isize, 0isize); L];
+            let mut inside = [true; L];
             for (lane, o) in origin.iter_mut().enumerate() {
                 let (ty, tx) = block.pos[(j0 + lane).min(block.count - 1)];
                 let y0 = (ty * m) as isize - g.pad_top as isize;
@@ -505,16 +520,18 @@ impl Winograd {
                     && y0 as usize + A <= g.h
                     && x0 as usize + A.next_multiple_of(4) <= g.w;
             }
+            // L divides every panel width (`Transforms::native`), so the group stays in
+            // one panel.
             let (panel, j) = ((j0 / nr), j0 % nr);
             let width = self.kernel.panels().width(panel, block.count);
             let dst0 = panel * k * nr + j;
             for ch in 0..k {
-                let chan = &input[ch * plane..(ch + 1) * plane];
+                let chan = &at.input[ch * at.plane..(ch + 1) * at.plane];
                 let mut win = [Window {
                     ptr: chan.as_ptr(),
                     stride: g.w,
-                }; 4];
-                for lane in 0..4 {
+                }; L];
+                for lane in 0..L {
                     let (y0, x0) = origin[lane];
                     if inside[lane] {
                         win[lane].ptr = chan[y0 as usize * g.w + x0 as usize..].as_ptr();
@@ -526,22 +543,11 @@ impl Winograd {
                         };
                     }
                 }
-                // SAFETY: every window has A rows of A.next_multiple_of(4) readable floats
-                // (checked above for in-place windows; local windows are ROW x ROW); the
-                // destination offsets stay inside v (t < A², panel < nb / nr, ch < k).
-                unsafe {
-                    let dst = v.as_mut_ptr().add(dst0 + ch * width);
-                    #[cfg(target_arch = "aarch64")]
-                    if !self.portable {
-                        match A {
-                            4 => neon::input23(&win, dst, t_stride),
-                            6 => neon::input43(&win, dst, t_stride),
-                            _ => neon::input63(&win, dst, t_stride),
-                        }
-                        continue;
-                    }
-                    input_group::<A>(&win, f, dst, t_stride);
-                }
+                // Every window has A rows of A.next_multiple_of(4) readable floats (checked
+                // above for in-place windows; local windows are ROW x ROW); the destination
+                // offsets stay inside v (t < A², panel < nb / nr, ch < k, j + L ≤ width).
+                assert!(dst0 + ch * width + (A * A - 1) * at.t_stride + L <= v.len());
+                group(&win, v[dst0 + ch * width..].as_mut_ptr());
             }
         }
     }
@@ -563,46 +569,87 @@ impl Winograd {
         // SAFETY: each task writes the tiles of its own block for its own channels.
         let chan = unsafe { out.slice(oc * plane, plane) };
         let epi = Epilogue { tact, post };
+        // The NEON and AVX transforms fuse only the vector activations.
+        let kind = if post.is_some() {
+            Transforms::Portable
+        } else {
+            self.transforms
+        };
+        // SAFETY (every arm): `output_tiles` passes M blocks and destinations as the group
+        // transforms require; the wide and NEON ones only run where `Transforms::native`
+        // found them.
         macro_rules! go {
-            ($a:literal, $m:literal, $nr:literal, $f:path) => {
-                self.output_tiles::<$a, $m, $nr>(mrow, g, block, chan, &epi, local, |x| $f(x))
+            ($a:literal, $m:literal, $nr:literal, $portable:path, $neon:ident, $avx:ident) => {
+                match kind {
+                    #[cfg(target_arch = "x86_64")]
+                    Transforms::Avx => self.output_tiles::<$a, $m, $nr, { avx::LANES }>(
+                        mrow,
+                        g,
+                        block,
+                        chan,
+                        local,
+                        |mp, dst| unsafe { avx::$avx::<$nr>(mp, tact, dst) },
+                    ),
+                    #[cfg(target_arch = "aarch64")]
+                    Transforms::Neon => self.output_tiles::<$a, $m, $nr, 4>(
+                        mrow,
+                        g,
+                        block,
+                        chan,
+                        local,
+                        |mp, dst| unsafe { neon::$neon::<$nr>(mp, tact, dst) },
+                    ),
+                    _ => self.output_tiles::<$a, $m, $nr, 4>(
+                        mrow,
+                        g,
+                        block,
+                        chan,
+                        local,
+                        |mp, dst| unsafe {
+                            output_group::<$a, $m, $nr>(mp, |x| $portable(x), &epi, dst)
+                        },
+                    ),
+                }
             };
         }
+        use transforms::{output_f23 as o23, output_f43 as o43, output_f63 as o63};
         match (self.variant, self.kernel.nr) {
-            (Variant::F23, 8) => go!(4, 2, 8, transforms::output_f23),
-            (Variant::F43, 8) => go!(6, 4, 8, transforms::output_f43),
-            (Variant::F63, 8) => go!(8, 6, 8, transforms::output_f63),
-            (Variant::F23, 16) => go!(4, 2, 16, transforms::output_f23),
-            (Variant::F43, 16) => go!(6, 4, 16, transforms::output_f43),
-            (Variant::F63, 16) => go!(8, 6, 16, transforms::output_f63),
-            (Variant::F23, 32) => go!(4, 2, 32, transforms::output_f23),
-            (Variant::F43, 32) => go!(6, 4, 32, transforms::output_f43),
-            (Variant::F63, 32) => go!(8, 6, 32, transforms::output_f63),
+            (Variant::F23, 8) => go!(4, 2, 8, o23, output23, output23),
+            (Variant::F43, 8) => go!(6, 4, 8, o43, output43, output43),
+            (Variant::F63, 8) => go!(8, 6, 8, o63, output63, output63),
+            (Variant::F23, 16) => go!(4, 2, 16, o23, output23, output23),
+            (Variant::F43, 16) => go!(6, 4, 16, o43, output43, output43),
+            (Variant::F63, 16) => go!(8, 6, 16, o63, output63, output63),
+            (Variant::F23, 32) => go!(4, 2, 32, o23, output23, output23),
+            (Variant::F43, 32) => go!(6, 4, 32, o43, output43, output43),
+            (Variant::F63, 32) => go!(8, 6, 32, o63, output63, output63),
             (_, nr) => panic!("winograd: no output transform for panels of {nr}"),
         }
     }
 
+    /// The output transform of a block's tiles of one channel, `L` tiles per `group` call:
+    /// `group(m, dst)` reads position `t` of the `L` tiles at `m + t * NR` and writes their
+    /// rows to `dst`.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn output_tiles<const A: usize, const M: usize, const NR: usize>(
+    fn output_tiles<const A: usize, const M: usize, const NR: usize, const L: usize>(
         &self,
         mrow: &[f32],
         g: &Geometry,
         block: &Block,
         chan: &mut [f32],
-        epi: &Epilogue,
         local: &mut Local,
-        f: impl Fn(&[F4; A]) -> [F4; M] + Copy,
+        group: impl Fn(*const f32, &[Dest; L]),
     ) {
-        assert!(mrow.len() >= block.count.div_ceil(NR) * A * A * NR);
+        assert!(mrow.len() >= block.count.div_ceil(NR) * A * A * NR && NR.is_multiple_of(L));
         let local = &mut local.0;
-        for j0 in (0..block.count).step_by(4) {
+        for j0 in (0..block.count).step_by(L) {
             let mut dst = [Dest {
                 ptr: local[0].as_mut_ptr(),
                 stride: ROW,
-            }; 4];
-            let mut clip = [(0usize, 0usize); 4];
-            for lane in 0..4 {
+            }; L];
+            let mut clip = [(0usize, 0usize); L];
+            for lane in 0..L {
                 let (rows, cols, at) = if j0 + lane < block.count {
                     let (ty, tx) = block.pos[j0 + lane];
                     let (y0, x0) = (ty * M, tx * M);
@@ -623,28 +670,12 @@ impl Winograd {
                     clip[lane] = (rows, cols);
                 }
             }
-            // The group's M block: tile panel j0 / NR, lanes from j0 % NR.
-            let m = mrow[(j0 / NR) * A * A * NR + j0 % NR..].as_ptr();
-            // SAFETY: A² positions NR floats apart from m are inside mrow (asserted);
-            // in-place destinations have M rows of M writable floats (sliced above),
-            // local ones ROW x ROW.
-            unsafe {
-                #[cfg(target_arch = "aarch64")]
-                let done = !self.portable && epi.post.is_none() && {
-                    match A {
-                        4 => neon::output23::<NR>(m, epi.tact, &dst),
-                        6 => neon::output43::<NR>(m, epi.tact, &dst),
-                        _ => neon::output63::<NR>(m, epi.tact, &dst),
-                    }
-                    true
-                };
-                #[cfg(not(target_arch = "aarch64"))]
-                let done = false;
-                if !done {
-                    output_group::<A, M, NR>(m, f, epi, &dst);
-                }
-            }
-            for lane in 0..4 {
+            // The group's M block: tile panel j0 / NR, lanes from j0 % NR (L divides NR).
+            // A² positions NR floats apart are inside mrow (asserted); in-place
+            // destinations have M rows of M writable floats (sliced above), local ones
+            // ROW x ROW.
+            group(mrow[(j0 / NR) * A * A * NR + j0 % NR..].as_ptr(), &dst);
+            for lane in 0..L {
                 let (rows, cols) = clip[lane];
                 if rows == 0 || cols == 0 {
                     continue;
@@ -660,9 +691,55 @@ impl Winograd {
     }
 }
 
+/// What the input transform of a block reads and where it writes.
+struct InputAt<'a> {
+    input: &'a [f32],
+    plane: usize,
+    g: &'a Geometry,
+    block: &'a Block,
+    t_stride: usize,
+}
+
+/// Which group transforms a layer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transforms {
+    /// Four tiles per call on [`F4`] (SSE / NEON / arrays): the reference for the others.
+    Portable,
+    /// Four tiles per call, NEON by element (aarch64).
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    Neon,
+    /// Eight tiles per call, AVX2 + FMA (x86_64).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx,
+}
+
+impl Transforms {
+    /// The fastest this machine runs with the GEMM's panels `panels`.
+    fn native(panels: Panels) -> Transforms {
+        #[cfg(target_arch = "aarch64")]
+        {
+            let _ = panels;
+            Transforms::Neon
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx::available(panels) {
+                Transforms::Avx
+            } else {
+                Transforms::Portable
+            }
+        }
+        #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
+        {
+            let _ = panels;
+            Transforms::Portable
+        }
+    }
+}
+
 /// Per-task windows / output tiles for the tiles crossing the border, one per lane (set up
 /// once per task: zeroing them per call showed up as `memset` in the profile).
-struct Local([[f32; ROW * ROW]; 4]);
+struct Local([[f32; ROW * ROW]; LANES_MAX]);
 
 /// A block of consecutive tiles (row-major over the tile grid).
 struct Block {
@@ -721,6 +798,11 @@ fn fill_window<const A: usize>(
             continue;
         }
         let src = &chan[iy as usize * w..][(x0 + lo as isize) as usize..][..hi - lo];
+        if hi - lo == A {
+            // Whole row inside (only above or below the border): a fixed-size copy.
+            row.copy_from_slice(&src[..A]);
+            continue;
+        }
         for (x, v) in row.iter_mut().enumerate() {
             *v = if x >= lo && x < hi { src[x - lo] } else { pad };
         }
