@@ -39,6 +39,13 @@ mod imp {
             // SAFETY: NEON is part of the aarch64 baseline.
             F4(unsafe { vdupq_n_f32(x) })
         }
+        /// `[a, b, c, d]`, built in a register.
+        #[inline(always)]
+        pub fn new(a: f32, b: f32, c: f32, d: f32) -> F4 {
+            let v = [a, b, c, d];
+            // SAFETY: v holds four floats.
+            F4(unsafe { vld1q_f32(v.as_ptr()) })
+        }
         /// # Safety
         /// `p` is valid for reading four floats.
         #[inline(always)]
@@ -149,6 +156,11 @@ mod imp {
         pub fn splat(x: f32) -> F4 {
             F4(unsafe { _mm_set1_ps(x) })
         }
+        /// `[a, b, c, d]`, built in a register.
+        #[inline(always)]
+        pub fn new(a: f32, b: f32, c: f32, d: f32) -> F4 {
+            F4(unsafe { _mm_setr_ps(a, b, c, d) })
+        }
         /// # Safety
         /// `p` is valid for reading four floats.
         #[inline(always)]
@@ -252,6 +264,11 @@ mod imp {
         #[inline(always)]
         pub fn splat(x: f32) -> F4 {
             F4([x; 4])
+        }
+        /// `[a, b, c, d]`.
+        #[inline(always)]
+        pub fn new(a: f32, b: f32, c: f32, d: f32) -> F4 {
+            F4([a, b, c, d])
         }
         /// # Safety
         /// `p` is valid for reading four floats.

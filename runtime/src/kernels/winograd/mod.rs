@@ -772,8 +772,8 @@ struct Epilogue {
     post: Option<Activation>,
 }
 
-/// The window at (`y0`, `x0`) of a `w x h` channel into `dst` (rows ROW apart), the padding
-/// value outside the channel.
+/// The window at (`y0`, `x0`) of a `w x h` channel into `dst` (rows ROW apart, each
+/// `A.next_multiple_of(4)` floats), the padding value outside the channel.
 #[inline(always)]
 fn fill_window<const A: usize>(
     chan: &[f32],
@@ -786,25 +786,27 @@ fn fill_window<const A: usize>(
 ) {
     let lo = (-x0).clamp(0, A as isize) as usize;
     let hi = (w as isize - x0).clamp(lo as isize, A as isize) as usize;
-    // Element by element (A ≤ 8): `fill` / `copy_from_slice` on these few floats become
-    // `memset` / `memcpy` calls, which cost more than the window.
+    // Every row is written as whole four-float vectors, as the transforms read it back: a
+    // vector load cannot be forwarded from narrower stores, and writing element by element
+    // cost a store-forwarding stall per row read (most of the input transform's own time).
     for y in 0..A {
-        let row = &mut dst[y * ROW..y * ROW + A];
         let iy = y0 + y as isize;
-        if iy < 0 || iy >= h as isize || lo == hi {
-            for v in row.iter_mut() {
-                *v = pad;
-            }
-            continue;
-        }
-        let src = &chan[iy as usize * w..][(x0 + lo as isize) as usize..][..hi - lo];
-        if hi - lo == A {
-            // Whole row inside (only above or below the border): a fixed-size copy.
-            row.copy_from_slice(&src[..A]);
-            continue;
-        }
-        for (x, v) in row.iter_mut().enumerate() {
-            *v = if x >= lo && x < hi { src[x - lo] } else { pad };
+        let src = (iy >= 0 && iy < h as isize && lo < hi).then(|| &chan[iy as usize * w..]);
+        for c0 in (0..A).step_by(4) {
+            let value = |x: usize| match src {
+                Some(row) if x >= lo && x < hi => row[(x0 + x as isize) as usize],
+                _ => pad,
+            };
+            let v = match src {
+                // SAFETY: columns x0 + c0 .. x0 + c0 + 4 are inside the row (lo ≤ c0,
+                // c0 + 4 ≤ hi ≤ w - x0).
+                Some(row) if c0 >= lo && c0 + 4 <= hi => unsafe {
+                    F4::load(row[(x0 + c0 as isize) as usize..][..4].as_ptr())
+                },
+                _ => F4::new(value(c0), value(c0 + 1), value(c0 + 2), value(c0 + 3)),
+            };
+            // SAFETY: row y of dst has ROW ≥ c0 + 4 floats.
+            unsafe { v.store(dst[y * ROW + c0..][..4].as_mut_ptr()) };
         }
     }
 }
