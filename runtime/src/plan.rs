@@ -1,6 +1,8 @@
 //! Shape inference and the memory plan: every blob gets a place in one arena, sized at load
 //! from blob lifetimes. Aliasing ops share their input's memory; in-place ops reuse it when
-//! nothing reads it later; otherwise the planner inserts a copy.
+//! nothing reads it later; otherwise the planner inserts a copy. A concat along the
+//! outermost axis costs nothing: its inputs' producers write into their parts of its output
+//! ([`joined_inputs`]) and its step does not run.
 
 use crate::error::{invalid, Error, LayerResult, Result};
 use crate::graph::Graph;
@@ -39,6 +41,8 @@ pub struct Plan {
     /// Blobs holding int8 values (4 per arena float); the rest are fp32.
     pub int8: Vec<bool>,
     pub buffer_of: Vec<usize>,
+    /// Where each blob starts inside its buffer, in floats (0 but for joined concat inputs).
+    pub offset_in_buffer: Vec<usize>,
     pub buffers: Vec<Buffer>,
     pub steps: Vec<Step>,
     /// Arena size in floats.
@@ -51,7 +55,7 @@ impl Plan {
     /// Arena offset and length (floats) of a blob.
     pub fn place(&self, blob: usize) -> (usize, usize) {
         (
-            self.buffers[self.buffer_of[blob]].offset,
+            self.buffers[self.buffer_of[blob]].offset + self.offset_in_buffer[blob],
             storage_floats(self.shapes[blob], self.int8[blob]),
         )
     }
@@ -154,8 +158,10 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
         })
         .collect();
 
+    let (join_into, joined) = joined_inputs(g, ops, &shapes, &int8);
     let mut buffers: Vec<Buffer> = Vec::new();
     let mut buffer_of = vec![usize::MAX; g.blobs.len()];
+    let mut offset_in_buffer = vec![0; g.blobs.len()];
     let mut pinned: Vec<bool> = Vec::new();
     let mut steps = Vec::with_capacity(n);
     let mut scratch_len = 0usize;
@@ -185,12 +191,25 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
             buffers.len() - 1
         };
         let mut copy_first = false;
-        let storage = ops[li].storage();
+        let mut storage = ops[li].storage();
+        if joined[li] {
+            // The producers already wrote the output; the step does not run.
+            storage = Storage::Alias;
+            let o = buffer_of[outs[0]];
+            buffers[o].last = buffers[o].last.max(last_read[outs[0]]);
+            steps.push(Step {
+                layer: li,
+                copy_first,
+                storage,
+            });
+            continue;
+        }
         match storage {
             Storage::Alias => {
                 let src = buffer_of[ins[0]];
+                let at = offset_in_buffer[ins[0]];
                 for &b in outs {
-                    if store(b) > buffers[src].len {
+                    if at + store(b) > buffers[src].len {
                         return Err(layer_err(
                             g,
                             li,
@@ -198,6 +217,7 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
                         ));
                     }
                     buffer_of[b] = src;
+                    offset_in_buffer[b] = at;
                     buffers[src].last = buffers[src].last.max(last_read[b]);
                 }
             }
@@ -217,13 +237,27 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
                     copy_first = true;
                 } else {
                     buffer_of[o] = src;
+                    offset_in_buffer[o] = offset_in_buffer[i];
                     buffers[src].last = buffers[src].last.max(last_read[o]);
                 }
             }
             Storage::New => {
                 for &b in outs {
                     let first = if is_input { 0 } else { s };
-                    buffer_of[b] = new_buffer(b, store(b), first, &mut buffers, &mut pinned);
+                    let Some((joint, at)) = join_into[b] else {
+                        buffer_of[b] = new_buffer(b, store(b), first, &mut buffers, &mut pinned);
+                        continue;
+                    };
+                    // Written into its part of the concat output: that buffer lives from
+                    // its first part's producer to the last read of the output or a part.
+                    if buffer_of[joint] == usize::MAX {
+                        buffer_of[joint] =
+                            new_buffer(joint, store(joint), first, &mut buffers, &mut pinned);
+                    }
+                    let o = buffer_of[joint];
+                    buffer_of[b] = o;
+                    offset_in_buffer[b] = at;
+                    buffers[o].last = buffers[o].last.max(last_read[b]);
                 }
             }
         }
@@ -251,11 +285,66 @@ pub fn plan(g: &Graph, ops: &[Box<dyn Op>], opts: &PlanOptions) -> Result<Plan> 
         shapes,
         int8,
         buffer_of,
+        offset_in_buffer,
         buffers,
         steps,
         arena_len,
         scratch_len: round_up(scratch_len),
     })
+}
+
+/// The concats planned without a step (`joined[layer]`), and for each of their inputs
+/// (`join_into[blob]`) the output blob and the float offset it is written at. A concat
+/// qualifies when [`Op::joins_inputs`] says so, it has one output, and each input is a
+/// distinct blob of the same element type written by a new-buffer layer that is not an
+/// `Input` and not such a concat itself (their memory is decided elsewhere), and starts
+/// cache-line aligned (whole floats for int8) inside the output.
+fn joined_inputs(
+    g: &Graph,
+    ops: &[Box<dyn Op>],
+    shapes: &[Shape],
+    int8: &[bool],
+) -> (Vec<Option<(usize, usize)>>, Vec<bool>) {
+    let mut join_into: Vec<Option<(usize, usize)>> = vec![None; g.blobs.len()];
+    let mut joined = vec![false; g.layers.len()];
+    for &li in &g.order {
+        let (ins, outs) = (&g.inputs[li], &g.outputs[li]);
+        let in_shapes: Vec<Shape> = ins.iter().map(|&b| shapes[b]).collect();
+        if outs.len() != 1 || ins.is_empty() || !ops[li].joins_inputs(&in_shapes) {
+            continue;
+        }
+        let out = outs[0];
+        let mut parts = Vec::with_capacity(ins.len());
+        let mut at = 0usize;
+        for (i, &b) in ins.iter().enumerate() {
+            let producer = g.blobs[b].producer;
+            let ok = int8[b] == int8[out]
+                && !ins[..i].contains(&b)
+                && join_into[b].is_none()
+                && g.layers[producer].kind != "Input"
+                && ops[producer].storage() == Storage::New
+                && !joined[producer]
+                && at.is_multiple_of(ALIGN_FLOATS);
+            if !ok {
+                break;
+            }
+            parts.push((b, at));
+            // An int8 part must fill whole floats so the next one starts on a float.
+            let len = shapes[b].len();
+            if int8[b] && !len.is_multiple_of(4) && i + 1 < ins.len() {
+                break;
+            }
+            at += storage_floats(shapes[b], int8[b]);
+        }
+        if parts.len() != ins.len() || at != storage_floats(shapes[out], int8[out]) {
+            continue;
+        }
+        for (b, at) in parts {
+            join_into[b] = Some((out, at));
+        }
+        joined[li] = true;
+    }
+    (join_into, joined)
 }
 
 fn round_up(n: usize) -> usize {

@@ -110,6 +110,13 @@ impl Op for Concat {
         true
     }
 
+    /// Along the outermost axis each input is one contiguous block of the output.
+    fn joins_inputs(&self, inputs: &[Shape]) -> bool {
+        inputs
+            .first()
+            .is_some_and(|s| resolve_axis(self.axis, s.dims) == Ok(0))
+    }
+
     /// Inputs and output are all int8 (one scale) or all fp32.
     fn set_int8_io(&mut self, input: bool, output: Option<Int8Grid>) -> LayerResult<()> {
         let output = output.is_some();

@@ -179,6 +179,13 @@ pub trait Op: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Whether the output of inputs of shapes `inputs` is nothing but the inputs laid back
+    /// to back in order (a concat along the outermost axis). The planner may then have the
+    /// inputs' producers write straight into the output and skip this layer's step.
+    fn joins_inputs(&self, _inputs: &[Shape]) -> bool {
+        false
+    }
+
     /// Tells the layer that its input blob holds int8 values, and the grid of its output when
     /// that is int8 (a requantizing layer writes it; a pass-through op keeps it).
     fn set_int8_io(&mut self, input: bool, output: Option<Int8Grid>) -> LayerResult<()> {
