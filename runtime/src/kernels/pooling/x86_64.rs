@@ -21,8 +21,12 @@ trait Lanes: Copy {
     const N: usize;
     /// `p[0..N]`.
     unsafe fn ld(p: *const Self::E) -> Self;
-    /// (even, odd) elements of `p[0..2N]`.
+    /// (even, odd) elements of `p[0..2N]`, both in the lane order that [`Lanes::order`]
+    /// puts right (256-bit shuffles work within 128-bit halves; a fold over such vectors
+    /// is still lane by lane, so one reordering of the result serves all its loads).
     unsafe fn ld2(p: *const Self::E) -> (Self, Self);
+    /// Lanes of an `ld2` result into memory order.
+    unsafe fn order(v: Self) -> Self;
 }
 
 impl Lanes for __m256 {
@@ -35,13 +39,14 @@ impl Lanes for __m256 {
     #[inline(always)]
     unsafe fn ld2(p: *const f32) -> (Self, Self) {
         let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
-        let order = |v: __m256| {
-            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
-        };
         (
-            order(_mm256_shuffle_ps::<0b10_00_10_00>(a, b)),
-            order(_mm256_shuffle_ps::<0b11_01_11_01>(a, b)),
+            _mm256_shuffle_ps::<0b10_00_10_00>(a, b),
+            _mm256_shuffle_ps::<0b11_01_11_01>(a, b),
         )
+    }
+    #[inline(always)]
+    unsafe fn order(v: Self) -> Self {
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
     }
 }
 
@@ -60,6 +65,10 @@ impl Lanes for __m128 {
             _mm_shuffle_ps::<0b11_01_11_01>(a, b),
         )
     }
+    #[inline(always)]
+    unsafe fn order(v: Self) -> Self {
+        v
+    }
 }
 
 impl Lanes for __m256i {
@@ -76,14 +85,14 @@ impl Lanes for __m256i {
         // As 16-bit lanes the even byte is the low half, the odd byte the high half, both
         // sign-extended by the arithmetic shifts; the saturating pack cannot saturate.
         let even = |v| _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v));
-        let order = |v| _mm256_permute4x64_epi64::<0b11_01_10_00>(v);
         (
-            order(_mm256_packs_epi16(even(a), even(b))),
-            order(_mm256_packs_epi16(
-                _mm256_srai_epi16::<8>(a),
-                _mm256_srai_epi16::<8>(b),
-            )),
+            _mm256_packs_epi16(even(a), even(b)),
+            _mm256_packs_epi16(_mm256_srai_epi16::<8>(a), _mm256_srai_epi16::<8>(b)),
         )
+    }
+    #[inline(always)]
+    unsafe fn order(v: Self) -> Self {
+        _mm256_permute4x64_epi64::<0b11_01_10_00>(v)
     }
 }
 
@@ -103,6 +112,10 @@ impl Lanes for __m128i {
             _mm_packs_epi16(even(a), even(b)),
             _mm_packs_epi16(_mm_srai_epi16::<8>(a), _mm_srai_epi16::<8>(b)),
         )
+    }
+    #[inline(always)]
+    unsafe fn order(v: Self) -> Self {
+        v
     }
 }
 
@@ -253,7 +266,11 @@ unsafe fn fold<V: Lanes, F: Fold<V>, const S: usize>(
             }
         }
     }
-    acc
+    if S == 1 {
+        acc
+    } else {
+        V::order(acc)
+    }
 }
 
 /// Outputs `j..` of row `r` one vector at a time; returns the first output not done.
