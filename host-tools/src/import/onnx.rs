@@ -153,6 +153,11 @@ enum Val {
     Blob(Vec<usize>),
 }
 
+/// Per-channel (scale, shift) of a BatchNormalization.
+type Affine = (Vec<f64>, Vec<f64>);
+/// Slice's axes, starts, ends and steps.
+type SliceArgs = (Vec<usize>, Vec<i64>, Vec<i64>, Vec<i64>);
+
 /// A node's attributes by name.
 struct Attrs<'a>(&'a [AttributeProto]);
 
@@ -504,14 +509,14 @@ impl Converter {
         let op = |i: usize| nodes[i].op_type.as_deref().unwrap_or_default();
         for (i, n) in nodes.iter().enumerate() {
             let Some(x) = n.input.first() else { continue };
-            let Some(&p) = producer.get(x.as_str()) else {
-                continue;
-            };
+            let p = producer.get(x.as_str()).copied();
             let single = self.readers.get(x.as_str()) == Some(&1);
             match op(i) {
                 "BatchNormalization"
                     if single
-                        && matches!(op(p), "Conv" | "ConvTranspose" | "Gemm")
+                        && p.is_some_and(|p| {
+                            matches!(op(p), "Conv" | "ConvTranspose" | "Gemm")
+                        })
                         && n.output.len() == 1
                         && n.input[1..]
                             .iter()
@@ -542,11 +547,7 @@ impl Converter {
     }
 
     /// The BatchNormalization folded after output `out` as per-channel (scale, shift).
-    fn folded_bn(
-        &self,
-        out: &str,
-        nodes: &[NodeProto],
-    ) -> Result<Option<(String, Vec<f64>, Vec<f64>)>> {
+    fn folded_bn(&self, out: &str, nodes: &[NodeProto]) -> Result<Option<(String, Affine)>> {
         let Some(target) = self.rename.get(out) else {
             return Ok(None);
         };
@@ -554,8 +555,8 @@ impl Converter {
             .iter()
             .find(|n| n.output.first() == Some(target))
             .expect("recorded by find_fusions");
-        let (s, b) = bn_affine(self, bn)?;
-        Ok(Some((target.clone(), s, b)))
+        let affine = bn_affine(self, bn)?;
+        Ok(Some((target.clone(), affine)))
     }
 
     fn node(&mut self, idx: usize, n: &NodeProto, name: &str, nodes: &[NodeProto]) -> Result<()> {
@@ -867,12 +868,7 @@ impl Converter {
     }
 
     /// Slice's (axes, starts, ends, steps), from inputs (opset 10+) or attributes.
-    fn slice_args(
-        &self,
-        n: &NodeProto,
-        a: &Attrs,
-        rank: usize,
-    ) -> Result<(Vec<usize>, Vec<i64>, Vec<i64>, Vec<i64>)> {
+    fn slice_args(&self, n: &NodeProto, a: &Attrs, rank: usize) -> Result<SliceArgs> {
         let input = |k: usize, what: &str| -> Result<Option<Vec<i64>>> {
             match n.input.get(k).filter(|s| !s.is_empty()) {
                 Some(name) => Ok(Some(self.konst(name, what)?.ints())),
@@ -1032,7 +1028,7 @@ impl Converter {
         m: usize,
         nodes: &[NodeProto],
     ) -> Result<(String, (Vec<f32>, Option<Vec<f32>>))> {
-        let Some((target, s, sh)) = self.folded_bn(out, nodes)? else {
+        let Some((target, (s, sh))) = self.folded_bn(out, nodes)? else {
             return Ok((out.to_string(), (weights.to_vec(), bias)));
         };
         if s.len() != m {
@@ -1472,9 +1468,12 @@ impl Converter {
             bail!("input shape {x:?}: only NCHW inputs are supported");
         }
         let out = n.output[0].clone();
-        let only_flatten = nodes.iter().filter(|m| m.input.contains(&out)).all(|m| {
-            matches!(m.op_type.as_deref(), Some("Flatten" | "Reshape")) && m.input[0] == out
-        }) && self.readers.get(&out) == Some(&1);
+        let mut readers = nodes.iter().filter(|m| m.input.contains(&out)).peekable();
+        let only_flatten = readers.peek().is_some()
+            && readers.all(|m| {
+                matches!(m.op_type.as_deref(), Some("Flatten" | "Reshape")) && m.input[0] == out
+            })
+            && self.readers.get(&out) == Some(&1);
         let pooled = if only_flatten {
             out.clone()
         } else {
@@ -1635,10 +1634,10 @@ impl Converter {
             // ncnn's nearest takes floor(dst * in / out): the same pixels as ONNX's
             // modes for integer up-scaling.
             "nearest" => {
-                if oh % x[2] != 0 || ow % x[3] != 0 {
-                    if ctm != "asymmetric" || a.s("nearest_mode", "round_prefer_floor") != "floor" {
-                        bail!("nearest resize by a non-integer factor needs asymmetric / floor");
-                    }
+                if (oh % x[2] != 0 || ow % x[3] != 0)
+                    && (ctm != "asymmetric" || a.s("nearest_mode", "round_prefer_floor") != "floor")
+                {
+                    bail!("nearest resize by a non-integer factor needs asymmetric / floor");
                 }
                 (1, 0)
             }
@@ -1873,7 +1872,7 @@ const PERMUTE_4D: [[usize; 4]; 24] = [
 ];
 
 /// BatchNormalization as y = x * s + b per channel.
-fn bn_affine(c: &Converter, n: &NodeProto) -> Result<(Vec<f64>, Vec<f64>)> {
+fn bn_affine(c: &Converter, n: &NodeProto) -> Result<Affine> {
     if n.input.len() < 5 {
         bail!("needs scale, B, mean and var inputs");
     }
