@@ -622,3 +622,70 @@ fn mutated_models_fail_cleanly() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The pnnx route (optional: pnnx pulls in torch, too large for the CI setup)
+
+/// The small CNN converted by pnnx (ONNX -> ncnn, fp32 weights) runs in this runtime as
+/// onnxruntime runs the ONNX model. Runs only where `pnnx` is on the PATH (or `EQ_PNNX`
+/// names it); skipped otherwise, also under CI.
+#[test]
+fn pnnx_converted_cnn_matches_onnxruntime() {
+    let pnnx = std::env::var("EQ_PNNX").unwrap_or_else(|_| "pnnx".into());
+    if Command::new(&pnnx).arg("--help").output().is_err() {
+        println!("SKIPPED pnnx_converted_cnn_matches_onnxruntime: no `{pnnx}` (pip install pnnx)");
+        return;
+    }
+    let dir = temp_dir("onnx-pnnx");
+    if build("pnnx_converted_cnn_matches_onnxruntime", &dir, &["cnn"]).is_none() {
+        return;
+    }
+    let out = Command::new(&pnnx)
+        .current_dir(&dir)
+        .args(["cnn.onnx", "inputshape=[1,3,32,32]", "fp16=0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pnnx: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = |f: &str| s(&dir.join(f));
+    let out = eq(&[
+        "infer",
+        "--param",
+        &p("cnn.ncnn.param"),
+        "--bin",
+        &p("cnn.ncnn.bin"),
+        "--batch",
+        "--threads",
+        "1",
+        "--in",
+        &format!("in0={}", p("cnn.in0.npy")),
+        "--out",
+        &format!("out0={}", p("got0.npy")),
+        "--out",
+        &format!("out1={}", p("got1.npy")),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..2 {
+        let want = eq_tools::npy::read(&dir.join(format!("cnn.out{i}.npy"))).unwrap();
+        let got = eq_tools::npy::read(&dir.join(format!("got{i}.npy"))).unwrap();
+        assert_eq!(got.dims, want.dims);
+        let scale = want.data.iter().fold(1e-6f32, |a, v| a.max(v.abs()));
+        let err = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+        assert!(
+            err / scale <= 1e-4,
+            "out{i}: max error {err} (scale {scale})"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
