@@ -269,6 +269,72 @@ fn small_cnn_with_residuals_and_a_detector_head() {
     }
 }
 
+/// The imported files are plain ncnn: stock ncnn (the PyPI package, via tests/ncnn_run.py)
+/// runs them to the same outputs as onnxruntime.
+#[test]
+fn stock_ncnn_runs_the_imported_models_alike() {
+    let test = "stock_ncnn_runs_the_imported_models_alike";
+    let dir = temp_dir("onnx-ncnn");
+    let names = [
+        "cnn",
+        "broadcast",
+        "pooling",
+        "shapes",
+        "resize",
+        "activations",
+    ];
+    let Some(models) = build(test, &dir, &names) else {
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ncnn_run.py");
+    for m in &models {
+        let (param, bin) = import(&dir, &m.name);
+        // ncnn takes the input without its batch dim.
+        let x = eq_tools::npy::read(&dir.join(format!("{}.in0.npy", m.name))).unwrap();
+        let input = dir.join(format!("{}.ncnn_in.npy", m.name));
+        eq_tools::npy::write(&input, &x.dims[1..], &x.data).unwrap();
+        for (i, out) in m.outputs.iter().enumerate() {
+            let got_path = dir.join(format!("{}.ncnn{i}.npy", m.name));
+            let o = Command::new("python3")
+                .arg(&script)
+                .args([&param, &bin])
+                .arg(&m.inputs[0])
+                .arg(out)
+                .arg(&got_path)
+                .arg(&input)
+                .output()
+                .unwrap();
+            if o.status.code() == Some(3) {
+                let why = String::from_utf8_lossy(&o.stderr);
+                assert!(!ci(), "{test} needs python3 with ncnn: {why}");
+                println!("SKIPPED {test}: {why}");
+                return;
+            }
+            assert!(
+                o.status.success(),
+                "{} {out}: {}",
+                m.name,
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let got = eq_tools::npy::read(&got_path).unwrap();
+            let want = eq_tools::npy::read(&dir.join(format!("{}.out{i}.npy", m.name))).unwrap();
+            assert_eq!(got.data.len(), want.data.len(), "{} {out}: size", m.name);
+            let scale = want.data.iter().fold(1e-6f32, |a, v| a.max(v.abs()));
+            let err = got
+                .data
+                .iter()
+                .zip(&want.data)
+                .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+            assert!(
+                err / scale <= 1e-4,
+                "stock ncnn, {} output {out}: max error {err} (scale {scale})",
+                m.name
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// torchvision ResNet-18 and MobileNetV2 (random weights) exported by torch. Optional: the
 /// PyPI torch wheel brings CUDA libraries (several GB), too large for the CI setup, so this
 /// runs only where `EQ_TORCH_PYTHON` (default python3) has torch and torchvision.

@@ -86,6 +86,16 @@ fn numel(dims: &[usize]) -> Result<usize> {
         .ok_or_else(|| anyhow!("shape {dims:?} is too large"))
 }
 
+/// Elements of a tensor computed at import (not read from the file): kept small so that a
+/// hostile ConstantOfShape or broadcast cannot exhaust memory.
+fn numel_computed(dims: &[usize]) -> Result<usize> {
+    let n = numel(dims)?;
+    if n > 1 << 24 {
+        bail!("constant of shape {dims:?} is too large to compute at import");
+    }
+    Ok(n)
+}
+
 /// An initializer or Constant value as a `Const`.
 pub fn tensor_const(t: &TensorProto) -> Result<Const> {
     let name = t.name.as_deref().unwrap_or_default();
@@ -410,7 +420,12 @@ fn window(
     let mut pads = match a.ints("pads").as_deref() {
         None => [0; 4],
         Some([t, l, b, r]) => {
-            let p = |v: i64| usize::try_from(v).map_err(|_| anyhow!("negative pad {v}"));
+            let p = |v: i64| {
+                usize::try_from(v)
+                    .ok()
+                    .filter(|&x| x < 1 << 20)
+                    .ok_or_else(|| anyhow!("pad {v} is negative or too large"))
+            };
             [p(*t)?, p(*l)?, p(*b)?, p(*r)?]
         }
         Some(v) => bail!("pads {v:?}: 4 values (2-D) expected"),
@@ -485,6 +500,10 @@ impl Converter {
         }
         if !(2..=5).contains(&shape.len()) {
             bail!("output shape {shape:?}: ranks 2 to 5 (batch first) are supported");
+        }
+        // Bounded dims keep the size arithmetic of later layers from overflowing.
+        if shape.contains(&0) || numel(&shape).is_err() {
+            bail!("output shape {shape:?} is empty or too large");
         }
         self.vals.insert(name.to_string(), Val::Blob(shape));
         Ok(())
@@ -588,6 +607,9 @@ impl Converter {
         if let Some(v) = self.fold(op, n, &a)? {
             self.vals.insert(n.output[0].clone(), Val::Const(v));
             return Ok(());
+        }
+        if n.input.first().is_none_or(|i| i.is_empty()) {
+            bail!("the node has no input");
         }
         match op {
             "Conv" => self.conv(n, name, &a, nodes),
@@ -738,7 +760,7 @@ impl Converter {
                 };
                 let v = *value.data.first().unwrap_or(&0.0);
                 Const {
-                    data: vec![v; numel(&dims)?],
+                    data: vec![v; numel_computed(&dims)?],
                     dims,
                     int: value.int,
                 }
@@ -781,7 +803,7 @@ impl Converter {
                     bail!("axis {axis} is out of range");
                 }
                 let (lo, hi) = dims.split_at(axis as usize);
-                vec![lo.iter().product(), hi.iter().product()]
+                vec![numel(lo)?, numel(hi)?]
             }
             "Squeeze" => match axes_of(r)? {
                 Some(axes) => {
@@ -942,13 +964,13 @@ impl Converter {
                 "weight",
             )?
             .clone();
-        if w.dims.len() != 4 {
-            bail!("weight shape {:?} is not 4-D", w.dims);
+        if w.dims.len() != 4 || w.dims.iter().any(|&d| d == 0 || d >= 1 << 20) {
+            bail!("weight shape {:?} is not a 4-D kernel", w.dims);
         }
         let (m, cpg) = (w.dims[0], w.dims[1]);
         let group = usize::try_from(a.i("group", 1))
             .ok()
-            .filter(|&g| g > 0)
+            .filter(|&g| g > 0 && g < 1 << 20)
             .ok_or_else(|| anyhow!("bad group"))?;
         if m == 0 || cpg * group != x[1] || m % group != 0 {
             bail!(
@@ -1058,12 +1080,12 @@ impl Converter {
                 "weight",
             )?
             .clone();
-        if w.dims.len() != 4 {
-            bail!("weight shape {:?} is not 4-D", w.dims);
+        if w.dims.len() != 4 || w.dims.iter().any(|&d| d == 0 || d >= 1 << 20) {
+            bail!("weight shape {:?} is not a 4-D kernel", w.dims);
         }
         let group = usize::try_from(a.i("group", 1))
             .ok()
-            .filter(|&g| g > 0)
+            .filter(|&g| g > 0 && g < 1 << 20)
             .ok_or_else(|| anyhow!("bad group"))?;
         let (cin, opg, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3]);
         if cin != x[1] || cin % group != 0 || opg == 0 {
@@ -1080,7 +1102,9 @@ impl Converter {
         let win = window(a, Some([kh, kw]), [x[2], x[3]], true)?;
         let op = match a.ints("output_padding").as_deref() {
             None => [0, 0],
-            Some([h, w]) if *h >= 0 && *w >= 0 => [*h as usize, *w as usize],
+            Some([h, w]) if (0..1 << 20).contains(h) && (0..1 << 20).contains(w) => {
+                [*h as usize, *w as usize]
+            }
             Some(v) => bail!("output_padding {v:?} is not supported"),
         };
         let size = |ax: usize| -> Result<usize> {
@@ -1510,7 +1534,9 @@ impl Converter {
                 Err(e) => Err(e),
             })
             .collect::<Result<_>>()?;
-        let rank = shapes[0].len();
+        let Some(rank) = shapes.first().map(Vec::len) else {
+            bail!("needs at least one input");
+        };
         let axis = self.axis(a.i("axis", 1), rank)?;
         let mut out = shapes[0].clone();
         out[axis] = 0;
@@ -1715,7 +1741,10 @@ impl Converter {
                 vec![x[axis] / k; k]
             }
         };
-        if parts.len() != k || parts.iter().sum::<usize>() != x[axis] || parts.contains(&0) {
+        if parts.len() != k
+            || parts.iter().try_fold(0usize, |a, &p| a.checked_add(p)) != Some(x[axis])
+            || parts.contains(&0)
+        {
             bail!(
                 "split {parts:?} does not match {k} outputs of axis size {}",
                 x[axis]
@@ -1745,7 +1774,7 @@ impl Converter {
         if n.input.get(3).is_some_and(|s| !s.is_empty()) {
             bail!("the axes input is not supported");
         }
-        if pads.len() != 2 * r || pads.iter().any(|&p| p < 0) {
+        if pads.len() != 2 * r || pads.iter().any(|&p| !(0..1 << 20).contains(&p)) {
             bail!("pads {pads:?}: {} non-negative values expected", 2 * r);
         }
         if pads[0] != 0 || pads[r] != 0 {
@@ -1941,7 +1970,7 @@ fn broadcast_dims(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
 
 fn broadcast_const(x: &Const, y: &Const, int: bool, f: impl Fn(f64, f64) -> f64) -> Result<Const> {
     let dims = broadcast_dims(&x.dims, &y.dims)?;
-    let n = numel(&dims)?;
+    let n = numel_computed(&dims)?;
     let r = dims.len();
     let index = |c: &Const, mut flat: usize| -> usize {
         // Row-major index into c for output position `flat`.
@@ -2049,7 +2078,7 @@ fn slice_const(
         ranges[axes[i]] = (s, e.max(s));
     }
     let dims: Vec<usize> = ranges.iter().map(|(s, e)| e - s).collect();
-    let n = numel(&dims)?;
+    let n = numel_computed(&dims)?;
     let r = dims.len();
     let data = (0..n)
         .map(|mut flat| {
