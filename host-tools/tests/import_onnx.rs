@@ -797,3 +797,119 @@ fn pnnx_converted_cnn_matches_onnxruntime() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Structured fuzz: nodes of the small model get other op types, inputs and attribute
+/// values (every mapping sees odd shapes and values); the importer may fail, never panic.
+#[test]
+fn models_with_swapped_ops_and_attributes_fail_cleanly() {
+    const OPS: &[&str] = &[
+        "Conv",
+        "ConvTranspose",
+        "Gemm",
+        "MatMul",
+        "BatchNormalization",
+        "Relu",
+        "LeakyRelu",
+        "Sigmoid",
+        "HardSwish",
+        "HardSigmoid",
+        "Clip",
+        "Tanh",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Max",
+        "Pow",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "Concat",
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Transpose",
+        "Resize",
+        "Upsample",
+        "Slice",
+        "Split",
+        "Pad",
+        "Softmax",
+        "ReduceMean",
+        "Identity",
+        "Dropout",
+        "Shape",
+        "Gather",
+        "Cast",
+        "Constant",
+        "ConstantOfShape",
+        "Floor",
+    ];
+    const ATTRS: &[&str] = &[
+        "axis",
+        "axes",
+        "group",
+        "pads",
+        "strides",
+        "dilations",
+        "kernel_shape",
+        "perm",
+        "split",
+        "keepdims",
+        "ceil_mode",
+        "transB",
+        "output_padding",
+        "starts",
+        "ends",
+        "to",
+    ];
+    let good = small_model();
+    let names: Vec<String> = {
+        let g = good.graph.as_ref().unwrap();
+        let mut v: Vec<String> = g.node.iter().flat_map(|n| n.output.clone()).collect();
+        v.extend(g.initializer.iter().filter_map(|t| t.name.clone()));
+        v.push("x".into());
+        v
+    };
+    let mut rng = Rng::new(12);
+    let below = |rng: &mut Rng, n: usize| (rng.next_u64() % n as u64) as usize;
+    for _ in 0..20_000 {
+        let mut m = good.clone();
+        let g = m.graph.as_mut().unwrap();
+        for _ in 0..1 + below(&mut rng, 3) {
+            let k = below(&mut rng, g.node.len());
+            let n = &mut g.node[k];
+            match below(&mut rng, 4) {
+                0 => n.op_type = Some(OPS[below(&mut rng, OPS.len())].into()),
+                1 => {
+                    let i = below(&mut rng, n.input.len() + 1);
+                    let name = names[below(&mut rng, names.len())].clone();
+                    if i < n.input.len() {
+                        n.input[i] = name;
+                    } else {
+                        n.input.push(name);
+                    }
+                }
+                2 => {
+                    let name = ATTRS[below(&mut rng, ATTRS.len())];
+                    let len = below(&mut rng, 5);
+                    let vals: Vec<i64> = (0..len).map(|_| below(&mut rng, 9) as i64 - 3).collect();
+                    n.attribute.retain(|a| a.name.as_deref() != Some(name));
+                    n.attribute.push(if len == 1 {
+                        attr_i(name, vals[0])
+                    } else {
+                        attr_ints(name, &vals)
+                    });
+                }
+                _ => {
+                    n.input.truncate(below(&mut rng, n.input.len() + 1));
+                }
+            }
+        }
+        if let Ok(model) = convert(&m) {
+            let _ = model.param.to_text();
+        }
+    }
+}

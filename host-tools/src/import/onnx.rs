@@ -603,13 +603,13 @@ impl Converter {
             self.val(i)?;
         }
         let a = Attrs(&n.attribute);
+        if op != "Constant" && n.input.first().is_none_or(|i| i.is_empty()) {
+            bail!("the node has no input");
+        }
         // Constant subgraphs (shape arithmetic) are evaluated here, not run.
         if let Some(v) = self.fold(op, n, &a)? {
             self.vals.insert(n.output[0].clone(), Val::Const(v));
             return Ok(());
-        }
-        if n.input.first().is_none_or(|i| i.is_empty()) {
-            bail!("the node has no input");
         }
         match op {
             "Conv" => self.conv(n, name, &a, nodes),
