@@ -244,6 +244,16 @@ fn broadcasting_binary_ops_with_scalar_and_tensor_constants() {
 }
 
 #[test]
+fn standalone_batchnorm_unary_ops_and_odd_shapes() {
+    for (_, param) in check("onnx-misc", &["misc"]) {
+        let k = kinds(&param);
+        for want in ["BatchNorm", "UnaryOp", "Crop", "Slice"] {
+            assert!(k.contains(&want), "{want} missing: {param}");
+        }
+    }
+}
+
+#[test]
 fn pooling_with_ceil_mode_pads_and_global() {
     check("onnx-pool", &["pooling"]);
 }

@@ -168,6 +168,17 @@ def build(name):
         c = g.op("Resize", [x, "", g.const(np.array([1, 1, 2, 3], dtype=np.float32))],
                  mode="linear", coordinate_transformation_mode="align_corners")
         outs = [a, b, c]
+    elif name == "misc":
+        a = g.bn(x, 4)  # not after a conv: an ncnn BatchNorm
+        b = g.op("Max", [a, g.const(np.float32(-0.5))])
+        c = g.op("Min", [b, g.w(4, 1, 1)])
+        d = g.op("Pow", [c, g.const(np.float32(2.0))])
+        e1, e2 = g.op("Split", [d], n_out=2, axis=1)  # equal parts
+        f = g.op("Reshape", [e1, g.i64(0, 0, -1)])  # [1,2,64]
+        h = g.op("Slice", [f, g.i64(-60, 1), g.i64(2**63 - 1, 2), g.i64(2, 1)])  # [1,1,60]
+        k = g.op("Unsqueeze", [g.op("Squeeze", [h, g.i64(1)]), g.i64(1)])
+        m = g.op("Max", [e2, g.op("Neg", [e2])])
+        outs = [k, m]
     elif name == "cnn":
         # Stem, two residual blocks, a detector-style head: upsample + concat.
         inputs = {"x": [1, 3, 32, 32]}

@@ -621,6 +621,7 @@ impl Converter {
                 self.activation(op, n, name, &a)
             }
             "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" => self.binary(op, n, name),
+            _ if UNARY.iter().any(|&(o, _)| o == op) => self.unary(op, n, name),
             "MaxPool" | "AveragePool" => self.pool(op, n, name, &a),
             "GlobalAveragePool" | "GlobalMaxPool" => self.global_pool(op, n, name, nodes),
             "Concat" => self.concat(n, name, &a),
@@ -1430,6 +1431,15 @@ impl Converter {
         }
     }
 
+    /// Elementwise math on a blob: ncnn UnaryOp.
+    fn unary(&mut self, op: &str, n: &NodeProto, name: &str) -> Result<()> {
+        let x = self.shape(&n.input[0])?;
+        let code = UNARY.iter().find(|&&(o, _)| o == op).expect("listed").1;
+        self.layer("UnaryOp", name, &[&n.input[0]], &[&n.output[0]])
+            .int(0, code);
+        self.blob(&n.output[0], x)
+    }
+
     fn pool(&mut self, op: &str, n: &NodeProto, name: &str, a: &Attrs) -> Result<()> {
         let x = self.shape(&n.input[0])?;
         if x.len() != 4 {
@@ -1863,6 +1873,29 @@ impl Converter {
         self.blob(&n.output[0], out)
     }
 }
+
+/// ONNX elementwise ops and their ncnn UnaryOp op_type.
+const UNARY: [(&str, i32); 19] = [
+    ("Abs", 0),
+    ("Neg", 1),
+    ("Floor", 2),
+    ("Ceil", 3),
+    ("Sqrt", 5),
+    ("Exp", 7),
+    ("Log", 8),
+    ("Sin", 9),
+    ("Cos", 10),
+    ("Tan", 11),
+    ("Asin", 12),
+    ("Acos", 13),
+    ("Atan", 14),
+    ("Reciprocal", 15),
+    ("Round", 18),
+    ("Sign", 20),
+    ("Sinh", 22),
+    ("Cosh", 24),
+    ("Atanh", 26),
+];
 
 const PERMUTE_3D: [[usize; 3]; 6] = [
     [0, 1, 2],
