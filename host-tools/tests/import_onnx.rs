@@ -580,7 +580,9 @@ fn small_model() -> ModelProto {
 
 #[test]
 fn a_model_written_here_imports_and_runs() {
-    let m = small_model();
+    let mut m = small_model();
+    // A layer name with spaces (allowed in ONNX) becomes an ncnn token.
+    m.graph.as_mut().unwrap().node[2].name = Some("the relu".into());
     let model = convert(&decode(&m.encode_to_vec()).unwrap()).unwrap();
     let param = model.param.to_text().unwrap();
     assert_eq!(
@@ -588,6 +590,7 @@ fn a_model_written_here_imports_and_runs() {
         ["Input", "Convolution", "ReLU", "Flatten", "InnerProduct"],
         "{param}"
     );
+    assert!(param.contains(" the_relu "), "{param}");
     let mut net = eq_runtime::Net::from_memory(
         param.as_bytes(),
         &model.bin.bytes,

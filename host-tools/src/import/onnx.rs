@@ -483,7 +483,18 @@ impl Converter {
     }
 
     fn layer(&mut self, kind: &str, name: &str, bottoms: &[&str], tops: &[&str]) -> &mut Layer {
-        let mut n = name.to_string();
+        // Layer names are free text in ONNX; ncnn's are whitespace-free tokens.
+        let name: String = name
+            .chars()
+            .take(200)
+            .map(|c| if c.is_whitespace() { '_' } else { c })
+            .collect();
+        let name = if name.is_empty() {
+            "layer".to_string()
+        } else {
+            name
+        };
+        let mut n = name.clone();
         let mut k = 1;
         while self.layer_names.contains(&n) {
             n = format!("{name}_{k}");
