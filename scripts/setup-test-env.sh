@@ -3,12 +3,15 @@
 # - Debian packages (C toolchain, aarch64 cross tools, qemu-user, llvm-mca, sshd, Python
 #   venv), only those not installed yet (needs root or sudo then);
 # - rustfmt and clippy, and an aarch64 Rust standard library (scripts/setup-cross.sh);
-# - Python with the PyPI ncnn oracle, numpy and Pillow: the current python3 when it already
-#   has them at the pinned ncnn version, else a venv in target/test-venv (EQ_TEST_VENV),
-#   activated in the calling shell.
+# - Python with the PyPI ncnn oracle, numpy and Pillow, plus onnx and onnxruntime (the
+#   `eq import onnx` tests build models and reference outputs with them): the current python3
+#   when it already has them at the pinned versions, else a venv in target/test-venv
+#   (EQ_TEST_VENV), activated in the calling shell.
 # Set EQ_NO_SETUP=1 to skip all of it.
 
 NCNN_VERSION=1.0.20261020
+ONNX_VERSION=1.23.2
+ORT_VERSION=1.31.1
 
 setup_log() { echo "setup: $*" >&2; }
 
@@ -51,10 +54,12 @@ setup_rust() {
 }
 
 python_ready() {
-    python3 - "$NCNN_VERSION" <<'EOF' 2>/dev/null
+    python3 - "$NCNN_VERSION" "$ONNX_VERSION" "$ORT_VERSION" <<'EOF' 2>/dev/null
 import sys
-import ncnn, numpy, PIL  # noqa: F401
-sys.exit(0 if ncnn.__version__ == sys.argv[1] else 1)
+import ncnn, numpy, PIL, onnx, onnxruntime  # noqa: F401
+want = sys.argv[1:]
+have = [ncnn.__version__, onnx.__version__, onnxruntime.__version__]
+sys.exit(0 if have == want else 1)
 EOF
 }
 
@@ -69,11 +74,12 @@ setup_python() {
     # shellcheck disable=SC1091
     . "$venv/bin/activate"
     python_ready && return 0
-    setup_log "pip: ncnn==$NCNN_VERSION numpy pillow"
+    setup_log "pip: ncnn==$NCNN_VERSION numpy pillow onnx==$ONNX_VERSION onnxruntime==$ORT_VERSION"
     python3 -m pip install -q --upgrade pip
-    python3 -m pip install -q "ncnn==$NCNN_VERSION" numpy pillow
+    python3 -m pip install -q "ncnn==$NCNN_VERSION" numpy pillow "onnx==$ONNX_VERSION" \
+        "onnxruntime==$ORT_VERSION"
     python_ready || {
-        setup_log "the venv still lacks ncnn $NCNN_VERSION, numpy or Pillow"
+        setup_log "the venv still lacks ncnn $NCNN_VERSION, numpy, Pillow, onnx $ONNX_VERSION or onnxruntime $ORT_VERSION"
         return 1
     }
 }

@@ -56,6 +56,22 @@ pub enum ImportCommand {
     /// A Caffe deploy .prototxt + .caffemodel, converted as ncnn's caffe2ncnn does
     /// (in-place layers renamed, Splits inserted, BatchNorm + Scale folded).
     Caffe(ImportCaffeArgs),
+    /// An ONNX model (fp32, fixed input shapes, batch 1) for the ops the runtime has;
+    /// shape arithmetic is folded, BatchNormalization folded into Conv / Gemm.
+    Onnx(ImportOnnxArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportOnnxArgs {
+    /// The .onnx file (weights inside it, not in external data files).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The ncnn .param to write.
+    #[arg(long)]
+    pub out_param: PathBuf,
+    /// The ncnn .bin to write.
+    #[arg(long)]
+    pub out_bin: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -464,6 +480,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::EvalDet(a) => run_eval_det(&a),
         Command::Report(a) => run_report(&a),
         Command::Easyquant(a) => run_easyquant(a),
+        Command::Import(ImportCommand::Onnx(a)) => {
+            crate::import::onnx::import_file(&a.model, &a.out_param, &a.out_bin)?;
+            println!(
+                "wrote {} and {}",
+                a.out_param.display(),
+                a.out_bin.display()
+            );
+            Ok(())
+        }
         Command::Import(ImportCommand::Caffe(a)) => {
             crate::import::caffe::import_files(
                 &a.prototxt,

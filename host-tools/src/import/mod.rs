@@ -2,4 +2,6 @@
 
 pub mod caffe;
 pub mod caffe_proto;
+pub mod onnx;
+pub mod onnx_proto;
 pub mod prototxt;
