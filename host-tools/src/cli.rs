@@ -127,6 +127,11 @@ pub struct EasyquantArgs {
     /// Layers to keep in fp32.
     #[arg(long, value_delimiter = ',')]
     pub keep_fp32: Vec<String>,
+    /// Equalize per-channel activation ranges before calibrating (an FP32-equivalent
+    /// rewrite of the weights): of blobs read only by a depthwise layer (depthwise), or also
+    /// of blobs read only by a Convolution (all), or none (off).
+    #[arg(long, value_enum, default_value = "all")]
+    pub equalize: crate::easyquant::EqualizeMode,
     /// auto: choose INT7 / INT8 / FP32 per layer for the least estimated latency within
     /// --budget; off: every layer at --bits (except --keep-fp32).
     #[arg(long, value_enum, default_value = "auto")]
@@ -594,6 +599,7 @@ fn run_easyquant(a: EasyquantArgs) -> Result<()> {
         out: a.out.clone(),
         validation,
         keep_fp32: a.keep_fp32,
+        equalize: a.equalize,
         mixed: a.mixed == Mixed::Auto,
         budget: a.budget,
         cost: a.cost,

@@ -27,8 +27,21 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The equalized fp32 weights, in the work folder while the job runs.
+const EQUALIZED_BIN: &str = "equalized-fp32.bin";
+
 /// Held-out calibration images the per-layer comparison runs on (at most).
 const COMPARE_IMAGES: usize = 32;
+
+/// Which layer pairs `eq easyquant` equalizes before calibrating (see `equalize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EqualizeMode {
+    Off,
+    /// Producers feeding a depthwise layer (free on the weight side).
+    Depthwise,
+    /// Also producers feeding a Convolution (split with its weight columns).
+    All,
+}
 
 /// Validation data, when given.
 #[derive(Clone, Debug)]
@@ -49,6 +62,9 @@ pub struct Request {
     pub out: PathBuf,
     pub validation: Option<Validation>,
     pub keep_fp32: Vec<String>,
+    /// Equalize activation ranges across layer pairs first (`equalize`): depthwise
+    /// consumers, and also convolution consumers with `EqualizeMode::All`.
+    pub equalize: EqualizeMode,
     /// Automatic mixed precision, and its budget (None: the default, see `mixed`).
     pub mixed: bool,
     pub budget: Option<f64>,
@@ -237,15 +253,40 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
         .file_stem()
         .map(|s| s.to_string_lossy().trim_end_matches(".param").to_string())
         .unwrap_or_default();
-    let model = Model::load(&param, &bin)?;
-    let spec = NetSpec::for_images(&param, &bin, &prep)?;
-    let costs = CostModel::rk3399()?;
-    let layer_costs = layer_costs(&model, &spec)?;
     let run_opts = |label: &str| RunOptions {
         workers: req.threads,
         strict,
         progress: req.progress.then(|| label.to_string()),
     };
+    let model = Model::load(&param, &bin)?;
+    let spec = NetSpec::for_images(&param, &bin, &prep)?;
+    // Equalized weights replace the model's from here on (FP32-equivalent).
+    let (model, spec, bin) = if req.equalize == EqualizeMode::Off {
+        (model, spec, bin)
+    } else {
+        let t = Instant::now();
+        let (bytes, outcome) = crate::equalize::equalize(
+            &model,
+            &spec,
+            &prep,
+            &paths,
+            &run_opts("equalize"),
+            req.equalize == EqualizeMode::All,
+        )?;
+        let eq_bin = dir.join(EQUALIZED_BIN);
+        std::fs::write(&eq_bin, &bytes).with_context(|| format!("{}", eq_bin.display()))?;
+        eprintln!(
+            "equalized {} layer pair(s) on {} images",
+            outcome.pairs.len(),
+            paths.len()
+        );
+        let model = Model::from_memory(&std::fs::read(&param)?, &bytes)?;
+        let spec = NetSpec::for_images(&param, &eq_bin, &prep)?;
+        step("equalize", t);
+        (model, spec, eq_bin)
+    };
+    let costs = CostModel::rk3399()?;
+    let layer_costs = layer_costs(&model, &spec)?;
     let precision = if req.bits == 7 {
         Precision::Int7
     } else {
@@ -453,6 +494,7 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
         std::fs::write(&p, body).with_context(|| format!("{}", p.display()))?;
     }
     let _ = std::fs::remove_dir_all(dir.join("demo-input"));
+    let _ = std::fs::remove_file(dir.join(EQUALIZED_BIN));
     Ok(summary)
 }
 

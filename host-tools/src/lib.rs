@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod demo;
 pub mod detection;
 pub mod easyquant;
+pub mod equalize;
 pub mod eval;
 pub mod finetune;
 pub mod import;
