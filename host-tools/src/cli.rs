@@ -30,6 +30,10 @@ pub enum Command {
     Zoo(ZooArgs),
     /// Compute an ncnn2table scale table (max, KL or ACIQ) over calibration images.
     Calibrate(CalibrateArgs),
+    /// Equalize per-channel activation ranges across layer pairs (an FP32-equivalent
+    /// rewrite of the weights, as `eq easyquant --equalize` does): writes the new .bin (the
+    /// .param is unchanged), to calibrate and quantize step by step.
+    Equalize(EqualizeArgs),
     /// Write the int8 model (as ncnn2int8 does) from an fp32 model and a scale table.
     Quantize(QuantizeArgs),
     /// EasyQuant scale search: tune a table's scales layer by layer (cosine objective).
@@ -306,6 +310,26 @@ pub struct CalibrateArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct EqualizeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+    #[command(flatten)]
+    pub prep: PrepArgs,
+    /// depthwise: blobs read only by a depthwise layer; all: also those read only by a
+    /// Convolution.
+    #[arg(long, value_enum, default_value = "all")]
+    pub mode: crate::easyquant::EqualizeMode,
+    /// The .bin to write.
+    #[arg(long)]
+    pub out_bin: PathBuf,
+    /// Worker threads, one image each (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
 pub struct FinetuneArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -478,6 +502,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Calibrate(a) => run_calibrate(&a),
+        Command::Equalize(a) => run_equalize(&a),
         Command::Quantize(a) => run_quantize(&a),
         Command::Finetune(a) => run_finetune(&a),
         Command::Eval(a) => run_eval(&a),
@@ -675,6 +700,36 @@ fn run_calibrate(a: &CalibrateArgs) -> Result<()> {
         table.activations.len(),
         a.method,
         a.bits
+    );
+    Ok(())
+}
+
+fn run_equalize(a: &EqualizeArgs) -> Result<()> {
+    use crate::easyquant::EqualizeMode;
+    let prep = a.prep.preprocess()?;
+    let paths = a.images.paths()?;
+    let model = crate::model::Model::load(&a.model.param, &a.model.bin)?;
+    let (bytes, outcome) = if a.mode == EqualizeMode::Off {
+        (model.bin.clone(), Default::default())
+    } else {
+        let spec = crate::runner::NetSpec::for_images(&a.model.param, &a.model.bin, &prep)?;
+        crate::equalize::equalize(
+            &model,
+            &spec,
+            &prep,
+            &paths,
+            &run_options(a.threads, a.images.strict, "equalize"),
+            a.mode == EqualizeMode::All,
+        )?
+    };
+    std::fs::write(&a.out_bin, bytes).with_context(|| format!("{}", a.out_bin.display()))?;
+    for (p, c, spread) in &outcome.pairs {
+        println!("{p} -> {c}: factors span {spread:.1}x");
+    }
+    println!(
+        "wrote {} ({} layer pairs equalized)",
+        a.out_bin.display(),
+        outcome.pairs.len()
     );
     Ok(())
 }
