@@ -132,9 +132,10 @@ pub struct EasyquantArgs {
     #[arg(long, value_delimiter = ',')]
     pub keep_fp32: Vec<String>,
     /// Equalize per-channel activation ranges before calibrating (an FP32-equivalent
-    /// rewrite of the weights): of blobs read only by a depthwise layer (depthwise), or also
-    /// of blobs read only by a Convolution (all), or none (off).
-    #[arg(long, value_enum, default_value = "all")]
+    /// rewrite of the weights): of blobs read only by a depthwise layer (depthwise: free on
+    /// the weight side), or also of blobs read only by a Convolution (all: trades some
+    /// weight precision; best on yolo-fastest, not yet checked on classifiers), or none (off).
+    #[arg(long, value_enum, default_value = "depthwise")]
     pub equalize: crate::easyquant::EqualizeMode,
     /// auto: choose INT7 / INT8 / FP32 per layer for the least estimated latency within
     /// --budget; off: every layer at --bits (except --keep-fp32).
