@@ -364,6 +364,16 @@ impl Winograd {
         let per_group = panels.div_ceil(groups);
         let groups = panels.div_ceil(per_group);
         let out = SharedMut::new(output);
+        if groups > 1 && blocks <= threads {
+            return self.run_shared(
+                input,
+                g,
+                pool,
+                &mut scratch[..per_worker * threads],
+                &out,
+                groups,
+            );
+        }
         let scratch = SharedMut::new(&mut scratch[..per_worker * threads]);
         let task = |t: usize, worker: usize| {
             let (b, grp) = (t % blocks, t / blocks);
@@ -375,6 +385,74 @@ impl Winograd {
             let p1 = panels.min(p0 + per_group);
             let mut local = Local([[0.0; ROW * ROW]; LANES_MAX]);
             self.run_block(input, g, &block, p0..p1, micros, buf, &mut local, &out);
+        };
+        pool.run(blocks * groups, &task)
+            .map_err(|e| invalid(e.to_string()))
+    }
+
+    /// `run` with fewer blocks than workers, split by output channel groups: each block's
+    /// input is transformed once, by all workers (split by input channels), into the V part
+    /// of scratch slice `block`, and then the groups' tasks read it (the tasks of the plain
+    /// path would each transform their block's whole input again).
+    fn run_shared(
+        &self,
+        input: &[f32],
+        g: &Geometry,
+        pool: &Pool,
+        scratch: &mut [f32],
+        out: &SharedMut<f32>,
+        groups: usize,
+    ) -> LayerResult<()> {
+        let threads = pool.threads();
+        let per_worker = scratch.len() / threads;
+        let (tiles_x, tiles_y) = g.tiles(self.variant.m());
+        let tiles = tiles_x * tiles_y;
+        let nb = self.block_tiles(tiles);
+        let blocks = tiles.div_ceil(nb);
+        let k = self.inch;
+        let v_len = self.variant.alpha().pow(2) * nb * k;
+        assert!(blocks <= threads && v_len <= per_worker);
+        // An address, not a pointer, so the task closures are Sync.
+        let base = scratch.as_mut_ptr() as usize;
+        let chunks = (2 * threads).div_ceil(blocks).min(k);
+        let per_chunk = k.div_ceil(chunks);
+        let chunks = k.div_ceil(per_chunk);
+        let block_at = |b: usize| Block::new(b * nb, nb.min(tiles - b * nb), nb, tiles_x);
+        let transform = |t: usize, _worker: usize| {
+            let (b, c) = (t % blocks, t / blocks);
+            let v = VOut {
+                // SAFETY: slice b's first v_len floats (b < threads); tasks write disjoint
+                // channels of it.
+                ptr: unsafe { (base as *mut f32).add(b * per_worker) },
+                len: v_len,
+            };
+            let mut local = Local([[0.0; ROW * ROW]; LANES_MAX]);
+            let channels = c * per_chunk..k.min((c + 1) * per_chunk);
+            self.transform_input(input, g, &block_at(b), v, nb * k, channels, &mut local);
+        };
+        pool.run(blocks * chunks, &transform)
+            .map_err(|e| invalid(e.to_string()))?;
+        let panels = self.outch.div_ceil(self.kernel.mr);
+        let per_group = panels.div_ceil(groups);
+        let task = |t: usize, worker: usize| {
+            let (b, grp) = (t % blocks, t / blocks);
+            let base = base as *mut f32;
+            // SAFETY: V of block b is only read in this phase; the worker's M part (after
+            // the V part of its slice) is used by one thread at a time and overlaps no V.
+            let (v, mbuf) = unsafe {
+                (
+                    std::slice::from_raw_parts(base.add(b * per_worker), v_len),
+                    std::slice::from_raw_parts_mut(
+                        base.add(worker * per_worker + v_len),
+                        per_worker - v_len,
+                    ),
+                )
+            };
+            let micros = self.kernel.micros_for(pool.core_kind(worker));
+            let p0 = grp * per_group;
+            let p1 = panels.min(p0 + per_group);
+            let mut local = Local([[0.0; ROW * ROW]; LANES_MAX]);
+            self.multiply_block(v, mbuf, g, &block_at(b), p0..p1, micros, &mut local, out);
         };
         pool.run(blocks * groups, &task)
             .map_err(|e| invalid(e.to_string()))
@@ -393,14 +471,38 @@ impl Winograd {
         local: &mut Local,
         out: &SharedMut<f32>,
     ) {
+        let a2 = self.variant.alpha().pow(2);
+        let k = self.inch;
+        let (v, mbuf) = buf.split_at_mut(a2 * block.nb * k);
+        // V[t][panel][k][j]: position t's B panels start at t * t_stride.
+        let t_stride = block.nb * k;
+        let vout = VOut {
+            ptr: v.as_mut_ptr(),
+            len: v.len(),
+        };
+        self.transform_input(input, g, block, vout, t_stride, 0..k, local);
+        self.multiply_block(v, mbuf, g, block, panels, micros, local, out);
+    }
+
+    /// The products and output transform of one block whose V is done, for output channel
+    /// panels `panels`; `mbuf` is the task's M.
+    #[allow(clippy::too_many_arguments)]
+    fn multiply_block(
+        &self,
+        v: &[f32],
+        mbuf: &mut [f32],
+        g: &Geometry,
+        block: &Block,
+        panels: std::ops::Range<usize>,
+        micros: Micros,
+        local: &mut Local,
+        out: &SharedMut<f32>,
+    ) {
         let (a, mr, nr) = (self.variant.alpha(), self.kernel.mr, self.kernel.nr);
         let a2 = a * a;
         let k = self.inch;
         let layout = self.kernel.panels();
-        let (v, mbuf) = buf.split_at_mut(a2 * block.nb * k);
-        // V[t][panel][k][j]: position t's B panels start at t * t_stride.
         let t_stride = block.nb * k;
-        self.transform_input(input, g, block, v, t_stride, local);
         let all_panels = self.outch.div_ceil(mr);
         let tile_panels = layout.count(block.count);
         // M[r][jp][t][j]: for output channel r of the panel and tile panel jp, the α²
@@ -446,13 +548,18 @@ impl Winograd {
     }
 
     /// Input transform of `block` into `v` (see [`Winograd::run_block`]).
+    ///
+    /// Writes channels `channels` of V only, through a raw pointer: the channel groups of
+    /// one block fill the same V from several tasks (`run_shared`).
+    #[allow(clippy::too_many_arguments)]
     fn transform_input(
         &self,
         input: &[f32],
         g: &Geometry,
         block: &Block,
-        v: &mut [f32],
+        v: VOut,
         t_stride: usize,
+        channels: std::ops::Range<usize>,
         local: &mut Local,
     ) {
         let at = InputAt {
@@ -461,6 +568,7 @@ impl Winograd {
             g,
             block,
             t_stride,
+            channels,
         };
         // SAFETY (every arm): `input_tiles` passes windows and destinations as the group
         // transforms require; the wide and NEON ones only run where `Transforms::native`
@@ -497,7 +605,7 @@ impl Winograd {
     fn input_tiles<const A: usize, const L: usize>(
         &self,
         at: &InputAt,
-        v: &mut [f32],
+        v: VOut,
         local: &mut Local,
         group: impl Fn(&[Window; L], *mut f32),
     ) {
@@ -525,7 +633,7 @@ impl Winograd {
             let (panel, j) = ((j0 / nr), j0 % nr);
             let width = self.kernel.panels().width(panel, block.count);
             let dst0 = panel * k * nr + j;
-            for ch in 0..k {
+            for ch in at.channels.clone() {
                 let chan = &at.input[ch * at.plane..(ch + 1) * at.plane];
                 let mut win = [Window {
                     ptr: chan.as_ptr(),
@@ -546,8 +654,10 @@ impl Winograd {
                 // Every window has A rows of A.next_multiple_of(4) readable floats (checked
                 // above for in-place windows; local windows are ROW x ROW); the destination
                 // offsets stay inside v (t < A², panel < nb / nr, ch < k, j + L ≤ width).
-                assert!(dst0 + ch * width + (A * A - 1) * at.t_stride + L <= v.len());
-                group(&win, v[dst0 + ch * width..].as_mut_ptr());
+                assert!(dst0 + ch * width + (A * A - 1) * at.t_stride + L <= v.len);
+                // SAFETY: in bounds (asserted); the callers of `transform_input` give each
+                // task its own channels of V.
+                group(&win, unsafe { v.ptr.add(dst0 + ch * width) });
             }
         }
     }
@@ -698,6 +808,15 @@ struct InputAt<'a> {
     g: &'a Geometry,
     block: &'a Block,
     t_stride: usize,
+    /// The input channels to transform.
+    channels: std::ops::Range<usize>,
+}
+
+/// A block's V, written by one or more tasks (each its own channels).
+#[derive(Clone, Copy)]
+struct VOut {
+    ptr: *mut f32,
+    len: usize,
 }
 
 /// Which group transforms a layer runs.
