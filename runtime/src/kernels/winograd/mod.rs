@@ -364,7 +364,21 @@ impl Winograd {
         let per_group = panels.div_ceil(groups);
         let groups = panels.div_ceil(per_group);
         let out = SharedMut::new(output);
-        if groups > 1 && blocks <= threads {
+        // Tasks writing one V by channels must not spill into each other's rows: a group
+        // transform writes all its lanes, past a narrow panel's last column into the next
+        // channel's row (harmless when one task writes the channels in order).
+        let lanes = if self.transforms == Transforms::Avx {
+            8
+        } else {
+            4
+        };
+        let wide_panels = self
+            .kernel
+            .panels()
+            .tails()
+            .iter()
+            .all(|&t| t == 0 || t >= lanes);
+        if groups > 1 && blocks <= threads && wide_panels {
             return self.run_shared(
                 input,
                 g,
