@@ -2,20 +2,8 @@
 
 mod common;
 
-use common::{eq, s, temp_dir};
+use common::{eq, fails_with, s, temp_dir};
 use std::path::Path;
-
-/// Runs `eq`, expects failure with exactly one stderr line containing every `needle`.
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = eq(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "args {args:?}: {err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("eq: error: "), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "expected `{n}` in: {err}");
-    }
-}
 
 #[test]
 fn demo_then_infer() {

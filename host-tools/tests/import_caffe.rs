@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{eq, require, s, shared_dir, temp_dir};
+use common::{eq, fails_with, require, s, shared_dir, temp_dir};
 use eq_runtime::rng::Rng;
 use eq_runtime::{Net, Options};
 use eq_tools::import::caffe::convert;
@@ -823,17 +823,6 @@ fn ssd_head_layers_import_and_run() {
 
 // ---------------------------------------------------------------------------------------
 // Errors: one line, exit code 1, never a panic
-
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = eq(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "args {args:?}: {err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("eq: error: "), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "expected `{n}` in: {err}");
-    }
-}
 
 #[test]
 fn bad_inputs_give_one_line_errors() {

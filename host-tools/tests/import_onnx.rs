@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{ci, eq, s, temp_dir};
+use common::{ci, eq, fails_with, s, temp_dir};
 use eq_runtime::rng::Rng;
 use eq_tools::import::onnx::{convert, decode};
 use eq_tools::import::onnx_proto::*;
@@ -601,17 +601,6 @@ fn a_model_written_here_imports_and_runs() {
     net.run().unwrap();
     let (shape, y) = net.blob_f32("y").unwrap();
     assert_eq!((shape.w, shape.h, shape.c, y.len()), (4, 1, 1, 4));
-}
-
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = eq(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "args {args:?}: {err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("eq: error: "), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "expected `{n}` in: {err}");
-    }
 }
 
 #[test]

@@ -13,6 +13,19 @@ pub fn eq(args: &[&str]) -> Output {
         .expect("run eq")
 }
 
+/// Runs `eq`, expects failure (exit code 1) with exactly one stderr line containing every
+/// `needle`.
+pub fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = eq(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "args {args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("eq: error: "), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "expected `{n}` in: {err}");
+    }
+}
+
 /// A fresh, empty scratch folder for this test process (the process id keeps test binaries
 /// running at once apart).
 pub fn temp_dir(name: &str) -> PathBuf {
