@@ -20,6 +20,7 @@ pub use isa::Isa;
 pub mod pooling;
 pub mod quantize;
 pub mod requant;
+pub mod split;
 pub mod winograd;
 pub mod winograd_i8;
 

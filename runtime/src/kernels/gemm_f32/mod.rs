@@ -21,10 +21,11 @@
 //! * `EQ_X86_F32_KERNEL=avx512|avx2|generic` forces the x86_64 path ([`Kernel::best`]); a
 //!   path the CPU lacks falls back to the best it has, other values are ignored.
 //! * Work is split into column blocks (and row blocks when there are few columns) that run on
-//!   the pool; each task writes a disjoint set of output row pieces.
+//!   the pool ([`crate::kernels::split`]); each task writes a disjoint set of output row pieces.
 
 use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult};
+use crate::kernels::split::{Product, Split};
 use crate::ops::activation::Activation;
 use crate::pool::{Pool, SharedMut};
 
@@ -852,26 +853,19 @@ pub fn gemm_blocked<S: AsRef<[f32]> + Sync>(
             "gemm blocking {blocking:?} does not fit the kernel"
         )));
     }
-    // Tasks are claimed dynamically, so a faster core takes more of them. One per worker is
-    // enough on identical cores; mixed clusters (big + little) get several per worker so the
-    // big cores can take the larger share instead of waiting for the little ones.
-    let tasks = if pool.mixed_cores() {
-        Pool::TASKS_PER_MIXED_WORKER * threads
-    } else {
-        threads
-    };
-    // Column blocks: at most `nc`, and at least `tasks` when there is enough work.
-    let nc = blocking.nc.min(n.div_ceil(tasks).div_ceil(nr) * nr).max(nr);
-    let n_blocks = n.div_ceil(nc);
-    // Few column blocks (small late feature maps): also split the rows.
+    let layout = a.kernel.panels();
     let panels = m.div_ceil(mr);
-    let m_blocks = if n_blocks >= tasks {
-        1
-    } else {
-        tasks.div_ceil(n_blocks).min(panels.div_ceil(4)).max(1)
+    let product = Product {
+        n,
+        unit_n: nr,
+        nc_max: blocking.nc.min(n.div_ceil(nr) * nr),
+        units: panels,
+        unit_rows: mr,
     };
-    let panels_per_block = panels.div_ceil(m_blocks);
-    let m_blocks = panels.div_ceil(panels_per_block);
+    let split = Split::choose(product, threads, pool.mixed_cores(), |c| {
+        (0..layout.count(c)).map(|j| layout.width(j, c)).sum()
+    });
+    let (nc, panels_per_block) = (split.nc, split.units_per_block);
     let kc_max = k_block(k);
 
     let (tile_act, post) = TileAct::split(act);
@@ -879,11 +873,10 @@ pub fn gemm_blocked<S: AsRef<[f32]> + Sync>(
     let out_ptr = OutPtr(c.as_mut_ptr());
     let out = SharedMut::new(c);
     let scratch = SharedMut::new(&mut scratch[..per_worker * threads]);
-    let layout = a.kernel.panels();
     let task = |t: usize, worker: usize| {
         let micros = a.kernel.micros_for(pool.core_kind(worker));
         let mut local = LocalTile([0.0; MR_MAX * NR_MAX]);
-        let (nb, mb) = (t % n_blocks, t / n_blocks);
+        let (nb, mb) = split.block(t);
         let n0 = nb * nc;
         let ncur = nc.min(n - n0);
         let p0 = mb * panels_per_block;
@@ -952,7 +945,7 @@ pub fn gemm_blocked<S: AsRef<[f32]> + Sync>(
             k0 += kc;
         }
     };
-    pool.run(n_blocks * m_blocks, &task)
+    pool.run(split.tasks(), &task)
         .map_err(|e| invalid(e.to_string()))
 }
 

@@ -552,6 +552,47 @@ fn x86_paths_are_all_tested_and_selectable() {
     );
 }
 
+/// Few columns on several workers: the split cuts rows too (`kernels::split`), and every
+/// split gives the one-worker result bit for bit (the K order never changes).
+#[test]
+fn row_splits_match_one_worker_exactly() {
+    let mut rng = Rng::new(23);
+    for kernel in kernels() {
+        for (m, n, k) in [(100, 49, 70), (64, 196, 33), (37, 13, 600), (25, 3, 5)] {
+            let a = rng.vec(m * k, -1.0, 1.0);
+            let b = rng.vec(k * n, -1.0, 1.0);
+            let bias = rng.vec(m, -1.0, 1.0);
+            let packed = PackedA::new(kernel, &a, m, k, Some(&bias));
+            let run = |threads: usize| {
+                let pool = Pool::new(threads).unwrap();
+                let mut scratch = vec![f32::NAN; packed.scratch_len(n) * threads];
+                let mut c = vec![f32::NAN; m * n];
+                let dense = DenseB { data: &b, n };
+                gemm(
+                    &packed,
+                    &dense,
+                    n,
+                    &mut c,
+                    Activation::ReLU,
+                    &pool,
+                    &mut scratch,
+                )
+                .unwrap();
+                c
+            };
+            let one = run(1);
+            for threads in [2, 3, 4] {
+                assert_eq!(
+                    run(threads),
+                    one,
+                    "{} m={m} n={n} k={k} threads={threads}",
+                    kernel.name
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn packing_into_caller_memory_matches_the_owned_packing() {
     let mut rng = Rng::new(17);

@@ -32,6 +32,7 @@ use crate::cpu::CoreKind;
 use crate::error::{invalid, LayerResult};
 use crate::kernels::quantize::store_requant;
 use crate::kernels::requant::{OutBuf, Requant};
+use crate::kernels::split::{Product, Split};
 use crate::pool::Pool;
 use crate::quant::Precision;
 
@@ -471,23 +472,26 @@ impl PackedA8 {
             .expect("A is packed for every kernel of its set")
     }
 
-    /// Column-block geometry shared by every worker of one product.
-    fn blocking(&self, n: usize, threads: usize) -> Blocking {
+    /// The product's geometry for the task split: column blocks are multiples of every used
+    /// kernel's `nr` and at most what one worker's scratch holds, row units every `mr`.
+    fn product(&self, m: usize, n: usize) -> Product {
         let used = self.kernels.used();
         let unit_n = used.clone().fold(1, |l, kern| lcm(l, kern.nr));
         let unit_m = used.clone().fold(1, |l, kern| lcm(l, kern.mr));
         let cap = used.map(|kern| kern.nc_cap(self.k)).min().unwrap_or(NC_MAX);
         let cap = (cap / unit_n * unit_n).max(unit_n);
-        // At most `cap` columns, and at least one block per worker when there is enough work.
-        let nc = cap
-            .min(n.div_ceil(threads).div_ceil(unit_n) * unit_n)
-            .max(unit_n);
-        Blocking { nc, unit_m }
+        Product {
+            n,
+            unit_n,
+            nc_max: cap.min(n.div_ceil(unit_n) * unit_n),
+            units: m.div_ceil(unit_m),
+            unit_rows: unit_m,
+        }
     }
 
     /// Scratch f32 elements one worker needs for a product with `n` columns.
     pub fn scratch_len(&self, n: usize) -> usize {
-        let nc = self.blocking(n, 1).nc;
+        let nc = self.product(self.m, n).nc_max;
         let bytes = self
             .kernels
             .used()
@@ -506,14 +510,6 @@ fn lcm(a: usize, b: usize) -> usize {
         x
     };
     a / gcd(a, b) * b
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Blocking {
-    /// Columns per block, a multiple of every used kernel's `nr`.
-    nc: usize,
-    /// Row blocks are multiples of this (every used kernel's `mr`).
-    unit_m: usize,
 }
 
 /// One worker's scratch: packed B block, column pair sums, and rows produced for packing.
@@ -658,24 +654,9 @@ fn run(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    // Tasks are claimed dynamically: one per worker on identical cores; on a big.LITTLE pool
-    // several per worker, so the big cores take the larger share instead of waiting.
-    let tasks = if pool.mixed_cores() {
-        Pool::TASKS_PER_MIXED_WORKER * threads
-    } else {
-        threads
-    };
-    let Blocking { nc, unit_m } = a.blocking(n, tasks);
-    let n_blocks = n.div_ceil(nc);
-    // Few column blocks (late small feature maps): split the rows as well.
-    let units = m.div_ceil(unit_m);
-    let m_blocks = if n_blocks >= tasks {
-        1
-    } else {
-        tasks.div_ceil(n_blocks).min(units).max(1)
-    };
-    let units_per_block = units.div_ceil(m_blocks);
-    let m_blocks = units.div_ceil(units_per_block);
+    let product = a.product(m, n);
+    let split = Split::columns_first(product, threads, pool.mixed_cores());
+    let (nc, unit_m, units_per_block) = (split.nc, product.unit_rows, split.units_per_block);
 
     let elem = kind.elem();
     let scratch_ptr = SendPtr(scratch.as_mut_ptr() as *mut u8);
@@ -683,7 +664,7 @@ fn run(
         let kern = a.kernels.for_core(pool.core_kind(worker));
         let ap = a.pack_for(kern);
         let (mr, nr) = (kern.mr, kern.nr);
-        let (nb, mb) = (t % n_blocks, t / n_blocks);
+        let (nb, mb) = split.block(t);
         let n0 = nb * nc;
         let ncur = nc.min(n - n0);
         let r0 = mb * units_per_block * unit_m;
@@ -744,7 +725,7 @@ fn run(
             }
         }
     };
-    pool.run(n_blocks * m_blocks, &task)
+    pool.run(split.tasks(), &task)
         .map_err(|e| invalid(e.to_string()))
 }
 
