@@ -965,10 +965,17 @@ impl Converter {
         Ok(blob)
     }
 
-    fn conv(&mut self, n: &NodeProto, name: &str, a: &Attrs, nodes: &[NodeProto]) -> Result<()> {
+    /// What Conv and ConvTranspose read alike: the 4-D (NCHW) input's shape, the constant
+    /// 4-D weight, and the group.
+    fn kernel_operands(
+        &self,
+        n: &NodeProto,
+        a: &Attrs,
+        what: &str,
+    ) -> Result<(Vec<usize>, Const, usize)> {
         let x = self.shape(&n.input[0])?;
         if x.len() != 4 {
-            bail!("input shape {x:?}: only 2-D convolution (NCHW) is supported");
+            bail!("input shape {x:?}: only 2-D {what} (NCHW) is supported");
         }
         let w = self
             .konst(
@@ -979,11 +986,53 @@ impl Converter {
         if w.dims.len() != 4 || w.dims.iter().any(|&d| d == 0 || d >= 1 << 20) {
             bail!("weight shape {:?} is not a 4-D kernel", w.dims);
         }
-        let (m, cpg) = (w.dims[0], w.dims[1]);
         let group = usize::try_from(a.i("group", 1))
             .ok()
             .filter(|&g| g > 0 && g < 1 << 20)
             .ok_or_else(|| anyhow!("bad group"))?;
+        Ok((x, w, group))
+    }
+
+    /// Writes a (de)convolution layer `kind` (or its depthwise form when grouped) with its
+    /// weights, bias and the output blob's shape; `extra` adds the keys only it has.
+    #[allow(clippy::too_many_arguments)]
+    fn kernel_layer(
+        &mut self,
+        kind: &str,
+        name: &str,
+        input: &str,
+        out: &str,
+        win: &Window,
+        group: usize,
+        weights: &[f32],
+        bias: Option<Vec<f32>>,
+        shape: [usize; 3],
+        extra: impl FnOnce(&mut Layer),
+    ) -> Result<()> {
+        let kind = if group == 1 {
+            kind.to_string()
+        } else {
+            format!("{kind}DepthWise")
+        };
+        let m = shape[0];
+        let l = self.layer(&kind, name, &[input], &[out]);
+        window_keys(l, m, win)?;
+        l.int(5, bias.is_some() as i32)
+            .int(6, i32_of(weights.len(), "weight size")?);
+        if group != 1 {
+            l.int(7, i32_of(group, "group")?);
+        }
+        extra(l);
+        self.model.bin.tagged_f32(weights);
+        if let Some(b) = bias {
+            self.model.bin.raw_f32(&b);
+        }
+        self.blob(out, vec![1, shape[0], shape[1], shape[2]])
+    }
+
+    fn conv(&mut self, n: &NodeProto, name: &str, a: &Attrs, nodes: &[NodeProto]) -> Result<()> {
+        let (x, w, group) = self.kernel_operands(n, a, "convolution")?;
+        let (m, cpg) = (w.dims[0], w.dims[1]);
         if m == 0 || cpg * group != x[1] || m % group != 0 {
             bail!(
                 "weight shape {:?} with group {group} does not match input channels {}",
@@ -1018,23 +1067,19 @@ impl Converter {
         )?;
         let mut weights = w.f32s();
         let (out, (weights, bias)) = self.fold_into(&n.output[0], &mut weights, bias, m, nodes)?;
-        let kind = if group == 1 {
-            "Convolution"
-        } else {
-            "ConvolutionDepthWise"
-        };
-        let l = self.layer(kind, name, &[&n.input[0]], &[&out]);
-        window_keys(l, m, &win)?;
-        l.int(5, bias.is_some() as i32)
-            .int(6, i32_of(weights.len(), "weight size")?);
-        if group != 1 {
-            l.int(7, i32_of(group, "group")?);
-        }
-        self.model.bin.tagged_f32(&weights);
-        if let Some(b) = bias {
-            self.model.bin.raw_f32(&b);
-        }
-        self.blob(&out, vec![1, m, oh, ow])
+        let shape = [m, oh, ow];
+        self.kernel_layer(
+            "Convolution",
+            name,
+            &n.input[0],
+            &out,
+            &win,
+            group,
+            &weights,
+            bias,
+            shape,
+            |_| {},
+        )
     }
 
     /// The bias input `k` of a layer with `m` outputs, if given.
@@ -1082,23 +1127,7 @@ impl Converter {
     }
 
     fn deconv(&mut self, n: &NodeProto, name: &str, a: &Attrs, nodes: &[NodeProto]) -> Result<()> {
-        let x = self.shape(&n.input[0])?;
-        if x.len() != 4 {
-            bail!("input shape {x:?}: only 2-D transposed convolution is supported");
-        }
-        let w = self
-            .konst(
-                n.input.get(1).ok_or_else(|| anyhow!("needs weights"))?,
-                "weight",
-            )?
-            .clone();
-        if w.dims.len() != 4 || w.dims.iter().any(|&d| d == 0 || d >= 1 << 20) {
-            bail!("weight shape {:?} is not a 4-D kernel", w.dims);
-        }
-        let group = usize::try_from(a.i("group", 1))
-            .ok()
-            .filter(|&g| g > 0 && g < 1 << 20)
-            .ok_or_else(|| anyhow!("bad group"))?;
+        let (x, w, group) = self.kernel_operands(n, a, "transposed convolution")?;
         let (cin, opg, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3]);
         if cin != x[1] || cin % group != 0 || opg == 0 {
             bail!(
@@ -1143,26 +1172,23 @@ impl Converter {
         }
         let bias = self.bias(n, 2, m)?;
         let (out, (weights, bias)) = self.fold_into(&n.output[0], &mut weights, bias, m, nodes)?;
-        let kind = if group == 1 {
-            "Deconvolution"
-        } else {
-            "DeconvolutionDepthWise"
-        };
-        let l = self.layer(kind, name, &[&n.input[0]], &[&out]);
-        window_keys(l, m, &win)?;
-        l.int(5, bias.is_some() as i32)
-            .int(6, i32_of(weights.len(), "weight size")?);
-        if group != 1 {
-            l.int(7, i32_of(group, "group")?);
-        }
-        if op != [0, 0] {
-            l.int(18, op[1] as i32).int(19, op[0] as i32);
-        }
-        self.model.bin.tagged_f32(&weights);
-        if let Some(b) = bias {
-            self.model.bin.raw_f32(&b);
-        }
-        self.blob(&out, vec![1, m, oh, ow])
+        let shape = [m, oh, ow];
+        self.kernel_layer(
+            "Deconvolution",
+            name,
+            &n.input[0],
+            &out,
+            &win,
+            group,
+            &weights,
+            bias,
+            shape,
+            |l| {
+                if op != [0, 0] {
+                    l.int(18, op[1] as i32).int(19, op[0] as i32);
+                }
+            },
+        )
     }
 
     /// Gemm with a constant B: InnerProduct (alpha into the weights, beta * C the bias).
