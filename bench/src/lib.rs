@@ -20,7 +20,7 @@ pub const USAGE: &str = "\
 usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
                 --precision fp32,int8,int7 --threads 1,2 [--cluster big|little|all|cpus=0,1]
                 --loops N --warmup N [--cooldown S] [--json FILE] [--target T.toml] [--layers]
-                [--workers]
+                [--workers] [--fp16-weights]
        eq-bench --model P.param[,...] [--shape W,H,C] --gemm-shapes
   --model      ncnn .param or .param.bin files
   --bin        weights, one per model; without it weights are all zeros (as benchncnn)
@@ -38,6 +38,8 @@ usage: eq-bench --model P.param[,P2.param...] [--bin B[,B2...]] [--shape W,H,C]
   --layers     also time every layer (one more set of --loops runs) and print them
   --workers    also run --loops more times counting each worker's tasks and busy time
                (how the work spreads over the cores, e.g. big and little clusters)
+  --fp16-weights  FP32 InnerProduct layers read fp16 copies of their weights (as ncnn's
+               default fp16 storage; rounds each weight to fp16)
   --gemm-shapes  time nothing: print each Convolution's GEMM (M outputs, N pixels,
                K inputs x kernel), one line each";
 
@@ -143,6 +145,8 @@ pub struct Args {
     pub layers: bool,
     /// Print per-worker task counts and busy time.
     pub workers: bool,
+    /// `Options::fp16_weights`.
+    pub fp16_weights: bool,
     /// Print the GEMM shapes instead of timing.
     pub gemm_shapes: bool,
 }
@@ -192,6 +196,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
     let mut target = None;
     let mut layers = false;
     let mut workers = false;
+    let mut fp16_weights = false;
     let mut gemm_shapes = false;
 
     let mut it = args.into_iter();
@@ -205,6 +210,10 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
         }
         if arg == "--workers" {
             workers = true;
+            continue;
+        }
+        if arg == "--fp16-weights" {
+            fp16_weights = true;
             continue;
         }
         if arg == "--gemm-shapes" {
@@ -326,6 +335,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
         target,
         layers,
         workers,
+        fp16_weights,
         gemm_shapes,
     })))
 }
@@ -420,6 +430,7 @@ pub fn net_options(
     precision: Precision,
     threads: usize,
     place: &Placement,
+    fp16_weights: bool,
 ) -> Options {
     Options {
         threads,
@@ -427,6 +438,7 @@ pub fn net_options(
         cpus: place.cpus.clone(),
         precision: precision.choice(),
         l2_bytes: place.l2_bytes,
+        fp16_weights,
         ..Options::default()
     }
 }
@@ -436,8 +448,9 @@ pub fn load(
     precision: Precision,
     threads: usize,
     place: &Placement,
+    fp16_weights: bool,
 ) -> Result<Net, String> {
-    let opts = net_options(model, precision, threads, place);
+    let opts = net_options(model, precision, threads, place, fp16_weights);
     let net = match &model.bin {
         Some(bin) => Net::load(&model.param, bin, &opts),
         None => Net::load_zero_weights(&model.param, &opts),
@@ -888,7 +901,8 @@ mod tests {
         let a = run_args(
             "--model a.param,dir/b.param --bin a.bin,b.bin --shape 224,224,3 \
              --precision fp32,int8,int7 --threads 1,2 --cluster cpus=4,5 --loops 10 \
-             --warmup 3 --cooldown 0.5 --json out.json --target t.toml --layers --workers",
+             --warmup 3 --cooldown 0.5 --json out.json --target t.toml --layers --workers \
+             --fp16-weights",
         );
         assert_eq!(
             a,
@@ -906,6 +920,7 @@ mod tests {
                 target: Some("t.toml".into()),
                 layers: true,
                 workers: true,
+                fp16_weights: true,
                 gemm_shapes: false,
             }
         );
@@ -915,7 +930,7 @@ mod tests {
         assert_eq!(b.precisions, vec![Precision::Fp32]);
         assert_eq!((b.threads.clone(), b.loops, b.warmup), (vec![1], 8, 2));
         assert!(b.bins.is_empty() && b.shape.is_none() && b.json.is_none());
-        assert!(b.target.is_none() && !b.layers && !b.workers);
+        assert!(b.target.is_none() && !b.layers && !b.workers && !b.fp16_weights);
         assert_eq!(b.cooldown, Duration::ZERO);
         assert_eq!(parse("--model m --help"), Ok(Command::Help));
         assert_eq!(parse("-h"), Ok(Command::Help));
@@ -1177,7 +1192,7 @@ mod tests {
         assert!(e.contains("missing.bin"), "{e}");
 
         assert!(!m.quantized);
-        let mut net = load(&m, Precision::Fp32, 2, &Placement::default()).unwrap();
+        let mut net = load(&m, Precision::Fp32, 2, &Placement::default(), false).unwrap();
         assert_eq!(net.threads(), 2);
         let t = time_net(&mut net, 1, 3).unwrap();
         assert!(t.min_ms >= 0.0 && t.min_ms <= t.median_ms && t.min_ms <= t.avg_ms);

@@ -75,7 +75,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     if args.gemm_shapes {
         for model in &models {
-            let net = bench::load(model, Precision::Fp32, 1, &Placement::default())?;
+            let net = bench::load(model, Precision::Fp32, 1, &Placement::default(), false)?;
             say(&format!("model {}", model.name));
             for shape in bench::gemm_shapes(&net)? {
                 say(&shape.line());
@@ -102,7 +102,7 @@ fn run(args: Args) -> Result<(), String> {
     ));
     say(&bench::kernel_summary());
     say(&format!(
-        "loops = {}  warmup = {}  cooldown = {:.1} s  weights = {}",
+        "loops = {}  warmup = {}  cooldown = {:.1} s  weights = {}{}",
         args.loops,
         args.warmup,
         args.cooldown.as_secs_f64(),
@@ -110,6 +110,11 @@ fn run(args: Args) -> Result<(), String> {
             "zeros"
         } else {
             "--bin"
+        },
+        if args.fp16_weights {
+            " (InnerProduct fp16)"
+        } else {
+            ""
         }
     ));
 
@@ -124,7 +129,7 @@ fn run(args: Args) -> Result<(), String> {
                     say(&bench::skipped_line(&model.name, precision, threads, why));
                     continue;
                 }
-                let mut net = bench::load(model, precision, threads, &place)?;
+                let mut net = bench::load(model, precision, threads, &place, args.fp16_weights)?;
                 let timing = bench::time_net(&mut net, args.warmup, args.loops)
                     .map_err(|e| format!("{}: {e}", model.name))?;
                 say(&bench::result_line(

@@ -146,6 +146,12 @@ eq_status eq_options_set_threads(eq_options *opts, int threads);
    default): no limit. */
 eq_status eq_options_set_memory_limit(eq_options *opts, size_t bytes);
 
+/* Nonzero: FP32 InnerProduct layers keep fp16 copies of their weights and read
+   those (as ncnn's default fp16 storage): about half the time of a layer that
+   streams large weights (VGG16's fc6), each weight rounded to fp16. 0 (the
+   default): FP32 stays exact. */
+eq_status eq_options_set_fp16_weights(eq_options *opts, int on);
+
 /* CPUs to pin the net's extra worker threads to (worker i runs on
    cpus[i % count]). Ids must exist on this machine and be distinct.
    count == 0 (cpus may then be NULL) removes pinning. */

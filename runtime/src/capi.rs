@@ -471,6 +471,16 @@ pub extern "C" fn eq_options_set_memory_limit(opts: *mut EqOptions, bytes: usize
     })
 }
 
+#[no_mangle]
+pub extern "C" fn eq_options_set_fp16_weights(opts: *mut EqOptions, on: c_int) -> c_int {
+    guard(|| {
+        with_options(opts, |o| {
+            o.fp16_weights = on != 0;
+            Ok(())
+        })
+    })
+}
+
 /// Checks CPU ids against this machine.
 fn checked_cpus(cpus: Vec<usize>) -> CResult<Vec<usize>> {
     for (i, c) in cpus.iter().enumerate() {

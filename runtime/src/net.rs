@@ -35,6 +35,11 @@ pub struct Options {
     /// Most bytes the net's blob arena and scratch (all threads) may take; a model that needs
     /// more is a load error instead of an allocation the machine cannot back. None: no limit.
     pub memory_limit: Option<usize>,
+    /// FP32 InnerProduct layers keep fp16 copies of their weights and read those (ncnn's
+    /// default `use_fp16_storage` does the same): half the memory traffic of a layer that
+    /// only streams its weights, at the cost of rounding each weight to fp16 (a relative
+    /// error up to 2^-11). Off by default: FP32 stays exact.
+    pub fp16_weights: bool,
 }
 
 /// Which arithmetic a net's quantizable layers use (defined with the other precision types).
@@ -143,6 +148,7 @@ impl Net {
                 op.synthesize_int8_scales();
             }
             op.set_cores(&cores);
+            op.set_fp16_weights(opts.fp16_weights);
             precisions.push(
                 op.set_precision(opts.precision)
                     .map_err(|e| layer_err(li, e))?,

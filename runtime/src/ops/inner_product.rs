@@ -19,7 +19,7 @@ use crate::kernels::gemv_f32::{self, Isa};
 use crate::kernels::gemv_i8::{gemv_i8_rows, PackedGemvI8};
 use crate::kernels::requant::{self, Requant};
 use crate::model::paramdict::ParamDict;
-use crate::model::weights::{Floats, Tagged, WeightReader};
+use crate::model::weights::{f32_to_f16, Floats, Tagged, WeightReader};
 use crate::ops::convolution::int8::quantize_parallel;
 use crate::ops::quantized::as_i8_mut;
 use crate::ops::quantized::{
@@ -49,6 +49,9 @@ pub struct InnerProduct {
     isa: Isa,
     int8: Option<IpInt8>,
     sim: Option<Simulation>,
+    /// `Options::fp16_weights`: the fp32 path reads `half`, fp16 copies of the weights.
+    fp16_storage: bool,
+    half: Option<Vec<u16>>,
 }
 
 /// The quantized path: the input is quantized with the bottom scale, products summed in
@@ -105,6 +108,8 @@ impl InnerProduct {
             isa: Isa::detect(),
             int8: None,
             sim: None,
+            fp16_storage: false,
+            half: None,
         })
     }
 
@@ -170,9 +175,20 @@ impl InnerProduct {
                 let rows = ROWS_PER_TASK.min(self.num_output - first);
                 // SAFETY: each task writes its own rows of its own sample.
                 let y = unsafe { out.slice(n * self.num_output + first, rows) };
-                let w = &self.weight[first * k..(first + rows) * k];
                 let bias = self.bias.as_ref().map(|b| &b[first..first + rows]);
-                gemv_f32::gemv(self.isa, w, &x.data[n * k..(n + 1) * k], bias, y);
+                let xn = &x.data[n * k..(n + 1) * k];
+                match &self.half {
+                    Some(h) => {
+                        gemv_f32::gemv_f16(self.isa, &h[first * k..(first + rows) * k], xn, bias, y)
+                    }
+                    None => gemv_f32::gemv(
+                        self.isa,
+                        &self.weight[first * k..(first + rows) * k],
+                        xn,
+                        bias,
+                        y,
+                    ),
+                }
                 self.activation.apply_slice(y);
             })
             .map_err(|e| invalid(e.to_string()))
@@ -180,6 +196,10 @@ impl InnerProduct {
 }
 
 impl Op for InnerProduct {
+    fn set_fp16_weights(&mut self, on: bool) {
+        self.fp16_storage = on;
+    }
+
     fn synthesize_int8_scales(&mut self) {
         synthesize(
             &mut self.int8_scales,
@@ -201,10 +221,14 @@ impl Op for InnerProduct {
         let restore = self.weight.is_empty() || self.sim.is_some();
         self.int8 = None;
         self.sim = None;
+        self.half = None;
         let (precision, q) = match plan {
             QuantPlan::Fp32 => {
                 if restore {
                     self.weight = fp32_weights(&self.stored, self.int8_scales.as_ref())?;
+                }
+                if self.fp16_storage {
+                    self.half = Some(self.weight.iter().map(|&v| f32_to_f16(v)).collect());
                 }
                 return Ok(None);
             }
@@ -540,6 +564,86 @@ mod tests {
             let mut op = build(&pd, &bytes).unwrap();
             let shape = Shape::d3(7, 7, 512);
             run_all(&mut op, shape, &rng.vec(k, 0.0, 1.0));
+        }
+    }
+
+    /// `Options::fp16_weights`: the fp32 path reads fp16 copies, so every variant gives the
+    /// reference's result on the rounded weights, batch rows and large K included; an
+    /// integer choice drops the copies and FP32 makes them again.
+    #[test]
+    fn fp16_weights_give_the_reference_on_rounded_weights() {
+        use crate::model::weights::{f16_to_f32, f32_to_f16};
+        let mut rng = Rng::new(13);
+        for (num_output, shape) in [
+            (37, Shape::d1(300)),
+            (5, Shape::d2(33, 4)),
+            (9, Shape::d3(7, 7, 512)),
+        ] {
+            let k = if shape.dims == 2 {
+                shape.w
+            } else {
+                shape.len()
+            };
+            let pd = params(&[
+                (0, num_output as i32),
+                (1, 1),
+                (2, (num_output * k) as i32),
+                (9, 1),
+            ]);
+            let weights = rng.vec(num_output * k, -1.0, 1.0);
+            let rounded: Vec<f32> = weights.iter().map(|&v| f16_to_f32(f32_to_f16(v))).collect();
+            let biases = rng.vec(num_output, -1.0, 1.0);
+            let reference = build(&pd, &bin(&rounded, &[&biases])).unwrap();
+            let mut op = build(&pd, &bin(&weights, &[&biases])).unwrap();
+            op.set_fp16_weights(true);
+            for choice in [
+                PrecisionChoice::Fp32,
+                PrecisionChoice::Int8,
+                PrecisionChoice::Fp32,
+            ] {
+                op.set_precision(choice).unwrap();
+            }
+            let data = rng.vec(shape.len(), -1.0, 1.0);
+            let x = Tensor { shape, data: &data };
+            let out_shape = op.output_shapes(&[shape]).unwrap()[0];
+            let mut want = vec![f32::NAN; out_shape.len()];
+            let mut exact = vec![f32::NAN; out_shape.len()];
+            let t = |op: &InnerProduct, v: &mut [f32]| {
+                op.forward_reference(
+                    &x,
+                    &mut TensorMut {
+                        shape: out_shape,
+                        data: v,
+                    },
+                )
+                .unwrap()
+            };
+            t(&reference, &mut want);
+            t(&op, &mut exact);
+            let tol = f32::EPSILON * k as f32;
+            for isa in Isa::all_available() {
+                op.set_isa(isa);
+                let pool = Pool::new(2).unwrap();
+                let mut got = vec![f32::NAN; out_shape.len()];
+                let mut y = [TensorMut {
+                    shape: out_shape,
+                    data: &mut got,
+                }];
+                let mut ctx = Ctx {
+                    pool: &pool,
+                    scratch: &mut [],
+                };
+                op.forward(&[x], &mut y, &mut ctx).unwrap();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!((g - w).abs() <= tol, "{isa:?} element {i}: {g} vs {w}");
+                }
+                // Closer to the rounded weights' result than to the exact one's.
+                let dist = |r: &[f32]| got.iter().zip(r).map(|(g, r)| (g - r).abs()).sum::<f32>();
+                assert!(
+                    dist(&want) < dist(&exact),
+                    "{isa:?}: the fp16 copies were not used"
+                );
+            }
         }
     }
 

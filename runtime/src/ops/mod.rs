@@ -151,6 +151,10 @@ pub trait Op: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
+    /// Whether fp32 layers may keep their weights in fp16 (`Options::fp16_weights`), told
+    /// before `set_precision`. Only InnerProduct does: its batch-1 GEMV streams its weights.
+    fn set_fp16_weights(&mut self, _on: bool) {}
+
     /// The core types of the pool that will run this layer, told before `set_precision`:
     /// integer paths pack their weights only for those cores' kernels (none: for all).
     fn set_cores(&mut self, _cores: &[CoreKind]) {}

@@ -59,6 +59,9 @@ int main(void) {
         expect(eq_net_free(big), EQ_OK, "eq_net_free");
         expect(eq_options_free(small), EQ_OK, "eq_options_free");
     }
+    expect(eq_options_set_fp16_weights(NULL, 1), EQ_ERR_NULL_POINTER,
+           "eq_options_set_fp16_weights(NULL)");
+    expect(eq_options_set_fp16_weights(opts, 1), EQ_OK, "eq_options_set_fp16_weights");
     expect(eq_options_set_cpus(opts, &cpu, 1), EQ_OK, "eq_options_set_cpus");
     expect(eq_options_set_cluster(opts, "nowhere"), EQ_ERR_INVALID_ARGUMENT,
            "eq_options_set_cluster");

@@ -150,3 +150,161 @@ unsafe fn row1(w: *const f32, k: usize, x: *const f32) -> f32 {
     }
     s
 }
+
+/// [`gemv`] on fp16 weights: each 8 halves widened by `fcvtl` / `fcvtl2`, then as `gemv`.
+///
+/// # Safety
+/// As [`gemv`], with `w` counted in halves.
+pub unsafe fn gemv_f16(w: &[u16], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    let k = x.len();
+    let mut r = 0;
+    // SAFETY: NEON and the fp16 conversions are baseline ARMv8; every row read lies in `w`
+    // (checked by the caller).
+    unsafe {
+        while r + 4 <= y.len() {
+            let s = rows4_f16(w.as_ptr().add(r * k), k, x.as_ptr());
+            for (i, v) in s.into_iter().enumerate() {
+                y[r + i] = v + bias.map_or(0.0, |b| b[r + i]);
+            }
+            r += 4;
+        }
+        while r < y.len() {
+            y[r] = row1_f16(w.as_ptr().add(r * k), k, x.as_ptr()) + bias.map_or(0.0, |b| b[r]);
+            r += 1;
+        }
+    }
+}
+
+/// Four rows' dot products with `x` from fp16 weights: per 16-input step each row loads two
+/// q registers of halves and widens them into four (`fcvtl` on the A53 / A72 issues like a
+/// vector add, so the loop stays bound by its loads); sixteen accumulators as in `rows4`.
+#[target_feature(enable = "neon")]
+unsafe fn rows4_f16(w: *const u16, k: usize, x: *const f32) -> [f32; 4] {
+    let rows = [w, w.add(k), w.add(2 * k), w.add(3 * k)];
+    let z = vdupq_n_f32(0.0);
+    let mut acc = [[z; 4]; 4];
+    let steps = k / 16;
+    let mut i = 0;
+    if steps > 0 {
+        let [[mut a0, mut a1, mut a2, mut a3], [mut a4, mut a5, mut a6, mut a7], [mut a8, mut a9, mut a10, mut a11], [mut a12, mut a13, mut a14, mut a15]] =
+            acc;
+        asm!(
+            "1:",
+            "ldr q0, [{x}, #0]",
+            "ldr q1, [{x}, #16]",
+            "ldr q2, [{x}, #32]",
+            "ldr q3, [{x}, #48]",
+            "ldr q4, [{w0}, #0]",
+            "ldr q5, [{w0}, #16]",
+            "ldr q6, [{w1}, #0]",
+            "ldr q7, [{w1}, #16]",
+            "fcvtl v8.4s, v4.4h",
+            "fcvtl2 v9.4s, v4.8h",
+            "fcvtl v10.4s, v5.4h",
+            "fcvtl2 v11.4s, v5.8h",
+            "ldr q4, [{w2}, #0]",
+            "fmla v16.4s, v8.4s, v0.4s",
+            "fcvtl v12.4s, v6.4h",
+            "fmla v17.4s, v9.4s, v1.4s",
+            "fcvtl2 v13.4s, v6.8h",
+            "fmla v18.4s, v10.4s, v2.4s",
+            "fcvtl v14.4s, v7.4h",
+            "fmla v19.4s, v11.4s, v3.4s",
+            "fcvtl2 v15.4s, v7.8h",
+            "ldr q5, [{w2}, #16]",
+            "fmla v20.4s, v12.4s, v0.4s",
+            "fcvtl v8.4s, v4.4h",
+            "fmla v21.4s, v13.4s, v1.4s",
+            "fcvtl2 v9.4s, v4.8h",
+            "fmla v22.4s, v14.4s, v2.4s",
+            "ldr q6, [{w3}, #0]",
+            "fmla v23.4s, v15.4s, v3.4s",
+            "fcvtl v10.4s, v5.4h",
+            "fmla v24.4s, v8.4s, v0.4s",
+            "fcvtl2 v11.4s, v5.8h",
+            "ldr q7, [{w3}, #16]",
+            "fmla v25.4s, v9.4s, v1.4s",
+            "fcvtl v12.4s, v6.4h",
+            "fmla v26.4s, v10.4s, v2.4s",
+            "fcvtl2 v13.4s, v6.8h",
+            "fmla v27.4s, v11.4s, v3.4s",
+            "fcvtl v14.4s, v7.4h",
+            "fmla v28.4s, v12.4s, v0.4s",
+            "fcvtl2 v15.4s, v7.8h",
+            "fmla v29.4s, v13.4s, v1.4s",
+            "fmla v30.4s, v14.4s, v2.4s",
+            "fmla v31.4s, v15.4s, v3.4s",
+            "add {x}, {x}, #64",
+            "add {w0}, {w0}, #32",
+            "add {w1}, {w1}, #32",
+            "add {w2}, {w2}, #32",
+            "add {w3}, {w3}, #32",
+            "subs {n}, {n}, #1",
+            "b.ne 1b",
+            x = inout(reg) x => _,
+            w0 = inout(reg) rows[0] => _,
+            w1 = inout(reg) rows[1] => _,
+            w2 = inout(reg) rows[2] => _,
+            w3 = inout(reg) rows[3] => _,
+            n = inout(reg) steps => _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            inout("v16") a0, inout("v17") a1, inout("v18") a2, inout("v19") a3,
+            inout("v20") a4, inout("v21") a5, inout("v22") a6, inout("v23") a7,
+            inout("v24") a8, inout("v25") a9, inout("v26") a10, inout("v27") a11,
+            inout("v28") a12, inout("v29") a13, inout("v30") a14, inout("v31") a15,
+            options(nostack, readonly),
+        );
+        acc = [
+            [a0, a1, a2, a3],
+            [a4, a5, a6, a7],
+            [a8, a9, a10, a11],
+            [a12, a13, a14, a15],
+        ];
+        i = steps * 16;
+    }
+    let mut out = [0.0; 4];
+    for j in 0..4 {
+        let a = &acc[j];
+        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
+        s += row1_f16_from(rows[j], i, k, x);
+        out[j] = s;
+    }
+    out
+}
+
+/// One row's dot product with `x` from fp16 weights.
+#[target_feature(enable = "neon")]
+unsafe fn row1_f16(w: *const u16, k: usize, x: *const f32) -> f32 {
+    row1_f16_from(w, 0, k, x)
+}
+
+/// Inputs `i..k` of one row: 8 halves per `fcvtl` pair, the rest one by one.
+#[target_feature(enable = "neon")]
+unsafe fn row1_f16_from(w: *const u16, mut i: usize, k: usize, x: *const f32) -> f32 {
+    let mut a = vdupq_n_f32(0.0);
+    let mut b = vdupq_n_f32(0.0);
+    while i + 8 <= k {
+        let (lo, hi): (float32x4_t, float32x4_t);
+        asm!(
+            "ldr {h:q}, [{p}]",
+            "fcvtl {lo:v}.4s, {h:v}.4h",
+            "fcvtl2 {hi:v}.4s, {h:v}.8h",
+            p = in(reg) w.add(i),
+            h = out(vreg) _,
+            lo = out(vreg) lo,
+            hi = out(vreg) hi,
+            options(nostack, readonly, pure),
+        );
+        a = vfmaq_f32(a, lo, vld1q_f32(x.add(i)));
+        b = vfmaq_f32(b, hi, vld1q_f32(x.add(i + 4)));
+        i += 8;
+    }
+    let mut s = vaddvq_f32(vaddq_f32(a, b));
+    for t in i..k {
+        s += crate::model::weights::f16_to_f32(*w.add(t)) * *x.add(t);
+    }
+    s
+}

@@ -95,3 +95,78 @@ unsafe fn row1(w: *const f32, k: usize, x: *const f32) -> f32 {
     }
     s
 }
+
+/// F16C (fp16 <-> fp32 conversion), with the AVX2 + FMA the kernels also use.
+pub fn f16c_available() -> bool {
+    super::super::depthwise_f32::x86_64::available() && is_x86_feature_detected!("f16c")
+}
+
+/// [`gemv`] on fp16 weights: each 8 halves widened by `vcvtph2ps`, then as `gemv`.
+///
+/// # Safety
+/// As [`gemv`], with `w` counted in halves.
+pub unsafe fn gemv_f16(w: &[u16], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    assert!(f16c_available(), "F16C kernel on a CPU without F16C");
+    let k = x.len();
+    let mut r = 0;
+    // SAFETY: features checked above; every row read lies in `w` (checked by the caller).
+    unsafe {
+        while r + 4 <= y.len() {
+            let s = rows4_f16(w.as_ptr().add(r * k), k, x.as_ptr());
+            for (i, v) in s.into_iter().enumerate() {
+                y[r + i] = v + bias.map_or(0.0, |b| b[r + i]);
+            }
+            r += 4;
+        }
+        while r < y.len() {
+            let row = w.as_ptr().add(r * k);
+            y[r] = rows_f16::<1>([row], k, x.as_ptr())[0] + bias.map_or(0.0, |b| b[r]);
+            r += 1;
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows4_f16(w: *const u16, k: usize, x: *const f32) -> [f32; 4] {
+    rows_f16::<4>([w, w.add(k), w.add(2 * k), w.add(3 * k)], k, x)
+}
+
+/// Eight halves at `p`, widened.
+#[inline(always)]
+unsafe fn load_f16(p: *const u16) -> __m256 {
+    _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+}
+
+/// `R` rows' dot products with `x`, two accumulators per row (16 inputs per step).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_f16<const R: usize>(rows: [*const u16; R], k: usize, x: *const f32) -> [f32; R] {
+    let mut a = [_mm256_setzero_ps(); R];
+    let mut b = [_mm256_setzero_ps(); R];
+    let mut i = 0;
+    while i + 16 <= k {
+        let x0 = _mm256_loadu_ps(x.add(i));
+        let x1 = _mm256_loadu_ps(x.add(i + 8));
+        for j in 0..R {
+            a[j] = _mm256_fmadd_ps(load_f16(rows[j].add(i)), x0, a[j]);
+            b[j] = _mm256_fmadd_ps(load_f16(rows[j].add(i + 8)), x1, b[j]);
+        }
+        i += 16;
+    }
+    if i + 8 <= k {
+        let x0 = _mm256_loadu_ps(x.add(i));
+        for j in 0..R {
+            a[j] = _mm256_fmadd_ps(load_f16(rows[j].add(i)), x0, a[j]);
+        }
+        i += 8;
+    }
+    let mut out = [0.0; R];
+    for j in 0..R {
+        let mut s = hsum(_mm256_add_ps(a[j], b[j]));
+        for t in i..k {
+            s += crate::model::weights::f16_to_f32(*rows[j].add(t)) * *x.add(t);
+        }
+        out[j] = s;
+    }
+    out
+}
