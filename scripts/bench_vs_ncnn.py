@@ -27,14 +27,14 @@ INT7_TARGET = 1.0  # against ncnn int8 (and no slower than our int8: compare the
 SPEEDUP_TARGET = 1.7
 
 
-def eq_run(exe, param, precisions, threads, loops, warmup):
+def eq_run(exe, param, precisions, threads, loops, warmup, extra=()):
     """eq-bench records keyed by (precision, threads), plus skip reasons from its output
     (and its `kernels:` line under the key "kernels")."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "r.json")
         cmd = [exe, "--model", param, "--precision", ",".join(precisions),
                "--threads", ",".join(map(str, threads)), "--loops", str(loops),
-               "--warmup", str(warmup), "--json", out]
+               "--warmup", str(warmup), "--json", out, *extra]
         p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode != 0:
             raise SystemExit(f"eq-bench failed: {' '.join(cmd)}\n{p.stderr}")
@@ -136,8 +136,10 @@ def main():
     for m in filter(None, a.fp32.split(",")):
         ours, _ = eq_run(a.eq_bench, param(m), ["fp32"], threads, a.loops, a.warmup)
         kernels = kernels or ours.get("kernels")
+        half, _ = eq_run(a.eq_bench, param(m), ["fp32"], threads, a.loops, a.warmup,
+                         ["--fp16-weights"])
         fp32[m] = (ours, ncnn_run(param(m), threads, a.loops, a.warmup),
-                   ncnn_run(param(m), threads, a.loops, a.warmup, fp16_storage=False))
+                   ncnn_run(param(m), threads, a.loops, a.warmup, fp16_storage=False), half)
     int8 = {}
     for m in filter(None, a.int8.split(",")):
         ours, skipped = eq_run(a.eq_bench, param(m), ["int8", "int7"], threads, a.loops,
@@ -167,19 +169,29 @@ def main():
              "judged on the medians)\n")
 
     L.append("## FP32 (target: ratio <= 1.0)\n")
+    L.append("Two like-for-like pairs besides the headline ratio (exact eq fp32 against ncnn's "
+             "default, which stores InnerProduct weights in fp16): eq with `--fp16-weights` "
+             "(the same fp16 InnerProduct storage) against ncnn's default, and exact eq fp32 "
+             "against ncnn with fp16 storage off. \"target\" is the headline ratio; \"same "
+             "storage\" holds when both like-for-like ratios are <= 1.0.\n")
     L.append("| model | threads | ncnn fp32 | eq fp32 | ratio med / min | target | "
-             "ncnn fp32, no fp16 storage | ratio med / min |")
-    L.append("|---|---:|---:|---:|---:|---|---:|---:|")
-    for m, (ours, theirs, pure) in fp32.items():
+             "eq fp32, fp16 weights | ratio med / min | ncnn fp32, no fp16 storage | "
+             "eq fp32 ratio med / min | same storage |")
+    L.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+    for m, (ours, theirs, pure, half) in fp32.items():
         for t in threads:
-            o, n, p = ours.get(("fp32", t)), theirs[t], pure[t]
-            if o is None:
-                L.append(f"| {m} | {t} | {fmt_ms(n)} | n/a | n/a | missed | {fmt_ms(p)} | n/a |")
+            o, n, p, h = ours.get(("fp32", t)), theirs[t], pure[t], half.get(("fp32", t))
+            if o is None or h is None:
+                L.append(f"| {m} | {t} | {fmt_ms(n)} | n/a | n/a | missed | n/a | n/a | "
+                         f"{fmt_ms(p)} | n/a | missed |")
                 continue
             r, text = ratios(o, n)
-            _, text_pure = ratios(o, p)
+            r_half, text_half = ratios(h, n)
+            r_pure, text_pure = ratios(o, p)
+            same = verdict(max(r_half, r_pure), FP32_TARGET)
             L.append(f"| {m} | {t} | {fmt_ms(n)} | {fmt_ms(o)} | {text} | "
-                     f"{verdict(r, FP32_TARGET)} | {fmt_ms(p)} | {text_pure} |")
+                     f"{verdict(r, FP32_TARGET)} | {fmt_ms(h)} | {text_half} | {fmt_ms(p)} | "
+                     f"{text_pure} | {same} |")
 
     kernel = os.environ.get("EQ_X86_KERNEL", "")
     L.append("\n## INT8 / INT7 (targets: int8 and int7 ratio <= 1.0 against ncnn int8, int7 "
@@ -206,7 +218,7 @@ def main():
         L.append("\nn/a: eq-bench skipped these runs: " + "; ".join(sorted(reasons)))
 
     if "resnet50" in fp32 and 1 in threads and 2 in threads:
-        ours, theirs, _ = fp32["resnet50"]
+        ours, theirs, _, _ = fp32["resnet50"]
         L.append(f"\n## resnet50 FP32 2-thread speedup (target: >= {SPEEDUP_TARGET})\n")
         L.append("| engine | 1 thread | 2 threads | speedup med / min |")
         L.append("|---|---:|---:|---:|")
