@@ -388,6 +388,17 @@ fn i32_of(v: usize, what: &str) -> Result<i32> {
 }
 
 /// 2-D window attributes of Conv / ConvTranspose / pooling.
+/// A (de)convolution layer before its BatchNormalization is folded in.
+struct KernelLayer {
+    win: Window,
+    group: usize,
+    /// ncnn's layout: per group, output channel first.
+    weights: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    /// Output channels, height, width.
+    shape: [usize; 3],
+}
+
 struct Window {
     k: [usize; 2],
     s: [usize; 2],
@@ -993,41 +1004,42 @@ impl Converter {
         Ok((x, w, group))
     }
 
-    /// Writes a (de)convolution layer `kind` (or its depthwise form when grouped) with its
-    /// weights, bias and the output blob's shape; `extra` adds the keys only it has.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes node `n` as a (de)convolution layer `kind` (its depthwise form when grouped),
+    /// with a following BatchNormalization folded in, its weights, bias and the output
+    /// blob's shape; `extra` adds the keys only `kind` has.
     fn kernel_layer(
         &mut self,
         kind: &str,
-        name: &str,
-        input: &str,
-        out: &str,
-        win: &Window,
-        group: usize,
-        weights: &[f32],
-        bias: Option<Vec<f32>>,
-        shape: [usize; 3],
+        (n, name, nodes): (&NodeProto, &str, &[NodeProto]),
+        k: KernelLayer,
         extra: impl FnOnce(&mut Layer),
     ) -> Result<()> {
+        let KernelLayer {
+            win,
+            group,
+            mut weights,
+            bias,
+            shape: [m, oh, ow],
+        } = k;
+        let (out, (weights, bias)) = self.fold_into(&n.output[0], &mut weights, bias, m, nodes)?;
         let kind = if group == 1 {
             kind.to_string()
         } else {
             format!("{kind}DepthWise")
         };
-        let m = shape[0];
-        let l = self.layer(&kind, name, &[input], &[out]);
-        window_keys(l, m, win)?;
+        let l = self.layer(&kind, name, &[&n.input[0]], &[&out]);
+        window_keys(l, m, &win)?;
         l.int(5, bias.is_some() as i32)
             .int(6, i32_of(weights.len(), "weight size")?);
         if group != 1 {
             l.int(7, i32_of(group, "group")?);
         }
         extra(l);
-        self.model.bin.tagged_f32(weights);
+        self.model.bin.tagged_f32(&weights);
         if let Some(b) = bias {
             self.model.bin.raw_f32(&b);
         }
-        self.blob(out, vec![1, shape[0], shape[1], shape[2]])
+        self.blob(&out, vec![1, m, oh, ow])
     }
 
     fn conv(&mut self, n: &NodeProto, name: &str, a: &Attrs, nodes: &[NodeProto]) -> Result<()> {
@@ -1065,21 +1077,14 @@ impl Converter {
             (win.pads[1], win.pads[3]),
             false,
         )?;
-        let mut weights = w.f32s();
-        let (out, (weights, bias)) = self.fold_into(&n.output[0], &mut weights, bias, m, nodes)?;
-        let shape = [m, oh, ow];
-        self.kernel_layer(
-            "Convolution",
-            name,
-            &n.input[0],
-            &out,
-            &win,
+        let k = KernelLayer {
+            win,
             group,
-            &weights,
+            weights: w.f32s(),
             bias,
-            shape,
-            |_| {},
-        )
+            shape: [m, oh, ow],
+        };
+        self.kernel_layer("Convolution", (n, name, nodes), k, |_| {})
     }
 
     /// The bias input `k` of a layer with `m` outputs, if given.
@@ -1171,24 +1176,18 @@ impl Converter {
             }
         }
         let bias = self.bias(n, 2, m)?;
-        let (out, (weights, bias)) = self.fold_into(&n.output[0], &mut weights, bias, m, nodes)?;
-        let shape = [m, oh, ow];
-        self.kernel_layer(
-            "Deconvolution",
-            name,
-            &n.input[0],
-            &out,
-            &win,
+        let k = KernelLayer {
+            win,
             group,
-            &weights,
+            weights,
             bias,
-            shape,
-            |l| {
-                if op != [0, 0] {
-                    l.int(18, op[1] as i32).int(19, op[0] as i32);
-                }
-            },
-        )
+            shape: [m, oh, ow],
+        };
+        self.kernel_layer("Deconvolution", (n, name, nodes), k, |l| {
+            if op != [0, 0] {
+                l.int(18, op[1] as i32).int(19, op[0] as i32);
+            }
+        })
     }
 
     /// Gemm with a constant B: InnerProduct (alpha into the weights, beta * C the bias).

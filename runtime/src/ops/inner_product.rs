@@ -346,6 +346,23 @@ mod tests {
         Ok(op)
     }
 
+    /// `op`'s output on 2 workers with the `isa` variant.
+    fn forward_with(op: &mut InnerProduct, isa: Isa, x: Tensor, out_shape: Shape) -> Vec<f32> {
+        op.set_isa(isa);
+        let pool = Pool::new(2).unwrap();
+        let mut got = vec![f32::NAN; out_shape.len()];
+        let mut y = [TensorMut {
+            shape: out_shape,
+            data: &mut got,
+        }];
+        let mut ctx = Ctx {
+            pool: &pool,
+            scratch: &mut [],
+        };
+        op.forward(&[x], &mut y, &mut ctx).unwrap();
+        got
+    }
+
     /// Runs the reference and every kernel variant; checks they agree and returns the
     /// output shape and the reference result.
     fn run_all(op: &mut InnerProduct, shape: Shape, data: &[f32]) -> (Shape, Vec<f32>) {
@@ -366,18 +383,7 @@ mod tests {
         // (possibly clipped) output.
         let tol = (1e-5 * max).max(f32::EPSILON * op.num_input as f32);
         for isa in Isa::all_available() {
-            op.set_isa(isa);
-            let pool = Pool::new(2).unwrap();
-            let mut got = vec![f32::NAN; out_shape.len()];
-            let mut y = [TensorMut {
-                shape: out_shape,
-                data: &mut got,
-            }];
-            let mut ctx = Ctx {
-                pool: &pool,
-                scratch: &mut [],
-            };
-            op.forward(&[x], &mut y, &mut ctx).unwrap();
+            let got = forward_with(op, isa, x, out_shape);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (g - w).abs() <= tol,
@@ -622,18 +628,7 @@ mod tests {
             t(&op, &mut exact);
             let tol = f32::EPSILON * k as f32;
             for isa in Isa::all_available() {
-                op.set_isa(isa);
-                let pool = Pool::new(2).unwrap();
-                let mut got = vec![f32::NAN; out_shape.len()];
-                let mut y = [TensorMut {
-                    shape: out_shape,
-                    data: &mut got,
-                }];
-                let mut ctx = Ctx {
-                    pool: &pool,
-                    scratch: &mut [],
-                };
-                op.forward(&[x], &mut y, &mut ctx).unwrap();
+                let got = forward_with(&mut op, isa, x, out_shape);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!((g - w).abs() <= tol, "{isa:?} element {i}: {g} vs {w}");
                 }

@@ -8,22 +8,14 @@ use std::arch::asm;
 /// `w` holds at least `y.len() * x.len()` values and `bias`, if any, `y.len()` (`super::gemv`
 /// checks both): the SIMD loads of the rows are unchecked.
 pub unsafe fn gemv(w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    let k = x.len();
-    let mut r = 0;
-    // SAFETY: NEON is baseline on aarch64; every row read lies in `w` (checked by the caller).
-    unsafe {
-        while r + 4 <= y.len() {
-            let s = rows4(w.as_ptr().add(r * k), k, x.as_ptr());
-            for (i, v) in s.into_iter().enumerate() {
-                y[r + i] = v + bias.map_or(0.0, |b| b[r + i]);
-            }
-            r += 4;
-        }
-        while r < y.len() {
-            y[r] = row1(w.as_ptr().add(r * k), k, x.as_ptr()) + bias.map_or(0.0, |b| b[r]);
-            r += 1;
-        }
-    }
+    let (k, w, x) = (x.len(), w.as_ptr(), x.as_ptr());
+    // SAFETY: NEON is baseline; every row read lies in `w` (checked by the caller).
+    super::by_rows(
+        y,
+        bias,
+        |r| unsafe { rows4(w.add(r * k), k, x) },
+        |r| unsafe { row1(w.add(r * k), k, x) },
+    );
 }
 
 /// Four rows' dot products with `x`. The 16-input steps are `asm!`: sixteen accumulators
@@ -156,23 +148,14 @@ unsafe fn row1(w: *const f32, k: usize, x: *const f32) -> f32 {
 /// # Safety
 /// As [`gemv`], with `w` counted in halves.
 pub unsafe fn gemv_f16(w: &[u16], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    let k = x.len();
-    let mut r = 0;
-    // SAFETY: NEON and the fp16 conversions are baseline ARMv8; every row read lies in `w`
-    // (checked by the caller).
-    unsafe {
-        while r + 4 <= y.len() {
-            let s = rows4_f16(w.as_ptr().add(r * k), k, x.as_ptr());
-            for (i, v) in s.into_iter().enumerate() {
-                y[r + i] = v + bias.map_or(0.0, |b| b[r + i]);
-            }
-            r += 4;
-        }
-        while r < y.len() {
-            y[r] = row1_f16(w.as_ptr().add(r * k), k, x.as_ptr()) + bias.map_or(0.0, |b| b[r]);
-            r += 1;
-        }
-    }
+    let (k, w, x) = (x.len(), w.as_ptr(), x.as_ptr());
+    // SAFETY: NEON is baseline; every row read lies in `w` (checked by the caller).
+    super::by_rows(
+        y,
+        bias,
+        |r| unsafe { rows4_f16(w.add(r * k), k, x) },
+        |r| unsafe { row1_f16(w.add(r * k), k, x) },
+    );
 }
 
 /// Four rows' dot products with `x` from fp16 weights: per 16-input step each row loads two

@@ -34,6 +34,30 @@ pub fn gemv(isa: Isa, w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32])
     }
 }
 
+/// The row loop every SIMD variant shares: `four(r)` gives rows `r..r + 4`, `one(r)` row `r`,
+/// each without bias; the bias is added here.
+#[inline(always)]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn by_rows(
+    y: &mut [f32],
+    bias: Option<&[f32]>,
+    four: impl Fn(usize) -> [f32; 4],
+    one: impl Fn(usize) -> f32,
+) {
+    let b = |r: usize| bias.map_or(0.0, |b| b[r]);
+    let mut r = 0;
+    while r + 4 <= y.len() {
+        for (i, v) in four(r).into_iter().enumerate() {
+            y[r + i] = v + b(r + i);
+        }
+        r += 4;
+    }
+    while r < y.len() {
+        y[r] = one(r) + b(r);
+        r += 1;
+    }
+}
+
 /// [`gemv`] with fp16 weights (`w` holds the bits). x86_64 needs F16C besides AVX2 + FMA
 /// (every AVX2 CPU has it; without it the generic loop runs).
 pub fn gemv_f16(isa: Isa, w: &[u16], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {

@@ -11,22 +11,14 @@ pub unsafe fn gemv(w: &[f32], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
         super::super::depthwise_f32::x86_64::available(),
         "AVX2/FMA kernel on a CPU without AVX2/FMA"
     );
-    let k = x.len();
-    let mut r = 0;
+    let (k, w, x) = (x.len(), w.as_ptr(), x.as_ptr());
     // SAFETY: features checked above; every row read lies in `w` (checked by the caller).
-    unsafe {
-        while r + 4 <= y.len() {
-            let s = rows4(w.as_ptr().add(r * k), k, x.as_ptr());
-            for (i, v) in s.into_iter().enumerate() {
-                y[r + i] = v + bias.map_or(0.0, |b| b[r + i]);
-            }
-            r += 4;
-        }
-        while r < y.len() {
-            y[r] = row1(w.as_ptr().add(r * k), k, x.as_ptr()) + bias.map_or(0.0, |b| b[r]);
-            r += 1;
-        }
-    }
+    super::by_rows(
+        y,
+        bias,
+        |r| unsafe { rows4(w.add(r * k), k, x) },
+        |r| unsafe { row1(w.add(r * k), k, x) },
+    );
 }
 
 #[inline]
@@ -107,23 +99,14 @@ pub fn f16c_available() -> bool {
 /// As [`gemv`], with `w` counted in halves.
 pub unsafe fn gemv_f16(w: &[u16], x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     assert!(f16c_available(), "F16C kernel on a CPU without F16C");
-    let k = x.len();
-    let mut r = 0;
+    let (k, w, x) = (x.len(), w.as_ptr(), x.as_ptr());
     // SAFETY: features checked above; every row read lies in `w` (checked by the caller).
-    unsafe {
-        while r + 4 <= y.len() {
-            let s = rows4_f16(w.as_ptr().add(r * k), k, x.as_ptr());
-            for (i, v) in s.into_iter().enumerate() {
-                y[r + i] = v + bias.map_or(0.0, |b| b[r + i]);
-            }
-            r += 4;
-        }
-        while r < y.len() {
-            let row = w.as_ptr().add(r * k);
-            y[r] = rows_f16::<1>([row], k, x.as_ptr())[0] + bias.map_or(0.0, |b| b[r]);
-            r += 1;
-        }
-    }
+    super::by_rows(
+        y,
+        bias,
+        |r| unsafe { rows4_f16(w.add(r * k), k, x) },
+        |r| unsafe { rows_f16::<1>([w.add(r * k)], k, x)[0] },
+    );
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
