@@ -30,6 +30,9 @@ use std::time::Instant;
 /// The equalized fp32 weights, in the work folder while the job runs.
 const EQUALIZED_BIN: &str = "equalized-fp32.bin";
 
+/// Held-out calibration images `--mixed auto` scores a detector on (at most).
+const MIXED_DETECTION_IMAGES: usize = 100;
+
 /// Held-out calibration images the per-layer comparison runs on (at most).
 const COMPARE_IMAGES: usize = 32;
 
@@ -336,7 +339,7 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
     let compare_paths = if held_out_empty {
         ft_paths.clone()
     } else {
-        dataset::sample(held_out, COMPARE_IMAGES, req.seed ^ 0xC0)
+        dataset::sample(held_out.clone(), COMPARE_IMAGES, req.seed ^ 0xC0)
     };
 
     let mut table = table;
@@ -346,8 +349,14 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
     let mut mixed = None;
     if req.mixed {
         let t = Instant::now();
+        // A detector's score (pseudo-label mAP) needs more boxes than 32 images hold.
+        let mixed_paths = if crate::mixed::detection_blob(&model).is_some() && !held_out_empty {
+            dataset::sample(held_out.clone(), MIXED_DETECTION_IMAGES, req.seed ^ 0xD7)
+        } else {
+            compare_paths.clone()
+        };
         let mut inputs = Vec::new();
-        for p in &compare_paths {
+        for p in &mixed_paths {
             if let Some(x) = dataset::skip_unreadable(p, prep.load(p), strict)? {
                 inputs.push(x);
             }

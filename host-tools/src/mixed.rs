@@ -15,9 +15,21 @@
 //!    gain per estimated millisecond added, and promote them in that order, re-measuring
 //!    after each, until the budget holds (a whole round short of it starts the next step).
 //!
+//! Detectors (a model whose output comes from a detection layer: DetectionOutput,
+//! Yolov3DetectionOutput, ...) are scored on what decides their detections instead of a
+//! cosine: the pseudo-label mAP@0.5 (all-point, as a fraction) of the quantized model's
+//! detections (detection layer run at confidence [`DETECTION_CONF`]) against the FP32
+//! model's own detections with score >= [`PSEUDO_SCORE`] on the same held-out images; the
+//! default budget is then [`DETECTION_BUDGET`]. The raw maps' cosine stays near 0.99 at
+//! INT7 while a few objectness logits moving decide which boxes survive.
+//!
+//! A promotion that does not raise the score is undone (a round that raises nothing keeps
+//! its best-ranked promotion, so the search always moves on).
+//!
 //! An INT8 layer in a 7-bit run keeps the 7-bit clipping thresholds: its scales are the
 //! table's times 127/63.
 
+use crate::detection::{Detection, Truth};
 use crate::model::{Model, QuantLayer};
 use crate::quantize::{quantize_model, Options};
 use crate::report::cosine;
@@ -99,6 +111,13 @@ fn level_index(l: Level) -> usize {
     }
 }
 
+/// Confidence threshold the detection layers run at while scoring (darknet's `map`).
+pub const DETECTION_CONF: f32 = 0.005;
+/// FP32 detections at or above this score are the pseudo ground truth.
+pub const PSEUDO_SCORE: f32 = 0.5;
+/// Default budget of a detector: pseudo-label mAP@0.5 of 0.95 (issue 13's target).
+pub const DETECTION_BUDGET: f64 = 0.95;
+
 /// Runs of each variant timed for the measured costs (median per layer).
 const TIMED_RUNS: usize = 7;
 
@@ -110,6 +129,35 @@ struct Search<'a> {
     /// Blobs compared, and the FP32 network's values of them per input.
     compared: Vec<String>,
     reference: Vec<Vec<Vec<f32>>>,
+    /// Detectors: the detection layer's output blob, and the FP32 model's detections with
+    /// score >= PSEUDO_SCORE per input (pseudo ground truth).
+    detection: Option<(String, Vec<Vec<Truth>>)>,
+}
+
+/// The output blob of the model's detection layer, when its output is one.
+pub fn detection_blob(model: &Model) -> Option<String> {
+    let layers = &model.param.layers;
+    let read = |b: &str| layers.iter().any(|l| l.bottoms.iter().any(|x| x == b));
+    layers
+        .iter()
+        .filter(|l| l.kind.ends_with("DetectionOutput") && l.tops.len() == 1)
+        .find(|l| !read(&l.tops[0]))
+        .map(|l| l.tops[0].clone())
+}
+
+/// Pseudo-label mAP@0.5 (all-point, as a fraction) of `found` against `truths`.
+pub fn pseudo_map(found: &[Vec<Detection>], truths: &[Vec<Truth>]) -> f64 {
+    crate::detection::summarize(found, truths).map_all_point / 100.0
+}
+
+/// `param` with its detection layers at the scoring threshold.
+fn low_threshold(param: &[u8]) -> Result<Vec<u8>> {
+    Ok(
+        match crate::detection::with_confidence_threshold(param, "<mixed>", DETECTION_CONF)? {
+            Some(t) => t.into_bytes(),
+            None => param.to_vec(),
+        },
+    )
 }
 
 /// The blobs the budget compares: for each output, the input of a final Softmax (the
@@ -136,6 +184,8 @@ fn compared_blobs(model: &Model) -> Vec<String> {
 
 impl Search<'_> {
     fn net(&self, param: &[u8], bin: &[u8], precision: PrecisionChoice) -> Result<Net> {
+        let param = low_threshold(param)?;
+        let param = &param[..];
         let opts = eq_runtime::Options {
             threads: self.req.threads,
             input_shapes: vec![(self.req.input.to_string(), self.req.input_shape)],
@@ -203,9 +253,26 @@ impl Search<'_> {
         self.net(param.as_bytes(), &bin, PrecisionChoice::Auto)
     }
 
-    /// Mean output cosine of the model quantized at `levels`.
+    /// The detections of `net` per input.
+    fn detections(&self, net: &mut Net, blob: &str) -> Result<Vec<Vec<Detection>>> {
+        let mut all = Vec::with_capacity(self.req.inputs.len());
+        for x in self.req.inputs {
+            net.set_input(self.req.input, x)?;
+            net.run()?;
+            let t = net.blob(blob)?;
+            all.push(crate::detection::parse_rows(t.data, t.shape.w)?);
+        }
+        Ok(all)
+    }
+
+    /// The score of the model quantized at `levels`: mean output cosine, or for a detector
+    /// the pseudo-label mAP.
     fn cosine(&self, levels: &[Level]) -> Result<f64> {
         let mut net = self.quantized_net(levels)?;
+        if let Some((blob, truths)) = &self.detection {
+            let found = self.detections(&mut net, blob)?;
+            return Ok(pseudo_map(&found, truths));
+        }
         let got = self.outputs(&mut net)?;
         let (mut sum, mut n) = (0.0, 0usize);
         for (g, r) in got.iter().zip(&self.reference) {
@@ -302,9 +369,27 @@ pub fn choose(req: &Request) -> Result<Outcome> {
         groups: firsts.len(),
         compared: compared_blobs(model),
         reference: Vec::new(),
+        detection: None,
     };
     let mut fp32 = search.net(&model_param(model)?, &model.bin, PrecisionChoice::Fp32)?;
     search.reference = search.outputs(&mut fp32)?;
+    if let Some(blob) = detection_blob(model) {
+        let truths = search
+            .detections(&mut fp32, &blob)?
+            .into_iter()
+            .map(|ds| {
+                ds.into_iter()
+                    .filter(|d| d.score >= PSEUDO_SCORE)
+                    .map(|d| Truth {
+                        label: d.label,
+                        bbox: d.bbox,
+                        difficult: false,
+                    })
+                    .collect()
+            })
+            .collect();
+        search.detection = Some((blob, truths));
+    }
     let costs = match req.cost {
         Some(f) => model
             .layers
@@ -340,12 +425,18 @@ pub fn choose(req: &Request) -> Result<Outcome> {
     let base_cosine = search.cosine(&levels)?;
     let budget = match req.budget {
         Some(b) => b,
+        None if search.detection.is_some() => DETECTION_BUDGET,
         None => {
             let c8 = search.cosine(&vec![Some(Precision::Int8); search.groups])?;
             1.0 - 2.0 * (1.0 - c8)
         }
     };
     let mut current = base_cosine;
+    let score = if search.detection.is_some() {
+        "pseudo-label mAP"
+    } else {
+        "output cosine"
+    };
     // Rounds: rank every group that can go one step up by its gain per estimated ms alone
     // (one measurement each), then promote in that order, re-measuring after each, until
     // the budget holds. A round that ends below the budget starts the next step up.
@@ -365,19 +456,36 @@ pub fn choose(req: &Request) -> Result<Outcome> {
             break; // everything is FP32
         }
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let first = (ranked[0].1, ranked[0].2);
+        let mut promoted = false;
         for (_, g, up) in ranked {
             let mut trial = levels.clone();
             trial[g] = up;
             let c = search.cosine(&trial)?;
+            if c <= current {
+                continue; // no better: stays where it was
+            }
             why[g] = format!(
-                "promoted to {}: output cosine {current:.5} -> {c:.5} (ranked by gain per estimated ms)",
+                "promoted to {}: {score} {current:.5} -> {c:.5} (ranked by gain per estimated ms)",
                 level_name(up)
             );
             levels[g] = up;
             current = c;
+            promoted = true;
             if current >= budget {
                 break;
             }
+        }
+        if !promoted {
+            // Nothing helped alone: take the best-ranked step anyway to move on.
+            let (g, up) = first;
+            levels[g] = up;
+            let c = search.cosine(&levels)?;
+            why[g] = format!(
+                "promoted to {}: {score} {current:.5} -> {c:.5} (best ranked; no single promotion raised it)",
+                level_name(up)
+            );
+            current = c;
         }
     }
     let (table, keep_fp32, overrides) = search.materialize(&levels);
@@ -390,7 +498,7 @@ pub fn choose(req: &Request) -> Result<Outcome> {
             level: levels[g],
             why: if why[g].is_empty() {
                 format!(
-                    "{}: the output cosine met the budget {:.4} without promoting it",
+                    "{}: the {score} met the budget {:.4} without promoting it",
                     level_name(levels[g]),
                     budget
                 )
@@ -433,5 +541,52 @@ mod tests {
                      Input x 0 1 x 0=5\nSoftmax sm 1 1 x prob\nInput y 0 1 y 0=3\n";
         let model = Model::from_memory(param.as_bytes(), &[]).unwrap();
         assert_eq!(compared_blobs(&model), ["a", "b", "x", "y"]);
+    }
+
+    #[test]
+    fn a_detector_is_scored_on_its_detection_layer_output() {
+        let param = "7767517\n3 3\nInput a 0 1 a 0=3 1=2 2=27\nInput b 0 1 b 0=6 1=4 2=27\n\
+                     Yolov3DetectionOutput det 2 1 a b out 0=4 1=3 2=0.3 \
+                     -23304=12,10.0,14.0,23.0,27.0,37.0,58.0,81.0,82.0,135.0,169.0,34.0,31.0 \
+                     -23305=6,3.0,4.0,5.0,0.0,1.0,2.0 -23306=2,32.0,16.0\n";
+        let model = Model::from_memory(param.as_bytes(), &[]).unwrap();
+        assert_eq!(detection_blob(&model).as_deref(), Some("out"));
+        // The scoring threshold replaces the deployment one.
+        let low = String::from_utf8(low_threshold(param.as_bytes()).unwrap()).unwrap();
+        assert!(low.contains(" 2=5e-3"), "{low}");
+        let plain = "7767517\n2 2\nInput x 0 1 x 0=5\nSoftmax sm 1 1 x prob\n";
+        let model = Model::from_memory(plain.as_bytes(), &[]).unwrap();
+        assert_eq!(detection_blob(&model), None);
+        assert_eq!(low_threshold(plain.as_bytes()).unwrap(), plain.as_bytes());
+    }
+
+    #[test]
+    fn pseudo_map_is_one_for_the_reference_and_drops_with_a_confident_false_box() {
+        use crate::detection::BoxF;
+        let b = |x: f32| BoxF {
+            x1: x,
+            y1: 0.0,
+            x2: x + 10.0,
+            y2: 10.0,
+        };
+        let truths = vec![vec![Truth {
+            label: 1,
+            bbox: b(0.0),
+            difficult: false,
+        }]];
+        let hit = Detection {
+            label: 1,
+            score: 0.6,
+            bbox: b(1.0),
+        };
+        assert_eq!(pseudo_map(&[vec![hit]], &truths), 1.0);
+        let wrong = Detection {
+            label: 1,
+            score: 0.9,
+            bbox: b(50.0),
+        };
+        let m = pseudo_map(&[vec![hit, wrong]], &truths);
+        assert!(m < 1.0 && m > 0.0, "{m}");
+        assert_eq!(pseudo_map(&[vec![]], &truths), 0.0);
     }
 }
