@@ -253,10 +253,10 @@ impl Search<'_> {
         self.net(param.as_bytes(), &bin, PrecisionChoice::Auto)
     }
 
-    /// The detections of `net` per input.
-    fn detections(&self, net: &mut Net, blob: &str) -> Result<Vec<Vec<Detection>>> {
-        let mut all = Vec::with_capacity(self.req.inputs.len());
-        for x in self.req.inputs {
+    /// The detections of `net` per input (the first `images` inputs).
+    fn detections(&self, net: &mut Net, blob: &str, images: usize) -> Result<Vec<Vec<Detection>>> {
+        let mut all = Vec::with_capacity(images);
+        for x in &self.req.inputs[..images.min(self.req.inputs.len())] {
             net.set_input(self.req.input, x)?;
             net.run()?;
             let t = net.blob(blob)?;
@@ -268,11 +268,10 @@ impl Search<'_> {
     /// The score of the model quantized at `levels`: mean output cosine, or for a detector
     /// the pseudo-label mAP.
     fn cosine(&self, levels: &[Level]) -> Result<f64> {
-        let mut net = self.quantized_net(levels)?;
-        if let Some((blob, truths)) = &self.detection {
-            let found = self.detections(&mut net, blob)?;
-            return Ok(pseudo_map(&found, truths));
+        if self.detection.is_some() {
+            return self.detection_score(levels, self.req.inputs.len());
         }
+        let mut net = self.quantized_net(levels)?;
         let got = self.outputs(&mut net)?;
         let (mut sum, mut n) = (0.0, 0usize);
         for (g, r) in got.iter().zip(&self.reference) {
@@ -282,6 +281,14 @@ impl Search<'_> {
             }
         }
         Ok(sum / n.max(1) as f64)
+    }
+
+    /// A detector's pseudo-label mAP at `levels` on the first `images` inputs.
+    fn detection_score(&self, levels: &[Level], images: usize) -> Result<f64> {
+        let (blob, truths) = self.detection.as_ref().expect("a detector");
+        let mut net = self.quantized_net(levels)?;
+        let found = self.detections(&mut net, blob, images)?;
+        Ok(pseudo_map(&found, &truths[..found.len()]))
     }
 
     /// Per quantizable layer: median ms at INT7, INT8 and FP32 on this machine.
@@ -375,7 +382,7 @@ pub fn choose(req: &Request) -> Result<Outcome> {
     search.reference = search.outputs(&mut fp32)?;
     if let Some(blob) = detection_blob(model) {
         let truths = search
-            .detections(&mut fp32, &blob)?
+            .detections(&mut fp32, &blob, req.inputs.len())?
             .into_iter()
             .map(|ds| {
                 ds.into_iter()
@@ -437,10 +444,13 @@ pub fn choose(req: &Request) -> Result<Outcome> {
     } else {
         "output cosine"
     };
+    if search.detection.is_some() && current < budget {
+        current = detector_search(&search, &mut levels, &mut why, budget, &group_cost)?;
+    }
     // Rounds: rank every group that can go one step up by its gain per estimated ms alone
     // (one measurement each), then promote in that order, re-measuring after each, until
     // the budget holds. A round that ends below the budget starts the next step up.
-    while current < budget {
+    while search.detection.is_none() && current < budget {
         let mut ranked = Vec::new();
         for g in 0..search.groups {
             let Some(up) = promote(levels[g]) else {
@@ -519,6 +529,176 @@ pub fn choose(req: &Request) -> Result<Outcome> {
     })
 }
 
+/// Held-out images a detector's per-group sensitivities are measured on (the first ones of
+/// the held-out set); the prefix search scores on all of them.
+pub const RANK_IMAGES: usize = 50;
+
+/// One step up in precision of one group, in the detector search's ranked list.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    pub group: usize,
+    pub to: Level,
+    /// Score regained per estimated ms added.
+    pub ratio: f64,
+}
+
+/// The steps up from `from` (per group), ranked by score regained per estimated ms added,
+/// best first. `loss[g]` is the score lost with group g alone at INT7 / INT8 / FP32 (index
+/// [`level_index`]; FP32 is 0) and the rest FP32, `cost[g]` its estimated ms at each. A group
+/// starting at INT7 gets the steps INT7 -> INT8 and INT8 -> FP32, or one step INT7 -> FP32 when
+/// the second would regain more per ms than the first (the lower convex hull of its
+/// options), so a group's steps are always ranked in order. Ties keep model order.
+pub fn ranked_steps(from: &[Level], loss: &[[f64; 3]], cost: &[[f64; 3]]) -> Vec<Step> {
+    let ratio = |g: usize, a: Level, b: Level| {
+        let (a, b) = (level_index(a), level_index(b));
+        (loss[g][a] - loss[g][b]) / (cost[g][b] - cost[g][a]).max(1e-6)
+    };
+    let mut steps = Vec::new();
+    for (g, &l) in from.iter().enumerate() {
+        match l {
+            None => {}
+            Some(Precision::Int8) => steps.push(Step {
+                group: g,
+                to: None,
+                ratio: ratio(g, l, None),
+            }),
+            Some(Precision::Int7) => {
+                let i8 = Some(Precision::Int8);
+                let (r1, r2) = (ratio(g, l, i8), ratio(g, i8, None));
+                if r2 > r1 {
+                    steps.push(Step {
+                        group: g,
+                        to: None,
+                        ratio: ratio(g, l, None),
+                    });
+                } else {
+                    steps.push(Step {
+                        group: g,
+                        to: i8,
+                        ratio: r1,
+                    });
+                    steps.push(Step {
+                        group: g,
+                        to: None,
+                        ratio: r2,
+                    });
+                }
+            }
+        }
+    }
+    steps.sort_by(|a, b| b.ratio.total_cmp(&a.ratio));
+    steps
+}
+
+/// `from` with the first `k` of `steps` taken.
+pub fn apply_prefix(from: &[Level], steps: &[Step], k: usize) -> Vec<Level> {
+    let mut levels = from.to_vec();
+    for s in &steps[..k] {
+        levels[s.group] = s.to;
+    }
+    levels
+}
+
+/// The shortest prefix length k of `n` ranked steps whose score meets `budget`, by bisection
+/// (the score taken to rise with k; k = 0 is known to be below the budget), and its score.
+/// `score(k)` is measured about log2(n) + 1 times; when even all n steps fall short, n.
+pub fn shortest_prefix(
+    n: usize,
+    budget: f64,
+    mut score: impl FnMut(usize) -> Result<f64>,
+) -> Result<(usize, f64)> {
+    let mut hi_score = score(n)?;
+    if n == 0 || hi_score < budget {
+        return Ok((n, hi_score));
+    }
+    let (mut lo, mut hi) = (0, n);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let s = score(mid)?;
+        if s >= budget {
+            hi = mid;
+            hi_score = s;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok((hi, hi_score))
+}
+
+/// The detector search: the score each group loses alone at each level below FP32 (the rest
+/// FP32, on the first [`RANK_IMAGES`] held-out images: measured once), the steps up ranked by
+/// score regained per estimated ms, and the shortest ranked prefix that meets the budget on
+/// all held-out images, found by bisection. Promoting groups one at a time from the base
+/// precision does not work on a detector: each moves the mAP by less than its noise.
+/// Returns the score of the chosen levels.
+fn detector_search(
+    search: &Search,
+    levels: &mut [Level],
+    why: &mut [String],
+    budget: f64,
+    group_cost: &dyn Fn(usize, Level) -> f64,
+) -> Result<f64> {
+    let rank_images = RANK_IMAGES.min(search.req.inputs.len());
+    let fp32 = vec![None; search.groups];
+    let reference = search.detection_score(&fp32, rank_images)?;
+    let mut loss = vec![[0.0; 3]; search.groups];
+    let mut cost = vec![[0.0; 3]; search.groups];
+    let from = levels.to_vec();
+    let start = std::time::Instant::now();
+    for g in 0..search.groups {
+        for l in [Some(Precision::Int7), Some(Precision::Int8), None] {
+            cost[g][level_index(l)] = group_cost(g, l);
+        }
+        let mut l = from[g];
+        while let Some(p) = l {
+            let mut trial = fp32.clone();
+            trial[g] = Some(p);
+            loss[g][level_index(l)] = reference - search.detection_score(&trial, rank_images)?;
+            l = promote(l).flatten();
+        }
+    }
+    let steps = ranked_steps(&from, &loss, &cost);
+    eprintln!(
+        "mixed precision: {} steps up ranked on {rank_images} held-out images ({:.0} s); \
+         bisecting the ranked prefix on {}",
+        steps.len(),
+        start.elapsed().as_secs_f64(),
+        search.req.inputs.len()
+    );
+    let (k, score) = shortest_prefix(steps.len(), budget, |k| {
+        let s = search.cosine(&apply_prefix(&from, &steps, k))?;
+        eprintln!(
+            "mixed precision: first {k} of {} steps: {s:.4}",
+            steps.len()
+        );
+        Ok(s)
+    })?;
+    levels.copy_from_slice(&apply_prefix(&from, &steps, k));
+    for (i, st) in steps[..k].iter().enumerate() {
+        let g = st.group;
+        let lost = |l: Level| match l {
+            Some(_) if from[g].is_some_and(|f| level_index(Some(f)) <= level_index(l)) => {
+                format!("{:.4} at {}", loss[g][level_index(l)], level_name(l))
+            }
+            _ => String::new(),
+        };
+        let losses: Vec<String> = [Some(Precision::Int7), Some(Precision::Int8)]
+            .into_iter()
+            .map(lost)
+            .filter(|s| !s.is_empty())
+            .collect();
+        why[g] = format!(
+            "promoted to {}: step {} of {} ranked by pseudo-label mAP regained per estimated ms \
+             (alone, the rest FP32, it loses {}); the first {k} steps meet the budget: {score:.5}",
+            level_name(levels[g]),
+            i + 1,
+            steps.len(),
+            losses.join(", ")
+        );
+    }
+    Ok(score)
+}
+
 /// The model's param as text (for loading it from memory next to quantized variants).
 fn model_param(model: &Model) -> Result<Vec<u8>> {
     let mut w = crate::ncnn_writer::ParamWriter::new();
@@ -588,5 +768,69 @@ mod tests {
         let m = pseudo_map(&[vec![hit, wrong]], &truths);
         assert!(m < 1.0 && m > 0.0, "{m}");
         assert_eq!(pseudo_map(&[vec![]], &truths), 0.0);
+    }
+    const I7: Level = Some(Precision::Int7);
+    const I8: Level = Some(Precision::Int8);
+
+    #[test]
+    fn steps_are_ranked_by_score_regained_per_ms_and_a_groups_steps_stay_in_order() {
+        // Group 0: INT7 -> INT8 regains 0.04 for 1 ms, INT8 -> FP32 0.01 for 2 ms: two steps.
+        // Group 1: INT8 -> FP32 would regain more per ms than INT7 -> INT8: one step to FP32.
+        // Group 2: already FP32. Group 3: starts at INT8.
+        let from = [I7, I7, None, I8];
+        let loss = [
+            [0.05, 0.01, 0.0],
+            [0.031, 0.03, 0.0],
+            [0.0; 3],
+            [0.0, 0.02, 0.0],
+        ];
+        let cost = [[1.0, 2.0, 4.0], [1.0, 2.0, 3.0], [1.0; 3], [0.0, 1.0, 5.0]];
+        let steps = ranked_steps(&from, &loss, &cost);
+        let got: Vec<(usize, Level)> = steps.iter().map(|s| (s.group, s.to)).collect();
+        // Ratios: 0.04, 0.031 / 2, 0.005, 0.005 (group 3; model order breaks the tie).
+        assert_eq!(got, [(0, I8), (1, None), (0, None), (3, None)]);
+        assert!((steps[1].ratio - 0.0155).abs() < 1e-12);
+        assert_eq!(apply_prefix(&from, &steps, 0), from);
+        assert_eq!(apply_prefix(&from, &steps, 2), [I8, None, None, I8]);
+        assert_eq!(apply_prefix(&from, &steps, 4), [None; 4]);
+        // A step that adds no time and regains score comes first.
+        let steps = ranked_steps(
+            &[I8, I8],
+            &[[0.0, 0.01, 0.0], [0.0, 0.001, 0.0]],
+            &[[0.0, 1.0, 2.0], [0.0, 1.0, 1.0]],
+        );
+        assert_eq!(steps[0].group, 1);
+    }
+
+    #[test]
+    fn the_shortest_prefix_meeting_the_budget_is_bisected_in_log_steps() {
+        for n in [1usize, 2, 3, 10, 97, 160] {
+            for need in 1..=n {
+                let mut calls = Vec::new();
+                let score = |k: usize| {
+                    calls.push(k);
+                    Ok(if k >= need {
+                        0.9 + k as f64 * 1e-4
+                    } else {
+                        0.5
+                    })
+                };
+                let (k, s) = shortest_prefix(n, 0.9, score).unwrap();
+                assert_eq!(k, need, "n {n}");
+                assert_eq!(s, 0.9 + need as f64 * 1e-4);
+                let most = (n as f64).log2().ceil() as usize + 1;
+                assert!(calls.len() <= most, "n {n} need {need}: {calls:?}");
+            }
+        }
+        // Out of reach: everything, with its score.
+        assert_eq!(
+            shortest_prefix(5, 0.99, |k| Ok(k as f64 / 10.0)).unwrap(),
+            (5, 0.5)
+        );
+        assert_eq!(shortest_prefix(0, 0.5, |_| Ok(0.4)).unwrap(), (0, 0.4));
+        // Not monotone: still a prefix meeting the budget right after one that does not.
+        let noisy = [0.1, 0.95, 0.2, 0.3, 0.96, 0.97, 0.4, 0.99];
+        let (k, s) = shortest_prefix(7, 0.9, |k| Ok(noisy[k])).unwrap();
+        assert!(s >= 0.9 && noisy[k - 1] < 0.9, "{k}");
     }
 }
