@@ -269,7 +269,7 @@ impl Search<'_> {
     /// the pseudo-label mAP.
     fn cosine(&self, levels: &[Level]) -> Result<f64> {
         if self.detection.is_some() {
-            return self.detection_score(levels, self.req.inputs.len());
+            return self.detection_score(levels, self.req.inputs.len(), false);
         }
         let mut net = self.quantized_net(levels)?;
         let got = self.outputs(&mut net)?;
@@ -283,12 +283,18 @@ impl Search<'_> {
         Ok(sum / n.max(1) as f64)
     }
 
-    /// A detector's pseudo-label mAP at `levels` on the first `images` inputs.
-    fn detection_score(&self, levels: &[Level], images: usize) -> Result<f64> {
+    /// A detector's pseudo-label mAP at `levels` on the first `images` inputs, or with
+    /// `pooled` the AP of all classes pooled in one ranking (finer grained, for ranking).
+    fn detection_score(&self, levels: &[Level], images: usize, pooled: bool) -> Result<f64> {
         let (blob, truths) = self.detection.as_ref().expect("a detector");
         let mut net = self.quantized_net(levels)?;
         let found = self.detections(&mut net, blob, images)?;
-        Ok(pseudo_map(&found, &truths[..found.len()]))
+        let truths = &truths[..found.len()];
+        Ok(if pooled {
+            crate::detection::pooled_average_precision(&found, truths, 0.5)
+        } else {
+            pseudo_map(&found, truths)
+        })
     }
 
     /// Per quantizable layer: median ms at INT7, INT8 and FP32 on this machine.
@@ -530,71 +536,72 @@ pub fn choose(req: &Request) -> Result<Outcome> {
 }
 
 /// Held-out images a detector's per-group sensitivities are measured on (the first ones of
-/// the held-out set); the prefix search scores on all of them.
-pub const RANK_IMAGES: usize = 50;
+/// the held-out set, scored by the pooled AP); the prefix search scores on all of them.
+pub const RANK_IMAGES: usize = 100;
 
 /// One step up in precision of one group, in the detector search's ranked list.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Step {
     pub group: usize,
     pub to: Level,
-    /// Score regained per estimated ms added.
+    /// Score regained per estimated ms added (infinite when it adds no time).
     pub ratio: f64,
+    /// Score regained.
+    pub gain: f64,
 }
 
 /// The steps up from `from` (per group), ranked by score regained per estimated ms added,
-/// best first. `loss[g]` is the score lost with group g alone at INT7 / INT8 / FP32 (index
-/// [`level_index`]; FP32 is 0) and the rest FP32, `cost[g]` its estimated ms at each. A group
-/// starting at INT7 gets the steps INT7 -> INT8 and INT8 -> FP32, or one step INT7 -> FP32 when
-/// the second would regain more per ms than the first (the lower convex hull of its
-/// options), so a group's steps are always ranked in order. Ties keep model order.
+/// best first; steps that add no time (on some cores FP32 is as fast as INT7 for a small or
+/// depthwise layer) come first, by score regained. `loss[g]` is the score lost with group g
+/// alone at INT7 / INT8 / FP32 (index [`level_index`]; FP32 is 0) and the rest FP32, `cost[g]`
+/// its estimated ms at each. A group starting at INT7 gets the steps INT7 -> INT8 and
+/// INT8 -> FP32, or one step INT7 -> FP32 when the second would regain at least as much per ms
+/// as the first (the lower convex hull of its options), so a group's steps are always ranked
+/// in order. Ties keep model order.
 pub fn ranked_steps(from: &[Level], loss: &[[f64; 3]], cost: &[[f64; 3]]) -> Vec<Step> {
-    let ratio = |g: usize, a: Level, b: Level| {
-        let (a, b) = (level_index(a), level_index(b));
-        (loss[g][a] - loss[g][b]) / (cost[g][b] - cost[g][a]).max(1e-6)
+    let step = |g: usize, a: Level, to: Level| {
+        let (i, j) = (level_index(a), level_index(to));
+        let (gain, added) = (loss[g][i] - loss[g][j], cost[g][j] - cost[g][i]);
+        let ratio = if added <= 0.0 {
+            f64::INFINITY
+        } else {
+            gain / added
+        };
+        Step {
+            group: g,
+            to,
+            ratio,
+            gain,
+        }
     };
     let mut steps = Vec::new();
     for (g, &l) in from.iter().enumerate() {
         match l {
             None => {}
-            Some(Precision::Int8) => steps.push(Step {
-                group: g,
-                to: None,
-                ratio: ratio(g, l, None),
-            }),
+            Some(Precision::Int8) => steps.push(step(g, l, None)),
             Some(Precision::Int7) => {
                 let i8 = Some(Precision::Int8);
-                let (r1, r2) = (ratio(g, l, i8), ratio(g, i8, None));
-                if r2 > r1 {
-                    steps.push(Step {
-                        group: g,
-                        to: None,
-                        ratio: ratio(g, l, None),
-                    });
+                let (first, second) = (step(g, l, i8), step(g, i8, None));
+                if second.ratio >= first.ratio {
+                    steps.push(step(g, l, None));
                 } else {
-                    steps.push(Step {
-                        group: g,
-                        to: i8,
-                        ratio: r1,
-                    });
-                    steps.push(Step {
-                        group: g,
-                        to: None,
-                        ratio: r2,
-                    });
+                    steps.push(first);
+                    steps.push(second);
                 }
             }
         }
     }
-    steps.sort_by(|a, b| b.ratio.total_cmp(&a.ratio));
+    steps.sort_by(|a, b| b.ratio.total_cmp(&a.ratio).then(b.gain.total_cmp(&a.gain)));
     steps
 }
 
-/// `from` with the first `k` of `steps` taken.
+/// `from` with the first `k` of `steps` taken (a step never lowers a group's precision).
 pub fn apply_prefix(from: &[Level], steps: &[Step], k: usize) -> Vec<Level> {
     let mut levels = from.to_vec();
     for s in &steps[..k] {
-        levels[s.group] = s.to;
+        if level_index(s.to) > level_index(levels[s.group]) {
+            levels[s.group] = s.to;
+        }
     }
     levels
 }
@@ -640,7 +647,7 @@ fn detector_search(
 ) -> Result<f64> {
     let rank_images = RANK_IMAGES.min(search.req.inputs.len());
     let fp32 = vec![None; search.groups];
-    let reference = search.detection_score(&fp32, rank_images)?;
+    let reference = search.detection_score(&fp32, rank_images, true)?;
     let mut loss = vec![[0.0; 3]; search.groups];
     let mut cost = vec![[0.0; 3]; search.groups];
     let from = levels.to_vec();
@@ -653,7 +660,8 @@ fn detector_search(
         while let Some(p) = l {
             let mut trial = fp32.clone();
             trial[g] = Some(p);
-            loss[g][level_index(l)] = reference - search.detection_score(&trial, rank_images)?;
+            loss[g][level_index(l)] =
+                reference - search.detection_score(&trial, rank_images, true)?;
             l = promote(l).flatten();
         }
     }
@@ -688,8 +696,9 @@ fn detector_search(
             .filter(|s| !s.is_empty())
             .collect();
         why[g] = format!(
-            "promoted to {}: step {} of {} ranked by pseudo-label mAP regained per estimated ms \
-             (alone, the rest FP32, it loses {}); the first {k} steps meet the budget: {score:.5}",
+            "promoted to {}: step {} of {} ranked by AP regained per estimated ms \
+             (alone, the rest FP32, its pooled AP loses {}); the first {k} steps meet the budget: \
+             {score:.5}",
             level_name(levels[g]),
             i + 1,
             steps.len(),
@@ -787,19 +796,35 @@ mod tests {
         let cost = [[1.0, 2.0, 4.0], [1.0, 2.0, 3.0], [1.0; 3], [0.0, 1.0, 5.0]];
         let steps = ranked_steps(&from, &loss, &cost);
         let got: Vec<(usize, Level)> = steps.iter().map(|s| (s.group, s.to)).collect();
-        // Ratios: 0.04, 0.031 / 2, 0.005, 0.005 (group 3; model order breaks the tie).
-        assert_eq!(got, [(0, I8), (1, None), (0, None), (3, None)]);
+        // Ratios: 0.04, 0.031 / 2, 0.005 twice (group 3 regains more: first).
+        assert_eq!(got, [(0, I8), (1, None), (3, None), (0, None)]);
         assert!((steps[1].ratio - 0.0155).abs() < 1e-12);
         assert_eq!(apply_prefix(&from, &steps, 0), from);
         assert_eq!(apply_prefix(&from, &steps, 2), [I8, None, None, I8]);
+        assert_eq!(apply_prefix(&from, &steps, 3), [I8, None, None, None]);
         assert_eq!(apply_prefix(&from, &steps, 4), [None; 4]);
-        // A step that adds no time and regains score comes first.
+        // Steps that add no time come first (by score regained), whatever they regain. A
+        // group whose FP32 is cheaper than its INT8 goes straight to FP32 (group 3: 0.02 for
+        // 0.5 ms).
         let steps = ranked_steps(
-            &[I8, I8],
-            &[[0.0, 0.01, 0.0], [0.0, 0.001, 0.0]],
-            &[[0.0, 1.0, 2.0], [0.0, 1.0, 1.0]],
+            &[I8, I8, I8, I7],
+            &[
+                [0.0, 0.01, 0.0],
+                [0.0, 0.001, 0.0],
+                [0.0, 0.0, 0.0],
+                [0.02, 0.01, 0.0],
+            ],
+            &[
+                [0.0, 1.0, 2.0],
+                [0.0, 1.0, 1.0],
+                [0.0, 1.0, 0.5],
+                [1.0, 2.0, 1.5],
+            ],
         );
-        assert_eq!(steps[0].group, 1);
+        let got: Vec<(usize, Level)> = steps.iter().map(|s| (s.group, s.to)).collect();
+        assert_eq!(got, [(1, None), (2, None), (3, None), (0, None)]);
+        assert_eq!(steps[0].ratio, f64::INFINITY);
+        assert_eq!(steps[2].ratio, 0.04);
     }
 
     #[test]
