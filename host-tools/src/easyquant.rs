@@ -31,7 +31,7 @@ use std::time::Instant;
 const EQUALIZED_BIN: &str = "equalized-fp32.bin";
 
 /// Held-out calibration images `--mixed auto` scores a detector on (at most).
-const MIXED_DETECTION_IMAGES: usize = 200;
+const MIXED_DETECTION_IMAGES: usize = 400;
 
 /// Held-out calibration images the per-layer comparison runs on (at most).
 const COMPARE_IMAGES: usize = 32;
