@@ -141,11 +141,18 @@ pub struct EasyquantArgs {
     /// --budget; off: every layer at --bits (except --keep-fp32).
     #[arg(long, value_enum, default_value = "auto")]
     pub mixed: Mixed,
-    /// Minimum mean cosine of the network output vs FP32 on held-out calibration images
-    /// (logits before a final Softmax). Default: 1 - 2 (1 - c8), c8 being that cosine with
-    /// every layer in INT8 (at most twice INT8's error).
+    /// The score to keep on held-out calibration images. A classifier (logits before a final
+    /// Softmax or out of an InnerProduct): top-1 accuracy kept as FP32's probabilities
+    /// expect it, 1 - mean(p[FP32's class] - p[quantized class]), default 0.999. A detector:
+    /// pseudo-label mAP@0.5 (a fraction) against the FP32 model's detections, default 0.95.
+    /// Other models: mean output cosine vs FP32, default 1 - 2 (1 - c8), c8 being that
+    /// cosine with every layer in INT8.
     #[arg(long, allow_hyphen_values = true)]
     pub budget: Option<f64>,
+    /// What --budget is on: auto (top-1 kept for a classifier, pseudo-label mAP for a
+    /// detector, else the output cosine) or cosine (the mean output cosine for any model).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub score: crate::mixed::Score,
     /// The latency --mixed auto minimises: a72 (the RK3399's big cores, where models
     /// deploy), a53 (its little cores), both estimated per layer from the kernel model in
     /// targets/costs/rk3399.toml, or host (per-layer times measured on this machine, where
@@ -628,6 +635,7 @@ fn run_easyquant(a: EasyquantArgs) -> Result<()> {
         equalize: a.equalize,
         mixed: a.mixed == Mixed::Auto,
         budget: a.budget,
+        score: a.score,
         cost: a.cost,
         samples: a.samples,
         positions: a.positions.0,

@@ -30,6 +30,9 @@ use std::time::Instant;
 /// The equalized fp32 weights, in the work folder while the job runs.
 const EQUALIZED_BIN: &str = "equalized-fp32.bin";
 
+/// Held-out calibration images `--mixed auto` scores a detector or classifier on (at most).
+const MIXED_RANKED_IMAGES: usize = 400;
+
 /// Held-out calibration images the per-layer comparison runs on (at most).
 const COMPARE_IMAGES: usize = 32;
 
@@ -68,6 +71,8 @@ pub struct Request {
     /// Automatic mixed precision, and its budget (None: the default, see `mixed`).
     pub mixed: bool,
     pub budget: Option<f64>,
+    /// What the budget is on.
+    pub score: crate::mixed::Score,
     /// The latency the mixed search minimises: measured on this machine, or estimated on an
     /// RK3399 core.
     pub cost: CostTarget,
@@ -336,7 +341,7 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
     let compare_paths = if held_out_empty {
         ft_paths.clone()
     } else {
-        dataset::sample(held_out, COMPARE_IMAGES, req.seed ^ 0xC0)
+        dataset::sample(held_out.clone(), COMPARE_IMAGES, req.seed ^ 0xC0)
     };
 
     let mut table = table;
@@ -346,8 +351,18 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
     let mut mixed = None;
     if req.mixed {
         let t = Instant::now();
+        // A detector's score (pseudo-label mAP) needs more boxes than 32 images hold, and a
+        // classifier's top-1 agreement more images to resolve a fraction of a percent.
+        let ranked = req.score == crate::mixed::Score::Auto
+            && (crate::mixed::detection_blob(&model).is_some()
+                || crate::mixed::is_classifier(&model));
+        let mixed_paths = if ranked && !held_out_empty {
+            dataset::sample(held_out.clone(), MIXED_RANKED_IMAGES, req.seed ^ 0xD7)
+        } else {
+            compare_paths.clone()
+        };
         let mut inputs = Vec::new();
-        for p in &compare_paths {
+        for p in &mixed_paths {
             if let Some(x) = dataset::skip_unreadable(p, prep.load(p), strict)? {
                 inputs.push(x);
             }
@@ -369,6 +384,7 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
             input: &spec.input,
             input_shape,
             budget: req.budget,
+            score: req.score,
             cost: match req.cost {
                 CostTarget::Host => None,
                 _ => Some(&estimate),

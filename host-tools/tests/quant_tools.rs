@@ -976,9 +976,9 @@ fn easyquant_writes_everything_or_nothing() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // Mixed precision: an unreachable budget ends with everything promoted to FP32; a
-    // budget any model meets keeps everything INT7; the default lands in between, above
-    // its budget, and says why each layer got its precision.
+    // Mixed precision on the output cosine (`--score cosine`): an unreachable budget ends
+    // with everything promoted to FP32; a budget any model meets keeps everything INT7; one
+    // in between lands above its budget and says why each layer got its precision.
     let mixed_cost = |budget: Option<&str>, cost: Option<&str>, out: &Path| -> serde_json::Value {
         let mut a: Vec<String> = args(out, &labels_path)
             .into_iter()
@@ -987,6 +987,7 @@ fn easyquant_writes_everything_or_nothing() {
         if let Some(b) = budget {
             a.push(format!("--budget={b}"));
         }
+        a.push("--score=cosine".into());
         if let Some(c) = cost {
             a.extend(["--cost".to_string(), c.to_string()]);
         }
@@ -1043,6 +1044,22 @@ fn easyquant_writes_everything_or_nothing() {
         let report = std::fs::read_to_string(dir.join(format!("m-{cost}/report.md"))).unwrap();
         assert!(report.contains("search minimised the"), "{report}");
     }
+    // The default score of a classifier is the top-1 kept (INT7 changes no answer of this
+    // tiny model: nothing is promoted), with its default budget.
+    let a: Vec<String> = args(&dir.join("m-auto"), &labels_path)
+        .into_iter()
+        .filter(|x| x != "--mixed" && x != "off")
+        .collect();
+    eq_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("m-auto/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["mixed"]["budget"], 0.999, "{v}");
+    assert!(
+        v["layers"][0]["reason"].as_str().unwrap().contains("top-1"),
+        "{v}"
+    );
+
     // An unknown core is a usage error that lists the choices.
     let o = eq(&["easyquant", "--cost", "a57", "--out", &s(&dir.join("x"))]);
     let err = String::from_utf8_lossy(&o.stderr);
