@@ -142,44 +142,7 @@ pub fn average_precision(
     labels.dedup();
     let mut out = BTreeMap::new();
     for label in labels {
-        let positives = truths
-            .iter()
-            .flatten()
-            .filter(|t| t.label == label && !t.difficult)
-            .count();
-        let mut dets: Vec<(usize, &Detection)> = detections
-            .iter()
-            .enumerate()
-            .flat_map(|(i, ds)| ds.iter().filter(|d| d.label == label).map(move |d| (i, d)))
-            .collect();
-        // Stable: equal scores keep image order, so the result is deterministic.
-        dets.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
-        let mut used: Vec<Vec<bool>> = truths.iter().map(|t| vec![false; t.len()]).collect();
-        let (mut tp, mut fp) = (0usize, 0usize);
-        let mut curve = Vec::with_capacity(dets.len());
-        for (img, d) in dets {
-            let best = truths[img]
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.label == label)
-                .map(|(k, t)| (k, t.bbox.iou(&d.bbox)))
-                .max_by(|a, b| a.1.total_cmp(&b.1));
-            match best {
-                Some((k, iou)) if iou >= threshold => {
-                    if truths[img][k].difficult {
-                        continue;
-                    }
-                    if used[img][k] {
-                        fp += 1;
-                    } else {
-                        used[img][k] = true;
-                        tp += 1;
-                    }
-                }
-                _ => fp += 1,
-            }
-            curve.push((tp as f64 / positives as f64, tp as f64 / (tp + fp) as f64));
-        }
+        let curve = pr_curve(detections, truths, threshold, Some(label));
         out.insert(label, (ap_11_point(&curve), ap_all_point(&curve)));
     }
     out
@@ -194,15 +157,34 @@ pub fn pooled_average_precision(
     truths: &[Vec<Truth>],
     threshold: f32,
 ) -> f64 {
-    let positives = truths.iter().flatten().filter(|t| !t.difficult).count();
+    ap_all_point(&pr_curve(detections, truths, threshold, None))
+}
+
+/// The (recall, precision) points of the detections of class `label` (None: of every class,
+/// ranked together), best score first; a detection matches the unused box of its own class
+/// it overlaps most at IoU >= `threshold`, boxes marked difficult neither count nor match.
+/// Empty without ground truth.
+fn pr_curve(
+    detections: &[Vec<Detection>],
+    truths: &[Vec<Truth>],
+    threshold: f32,
+    label: Option<u32>,
+) -> Vec<(f64, f64)> {
+    let of_class = |l: u32| label.is_none_or(|x| x == l);
+    let positives = truths
+        .iter()
+        .flatten()
+        .filter(|t| of_class(t.label) && !t.difficult)
+        .count();
     if positives == 0 {
-        return 0.0;
+        return Vec::new();
     }
     let mut dets: Vec<(usize, &Detection)> = detections
         .iter()
         .enumerate()
-        .flat_map(|(i, ds)| ds.iter().map(move |d| (i, d)))
+        .flat_map(|(i, ds)| ds.iter().filter(|d| of_class(d.label)).map(move |d| (i, d)))
         .collect();
+    // Stable: equal scores keep image order, so the result is deterministic.
     dets.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
     let mut used: Vec<Vec<bool>> = truths.iter().map(|t| vec![false; t.len()]).collect();
     let (mut tp, mut fp) = (0usize, 0usize);
@@ -230,7 +212,7 @@ pub fn pooled_average_precision(
         }
         curve.push((tp as f64 / positives as f64, tp as f64 / (tp + fp) as f64));
     }
-    ap_all_point(&curve)
+    curve
 }
 
 /// Mean over recall thresholds 0, 0.1, ..., 1 of the best precision at that recall or above.
