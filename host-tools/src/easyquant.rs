@@ -122,8 +122,11 @@ pub struct Accuracy {
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct MixedSummary {
-    /// The output cosine the search had to reach, where it started (everything at `bits`)
-    /// and where it ended, on `images` held-out calibration images.
+    /// What the numbers are on: "expected top-1 kept" (classifiers), "pseudo-label mAP"
+    /// (detectors) or "output cosine".
+    pub score: String,
+    /// The score the search had to reach, where it started (everything at `bits`) and where
+    /// it ended, on `images` held-out calibration images.
     pub budget: f64,
     pub base_cosine: f64,
     pub cosine: f64,
@@ -399,6 +402,7 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
         }
         mixed = Some(MixedSummary {
             budget: o.budget,
+            score: o.score.to_string(),
             base_cosine: o.base_cosine,
             cosine: o.cosine,
             images: inputs.len(),

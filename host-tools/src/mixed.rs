@@ -116,7 +116,10 @@ pub struct Outcome {
     pub keep_fp32: Vec<String>,
     pub overrides: HashMap<String, Precision>,
     pub decisions: Vec<Decision>,
-    /// Output cosine with everything at the base precision, and as chosen.
+    /// What the budget and the scores are on ("expected top-1 kept", "pseudo-label mAP",
+    /// "output cosine").
+    pub score: &'static str,
+    /// The score with everything at the base precision, and as chosen.
     pub base_cosine: f64,
     pub cosine: f64,
     pub budget: f64,
@@ -568,7 +571,7 @@ pub fn choose(req: &Request) -> Result<Outcome> {
     let score = if search.detection.is_some() {
         "pseudo-label mAP"
     } else if search.top1.is_some() {
-        "top-1 agreement with FP32"
+        "expected top-1 kept"
     } else {
         "output cosine"
     };
@@ -634,6 +637,7 @@ pub fn choose(req: &Request) -> Result<Outcome> {
         keep_fp32,
         overrides,
         decisions,
+        score,
         base_cosine,
         cosine: current,
         budget,
@@ -771,7 +775,7 @@ fn prefix_search(
     let (measure, budget_score) = if detector {
         ("pooled AP", "pseudo-label mAP")
     } else {
-        ("logits cosine", "top-1 agreement")
+        ("logits cosine", "expected top-1 kept")
     };
     let fp32 = vec![None; search.groups];
     let reference = rank_score(&fp32)?;

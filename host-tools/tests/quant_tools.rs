@@ -1023,6 +1023,7 @@ fn easyquant_writes_everything_or_nothing() {
     );
     let v = mixed(Some("0.99999"), &dir.join("m-some"));
     let m = &v["mixed"];
+    assert_eq!(m["score"], "output cosine", "{m}");
     assert!(m["cosine"].as_f64().unwrap() >= 0.99999, "{m}");
     assert!(m["base_cosine"].as_f64().unwrap() < 0.99999, "{m}");
     let p = precisions(&v);
@@ -1055,6 +1056,7 @@ fn easyquant_writes_everything_or_nothing() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("m-auto/summary.json")).unwrap())
             .unwrap();
     assert_eq!(v["mixed"]["budget"], 0.999, "{v}");
+    assert_eq!(v["mixed"]["score"], "expected top-1 kept", "{v}");
     assert!(
         v["layers"][0]["reason"].as_str().unwrap().contains("top-1"),
         "{v}"
