@@ -491,11 +491,10 @@ mod tests {
         assert_eq!((r.map_11_point, r.map_all_point), (100.0, 100.0));
     }
 
-    /// Two images, three positives of one class; detections by score: TP, FP (duplicate of
-    /// a matched box), FP (IoU below 0.5), TP. Precision / recall after each:
-    /// (1, 1/3), (1/2, 1/3), (1/3, 1/3), (1/2, 2/3); the third positive is never found.
-    #[test]
-    fn hand_computed_ap() {
+    /// Two images, three positives of class 1 (boxes a, b, c); class-1 detections by score:
+    /// TP, FP (duplicate of a matched box), FP (IoU below 0.5), TP; and a class-3 detection
+    /// on c scored above them all.
+    fn two_images() -> (Vec<Vec<Truth>>, Vec<Vec<Detection>>, [BoxF; 2]) {
         let a = bx(0.0, 0.0, 0.5, 0.5);
         let b = bx(0.5, 0.5, 1.0, 1.0);
         let c = bx(0.0, 0.5, 0.5, 1.0);
@@ -508,6 +507,14 @@ mod tests {
             ],
             vec![det(1, 0.6, c), det(3, 0.99, c)],
         ];
+        (t, d, [a, b])
+    }
+
+    /// [`two_images`]: precision / recall after each class-1 detection: (1, 1/3), (1/2, 1/3),
+    /// (1/3, 1/3), (1/2, 2/3); the third positive is never found.
+    #[test]
+    fn hand_computed_ap() {
+        let (t, d, _) = two_images();
         let ap = average_precision(&d, &t, 0.5);
         assert_eq!(ap.len(), 1, "label 3 has no ground truth: not averaged");
         let (p11, all) = ap[&1];
@@ -523,18 +530,7 @@ mod tests {
 
     #[test]
     fn pooled_ap_ranks_all_classes_together_and_matches_within_a_class() {
-        let a = bx(0.0, 0.0, 0.5, 0.5);
-        let b = bx(0.5, 0.5, 1.0, 1.0);
-        let c = bx(0.0, 0.5, 0.5, 1.0);
-        let t = vec![vec![truth(1, a), truth(1, b)], vec![truth(1, c)]];
-        let d = vec![
-            vec![
-                det(1, 0.9, a),
-                det(1, 0.8, a),
-                det(1, 0.7, bx(0.5, 0.5, 0.6, 0.6)),
-            ],
-            vec![det(1, 0.6, c), det(3, 0.99, c)],
-        ];
+        let (t, d, [a, b]) = two_images();
         // Ranked: 0.99 (label 3 on a label-1 box: false), 0.9 hit, 0.8 duplicate, 0.7 miss,
         // 0.6 hit: envelope 1/2 up to recall 1/3, then 2/5 up to 2/3.
         let ap = pooled_average_precision(&d, &t, 0.5);

@@ -5,7 +5,7 @@
 //! Everything is scored on held-out calibration images (never validation images). The
 //! budget is, for a classifier ([`is_classifier`]: logits before a final Softmax or out of
 //! an InnerProduct), the top-1 accuracy kept as FP32's own probabilities expect it
-//! ([`expected_top1_kept`], default [`CLASSIFIER_AGREEMENT`]); for a detector the
+//! ([`expected_top1_kept`], default [`CLASSIFIER_BUDGET`]); for a detector the
 //! pseudo-label mAP (below); otherwise the mean cosine between the quantized and the FP32
 //! network's output (the output blobs, or the raw maps a detection head reads).
 //!
@@ -40,6 +40,7 @@
 //! table's times 127/63.
 
 use crate::detection::{Detection, Truth};
+use crate::eval::argmax;
 use crate::model::{Model, QuantLayer};
 use crate::quantize::{quantize_model, Options};
 use crate::report::cosine;
@@ -91,7 +92,7 @@ pub struct Request<'a> {
     pub inputs: &'a [Vec<f32>],
     pub input: &'a str,
     pub input_shape: Shape,
-    /// Minimum score (see the module doc); None: a classifier's [`CLASSIFIER_AGREEMENT`], a
+    /// Minimum score (see the module doc); None: a classifier's [`CLASSIFIER_BUDGET`], a
     /// detector's [`DETECTION_BUDGET`], else `1 - 2 (1 - c8)`, where c8 is the output cosine
     /// with every layer in INT8 (on the same clipping thresholds): at most twice INT8's error.
     pub budget: Option<f64>,
@@ -158,7 +159,7 @@ struct Search<'a> {
     detection: Option<(String, Vec<Vec<Truth>>)>,
     /// Classifiers ([`is_classifier`]): the FP32 network's class probabilities (softmax of
     /// the logits) per input and blob.
-    top1: Option<Vec<Vec<Vec<f32>>>>,
+    class_probs: Option<Vec<Vec<Vec<f32>>>>,
 }
 
 /// Held-out images the classifier's prefix is accepted on need not all be used to rank:
@@ -169,9 +170,9 @@ pub const CLASSIFIER_RANK_IMAGES: usize = 100;
 /// expect it ([`expected_top1_kept`]). That estimate undershoots: on the 1000 labelled
 /// calibration images SqueezeNet 1.1's INT7-EQ lost 1.4 points of top-1 where it expects
 /// 0.5 (INT8-EQ 0.3 and 0.28), so 0.1 expected stands for the 0.3 measured.
-pub const CLASSIFIER_AGREEMENT: f64 = 0.999;
+pub const CLASSIFIER_BUDGET: f64 = 0.999;
 
-/// Whether the model is scored as a classifier (top-1 agreement with FP32): every compared
+/// Whether the model is scored as a classifier (expected top-1 kept): every compared
 /// blob is the input of a final Softmax or the output of an InnerProduct (logits). Other
 /// outputs (an embedding after BatchNorm, feature maps) keep the cosine budget.
 pub fn is_classifier(model: &Model) -> bool {
@@ -187,6 +188,12 @@ pub fn is_classifier(model: &Model) -> bool {
         })
 }
 
+/// Whether `choose` scores the model with the ranked prefix search (a detector or a
+/// classifier under `Score::Auto`), which wants more held-out images than the cosine rounds.
+pub fn uses_prefix_search(model: &Model, score: Score) -> bool {
+    score == Score::Auto && (detection_blob(model).is_some() || is_classifier(model))
+}
+
 /// Softmax of logits.
 fn softmax(v: &[f32]) -> Vec<f32> {
     let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -196,7 +203,7 @@ fn softmax(v: &[f32]) -> Vec<f32> {
 }
 
 /// 1 minus the mean over (input, blob) of `p[FP32's top-1] - p[got's top-1]`, `p` being FP32's
-/// class probabilities and `got` the quantized network's logits (see `Search::agreement`).
+/// class probabilities and `got` the quantized network's logits (see `Search::top1_kept`).
 pub fn expected_top1_kept(probs: &[Vec<Vec<f32>>], got: &[Vec<Vec<f32>>]) -> f64 {
     let (mut lost, mut n) = (0.0f64, 0usize);
     for (g, r) in got.iter().zip(probs) {
@@ -206,20 +213,6 @@ pub fn expected_top1_kept(probs: &[Vec<Vec<f32>>], got: &[Vec<Vec<f32>>]) -> f64
         }
     }
     1.0 - lost / n.max(1) as f64
-}
-
-/// Index of the largest value (the first of equals).
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
-            if x > bv {
-                (i, x)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
 }
 
 /// The output blob of the model's detection layer, when its output is one.
@@ -359,13 +352,13 @@ impl Search<'_> {
     }
 
     /// The score of the model quantized at `levels`: for a detector the pseudo-label mAP,
-    /// for a classifier the top-1 agreement with FP32, else the mean output cosine.
+    /// for a classifier the expected top-1 kept, else the mean output cosine.
     fn cosine(&self, levels: &[Level]) -> Result<f64> {
         if self.detection.is_some() {
             return self.detection_score(levels, self.req.inputs.len(), false);
         }
-        if self.top1.is_some() {
-            return self.agreement(levels);
+        if self.class_probs.is_some() {
+            return self.top1_kept(levels);
         }
         self.mean_cosine(levels, self.req.inputs.len())
     }
@@ -389,8 +382,8 @@ impl Search<'_> {
     /// FP32's softmax. A changed top-1 costs what FP32 believed of its own answer and gains
     /// what it believed of the new one: an image FP32 is unsure of costs little, a confident
     /// one nearly a whole image. Lower variance than counting flips on a few hundred images.
-    fn agreement(&self, levels: &[Level]) -> Result<f64> {
-        let probs = self.top1.as_ref().expect("a classifier");
+    fn top1_kept(&self, levels: &[Level]) -> Result<f64> {
+        let probs = self.class_probs.as_ref().expect("a classifier");
         let mut net = self.quantized_net(levels)?;
         Ok(expected_top1_kept(probs, &self.outputs(&mut net)?))
     }
@@ -495,18 +488,18 @@ pub fn choose(req: &Request) -> Result<Outcome> {
         compared: compared_blobs(model),
         reference: Vec::new(),
         detection: None,
-        top1: None,
+        class_probs: None,
     };
     let mut fp32 = search.net(&model_param(model)?, &model.bin, PrecisionChoice::Fp32)?;
     search.reference = search.outputs(&mut fp32)?;
     let auto = req.score == Score::Auto;
     if auto && is_classifier(model) {
-        let top1 = search
+        let probs = search
             .reference
             .iter()
             .map(|blobs| blobs.iter().map(|v| softmax(v)).collect())
             .collect();
-        search.top1 = Some(top1);
+        search.class_probs = Some(probs);
     }
     if let Some(blob) = detection_blob(model).filter(|_| auto) {
         let truths = search
@@ -561,7 +554,7 @@ pub fn choose(req: &Request) -> Result<Outcome> {
     let budget = match req.budget {
         Some(b) => b,
         None if search.detection.is_some() => DETECTION_BUDGET,
-        None if search.top1.is_some() => CLASSIFIER_AGREEMENT,
+        None if search.class_probs.is_some() => CLASSIFIER_BUDGET,
         None => {
             let c8 = search.cosine(&vec![Some(Precision::Int8); search.groups])?;
             1.0 - 2.0 * (1.0 - c8)
@@ -570,19 +563,19 @@ pub fn choose(req: &Request) -> Result<Outcome> {
     let mut current = base_cosine;
     let score = if search.detection.is_some() {
         "pseudo-label mAP"
-    } else if search.top1.is_some() {
+    } else if search.class_probs.is_some() {
         "expected top-1 kept"
     } else {
         "output cosine"
     };
-    let ranked = search.detection.is_some() || search.top1.is_some();
-    if ranked && current < budget {
+    let prefix = search.detection.is_some() || search.class_probs.is_some();
+    if prefix && current < budget {
         current = prefix_search(&search, &mut levels, &mut why, budget, &group_cost)?;
     }
     // Rounds: rank every group that can go one step up by its gain per estimated ms alone
     // (one measurement each), then promote in that order, re-measuring after each, until
     // the budget holds. A round that ends below the budget starts the next step up.
-    while !ranked && current < budget {
+    while !prefix && current < budget {
         let mut ranked = Vec::new();
         for g in 0..search.groups {
             let Some(up) = promote(levels[g]) else {
