@@ -40,6 +40,9 @@ pub struct Product {
     pub units: usize,
     /// Rows per unit.
     pub unit_rows: usize,
+    /// Fewest row units the plain rule gives a row block (each block packs its columns
+    /// again: the FP32 GEMM keeps at least 4 panels per block, the integer GEMM 1).
+    pub min_units: usize,
 }
 
 impl Split {
@@ -111,7 +114,10 @@ impl Split {
         let m_blocks = if n_blocks >= tasks {
             1
         } else {
-            tasks.div_ceil(n_blocks).min(p.units).max(1)
+            tasks
+                .div_ceil(n_blocks)
+                .min(p.units.div_ceil(p.min_units))
+                .max(1)
         };
         let units_per_block = p.units.div_ceil(m_blocks);
         Split {
@@ -153,6 +159,7 @@ mod tests {
             nc_max: 384,
             units,
             unit_rows: 12,
+            min_units: 1,
         }
     }
     fn round_up(unit: usize) -> impl Fn(usize) -> usize {

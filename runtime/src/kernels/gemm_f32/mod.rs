@@ -861,6 +861,7 @@ pub fn gemm_blocked<S: AsRef<[f32]> + Sync>(
         nc_max: blocking.nc.min(n.div_ceil(nr) * nr),
         units: panels,
         unit_rows: mr,
+        min_units: 4,
     };
     let split = Split::choose(product, threads, pool.mixed_cores(), |c| {
         (0..layout.count(c)).map(|j| layout.width(j, c)).sum()

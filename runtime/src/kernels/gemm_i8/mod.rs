@@ -486,6 +486,7 @@ impl PackedA8 {
             nc_max: cap.min(n.div_ceil(unit_n) * unit_n),
             units: m.div_ceil(unit_m),
             unit_rows: unit_m,
+            min_units: 1,
         }
     }
 
