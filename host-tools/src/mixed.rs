@@ -154,12 +154,41 @@ struct Search<'a> {
     /// Blobs compared, and the FP32 network's values of them per input.
     compared: Vec<String>,
     reference: Vec<Vec<Vec<f32>>>,
-    /// Detectors: the detection layer's output blob, and the FP32 model's detections with
-    /// score >= PSEUDO_SCORE per input (pseudo ground truth).
-    detection: Option<(String, Vec<Vec<Truth>>)>,
-    /// Classifiers ([`is_classifier`]): the FP32 network's class probabilities (softmax of
-    /// the logits) per input and blob.
-    class_probs: Option<Vec<Vec<Vec<f32>>>>,
+    scoring: Scoring,
+}
+
+/// What a precision choice is scored by, with what the score needs from the FP32 network.
+enum Scoring {
+    /// The mean cosine of the compared blobs against FP32's.
+    Cosine,
+    /// A classifier ([`is_classifier`]): the expected top-1 kept, from the FP32 network's
+    /// class probabilities (softmax of the logits) per input and blob.
+    Classifier { probs: Vec<Vec<Vec<f32>>> },
+    /// A detector: the pseudo-label mAP against the FP32 model's detections with score >=
+    /// PSEUDO_SCORE per input, read from the detection layer's output `blob`.
+    Detector {
+        blob: String,
+        truths: Vec<Vec<Truth>>,
+    },
+}
+
+impl Scoring {
+    fn name(&self) -> &'static str {
+        match self {
+            Scoring::Cosine => "output cosine",
+            Scoring::Classifier { .. } => "expected top-1 kept",
+            Scoring::Detector { .. } => "pseudo-label mAP",
+        }
+    }
+
+    /// The budget when none is given; the cosine's depends on the model ([`choose`]).
+    fn default_budget(&self) -> Option<f64> {
+        match self {
+            Scoring::Cosine => None,
+            Scoring::Classifier { .. } => Some(CLASSIFIER_BUDGET),
+            Scoring::Detector { .. } => Some(DETECTION_BUDGET),
+        }
+    }
 }
 
 /// Held-out images the classifier's prefix is accepted on need not all be used to rank:
@@ -202,8 +231,12 @@ fn softmax(v: &[f32]) -> Vec<f32> {
     e.iter().map(|&x| (x / sum) as f32).collect()
 }
 
-/// 1 minus the mean over (input, blob) of `p[FP32's top-1] - p[got's top-1]`, `p` being FP32's
-/// class probabilities and `got` the quantized network's logits (see `Search::top1_kept`).
+/// The top-1 accuracy kept as FP32's own probabilities expect it: 1 minus the mean over
+/// (input, blob) of `p[FP32's top-1] - p[got's top-1]`, `p` being FP32's class probabilities
+/// and `got` the quantized network's logits. A changed top-1 costs what FP32 believed of its
+/// own answer and gains what it believed of the new one: an image FP32 is unsure of costs
+/// little, a confident one nearly a whole image. Lower variance than counting flips on a
+/// few hundred images.
 pub fn expected_top1_kept(probs: &[Vec<Vec<f32>>], got: &[Vec<Vec<f32>>]) -> f64 {
     let (mut lost, mut n) = (0.0f64, 0usize);
     for (g, r) in got.iter().zip(probs) {
@@ -351,16 +384,16 @@ impl Search<'_> {
         Ok(all)
     }
 
-    /// The score of the model quantized at `levels`: for a detector the pseudo-label mAP,
-    /// for a classifier the expected top-1 kept, else the mean output cosine.
-    fn cosine(&self, levels: &[Level]) -> Result<f64> {
-        if self.detection.is_some() {
-            return self.detection_score(levels, self.req.inputs.len(), false);
+    /// The score of the model quantized at `levels` on all inputs ([`Scoring`]).
+    fn score(&self, levels: &[Level]) -> Result<f64> {
+        match &self.scoring {
+            Scoring::Cosine => self.mean_cosine(levels, self.req.inputs.len()),
+            Scoring::Classifier { probs } => {
+                let mut net = self.quantized_net(levels)?;
+                Ok(expected_top1_kept(probs, &self.outputs(&mut net)?))
+            }
+            Scoring::Detector { .. } => self.detection_score(levels, self.req.inputs.len(), false),
         }
-        if self.class_probs.is_some() {
-            return self.top1_kept(levels);
-        }
-        self.mean_cosine(levels, self.req.inputs.len())
     }
 
     /// Mean cosine of the compared blobs against FP32's on the first `images` inputs.
@@ -377,21 +410,12 @@ impl Search<'_> {
         Ok(sum / n.max(1) as f64)
     }
 
-    /// The top-1 accuracy kept at `levels`, as FP32's own probabilities expect it: 1 minus the mean over
-    /// (input, compared blob) of p(FP32's class) - p(the quantized network's class), p being
-    /// FP32's softmax. A changed top-1 costs what FP32 believed of its own answer and gains
-    /// what it believed of the new one: an image FP32 is unsure of costs little, a confident
-    /// one nearly a whole image. Lower variance than counting flips on a few hundred images.
-    fn top1_kept(&self, levels: &[Level]) -> Result<f64> {
-        let probs = self.class_probs.as_ref().expect("a classifier");
-        let mut net = self.quantized_net(levels)?;
-        Ok(expected_top1_kept(probs, &self.outputs(&mut net)?))
-    }
-
     /// A detector's pseudo-label mAP at `levels` on the first `images` inputs, or with
     /// `pooled` the AP of all classes pooled in one ranking (finer grained, for ranking).
     fn detection_score(&self, levels: &[Level], images: usize, pooled: bool) -> Result<f64> {
-        let (blob, truths) = self.detection.as_ref().expect("a detector");
+        let Scoring::Detector { blob, truths } = &self.scoring else {
+            bail!("internal: a detection score of a model scored otherwise");
+        };
         let mut net = self.quantized_net(levels)?;
         let found = self.detections(&mut net, blob, images)?;
         let truths = &truths[..found.len()];
@@ -487,8 +511,7 @@ pub fn choose(req: &Request) -> Result<Outcome> {
         groups: firsts.len(),
         compared: compared_blobs(model),
         reference: Vec::new(),
-        detection: None,
-        class_probs: None,
+        scoring: Scoring::Cosine,
     };
     let mut fp32 = search.net(&model_param(model)?, &model.bin, PrecisionChoice::Fp32)?;
     search.reference = search.outputs(&mut fp32)?;
@@ -499,7 +522,7 @@ pub fn choose(req: &Request) -> Result<Outcome> {
             .iter()
             .map(|blobs| blobs.iter().map(|v| softmax(v)).collect())
             .collect();
-        search.class_probs = Some(probs);
+        search.scoring = Scoring::Classifier { probs };
     }
     if let Some(blob) = detection_blob(model).filter(|_| auto) {
         let truths = search
@@ -516,7 +539,7 @@ pub fn choose(req: &Request) -> Result<Outcome> {
                     .collect()
             })
             .collect();
-        search.detection = Some((blob, truths));
+        search.scoring = Scoring::Detector { blob, truths };
     }
     let costs = match req.cost {
         Some(f) => model
@@ -550,25 +573,17 @@ pub fn choose(req: &Request) -> Result<Outcome> {
             why[g] = "--keep-fp32 (with the layers that share its input)".into();
         }
     }
-    let base_cosine = search.cosine(&levels)?;
-    let budget = match req.budget {
+    let base_cosine = search.score(&levels)?;
+    let budget = match req.budget.or(search.scoring.default_budget()) {
         Some(b) => b,
-        None if search.detection.is_some() => DETECTION_BUDGET,
-        None if search.class_probs.is_some() => CLASSIFIER_BUDGET,
         None => {
-            let c8 = search.cosine(&vec![Some(Precision::Int8); search.groups])?;
+            let c8 = search.score(&vec![Some(Precision::Int8); search.groups])?;
             1.0 - 2.0 * (1.0 - c8)
         }
     };
     let mut current = base_cosine;
-    let score = if search.detection.is_some() {
-        "pseudo-label mAP"
-    } else if search.class_probs.is_some() {
-        "expected top-1 kept"
-    } else {
-        "output cosine"
-    };
-    let prefix = search.detection.is_some() || search.class_probs.is_some();
+    let score = search.scoring.name();
+    let prefix = !matches!(search.scoring, Scoring::Cosine);
     if prefix && current < budget {
         current = prefix_search(&search, &mut levels, &mut why, budget, &group_cost)?;
     }
@@ -583,7 +598,7 @@ pub fn choose(req: &Request) -> Result<Outcome> {
             };
             let mut trial = levels.clone();
             trial[g] = up;
-            let gain = search.cosine(&trial)? - current;
+            let gain = search.score(&trial)? - current;
             let extra = (group_cost(g, up) - group_cost(g, levels[g])).max(1e-6);
             ranked.push((gain / extra, g, up));
         }
@@ -594,7 +609,7 @@ pub fn choose(req: &Request) -> Result<Outcome> {
         for (_, g, up) in ranked {
             let mut trial = levels.clone();
             trial[g] = up;
-            let c = search.cosine(&trial)?;
+            let c = search.score(&trial)?;
             why[g] = format!(
                 "promoted to {}: output cosine {current:.5} -> {c:.5} (ranked by gain per estimated ms)",
                 level_name(up)
@@ -751,7 +766,7 @@ fn prefix_search(
     budget: f64,
     group_cost: &dyn Fn(usize, Level) -> f64,
 ) -> Result<f64> {
-    let detector = search.detection.is_some();
+    let detector = matches!(search.scoring, Scoring::Detector { .. });
     let rank_images = if detector {
         RANK_IMAGES
     } else {
@@ -797,7 +812,7 @@ fn prefix_search(
         search.req.inputs.len()
     );
     let (k, score) = shortest_prefix(steps.len(), budget, |k| {
-        let s = search.cosine(&apply_prefix(&from, &steps, k))?;
+        let s = search.score(&apply_prefix(&from, &steps, k))?;
         eprintln!(
             "mixed precision: first {k} of {} steps: {s:.4}",
             steps.len()
