@@ -19,7 +19,7 @@ use crate::kernels::gemv_f32::{self, Isa};
 use crate::kernels::gemv_i8::{gemv_i8_rows, PackedGemvI8};
 use crate::kernels::requant::{self, Requant};
 use crate::model::paramdict::ParamDict;
-use crate::model::weights::{f32_to_f16, Floats, Tagged, WeightReader};
+use crate::model::weights::{f16_to_f32, f32_to_f16, Floats, Tagged, WeightReader};
 use crate::ops::convolution::int8::quantize_parallel;
 use crate::ops::quantized::as_i8_mut;
 use crate::ops::quantized::{
@@ -144,6 +144,11 @@ impl InnerProduct {
 
     /// The plain reference: per sample and output, bias then products in input order.
     pub fn forward_reference(&self, x: &Tensor, y: &mut TensorMut) -> LayerResult<()> {
+        if self.weight.is_empty() {
+            return Err(invalid(
+                "the fp32 weights were released: only fp16 copies are kept",
+            ));
+        }
         let (samples, _) = self.layout(x.shape)?;
         let k = self.num_input;
         for n in 0..samples {
@@ -217,18 +222,31 @@ impl Op for InnerProduct {
     fn set_precision(&mut self, choice: PrecisionChoice) -> LayerResult<Option<Precision>> {
         let plan = quant_plan(self.int8_scales.as_ref(), self.stored.as_ref(), choice)?;
         // An earlier choice may have released the fp32 weights or replaced them with the
-        // simulation's: the fp32 path then makes them again from the stored ones.
+        // simulation's: the fp32 path then makes them again from the stored ones, or from
+        // the fp16 copies when those were all that was kept.
         let restore = self.weight.is_empty() || self.sim.is_some();
+        let half = self.half.take();
         self.int8 = None;
         self.sim = None;
-        self.half = None;
         let (precision, q) = match plan {
             QuantPlan::Fp32 => {
                 if restore {
-                    self.weight = fp32_weights(&self.stored, self.int8_scales.as_ref())?;
+                    self.weight = match (&self.stored, &half) {
+                        (None, Some(h)) => {
+                            Floats::owned(h.iter().map(|&v| f16_to_f32(v)).collect())
+                        }
+                        _ => fp32_weights(&self.stored, self.int8_scales.as_ref())?,
+                    };
                 }
                 if self.fp16_storage {
-                    self.half = Some(self.weight.iter().map(|&v| f32_to_f16(v)).collect());
+                    let h = half
+                        .unwrap_or_else(|| self.weight.iter().map(|&v| f32_to_f16(v)).collect());
+                    self.half = Some(h);
+                    // Weights converted at load (fp16- or int8-tagged files) are not mapped
+                    // from the file: keep only the copy the fp32 path reads.
+                    if !self.weight.is_borrowed() {
+                        self.weight = Floats::owned(Vec::new());
+                    }
                 }
                 return Ok(None);
             }
@@ -640,6 +658,60 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Weights converted at load (an fp16-tagged file) are kept once with fp16 storage on:
+    /// the fp32 copy is released, the output is the rounded weights' exactly, and turning
+    /// fp16 storage off again makes the fp32 weights back from the fp16 copies.
+    #[test]
+    fn fp16_storage_keeps_one_copy_of_converted_weights() {
+        use crate::model::weights::{f16_to_f32, f32_to_f16};
+        let mut rng = Rng::new(17);
+        let (num_output, k) = (6, 40);
+        let pd = params(&[(0, num_output as i32), (1, 1), (2, (num_output * k) as i32)]);
+        let halves: Vec<u16> = rng
+            .vec(num_output * k, -2.0, 2.0)
+            .iter()
+            .map(|&v| f32_to_f16(v))
+            .collect();
+        let rounded: Vec<f32> = halves.iter().map(|&h| f16_to_f32(h)).collect();
+        let biases = rng.vec(num_output, -1.0, 1.0);
+        let mut tagged = 0x0130_6B47u32.to_le_bytes().to_vec();
+        halves
+            .iter()
+            .for_each(|h| tagged.extend_from_slice(&h.to_le_bytes()));
+        biases
+            .iter()
+            .for_each(|v| tagged.extend_from_slice(&v.to_le_bytes()));
+        let mut op = build(&pd, &tagged).unwrap();
+        assert!(
+            !op.weight.is_borrowed(),
+            "fp16 weights are converted at load"
+        );
+        let reference = build(&pd, &bin(&rounded, &[&biases])).unwrap();
+        let shape = Shape::d1(k);
+        let data = rng.vec(k, -1.0, 1.0);
+        let x = Tensor { shape, data: &data };
+        let out_shape = Shape::d1(num_output);
+        op.set_fp16_weights(true);
+        op.set_precision(PrecisionChoice::Fp32).unwrap();
+        assert!(op.weight.is_empty(), "the fp32 copy is released");
+        let isa = Isa::detect();
+        let mut reference = reference;
+        let want = forward_with(&mut reference, isa, x, out_shape);
+        let with_half = forward_with(&mut op, isa, x, out_shape);
+        let tol = f32::EPSILON * k as f32;
+        for (g, w) in with_half.iter().zip(&want) {
+            assert!((g - w).abs() <= tol, "{g} vs {w}");
+        }
+        op.set_fp16_weights(false);
+        op.set_precision(PrecisionChoice::Fp32).unwrap();
+        assert_eq!(
+            &op.weight[..],
+            &rounded[..],
+            "made back from the fp16 copies"
+        );
+        assert_eq!(forward_with(&mut op, isa, x, out_shape), want);
     }
 
     #[test]
