@@ -190,6 +190,18 @@ impl Pool {
     /// from 1 to 2.5 (`scripts/work_split.py`).
     pub const TASKS_PER_MIXED_WORKER: usize = 16;
 
+    /// How many tasks to cut a job of many small, even pieces (channels of a depthwise
+    /// layer) into: enough per worker for dynamic balancing (more on mixed clusters, where
+    /// the faster cores claim more), few enough that a task is much more than claiming it
+    /// (one task per 14x14 channel made 2 threads no faster than one).
+    pub fn tasks_for_even_work(&self) -> usize {
+        match self.threads() {
+            1 => 1,
+            t if self.mixed_cores() => t * Self::TASKS_PER_MIXED_WORKER,
+            t => t * 4,
+        }
+    }
+
     /// Whether the workers run on different core types (e.g. `--cluster all` on RK3399).
     /// Work is not split by a static speed ratio: tasks are claimed dynamically, so kernels
     /// that see mixed cores cut their work into more, smaller tasks and the faster cores

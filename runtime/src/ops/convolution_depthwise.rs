@@ -395,40 +395,47 @@ impl ConvolutionDepthWise {
             && self.stride_w == self.stride_h
             && self.pads(s.w, s.h) == (1, 1, 1, 1)
             && per_worker >= s.w;
-        let result = if self.is_depthwise() {
-            ctx.pool.run(s.c, &|c, worker| {
-                // SAFETY: each worker index is used by one thread at a time and each task
-                // writes only its own output channel.
-                let o = unsafe { out.slice(c * plane_out, plane_out) };
-                let kernel = &self.weight[c * taps..(c + 1) * taps];
-                let bias = self.bias_of(c);
-                if pad1 {
-                    // SAFETY: as above.
-                    let buf = unsafe { scratch.slice(worker * per_worker, s.w) };
-                    if depthwise_f32::channel_pad1(
-                        self.isa,
-                        x.channel(c),
-                        s.w,
-                        s.h,
-                        self.stride_w,
-                        kernel,
-                        bias,
-                        self.activation,
-                        self.pad_value,
-                        buf,
-                        o,
-                    ) {
-                        return;
-                    }
+        // One output channel of the depthwise case.
+        let one_channel = |c: usize, worker: usize| {
+            // SAFETY: each worker index is used by one thread at a time and each task
+            // writes only its own output channels.
+            let o = unsafe { out.slice(c * plane_out, plane_out) };
+            let kernel = &self.weight[c * taps..(c + 1) * taps];
+            let bias = self.bias_of(c);
+            if pad1 {
+                // SAFETY: as above.
+                let buf = unsafe { scratch.slice(worker * per_worker, s.w) };
+                if depthwise_f32::channel_pad1(
+                    self.isa,
+                    x.channel(c),
+                    s.w,
+                    s.h,
+                    self.stride_w,
+                    kernel,
+                    bias,
+                    self.activation,
+                    self.pad_value,
+                    buf,
+                    o,
+                ) {
+                    return;
                 }
-                let input = if padded == 0 {
-                    x.channel(c)
-                } else {
-                    let buf = unsafe { scratch.slice(worker * per_worker, padded) };
-                    prepare(c, buf);
-                    buf
-                };
-                depthwise_f32::channel(self.isa, &g, input, 1, kernel, bias, self.activation, o);
+            }
+            let input = if padded == 0 {
+                x.channel(c)
+            } else {
+                let buf = unsafe { scratch.slice(worker * per_worker, padded) };
+                prepare(c, buf);
+                buf
+            };
+            depthwise_f32::channel(self.isa, &g, input, 1, kernel, bias, self.activation, o);
+        };
+        let result = if self.is_depthwise() {
+            let per_task = s.c.div_ceil(ctx.pool.tasks_for_even_work()).max(1);
+            ctx.pool.run(s.c.div_ceil(per_task), &|task, worker| {
+                for c in task * per_task..s.c.min((task + 1) * per_task) {
+                    one_channel(c, worker);
+                }
             })
         } else {
             let inch_g = self.inch_per_group;
@@ -669,7 +676,7 @@ mod tests {
         let tol = (1e-5 * max).max(f32::EPSILON * terms as f32);
         for isa in Isa::all_available() {
             op.set_isa(isa);
-            for threads in [1, 2] {
+            for threads in [1, 2, 3] {
                 let (_, got) = run_fast(op, shape, data, threads);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(

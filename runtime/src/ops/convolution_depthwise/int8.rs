@@ -251,7 +251,13 @@ impl DwInt8 {
                         0,
                     );
                 };
-                pool.run(op.num_output, &task)
+                let per_task = op.num_output.div_ceil(pool.tasks_for_even_work()).max(1);
+                let channels = |t: usize, worker: usize| {
+                    for c in t * per_task..op.num_output.min((t + 1) * per_task) {
+                        task(c, worker);
+                    }
+                };
+                pool.run(op.num_output.div_ceil(per_task), &channels)
                     .map_err(|e| invalid(e.to_string()))
             }
             Kind::Grouped(convs) => {
@@ -292,7 +298,7 @@ impl DwInt8 {
     ) -> LayerResult<()> {
         let (out_w, out_h) = (plan.out_w, plan.out_h);
         let plane = out_w * out_h;
-        let split = TaskSplit::new(channels, out_h, pool.threads(), pool.mixed_cores());
+        let split = TaskSplit::new(channels, out_h, pool.tasks_for_even_work());
         let out = if self.top.is_some() {
             Dst::I8(SharedMut::new(as_i8_mut(output, out_len)?))
         } else {
@@ -330,19 +336,8 @@ struct TaskSplit {
 }
 
 impl TaskSplit {
-    fn new(channels: usize, out_h: usize, threads: usize, mixed: bool) -> TaskSplit {
-        // Tasks per worker: enough for dynamic balancing (more on mixed clusters, where the
-        // faster cores claim more), few enough that a task is much more than its dispatch.
-        let per_worker = if mixed {
-            Pool::TASKS_PER_MIXED_WORKER
-        } else {
-            4
-        };
-        let want = if threads == 1 {
-            1
-        } else {
-            threads * per_worker
-        };
+    /// `want`: tasks wanted ([`Pool::tasks_for_even_work`]).
+    fn new(channels: usize, out_h: usize, want: usize) -> TaskSplit {
         if channels >= want || out_h == 1 {
             let per = channels.div_ceil(want).max(1);
             return TaskSplit {

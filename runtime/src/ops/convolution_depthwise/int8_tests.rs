@@ -161,7 +161,7 @@ fn check(c: &Case, w: usize, h: usize, rng: &mut Rng, extreme: bool) {
         let mut packed = vec![0f32; qx.len().div_ceil(4)];
         bytemuck::cast_slice_mut::<f32, i8>(&mut packed)[..qx.len()].copy_from_slice(&qx);
         let input: &[f32] = if input_i8 { &packed } else { &x };
-        for threads in [1, 2] {
+        for threads in [1, 2, 3] {
             let pool = Pool::new(threads).unwrap();
             let mut scratch = vec![f32::NAN; op.scratch_len(&[shape], &[out_shape]) * threads];
             let mut out = vec![f32::NAN; out_shape.len()];
