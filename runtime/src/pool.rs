@@ -202,6 +202,17 @@ impl Pool {
         }
     }
 
+    /// Runs `f(item, worker)` for every item in `0..items`, the items cut into
+    /// [`Pool::tasks_for_even_work`] tasks of consecutive items.
+    pub fn run_items(&self, items: usize, f: &(dyn Fn(usize, usize) + Sync)) -> Result<()> {
+        let per_task = items.div_ceil(self.tasks_for_even_work()).max(1);
+        self.run(items.div_ceil(per_task), &|task, worker| {
+            for item in task * per_task..items.min((task + 1) * per_task) {
+                f(item, worker);
+            }
+        })
+    }
+
     /// Whether the workers run on different core types (e.g. `--cluster all` on RK3399).
     /// Work is not split by a static speed ratio: tasks are claimed dynamically, so kernels
     /// that see mixed cores cut their work into more, smaller tasks and the faster cores

@@ -431,12 +431,7 @@ impl ConvolutionDepthWise {
             depthwise_f32::channel(self.isa, &g, input, 1, kernel, bias, self.activation, o);
         };
         let result = if self.is_depthwise() {
-            let per_task = s.c.div_ceil(ctx.pool.tasks_for_even_work()).max(1);
-            ctx.pool.run(s.c.div_ceil(per_task), &|task, worker| {
-                for c in task * per_task..s.c.min((task + 1) * per_task) {
-                    one_channel(c, worker);
-                }
-            })
+            ctx.pool.run_items(s.c, &one_channel)
         } else {
             let inch_g = self.inch_per_group;
             let outch_g = self.num_output / self.group;

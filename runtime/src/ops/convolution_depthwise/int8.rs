@@ -251,13 +251,7 @@ impl DwInt8 {
                         0,
                     );
                 };
-                let per_task = op.num_output.div_ceil(pool.tasks_for_even_work()).max(1);
-                let channels = |t: usize, worker: usize| {
-                    for c in t * per_task..op.num_output.min((t + 1) * per_task) {
-                        task(c, worker);
-                    }
-                };
-                pool.run(op.num_output.div_ceil(per_task), &channels)
+                pool.run_items(op.num_output, &task)
                     .map_err(|e| invalid(e.to_string()))
             }
             Kind::Grouped(convs) => {
