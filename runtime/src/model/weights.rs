@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use std::ops::Deref;
 use std::sync::Arc;
 
-const TAG_FP16: u32 = 0x0130_6B47;
+pub(crate) const TAG_FP16: u32 = 0x0130_6B47;
 const TAG_INT8: u32 = 0x000D_4B38;
 const TAG_FP32_SCALED: u32 = 0x0002_C056;
 

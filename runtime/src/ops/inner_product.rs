@@ -230,23 +230,27 @@ impl Op for InnerProduct {
         self.sim = None;
         let (precision, q) = match plan {
             QuantPlan::Fp32 => {
-                if restore {
-                    self.weight = match (&self.stored, &half) {
-                        (None, Some(h)) => {
-                            Floats::owned(h.iter().map(|&v| f16_to_f32(v)).collect())
+                match half {
+                    // The copies an earlier fp32 choice made are what this path reads.
+                    Some(h) if self.fp16_storage => self.half = Some(h),
+                    half => {
+                        if restore {
+                            self.weight = match (&self.stored, half) {
+                                (None, Some(h)) => {
+                                    Floats::owned(h.iter().map(|&v| f16_to_f32(v)).collect())
+                                }
+                                _ => fp32_weights(&self.stored, self.int8_scales.as_ref())?,
+                            };
                         }
-                        _ => fp32_weights(&self.stored, self.int8_scales.as_ref())?,
-                    };
-                }
-                if self.fp16_storage {
-                    let h = half
-                        .unwrap_or_else(|| self.weight.iter().map(|&v| f32_to_f16(v)).collect());
-                    self.half = Some(h);
-                    // Weights converted at load (fp16- or int8-tagged files) are not mapped
-                    // from the file: keep only the copy the fp32 path reads.
-                    if !self.weight.is_borrowed() {
-                        self.weight = Floats::owned(Vec::new());
+                        if self.fp16_storage {
+                            self.half = Some(self.weight.iter().map(|&v| f32_to_f16(v)).collect());
+                        }
                     }
+                }
+                // Weights converted at load (fp16- or int8-tagged files) are not mapped from
+                // the file: with fp16 copies, keep only the copy the fp32 path reads.
+                if self.half.is_some() && !self.weight.is_borrowed() {
+                    self.weight = Floats::owned(Vec::new());
                 }
                 return Ok(None);
             }
@@ -333,7 +337,7 @@ impl Op for InnerProduct {
 mod tests {
     use super::*;
     use crate::model::paramdict::Value;
-    use crate::model::weights::Source;
+    use crate::model::weights::{Source, TAG_FP16};
     use crate::pool::Pool;
     use crate::rng::Rng;
     use std::sync::Arc;
@@ -665,7 +669,6 @@ mod tests {
     /// fp16 storage off again makes the fp32 weights back from the fp16 copies.
     #[test]
     fn fp16_storage_keeps_one_copy_of_converted_weights() {
-        use crate::model::weights::{f16_to_f32, f32_to_f16};
         let mut rng = Rng::new(17);
         let (num_output, k) = (6, 40);
         let pd = params(&[(0, num_output as i32), (1, 1), (2, (num_output * k) as i32)]);
@@ -676,7 +679,7 @@ mod tests {
             .collect();
         let rounded: Vec<f32> = halves.iter().map(|&h| f16_to_f32(h)).collect();
         let biases = rng.vec(num_output, -1.0, 1.0);
-        let mut tagged = 0x0130_6B47u32.to_le_bytes().to_vec();
+        let mut tagged = TAG_FP16.to_le_bytes().to_vec();
         halves
             .iter()
             .for_each(|h| tagged.extend_from_slice(&h.to_le_bytes()));
@@ -688,7 +691,7 @@ mod tests {
             !op.weight.is_borrowed(),
             "fp16 weights are converted at load"
         );
-        let reference = build(&pd, &bin(&rounded, &[&biases])).unwrap();
+        let mut reference = build(&pd, &bin(&rounded, &[&biases])).unwrap();
         let shape = Shape::d1(k);
         let data = rng.vec(k, -1.0, 1.0);
         let x = Tensor { shape, data: &data };
@@ -697,7 +700,6 @@ mod tests {
         op.set_precision(PrecisionChoice::Fp32).unwrap();
         assert!(op.weight.is_empty(), "the fp32 copy is released");
         let isa = Isa::detect();
-        let mut reference = reference;
         let want = forward_with(&mut reference, isa, x, out_shape);
         let with_half = forward_with(&mut op, isa, x, out_shape);
         let tol = f32::EPSILON * k as f32;
