@@ -780,11 +780,12 @@ fn prefix_search(
             search.mean_cosine(levels, rank_images)
         }
     };
-    let (measure, budget_score) = if detector {
-        ("pooled AP", "pseudo-label mAP")
+    let measure = if detector {
+        "pooled AP"
     } else {
-        ("logits cosine", "expected top-1 kept")
+        "logits cosine"
     };
+    let budget_score = search.scoring.name();
     let fp32 = vec![None; search.groups];
     let reference = rank_score(&fp32)?;
     let mut loss = vec![[0.0; 3]; search.groups];
