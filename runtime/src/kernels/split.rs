@@ -4,7 +4,8 @@
 //! Cutting only by columns leaves a worker idle when the columns do not divide well: ResNet's
 //! 14x14 maps (196 columns) in 32-column panels gave one worker 128 columns and the other 68.
 //! The candidates are priced with a cost model (padded columns the micro-kernels compute, times
-//! the rows plus the B packing each block repeats) and the pool's in-order dynamic claiming.
+//! the rows plus the B packing each block repeats, plus the weights each block streams) and the
+//! pool's in-order dynamic claiming.
 //! The split never changes results: every output element is summed in the same order.
 
 use crate::pool::Pool;
@@ -43,6 +44,12 @@ pub struct Product {
     /// Fewest row units the plain rule gives a row block (each block packs its columns
     /// again: the FP32 GEMM keeps at least 4 panels per block, the integer GEMM 1).
     pub min_units: usize,
+    /// Columns' worth of micro-kernel work it costs a block to stream one row of weights
+    /// (A) from memory. Every block reads the weights of its rows, so column blocks over
+    /// the same rows read them again: with few columns (7x7 maps, N = 49) splitting by
+    /// columns makes each worker stream the whole weight matrix for a few multiply-adds
+    /// per weight, and the cores share the memory bandwidth.
+    pub weight_cols: usize,
 }
 
 impl Split {
@@ -138,7 +145,8 @@ fn max_load(s: &Split, p: Product, workers: usize, padded: &impl Fn(usize) -> us
         let (nb, mb) = s.block(t);
         let cols = s.nc.min(p.n - nb * s.nc);
         let units = s.units_per_block.min(p.units - mb * s.units_per_block);
-        let work = padded(cols) * (units * p.unit_rows + PACK_ROWS);
+        let rows = units * p.unit_rows;
+        let work = padded(cols) * (rows + PACK_ROWS) + p.weight_cols * rows;
         let free = load
             .iter_mut()
             .min_by_key(|l| **l)
@@ -160,6 +168,7 @@ mod tests {
             units,
             unit_rows: 12,
             min_units: 1,
+            weight_cols: 0,
         }
     }
     fn round_up(unit: usize) -> impl Fn(usize) -> usize {
@@ -219,6 +228,21 @@ mod tests {
             Split::choose(wide, 2, false, round_up(32)),
             Split::columns_first(wide, 2, false)
         );
+    }
+
+    #[test]
+    fn few_columns_are_cut_by_rows_when_weights_cost() {
+        // ResNet-50's res5 1x1 layers: 49 columns, 2048 rows. By columns (32 + 17) each of 2
+        // workers streams all the weights; by rows each streams half of them.
+        let p = Product {
+            weight_cols: 16,
+            ..product(49, 32, 171)
+        };
+        let s = Split::choose(p, 2, false, round_up(16));
+        assert_eq!((s.n_blocks, s.m_blocks), (1, 2), "{s:?}");
+        // Without the weights' cost the column split is as cheap and stays.
+        let free = product(49, 32, 171);
+        assert_eq!(Split::choose(free, 2, false, round_up(16)).n_blocks, 2);
     }
 
     #[test]
