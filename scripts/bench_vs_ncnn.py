@@ -122,6 +122,7 @@ def main():
     ap.add_argument("--fp32", default="squeezenet,mobilenet,resnet50,vgg16")
     ap.add_argument("--int8", default="squeezenet_int8,mobilenet_int8,resnet50_int8,vgg16_int8")
     ap.add_argument("--command", default=" ".join(sys.argv))
+    ap.add_argument("--ncnn-build", default="PyPI wheel")
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
     load_before = load_avg()
@@ -154,10 +155,11 @@ def main():
     L.append(f"- CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; flags: {cpu_flags()}")
     L.append(f"- Load average before / after: {load_before} / {load_avg()} "
              "(the machine is shared with other jobs; see the notes)")
-    L.append(f"- ncnn {ncnn.__version__} (PyPI wheel), in-process: zero weights "
+    L.append(f"- ncnn {ncnn.__version__} ({a.ncnn_build}), in-process: zero weights "
              "(DataReaderFromEmpty), input filled with 0.01, new extractor per run, default "
              "Option: packing layout, sgemm + Winograd convolution, lightmode, int8 inference "
-             "for *_int8; it picks its x86 code paths at run time from the same CPU flags. "
+             "for *_int8; it picks its x86 code paths at run time from the same CPU flags "
+             "(among those built in). "
              "fp16 storage is on by default: on a CPU with F16C ncnn's InnerProduct keeps its "
              "weights in fp16 (half the memory traffic, not an fp32 result), so the FP32 table "
              "also shows ncnn with `use_fp16_storage` (and packed / arithmetic) off; the target "
