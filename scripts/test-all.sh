@@ -28,6 +28,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace
 
+if [ "$(uname -m)" = x86_64 ] && grep -qw avx2 /proc/cpuinfo; then
+    # A CPU without VNNI runs other integer kernels and the integer Winograd path.
+    step "x86_64 without VNNI (EQ_X86_KERNEL=avx2): quantized convolution and Winograd tests"
+    EQ_X86_KERNEL=avx2 cargo test -q -p eq-runtime --lib -- convolution winograd_i8
+fi
+
 step "C API: examples/c against the static and shared library (scripts/test-c-abi.sh)"
 scripts/test-c-abi.sh
 
@@ -57,6 +63,10 @@ if [ -d tests/ncnn_diff ]; then
     python3 tests/ncnn_diff/run.py
     step "INT8/INT7 differential tests against ncnn (tests/ncnn_diff/int8.py)"
     python3 tests/ncnn_diff/int8.py
+    if [ "$(uname -m)" = x86_64 ] && grep -qw avx2 /proc/cpuinfo; then
+        step "INT8/INT7 against ncnn with the kernels of a CPU without VNNI (EQ_X86_KERNEL=avx2)"
+        EQ_X86_KERNEL=avx2 python3 tests/ncnn_diff/int8.py resnet50
+    fi
 fi
 
 echo

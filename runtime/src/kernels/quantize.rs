@@ -92,6 +92,18 @@ pub(crate) mod x86_64 {
     /// `round_clamp_is_exact_for_every_float` checks every float of magnitude ≤ 128.
     pub(crate) const HALF_DOWN: f32 = 0.499_999_97;
 
+    /// Whether [`activate`] (and [`activate512`]) vectorise `act`; other activations take
+    /// the scalar epilogue.
+    pub(crate) fn vectorised(act: Activation) -> bool {
+        matches!(
+            act,
+            Activation::None
+                | Activation::ReLU
+                | Activation::LeakyReLU(_)
+                | Activation::Clip { .. }
+        )
+    }
+
     /// `clamp(round_half_away(v), ±qmax)` as int32 lanes, NaN → 0.
     #[inline]
     #[target_feature(enable = "avx2")]

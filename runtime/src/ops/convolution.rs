@@ -494,6 +494,9 @@ pub struct Convolution {
     sim: Option<Simulation>,
     /// The pool's core types (`Op::set_cores`): the integer path packs for their kernels.
     cores: Vec<CoreKind>,
+    /// The output size the model file states (`output_size_hint`), for the integer path's
+    /// choice of algorithm.
+    out_hint: Option<(usize, usize)>,
 }
 
 impl Convolution {
@@ -597,6 +600,7 @@ impl Convolution {
             int8: None,
             sim: None,
             cores: Vec::new(),
+            out_hint: output_size_hint(pd),
         })
     }
 
@@ -740,6 +744,7 @@ impl Op for Convolution {
             self.num_output,
             self.inch(),
             self.activation,
+            self.out_hint,
         ));
         // The integer path reads neither: free the fp32 copy of int8-tagged weights and the
         // packed fp32 GEMM (together 8 bytes per weight).

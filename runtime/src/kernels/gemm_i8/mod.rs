@@ -213,6 +213,20 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// Whether this is one of the portable reference kernels.
+    pub fn is_generic(&self) -> bool {
+        std::ptr::eq(self, generic::kernel(self.precision))
+            || std::ptr::eq(self, generic::kernel_wide16(self.precision))
+    }
+
+    /// Whether this is an x86_64 kernel without VNNI (AVX2 `vpmaddwd` / `vpmaddubsw`).
+    pub fn is_x86_avx2(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return x86_64::is_avx2(self);
+        #[allow(unreachable_code)]
+        false
+    }
+
     /// Name of the kernel (for logs and benchmarks).
     pub fn name(&self) -> &'static str {
         self.name

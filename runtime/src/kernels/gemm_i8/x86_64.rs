@@ -179,6 +179,11 @@ pub fn choose(p: Precision, choice: Option<Choice>) -> Option<&'static Kernel> {
     }
 }
 
+/// Whether `k` is one of the AVX2 kernels (the path of a CPU without VNNI).
+pub fn is_avx2(k: &Kernel) -> bool {
+    std::ptr::eq(k, &INT8) || std::ptr::eq(k, &INT7)
+}
+
 /// The kernel for `p` on this CPU, honouring `EQ_X86_KERNEL`; `None` without AVX2.
 pub fn detect(p: Precision) -> Option<&'static Kernel> {
     let choice = std::env::var("EQ_X86_KERNEL")

@@ -22,7 +22,9 @@
 //! layout of the int8 GEMM (A panels of 8 output channels); per call, 8 output tiles at a
 //! time ("a tile panel"): the input transform writes V as one `Wide16` B panel per ξ, the
 //! int8 GEMM's `Wide16` micro-kernel multiplies them (raw int32 out), and the output transform
-//! recovers `S` and runs the requantizing epilogue.
+//! recovers `S` and runs the requantizing epilogue. The Cortex-A72 multiplies with a pair-sum
+//! kernel and x86_64 with `vpmaddwd` on channel pairs, each on its own packing of U
+//! ([`Products`]).
 
 // Transform matrices index rows, columns and lanes of several arrays at once.
 #![allow(clippy::needless_range_loop)]
@@ -87,6 +89,13 @@ pub fn applies(kernel: (usize, usize), stride: (usize, usize), dilation: (usize,
     kernel == (3, 3) && stride == (1, 1) && dilation == (1, 1)
 }
 
+/// Whether an output of `w x h` has fewer than two panels of 4x4 tiles: U (36 int16 per
+/// weight, 8x the bytes of the int8 weights) is then streamed for one or two partly empty
+/// panels of work (ResNet-50's 7x7 layers on x86_64: 2.4 ms by im2col GEMM, 3.4 ms here).
+pub fn few_tiles((w, h): (usize, usize)) -> bool {
+    w.div_ceil(4) * h.div_ceil(4) < 2 * PANEL
+}
+
 /// Input channels per step of the pair-sum kernel, and the unit of channel chunks.
 const STEP: usize = 16;
 
@@ -99,15 +108,23 @@ enum Products {
     /// The pair-sum kernel (`gemm_i8::aarch64::wino16_a72`): the Cortex-A72 (and other
     /// out-of-order ARM cores), where it halves the multiplies.
     Pairs,
+    /// `vpmaddwd` on pairs of input channels (`x86_64::products`): x86_64 with AVX2, unless
+    /// the generic integer kernels were asked for (`EQ_X86_KERNEL=generic`).
+    Madd,
 }
 
 impl Products {
-    fn for_core(core: CoreKind) -> Products {
+    /// What a worker on `core` runs with the integer kernels of `kernels`.
+    fn for_core(core: CoreKind, kernels: &KernelSet) -> Products {
         if cfg!(target_arch = "aarch64") && core != CoreKind::CortexA53 {
-            Products::Pairs
-        } else {
-            Products::Wide
+            return Products::Pairs;
         }
+        #[cfg(target_arch = "x86_64")]
+        if x86_64::available() && !kernels.for_core(core).is_generic() {
+            return Products::Madd;
+        }
+        let _ = kernels;
+        Products::Wide
     }
 }
 
@@ -127,6 +144,10 @@ pub struct WinogradI8 {
     /// in each step), then [`OVERREAD`] bytes; and each row's pair term `Σ u₂ᵢu₂ᵢ₊₁`,
     /// `[chunk][ξ][quads · 4]`.
     pairs: Option<(AlignedBytes, Vec<i32>)>,
+    /// `vpmaddwd`: `[ξ][8-channel panel][cpad / 2][8][2]` int16.
+    madd: Option<AlignedBytes>,
+    /// The integer kernels this layer was packed for (they decide each worker's products).
+    kernels: KernelSet,
 }
 
 /// Output tile geometry of one call.
@@ -185,7 +206,7 @@ impl WinogradI8 {
         let uses = |p: Products| {
             [CoreKind::CortexA53, CoreKind::CortexA72, CoreKind::Other]
                 .iter()
-                .any(|&c| kernels.uses(c) && Products::for_core(c) == p)
+                .any(|&c| kernels.uses(c) && Products::for_core(c, kernels) == p)
         };
         let wide = uses(Products::Wide).then(|| {
             let panels = outch.div_ceil(PANEL);
@@ -231,6 +252,22 @@ impl WinogradI8 {
             }
             (buf, row_sums)
         });
+        let madd = uses(Products::Madd).then(|| {
+            let panels = outch.div_ceil(PANEL);
+            let per_xi = panels * cpad * PANEL;
+            let mut buf = AlignedBytes::zeroed(XI * per_xi * 2 + OVERREAD);
+            let dst: &mut [i16] =
+                bytemuck::cast_slice_mut(&mut buf.as_mut_slice()[..XI * per_xi * 2]);
+            for xi in 0..XI {
+                for m in 0..outch {
+                    for c in 0..cpad {
+                        let at = ((m / PANEL) * cpad + c / 2 * 2) * PANEL + m % PANEL * 2 + c % 2;
+                        dst[xi * per_xi + at] = u[(xi * outch + m) * cpad + c];
+                    }
+                }
+            }
+            buf
+        });
         WinogradI8 {
             inch,
             outch,
@@ -238,6 +275,8 @@ impl WinogradI8 {
             chunk,
             wide,
             pairs,
+            madd,
+            kernels: *kernels,
         }
     }
 
@@ -333,13 +372,14 @@ impl WinogradI8 {
         let m_per_task = m_panels.div_ceil(m_split);
         let m_split = m_panels.div_ceil(m_per_task);
         let task = |t: usize, worker: usize| {
-            let mut products = Products::for_core(pool.core_kind(worker));
+            let mut products = Products::for_core(pool.core_kind(worker), &self.kernels);
             // A layout this net did not pack for (a pool other than the one it was built
-            // for): the other one computes the same sums.
-            if products == Products::Pairs && self.pairs.is_none() {
-                products = Products::Wide;
-            } else if products == Products::Wide && self.wide.is_none() {
-                products = Products::Pairs;
+            // for): another one computes the same sums.
+            if !self.packed(products) {
+                products = [Products::Wide, Products::Pairs, Products::Madd]
+                    .into_iter()
+                    .find(|&p| self.packed(p))
+                    .expect("U is packed for at least one product kernel");
             }
             let (tp, ms) = (t % tile_panels, t / tile_panels);
             // SAFETY: each worker index is used by one thread at a time; slices disjoint.
@@ -380,6 +420,7 @@ impl WinogradI8 {
                     match products {
                         Products::Wide => self.gemm_wide(mp, c0, c1, v, mbuf),
                         Products::Pairs => self.gemm_pairs(mp, k, c0, c1, vp, col_sums, mbuf),
+                        Products::Madd => self.gemm_madd(mp, c0, c1, v, mbuf),
                     }
                     let (first, last) = (c0 == 0, c1 >= self.cpad);
                     // SAFETY: this task writes output channels of panel mp at its own tiles.
@@ -402,6 +443,42 @@ impl WinogradI8 {
         };
         pool.run(tile_panels * m_split, &task)
             .map_err(|e| invalid(e.to_string()))
+    }
+
+    fn packed(&self, p: Products) -> bool {
+        match p {
+            Products::Wide => self.wide.is_some(),
+            Products::Pairs => self.pairs.is_some(),
+            Products::Madd => self.madd.is_some(),
+        }
+    }
+
+    /// As [`Self::gemm_wide`] with `vpmaddwd` on channel pairs (x86_64).
+    fn gemm_madd(&self, mp: usize, c0: usize, c1: usize, v: &[u8], mbuf: &mut [i32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let per_xi = self.outch.div_ceil(PANEL) * self.cpad * PANEL * 2;
+            let u = self.madd.as_ref().expect("packed for vpmaddwd").as_slice();
+            let a = u[(mp * self.cpad + c0) * PANEL * 2..].as_ptr();
+            let b = v[c0 * PANEL * 2..].as_ptr();
+            assert!(mbuf.len() >= XI * PANEL * PANEL && v.len() >= XI * self.cpad * PANEL * 2);
+            // SAFETY: U was packed (so AVX2 is available, `Products::for_core`); from channel
+            // c0 each ξ's panel holds (c1 - c0) · 16 bytes of U and of V; mbuf 36 x 64 int32.
+            unsafe {
+                x86_64::products(
+                    (c1 - c0) / 2,
+                    (a, per_xi),
+                    (b, self.cpad * PANEL * 2),
+                    mbuf.as_mut_ptr(),
+                    XI,
+                )
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (mp, c0, c1, v, mbuf);
+            unreachable!("vpmaddwd products run on x86_64 only");
+        }
     }
 
     /// The 36 transform-domain products of output-channel panel `mp` and the tile panel in
@@ -578,6 +655,11 @@ fn transform_input(
         // SAFETY: sizes as documented; NEON is baseline on aarch64.
         unsafe { aarch64::input_transform(x, g, inch, cpad, t0, ntiles, v) }
     }
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::available() {
+        // SAFETY: AVX2 is available.
+        return unsafe { x86_64::input_transform(x, g, inch, cpad, t0, ntiles, v) };
+    }
     #[cfg(not(target_arch = "aarch64"))]
     input_transform(x, g, inch, cpad, t0, ntiles, v)
 }
@@ -603,6 +685,12 @@ unsafe fn transform_output(
     aarch64::output(
         mbuf, sums, first, last, g, m0, outch, t0, ntiles, requant, kind, out,
     );
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::available() {
+        return x86_64::output(
+            mbuf, sums, first, last, g, m0, outch, t0, ntiles, requant, kind, out,
+        );
+    }
     #[cfg(not(target_arch = "aarch64"))]
     {
         output_transform(mbuf, sums, first);
@@ -615,6 +703,7 @@ unsafe fn transform_output(
 /// `V = Bᵀ d B` of every input channel for tiles `t0..t0 + ntiles` (lanes; missing lanes
 /// zero) into `v` (`[ξ][cpad][8]` int16).
 #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+#[inline(always)]
 fn input_transform(
     x: &[i8],
     g: &Geometry,
@@ -690,6 +779,7 @@ fn input_transform(
 /// Output transform of the 36 int32 tiles in `mbuf` into `sums` (`[8 channels][8 tiles][16]`):
 /// `S = div576(A″ᵀ M A″)`, added to `sums` unless `first`.
 #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+#[inline(always)]
 fn output_transform(mbuf: &[i32], sums: &mut [i32], first: bool) {
     for m in 0..PANEL {
         // M[ξ] for this channel, lanes = tiles.
@@ -739,6 +829,7 @@ fn output_transform(mbuf: &[i32], sums: &mut [i32], first: bool) {
 /// task writes these channels at these tiles.
 #[allow(clippy::too_many_arguments)]
 #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+#[inline(always)]
 unsafe fn store(
     sums: &[i32],
     g: &Geometry,
@@ -762,6 +853,7 @@ unsafe fn store(
 /// # Safety
 /// As [`store`].
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 unsafe fn store_tiles(
     c: usize,
     sum: impl Fn(usize, usize, usize) -> i32,
@@ -793,3 +885,5 @@ unsafe fn store_tiles(
 mod aarch64;
 #[cfg(test)]
 mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;

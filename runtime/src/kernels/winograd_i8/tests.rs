@@ -95,7 +95,26 @@ fn check(
     let (pr, pb) = (pads.0, pads.1);
     let out = (w + pads.0 + pr - 2, h + pads.1 + pb - 2);
     let want = direct(x, w, h, inch, wt, outch, pads, out);
-    let wg = WinogradI8::new(p, wt, outch, inch, &KernelSet::best(p));
+    // This CPU's kernels (on x86_64 the `vpmaddwd` products), then the generic ones.
+    for kernels in [KernelSet::best(p), KernelSet::generic(p)] {
+        let wg = WinogradI8::new(p, wt, outch, inch, &kernels);
+        check_with(p, &wg, x, (w, h), pads, out, &want, outch, rng, what);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_with(
+    p: Precision,
+    wg: &WinogradI8,
+    x: &[i8],
+    (w, h): (usize, usize),
+    pads: (usize, usize),
+    out: (usize, usize),
+    want: &[i32],
+    outch: usize,
+    rng: &mut Rng,
+    what: &str,
+) {
     let scale_in: Vec<f32> = (0..outch).map(|_| rng.uniform(1e-5, 1e-2)).collect();
     let bias: Vec<f32> = (0..outch).map(|_| rng.uniform(-1.0, 1.0)).collect();
     let acts = [
@@ -144,7 +163,7 @@ fn check(
             &mut scratch,
         )
         .unwrap();
-        for (i, (g, &s)) in got.iter().zip(&want).enumerate() {
+        for (i, (g, &s)) in got.iter().zip(want).enumerate() {
             let e = requant.dequant(i / n, s);
             assert_eq!(
                 g.to_bits(),
@@ -165,7 +184,7 @@ fn check(
             &mut scratch,
         )
         .unwrap();
-        for (i, (&g, &s)) in got.iter().zip(&want).enumerate() {
+        for (i, (&g, &s)) in got.iter().zip(want).enumerate() {
             assert_eq!(g, requant.requant(i / n, s), "{what} {p:?} i8 at {i}");
         }
     }

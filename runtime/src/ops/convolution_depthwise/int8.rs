@@ -90,6 +90,7 @@ impl DwInt8 {
                         outch_g,
                         op.inch_per_group,
                         op.activation,
+                        None,
                     );
                     c.input_i8 = true;
                     c

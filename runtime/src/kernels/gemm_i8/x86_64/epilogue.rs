@@ -12,18 +12,9 @@
 
 use super::super::{store_acc, Acc, OutKind, Tile, MR_MAX, NR_MAX};
 use crate::kernels::quantize::x86_64::{
-    self as avx2, activate512 as activate, round_clamp512 as round_clamp,
+    self as avx2, activate512 as activate, round_clamp512 as round_clamp, vectorised,
 };
-use crate::ops::activation::Activation;
 use std::arch::x86_64::*;
-
-/// Whether [`store_rows`] vectorises `act` (else it spills to the scalar epilogue).
-fn vectorised(act: Activation) -> bool {
-    matches!(
-        act,
-        Activation::None | Activation::ReLU | Activation::LeakyReLU(_) | Activation::Clip { .. }
-    )
-}
 
 /// Stores the first `t.rows` rows of `rows` (16 int32 columns each, of which `t.cols` are
 /// kept) through the epilogue of `t`.
