@@ -385,6 +385,15 @@ fn choice_follows_the_cost_model() {
         Choice::Winograd(_)
     ));
     assert_eq!(choose(3, 4, Some((20, 20)), p), Choice::Gemm);
+    // F(6,3) only up to 128 input channels, with a size too.
+    if env_override().is_none() {
+        for inch in [129, 256, 512] {
+            for size in [7, 14, 28, 56, 112] {
+                let c = choose(inch, 256, Some((size, size)), p);
+                assert_ne!(c, Choice::Winograd(Variant::F63), "{inch} ch {size}x{size}");
+            }
+        }
+    }
     // Without a size: by channels, as ncnn.
     if env_override().is_none() {
         assert_eq!(choose(64, 128, None, p), Choice::Winograd(Variant::F63));
