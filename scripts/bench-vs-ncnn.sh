@@ -42,7 +42,7 @@ if [ "${NO_VNNI:-}" = 1 ]; then
     # shellcheck disable=SC1091
     . "$venv/bin/activate"
     export EQ_X86_KERNEL=avx2 EQ_X86_F32_KERNEL=avx2
-    label="built from the PyPI sdist without its AVX-512 and VNNI kernels by scripts/build-ncnn-avx2.sh"
+    label="the PyPI sdist of $NCNN_VERSION built without its AVX-512 and VNNI kernels by scripts/build-ncnn-avx2.sh, which stamps the build date as the version"
     prefix="NO_VNNI=1 "
 fi
 python3 scripts/bench_vs_ncnn.py --ncnn-build "$label" \
