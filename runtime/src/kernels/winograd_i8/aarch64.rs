@@ -5,9 +5,8 @@
 // Transform matrices index rows, columns and lanes of several arrays at once.
 #![allow(clippy::needless_range_loop)]
 
-use super::{Geometry, PANEL};
+use super::{Dest, Geometry, PANEL};
 use crate::kernels::gemm_i8::OutKind;
-use crate::kernels::requant::Requant;
 use crate::ops::activation::Activation;
 use crate::quant::quantize_scaled;
 use std::arch::aarch64::*;
@@ -249,21 +248,17 @@ unsafe fn sums_of<const TIMES64: bool>(mbuf: &[i32], m: usize) -> [[int32x4_t; 2
 ///
 /// # Safety
 /// As `super::store`; `sums` holds `8 · 16 · 8` int32.
-#[allow(clippy::too_many_arguments)]
 pub unsafe fn output(
     mbuf: &[i32],
     sums: &mut [i32],
-    first: bool,
-    last: bool,
-    g: &Geometry,
+    (first, last): (bool, bool),
     m0: usize,
-    outch: usize,
-    t0: usize,
-    ntiles: usize,
-    requant: &Requant,
-    kind: OutKind,
-    out: *mut u8,
+    (t0, ntiles): (usize, usize),
+    d: &Dest,
 ) {
+    let Dest {
+        g, outch, requant, ..
+    } = *d;
     let act = match requant.act {
         Activation::None
         | Activation::ReLU
@@ -308,9 +303,7 @@ pub unsafe fn output(
             Some(act) => {
                 let unit = if times64 { 1.0 / 64.0 } else { 1.0 };
                 let scale = requant.scale_in.get_unchecked(c) * unit;
-                store_channel(
-                    &s, c, scale, act, g, t0, &place, straight, requant, kind, out,
-                )
+                store_channel(&s, c, scale, act, t0, &place, straight, d)
             }
             None => {
                 // Activations the vector code does not do: scalar epilogue per value.
@@ -320,7 +313,7 @@ pub unsafe fn output(
                     vst1q_s32(vals.as_mut_ptr().add(p * PANEL + 4), sp[1]);
                 }
                 let sum = |l: usize, i: usize, j: usize| vals[(i * 4 + j) * PANEL + l];
-                super::store_tiles(c, sum, g, t0, ntiles, requant, kind, out);
+                super::store_tiles(c, sum, (t0, ntiles), d);
             }
         }
     }
@@ -335,14 +328,18 @@ unsafe fn store_channel(
     c: usize,
     scale: f32,
     act: Activation,
-    g: &Geometry,
     t0: usize,
     place: &Placement,
     straight: bool,
-    requant: &Requant,
-    kind: OutKind,
-    out: *mut u8,
+    d: &Dest,
 ) {
+    let Dest {
+        g,
+        requant,
+        kind,
+        out,
+        ..
+    } = *d;
     let bias = vdupq_n_f32(requant.bias.map_or(0.0, |b| *b.get_unchecked(c)));
     let zero = vdupq_n_f32(0.0);
     // An int8 output takes ReLU and a Clip that holds 0 on its int8 values (exact: quantizing

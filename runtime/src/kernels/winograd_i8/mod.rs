@@ -163,6 +163,30 @@ struct Geometry {
     tiles: usize,
 }
 
+/// U (`[ξ][m][c]`, `cpad` channels per row) in panels of 8 output channels per ξ,
+/// `[ξ][panel][cpad · 8]` int16, row `r` / channel `c` of a panel at `pos(r, c)`; then
+/// [`OVERREAD`] bytes.
+fn pack_panels(
+    u: &[i16],
+    outch: usize,
+    cpad: usize,
+    pos: impl Fn(usize, usize) -> usize,
+) -> AlignedBytes {
+    let per_panel = cpad * PANEL;
+    let per_xi = outch.div_ceil(PANEL) * per_panel;
+    let mut buf = AlignedBytes::zeroed(XI * per_xi * 2 + OVERREAD);
+    let dst: &mut [i16] = bytemuck::cast_slice_mut(&mut buf.as_mut_slice()[..XI * per_xi * 2]);
+    for xi in 0..XI {
+        for m in 0..outch {
+            let panel = &mut dst[xi * per_xi + m / PANEL * per_panel..][..per_panel];
+            for c in 0..cpad {
+                panel[pos(m % PANEL, c)] = u[(xi * outch + m) * cpad + c];
+            }
+        }
+    }
+    buf
+}
+
 /// Position of channel offset `o` (< 16) in a pair-sum step: even channels first.
 fn pair_pos(o: usize) -> usize {
     if o.is_multiple_of(2) {
@@ -208,22 +232,8 @@ impl WinogradI8 {
                 .iter()
                 .any(|&c| kernels.uses(c) && Products::for_core(c, kernels) == p)
         };
-        let wide = uses(Products::Wide).then(|| {
-            let panels = outch.div_ceil(PANEL);
-            let per_xi = panels * cpad * PANEL;
-            let mut buf = AlignedBytes::zeroed(XI * per_xi * 2 + OVERREAD);
-            let dst: &mut [i16] =
-                bytemuck::cast_slice_mut(&mut buf.as_mut_slice()[..XI * per_xi * 2]);
-            for xi in 0..XI {
-                for m in 0..outch {
-                    for c in 0..cpad {
-                        dst[xi * per_xi + ((m / PANEL) * cpad + c) * PANEL + m % PANEL] =
-                            u[(xi * outch + m) * cpad + c];
-                    }
-                }
-            }
-            buf
-        });
+        // `Wide16`: channel c of row r of a panel at c · 8 + r.
+        let wide = uses(Products::Wide).then(|| pack_panels(&u, outch, cpad, |r, c| c * PANEL + r));
         let pairs = uses(Products::Pairs).then(|| {
             let quads = outch.div_ceil(4);
             let per_xi = quads * 4 * cpad;
@@ -252,22 +262,9 @@ impl WinogradI8 {
             }
             (buf, row_sums)
         });
-        let madd = uses(Products::Madd).then(|| {
-            let panels = outch.div_ceil(PANEL);
-            let per_xi = panels * cpad * PANEL;
-            let mut buf = AlignedBytes::zeroed(XI * per_xi * 2 + OVERREAD);
-            let dst: &mut [i16] =
-                bytemuck::cast_slice_mut(&mut buf.as_mut_slice()[..XI * per_xi * 2]);
-            for xi in 0..XI {
-                for m in 0..outch {
-                    for c in 0..cpad {
-                        let at = ((m / PANEL) * cpad + c / 2 * 2) * PANEL + m % PANEL * 2 + c % 2;
-                        dst[xi * per_xi + at] = u[(xi * outch + m) * cpad + c];
-                    }
-                }
-            }
-            buf
-        });
+        // `vpmaddwd`: rows of channel pairs, (c, c + 1) side by side.
+        let madd = uses(Products::Madd)
+            .then(|| pack_panels(&u, outch, cpad, |r, c| (c / 2 * PANEL + r) * 2 + c % 2));
         WinogradI8 {
             inch,
             outch,
@@ -397,7 +394,13 @@ impl WinogradI8 {
             let mbuf: &mut [i32] = bytemuck::cast_slice_mut(mbuf);
             let t0 = tp * PANEL;
             let ntiles = PANEL.min(g.tiles - t0);
-            let out = out_ptr as *mut u8;
+            let dest = Dest {
+                g: &g,
+                outch: self.outch,
+                requant,
+                kind,
+                out: out_ptr as *mut u8,
+            };
             transform_input(x, &g, self.inch, self.cpad, t0, ntiles, v);
             let (vp, col_sums) = rest.split_at_mut(if products == Products::Pairs {
                 self.v_bytes()
@@ -429,13 +432,9 @@ impl WinogradI8 {
                             mbuf,
                             sums,
                             (first, last),
-                            &g,
                             mp * PANEL,
-                            self.outch,
                             (t0, ntiles),
-                            requant,
-                            kind,
-                            out,
+                            &dest,
                         );
                     }
                 }
@@ -664,38 +663,41 @@ fn transform_input(
     input_transform(x, g, inch, cpad, t0, ntiles, v)
 }
 
-/// The output transform and (after the last chunk) the epilogue of this target.
+/// Where one call's output tiles go: the geometry, the epilogue and the output itself
+/// (`outch` planes of `g.out_w x g.out_h` values of `kind`).
+#[derive(Clone, Copy)]
+struct Dest<'a> {
+    g: &'a Geometry,
+    outch: usize,
+    requant: &'a Requant<'a>,
+    kind: OutKind,
+    out: *mut u8,
+}
+
+/// The output transform and (after the last chunk) the epilogue of this target, for output
+/// channels `m0..m0 + 8` at tiles `t0..t0 + ntiles`.
 ///
 /// # Safety
 /// As [`store`].
-#[allow(clippy::too_many_arguments)]
 unsafe fn transform_output(
     mbuf: &[i32],
     sums: &mut [i32],
     (first, last): (bool, bool),
-    g: &Geometry,
     m0: usize,
-    outch: usize,
-    (t0, ntiles): (usize, usize),
-    requant: &Requant,
-    kind: OutKind,
-    out: *mut u8,
+    tiles: (usize, usize),
+    d: &Dest,
 ) {
     #[cfg(target_arch = "aarch64")]
-    aarch64::output(
-        mbuf, sums, first, last, g, m0, outch, t0, ntiles, requant, kind, out,
-    );
+    aarch64::output(mbuf, sums, (first, last), m0, tiles, d);
     #[cfg(target_arch = "x86_64")]
     if x86_64::available() {
-        return x86_64::output(
-            mbuf, sums, first, last, g, m0, outch, t0, ntiles, requant, kind, out,
-        );
+        return x86_64::output(mbuf, sums, (first, last), m0, tiles, d);
     }
     #[cfg(not(target_arch = "aarch64"))]
     {
         output_transform(mbuf, sums, first);
         if last {
-            store(sums, g, m0, outch, t0, ntiles, requant, kind, out);
+            store(sums, m0, tiles, d);
         }
     }
 }
@@ -821,29 +823,17 @@ fn output_transform(mbuf: &[i32], sums: &mut [i32], first: bool) {
     }
 }
 
-/// Requantizes the sums of channels `m0..m0+8` (those below `outch`) at tiles `t0..` into the
-/// output.
+/// Requantizes the sums of channels `m0..m0+8` (those below `outch`) at tiles `t0..t0 +
+/// ntiles` into the output.
 ///
 /// # Safety
-/// `out` is the whole output (`outch` planes of `g.out_w x g.out_h`, of `kind`); no other
-/// task writes these channels at these tiles.
-#[allow(clippy::too_many_arguments)]
+/// `d.out` is the whole output; no other task writes these channels at these tiles.
 #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
 #[inline(always)]
-unsafe fn store(
-    sums: &[i32],
-    g: &Geometry,
-    m0: usize,
-    outch: usize,
-    t0: usize,
-    ntiles: usize,
-    requant: &Requant,
-    kind: OutKind,
-    out: *mut u8,
-) {
-    for m in 0..PANEL.min(outch - m0) {
+unsafe fn store(sums: &[i32], m0: usize, tiles: (usize, usize), d: &Dest) {
+    for m in 0..PANEL.min(d.outch - m0) {
         let sum = |l: usize, i: usize, j: usize| sums[(m * PANEL + l) * 16 + i * 4 + j];
-        store_tiles(m0 + m, sum, g, t0, ntiles, requant, kind, out);
+        store_tiles(m0 + m, sum, tiles, d);
     }
 }
 
@@ -852,18 +842,20 @@ unsafe fn store(
 ///
 /// # Safety
 /// As [`store`].
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn store_tiles(
     c: usize,
     sum: impl Fn(usize, usize, usize) -> i32,
-    g: &Geometry,
-    t0: usize,
-    ntiles: usize,
-    requant: &Requant,
-    kind: OutKind,
-    out: *mut u8,
+    (t0, ntiles): (usize, usize),
+    d: &Dest,
 ) {
+    let Dest {
+        g,
+        requant,
+        kind,
+        out,
+        ..
+    } = *d;
     let plane = g.out_w * g.out_h;
     for l in 0..ntiles {
         let t = t0 + l;

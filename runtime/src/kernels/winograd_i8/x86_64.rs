@@ -9,7 +9,7 @@
 //! (a row's channel pair is one int32 to broadcast); V as the input transform writes it,
 //! `[ξ][cpad][8 tiles]`, whose two channels' rows are interleaved in registers per pair.
 
-use super::{Geometry, OutKind, Requant, PANEL};
+use super::{Dest, Geometry, OutKind, PANEL};
 use crate::kernels::quantize::x86_64::{activate, round_clamp, vectorised};
 use std::arch::x86_64::*;
 
@@ -81,25 +81,18 @@ pub unsafe fn input_transform(
 ///
 /// # Safety
 /// AVX2 and FMA are available; as `super::store`.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn output(
     mbuf: &[i32],
     sums: &mut [i32],
-    first: bool,
-    last: bool,
-    g: &Geometry,
+    (first, last): (bool, bool),
     m0: usize,
-    outch: usize,
-    t0: usize,
-    ntiles: usize,
-    requant: &Requant,
-    kind: OutKind,
-    out: *mut u8,
+    tiles: (usize, usize),
+    d: &Dest,
 ) {
     super::output_transform(mbuf, sums, first);
     if last {
-        store(sums, g, m0, outch, t0, ntiles, requant, kind, out);
+        store(sums, m0, tiles, d);
     }
 }
 
@@ -109,21 +102,17 @@ pub unsafe fn output(
 ///
 /// # Safety
 /// AVX2 and FMA (the caller's target features); as `super::store`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn store(
-    sums: &[i32],
-    g: &Geometry,
-    m0: usize,
-    outch: usize,
-    t0: usize,
-    ntiles: usize,
-    r: &Requant,
-    kind: OutKind,
-    out: *mut u8,
-) {
+unsafe fn store(sums: &[i32], m0: usize, (t0, ntiles): (usize, usize), d: &Dest) {
+    let Dest {
+        g,
+        outch,
+        requant: r,
+        kind,
+        out,
+    } = *d;
     if !vectorised(r.act) || !matches!(kind, OutKind::F32 | OutKind::I8) {
-        return super::store(sums, g, m0, outch, t0, ntiles, r, kind, out);
+        return super::store(sums, m0, (t0, ntiles), d);
     }
     let plane = g.out_w * g.out_h;
     let whole = |t: usize| {
@@ -167,7 +156,7 @@ unsafe fn store(
                 l += 2;
             } else {
                 let s = tile_sums(l);
-                super::store_tiles(c, |_, i, j| s[i * 4 + j], g, t, 1, r, kind, out);
+                super::store_tiles(c, |_, i, j| s[i * 4 + j], (t, 1), d);
                 l += 1;
             }
         }
