@@ -356,7 +356,7 @@ fn run_in(req: &Request, dir: &Path) -> Result<Summary> {
         let t = Instant::now();
         // A detector's score (pseudo-label mAP) needs more boxes than 32 images hold, and a
         // classifier's top-1 agreement more images to resolve a fraction of a percent.
-        let ranked = crate::mixed::uses_prefix_search(&model, req.score);
+        let ranked = crate::mixed::ScoreKind::of(&model, req.score).ranked();
         let mixed_paths = if ranked && !held_out_empty {
             dataset::sample(held_out.clone(), MIXED_RANKED_IMAGES, req.seed ^ 0xD7)
         } else {

@@ -217,10 +217,34 @@ pub fn is_classifier(model: &Model) -> bool {
         })
 }
 
-/// Whether `choose` scores the model with the ranked prefix search (a detector or a
-/// classifier under `Score::Auto`), which wants more held-out images than the cosine rounds.
-pub fn uses_prefix_search(model: &Model, score: Score) -> bool {
-    score == Score::Auto && (detection_blob(model).is_some() || is_classifier(model))
+/// What [`choose`] scores a model by: under `Score::Auto` a detector by its pseudo-label
+/// mAP and a classifier ([`is_classifier`]) by the expected top-1 kept, both with the
+/// ranked prefix search, which wants more held-out images than the cosine rounds; else the
+/// output cosine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScoreKind {
+    Cosine,
+    Classifier,
+    /// The detection layer's output blob.
+    Detector(String),
+}
+
+impl ScoreKind {
+    pub fn of(model: &Model, score: Score) -> ScoreKind {
+        if score != Score::Auto {
+            return ScoreKind::Cosine;
+        }
+        match detection_blob(model) {
+            Some(blob) => ScoreKind::Detector(blob),
+            None if is_classifier(model) => ScoreKind::Classifier,
+            None => ScoreKind::Cosine,
+        }
+    }
+
+    /// Whether the search ranks groups and accepts the shortest prefix meeting the budget.
+    pub fn ranked(&self) -> bool {
+        *self != ScoreKind::Cosine
+    }
 }
 
 /// Softmax of logits.
@@ -515,32 +539,33 @@ pub fn choose(req: &Request) -> Result<Outcome> {
     };
     let mut fp32 = search.net(&model_param(model)?, &model.bin, PrecisionChoice::Fp32)?;
     search.reference = search.outputs(&mut fp32)?;
-    let auto = req.score == Score::Auto;
-    if auto && is_classifier(model) {
-        let probs = search
-            .reference
-            .iter()
-            .map(|blobs| blobs.iter().map(|v| softmax(v)).collect())
-            .collect();
-        search.scoring = Scoring::Classifier { probs };
-    }
-    if let Some(blob) = detection_blob(model).filter(|_| auto) {
-        let truths = search
-            .detections(&mut fp32, &blob, req.inputs.len())?
-            .into_iter()
-            .map(|ds| {
-                ds.into_iter()
-                    .filter(|d| d.score >= PSEUDO_SCORE)
-                    .map(|d| Truth {
-                        label: d.label,
-                        bbox: d.bbox,
-                        difficult: false,
-                    })
-                    .collect()
-            })
-            .collect();
-        search.scoring = Scoring::Detector { blob, truths };
-    }
+    search.scoring = match ScoreKind::of(model, req.score) {
+        ScoreKind::Cosine => Scoring::Cosine,
+        ScoreKind::Classifier => Scoring::Classifier {
+            probs: search
+                .reference
+                .iter()
+                .map(|blobs| blobs.iter().map(|v| softmax(v)).collect())
+                .collect(),
+        },
+        ScoreKind::Detector(blob) => {
+            let truths = search
+                .detections(&mut fp32, &blob, req.inputs.len())?
+                .into_iter()
+                .map(|ds| {
+                    ds.into_iter()
+                        .filter(|d| d.score >= PSEUDO_SCORE)
+                        .map(|d| Truth {
+                            label: d.label,
+                            bbox: d.bbox,
+                            difficult: false,
+                        })
+                        .collect()
+                })
+                .collect();
+            Scoring::Detector { blob, truths }
+        }
+    };
     let costs = match req.cost {
         Some(f) => model
             .layers
