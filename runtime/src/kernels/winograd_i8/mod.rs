@@ -452,26 +452,32 @@ impl WinogradI8 {
         }
     }
 
+    /// U and V of output-channel panel `mp` from input channel `c0` (even) in a packing of
+    /// `pack_panels` (`cpad · 8` int16 per panel), each as (start, bytes from one ξ to the
+    /// next).
+    fn panel_operands(
+        &self,
+        u: &[u8],
+        mp: usize,
+        c0: usize,
+        v: &[u8],
+    ) -> ((*const u8, usize), (*const u8, usize)) {
+        let per_panel = self.cpad * PANEL * 2;
+        let a = u[mp * per_panel + c0 * PANEL * 2..].as_ptr();
+        let b = v[c0 * PANEL * 2..].as_ptr();
+        ((a, self.outch.div_ceil(PANEL) * per_panel), (b, per_panel))
+    }
+
     /// As [`Self::gemm_wide`] with `vpmaddwd` on channel pairs (x86_64).
     fn gemm_madd(&self, mp: usize, c0: usize, c1: usize, v: &[u8], mbuf: &mut [i32]) {
         #[cfg(target_arch = "x86_64")]
         {
-            let per_xi = self.outch.div_ceil(PANEL) * self.cpad * PANEL * 2;
             let u = self.madd.as_ref().expect("packed for vpmaddwd").as_slice();
-            let a = u[(mp * self.cpad + c0) * PANEL * 2..].as_ptr();
-            let b = v[c0 * PANEL * 2..].as_ptr();
+            let (a, b) = self.panel_operands(u, mp, c0, v);
             assert!(mbuf.len() >= XI * PANEL * PANEL && v.len() >= XI * self.cpad * PANEL * 2);
             // SAFETY: U was packed (so AVX2 is available, `Products::for_core`); from channel
             // c0 each ξ's panel holds (c1 - c0) · 16 bytes of U and of V; mbuf 36 x 64 int32.
-            unsafe {
-                x86_64::products(
-                    (c1 - c0) / 2,
-                    (a, per_xi),
-                    (b, self.cpad * PANEL * 2),
-                    mbuf.as_mut_ptr(),
-                    XI,
-                )
-            };
+            unsafe { x86_64::products((c1 - c0) / 2, a, b, mbuf.as_mut_ptr(), XI) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -484,12 +490,9 @@ impl WinogradI8 {
     /// `v`, over input channels `c0..c1`, into `mbuf` (`[ξ][8 channels][8 tiles]`, int32), with
     /// the `Wide16` K loop (on aarch64 the Cortex-A53's, all ξ in one call).
     fn gemm_wide(&self, mp: usize, c0: usize, c1: usize, v: &[u8], mbuf: &mut [i32]) {
-        let per_xi = self.outch.div_ceil(PANEL) * self.cpad * PANEL * 2;
         let u = self.wide.as_ref().expect("packed for Wide16").as_slice();
         let kp = (c1 - c0) / 2;
-        let a = u[(mp * self.cpad + c0) * PANEL * 2..].as_ptr();
-        let b = v[c0 * PANEL * 2..].as_ptr();
-        let b_stride = self.cpad * PANEL * 2;
+        let ((a, per_xi), (b, b_stride)) = self.panel_operands(u, mp, c0, v);
         assert!(mbuf.len() >= XI * PANEL * PANEL);
         #[cfg(target_arch = "aarch64")]
         // SAFETY: the panels hold kp pairs of k plus OVERREAD bytes; mbuf 64 int32 per ξ.
